@@ -1,0 +1,1 @@
+"""batchyard: a Trio worker engine."""

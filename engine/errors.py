@@ -1,0 +1,91 @@
+"""The one error root of the engine, with subclasses grouped by concern.
+
+Where an error means what a builtin means, it subclasses that builtin too, so
+``except LookupError`` keeps working for callers who know nothing of
+batchyard.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BatchExists",
+    "BatchNotFound",
+    "BatchNotRunning",
+    "BatchRunning",
+    "ChildCrashed",
+    "ChildError",
+    "ConfigError",
+    "Conflict",
+    "EngineError",
+    "InvalidTransition",
+    "JobError",
+    "NotFound",
+    "ShuttingDown",
+    "StoreError",
+    "StoreUnavailable",
+    "UnknownJobType",
+]
+
+
+class EngineError(Exception):
+    """Root of every error the engine raises on purpose."""
+
+
+class ConfigError(EngineError, ValueError):
+    """A setting has an invalid value; the message names the setting and the value."""
+
+
+class NotFound(EngineError, LookupError):
+    """Something named by the caller does not exist."""
+
+
+class BatchNotFound(NotFound):
+    """No batch has this id."""
+
+
+class Conflict(EngineError):
+    """The request clashes with the current state of a batch."""
+
+
+class BatchExists(Conflict):
+    """A batch with this id already exists."""
+
+
+class BatchRunning(Conflict):
+    """The batch is running, and the request needs it idle."""
+
+
+class BatchNotRunning(Conflict):
+    """The batch is idle, and the request needs it running."""
+
+
+class ShuttingDown(EngineError):
+    """The engine is draining and accepts no new work."""
+
+
+class JobError(EngineError):
+    """A problem with a job type or a job's definition."""
+
+
+class UnknownJobType(JobError, ValueError):
+    """No handler is registered under this job type."""
+
+
+class InvalidTransition(EngineError):
+    """A job was asked to move between states the lifecycle does not connect."""
+
+
+class StoreError(EngineError):
+    """The store failed to do what was asked."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached (a dropped connection, a full disk)."""
+
+
+class ChildError(EngineError):
+    """A batch's child process misbehaved."""
+
+
+class ChildCrashed(ChildError):
+    """The child exited non-zero, broke its pipe, or spoke malformed IPC."""

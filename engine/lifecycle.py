@@ -1,0 +1,67 @@
+"""The job lifecycle as one table.
+
+``TRANSITIONS[state][event]`` is the state a job moves to when ``event``
+happens to it in ``state``; a pair missing from the table is illegal and
+raises ``InvalidTransition``. Stores derive their guards from this table
+(``sources(event)``), so the SQL and the Python agree by construction.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from engine.errors import InvalidTransition
+
+__all__ = ["TRANSITIONS", "JobEvent", "JobState", "next_state", "sources"]
+
+
+class JobState(enum.Enum):
+    """The four states of the contract."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class JobEvent(enum.Enum):
+    """What can happen to a job."""
+
+    CLAIM = "claim"  # handed to a child under a lease
+    COMPLETE = "complete"  # the handler returned
+    FAIL = "fail"  # the handler raised (or its child crashed) with no attempts left
+    RETRY_LATER = "retry-later"  # the handler raised; it runs again after a backoff
+    RELEASE = "release"  # cut short (shutdown, cancel, crash) with attempts left
+    EXPIRE = "expire"  # its lease ran out: the engine that held it died
+    REQUEUE = "requeue"  # an operator asked to retry a failed job
+
+
+TRANSITIONS: dict[JobState, dict[JobEvent, JobState]] = {
+    JobState.PENDING: {JobEvent.CLAIM: JobState.ACTIVE},
+    JobState.ACTIVE: {
+        JobEvent.COMPLETE: JobState.COMPLETED,
+        JobEvent.FAIL: JobState.FAILED,
+        JobEvent.RETRY_LATER: JobState.PENDING,
+        JobEvent.RELEASE: JobState.PENDING,
+        JobEvent.EXPIRE: JobState.PENDING,
+    },
+    JobState.COMPLETED: {},
+    JobState.FAILED: {JobEvent.REQUEUE: JobState.PENDING},
+}
+
+
+def next_state(state: JobState, event: JobEvent) -> JobState:
+    """The state after ``event``.
+
+    Raises:
+        InvalidTransition: the table has no such move.
+    """
+    try:
+        return TRANSITIONS[state][event]
+    except KeyError:
+        raise InvalidTransition(f"a {state.value} job cannot {event.value}") from None
+
+
+def sources(event: JobEvent) -> frozenset[JobState]:
+    """Every state from which ``event`` is legal."""
+    return frozenset(state for state, moves in TRANSITIONS.items() if event in moves)

@@ -1,0 +1,291 @@
+"""The store interface: where batches and jobs live.
+
+Design notes
+------------
+Only the engine talks to the store; children never do. Every backend
+(``sqlite`` embedded, ``redis`` distributed) implements ``Store`` exactly, so
+the engine cannot tell them apart.
+
+Jobs are handed out under a *lease*: ``claim_jobs`` marks them active, counts
+an attempt, and records the owner (one engine) and an expiry. The owner renews
+its leases while it runs (``renew_leases``); when an engine dies, another (or
+the same one restarted) finds the expired leases with
+``recover_expired_leases`` and puts those jobs back to pending *without*
+using up an attempt.
+
+What happens to a claimed job is written with ``apply`` as a list of
+outcomes in one transaction: completions, failures, retries with a backoff,
+and releases (shutdown, cancel, crash). Grouping many outcomes into one
+write is what lets the SQLite backend keep up with thousands of jobs a
+second.
+
+Time in the store is wall-clock seconds (``time.time()``), since leases and
+delays are shared across processes and hosts; backends take a ``clock``
+callable so tests can drive it.
+
+Ordering: ``claim_jobs`` hands out the highest ``priority`` first, then the
+oldest; a job with ``delay_seconds`` is not handed out before it is due.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import attrs
+
+from engine.lifecycle import JobState
+
+__all__ = [
+    "AddResult",
+    "BatchRecord",
+    "Complete",
+    "Counts",
+    "Fail",
+    "JobPage",
+    "JobRecord",
+    "NewJob",
+    "Outcome",
+    "Release",
+    "Store",
+]
+
+
+@attrs.frozen(kw_only=True)
+class NewJob:
+    """A job to add. ``max_attempts`` is fixed when it is added."""
+
+    type: str
+    payload: Any = None
+    key: str | None = None
+    priority: int = 0
+    delay_seconds: float = 0.0
+    max_attempts: int = 1
+
+
+@attrs.frozen(kw_only=True)
+class AddResult:
+    """What ``add_jobs`` did: jobs added, and jobs refused for a known key."""
+
+    enqueued: int
+    duplicates: int
+    job_ids: tuple[str, ...]
+
+
+@attrs.frozen(kw_only=True)
+class Counts:
+    """Jobs of one batch per state."""
+
+    pending: int = 0
+    active: int = 0
+    completed: int = 0
+    failed: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.pending + self.active + self.completed + self.failed
+
+
+@attrs.frozen(kw_only=True)
+class BatchRecord:
+    """A batch as stored: ``type`` is the default job type of its jobs."""
+
+    batch_id: str
+    type: str
+    created_at: float
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+    counts: Counts = attrs.field(factory=Counts)
+
+
+@attrs.frozen(kw_only=True)
+class JobRecord:
+    """A job as stored."""
+
+    job_id: str
+    batch_id: str
+    type: str
+    state: JobState
+    payload: Any
+    attempts: int
+    max_attempts: int
+    key: str | None
+    priority: int
+    result: Any
+    error: str | None
+    traceback: str | None
+    created_at: float
+    available_at: float
+
+
+@attrs.frozen(kw_only=True)
+class JobPage:
+    """One page of ``list_jobs``; ``next_cursor`` is None on the last page."""
+
+    jobs: tuple[JobRecord, ...]
+    next_cursor: str | None
+
+
+@attrs.frozen(kw_only=True)
+class Complete:
+    """The handler returned ``result``: active → completed."""
+
+    job_id: str
+    result: Any = None
+
+
+@attrs.frozen(kw_only=True)
+class Fail:
+    """The handler raised: active → pending again at ``retry_at`` (wall clock),
+    or → failed when ``retry_at`` is None."""
+
+    job_id: str
+    error: str
+    traceback: str | None = None
+    retry_at: float | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Release:
+    """The job was cut short and did not finish: active → pending.
+
+    ``refund_attempt`` gives back the attempt its claim counted (shutdown,
+    cancel). Without it (a crashed child) the attempt stays used, and a job
+    that has used all its attempts becomes failed with ``error``.
+    """
+
+    job_id: str
+    refund_attempt: bool
+    error: str = "interrupted"
+
+
+Outcome = Complete | Fail | Release
+
+
+class Store(Protocol):
+    """Batches and jobs, leases and the running-batch registry.
+
+    Every method may raise ``StoreUnavailable`` when the backend cannot be
+    reached; then nothing was written (writes are atomic).
+    """
+
+    async def create_batch(
+        self, batch_id: str, type: str, options: Mapping[str, Any] | None = None
+    ) -> BatchRecord:
+        """Create an empty batch.
+
+        Raises:
+            BatchExists: the id is taken.
+        """
+        ...
+
+    async def get_batch(self, batch_id: str) -> BatchRecord:
+        """The batch with its counts.
+
+        Raises:
+            BatchNotFound: no such batch.
+        """
+        ...
+
+    async def list_batches(self) -> list[BatchRecord]:
+        """Every batch with its counts, oldest first."""
+        ...
+
+    async def delete_batch(self, batch_id: str) -> None:
+        """Delete the batch and all its jobs.
+
+        Raises:
+            BatchNotFound: no such batch.
+        """
+        ...
+
+    async def add_jobs(self, batch_id: str, jobs: Sequence[NewJob]) -> AddResult:
+        """Add jobs; one whose ``key`` the batch already holds is counted as a
+        duplicate and not added (also within ``jobs`` itself).
+
+        Raises:
+            BatchNotFound: no such batch.
+        """
+        ...
+
+    async def claim_jobs(
+        self, batch_id: str, limit: int, *, owner: str, lease_seconds: float
+    ) -> list[JobRecord]:
+        """Up to ``limit`` due pending jobs, now active under ``owner``'s lease,
+        each with one more attempt counted. Two claimers never get the same job."""
+        ...
+
+    async def next_due_at(self, batch_id: str) -> float | None:
+        """When the earliest pending job of the batch becomes due (possibly in
+        the past), or None when the batch has no pending job."""
+        ...
+
+    async def apply(self, outcomes: Sequence[Outcome]) -> dict[str, JobState]:
+        """Record outcomes of active jobs in one transaction.
+
+        Returns:
+            The state each job is in afterwards. An outcome for a job that is
+            not active (already recovered, deleted) is skipped and absent.
+        """
+        ...
+
+    async def counts(self, batch_id: str) -> Counts:
+        """Jobs per state. Raises ``BatchNotFound``."""
+        ...
+
+    async def queue_length(self) -> int:
+        """Pending jobs across all batches."""
+        ...
+
+    async def list_jobs(
+        self,
+        batch_id: str,
+        *,
+        state: JobState | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> JobPage:
+        """Jobs in insertion order, ``limit`` at a time, resuming after
+        ``cursor`` (an opaque string from the previous page).
+
+        Raises:
+            BatchNotFound: no such batch.
+            ValueError: the cursor is not one this store gave out.
+        """
+        ...
+
+    async def retry_failed(self, batch_id: str) -> int:
+        """Failed jobs back to pending with their attempts reset; how many.
+
+        Raises:
+            BatchNotFound: no such batch.
+        """
+        ...
+
+    async def renew_leases(self, owner: str, lease_seconds: float) -> int:
+        """Push the expiry of every lease ``owner`` holds to now + lease_seconds."""
+        ...
+
+    async def recover_expired_leases(self) -> int:
+        """Active jobs whose lease has expired back to pending, refunding the
+        attempt (their engine died; the job did not fail). How many."""
+        ...
+
+    async def mark_running(self, batch_id: str, owner: str) -> None:
+        """Remember that ``owner`` runs the batch, so a restart resumes it."""
+        ...
+
+    async def clear_running(self, batch_id: str) -> None:
+        """The batch's run ended for good (finished or cancelled)."""
+        ...
+
+    async def running_batches(self) -> dict[str, str]:
+        """Batch id → owner of every batch remembered as running."""
+        ...
+
+    async def ping(self) -> None:
+        """Raises ``StoreUnavailable`` unless the backend answers."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and threads. Idempotent."""
+        ...

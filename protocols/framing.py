@@ -1,0 +1,132 @@
+"""Newline-delimited JSON framing, sans-IO.
+
+One message is one line of UTF-8 JSON ending in ``\\n``. The caller owns every
+read and write: it feeds bytes in with ``receive_data``, pulls messages out
+with ``next_message`` (``NEED_DATA`` when no whole line is buffered yet) and
+turns messages into bytes with ``encode``.
+
+A frame longer than ``max_line_bytes`` is refused as soon as the buffer holds
+more than that without a newline, so a peer cannot make us buffer without
+bound. Every malformed frame raises ``RemoteProtocolError``; after one, the
+framer is broken and refuses to continue (the stream has lost its footing).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Generic, TypeVar
+
+import cattrs
+import orjson
+
+from protocols.codec import CONVERTER
+from protocols.errors import LocalProtocolError, RemoteProtocolError
+
+__all__ = ["DEFAULT_MAX_LINE_BYTES", "NEED_DATA", "LineFramer", "NeedData"]
+
+#: Results can be large (an embedding of a long document, a thumbnail as
+#: base64), so the default line limit is generous; it exists to stop a broken
+#: peer from filling memory, not to shape normal traffic.
+DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
+
+M = TypeVar("M")
+
+
+class NeedData(enum.Enum):
+    """Sentinel type: ``next_message`` needs more bytes."""
+
+    NEED_DATA = "NEED_DATA"
+
+
+NEED_DATA = NeedData.NEED_DATA
+
+
+class LineFramer(Generic[M]):
+    """Decodes a stream of lines into ``message_type`` values, and encodes back.
+
+    Args:
+        message_type: what ``next_message`` decodes to (a message union).
+        max_line_bytes: the largest frame accepted, newline excluded.
+    """
+
+    def __init__(
+        self, message_type: Any, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    ) -> None:
+        self._message_type = message_type
+        self._max_line_bytes = max_line_bytes
+        self._buffer = bytearray()
+        self._scan_from = 0
+        self._broken: RemoteProtocolError | None = None
+
+    def receive_data(self, data: bytes) -> None:
+        """Append bytes read from the peer; ``b""`` is not EOF here."""
+        self._buffer += data
+
+    @property
+    def buffered(self) -> int:
+        """How many received bytes wait to be framed (a partial line at EOF)."""
+        return len(self._buffer)
+
+    def next_message(self) -> M | NeedData:
+        """The next whole message, or ``NEED_DATA``.
+
+        Raises:
+            RemoteProtocolError: the next frame is oversized, not JSON, or not
+                a valid message; the framer stays broken afterwards.
+        """
+        if self._broken is not None:
+            raise self._broken
+        newline = self._buffer.find(b"\n", self._scan_from)
+        if newline < 0:
+            self._scan_from = len(self._buffer)
+            if len(self._buffer) > self._max_line_bytes:
+                self._fail(f"frame exceeds {self._max_line_bytes} bytes without a newline")
+            return NEED_DATA
+        line = bytes(self._buffer[:newline])
+        del self._buffer[: newline + 1]
+        self._scan_from = 0
+        if len(line) > self._max_line_bytes:
+            self._fail(f"frame of {len(line)} bytes exceeds {self._max_line_bytes}")
+        return self._decode(line)
+
+    def encode(self, message: Any) -> bytes:
+        """One message as one line.
+
+        Raises:
+            LocalProtocolError: the message holds something JSON cannot carry.
+        """
+        try:
+            return orjson.dumps(CONVERTER.unstructure(message, self._unstructure_as(message))) + (
+                b"\n"
+            )
+        except (TypeError, ValueError, orjson.JSONEncodeError) as exc:
+            raise LocalProtocolError(f"cannot encode {type(message).__name__}: {exc}") from exc
+
+    def _unstructure_as(self, message: Any) -> Any:
+        return self._message_type if _is_union(self._message_type) else type(message)
+
+    def _decode(self, line: bytes) -> M:
+        try:
+            raw = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            self._fail(f"frame is not JSON: {exc}")
+        if not isinstance(raw, dict):
+            self._fail(f"frame is a JSON {type(raw).__name__}, not an object")
+        tag = raw.get("type")
+        try:
+            return CONVERTER.structure(raw, self._message_type)  # type: ignore[no-any-return]
+        except KeyError:
+            self._fail(f"unknown or missing message type {tag!r}")
+        except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
+            detail = "; ".join(cattrs.transform_error(exc)) if isinstance(
+                exc, cattrs.BaseValidationError
+            ) else str(exc)
+            self._fail(f"invalid {tag!r} message: {detail}")
+
+    def _fail(self, reason: str) -> Any:
+        self._broken = RemoteProtocolError(reason)
+        raise self._broken
+
+
+def _is_union(tp: Any) -> bool:
+    return getattr(tp, "__args__", None) is not None

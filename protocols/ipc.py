@@ -1,0 +1,191 @@
+"""Messages between the engine (parent) and a batch's child process.
+
+Design notes
+------------
+The parent dispatches and the child executes: only the parent talks to the
+store, so every message the child needs carries everything about a job
+(``JobToRun``), and every fact the child reports names the job it concerns.
+
+A child may be started before it knows its batch (a *warm* child). It says
+``Ready`` once its imports are done, then waits for ``Begin``; only then does it
+say ``BatchStarted`` and accept ``RunJobs``. ``Shutdown`` means "take nothing
+new, finish what you hold, say ``Done``, exit 0"; the parent sends it both when
+the batch has no more work and when the engine stops. ``Cancel`` means "cancel
+what you hold, report each job as ``JobInterrupted``, say ``Done``, exit 0".
+
+Every class is a frozen attrs value. The wire tag of each message (the
+``"type"`` key) is given by ``PARENT_MESSAGE_TAGS`` / ``CHILD_MESSAGE_TAGS``;
+the four tags ``started``, ``progress``, ``job-progress``, ``done`` and
+``error`` are the names the event mapping of the contract is keyed on.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "CHILD_MESSAGE_TAGS",
+    "PARENT_MESSAGE_TAGS",
+    "BatchStarted",
+    "Begin",
+    "Cancel",
+    "ChildFailed",
+    "ChildMessage",
+    "Done",
+    "JobInterrupted",
+    "JobProgress",
+    "JobStatus",
+    "JobToRun",
+    "ParentMessage",
+    "Progress",
+    "Ready",
+    "RunJobs",
+    "Shutdown",
+]
+
+
+class JobStatus(enum.Enum):
+    """Where a job stands, as reported by the child that runs it."""
+
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+def _percent(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None and not 0.0 <= value <= 100.0:
+        raise ValueError(f"{attribute.name} must be within 0..100, got {value!r}")
+
+
+def _positive(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{attribute.name} must be at least 1, got {value!r}")
+
+
+# --- parent → child ---------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class JobToRun:
+    """One job handed to the child: everything its handler needs."""
+
+    job_id: str
+    type: str
+    payload: Any
+    attempt: int = attrs.field(validator=_positive)
+
+
+@attrs.frozen(kw_only=True)
+class Begin:
+    """Bind a (possibly warm) child to its batch."""
+
+    batch_id: str
+    concurrency: int = attrs.field(validator=_positive)
+
+
+@attrs.frozen(kw_only=True)
+class RunJobs:
+    """Run these jobs; the parent never sends more than the concurrency allows."""
+
+    jobs: tuple[JobToRun, ...]
+
+
+@attrs.frozen(kw_only=True)
+class Shutdown:
+    """Take nothing new, finish what is in flight, report ``Done``, exit 0."""
+
+
+@attrs.frozen(kw_only=True)
+class Cancel:
+    """Cancel what is in flight, report each job as interrupted, exit 0."""
+
+
+ParentMessage = Begin | RunJobs | Shutdown | Cancel
+
+PARENT_MESSAGE_TAGS: dict[type[Any], str] = {
+    Begin: "begin",
+    RunJobs: "run-jobs",
+    Shutdown: "shutdown",
+    Cancel: "cancel",
+}
+
+
+# --- child → parent ---------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Ready:
+    """The child has imported everything and waits for ``Begin``."""
+
+    pid: int
+
+
+@attrs.frozen(kw_only=True)
+class BatchStarted:
+    """The child accepted ``Begin`` and takes jobs for this batch."""
+
+    batch_id: str
+
+
+@attrs.frozen(kw_only=True)
+class JobProgress:
+    """A job became active, reported progress, or finished.
+
+    ``progress`` is a percentage while ``status`` is active; ``result`` is the
+    handler's return value once completed; ``error`` (and ``traceback``) say
+    why it failed.
+    """
+
+    job_id: str
+    status: JobStatus
+    progress: float | None = attrs.field(default=None, validator=_percent)
+    result: Any = None
+    error: str | None = None
+    traceback: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class JobInterrupted:
+    """A job was cut short by ``Cancel``; it did not finish."""
+
+    job_id: str
+
+
+@attrs.frozen(kw_only=True)
+class Progress:
+    """The child's own tally: jobs it holds, and jobs it finished."""
+
+    in_flight: int
+    completed: int
+    failed: int
+
+
+@attrs.frozen(kw_only=True)
+class Done:
+    """The child finished what it held and is about to exit 0."""
+
+    completed: int
+    failed: int
+
+
+@attrs.frozen(kw_only=True)
+class ChildFailed:
+    """The child cannot go on (for example a job module failed to import)."""
+
+    error: str
+
+
+ChildMessage = Ready | BatchStarted | JobProgress | JobInterrupted | Progress | Done | ChildFailed
+
+CHILD_MESSAGE_TAGS: dict[type[Any], str] = {
+    Ready: "ready",
+    BatchStarted: "started",
+    JobProgress: "job-progress",
+    JobInterrupted: "job-interrupted",
+    Progress: "progress",
+    Done: "done",
+    ChildFailed: "error",
+}
