@@ -1,0 +1,235 @@
+"""The event bus: engine-wide sequence numbers, a replay ring, and fan-out
+that never blocks the publisher.
+
+Design notes
+------------
+``publish`` is a plain (non-async) call: it stamps the event with the next
+``seq``, keeps it in a bounded ring for replay, and offers it to each
+matching subscriber with ``send_nowait``. A subscriber whose buffer is full
+cannot keep up; it is dropped on the spot (its channel is closed, and its
+``dropped_reason`` says why) instead of slowing the engine or the other
+subscribers. It may come back with ``resume_from`` = the last seq it saw and
+gets every retained event after it.
+
+A subscription's buffer is the configured size *plus* the replay it starts
+with, so resuming never drops a subscriber before it had a chance to read.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Collection, Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+import attrs
+import trio
+
+from protocols.events import Event
+
+__all__ = ["BusStatistics", "EventBus", "Subscription"]
+
+#: Why a subscription ended, as its ``dropped_reason`` says.
+SLOW_SUBSCRIBER = "slow-subscriber"
+BUS_CLOSED = "shutdown"
+
+
+@attrs.frozen(kw_only=True)
+class BusStatistics:
+    """A snapshot of the bus."""
+
+    last_seq: int
+    retained: int
+    subscribers: int
+    published: int
+    dropped: int
+
+
+class Subscription:
+    """One subscriber's view of the bus; iterate it to receive events.
+
+    Iteration ends when the subscription is closed, dropped (see
+    ``dropped_reason``) or the bus closes. Use it as a context manager so it
+    is removed from the bus however the consumer ends.
+    """
+
+    def __init__(
+        self,
+        bus: EventBus,
+        batch_ids: Collection[str] | None,
+        buffer: int,
+    ) -> None:
+        self._bus = bus
+        self.batch_ids: set[str] | None = None if batch_ids is None else set(batch_ids)
+        self._send, self._receive = trio.open_memory_channel[Event](buffer)
+        self.dropped_reason: str | None = None
+        self.replay_complete = True
+        self.last_seq = 0
+
+    def wants(self, event: Event) -> bool:
+        """Whether the filter admits ``event``."""
+        return self.batch_ids is None or event.data.get("batchId") in self.batch_ids
+
+    def subscribe(self, batch_ids: Collection[str]) -> None:
+        """Also receive events of these batches (a no-op when unfiltered)."""
+        if self.batch_ids is not None:
+            self.batch_ids.update(batch_ids)
+
+    def unsubscribe(self, batch_ids: Collection[str]) -> None:
+        """Stop receiving events of these batches; an unfiltered subscription
+        becomes filtered to nothing else than what it is later told."""
+        if self.batch_ids is None:
+            self.batch_ids = set()
+        self.batch_ids.difference_update(batch_ids)
+
+    def _offer(self, event: Event) -> bool:
+        try:
+            self._send.send_nowait(event)
+        except trio.WouldBlock:
+            return False
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return True
+        return True
+
+    def _end(self, reason: str) -> None:
+        if self.dropped_reason is None:
+            self.dropped_reason = reason
+        self._send.close()
+
+    async def receive(self) -> Event:
+        """The next event.
+
+        Cancellation: atomic; no event is lost if cancelled.
+
+        Raises:
+            trio.EndOfChannel: the subscription ended; see ``dropped_reason``.
+        """
+        try:
+            event = await self._receive.receive()
+        except trio.ClosedResourceError:
+            raise trio.EndOfChannel from None
+        self.last_seq = event.seq
+        return event
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        try:
+            return await self.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+    def close(self) -> None:
+        """Leave the bus. Idempotent."""
+        self._bus._remove(self)
+        self._send.close()
+        self._receive.close()
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class EventBus:
+    """Publishes events to subscribers without ever blocking.
+
+    Args:
+        ring_size: how many recent events are kept for replay.
+        buffer: how many unread events a subscriber may lag behind before it
+            is dropped.
+    """
+
+    def __init__(self, *, ring_size: int = 10_000, buffer: int = 1_000) -> None:
+        self._ring: collections.deque[Event] = collections.deque(maxlen=ring_size)
+        self._buffer = buffer
+        self._subscribers: list[Subscription] = []
+        self._seq = 0
+        self._dropped = 0
+        self._closed = False
+
+    def publish(self, name: str, data: Mapping[str, Any]) -> Event:
+        """Stamp, retain and fan out one event; never blocks, never raises for
+        a subscriber's sake.
+
+        Returns:
+            The event as published, with its ``seq``.
+        """
+        self._seq += 1
+        event = Event(event=name, seq=self._seq, data=data)
+        self._ring.append(event)
+        for subscriber in list(self._subscribers):
+            if subscriber.wants(event) and not subscriber._offer(event):
+                self._drop(subscriber, SLOW_SUBSCRIBER)
+        return event
+
+    def subscribe(
+        self,
+        batch_ids: Collection[str] | None = None,
+        *,
+        resume_from: int | None = None,
+    ) -> Subscription:
+        """A new subscription, filtered to ``batch_ids`` (None: every batch).
+
+        With ``resume_from``, every retained event with a greater seq that
+        passes the filter is queued first; ``replay_complete`` is False when
+        the ring no longer holds all of them.
+        """
+        replay = list(self._replay(batch_ids, resume_from))
+        subscription = Subscription(self, batch_ids, self._buffer + len(replay))
+        for event in replay:
+            subscription._offer(event)
+        if resume_from is not None and self._ring and self._ring[0].seq > resume_from + 1:
+            subscription.replay_complete = False
+        if self._closed:
+            subscription._end(BUS_CLOSED)
+        else:
+            self._subscribers.append(subscription)
+        return subscription
+
+    def _replay(self, batch_ids: Collection[str] | None, resume_from: int | None) -> Iterator[Event]:
+        if resume_from is None:
+            return
+        wanted = None if batch_ids is None else set(batch_ids)
+        for event in self._ring:
+            if event.seq > resume_from and (wanted is None or event.data.get("batchId") in wanted):
+                yield event
+
+    def _drop(self, subscriber: Subscription, reason: str) -> None:
+        self._dropped += 1
+        self._remove(subscriber)
+        subscriber._end(reason)
+
+    def _remove(self, subscriber: Subscription) -> None:
+        if subscriber in self._subscribers:
+            self._subscribers.remove(subscriber)
+
+    def close(self) -> None:
+        """End every subscription (after it drains what it holds). Idempotent."""
+        self._closed = True
+        for subscriber in list(self._subscribers):
+            self._remove(subscriber)
+            subscriber._end(BUS_CLOSED)
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the newest event, 0 before the first."""
+        return self._seq
+
+    def statistics(self) -> BusStatistics:
+        """A snapshot of the bus."""
+        return BusStatistics(
+            last_seq=self._seq,
+            retained=len(self._ring),
+            subscribers=len(self._subscribers),
+            published=self._seq,
+            dropped=self._dropped,
+        )
+

@@ -1,0 +1,307 @@
+"""The child process of one batch run: ``python -m engine.child``.
+
+Design notes
+------------
+The child executes; it never touches the store. It speaks to the engine over
+two dedicated pipes (``--ipc-in`` / ``--ipc-out`` file descriptors), one JSON
+line per message (``protocols.ipc``); its stdout and stderr belong to the
+handlers, whose prints and logs the engine relays.
+
+Life of a child: import the job modules, say ``Ready``, wait for ``Begin``,
+say ``BatchStarted``, then run every job of every ``RunJobs`` under a
+``trio.CapacityLimiter`` of the batch's concurrency. ``Shutdown``: take
+nothing new, let what is in flight finish, say ``Done``, exit 0. ``Cancel``:
+cancel what is in flight, report each job ``JobInterrupted``, say ``Done``,
+exit 0. A handler's exception fails that job only.
+
+Noticing the engine's death: EOF on ``--ipc-in`` ends the child at once. A
+job that blocks the main thread (a ``hang``) would keep the loop from seeing
+that EOF, so a daemon thread also watches the parent pid and calls
+``os._exit`` when the child is orphaned. Either way no orphan outlives its
+engine by more than ``_ORPHAN_POLL_SECONDS`` plus a scheduling delay.
+
+All outbound lines go through one writer task that sends whatever has queued
+up in a single write, so a burst of results costs one system call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+
+import trio
+
+from engine.errors import JobError
+from engine.jobs import REGISTRY, JobContext, JobRegistry, call_handler, load_job_modules
+from protocols import ipc
+from protocols.errors import LocalProtocolError, ProtocolError
+from protocols.framing import NEED_DATA, LineFramer
+
+__all__ = ["ChildProgram", "main"]
+
+#: How often the orphan watchdog looks at the parent pid. Half a second keeps
+#: the contract's "children exit within 2 s of the engine's death" with room
+#: to spare while costing nothing measurable.
+_ORPHAN_POLL_SECONDS = 0.5
+
+_READ_CHUNK = 65536
+
+
+class ChildProgram:
+    """The child's state: its pipes' framing, its tallies and its outbox.
+
+    Args:
+        registry: where job types are looked up.
+        send_line: puts one encoded line on the outbox (never blocks).
+    """
+
+    def __init__(self, registry: JobRegistry, send_line: Callable[[bytes], None]) -> None:
+        self._registry = registry
+        self._send_line = send_line
+        self._encoder: LineFramer[ipc.ChildMessage] = LineFramer(ipc.ChildMessage)
+        self.batch_id = ""
+        self.in_flight = 0
+        self.completed = 0
+        self.failed = 0
+        self.finished_since_progress = 0
+        self.draining = False
+
+    def send(self, message: ipc.ChildMessage) -> None:
+        """Encode and queue one message."""
+        self._send_line(self._encoder.encode(message))
+
+    def progress_line(self) -> bytes | None:
+        """A ``Progress`` line when jobs finished since the last one."""
+        if not self.finished_since_progress:
+            return None
+        self.finished_since_progress = 0
+        return self._encoder.encode(
+            ipc.Progress(in_flight=self.in_flight, completed=self.completed, failed=self.failed)
+        )
+
+    async def run_job(self, job: ipc.JobToRun, limiter: trio.CapacityLimiter) -> None:
+        """Run one job and report it; never raises but ``Cancelled``.
+
+        Cancellation: reports the job as interrupted, then re-raises.
+        """
+        self.in_flight += 1
+        try:
+            async with limiter:
+                await self._run_reported(job)
+        except trio.Cancelled:
+            self.send(ipc.JobInterrupted(job_id=job.job_id))
+            raise
+        finally:
+            self.in_flight -= 1
+
+    async def _run_reported(self, job: ipc.JobToRun) -> None:
+        self.send(ipc.JobProgress(job_id=job.job_id, status=ipc.JobStatus.ACTIVE, progress=0.0))
+        try:
+            job_type = self._registry.get(job.type)
+            ctx = JobContext(
+                job_id=job.job_id,
+                batch_id=self.batch_id,
+                attempt=job.attempt,
+                report=self._reporter(job.job_id, in_thread=not job_type.is_async),
+            )
+            result = await call_handler(job_type, job.payload, ctx)
+        except Exception as exc:
+            self._finish_failed(job.job_id, exc)
+            return
+        try:
+            self.send(ipc.JobProgress(job_id=job.job_id, status=ipc.JobStatus.COMPLETED, result=result))
+        except LocalProtocolError as exc:
+            self._finish_failed(job.job_id, TypeError(f"result is not JSON: {exc}"))
+            return
+        self.completed += 1
+        self.finished_since_progress += 1
+
+    def _finish_failed(self, job_id: str, exc: BaseException) -> None:
+        self.send(
+            ipc.JobProgress(
+                job_id=job_id,
+                status=ipc.JobStatus.FAILED,
+                error=f"{type(exc).__name__}: {exc}",
+                traceback="".join(traceback.format_exception(exc)),
+            )
+        )
+        self.failed += 1
+        self.finished_since_progress += 1
+
+    def _reporter(self, job_id: str, *, in_thread: bool) -> Callable[[float], None]:
+        def report(percent: float) -> None:
+            self.send(ipc.JobProgress(job_id=job_id, status=ipc.JobStatus.ACTIVE, progress=percent))
+
+        if not in_thread:
+            return report
+        token = trio.lowlevel.current_trio_token()
+        return lambda percent: trio.from_thread.run_sync(report, percent, trio_token=token)
+
+
+async def _write_loop(
+    outbox: trio.MemoryReceiveChannel[bytes], stream: trio.abc.SendStream, program: ChildProgram
+) -> None:
+    """Write queued lines in bursts until the outbox closes.
+
+    After the engine's end of the pipe breaks, lines are drained and dropped:
+    nobody is left to read them, and the producers must never block.
+    """
+    broken = False
+    async with outbox:
+        async for line in outbox:
+            chunk = [line]
+            while True:
+                try:
+                    chunk.append(outbox.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            progress = program.progress_line()
+            if progress is not None:
+                chunk.append(progress)
+            if broken:
+                continue
+            try:
+                await stream.send_all(b"".join(chunk))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                broken = True
+
+
+class _Inbox:
+    """Parent messages read off the IPC stream, one at a time."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self._stream = stream
+        self._framer: LineFramer[ipc.ParentMessage] = LineFramer(ipc.ParentMessage)
+
+    async def receive(self) -> ipc.ParentMessage | None:
+        """The next message, or None at EOF (the engine is gone).
+
+        Raises:
+            RemoteProtocolError: the engine sent a malformed line.
+        """
+        while True:
+            message = self._framer.next_message()
+            if message is not NEED_DATA:
+                return message  # type: ignore[return-value]
+            data = await self._stream.receive_some(_READ_CHUNK)
+            if not data:
+                return None
+            self._framer.receive_data(data)
+
+
+async def serve_child(
+    ipc_in: trio.abc.ReceiveStream, ipc_out: trio.abc.SendStream, registry: JobRegistry
+) -> int:
+    """Run the child protocol over the two streams until done.
+
+    Returns:
+        The process exit code: 0 after ``Done`` or an orderly stop, 3 when
+        the engine went away (EOF) mid-run, 4 on malformed IPC.
+
+    Cancellation: may have partially happened; in-flight jobs are reported
+    interrupted where the stream still takes it.
+    """
+    send_outbox, receive_outbox = trio.open_memory_channel[bytes](math.inf)
+    program = ChildProgram(registry, send_outbox.send_nowait)
+    async with trio.open_nursery() as root:
+        root.start_soon(_write_loop, receive_outbox, ipc_out, program)
+        program.send(ipc.Ready(pid=os.getpid()))
+        try:
+            code = await _run_protocol(program, _Inbox(ipc_in))
+        except ProtocolError as exc:
+            print(f"batchyard child: malformed IPC from the engine: {exc}", file=sys.stderr)
+            code = 4
+        send_outbox.close()
+    return code
+
+
+async def _run_protocol(program: ChildProgram, inbox: _Inbox) -> int:
+    message = await inbox.receive()
+    if message is None or isinstance(message, ipc.Shutdown | ipc.Cancel):
+        return 0
+    if not isinstance(message, ipc.Begin):
+        raise ProtocolError(f"expected begin, got {type(message).__name__}")
+    return await _run_batch(program, message, inbox)
+
+
+async def _run_batch(program: ChildProgram, begin: ipc.Begin, inbox: _Inbox) -> int:
+    program.batch_id = begin.batch_id
+    program.send(ipc.BatchStarted(batch_id=begin.batch_id))
+    limiter = trio.CapacityLimiter(begin.concurrency)
+    stop = trio.Event()
+    engine_gone = False
+
+    async def read(jobs: trio.Nursery) -> None:
+        nonlocal engine_gone
+        while (message := await inbox.receive()) is not None:
+            if isinstance(message, ipc.RunJobs):
+                for job in message.jobs:
+                    if program.draining:
+                        program.send(ipc.JobInterrupted(job_id=job.job_id))
+                    else:
+                        jobs.start_soon(program.run_job, job, limiter)
+            elif isinstance(message, ipc.Shutdown | ipc.Cancel):
+                program.draining = True
+                if isinstance(message, ipc.Cancel):
+                    jobs.cancel_scope.cancel()
+                stop.set()
+            else:
+                raise ProtocolError(f"unexpected {type(message).__name__} after begin")
+        engine_gone = True
+        jobs.cancel_scope.cancel()
+        stop.set()
+
+    # The reader outlives the jobs nursery: a Cancel may come while the jobs
+    # drain after a Shutdown. Once every job is done the reader is cancelled.
+    async with trio.open_nursery() as reading:
+        async with trio.open_nursery() as jobs:
+            reading.start_soon(read, jobs)
+            await stop.wait()
+        reading.cancel_scope.cancel()
+    if engine_gone:
+        return 3
+    program.send(ipc.Done(completed=program.completed, failed=program.failed))
+    return 0
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while True:
+        time.sleep(_ORPHAN_POLL_SECONDS)
+        if os.getppid() != parent_pid:
+            os._exit(3)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: parse the pipe descriptors, load job modules, run."""
+    parser = argparse.ArgumentParser(prog="python -m engine.child")
+    parser.add_argument("--ipc-in", type=int, required=True)
+    parser.add_argument("--ipc-out", type=int, required=True)
+    parser.add_argument("--parent-pid", type=int, required=True)
+    parser.add_argument("--jobs", default="")
+    args = parser.parse_args(argv)
+    threading.Thread(target=_watch_parent, args=(args.parent_pid,), daemon=True).start()
+    if os.getppid() != args.parent_pid:
+        return 3
+    try:
+        load_job_modules([m for m in args.jobs.split(",") if m])
+    except JobError as exc:
+        print(f"batchyard child: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        ipc_in = trio.lowlevel.FdStream(args.ipc_in)
+        ipc_out = trio.lowlevel.FdStream(args.ipc_out)
+        async with ipc_in, ipc_out:
+            return await serve_child(ipc_in, ipc_out, REGISTRY)
+
+    return trio.run(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

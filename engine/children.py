@@ -1,0 +1,271 @@
+"""Child processes: started, kept warm, stopped gracefully, always reaped.
+
+Design notes
+------------
+Every child lives in a task of the supervisor's nursery that runs
+``trio.run_process`` for it. Its IPC pipes are passed with ``pass_fds``;
+its stdout and stderr are relayed line by line to the engine's log with a
+``[batch ID]`` prefix, in a nursery that outlives the process's cancel scope,
+so what a child prints while it drains is not lost.
+
+*Warm* children: interpreter start-up and importing trio cost far more than
+anything else in a batch start, so the supervisor keeps ``warm`` children
+started and idle (they have said ``Ready`` and wait for ``Begin``). ``take``
+hands one out (each child still serves exactly one batch run) and starts a
+replacement in the background.
+
+*Stopping* a child is cancelling its scope. ``run_process`` then calls
+``deliver_cancel``, which sends the child's stop message (``Shutdown`` or
+``Cancel``), waits until the child's deadline, then SIGKILLs it;
+``run_process`` always waits for the exit before the task ends. Engine
+shutdown stops every child with one shared deadline; ``kill_now`` ends the
+wait of all of them at once (a second SIGINT).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from functools import partial
+
+import trio
+
+from engine.errors import ChildCrashed
+from engine.ipc import ChildChannel
+from protocols import ipc
+
+__all__ = ["Child", "ChildSupervisor"]
+
+log = logging.getLogger("batchyard.child")
+
+#: A child that has not said Ready in this long is broken (start-up takes
+#: about a quarter of a second here; a loaded machine may take several).
+_READY_TIMEOUT_SECONDS = 30.0
+
+
+class Child:
+    """One child process and the parent's end of its IPC pipes."""
+
+    def __init__(self, supervisor: ChildSupervisor, channel: ChildChannel) -> None:
+        self._supervisor = supervisor
+        self.channel = channel
+        self.process: trio.Process | None = None
+        self.label = "warm"
+        self.scope = trio.CancelScope()
+        self.exited = trio.Event()
+        self._stop_message: ipc.ParentMessage = ipc.Shutdown()
+        self._deadline: float | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once the child exited (negative: killed by a signal)."""
+        return None if self.process is None else self.process.returncode
+
+    def stop(self, message: ipc.ParentMessage, deadline: float) -> None:
+        """Ask the child to stop with ``message``; SIGKILL it at ``deadline``
+        (``trio.current_time()``) if it is still running. Never blocks."""
+        self._stop_message = message
+        self._deadline = deadline if self._deadline is None else min(self._deadline, deadline)
+        self.scope.cancel()
+
+    def kill(self) -> None:
+        """SIGKILL the child now (its run_process task then reaps it)."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+
+    async def wait(self) -> int:
+        """Wait for the exit; the exit code.
+
+        Cancellation: atomic; the child keeps running.
+        """
+        await self.exited.wait()
+        code = self.returncode
+        assert code is not None
+        return code
+
+    async def _deliver_cancel(self, process: trio.Process) -> None:
+        with trio.move_on_after(1):
+            try:
+                await self.channel.send(self._stop_message)
+            except ChildCrashed:
+                pass
+        # Cancelled without stop() (the engine's nursery is unwinding): the
+        # default grace applies, so the wait is always bounded.
+        deadline = self._deadline
+        if deadline is None:
+            deadline = trio.current_time() + self._supervisor.grace_seconds
+        with trio.move_on_at(deadline):
+            await self._supervisor.kill_now.wait()
+        if process.returncode is None:
+            log.warning("[batch %s] child %d did not stop in time: SIGKILL", self.label, process.pid)
+            process.kill()
+
+
+class ChildSupervisor:
+    """Starts children in ``nursery`` and keeps ``warm`` of them idle.
+
+    Args:
+        nursery: owns every child's task.
+        job_modules: modules each child imports to register job types.
+        warm: how many idle children to keep ready.
+        grace_seconds: how long a child cancelled without an explicit
+            ``stop`` gets before SIGKILL.
+    """
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        *,
+        job_modules: Sequence[str],
+        warm: int,
+        grace_seconds: float,
+    ) -> None:
+        self._nursery = nursery
+        self.grace_seconds = grace_seconds
+        self._job_modules = tuple(job_modules)
+        self._warm = warm
+        self._idle: collections.deque[Child] = collections.deque()
+        self._live: set[Child] = set()
+        self._stopping = False
+        self.kill_now = trio.Event()
+        self.started = 0
+
+    def keep_warm(self) -> None:
+        """Start idle children until ``warm`` of them are ready or starting."""
+        for _ in range(self._warm - len(self._idle)):
+            self._nursery.start_soon(self._start_warm)
+
+    async def _start_warm(self) -> None:
+        try:
+            child = await self._nursery.start(self._child_life)
+        except ChildCrashed as exc:
+            log.error("a warm child failed to start: %s", exc)
+            return
+        if self._stopping:
+            child.stop(ipc.Shutdown(), trio.current_time())
+        else:
+            self._idle.append(child)
+
+    async def take(self) -> Child:
+        """A ready child for one batch run: a warm one if any, else a new one.
+
+        Cancellation: atomic; a child started for a cancelled take is stopped.
+
+        Raises:
+            ChildCrashed: a new child died or hung before it was ready.
+        """
+        while self._idle:
+            child = self._idle.popleft()
+            if not child.exited.is_set():
+                self.keep_warm()
+                return child
+        child = await self._nursery.start(self._child_life)
+        self.keep_warm()
+        return child
+
+    def stop_all(self, deadline: float) -> None:
+        """Stop every child (idle or busy) with ``Shutdown`` by ``deadline``."""
+        self._stopping = True
+        for child in list(self._live):
+            child.stop(ipc.Shutdown(), deadline)
+
+    @property
+    def live(self) -> int:
+        """Children whose process has not been reaped yet."""
+        return len(self._live)
+
+    def _command(self, ipc_in: int, ipc_out: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "engine.child",
+            "--ipc-in",
+            str(ipc_in),
+            "--ipc-out",
+            str(ipc_out),
+            "--parent-pid",
+            str(os.getpid()),
+            "--jobs",
+            ",".join(self._job_modules),
+        ]
+
+    async def _child_life(self, task_status: trio.TaskStatus[Child]) -> None:
+        from_child, child_out = os.pipe()
+        child_in, to_child = os.pipe()
+        channel = ChildChannel(trio.lowlevel.FdStream(to_child), trio.lowlevel.FdStream(from_child))
+        child = Child(self, channel)
+        self._live.add(child)
+        not_ready: ChildCrashed | None = None
+        try:
+            async with trio.open_nursery() as relays:
+                with child.scope:
+                    async with trio.open_nursery() as owner:
+                        try:
+                            child.process = await owner.start(
+                                partial(
+                                    trio.run_process,
+                                    self._command(child_in, child_out),
+                                    pass_fds=(child_in, child_out),
+                                    stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE,
+                                    check=False,
+                                    deliver_cancel=child._deliver_cancel,
+                                )
+                            )
+                        finally:
+                            os.close(child_in)
+                            os.close(child_out)
+                        self.started += 1
+                        assert child.process.stdout is not None
+                        assert child.process.stderr is not None
+                        relays.start_soon(_relay, child, child.process.stdout, logging.INFO)
+                        relays.start_soon(_relay, child, child.process.stderr, logging.WARNING)
+                        not_ready = await _await_ready(child)
+                        if not_ready is None:
+                            task_status.started(child)
+        finally:
+            self._live.discard(child)
+            child.exited.set()
+            with trio.CancelScope(shield=True):
+                await channel.aclose()
+        if not_ready is not None:
+            raise not_ready
+
+
+async def _await_ready(child: Child) -> ChildCrashed | None:
+    """None once the child said Ready; else the child is killed and the
+    error is returned (raised by the caller outside its nurseries)."""
+    with trio.move_on_after(_READY_TIMEOUT_SECONDS) as timeout:
+        try:
+            messages = await child.channel.receive_batch()
+        except ChildCrashed as exc:
+            child.kill()
+            return exc
+    if timeout.cancelled_caught or not messages:
+        child.kill()
+        return ChildCrashed("the child exited or hung before it was ready")
+    if not isinstance(messages[0], ipc.Ready) or len(messages) > 1:
+        child.kill()
+        return ChildCrashed(f"the child's first message was not ready: {messages!r}")
+    return None
+
+
+async def _relay(child: Child, stream: trio.abc.ReceiveStream, level: int) -> None:
+    buffer = b""
+    async with stream:
+        while data := await stream.receive_some(65536):
+            *lines, buffer = (buffer + data).split(b"\n")
+            for line in lines:
+                log.log(level, "[batch %s] %s", child.label, line.decode(errors="replace"))
+    if buffer:
+        log.log(level, "[batch %s] %s", child.label, buffer.decode(errors="replace"))

@@ -1,0 +1,123 @@
+"""Exact limits: a strict sliding-window rate limiter, and taking several at once.
+
+Design notes
+------------
+"N starts per T seconds" is kept *strictly*: the limiter remembers the time
+of each of the last N starts, and lets a new start happen only when the
+oldest of them is at least T seconds old. So no half-open window
+``[t, t + T)`` ever holds more than N starts, whatever the pattern of
+arrivals, and at saturation every window holds exactly N. A fixed-window or
+token-bucket limiter would let up to 2N starts fall within one window across
+a boundary; this one cannot.
+
+Memory is O(N): a deque of at most N timestamps.
+
+Time is read only through ``trio.current_time()``, so tests drive the limiter
+with ``trio.testing.MockClock``.
+
+Several limiters (one per batch, one per job type) are taken together with
+``acquire_all``: it waits until *every* limiter has room and then takes one
+start from each in the same instant, so one limiter's start is never spent
+while waiting on another.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+
+import attrs
+import trio
+
+__all__ = ["RateLimiter", "RateLimiterStatistics", "acquire_all"]
+
+
+@attrs.frozen(kw_only=True)
+class RateLimiterStatistics:
+    """A snapshot: the limit, starts in the current window, and when the next
+    start is allowed (``trio.current_time()`` units; now when there is room)."""
+
+    count: int
+    per_seconds: float
+    starts_in_window: int
+    next_start_at: float
+
+
+class RateLimiter:
+    """At most ``count`` starts in any window of ``per_seconds`` seconds.
+
+    Args:
+        count: starts allowed per window, at least 1.
+        per_seconds: the window length, greater than 0.
+
+    Raises:
+        ValueError: either argument is out of range.
+    """
+
+    def __init__(self, count: int, per_seconds: float) -> None:
+        if count < 1:
+            raise ValueError(f"count must be at least 1, got {count!r}")
+        if not (per_seconds > 0 and math.isfinite(per_seconds)):
+            raise ValueError(f"per_seconds must be positive and finite, got {per_seconds!r}")
+        self._count = count
+        self._per_seconds = per_seconds
+        self._starts: deque[float] = deque(maxlen=count)
+
+    def next_start_at(self) -> float:
+        """When a start is allowed: now when there is room, else the moment
+        the oldest remembered start leaves the window."""
+        now = trio.current_time()
+        if len(self._starts) < self._count:
+            return now
+        return max(now, self._starts[0] + self._per_seconds)
+
+    def available(self) -> int:
+        """How many starts the window allows right now."""
+        now = trio.current_time()
+        return self._count - sum(1 for t in self._starts if t > now - self._per_seconds)
+
+    def acquire_nowait(self) -> None:
+        """Take one start now.
+
+        Raises:
+            trio.WouldBlock: the window is full.
+        """
+        if self.next_start_at() > trio.current_time():
+            raise trio.WouldBlock
+        self._starts.append(trio.current_time())
+
+    async def acquire(self) -> None:
+        """Take one start, waiting until the window has room.
+
+        Cancellation: atomic; if cancelled, no start was taken.
+        """
+        await acquire_all((self,))
+
+    def statistics(self) -> RateLimiterStatistics:
+        """A snapshot of the limiter."""
+        return RateLimiterStatistics(
+            count=self._count,
+            per_seconds=self._per_seconds,
+            starts_in_window=self._count - self.available(),
+            next_start_at=self.next_start_at(),
+        )
+
+
+async def acquire_all(limiters: Sequence[RateLimiter]) -> None:
+    """Take one start from every limiter in the same instant.
+
+    Waits until all have room at once; never holds a start of one while
+    waiting for another.
+
+    Cancellation: atomic; if cancelled, no limiter was touched.
+    """
+    while True:
+        ready_at = max((limiter.next_start_at() for limiter in limiters), default=-math.inf)
+        if ready_at <= trio.current_time():
+            await trio.lowlevel.checkpoint_if_cancelled()
+            for limiter in limiters:
+                limiter.acquire_nowait()
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        await trio.sleep_until(ready_at)

@@ -1,0 +1,458 @@
+"""BatchRunner: one batch run, one child at a time, nothing lost.
+
+Design notes
+------------
+A run takes a child from the supervisor, binds it to the batch (``Begin``),
+and runs two loops against it until the child exits:
+
+* the **dispatcher** claims up to ``batch_size`` due jobs at a time, never
+  more than the free concurrency *credits* (a ``trio.CapacityLimiter`` of
+  the batch's concurrency) and never more than the rate limiters allow, and
+  sends them in one ``RunJobs``. When nothing is due and nothing is held,
+  the batch is finished: it sends ``Shutdown`` and the child exits 0.
+* the **reader** turns each burst of child messages into one store
+  transaction (``Store.apply``), then publishes the events and gives the
+  credits back.
+
+Every claimed job is in ``held`` until its outcome is recorded, so when the
+child exits, whatever is left goes back to the store at once: refunded (not
+counted as an attempt) after a shutdown or cancel, or counted (and failed
+when out of attempts) after a crash, since the job may be what crashed it.
+Claims are shielded so that a cancellation can never strand a claimed job
+outside ``held``.
+
+A crash (non-zero exit, broken pipe, malformed IPC) publishes ``error`` and,
+while ``batch_retries`` allow, the run starts over with a fresh child.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+import trio
+
+from engine.children import Child, ChildSupervisor
+from engine.errors import ChildCrashed
+from engine.lifecycle import JobState
+from engine.limits import RateLimiter, acquire_all
+from engine.store.base import Complete, Counts, Fail, JobRecord, Outcome, Release, Store
+from protocols import events, ipc
+
+__all__ = ["BatchRunner", "RunLimits", "StopReason"]
+
+log = logging.getLogger("batchyard.runner")
+
+#: How long store writes in cleanup may take once the run is being torn down
+#: by a cancellation; the store answers in milliseconds, so this only bounds
+#: a store that stopped answering.
+_CLEANUP_SECONDS = 10.0
+
+
+class StopReason:
+    """Why a run was asked to stop early (the ``reason`` of its ``done``)."""
+
+    SHUTDOWN = "shutdown"
+    CANCELLED = "cancelled"
+
+
+@attrs.frozen(kw_only=True)
+class RunLimits:
+    """What bounds one run."""
+
+    concurrency: int
+    batch_size: int
+    lease_seconds: float
+    backoff_seconds: float
+    batch_retries: int
+    grace_seconds: float
+    rate: RateLimiter | None = None
+    type_rates: Callable[[str], RateLimiter | None] = lambda _: None
+
+
+@attrs.define
+class _Held:
+    record: JobRecord
+    slot: object
+    sent: bool = False
+    active_since: float | None = None
+
+
+class _CrashedRun(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class BatchRunner:
+    """Runs one batch until it has no work left or is stopped.
+
+    Args:
+        batch_id: the batch.
+        store, bus, supervisor: shared engine services (not owned).
+        limits: what bounds this run.
+        owner: the lease owner name of this engine.
+        gate: an object whose ``wait_open()`` returns when dispatching is
+            allowed (the engine's pause switch).
+    """
+
+    def __init__(
+        self,
+        *,
+        batch_id: str,
+        store: Store,
+        bus: Any,
+        supervisor: ChildSupervisor,
+        limits: RunLimits,
+        owner: str,
+        gate: Any,
+    ) -> None:
+        self.batch_id = batch_id
+        self._store = store
+        self._bus = bus
+        self._supervisor = supervisor
+        self._limits = limits
+        self._owner = owner
+        self._gate = gate
+        self.stop_reason: str | None = None
+        self._child: Child | None = None
+        self._wake = trio.Event()
+        self._dispatch_scope = trio.CancelScope()
+        self._counts = Counts()
+        self._added = 0
+
+    # --- control, called by the engine --------------------------------------
+
+    def wake(self, added: int = 0) -> None:
+        """New jobs were added (or dispatching resumed): look again."""
+        self._added += added
+        self._wake.set()
+
+    def stop(self, reason: str, deadline: float) -> None:
+        """Stop claiming; stop the child (``Shutdown`` or ``Cancel``) and
+        SIGKILL it at ``deadline``. Never blocks; idempotent."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self._dispatch_scope.cancel()
+        if self._child is not None:
+            message: ipc.ParentMessage = (
+                ipc.Cancel() if self.stop_reason == StopReason.CANCELLED else ipc.Shutdown()
+            )
+            self._child.stop(message, deadline)
+
+    # --- the run ------------------------------------------------------------
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the batch to its end; ``task_status.started()`` once the first
+        child has been taken for it.
+
+        Cancellation: may have partially happened; held jobs are released
+        (refunded) within a bounded cleanup.
+
+        Raises:
+            ChildCrashed: the first child could not be started (before
+                ``started``); later crashes are reported as ``error`` events.
+        """
+        self._counts = await self._store.counts(self.batch_id)
+        await self._store.mark_running(self.batch_id, self._owner)
+        retries_left = self._limits.batch_retries
+        first = True
+        while True:
+            try:
+                child = await self._supervisor.take()
+            except ChildCrashed as exc:
+                if first:
+                    await self._store.clear_running(self.batch_id)
+                    raise
+                crash: str | None = str(exc)
+            else:
+                if first:
+                    task_status.started()
+                    first = False
+                crash = await self._run_child(child)
+            if crash is None or self.stop_reason is not None:
+                break
+            restarting = retries_left > 0
+            self._publish(events.ERROR, error=crash, restarting=restarting)
+            if not restarting:
+                await self._store.clear_running(self.batch_id)
+                return
+            retries_left -= 1
+        await self._finish()
+
+    async def _finish(self) -> None:
+        counts = await self._store.counts(self.batch_id)
+        if self.stop_reason != StopReason.SHUTDOWN:
+            await self._store.clear_running(self.batch_id)
+        extra = {} if self.stop_reason is None else {"reason": self.stop_reason}
+        self._publish(
+            events.DONE, completed=counts.completed, failed=counts.failed, **extra
+        )
+
+    async def _run_child(self, child: Child) -> str | None:
+        """One child's life. None when it ended in order; else why it crashed."""
+        self._child = child
+        child.label = self.batch_id
+        self._dispatch_scope = trio.CancelScope()
+        credits = trio.CapacityLimiter(self._limits.concurrency)
+        held: dict[str, _Held] = {}
+        crash: str | None = None
+        try:
+            if self.stop_reason is not None:
+                child.stop(ipc.Shutdown(), trio.current_time())
+            else:
+                await child.channel.send(
+                    ipc.Begin(batch_id=self.batch_id, concurrency=self._limits.concurrency)
+                )
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._dispatch, child, credits, held)
+                    crash = await self._read(child, credits, held)
+                    if crash is not None:
+                        child.kill()
+                    nursery.cancel_scope.cancel()
+        except ChildCrashed as exc:
+            crash = str(exc)
+            child.kill()
+        finally:
+            with trio.move_on_after(_CLEANUP_SECONDS, shield=True) as cleanup:
+                code = await child.wait()
+                if crash is None and code != 0 and self.stop_reason is None:
+                    crash = f"the child exited with code {code}"
+                await self._release(held, crashed=crash is not None)
+            if cleanup.cancelled_caught:
+                log.error("[batch %s] cleanup timed out; leases will recover", self.batch_id)
+            self._child = None
+        return crash
+
+    # --- dispatching --------------------------------------------------------
+
+    async def _dispatch(
+        self, child: Child, credits: trio.CapacityLimiter, held: dict[str, _Held]
+    ) -> None:
+        # A send to a child that died is not this task's to report: the
+        # reader sees the same death as EOF or a broken pipe.
+        with self._dispatch_scope, contextlib.suppress(ChildCrashed):
+            while True:
+                await self._gate.wait_open()
+                slots = await _take_slots(credits, self._limits.batch_size)
+                wanted = await self._take_starts(len(slots))
+                for slot in slots[wanted:]:
+                    credits.release_on_behalf_of(slot)
+                jobs = await self._claim(credits, held, slots[:wanted])
+                if jobs:
+                    await self._send(child, jobs, held)
+                    continue
+                if not held and await self._finished():
+                    await child.channel.send(ipc.Shutdown())
+                    return
+                await self._wait_for_work()
+
+    async def _take_starts(self, wanted: int) -> int:
+        rate = self._limits.rate
+        if rate is None:
+            return wanted
+        await acquire_all((rate,))
+        extra = min(wanted - 1, rate.available())
+        for _ in range(extra):
+            rate.acquire_nowait()
+        return 1 + extra
+
+    async def _claim(
+        self, credits: trio.CapacityLimiter, held: dict[str, _Held], slots: Sequence[object]
+    ) -> list[JobRecord]:
+        # Shielded: once the store hands jobs out they must land in ``held``,
+        # or a cancellation here would strand them as active until their
+        # lease expires.
+        with trio.move_on_after(_CLEANUP_SECONDS, shield=True):
+            jobs = await self._store.claim_jobs(
+                self.batch_id,
+                len(slots),
+                owner=self._owner,
+                lease_seconds=self._limits.lease_seconds,
+            )
+        for job, slot in zip(jobs, slots, strict=False):
+            held[job.job_id] = _Held(record=job, slot=slot)
+        for slot in slots[len(jobs) :]:
+            credits.release_on_behalf_of(slot)
+        return jobs
+
+    async def _send(self, child: Child, jobs: list[JobRecord], held: dict[str, _Held]) -> None:
+        for job in jobs:
+            rate = self._limits.type_rates(job.type)
+            if rate is not None:
+                await acquire_all((rate,))
+        message = ipc.RunJobs(
+            jobs=tuple(
+                ipc.JobToRun(job_id=j.job_id, type=j.type, payload=j.payload, attempt=j.attempts)
+                for j in jobs
+            )
+        )
+        for job in jobs:
+            held[job.job_id].sent = True
+        await child.channel.send(message)
+
+    async def _finished(self) -> bool:
+        if await self._store.next_due_at(self.batch_id) is not None:
+            return False
+        return (await self._store.counts(self.batch_id)).active == 0
+
+    async def _wait_for_work(self) -> None:
+        due = await self._store.next_due_at(self.batch_id)
+        delay = self._limits.lease_seconds / 2 if due is None else max(0.0, due - time.time())
+        with trio.move_on_after(delay):
+            await self._wake.wait()
+        self._wake = trio.Event()
+
+    # --- reading ------------------------------------------------------------
+
+    async def _read(
+        self, child: Child, credits: trio.CapacityLimiter, held: dict[str, _Held]
+    ) -> str | None:
+        while True:
+            try:
+                messages = await child.channel.receive_batch()
+            except ChildCrashed as exc:
+                return str(exc)
+            if not messages:
+                return None
+            await self._handle(messages, credits, held)
+
+    async def _handle(
+        self,
+        messages: list[ipc.ChildMessage],
+        credits: trio.CapacityLimiter,
+        held: dict[str, _Held],
+    ) -> None:
+        outcomes: list[Outcome] = []
+        after: list[ipc.ChildMessage] = []
+        for message in messages:
+            if isinstance(message, ipc.BatchStarted):
+                self._publish(events.PROCESSING_STARTED)
+            elif isinstance(message, ipc.JobProgress) and message.job_id in held:
+                if message.status is ipc.JobStatus.ACTIVE:
+                    self._on_active(message, held[message.job_id])
+                else:
+                    outcomes.append(self._outcome(message, held[message.job_id].record))
+                    after.append(message)
+            elif isinstance(message, ipc.JobInterrupted) and message.job_id in held:
+                outcomes.append(Release(job_id=message.job_id, refund_attempt=True))
+            elif isinstance(message, ipc.Progress):
+                after.append(message)
+            elif isinstance(message, ipc.ChildFailed):
+                log.error("[batch %s] child reports: %s", self.batch_id, message.error)
+        if outcomes:
+            with trio.move_on_after(_CLEANUP_SECONDS, shield=True):
+                states = await self._store.apply(outcomes)
+            self._record(outcomes, states, credits, held)
+        for message in after:
+            if isinstance(message, ipc.Progress):
+                self._publish(
+                    events.PROCESSING_PROGRESS,
+                    completed=self._counts.completed,
+                    failed=self._counts.failed,
+                    total=self._counts.total + self._added,
+                )
+
+    def _on_active(self, message: ipc.JobProgress, entry: _Held) -> None:
+        if entry.active_since is None:
+            entry.active_since = trio.current_time()
+        self._publish(
+            events.JOB_PROGRESS,
+            jobId=message.job_id,
+            status="active",
+            progress=message.progress or 0.0,
+        )
+
+    def _outcome(self, message: ipc.JobProgress, job: JobRecord) -> Outcome:
+        if message.status is ipc.JobStatus.COMPLETED:
+            return Complete(job_id=job.job_id, result=message.result)
+        retry_at = None
+        if job.attempts < job.max_attempts:
+            backoff = self._limits.backoff_seconds * 2 ** (job.attempts - 1)
+            retry_at = time.time() + backoff
+        return Fail(
+            job_id=job.job_id,
+            error=message.error or "failed",
+            traceback=message.traceback,
+            retry_at=retry_at,
+        )
+
+    def _record(
+        self,
+        outcomes: Sequence[Outcome],
+        states: dict[str, JobState],
+        credits: trio.CapacityLimiter,
+        held: dict[str, _Held],
+    ) -> None:
+        for outcome in outcomes:
+            entry = held.pop(outcome.job_id, None)
+            if entry is None:
+                continue
+            credits.release_on_behalf_of(entry.slot)
+            self._announce(outcome, states.get(outcome.job_id), entry)
+        self._wake.set()
+
+    def _announce(self, outcome: Outcome, state: JobState | None, entry: _Held) -> None:
+        job = entry.record
+        duration = (
+            None
+            if entry.active_since is None
+            else round((trio.current_time() - entry.active_since) * 1000, 3)
+        )
+        common = {"jobId": job.job_id, "type": job.type, "attempt": job.attempts}
+        if state is JobState.COMPLETED:
+            self._counts = attrs.evolve(self._counts, completed=self._counts.completed + 1)
+            self._publish(events.JOB_PROGRESS, status="completed", durationMs=duration, **common)
+        elif state is JobState.FAILED:
+            self._counts = attrs.evolve(self._counts, failed=self._counts.failed + 1)
+            error = outcome.error if isinstance(outcome, Fail | Release) else "failed"
+            self._publish(
+                events.JOB_PROGRESS, status="failed", error=error, durationMs=duration, **common
+            )
+        elif state is JobState.PENDING and isinstance(outcome, Fail):
+            self._publish(
+                events.JOB_RETRYING,
+                error=outcome.error,
+                retryAt=outcome.retry_at,
+                **common,
+            )
+
+    async def _release(self, held: dict[str, _Held], *, crashed: bool) -> None:
+        if not held:
+            return
+        outcomes: list[Outcome] = [
+            Release(
+                job_id=job_id,
+                refund_attempt=not (crashed and entry.sent),
+                error="the child process crashed while running this job",
+            )
+            for job_id, entry in held.items()
+        ]
+        states = await self._store.apply(outcomes)
+        for outcome in outcomes:
+            entry = held.pop(outcome.job_id)
+            if states.get(outcome.job_id) is JobState.FAILED:
+                self._announce(outcome, JobState.FAILED, entry)
+
+    def _publish(self, name: str, **data: Any) -> None:
+        self._bus.publish(name, {"batchId": self.batch_id, **data})
+
+
+async def _take_slots(credits: trio.CapacityLimiter, most: int) -> list[object]:
+    """At least one credit (waiting for it), plus what else is free now, up
+    to ``most``; each credit is held on behalf of a fresh token."""
+    first = object()
+    await credits.acquire_on_behalf_of(first)
+    slots = [first]
+    while len(slots) < most:
+        slot = object()
+        try:
+            credits.acquire_on_behalf_of_nowait(slot)
+        except trio.WouldBlock:
+            break
+        slots.append(slot)
+    return slots
