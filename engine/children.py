@@ -24,8 +24,8 @@ wait of all of them at once (a second SIGINT).
 
 from __future__ import annotations
 
-import collections
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -133,38 +133,57 @@ class ChildSupervisor:
         self.grace_seconds = grace_seconds
         self._job_modules = tuple(job_modules)
         self._warm = warm
-        self._idle: collections.deque[Child] = collections.deque()
+        self._idle_send, self._idle_receive = trio.open_memory_channel[Child | None](math.inf)
+        self._idle_count = 0
+        self._starting = 0
         self._live: set[Child] = set()
         self._stopping = False
         self.kill_now = trio.Event()
         self.started = 0
 
     def keep_warm(self) -> None:
-        """Start idle children until ``warm`` of them are ready or starting."""
-        for _ in range(self._warm - len(self._idle)):
+        """Start idle children until ``warm`` of them are ready or starting
+        (none once ``stop_all`` was called)."""
+        if self._stopping:
+            return
+        for _ in range(self._warm - self._idle_count - self._starting):
+            self._starting += 1
             self._nursery.start_soon(self._start_warm)
 
     async def _start_warm(self) -> None:
+        child: Child | None = None
         try:
             child = await self._nursery.start(self._child_life)
         except ChildCrashed as exc:
             log.error("a warm child failed to start: %s", exc)
-            return
-        if self._stopping:
+        finally:
+            self._starting -= 1
+        if child is not None and self._stopping:
             child.stop(ipc.Shutdown(), trio.current_time())
-        else:
-            self._idle.append(child)
+            child = None
+        self._idle_count += child is not None
+        # None wakes a taker waiting on this start, so it starts its own.
+        self._idle_send.send_nowait(child)
 
     async def take(self) -> Child:
-        """A ready child for one batch run: a warm one if any, else a new one.
+        """A ready child for one batch run: a warm one if one is ready or
+        starting, else a new one.
 
         Cancellation: atomic; a child started for a cancelled take is stopped.
 
         Raises:
             ChildCrashed: a new child died or hung before it was ready.
         """
-        while self._idle:
-            child = self._idle.popleft()
+        while True:
+            try:
+                child = self._idle_receive.receive_nowait()
+            except trio.WouldBlock:
+                if not self._starting:
+                    break
+                child = await self._idle_receive.receive()
+            if child is None:
+                continue
+            self._idle_count -= 1
             if not child.exited.is_set():
                 self.keep_warm()
                 return child
@@ -204,7 +223,7 @@ class ChildSupervisor:
         channel = ChildChannel(trio.lowlevel.FdStream(to_child), trio.lowlevel.FdStream(from_child))
         child = Child(self, channel)
         self._live.add(child)
-        not_ready: ChildCrashed | None = None
+        not_ready: ChildCrashed | None = ChildCrashed("the child was stopped before it was ready")
         try:
             async with trio.open_nursery() as relays:
                 with child.scope:

@@ -40,7 +40,7 @@ from engine.children import Child, ChildSupervisor
 from engine.errors import ChildCrashed
 from engine.lifecycle import JobState
 from engine.limits import RateLimiter, acquire_all
-from engine.store.base import Complete, Counts, Fail, JobRecord, Outcome, Release, Store
+from engine.store.base import Complete, Fail, JobRecord, Outcome, Release, Store
 from protocols import events, ipc
 
 __all__ = ["BatchRunner", "RunLimits", "StopReason"]
@@ -51,6 +51,8 @@ log = logging.getLogger("batchyard.runner")
 #: by a cancellation; the store answers in milliseconds, so this only bounds
 #: a store that stopped answering.
 _CLEANUP_SECONDS = 10.0
+
+_JOB_RETRYING = "job:retrying"
 
 
 class StopReason:
@@ -72,6 +74,16 @@ class RunLimits:
     grace_seconds: float
     rate: RateLimiter | None = None
     type_rates: Callable[[str], RateLimiter | None] = lambda _: None
+
+
+@attrs.define
+class _Tally:
+    """Batch-wide counts kept up to date from outcomes, for progress events
+    that cost no store query."""
+
+    completed: int = 0
+    failed: int = 0
+    total: int = 0
 
 
 @attrs.define
@@ -122,14 +134,13 @@ class BatchRunner:
         self._child: Child | None = None
         self._wake = trio.Event()
         self._dispatch_scope = trio.CancelScope()
-        self._counts = Counts()
-        self._added = 0
+        self._tally = _Tally()
 
     # --- control, called by the engine --------------------------------------
 
     def wake(self, added: int = 0) -> None:
         """New jobs were added (or dispatching resumed): look again."""
-        self._added += added
+        self._tally.total += added
         self._wake.set()
 
     def stop(self, reason: str, deadline: float) -> None:
@@ -157,7 +168,8 @@ class BatchRunner:
             ChildCrashed: the first child could not be started (before
                 ``started``); later crashes are reported as ``error`` events.
         """
-        self._counts = await self._store.counts(self.batch_id)
+        counts = await self._store.counts(self.batch_id)
+        self._tally = _Tally(completed=counts.completed, failed=counts.failed, total=counts.total)
         await self._store.mark_running(self.batch_id, self._owner)
         retries_left = self._limits.batch_retries
         first = True
@@ -352,9 +364,9 @@ class BatchRunner:
             if isinstance(message, ipc.Progress):
                 self._publish(
                     events.PROCESSING_PROGRESS,
-                    completed=self._counts.completed,
-                    failed=self._counts.failed,
-                    total=self._counts.total + self._added,
+                    completed=self._tally.completed,
+                    failed=self._tally.failed,
+                    total=self._tally.total,
                 )
 
     def _on_active(self, message: ipc.JobProgress, entry: _Held) -> None:
@@ -405,17 +417,17 @@ class BatchRunner:
         )
         common = {"jobId": job.job_id, "type": job.type, "attempt": job.attempts}
         if state is JobState.COMPLETED:
-            self._counts = attrs.evolve(self._counts, completed=self._counts.completed + 1)
+            self._tally.completed += 1
             self._publish(events.JOB_PROGRESS, status="completed", durationMs=duration, **common)
         elif state is JobState.FAILED:
-            self._counts = attrs.evolve(self._counts, failed=self._counts.failed + 1)
+            self._tally.failed += 1
             error = outcome.error if isinstance(outcome, Fail | Release) else "failed"
             self._publish(
                 events.JOB_PROGRESS, status="failed", error=error, durationMs=duration, **common
             )
         elif state is JobState.PENDING and isinstance(outcome, Fail):
             self._publish(
-                events.JOB_RETRYING,
+                _JOB_RETRYING,
                 error=outcome.error,
                 retryAt=outcome.retry_at,
                 **common,
