@@ -1,0 +1,5 @@
+"""``python -m engine`` is the ``batchyard`` command."""
+
+from engine.cli import main
+
+main()
