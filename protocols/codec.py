@@ -3,31 +3,62 @@
 Every choice about how a Python value looks on the wire is made here:
 
 * JSON through orjson (``cattrs.preconf.orjson``): UTF-8, no NaN/Infinity.
+  Our float fields refuse them by validation; inside a payload or result
+  orjson writes them as ``null``.
 * Field names are ``snake_case`` in Python and ``camelCase`` on the wire
-  (``batch_id`` ↔ ``batchId``); this holds for IPC frames and HTTP bodies.
-* Enums travel by value (``JobStatus.ACTIVE`` ↔ ``"active"``).
+  (``batch_id`` ↔ ``batchId``); this holds for IPC frames and HTTP bodies,
+  and for the field paths of decoding errors (``$.jobs[0].delaySeconds``).
+* Enums travel by value (``JobStatus.ACTIVE`` ↔ ``"active"``); ``Literal``
+  fields accept exactly one of their values, of the same JSON kind.
+* Datetimes travel as ISO 8601 strings (orjson's RFC 3339 rendering).
 * Message unions are tagged under the key ``"type"`` with the tags listed in
   ``protocols.ipc`` (``"job-progress"``, not the class name).
 * Inbound decoding is strict: unknown keys are refused, ``str``/``int``/
   ``float``/``bool`` fields accept only JSON values of that kind (``True`` is
-  not an ``int``; an ``int`` is a ``float``), and errors carry field paths
-  (``cattrs.transform_error``).
+  not an ``int``; an ``int`` is a ``float``), a class accepts only a JSON
+  object, a ``list``/``tuple`` only a JSON array (never a string or an object,
+  which Python would happily iterate), and errors carry field paths
+  (``describe_error``).
 * Payloads and results (``Any``) pass through untouched: whatever JSON holds.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal, get_args, get_origin
 
 import attrs
+import cattrs
+from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory
+from cattrs.errors import AttributeValidationNote
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.preconf.orjson import OrjsonConverter
 from cattrs.preconf.orjson import make_converter as _make_orjson_converter
 from cattrs.strategies import configure_tagged_union
+from cattrs.v import format_exception
 
 from protocols import ipc
 
-__all__ = ["camel_case", "configure_converter", "make_converter"]
+__all__ = [
+    "CONVERTER",
+    "camel_case",
+    "configure_converter",
+    "describe_error",
+    "invalid_field",
+    "json_kind",
+    "make_converter",
+]
+
+_Hook = Callable[[Any, Any], Any]
+
+#: Error lines go back to whoever sent the bad value, and some messages quote
+#: it (an unparsable date, an unknown enum value); a cap keeps a megabyte of
+#: junk from being echoed into a log line or a 400 body.
+_MAX_DETAIL = 200
+
+
+class _WrongKind(TypeError):
+    """A JSON value of the wrong kind; its message is written for the peer."""
 
 
 def camel_case(name: str) -> str:
@@ -36,44 +67,110 @@ def camel_case(name: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
-def _strict(kind: type[Any], accepts: tuple[type[Any], ...]) -> Any:
+def json_kind(value: Any) -> str:
+    """What a decoded JSON value is, in words (``"an array"``, ``"null"``)."""
+    if value is None:
+        return "null"
+    for kind, words in _KINDS:
+        if isinstance(value, kind):
+            return words
+    return type(value).__name__
+
+
+# Order matters: ``bool`` is an ``int`` in Python, and must be named first.
+_KINDS: tuple[tuple[type[Any], str], ...] = (
+    (bool, "a boolean"),
+    (int, "an integer"),
+    (float, "a float"),
+    (str, "a string"),
+    (list, "an array"),
+    (dict, "an object"),
+)
+
+
+def _strict(kind: type[Any], accepts: tuple[type[Any], ...], expected: str) -> _Hook:
     def structure(value: Any, _: Any) -> Any:
-        if isinstance(value, bool) and bool not in accepts:
-            raise TypeError(f"expected {kind.__name__}, got a boolean")
-        if not isinstance(value, accepts):
-            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+        if (isinstance(value, bool) and bool not in accepts) or not isinstance(value, accepts):
+            raise _WrongKind(f"expected {expected}, got {json_kind(value)}")
         return kind(value)
+
+    return structure
+
+
+def _is_array(cl: Any) -> bool:
+    origin = get_origin(cl)
+    if origin is list:
+        return True
+    return origin is tuple and get_args(cl)[-1:] == (Ellipsis,)
+
+
+def _array_hook(cl: Any, converter: cattrs.BaseConverter) -> _Hook:
+    factory = (
+        homogenous_tuple_structure_factory if get_origin(cl) is tuple else list_structure_factory
+    )
+    elements = factory(cl, converter)
+
+    def structure(value: Any, _: Any) -> Any:
+        if not isinstance(value, list):
+            raise _WrongKind(f"expected an array, got {json_kind(value)}")
+        return elements(value, cl)
+
+    return structure
+
+
+def _is_literal(cl: object) -> bool:
+    return get_origin(cl) is Literal
+
+
+def _literal_hook(cl: Any) -> _Hook:
+    allowed = get_args(cl)
+    listing = ", ".join(repr(value) for value in allowed)
+
+    def structure(value: Any, _: Any) -> Any:
+        for candidate in allowed:
+            if type(value) is type(candidate) and value == candidate:
+                return candidate
+        raise ValueError(f"expected one of {listing}, got {value!r:.80}")
+
+    return structure
+
+
+def _renames(cl: type[Any]) -> dict[str, Any]:
+    return {
+        field.name: override(rename=camel_case(field.name))
+        for field in attrs.fields(cl)
+        if camel_case(field.name) != field.name
+    }
+
+
+def _object_hook(cl: Any, converter: cattrs.BaseConverter) -> _Hook:
+    fields = make_dict_structure_fn(cl, converter, **_renames(cl))
+
+    def structure(value: Any, _: Any) -> Any:
+        if not isinstance(value, dict):
+            raise _WrongKind(f"expected an object, got {json_kind(value)}")
+        return fields(value, cl)
 
     return structure
 
 
 def configure_converter(converter: OrjsonConverter) -> None:
     """Teach ``converter`` every wire choice listed in this module's docstring."""
-    converter.register_structure_hook(str, _strict(str, (str,)))
-    converter.register_structure_hook(int, _strict(int, (int,)))
-    converter.register_structure_hook(float, _strict(float, (int, float)))
-    converter.register_structure_hook(bool, _strict(bool, (bool,)))
-
-    def renames(cl: type[Any]) -> dict[str, Any]:
-        return {
-            field.name: override(rename=camel_case(field.name))
-            for field in attrs.fields(cl)
-            if camel_case(field.name) != field.name
-        }
-
+    converter.register_structure_hook(str, _strict(str, (str,), "a string"))
+    converter.register_structure_hook(int, _strict(int, (int,), "an integer"))
+    converter.register_structure_hook(float, _strict(float, (int, float), "a number"))
+    converter.register_structure_hook(bool, _strict(bool, (bool,), "a boolean"))
+    converter.register_structure_hook_factory(_is_array, lambda cl: _array_hook(cl, converter))
+    converter.register_structure_hook_factory(_is_literal, _literal_hook)
     converter.register_unstructure_hook_factory(
-        attrs.has, lambda cl: make_dict_unstructure_fn(cl, converter, **renames(cl))
+        attrs.has, lambda cl: make_dict_unstructure_fn(cl, converter, **_renames(cl))
     )
-    converter.register_structure_hook_factory(
-        attrs.has, lambda cl: make_dict_structure_fn(cl, converter, **renames(cl))
-    )
+    converter.register_structure_hook_factory(attrs.has, lambda cl: _object_hook(cl, converter))
     for union, tags in (
         (ipc.ParentMessage, ipc.PARENT_MESSAGE_TAGS),
         (ipc.ChildMessage, ipc.CHILD_MESSAGE_TAGS),
     ):
-        configure_tagged_union(
-            union, converter, tag_generator=tags.__getitem__, tag_name="type"
-        )
+        configure_tagged_union(union, converter, tag_generator=tags.__getitem__, tag_name="type")
 
 
 def make_converter() -> OrjsonConverter:
@@ -81,6 +178,62 @@ def make_converter() -> OrjsonConverter:
     converter = _make_orjson_converter(forbid_extra_keys=True)
     configure_converter(converter)
     return converter
+
+
+def invalid_field(attribute: attrs.Attribute[Any], problem: str) -> ValueError:
+    """The error an attrs validator raises when ``attribute`` holds a bad value.
+
+    The message starts with the wire name (``"delaySeconds must be ..."``),
+    and the error is tagged with the field, so that ``describe_error`` puts
+    it at the field's own path (``@ $.jobs[0].delaySeconds``) rather than at
+    the object's.
+    """
+    error = ValueError(f"{camel_case(attribute.name)} {problem}")
+    error.add_note(
+        AttributeValidationNote(f"validating {attribute.name}", attribute.name, attribute.type)
+    )
+    return error
+
+
+def describe_error(exc: BaseException, path: str = "$") -> list[str]:
+    """One line per problem in a structuring error, each ending in its wire path.
+
+    ``cattrs.transform_error`` does the same with Python field names; this
+    spells each field as it appears on the wire (``$.jobs[2].delaySeconds``)
+    and keeps the messages of our own checks and validators verbatim, since
+    they are written for whoever sent the bad value.
+
+    Args:
+        exc: what ``CONVERTER.structure`` raised.
+        path: the path of the value that was structured.
+
+    Returns:
+        Lines such as ``"expected an integer, got a string @ $.priority"``.
+    """
+    if isinstance(exc, cattrs.IterableValidationError):
+        indexed, without = exc.group_exceptions()
+        located = [(sub, f"{path}[{note.index!r}]", note.type) for sub, note in indexed]
+    elif isinstance(exc, cattrs.ClassValidationError):
+        named, without = exc.group_exceptions()
+        located = [(sub, f"{path}.{camel_case(note.name)}", note.type) for sub, note in named]
+    else:
+        return [f"{_describe(exc, None)} @ {path}"]
+    lines: list[str] = []
+    for sub, sub_path, sub_type in located:
+        if isinstance(sub, cattrs.IterableValidationError | cattrs.ClassValidationError):
+            lines.extend(describe_error(sub, sub_path))
+        else:
+            lines.append(f"{_describe(sub, sub_type)} @ {sub_path}")
+    lines.extend(f"{_describe(sub, None)} @ {path}" for sub in without)
+    return lines
+
+
+def _describe(exc: BaseException, cl: Any) -> str:
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        return f"unknown fields: {', '.join(sorted(exc.extra_fields))}"
+    if isinstance(exc, _WrongKind | ValueError):
+        return f"{exc}"[:_MAX_DETAIL]
+    return format_exception(exc, cl)[:_MAX_DETAIL]
 
 
 #: The shared instance; converters are immutable once configured.

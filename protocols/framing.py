@@ -14,12 +14,13 @@ framer is broken and refuses to continue (the stream has lost its footing).
 from __future__ import annotations
 
 import enum
-from typing import Any, Generic, TypeVar
+import types
+from typing import Any, Generic, NoReturn, TypeVar, Union, get_args, get_origin
 
 import cattrs
 import orjson
 
-from protocols.codec import CONVERTER
+from protocols.codec import CONVERTER, describe_error, json_kind
 from protocols.errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = ["DEFAULT_MAX_LINE_BYTES", "NEED_DATA", "LineFramer", "NeedData"]
@@ -49,13 +50,12 @@ class LineFramer(Generic[M]):
         max_line_bytes: the largest frame accepted, newline excluded.
     """
 
-    def __init__(
-        self, message_type: Any, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
-    ) -> None:
+    def __init__(self, message_type: Any, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
         self._message_type = message_type
         self._max_line_bytes = max_line_bytes
         self._buffer = bytearray()
         self._scan_from = 0
+        self._members = _union_members(message_type)
         self._broken: RemoteProtocolError | None = None
 
     def receive_data(self, data: bytes) -> None:
@@ -93,17 +93,18 @@ class LineFramer(Generic[M]):
         """One message as one line.
 
         Raises:
-            LocalProtocolError: the message holds something JSON cannot carry.
+            LocalProtocolError: the message is not one this framer carries, or
+                it holds something JSON cannot carry.
         """
-        try:
-            return orjson.dumps(CONVERTER.unstructure(message, self._unstructure_as(message))) + (
-                b"\n"
+        if type(message) not in self._members:
+            raise LocalProtocolError(
+                f"cannot encode {type(message).__name__}: not a {_name(self._message_type)}"
             )
+        try:
+            unstructured = CONVERTER.unstructure(message, self._message_type)
+            return orjson.dumps(unstructured) + b"\n"
         except (TypeError, ValueError, orjson.JSONEncodeError) as exc:
             raise LocalProtocolError(f"cannot encode {type(message).__name__}: {exc}") from exc
-
-    def _unstructure_as(self, message: Any) -> Any:
-        return self._message_type if _is_union(self._message_type) else type(message)
 
     def _decode(self, line: bytes) -> M:
         try:
@@ -111,22 +112,27 @@ class LineFramer(Generic[M]):
         except orjson.JSONDecodeError as exc:
             self._fail(f"frame is not JSON: {exc}")
         if not isinstance(raw, dict):
-            self._fail(f"frame is a JSON {type(raw).__name__}, not an object")
+            self._fail(f"frame is {json_kind(raw)}, not an object")
         tag = raw.get("type")
+        if len(self._members) > 1 and not isinstance(tag, str):
+            self._fail(f"message type must be a string, got {json_kind(tag)}")
         try:
             return CONVERTER.structure(raw, self._message_type)  # type: ignore[no-any-return]
         except KeyError:
-            self._fail(f"unknown or missing message type {tag!r}")
+            self._fail(f"unknown message type {tag!r:.80}")
         except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
-            detail = "; ".join(cattrs.transform_error(exc)) if isinstance(
-                exc, cattrs.BaseValidationError
-            ) else str(exc)
-            self._fail(f"invalid {tag!r} message: {detail}")
+            self._fail(f"invalid {tag!r:.80} message: {'; '.join(describe_error(exc))}")
 
-    def _fail(self, reason: str) -> Any:
+    def _fail(self, reason: str) -> NoReturn:
         self._broken = RemoteProtocolError(reason)
         raise self._broken
 
 
-def _is_union(tp: Any) -> bool:
-    return getattr(tp, "__args__", None) is not None
+def _union_members(tp: Any) -> tuple[Any, ...]:
+    if isinstance(tp, types.UnionType) or get_origin(tp) is Union:
+        return get_args(tp)
+    return (tp,)
+
+
+def _name(tp: Any) -> str:
+    return " | ".join(getattr(member, "__name__", repr(member)) for member in _union_members(tp))

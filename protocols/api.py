@@ -1,0 +1,328 @@
+"""HTTP request and response bodies of the API, and the one way to decode them.
+
+Design notes
+------------
+Every body is a frozen attrs class that the shared converter turns into JSON
+and back: ``camelCase`` on the wire, unknown keys refused, no coercion between
+JSON kinds (``"3"`` is not a priority, ``1.0`` is not a count). Bodies are
+checked once, here, by validators, so a ``JobSpec`` that exists is a
+``JobSpec`` the engine can store.
+
+``decode_body`` is where bad input stops: anything that is not JSON or not
+the expected shape becomes ``InvalidBody``, whose lines name the wire path of
+each fault (``expected an integer, got a string @ $.jobs[2].priority``). An
+HTTP layer answers it with 400 and ``str(exc)`` as the message.
+
+Decisions:
+
+* A batch's ``type`` is required and non-empty, so every job has a type: its
+  own, or the batch's. ``AddJobs`` carries no default: its jobs fall back to
+  the type of the batch they join.
+* ``jobs`` may be empty, in both ``CreateBatch`` and ``AddJobs``. A batch is a
+  named container that can be created first and filled later, and adding no
+  jobs is a no-op that answers ``enqueued: 0``, not a mistake worth a 400.
+* Priorities are bounded (see ``MAX_PRIORITY``), delays must be finite and
+  non-negative, keys and type names non-empty.
+* Timestamps are timezone-aware datetimes (ISO 8601 with an offset), so a
+  client never has to guess the server's zone.
+* Responses are decoded just as strictly as requests: a client built from
+  these classes notices a server that breaks the contract.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+import attrs
+import cattrs
+import orjson
+
+from protocols.codec import CONVERTER, describe_error, invalid_field
+from protocols.errors import InvalidBody, LocalProtocolError
+
+__all__ = [
+    "BATCH_ID_PATTERN",
+    "MAX_KEY_LENGTH",
+    "MAX_PRIORITY",
+    "MIN_PRIORITY",
+    "AddJobs",
+    "BatchList",
+    "BatchView",
+    "Counts",
+    "CreateBatch",
+    "EnqueueResult",
+    "ErrorBody",
+    "ErrorDetail",
+    "HealthMetrics",
+    "HealthStatus",
+    "HealthView",
+    "JobList",
+    "JobSpec",
+    "JobStateName",
+    "JobView",
+    "ProcessResult",
+    "ProcessStatus",
+    "Requeued",
+    "StatusView",
+    "decode_body",
+    "encode_body",
+]
+
+T = TypeVar("T")
+
+#: Batch ids appear in URL paths, log prefixes and Redis keys; this alphabet
+#: needs no escaping in any of them.
+BATCH_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+#: Highest first, and a backend may fold the priority together with the
+#: enqueue time into one double (a Redis sorted-set score), which holds
+#: integers exactly only up to 2**53; 2**21 levels either way (the range
+#: BullMQ allows) leaves room for that and is more than any queue needs.
+MAX_PRIORITY = 2**21
+MIN_PRIORITY = -MAX_PRIORITY
+
+#: Keys are stored and indexed per job; a bound keeps one request from
+#: turning the index into a blob store.
+MAX_KEY_LENGTH = 1024
+
+JobStateName = Literal["pending", "active", "completed", "failed"]
+ProcessStatus = Literal["started", "already-running", "capacity-reached"]
+HealthStatus = Literal["ok", "degraded"]
+
+
+def _batch_id(instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and BATCH_ID_PATTERN.fullmatch(value) is None:
+        raise invalid_field(
+            attribute, f"must be 1 to 128 of A-Z a-z 0-9 . _ : -, got {value!r:.140}"
+        )
+
+
+def _non_empty(instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and not value:
+        raise invalid_field(attribute, "must not be empty")
+
+
+def _key(instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and not 1 <= len(value) <= MAX_KEY_LENGTH:
+        raise invalid_field(
+            attribute, f"must be 1 to {MAX_KEY_LENGTH} characters, got {len(value)}"
+        )
+
+
+def _priority(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    if not MIN_PRIORITY <= value <= MAX_PRIORITY:
+        raise invalid_field(
+            attribute, f"must be within {MIN_PRIORITY}..{MAX_PRIORITY}, got {value}"
+        )
+
+
+def _delay(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not (math.isfinite(value) and value >= 0):
+        raise invalid_field(attribute, f"must be a finite number >= 0, got {value!r}")
+
+
+def _aware(instance: object, attribute: attrs.Attribute[Any], value: datetime) -> None:
+    if value.utcoffset() is None:
+        raise invalid_field(attribute, f"must carry a UTC offset, got {value.isoformat()}")
+
+
+# --- requests -----------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class JobSpec:
+    """One job to enqueue: a payload, and optionally its own type, key, priority, delay.
+
+    ``key`` makes enqueueing idempotent within a batch: a key the batch
+    already holds is counted as a duplicate, not enqueued again. The highest
+    ``priority`` is handed out first; a job is not handed out before
+    ``delay_seconds`` have passed since it was enqueued.
+    """
+
+    payload: Any = None
+    type: str | None = attrs.field(default=None, validator=_non_empty)
+    key: str | None = attrs.field(default=None, validator=_key)
+    priority: int = attrs.field(default=0, validator=_priority)
+    delay_seconds: float = attrs.field(default=0.0, validator=_delay)
+
+
+@attrs.frozen(kw_only=True)
+class CreateBatch:
+    """``POST /api/batches``: a new batch, with the default type of its jobs."""
+
+    jobs: tuple[JobSpec, ...]
+    type: str = attrs.field(validator=_non_empty)
+    batch_id: str | None = attrs.field(default=None, validator=_batch_id)
+    options: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class AddJobs:
+    """``POST /api/batches/{batchId}/jobs``: more jobs for an existing batch."""
+
+    jobs: tuple[JobSpec, ...]
+
+
+# --- responses ----------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class EnqueueResult:
+    """What enqueueing did: new jobs, and jobs skipped because their key was taken."""
+
+    batch_id: str
+    enqueued: int
+    duplicates: int
+
+
+@attrs.frozen(kw_only=True)
+class Counts:
+    """Jobs of a batch per state; ``active`` are held by a child right now."""
+
+    pending: int
+    active: int
+    completed: int
+    failed: int
+
+
+@attrs.frozen(kw_only=True)
+class BatchView:
+    """One batch, as ``GET /api/batches/{batchId}`` shows it."""
+
+    batch_id: str
+    type: str
+    running: bool
+    counts: Counts
+    created_at: datetime = attrs.field(validator=_aware)
+    options: dict[str, Any]
+
+
+@attrs.frozen(kw_only=True)
+class BatchList:
+    """``GET /api/batches``."""
+
+    batches: tuple[BatchView, ...]
+
+
+@attrs.frozen(kw_only=True)
+class JobView:
+    """One job, as ``GET /api/batches/{batchId}/jobs`` lists it."""
+
+    job_id: str
+    type: str
+    state: JobStateName
+    payload: Any
+    attempts: int
+    key: str | None
+    priority: int
+    result: Any
+    error: str | None
+
+
+@attrs.frozen(kw_only=True)
+class JobList:
+    """A page of jobs; ``next_cursor`` is ``None`` on the last page."""
+
+    jobs: tuple[JobView, ...]
+    next_cursor: str | None
+
+
+@attrs.frozen(kw_only=True)
+class ProcessResult:
+    """``POST /api/jobs/process/all/{batchId}``; the HTTP status says the same."""
+
+    status: ProcessStatus
+    batch_id: str
+
+
+@attrs.frozen(kw_only=True)
+class StatusView:
+    """``GET /api/status``: what this engine is doing."""
+
+    running_batches: tuple[str, ...]
+    active_batches: int
+    max_batches: int
+    is_shutting_down: bool
+    paused: bool
+
+
+@attrs.frozen(kw_only=True)
+class HealthMetrics:
+    """The two numbers ``GET /health`` reports."""
+
+    queue_length: int
+    active_workers: int
+
+
+@attrs.frozen(kw_only=True)
+class HealthView:
+    """``GET /health``: ``services`` maps a dependency to its state (``"connected"``)."""
+
+    status: HealthStatus
+    services: dict[str, str]
+    metrics: HealthMetrics
+
+
+@attrs.frozen(kw_only=True)
+class Requeued:
+    """``POST /api/batches/{batchId}/retry``: failed jobs put back to pending."""
+
+    requeued: int
+
+
+@attrs.frozen(kw_only=True)
+class ErrorDetail:
+    """What went wrong: a stable machine ``code`` and a message for people."""
+
+    code: str
+    message: str
+
+
+@attrs.frozen(kw_only=True)
+class ErrorBody:
+    """Every error response: ``{"error": {"code", "message"}}``."""
+
+    error: ErrorDetail
+
+
+# --- bytes ↔ bodies -----------------------------------------------------------
+
+
+def decode_body(raw: bytes | str, cls: type[T]) -> T:
+    """Parse and check one body.
+
+    Args:
+        raw: the body as received.
+        cls: the class it must be (``CreateBatch``, ``BatchView``, ...).
+
+    Returns:
+        The decoded, validated body.
+
+    Raises:
+        InvalidBody: ``raw`` is not JSON, or not a valid ``cls``; its
+            ``errors`` name each fault with its wire path.
+    """
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidBody(f"body is not JSON: {exc} @ $") from exc
+    try:
+        return CONVERTER.structure(value, cls)
+    except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
+        raise InvalidBody(*describe_error(exc)) from exc
+
+
+def encode_body(body: Any) -> bytes:
+    """One body as JSON bytes.
+
+    Raises:
+        LocalProtocolError: ``body`` holds something JSON cannot carry (a
+            payload with an integer beyond 64 bits, an arbitrary object).
+    """
+    try:
+        return orjson.dumps(CONVERTER.unstructure(body))
+    except (TypeError, ValueError) as exc:
+        raise LocalProtocolError(f"cannot encode {type(body).__name__}: {exc}") from exc

@@ -1,0 +1,237 @@
+"""Hypothesis strategies for every wire value of ``protocols``, and a framer pair.
+
+Design notes
+------------
+Values are drawn only from what JSON carries exactly through orjson: integers
+within 64 bits, finite floats, UTF-8 text (no lone surrogates), lists (never
+tuples) and objects with string keys. Inside that space a round trip must be
+the identity, so any difference is a bug, not a caveat.
+
+``SETTINGS`` keeps every property test small enough that the whole suite runs
+in seconds; the properties are simple, and a few hundred examples each find
+what a few thousand would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+from protocols import api, events, ipc
+from protocols.framing import NEED_DATA, LineFramer
+
+SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+COUNTS = st.integers(min_value=0, max_value=2**31)
+TEXT = st.text(st.characters(codec="utf-8"), max_size=20)
+FLOATS = st.floats(allow_nan=False, allow_infinity=False)
+
+JSON_SCALARS = st.none() | st.booleans() | INT64 | FLOATS | TEXT
+JSON = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
+    max_leaves=12,
+)
+JSON_OBJECTS = st.dictionaries(TEXT, JSON, max_size=5)
+
+BATCH_IDS = st.from_regex(api.BATCH_ID_PATTERN, fullmatch=True)
+NAMES = st.text(st.characters(codec="utf-8"), min_size=1, max_size=20)
+AWARE_DATETIMES = st.datetimes(
+    min_value=datetime(1970, 1, 1),
+    max_value=datetime(9999, 1, 1),
+    timezones=st.sampled_from(
+        [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))]
+    ),
+)
+
+# --- IPC ----------------------------------------------------------------------
+
+JOBS_TO_RUN = st.builds(
+    ipc.JobToRun,
+    job_id=TEXT,
+    type=TEXT,
+    payload=JSON,
+    attempt=st.integers(min_value=1, max_value=2**31),
+)
+
+PARENT_MESSAGES: st.SearchStrategy[ipc.ParentMessage] = st.one_of(
+    st.builds(ipc.Begin, batch_id=TEXT, concurrency=st.integers(min_value=1, max_value=2**31)),
+    st.builds(ipc.RunJobs, jobs=st.lists(JOBS_TO_RUN, max_size=3).map(tuple)),
+    st.builds(ipc.Shutdown),
+    st.builds(ipc.Cancel),
+)
+
+CHILD_MESSAGES: st.SearchStrategy[ipc.ChildMessage] = st.one_of(
+    st.builds(ipc.Ready, pid=st.integers(min_value=1, max_value=2**31)),
+    st.builds(ipc.BatchStarted, batch_id=TEXT),
+    st.builds(
+        ipc.JobProgress,
+        job_id=TEXT,
+        status=st.sampled_from(ipc.JobStatus),
+        progress=st.none() | st.floats(min_value=0, max_value=100),
+        result=JSON,
+        error=st.none() | TEXT,
+        traceback=st.none() | TEXT,
+    ),
+    st.builds(ipc.JobInterrupted, job_id=TEXT),
+    st.builds(ipc.Progress, in_flight=COUNTS, completed=COUNTS, failed=COUNTS),
+    st.builds(ipc.Done, completed=COUNTS, failed=COUNTS),
+    st.builds(ipc.ChildFailed, error=TEXT),
+)
+
+# --- events -------------------------------------------------------------------
+
+EVENTS = st.builds(
+    events.Event,
+    event=st.sampled_from(sorted(events.EVENT_NAMES)),
+    seq=st.integers(min_value=1, max_value=2**62),
+    data=st.builds(lambda batch_id, rest: {**rest, "batchId": batch_id}, BATCH_IDS, JSON_OBJECTS),
+)
+
+CONTROL_MESSAGES: st.SearchStrategy[events.ControlMessage] = st.one_of(
+    st.builds(events.Subscribe, subscribe=st.lists(BATCH_IDS, max_size=3).map(tuple)),
+    st.builds(events.Unsubscribe, unsubscribe=st.lists(BATCH_IDS, max_size=3).map(tuple)),
+    st.builds(events.ResumeFrom, resume_from=st.integers(min_value=0, max_value=2**62)),
+)
+
+# --- HTTP bodies --------------------------------------------------------------
+
+JOB_SPECS = st.builds(
+    api.JobSpec,
+    payload=JSON,
+    type=st.none() | NAMES,
+    key=st.none() | NAMES,
+    priority=st.integers(min_value=api.MIN_PRIORITY, max_value=api.MAX_PRIORITY),
+    delay_seconds=st.floats(min_value=0, allow_infinity=False),
+)
+JOB_LISTS = st.lists(JOB_SPECS, max_size=3).map(tuple)
+COUNTS_VIEWS = st.builds(
+    api.Counts, pending=COUNTS, active=COUNTS, completed=COUNTS, failed=COUNTS
+)
+BATCH_VIEWS = st.builds(
+    api.BatchView,
+    batch_id=BATCH_IDS,
+    type=NAMES,
+    running=st.booleans(),
+    counts=COUNTS_VIEWS,
+    created_at=AWARE_DATETIMES,
+    options=JSON_OBJECTS,
+)
+JOB_VIEWS = st.builds(
+    api.JobView,
+    job_id=TEXT,
+    type=NAMES,
+    state=st.sampled_from(["pending", "active", "completed", "failed"]),
+    payload=JSON,
+    attempts=COUNTS,
+    key=st.none() | NAMES,
+    priority=st.integers(min_value=api.MIN_PRIORITY, max_value=api.MAX_PRIORITY),
+    result=JSON,
+    error=st.none() | TEXT,
+)
+
+BODIES: st.SearchStrategy[Any] = st.one_of(
+    st.builds(
+        api.CreateBatch,
+        jobs=JOB_LISTS,
+        type=NAMES,
+        batch_id=st.none() | BATCH_IDS,
+        options=JSON_OBJECTS,
+    ),
+    st.builds(api.AddJobs, jobs=JOB_LISTS),
+    st.builds(api.EnqueueResult, batch_id=BATCH_IDS, enqueued=COUNTS, duplicates=COUNTS),
+    COUNTS_VIEWS,
+    BATCH_VIEWS,
+    st.builds(api.BatchList, batches=st.lists(BATCH_VIEWS, max_size=2).map(tuple)),
+    JOB_VIEWS,
+    st.builds(
+        api.JobList,
+        jobs=st.lists(JOB_VIEWS, max_size=2).map(tuple),
+        next_cursor=st.none() | TEXT,
+    ),
+    st.builds(
+        api.ProcessResult,
+        status=st.sampled_from(["started", "already-running", "capacity-reached"]),
+        batch_id=BATCH_IDS,
+    ),
+    st.builds(
+        api.StatusView,
+        running_batches=st.lists(BATCH_IDS, max_size=3).map(tuple),
+        active_batches=COUNTS,
+        max_batches=COUNTS,
+        is_shutting_down=st.booleans(),
+        paused=st.booleans(),
+    ),
+    st.builds(
+        api.HealthView,
+        status=st.sampled_from(["ok", "degraded"]),
+        services=st.dictionaries(TEXT, TEXT, max_size=3),
+        metrics=st.builds(api.HealthMetrics, queue_length=COUNTS, active_workers=COUNTS),
+    ),
+    st.builds(api.Requeued, requeued=COUNTS),
+    st.builds(api.ErrorBody, error=st.builds(api.ErrorDetail, code=NAMES, message=TEXT)),
+)
+
+
+# --- the two ends of a child's pipes ------------------------------------------
+
+
+def drain(framer: LineFramer[Any]) -> list[Any]:
+    """Every whole message ``framer`` holds, in order."""
+    messages = []
+    while (message := framer.next_message()) is not NEED_DATA:
+        messages.append(message)
+    return messages
+
+
+class FramerPair:
+    """The engine and a child, joined by their two pipes, with no I/O at all.
+
+    Each pipe carries one union, so each has one framer at either end: the
+    sender's (used to ``encode``) and the receiver's (fed, then drained).
+    ``chunks`` cut the bytes in transit, as a pipe is free to.
+    """
+
+    def __init__(self) -> None:
+        self.parent_out: LineFramer[ipc.ParentMessage] = LineFramer(ipc.ParentMessage)
+        self.child_in: LineFramer[ipc.ParentMessage] = LineFramer(ipc.ParentMessage)
+        self.child_out: LineFramer[ipc.ChildMessage] = LineFramer(ipc.ChildMessage)
+        self.parent_in: LineFramer[ipc.ChildMessage] = LineFramer(ipc.ChildMessage)
+
+    def to_child(
+        self, messages: Iterable[ipc.ParentMessage], cuts: Iterable[int] = ()
+    ) -> list[ipc.ParentMessage]:
+        """Send ``messages`` down the parent's pipe; what the child decodes."""
+        return _transfer(self.parent_out, self.child_in, messages, cuts)
+
+    def to_parent(
+        self, messages: Iterable[ipc.ChildMessage], cuts: Iterable[int] = ()
+    ) -> list[ipc.ChildMessage]:
+        """Send ``messages`` up the child's pipe; what the parent decodes."""
+        return _transfer(self.child_out, self.parent_in, messages, cuts)
+
+
+def _transfer(
+    sender: LineFramer[Any],
+    receiver: LineFramer[Any],
+    messages: Iterable[Any],
+    cuts: Iterable[int],
+) -> list[Any]:
+    wire = b"".join(sender.encode(message) for message in messages)
+    received: list[Any] = []
+    start = 0
+    for end in [*sorted(cut for cut in cuts if 0 < cut < len(wire)), len(wire)]:
+        receiver.receive_data(wire[start:end])
+        received.extend(drain(receiver))
+        start = end
+    assert receiver.buffered == 0
+    return received
