@@ -52,8 +52,6 @@ log = logging.getLogger("batchyard.runner")
 #: a store that stopped answering.
 _CLEANUP_SECONDS = 10.0
 
-_JOB_RETRYING = "job:retrying"
-
 
 class StopReason:
     """Why a run was asked to stop early (the ``reason`` of its ``done``)."""
@@ -427,7 +425,7 @@ class BatchRunner:
             )
         elif state is JobState.PENDING and isinstance(outcome, Fail):
             self._publish(
-                _JOB_RETRYING,
+                events.JOB_RETRYING,
                 error=outcome.error,
                 retryAt=outcome.retry_at,
                 **common,

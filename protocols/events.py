@@ -45,6 +45,7 @@ __all__ = [
     "ERROR",
     "EVENT_BY_TAG",
     "EVENT_NAMES",
+    "JOB_RETRYING",
     "JOB_PROGRESS",
     "PROCESSING_PROGRESS",
     "PROCESSING_STARTED",
@@ -73,6 +74,10 @@ PROCESSING_PROGRESS = "processing:progress"
 JOB_PROGRESS = "job:progress"
 DONE = "done"
 ERROR = "error"
+#: Beyond the contract's mapping: a job failed and runs again after a
+#: backoff. It is not terminal (the job's one terminal ``job:progress``
+#: comes later), so clients that only count terminal events ignore it.
+JOB_RETRYING = "job:retrying"
 
 EVENT_NAMES = frozenset({PROCESSING_STARTED, PROCESSING_PROGRESS, JOB_PROGRESS, DONE, ERROR})
 

@@ -142,7 +142,7 @@ async def test_crash_uses_up_attempts_then_fails_the_job(tmp_path: Path) -> None
     assert counts.failed == 1
     failed = [e for e in _terminal(seen) if e.data["status"] == "failed"]
     assert len(failed) == 1 and "crashed" in failed[0].data["error"]
-    assert sum(1 for e in seen if e.event == "error") == 2
+    assert sum(1 for e in seen if e.event == "error") == 2, [e.data for e in seen if e.event == "error"]
 
 
 async def test_job_failures_retry_with_backoff_then_succeed(tmp_path: Path) -> None:
