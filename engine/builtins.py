@@ -21,7 +21,9 @@ def _field(payload: Any, name: str, kind: type[Any]) -> Any:
         raise ValueError(f"payload must be an object with {name!r}")
     value = payload[name]
     if isinstance(value, bool) or not isinstance(value, kind):
-        raise ValueError(f"payload field {name!r} must be a {kind.__name__ if kind is not float else 'number'}")
+        raise ValueError(
+            f"payload field {name!r} must be a {kind.__name__ if kind is not float else 'number'}"
+        )
     return value
 
 

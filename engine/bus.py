@@ -162,8 +162,8 @@ class EventBus:
         Returns:
             The event as published, with its ``seq``.
         """
-        self._seq += 1
-        event = Event(event=name, seq=self._seq, data=data)
+        event = Event(event=name, seq=self._seq + 1, data=data)
+        self._seq = event.seq
         self._ring.append(event)
         for subscriber in list(self._subscribers):
             if subscriber.wants(event) and not subscriber._offer(event):
@@ -194,7 +194,9 @@ class EventBus:
             self._subscribers.append(subscription)
         return subscription
 
-    def _replay(self, batch_ids: Collection[str] | None, resume_from: int | None) -> Iterator[Event]:
+    def _replay(
+        self, batch_ids: Collection[str] | None, resume_from: int | None
+    ) -> Iterator[Event]:
         if resume_from is None:
             return
         wanted = None if batch_ids is None else set(batch_ids)
@@ -232,4 +234,3 @@ class EventBus:
             published=self._seq,
             dropped=self._dropped,
         )
-

@@ -115,7 +115,9 @@ class ChildProgram:
             self._finish_failed(job.job_id, exc)
             return
         try:
-            self.send(ipc.JobProgress(job_id=job.job_id, status=ipc.JobStatus.COMPLETED, result=result))
+            self.send(
+                ipc.JobProgress(job_id=job.job_id, status=ipc.JobStatus.COMPLETED, result=result)
+            )
         except LocalProtocolError as exc:
             self._finish_failed(job.job_id, TypeError(f"result is not JSON: {exc}"))
             return
@@ -136,7 +138,9 @@ class ChildProgram:
 
     def _reporter(self, job_id: str, *, in_thread: bool) -> Callable[[float], None]:
         def report(percent: float) -> None:
-            self.send(ipc.JobProgress(job_id=job_id, status=ipc.JobStatus.ACTIVE, progress=percent))
+            self.send(
+                ipc.JobProgress(job_id=job_id, status=ipc.JobStatus.ACTIVE, progress=percent)
+            )
 
         if not in_thread:
             return report
@@ -188,7 +192,7 @@ class _Inbox:
         while True:
             message = self._framer.next_message()
             if message is not NEED_DATA:
-                return message  # type: ignore[return-value]
+                return message
             data = await self._stream.receive_some(_READ_CHUNK)
             if not data:
                 return None
@@ -214,7 +218,11 @@ async def serve_child(
         program.send(ipc.Ready(pid=os.getpid()))
         try:
             code = await _run_protocol(program, _Inbox(ipc_in))
-        except ProtocolError as exc:
+        except* ProtocolError as group:
+            # After Begin the error comes out of the batch's nurseries, grouped.
+            exc: BaseException = group
+            while isinstance(exc, BaseExceptionGroup):
+                exc = exc.exceptions[0]
             print(f"batchyard child: malformed IPC from the engine: {exc}", file=sys.stderr)
             code = 4
         send_outbox.close()

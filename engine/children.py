@@ -24,6 +24,7 @@ wait of all of them at once (a second SIGINT).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -93,11 +94,8 @@ class Child:
         return code
 
     async def _deliver_cancel(self, process: trio.Process) -> None:
-        with trio.move_on_after(1):
-            try:
-                await self.channel.send(self._stop_message)
-            except ChildCrashed:
-                pass
+        with trio.move_on_after(1), contextlib.suppress(ChildCrashed):
+            await self.channel.send(self._stop_message)
         # Cancelled without stop() (the engine's nursery is unwinding): the
         # default grace applies, so the wait is always bounded.
         deadline = self._deadline
@@ -106,7 +104,9 @@ class Child:
         with trio.move_on_at(deadline):
             await self._supervisor.kill_now.wait()
         if process.returncode is None:
-            log.warning("[batch %s] child %d did not stop in time: SIGKILL", self.label, process.pid)
+            log.warning(
+                "[batch %s] child %d did not stop in time: SIGKILL", self.label, process.pid
+            )
             process.kill()
 
 
@@ -187,9 +187,9 @@ class ChildSupervisor:
             if not child.exited.is_set():
                 self.keep_warm()
                 return child
-        child = await self._nursery.start(self._child_life)
+        fresh: Child = await self._nursery.start(self._child_life)
         self.keep_warm()
-        return child
+        return fresh
 
     def stop_all(self, deadline: float) -> None:
         """Stop every child (idle or busy) with ``Shutdown`` by ``deadline``."""
@@ -220,7 +220,9 @@ class ChildSupervisor:
     async def _child_life(self, task_status: trio.TaskStatus[Child]) -> None:
         from_child, child_out = os.pipe()
         child_in, to_child = os.pipe()
-        channel = ChildChannel(trio.lowlevel.FdStream(to_child), trio.lowlevel.FdStream(from_child))
+        channel = ChildChannel(
+            trio.lowlevel.FdStream(to_child), trio.lowlevel.FdStream(from_child)
+        )
         child = Child(self, channel)
         self._live.add(child)
         not_ready: ChildCrashed | None = ChildCrashed("the child was stopped before it was ready")

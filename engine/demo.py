@@ -87,9 +87,7 @@ async def _run(engine: Engine, console: Console) -> DemoSummary:
         Progress(*columns, console=console) as progress,
         engine.bus.subscribe(batch_ids) as events,
     ):
-        bars = {
-            b: progress.add_task(b, total=JOBS_PER_BATCH, failed=0) for b in batch_ids
-        }
+        bars = {b: progress.add_task(b, total=JOBS_PER_BATCH, failed=0) for b in batch_ids}
         for batch_id in batch_ids:
             await engine.start(batch_id)
         finished = 0
@@ -97,7 +95,8 @@ async def _run(engine: Engine, console: Console) -> DemoSummary:
             bar = bars[event.data["batchId"]]
             if event.event == "processing:progress":
                 progress.update(
-                    bar, completed=event.data["completed"] + event.data["failed"],
+                    bar,
+                    completed=event.data["completed"] + event.data["failed"],
                     failed=event.data["failed"],
                 )
             elif event.event in ("done", "error"):
@@ -123,5 +122,3 @@ def _summary_table(summary: DemoSummary) -> Table:
     ideal = JOBS_PER_BATCH * JOB_SECONDS / 8
     table.add_row("ideal wall time", f"{ideal:.2f} s (both batches in parallel)")
     return table
-
-

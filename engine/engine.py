@@ -306,8 +306,20 @@ class Engine:
         if self._runners.get(runner.batch_id) is runner:
             del self._runners[runner.batch_id]
             self._capacity.release_on_behalf_of(runner.batch_id)
+        runner.stopped.set()
         if not self._runners:
             self._all_stopped.set()
+
+    async def wait_stopped(self, batch_id: str) -> None:
+        """Return once the batch is not running here (at once if it is not).
+
+        Cancellation: atomic.
+        """
+        runner = self._runners.get(batch_id)
+        if runner is None:
+            await trio.lowlevel.checkpoint()
+        else:
+            await runner.stopped.wait()
 
     async def cancel(self, batch_id: str) -> None:
         """Stop a running batch: in-flight jobs back to pending, the child
@@ -467,10 +479,7 @@ async def open_engine(
             try:
                 yield engine
             finally:
-                with trio.move_on_after(
-                    settings.shutdown_grace_seconds + 15, shield=True
-                ):
+                with trio.move_on_after(settings.shutdown_grace_seconds + 15, shield=True):
                     await engine.shutdown()
                 bus.close()
                 nursery.cancel_scope.cancel()
-

@@ -84,7 +84,7 @@ class ChildChannel:
         messages: list[ipc.ChildMessage] = []
         try:
             while (message := self._decoder.next_message()) is not NEED_DATA:
-                messages.append(message)  # type: ignore[arg-type]
+                messages.append(message)
         except ProtocolError as exc:
             raise ChildCrashed(f"malformed IPC from the child: {exc}") from exc
         return messages

@@ -113,9 +113,7 @@ class JobRegistry:
 REGISTRY = JobRegistry()
 
 
-def job_type(
-    name: str | None = None, *, registry: JobRegistry = REGISTRY
-) -> Callable[[H], H]:
+def job_type(name: str | None = None, *, registry: JobRegistry = REGISTRY) -> Callable[[H], H]:
     """Register the decorated function as a job type (default name: its own).
 
     ::

@@ -129,6 +129,7 @@ class BatchRunner:
         self._owner = owner
         self._gate = gate
         self.stop_reason: str | None = None
+        self.stopped = trio.Event()
         self._child: Child | None = None
         self._wake = trio.Event()
         self._dispatch_scope = trio.CancelScope()
@@ -199,9 +200,7 @@ class BatchRunner:
         if self.stop_reason != StopReason.SHUTDOWN:
             await self._store.clear_running(self.batch_id)
         extra = {} if self.stop_reason is None else {"reason": self.stop_reason}
-        self._publish(
-            events.DONE, completed=counts.completed, failed=counts.failed, **extra
-        )
+        self._publish(events.DONE, completed=counts.completed, failed=counts.failed, **extra)
 
     async def _run_child(self, child: Child) -> str | None:
         """One child's life. None when it ended in order; else why it crashed."""

@@ -20,8 +20,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-
-
 from engine.bus import Subscription
 from engine.engine import Engine, JobRequest, open_engine
 from engine.jobs import JobContext, job_type
@@ -91,8 +89,6 @@ async def collect_until(
         if last(event):
             return seen
     return seen
-
-
 
 
 @job_type("steps")

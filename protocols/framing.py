@@ -58,7 +58,7 @@ class LineFramer(Generic[M]):
         self._members = _union_members(message_type)
         self._broken: RemoteProtocolError | None = None
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         """Append bytes read from the peer; ``b""`` is not EOF here."""
         self._buffer += data
 

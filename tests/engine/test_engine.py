@@ -20,7 +20,9 @@ from protocols.events import Event
 
 def _terminal(events: list[Event]) -> list[Event]:
     return [
-        e for e in events if e.event == "job:progress" and e.data["status"] in ("completed", "failed")
+        e
+        for e in events
+        if e.event == "job:progress" and e.data["status"] in ("completed", "failed")
     ]
 
 
@@ -102,8 +104,8 @@ async def test_start_answers_started_already_running_capacity_reached(tmp_path: 
             done = (await collect_until(sub))[-1]
         assert done.data["reason"] == "cancelled"
         with trio.fail_after(15):
-            while engine.is_running(first):
-                await trio.sleep(0.01)
+            await engine.wait_stopped(first)
+        assert not engine.is_running(first)
         assert await engine.start(second) is StartResult.STARTED
         with pytest.raises(BatchNotRunning):
             await engine.cancel(first)
@@ -117,7 +119,9 @@ async def test_crashing_child_loses_no_job_and_honours_batch_retries(tmp_path: P
         batch_id, _ = await engine.create_batch(None, "noop", jobs)
         with trio.fail_after(60), engine.bus.subscribe([batch_id]) as sub:
             await engine.start(batch_id)
-            seen = await collect_until(sub, lambda e: e.event == "error" and not e.data["restarting"])
+            seen = await collect_until(
+                sub, lambda e: e.event == "error" and not e.data["restarting"]
+            )
         counts = await engine.store.counts(batch_id)
         page = await engine.store.list_jobs(batch_id)
     errors = [e for e in seen if e.event == "error"]
@@ -142,13 +146,13 @@ async def test_crash_uses_up_attempts_then_fails_the_job(tmp_path: Path) -> None
     assert counts.failed == 1
     failed = [e for e in _terminal(seen) if e.data["status"] == "failed"]
     assert len(failed) == 1 and "crashed" in failed[0].data["error"]
-    assert sum(1 for e in seen if e.event == "error") == 2, [e.data for e in seen if e.event == "error"]
+    assert sum(1 for e in seen if e.event == "error") == 2, [
+        e.data for e in seen if e.event == "error"
+    ]
 
 
 async def test_job_failures_retry_with_backoff_then_succeed(tmp_path: Path) -> None:
-    async with open_test_engine(
-        tmp_path, job_max_attempts=3, job_backoff_seconds=0.05
-    ) as engine:
+    async with open_test_engine(tmp_path, job_max_attempts=3, job_backoff_seconds=0.05) as engine:
         batch_id, _ = await engine.create_batch(
             None, "flaky", jobs_of("flaky", [{"failTimes": 2}]) + jobs_of("fail", [{}])
         )
@@ -196,7 +200,8 @@ async def test_shutdown_kills_long_jobs_at_the_grace_deadline(tmp_path: Path) ->
         with trio.fail_after(30), engine.bus.subscribe([batch_id]) as sub:
             await engine.start(batch_id)
             await collect_until(
-                sub, lambda e: e.event == "job:progress" and len(engine.status().running_batches) > 0
+                sub,
+                lambda e: e.event == "job:progress" and len(engine.status().running_batches) > 0,
             )
             await trio.sleep(0.2)
             began = trio.current_time()
@@ -247,7 +252,9 @@ async def test_second_shutdown_skips_the_wait(tmp_path: Path) -> None:
 async def test_sync_handlers_run_in_threads_and_report_progress(tmp_path: Path) -> None:
     async with open_test_engine(tmp_path, concurrency=2) as engine:
         batch_id, _ = await engine.create_batch(
-            None, "cpu", jobs_of("cpu", [{"iterations": 1000}] * 2) + jobs_of("steps", [{"steps": 4}])
+            None,
+            "cpu",
+            jobs_of("cpu", [{"iterations": 1000}] * 2) + jobs_of("steps", [{"steps": 4}]),
         )
         with trio.fail_after(30), engine.bus.subscribe([batch_id]) as sub:
             await engine.start(batch_id)
