@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 import trio
 
+from engine.cli_client import COMMANDS as CLIENT_COMMANDS
 from engine.demo import run_demo
 
 __all__ = ["main"]
@@ -28,3 +29,7 @@ def demo() -> None:
     summary = trio.run(run_demo)
     if summary.failed:
         raise SystemExit(1)
+
+
+for _command in CLIENT_COMMANDS:
+    main.add_command(_command)
