@@ -1,0 +1,580 @@
+"""The child program, driven in-process over memory streams with the engine's
+framing, plus one run of the real ``python -m engine.child``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from typing import Any
+
+import attrs
+import trio
+import trio.testing
+
+from engine.child import serve_child
+from engine.jobs import JobContext, JobRegistry
+from protocols import ipc
+from protocols.framing import NEED_DATA, LineFramer
+
+ACTIVE = ipc.JobStatus.ACTIVE
+COMPLETED = ipc.JobStatus.COMPLETED
+FAILED = ipc.JobStatus.FAILED
+
+
+# --- job types ----------------------------------------------------------------
+
+
+async def _echo(payload: Any, ctx: JobContext) -> Any:
+    return payload
+
+
+def _double_in_thread(payload: Any, ctx: JobContext) -> Any:
+    ctx.report_progress(50)
+    return {
+        "doubled": payload * 2,
+        "in_thread": threading.current_thread() is not threading.main_thread(),
+    }
+
+
+async def _boom(payload: Any, ctx: JobContext) -> Any:
+    raise ValueError(f"kaput {payload}")
+
+
+async def _steps(payload: Any, ctx: JobContext) -> Any:
+    for percent in (-5, 50, 150):
+        ctx.report_progress(percent)
+        await trio.sleep(1.0)
+    return {"attempt": ctx.attempt, "batch": ctx.batch_id, "job": ctx.job_id}
+
+
+async def _nap(payload: Any, ctx: JobContext) -> Any:
+    await trio.sleep(payload["seconds"])
+    return payload["seconds"]
+
+
+async def _opaque(payload: Any, ctx: JobContext) -> Any:
+    return object()
+
+
+@attrs.define
+class _Gauge:
+    """A job type that counts how many of its jobs run at once."""
+
+    running: int = 0
+    peak: int = 0
+
+    async def handler(self, payload: Any, ctx: JobContext) -> Any:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        try:
+            await trio.sleep(1.0)
+        finally:
+            self.running -= 1
+
+
+def _registry(gauge: _Gauge | None = None) -> JobRegistry:
+    registry = JobRegistry()
+    registry.register("echo", _echo)
+    registry.register("double", _double_in_thread)
+    registry.register("boom", _boom)
+    registry.register("steps", _steps)
+    registry.register("nap", _nap)
+    registry.register("opaque", _opaque)
+    registry.register("gauge", (gauge or _Gauge()).handler)
+    return registry
+
+
+def _job(job_id: str, type: str, payload: Any = None, attempt: int = 1) -> ipc.JobToRun:
+    return ipc.JobToRun(job_id=job_id, type=type, payload=payload, attempt=attempt)
+
+
+def _run(*jobs: ipc.JobToRun) -> ipc.RunJobs:
+    return ipc.RunJobs(jobs=jobs)
+
+
+# --- the engine's end ---------------------------------------------------------
+
+
+class _Engine:
+    """The engine's end of an in-process child, framed as the engine frames it."""
+
+    def __init__(self, to_child: trio.abc.SendStream, from_child: trio.abc.ReceiveStream) -> None:
+        self._to_child = to_child
+        self._from_child = from_child
+        self._encoder: LineFramer[ipc.ParentMessage] = LineFramer(ipc.ParentMessage)
+        self._decoder: LineFramer[ipc.ChildMessage] = LineFramer(ipc.ChildMessage)
+        self.code: int | None = None
+        self.exited = trio.Event()
+
+    async def send(self, *messages: ipc.ParentMessage) -> None:
+        await self._to_child.send_all(b"".join(self._encoder.encode(m) for m in messages))
+
+    async def send_raw(self, data: bytes) -> None:
+        await self._to_child.send_all(data)
+
+    async def close(self) -> None:
+        await self._to_child.aclose()
+
+    async def receive(self) -> ipc.ChildMessage | None:
+        """The next message, or None once the child's end is closed."""
+        while (message := self._decoder.next_message()) is NEED_DATA:
+            data = await self._from_child.receive_some()
+            if not data:
+                assert not self._decoder.buffered, "the child stopped mid-line"
+                return None
+            self._decoder.receive_data(data)
+        return message
+
+    async def receive_until(self, kind: type[Any]) -> list[ipc.ChildMessage]:
+        """Messages up to and including the first ``kind``."""
+        seen: list[ipc.ChildMessage] = []
+        while True:
+            message = await self.receive()
+            assert message is not None, f"the child ended before {kind.__name__}: {seen}"
+            seen.append(message)
+            if isinstance(message, kind):
+                return seen
+
+    async def rest(self) -> list[ipc.ChildMessage]:
+        """Every message until the child's end closes."""
+        seen: list[ipc.ChildMessage] = []
+        while (message := await self.receive()) is not None:
+            seen.append(message)
+        return seen
+
+    async def wait(self) -> int:
+        await self.exited.wait()
+        assert self.code is not None
+        return self.code
+
+    async def begin(self, concurrency: int = 4, batch_id: str = "b1") -> None:
+        """Ready, Begin, BatchStarted."""
+        assert await self.receive() == ipc.Ready(pid=os.getpid())
+        await self.send(ipc.Begin(batch_id=batch_id, concurrency=concurrency))
+        assert await self.receive() == ipc.BatchStarted(batch_id=batch_id)
+
+
+def _start_child(nursery: trio.Nursery, registry: JobRegistry | None = None) -> _Engine:
+    to_child, child_in = trio.testing.memory_stream_one_way_pair()
+    child_out, from_child = trio.testing.memory_stream_one_way_pair()
+    engine = _Engine(to_child, from_child)
+
+    async def run() -> None:
+        engine.code = await serve_child(child_in, child_out, registry or _registry())
+        engine.exited.set()
+        await child_out.aclose()
+
+    nursery.start_soon(run)
+    return engine
+
+
+async def _nothing_arrives(engine: _Engine, seconds: float = 1.0) -> bool:
+    """True when the child says nothing for ``seconds`` (of mock time)."""
+    with trio.move_on_after(seconds) as scope:
+        message = await engine.receive()
+        raise AssertionError(f"unexpected message: {message!r}")
+    return scope.cancelled_caught
+
+
+def _terminal(messages: list[ipc.ChildMessage]) -> dict[str, ipc.JobProgress]:
+    return {
+        m.job_id: m for m in messages if isinstance(m, ipc.JobProgress) and m.status is not ACTIVE
+    }
+
+
+def _interrupted(messages: list[ipc.ChildMessage]) -> list[str]:
+    return sorted(m.job_id for m in messages if isinstance(m, ipc.JobInterrupted))
+
+
+# --- start-up -----------------------------------------------------------------
+
+
+async def test_ready_comes_first_and_begin_is_answered_with_batch_started(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            engine = _start_child(nursery)
+            assert await engine.receive() == ipc.Ready(pid=os.getpid())
+            assert await _nothing_arrives(engine)
+            await engine.send(ipc.Begin(batch_id="b7", concurrency=2))
+            assert await engine.receive() == ipc.BatchStarted(batch_id="b7")
+            await engine.send(ipc.Shutdown())
+            assert await engine.rest() == [ipc.Done(completed=0, failed=0)]
+            assert await engine.wait() == 0
+
+
+async def test_shutdown_before_begin_exits_zero_without_starting(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            engine = _start_child(nursery)
+            await engine.send(ipc.Shutdown())
+            assert await engine.rest() == [ipc.Ready(pid=os.getpid())]
+            assert await engine.wait() == 0
+
+
+# --- running jobs -------------------------------------------------------------
+
+
+async def test_run_jobs_reports_active_then_completed_with_the_result(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            engine = _start_child(nursery)
+            await engine.begin(batch_id="b2")
+            await engine.send(
+                _run(
+                    _job("j1", "echo", {"text": "hi", "n": [1, 2]}), _job("j2", "steps", attempt=3)
+                )
+            )
+            await engine.send(ipc.Shutdown())
+            messages = await engine.rest()
+            assert await engine.wait() == 0
+    reports = [m for m in messages if isinstance(m, ipc.JobProgress)]
+    assert [(m.status, m.progress) for m in reports if m.job_id == "j1"] == [
+        (ACTIVE, 0.0),
+        (COMPLETED, None),
+    ]
+    assert [(m.status, m.progress) for m in reports if m.job_id == "j2"] == [
+        (ACTIVE, 0.0),
+        (ACTIVE, 0.0),
+        (ACTIVE, 50.0),
+        (ACTIVE, 100.0),
+        (COMPLETED, None),
+    ]
+    done = _terminal(messages)
+    assert done["j1"].result == {"text": "hi", "n": [1, 2]}
+    assert done["j2"].result == {"attempt": 3, "batch": "b2", "job": "j2"}
+    assert done["j1"].error is None and done["j1"].traceback is None
+    assert messages[-1] == ipc.Done(completed=2, failed=0)
+
+
+async def test_a_sync_handler_runs_in_a_thread_and_reports_progress_from_it() -> None:
+    # Real clock: a mock clock would jump to the deadline while the handler's
+    # thread works, since every task then waits.
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            engine = _start_child(nursery)
+            await engine.begin()
+            await engine.send(_run(_job("j1", "double", 21)), ipc.Shutdown())
+            messages = await engine.rest()
+            assert await engine.wait() == 0
+    progress = [(m.status, m.progress) for m in messages if isinstance(m, ipc.JobProgress)]
+    assert progress == [(ACTIVE, 0.0), (ACTIVE, 50.0), (COMPLETED, None)]
+    assert _terminal(messages)["j1"].result == {"doubled": 42, "in_thread": True}
+    assert messages[-1] == ipc.Done(completed=1, failed=0)
+
+
+async def test_a_handler_exception_fails_that_job_only(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            engine = _start_child(nursery)
+            await engine.begin()
+            await engine.send(
+                _run(
+                    _job("ok1", "nap", {"seconds": 2}),
+                    _job("bad", "boom", 7),
+                    _job("ok2", "echo", "fine"),
+                    _job("unknown", "no-such-type"),
+                ),
+                ipc.Shutdown(),
+            )
+            messages = await engine.rest()
+            assert await engine.wait() == 0
+    done = _terminal(messages)
+    assert {k: v.status for k, v in done.items()} == {
+        "ok1": COMPLETED,
+        "bad": FAILED,
+        "ok2": COMPLETED,
+        "unknown": FAILED,
+    }
+    assert done["ok1"].result == 2 and done["ok2"].result == "fine"
+    assert done["bad"].error == "ValueError: kaput 7"
+    assert done["bad"].result is None
+    assert done["bad"].traceback is not None
+    assert "in _boom" in done["bad"].traceback
+    assert done["bad"].traceback.rstrip().endswith("ValueError: kaput 7")
+    assert done["unknown"].error is not None and "no-such-type" in done["unknown"].error
+    assert messages[-1] == ipc.Done(completed=2, failed=2)
+
+
+async def test_a_result_json_cannot_carry_fails_the_job_clearly(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            engine = _start_child(nursery)
+            await engine.begin()
+            await engine.send(_run(_job("odd", "opaque"), _job("ok", "echo", 1)), ipc.Shutdown())
+            messages = await engine.rest()
+            assert await engine.wait() == 0
+    statuses = [(m.job_id, m.status) for m in messages if isinstance(m, ipc.JobProgress)]
+    assert ("odd", COMPLETED) not in statuses
+    odd = _terminal(messages)["odd"]
+    assert odd.status is FAILED
+    assert odd.error is not None
+    assert odd.error.startswith("TypeError: result is not JSON")
+    assert odd.traceback is not None and "not JSON" in odd.traceback
+    assert _terminal(messages)["ok"].status is COMPLETED
+    assert messages[-1] == ipc.Done(completed=1, failed=1)
+
+
+async def test_the_concurrency_of_begin_is_reached_and_never_exceeded(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    gauge = _Gauge()
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            engine = _start_child(nursery, _registry(gauge))
+            await engine.begin(concurrency=3)
+            t0 = trio.current_time()
+            await engine.send(_run(*(_job(f"j{i}", "gauge") for i in range(10))))
+            await engine.send(ipc.Shutdown())
+            messages = await engine.rest()
+            assert await engine.wait() == 0
+    assert gauge.peak == 3
+    # Ten one-second jobs, three at a time: four rounds.
+    assert trio.current_time() - t0 == 4.0
+    running: set[str] = set()
+    for message in messages:
+        if isinstance(message, ipc.JobProgress) and message.status is ACTIVE:
+            running.add(message.job_id)
+        elif isinstance(message, ipc.JobProgress):
+            running.discard(message.job_id)
+        assert len(running) <= 3
+    assert messages[-1] == ipc.Done(completed=10, failed=0)
+
+
+async def test_progress_follows_the_terminal_reports_it_counts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            engine = _start_child(nursery)
+            await engine.begin(concurrency=2)
+            jobs = [_job("a", "echo"), _job("b", "boom"), _job("c", "nap", {"seconds": 1})]
+            jobs += [_job(f"n{i}", "nap", {"seconds": i}) for i in range(2, 6)]
+            await engine.send(_run(*jobs))
+            await engine.send(ipc.Shutdown())
+            messages = await engine.rest()
+            assert await engine.wait() == 0
+    progress_at = [i for i, m in enumerate(messages) if isinstance(m, ipc.Progress)]
+    assert progress_at, messages
+    for i in progress_at:
+        before = messages[:i]
+        report = messages[i]
+        assert isinstance(report, ipc.Progress)
+        finished = _terminal(before)
+        assert finished, "a Progress before any job finished"
+        assert report.completed == sum(m.status is COMPLETED for m in finished.values())
+        assert report.failed == sum(m.status is FAILED for m in finished.values())
+        assert report.in_flight == len(jobs) - len(finished)
+    last = messages[progress_at[-1]]
+    assert last == ipc.Progress(in_flight=0, completed=6, failed=1)
+    assert messages[-1] == ipc.Done(completed=6, failed=1)
+
+
+# --- stopping -----------------------------------------------------------------
+
+
+async def test_shutdown_lets_in_flight_jobs_finish_and_refuses_new_ones(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            engine = _start_child(nursery)
+            await engine.begin(concurrency=2)
+            t0 = trio.current_time()
+            # The third job waits for a slot: handed over, so it still runs.
+            await engine.send(
+                _run(
+                    _job("j1", "nap", {"seconds": 5}),
+                    _job("j2", "nap", {"seconds": 5}),
+                    _job("j3", "boom"),
+                )
+            )
+            await trio.sleep(1.0)
+            await engine.send(ipc.Shutdown())
+            await engine.send(_run(_job("late1", "echo"), _job("late2", "echo")))
+            refused = await engine.receive_until(ipc.JobInterrupted)
+            refused += await engine.receive_until(ipc.JobInterrupted)
+            assert trio.current_time() == t0 + 1.0
+            messages = await engine.rest()
+            assert await engine.wait() == 0
+            assert trio.current_time() == t0 + 5.0
+    assert _interrupted(refused) == ["late1", "late2"]
+    everything = refused + messages
+    assert {k: v.status for k, v in _terminal(everything).items()} == {
+        "j1": COMPLETED,
+        "j2": COMPLETED,
+        "j3": FAILED,
+    }
+    assert not any(
+        isinstance(m, ipc.JobProgress) and m.job_id.startswith("late") for m in everything
+    )
+    assert messages[-1] == ipc.Done(completed=2, failed=1)
+
+
+async def test_cancel_interrupts_in_flight_jobs_then_says_done(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            engine = _start_child(nursery)
+            await engine.begin(concurrency=2)
+            await engine.send(_run(_job("quick", "echo")))
+            await engine.receive_until(ipc.Progress)
+            t0 = trio.current_time()
+            await engine.send(_run(*(_job(f"j{i}", "nap", {"seconds": 100}) for i in range(3))))
+            await trio.sleep(1.0)
+            await engine.send(ipc.Cancel())
+            messages = await engine.rest()
+            assert await engine.wait() == 0
+            assert trio.current_time() == t0 + 1.0
+    assert _interrupted(messages) == ["j0", "j1", "j2"]
+    assert _terminal(messages) == {}
+    assert messages[-1] == ipc.Done(completed=1, failed=0)
+
+
+async def test_cancel_during_a_shutdown_drain_interrupts_what_is_left(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            engine = _start_child(nursery)
+            await engine.begin(concurrency=2)
+            t0 = trio.current_time()
+            await engine.send(
+                _run(_job("short", "nap", {"seconds": 2}), _job("long", "nap", {"seconds": 50}))
+            )
+            await engine.send(ipc.Shutdown())
+            await trio.sleep(3.0)
+            await engine.send(ipc.Cancel())
+            messages = await engine.rest()
+            assert await engine.wait() == 0
+            assert trio.current_time() == t0 + 3.0
+    assert _terminal(messages)["short"].status is COMPLETED
+    assert _interrupted(messages) == ["long"]
+    assert messages[-1] == ipc.Done(completed=1, failed=0)
+
+
+async def test_eof_from_the_engine_ends_the_child_at_once_with_code_3(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            engine = _start_child(nursery)
+            await engine.begin()
+            await engine.send(_run(_job("j1", "nap", {"seconds": 100})))
+            assert await engine.receive() == ipc.JobProgress(
+                job_id="j1", status=ACTIVE, progress=0.0
+            )
+            t0 = trio.current_time()
+            await engine.close()
+            messages = await engine.rest()
+            assert await engine.wait() == 3
+            assert trio.current_time() == t0
+    assert messages == [ipc.JobInterrupted(job_id="j1")]
+
+
+async def test_eof_during_a_shutdown_drain_also_ends_the_child_with_code_3(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            engine = _start_child(nursery)
+            await engine.begin()
+            await engine.send(_run(_job("j1", "nap", {"seconds": 100})), ipc.Shutdown())
+            await trio.sleep(1.0)
+            t0 = trio.current_time()
+            await engine.close()
+            messages = await engine.rest()
+            assert await engine.wait() == 3
+            assert trio.current_time() == t0
+    assert _interrupted(messages) == ["j1"]
+    assert not any(isinstance(m, ipc.Done) for m in messages)
+
+
+# --- malformed IPC ------------------------------------------------------------
+
+
+async def _assert_refused(lines: list[bytes], *, begin: bool) -> list[ipc.ChildMessage]:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            engine = _start_child(nursery)
+            if begin:
+                await engine.begin()
+            for line in lines:
+                await engine.send_raw(line)
+            messages = await engine.rest()
+            assert await engine.wait() == 4
+    return messages
+
+
+async def test_a_malformed_first_line_returns_4(autojump_clock: trio.testing.MockClock) -> None:
+    messages = await _assert_refused([b"this is not json\n"], begin=False)
+    assert messages == [ipc.Ready(pid=os.getpid())]
+
+
+async def test_run_jobs_before_begin_returns_4(autojump_clock: trio.testing.MockClock) -> None:
+    line = LineFramer(ipc.ParentMessage).encode(_run(_job("j1", "echo")))
+    messages = await _assert_refused([line], begin=False)
+    assert messages == [ipc.Ready(pid=os.getpid())]
+
+
+async def test_a_malformed_line_mid_batch_returns_4(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    start = LineFramer(ipc.ParentMessage).encode(_run(_job("j1", "nap", {"seconds": 100})))
+    messages = await _assert_refused([start, b'{"type": "run-jobs", "jobs": 3}\n'], begin=True)
+    assert _interrupted(messages) == ["j1"]
+    assert not any(isinstance(m, ipc.Done) for m in messages)
+
+
+async def test_a_second_begin_returns_4(autojump_clock: trio.testing.MockClock) -> None:
+    line = LineFramer(ipc.ParentMessage).encode(ipc.Begin(batch_id="again", concurrency=1))
+    await _assert_refused([line], begin=True)
+
+
+# --- the real program ---------------------------------------------------------
+
+
+async def test_the_child_program_exits_3_when_its_parent_is_not_the_given_pid() -> None:
+    # Real clock: the subprocess runs in real time.
+    ipc_in, to_child = os.pipe()
+    from_child, ipc_out = os.pipe()
+    command = [
+        sys.executable,
+        "-m",
+        "engine.child",
+        "--ipc-in",
+        str(ipc_in),
+        "--ipc-out",
+        str(ipc_out),
+        "--parent-pid",
+        str(os.getppid()),
+    ]
+    try:
+        with trio.fail_after(30):
+            result = await trio.run_process(
+                command,
+                pass_fds=(ipc_in, ipc_out),
+                stdin=subprocess.DEVNULL,
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+    finally:
+        for fd in (ipc_in, to_child, ipc_out):
+            os.close(fd)
+    assert result.returncode == 3, result.stderr.decode(errors="replace")
+    # It stopped before serving: not even Ready was written.
+    with os.fdopen(from_child, "rb") as pipe:
+        assert pipe.read() == b""
