@@ -9,10 +9,13 @@ handlers, whose prints and logs the engine relays.
 
 Life of a child: import the job modules, say ``Ready``, wait for ``Begin``,
 say ``BatchStarted``, then run every job of every ``RunJobs`` under a
-``trio.CapacityLimiter`` of the batch's concurrency. ``Shutdown``: take
-nothing new, let what is in flight finish, say ``Done``, exit 0. ``Cancel``:
-cancel what is in flight, report each job ``JobInterrupted``, say ``Done``,
-exit 0. A handler's exception fails that job only.
+``trio.CapacityLimiter`` of the batch's concurrency (the engine may send a
+few more jobs than that, so the child never idles between results and new
+work; those queue for the limiter). A job is in flight once it holds a
+slot. ``Shutdown``: take nothing new (queued jobs are answered
+``JobInterrupted``), let what is in flight finish, say ``Done``, exit 0.
+``Cancel``: cancel what is in flight, report each job ``JobInterrupted``,
+say ``Done``, exit 0. A handler's exception fails that job only.
 
 Noticing the engine's death: EOF on ``--ipc-in`` ends the child at once. A
 job that blocks the main thread (a ``hang``) would keep the loop from seeing
@@ -20,20 +23,22 @@ that EOF, so a daemon thread also watches the parent pid and calls
 ``os._exit`` when the child is orphaned. Either way no orphan outlives its
 engine by more than ``_ORPHAN_POLL_SECONDS`` plus a scheduling delay.
 
-All outbound lines go through one writer task that sends whatever has queued
-up in a single write, so a burst of results costs one system call.
+Outbound lines queue in the program and are written in bursts, once per
+scheduling round (``write_loop``), so a burst of results costs one system
+call; ``flush`` writes at once where the engine must see a line before the
+next step.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
+from functools import partial
 
 import trio
 
@@ -58,12 +63,16 @@ class ChildProgram:
 
     Args:
         registry: where job types are looked up.
-        send_line: puts one encoded line on the outbox (never blocks).
+        write: writes bytes to the engine, all of them, blocking if it must;
+            raises ``OSError`` when the engine's end is gone.
     """
 
-    def __init__(self, registry: JobRegistry, send_line: Callable[[bytes], None]) -> None:
+    def __init__(self, registry: JobRegistry, write: Callable[[bytes], None]) -> None:
         self._registry = registry
-        self._send_line = send_line
+        self._write = write
+        self._lines: list[bytes] = []
+        self._has_lines = trio.Event()
+        self._broken = False
         self._encoder: LineFramer[ipc.ChildMessage] = LineFramer(ipc.ChildMessage)
         self.batch_id = ""
         self.in_flight = 0
@@ -71,37 +80,95 @@ class ChildProgram:
         self.failed = 0
         self.finished_since_progress = 0
         self.draining = False
+        self._queued: set[trio.CancelScope] = set()
 
     def send(self, message: ipc.ChildMessage) -> None:
-        """Encode and queue one message."""
-        self._send_line(self._encoder.encode(message))
+        """Encode and queue one message; the writer sends it soon."""
+        self._lines.append(self._encoder.encode(message))
+        self._has_lines.set()
 
-    def progress_line(self) -> bytes | None:
-        """A ``Progress`` line when jobs finished since the last one."""
-        if not self.finished_since_progress:
-            return None
-        self.finished_since_progress = 0
-        return self._encoder.encode(
-            ipc.Progress(in_flight=self.in_flight, completed=self.completed, failed=self.failed)
-        )
+    def flush(self, *, with_progress: bool = False) -> None:
+        """Write every queued line now; ``with_progress`` adds a ``Progress``
+        line when jobs finished since the last one. After the engine's end
+        broke, lines are dropped: nobody is left to read them."""
+        if not self._lines:
+            return
+        if with_progress and self.finished_since_progress:
+            self.finished_since_progress = 0
+            self.send(
+                ipc.Progress(
+                    in_flight=self.in_flight, completed=self.completed, failed=self.failed
+                )
+            )
+        data = b"".join(self._lines)
+        self._lines.clear()
+        if self._broken:
+            return
+        try:
+            self._write(data)
+        except OSError:
+            self._broken = True
 
-    async def run_job(self, job: ipc.JobToRun, limiter: trio.CapacityLimiter) -> None:
-        """Run one job and report it; never raises but ``Cancelled``.
+    async def write_loop(self) -> None:
+        """Flush in bursts: once per scheduling round in which lines came.
+
+        Cancellation: lines still queued stay queued for a final ``flush``.
+        """
+        while True:
+            await self._has_lines.wait()
+            self._has_lines = trio.Event()
+            # Let the other tasks runnable now add their lines first, so a
+            # burst of results costs one write.
+            await trio.lowlevel.checkpoint()
+            self.flush(with_progress=True)
+
+    async def run_job(
+        self, job: ipc.JobToRun, limiter: trio.CapacityLimiter, *, has_slot: bool
+    ) -> None:
+        """Run one job under ``limiter`` and report it; never raises but
+        ``Cancelled``. ``has_slot``: the caller already holds the job's slot
+        (borrowed on behalf of its id); else the job queues for one, and a
+        shutdown that comes while it queues returns it unstarted.
 
         Cancellation: reports the job as interrupted, then re-raises.
         """
         self.in_flight += 1
         try:
-            async with limiter:
+            if not has_slot and not await self._queue_for_slot(job.job_id, limiter):
+                self.send(ipc.JobInterrupted(job_id=job.job_id))
+                return
+            try:
                 await self._run_reported(job)
+            finally:
+                limiter.release_on_behalf_of(job.job_id)
         except trio.Cancelled:
             self.send(ipc.JobInterrupted(job_id=job.job_id))
             raise
         finally:
             self.in_flight -= 1
 
+    async def _queue_for_slot(self, job_id: str, limiter: trio.CapacityLimiter) -> bool:
+        """Wait for a slot; False (holding none) when draining began first."""
+        with trio.CancelScope() as queued:
+            self._queued.add(queued)
+            try:
+                await limiter.acquire_on_behalf_of(job_id)
+            finally:
+                self._queued.discard(queued)
+        return not queued.cancelled_caught
+
+    def start_draining(self) -> None:
+        """Take nothing new; queued jobs are handed back at once."""
+        self.draining = True
+        for queued in self._queued:
+            queued.cancel()
+
     async def _run_reported(self, job: ipc.JobToRun) -> None:
+        # The engine must know a job started before its handler can take the
+        # process down with it (a crash counts as an attempt only for jobs
+        # that had started), so "active" is written before the handler runs.
         self.send(ipc.JobProgress(job_id=job.job_id, status=ipc.JobStatus.ACTIVE, progress=0.0))
+        self.flush()
         try:
             job_type = self._registry.get(job.type)
             ctx = JobContext(
@@ -148,34 +215,6 @@ class ChildProgram:
         return lambda percent: trio.from_thread.run_sync(report, percent, trio_token=token)
 
 
-async def _write_loop(
-    outbox: trio.MemoryReceiveChannel[bytes], stream: trio.abc.SendStream, program: ChildProgram
-) -> None:
-    """Write queued lines in bursts until the outbox closes.
-
-    After the engine's end of the pipe breaks, lines are drained and dropped:
-    nobody is left to read them, and the producers must never block.
-    """
-    broken = False
-    async with outbox:
-        async for line in outbox:
-            chunk = [line]
-            while True:
-                try:
-                    chunk.append(outbox.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-            progress = program.progress_line()
-            if progress is not None:
-                chunk.append(progress)
-            if broken:
-                continue
-            try:
-                await stream.send_all(b"".join(chunk))
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                broken = True
-
-
 class _Inbox:
     """Parent messages read off the IPC stream, one at a time."""
 
@@ -200,9 +239,9 @@ class _Inbox:
 
 
 async def serve_child(
-    ipc_in: trio.abc.ReceiveStream, ipc_out: trio.abc.SendStream, registry: JobRegistry
+    ipc_in: trio.abc.ReceiveStream, write: Callable[[bytes], None], registry: JobRegistry
 ) -> int:
-    """Run the child protocol over the two streams until done.
+    """Run the child protocol: messages from ``ipc_in``, lines to ``write``.
 
     Returns:
         The process exit code: 0 after ``Done`` or an orderly stop, 3 when
@@ -211,10 +250,9 @@ async def serve_child(
     Cancellation: may have partially happened; in-flight jobs are reported
     interrupted where the stream still takes it.
     """
-    send_outbox, receive_outbox = trio.open_memory_channel[bytes](math.inf)
-    program = ChildProgram(registry, send_outbox.send_nowait)
+    program = ChildProgram(registry, write)
     async with trio.open_nursery() as root:
-        root.start_soon(_write_loop, receive_outbox, ipc_out, program)
+        root.start_soon(program.write_loop)
         program.send(ipc.Ready(pid=os.getpid()))
         try:
             code = await _run_protocol(program, _Inbox(ipc_in))
@@ -225,7 +263,8 @@ async def serve_child(
                 exc = exc.exceptions[0]
             print(f"batchyard child: malformed IPC from the engine: {exc}", file=sys.stderr)
             code = 4
-        send_outbox.close()
+        program.flush(with_progress=True)
+        root.cancel_scope.cancel()
     return code
 
 
@@ -252,10 +291,18 @@ async def _run_batch(program: ChildProgram, begin: ipc.Begin, inbox: _Inbox) -> 
                 for job in message.jobs:
                     if program.draining:
                         program.send(ipc.JobInterrupted(job_id=job.job_id))
+                        continue
+                    # A job that finds a free slot is in flight from here on;
+                    # one that must queue is not, until it gets its slot.
+                    try:
+                        limiter.acquire_on_behalf_of_nowait(job.job_id)
+                    except trio.WouldBlock:
+                        has_slot = False
                     else:
-                        jobs.start_soon(program.run_job, job, limiter)
+                        has_slot = True
+                    jobs.start_soon(partial(program.run_job, job, limiter, has_slot=has_slot))
             elif isinstance(message, ipc.Shutdown | ipc.Cancel):
-                program.draining = True
+                program.start_draining()
                 if isinstance(message, ipc.Cancel):
                     jobs.cancel_scope.cancel()
                 stop.set()
@@ -276,6 +323,23 @@ async def _run_batch(program: ChildProgram, begin: ipc.Begin, inbox: _Inbox) -> 
         return 3
     program.send(ipc.Done(completed=program.completed, failed=program.failed))
     return 0
+
+
+def _blocking_writer(fd: int) -> Callable[[bytes], None]:
+    """Whole writes to ``fd``, blocking while the pipe is full.
+
+    Writes are synchronous so that a line is on its way before the next
+    statement runs (see ``flush``); a full pipe means the engine is behind,
+    and the child waiting for it is the right backpressure.
+    """
+    os.set_blocking(fd, True)
+
+    def write(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+
+    return write
 
 
 def _watch_parent(parent_pid: int) -> None:
@@ -303,10 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     async def run() -> int:
-        ipc_in = trio.lowlevel.FdStream(args.ipc_in)
-        ipc_out = trio.lowlevel.FdStream(args.ipc_out)
-        async with ipc_in, ipc_out:
-            return await serve_child(ipc_in, ipc_out, REGISTRY)
+        async with trio.lowlevel.FdStream(args.ipc_in) as ipc_in:
+            return await serve_child(ipc_in, _blocking_writer(args.ipc_out), REGISTRY)
 
     return trio.run(run)
 

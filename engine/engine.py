@@ -39,7 +39,7 @@ from engine.errors import (
     UnknownJobType,
 )
 from engine.jobs import REGISTRY, JobRegistry, load_job_modules
-from engine.limits import RateLimiter
+from engine.limits import RateLimiter, TypeGate
 from engine.runner import BatchRunner, RunLimits, StopReason
 from engine.settings import RateLimit, Settings
 from engine.store import AddResult, BatchRecord, NewJob, Store, open_store
@@ -105,6 +105,9 @@ def _limiter(rate: RateLimit) -> RateLimiter | None:
     return None if rate.unlimited else RateLimiter(rate.count, rate.per_seconds)
 
 
+_NO_GATE = TypeGate()
+
+
 class Engine:
     """The running engine. Get one from ``open_engine``."""
 
@@ -131,7 +134,15 @@ class Engine:
         self._shutting_down = False
         self._all_stopped = trio.Event()
         self._resume_queue: list[str] = []
-        self._type_rates: dict[str, RateLimiter | None] = {}
+        self._type_gates = {
+            name: TypeGate(
+                rate=None if overrides.rate_limit is None else _limiter(overrides.rate_limit),
+                slots=None
+                if overrides.concurrency is None
+                else trio.CapacityLimiter(overrides.concurrency),
+            )
+            for name, overrides in settings.type_overrides.items()
+        }
 
     # --- batches and jobs ----------------------------------------------------
 
@@ -277,19 +288,25 @@ class Engine:
                 backoff_seconds=settings.job_backoff_seconds,
                 batch_retries=settings.batch_retries,
                 grace_seconds=settings.shutdown_grace_seconds,
+                prefetch=self._prefetch(),
                 rate=_limiter(settings.rate_limit),
-                type_rates=self._type_rate,
+                type_gate=self._type_gate,
             ),
             owner=self.owner,
             gate=self._gate,
         )
 
-    def _type_rate(self, type_name: str) -> RateLimiter | None:
-        if type_name not in self._type_rates:
-            overrides = self.settings.type_overrides.get(type_name)
-            rate = None if overrides is None else overrides.rate_limit
-            self._type_rates[type_name] = None if rate is None else _limiter(rate)
-        return self._type_rates[type_name]
+    def _type_gate(self, type_name: str) -> TypeGate:
+        return self._type_gates.get(type_name, _NO_GATE)
+
+    def _prefetch(self) -> int:
+        # Jobs queued in a child start whenever a slot frees there, not when
+        # the engine took their start from a rate limiter; so under any rate
+        # limit nothing is queued ahead, and the limit holds at the start.
+        rated = not self.settings.rate_limit.unlimited or any(
+            gate.rate is not None for gate in self._type_gates.values()
+        )
+        return 0 if rated else self.settings.concurrency
 
     async def _run(self, runner: BatchRunner, task_status: trio.TaskStatus[None]) -> None:
         try:

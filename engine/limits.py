@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import attrs
 import trio
 
-__all__ = ["RateLimiter", "RateLimiterStatistics", "acquire_all"]
+__all__ = ["RateLimiter", "RateLimiterStatistics", "TypeGate", "acquire_all"]
 
 
 @attrs.frozen(kw_only=True)
@@ -121,3 +121,12 @@ async def acquire_all(limiters: Sequence[RateLimiter]) -> None:
             await trio.lowlevel.cancel_shielded_checkpoint()
             return
         await trio.sleep_until(ready_at)
+
+
+@attrs.frozen(kw_only=True)
+class TypeGate:
+    """The engine-wide limits of one job type, shared by every batch: a rate
+    of starts and a count of jobs handed out at once (None: no limit)."""
+
+    rate: RateLimiter | None = None
+    slots: trio.CapacityLimiter | None = None

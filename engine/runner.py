@@ -16,8 +16,13 @@ and runs two loops against it until the child exits:
 
 Every claimed job is in ``held`` until its outcome is recorded, so when the
 child exits, whatever is left goes back to the store at once: refunded (not
-counted as an attempt) after a shutdown or cancel, or counted (and failed
-when out of attempts) after a crash, since the job may be what crashed it.
+counted as an attempt) after a shutdown or cancel; after a crash, counted
+(and failed when out of attempts) for each job the child had reported
+active, since it may be what crashed it, and refunded for jobs still queued
+in the child. The child reports a job active before its handler runs.
+
+Job types with limits of their own (``[types.NAME]``) pass a ``TypeGate``
+shared by every batch of the engine on their way to the child.
 Claims are shielded so that a cancellation can never strand a claimed job
 outside ``held``.
 
@@ -39,7 +44,7 @@ import trio
 from engine.children import Child, ChildSupervisor
 from engine.errors import ChildCrashed
 from engine.lifecycle import JobState
-from engine.limits import RateLimiter, acquire_all
+from engine.limits import RateLimiter, TypeGate, acquire_all
 from engine.store.base import Complete, Fail, JobRecord, Outcome, Release, Store
 from protocols import events, ipc
 
@@ -66,12 +71,16 @@ class RunLimits:
 
     concurrency: int
     batch_size: int
+    #: Jobs handed to the child beyond ``concurrency``, queued there behind
+    #: its limiter, so it starts the next job the moment one finishes
+    #: instead of waiting a round trip through the engine and the store.
+    prefetch: int
     lease_seconds: float
     backoff_seconds: float
     batch_retries: int
     grace_seconds: float
     rate: RateLimiter | None = None
-    type_rates: Callable[[str], RateLimiter | None] = lambda _: None
+    type_gate: Callable[[str], TypeGate] = lambda _: TypeGate()
 
 
 @attrs.define
@@ -88,8 +97,13 @@ class _Tally:
 class _Held:
     record: JobRecord
     slot: object
-    sent: bool = False
     active_since: float | None = None
+    type_slots: trio.CapacityLimiter | None = None
+
+    def release_type_slot(self) -> None:
+        if self.type_slots is not None:
+            self.type_slots.release_on_behalf_of(self.record.job_id)
+            self.type_slots = None
 
 
 class _CrashedRun(Exception):
@@ -207,7 +221,7 @@ class BatchRunner:
         self._child = child
         child.label = self.batch_id
         self._dispatch_scope = trio.CancelScope()
-        credits = trio.CapacityLimiter(self._limits.concurrency)
+        credits = trio.CapacityLimiter(self._limits.concurrency + self._limits.prefetch)
         held: dict[str, _Held] = {}
         crash: str | None = None
         try:
@@ -248,10 +262,7 @@ class BatchRunner:
             while True:
                 await self._gate.wait_open()
                 slots = await _take_slots(credits, self._limits.batch_size)
-                wanted = await self._take_starts(len(slots))
-                for slot in slots[wanted:]:
-                    credits.release_on_behalf_of(slot)
-                jobs = await self._claim(credits, held, slots[:wanted])
+                jobs = await self._claim_within_rate(credits, held, slots)
                 if jobs:
                     await self._send(child, jobs, held)
                     continue
@@ -259,6 +270,26 @@ class BatchRunner:
                     await child.channel.send(ipc.Shutdown())
                     return
                 await self._wait_for_work()
+
+    async def _claim_within_rate(
+        self, credits: trio.CapacityLimiter, held: dict[str, _Held], slots: list[object]
+    ) -> list[JobRecord]:
+        # Under a rate limit, look before taking starts: a start taken when
+        # nothing is due would be wasted, and waiting for the window to
+        # reopen when nothing is due would delay the end of the batch.
+        if self._limits.rate is not None and not await self._work_due():
+            wanted = 0
+        else:
+            wanted = await self._take_starts(len(slots))
+        for slot in slots[wanted:]:
+            credits.release_on_behalf_of(slot)
+        if not wanted:
+            return []
+        return await self._claim(credits, held, slots[:wanted])
+
+    async def _work_due(self) -> bool:
+        due = await self._store.next_due_at(self.batch_id)
+        return due is not None and due <= time.time()
 
     async def _take_starts(self, wanted: int) -> int:
         rate = self._limits.rate
@@ -291,17 +322,18 @@ class BatchRunner:
 
     async def _send(self, child: Child, jobs: list[JobRecord], held: dict[str, _Held]) -> None:
         for job in jobs:
-            rate = self._limits.type_rates(job.type)
-            if rate is not None:
-                await acquire_all((rate,))
+            gate = self._limits.type_gate(job.type)
+            if gate.slots is not None:
+                await gate.slots.acquire_on_behalf_of(job.job_id)
+                held[job.job_id].type_slots = gate.slots
+            if gate.rate is not None:
+                await acquire_all((gate.rate,))
         message = ipc.RunJobs(
             jobs=tuple(
                 ipc.JobToRun(job_id=j.job_id, type=j.type, payload=j.payload, attempt=j.attempts)
                 for j in jobs
             )
         )
-        for job in jobs:
-            held[job.job_id].sent = True
         await child.channel.send(message)
 
     async def _finished(self) -> bool:
@@ -336,45 +368,67 @@ class BatchRunner:
         credits: trio.CapacityLimiter,
         held: dict[str, _Held],
     ) -> None:
-        outcomes: list[Outcome] = []
-        after: list[ipc.ChildMessage] = []
+        """Record one burst of child messages in one store write, then
+        publish their events in the order the child sent them."""
+        outcomes: dict[str, Outcome] = {}
         for message in messages:
-            if isinstance(message, ipc.BatchStarted):
-                self._publish(events.PROCESSING_STARTED)
-            elif isinstance(message, ipc.JobProgress) and message.job_id in held:
-                if message.status is ipc.JobStatus.ACTIVE:
-                    self._on_active(message, held[message.job_id])
-                else:
-                    outcomes.append(self._outcome(message, held[message.job_id].record))
-                    after.append(message)
-            elif isinstance(message, ipc.JobInterrupted) and message.job_id in held:
-                outcomes.append(Release(job_id=message.job_id, refund_attempt=True))
-            elif isinstance(message, ipc.Progress):
-                after.append(message)
-            elif isinstance(message, ipc.ChildFailed):
-                log.error("[batch %s] child reports: %s", self.batch_id, message.error)
+            if isinstance(message, ipc.JobProgress | ipc.JobInterrupted):
+                entry = held.get(message.job_id)
+                if entry is None:
+                    continue
+                if isinstance(message, ipc.JobInterrupted):
+                    outcomes[message.job_id] = Release(job_id=message.job_id, refund_attempt=True)
+                elif message.status is not ipc.JobStatus.ACTIVE:
+                    outcomes[message.job_id] = self._outcome(message, entry.record)
+                elif entry.active_since is None:
+                    entry.active_since = trio.current_time()
+        states: dict[str, JobState] = {}
         if outcomes:
-            with trio.move_on_after(_CLEANUP_SECONDS, shield=True):
-                states = await self._store.apply(outcomes)
-            self._record(outcomes, states, credits, held)
-        for message in after:
-            if isinstance(message, ipc.Progress):
-                self._publish(
-                    events.PROCESSING_PROGRESS,
-                    completed=self._tally.completed,
-                    failed=self._tally.failed,
-                    total=self._tally.total,
-                )
+            with trio.move_on_after(_CLEANUP_SECONDS, shield=True) as timeout:
+                states = await self._store.apply(list(outcomes.values()))
+            if timeout.cancelled_caught:
+                log.error("[batch %s] the store did not record results in time", self.batch_id)
+                return
+        for message in messages:
+            self._publish_message(message, outcomes, states, credits, held)
+        if outcomes:
+            self._wake.set()
 
-    def _on_active(self, message: ipc.JobProgress, entry: _Held) -> None:
-        if entry.active_since is None:
-            entry.active_since = trio.current_time()
-        self._publish(
-            events.JOB_PROGRESS,
-            jobId=message.job_id,
-            status="active",
-            progress=message.progress or 0.0,
-        )
+    def _publish_message(
+        self,
+        message: ipc.ChildMessage,
+        outcomes: dict[str, Outcome],
+        states: dict[str, JobState],
+        credits: trio.CapacityLimiter,
+        held: dict[str, _Held],
+    ) -> None:
+        if isinstance(message, ipc.BatchStarted):
+            self._publish(events.PROCESSING_STARTED)
+        elif isinstance(message, ipc.Progress):
+            self._publish(
+                events.PROCESSING_PROGRESS,
+                completed=self._tally.completed,
+                failed=self._tally.failed,
+                total=self._tally.total,
+            )
+        elif isinstance(message, ipc.ChildFailed):
+            log.error("[batch %s] child reports: %s", self.batch_id, message.error)
+        elif not isinstance(message, ipc.JobProgress | ipc.JobInterrupted):
+            return  # Ready and Done say nothing subscribers need
+        elif message.job_id not in held:
+            return
+        elif isinstance(message, ipc.JobProgress) and message.status is ipc.JobStatus.ACTIVE:
+            self._publish(
+                events.JOB_PROGRESS,
+                jobId=message.job_id,
+                status="active",
+                progress=message.progress or 0.0,
+            )
+        else:
+            entry = held.pop(message.job_id)
+            credits.release_on_behalf_of(entry.slot)
+            entry.release_type_slot()
+            self._announce(outcomes[message.job_id], states.get(message.job_id), entry)
 
     def _outcome(self, message: ipc.JobProgress, job: JobRecord) -> Outcome:
         if message.status is ipc.JobStatus.COMPLETED:
@@ -389,21 +443,6 @@ class BatchRunner:
             traceback=message.traceback,
             retry_at=retry_at,
         )
-
-    def _record(
-        self,
-        outcomes: Sequence[Outcome],
-        states: dict[str, JobState],
-        credits: trio.CapacityLimiter,
-        held: dict[str, _Held],
-    ) -> None:
-        for outcome in outcomes:
-            entry = held.pop(outcome.job_id, None)
-            if entry is None:
-                continue
-            credits.release_on_behalf_of(entry.slot)
-            self._announce(outcome, states.get(outcome.job_id), entry)
-        self._wake.set()
 
     def _announce(self, outcome: Outcome, state: JobState | None, entry: _Held) -> None:
         job = entry.record
@@ -436,7 +475,7 @@ class BatchRunner:
         outcomes: list[Outcome] = [
             Release(
                 job_id=job_id,
-                refund_attempt=not (crashed and entry.sent),
+                refund_attempt=not (crashed and entry.active_since is not None),
                 error="the child process crashed while running this job",
             )
             for job_id, entry in held.items()
@@ -444,6 +483,7 @@ class BatchRunner:
         states = await self._store.apply(outcomes)
         for outcome in outcomes:
             entry = held.pop(outcome.job_id)
+            entry.release_type_slot()
             if states.get(outcome.job_id) is JobState.FAILED:
                 self._announce(outcome, JobState.FAILED, entry)
 
