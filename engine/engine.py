@@ -422,7 +422,8 @@ class Engine:
         """
         if self._shutting_down:
             self._supervisor.kill_now.set()
-            await self._all_stopped.wait()
+            if self._runners:
+                await self._all_stopped.wait()
             return
         self._shutting_down = True
         deadline = trio.current_time() + self.settings.shutdown_grace_seconds
