@@ -1,0 +1,424 @@
+"""The embedded store: batches and jobs in one SQLite file.
+
+Design notes
+------------
+One connection, used by one thread at a time. ``sqlite3`` calls block, so
+every method runs its whole transaction in a worker thread
+(``trio.to_thread.run_sync``) and a ``trio.Lock`` hands the connection to one
+call at a time: the Trio thread never waits on the disk. The connection is
+opened with ``check_same_thread=False`` because Trio's thread cache may run
+consecutive calls on different threads; the lock is what serializes them.
+
+Each public method is exactly one transaction. Writes start with ``BEGIN
+IMMEDIATE``, taking SQLite's write lock before reading anything, so two
+claimers (tasks here, or other connections to the same file) can never both
+see a job as pending. Reads use a plain ``BEGIN`` so that their queries share
+one snapshot. ``apply`` records a whole group of outcomes in one commit, and
+``claim_jobs`` is a single ``UPDATE ... RETURNING``: the work per call is a
+few statements, not one round trip per job. In WAL mode with
+``synchronous=NORMAL`` a commit does not wait for an fsync (checkpoints do),
+which risks the last commits before a power cut, never consistency, and buys
+thousands of commits a second.
+
+The bodies of the transactions, the schema and the SQL live in
+``engine.store._sqlite_ops``; this module owns the connection, the thread
+and the lock.
+
+Cancellation: the worker thread is never abandoned, since that would leave
+the connection in the middle of a transaction. A call cancelled while waiting
+for the lock did nothing. Once its transaction has begun it runs to the end
+and the call returns normally; the cancellation is delivered at the caller's
+next checkpoint. Every method is therefore atomic with respect to
+cancellation: it either raises ``Cancelled`` having done nothing, or returns.
+
+Errors: an ``sqlite3`` error meaning that the database cannot do its work
+right now (locked beyond the busy timeout, disk full, I/O error, corrupt
+file) becomes ``StoreUnavailable`` in ``_sqlite_ops.unavailable_on_sqlite_errors``
+and nowhere else; by then the transaction has been rolled back, so nothing was
+written. Errors meaning a bug here (``IntegrityError``, ``ProgrammingError``)
+propagate unchanged. Calls after ``aclose`` raise
+``trio.ClosedResourceError``: "you closed it" is not "it broke".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import trio
+
+from engine.store import _sqlite_ops as ops
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from engine.lifecycle import JobState
+    from engine.store.base import (
+        AddResult,
+        BatchRecord,
+        Counts,
+        JobPage,
+        JobRecord,
+        NewJob,
+        Outcome,
+    )
+
+__all__ = ["DEFAULT_BUSY_TIMEOUT_SECONDS", "SqliteStore", "open_sqlite_store"]
+
+_log = logging.getLogger("batchyard.store")
+_T = TypeVar("_T")
+
+#: How long a write waits for another connection's write lock before the store
+#: reports itself unavailable. Our transactions take milliseconds, so a lock
+#: held for seconds means a stuck process elsewhere; the engine should hear of
+#: it (``StoreUnavailable``) rather than hang.
+DEFAULT_BUSY_TIMEOUT_SECONDS = 5.0
+
+#: ``aclose`` waits for an in-flight call, which may itself wait out the busy
+#: timeout; beyond that margin it gives up and leaves the connection to be
+#: closed by the garbage collector once the call ends.
+_CLOSE_MARGIN_SECONDS = 2.0
+
+
+class SqliteStore:
+    """``Store`` on one SQLite connection; get one from ``open_sqlite_store``.
+
+    Every method is one transaction and atomic under cancellation (see the
+    module notes). Every method raises ``StoreUnavailable`` when SQLite
+    cannot do the work, having written nothing, and
+    ``trio.ClosedResourceError`` once the store is closed.
+    """
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        path: str,
+        clock: Callable[[], float],
+        busy_timeout_seconds: float,
+    ) -> None:
+        self._conn: sqlite3.Connection | None = conn
+        self._path = path
+        self._clock = clock
+        self._close_grace = busy_timeout_seconds + _CLOSE_MARGIN_SECONDS
+        self._lock = trio.Lock()
+
+    async def _run(self, work: Callable[[sqlite3.Connection, float], _T], *, write: bool) -> _T:
+        async with self._lock:
+            if self._conn is None:
+                raise trio.ClosedResourceError("the store is closed")
+            return await trio.to_thread.run_sync(self._transact, self._conn, work, write)
+
+    def _transact(
+        self,
+        conn: sqlite3.Connection,
+        work: Callable[[sqlite3.Connection, float], _T],
+        write: bool,
+    ) -> _T:
+        # In the worker thread. ``now`` is read once the transaction has begun,
+        # not when the call was made, so waiting for the lock does not age it.
+        with ops.unavailable_on_sqlite_errors(self._path), ops.transaction(conn, write=write):
+            return work(conn, self._clock())
+
+    async def create_batch(
+        self, batch_id: str, type: str, options: Mapping[str, Any] | None = None
+    ) -> BatchRecord:
+        """Create an empty batch.
+
+        Cancellation: atomic: if it raises ``Cancelled``, nothing happened.
+
+        Args:
+            batch_id: the new batch's id.
+            type: the job type of the batch's jobs that name none.
+            options: stored as given (JSON).
+
+        Returns:
+            The batch, with no jobs.
+
+        Raises:
+            BatchExists: the id is taken.
+        """
+        opts = dict(options or {})
+        return await self._run(
+            lambda conn, now: ops.create_batch(conn, now, batch_id, type, opts), write=True
+        )
+
+    async def get_batch(self, batch_id: str) -> BatchRecord:
+        """The batch with its counts.
+
+        Cancellation: atomic: it only reads.
+
+        Raises:
+            BatchNotFound: no such batch.
+        """
+        return await self._run(lambda conn, now: ops.get_batch(conn, now, batch_id), write=False)
+
+    async def list_batches(self) -> list[BatchRecord]:
+        """Every batch with its counts, oldest first.
+
+        Cancellation: atomic: it only reads.
+        """
+        return await self._run(ops.list_batches, write=False)
+
+    async def delete_batch(self, batch_id: str) -> None:
+        """Delete the batch, all its jobs and its running mark.
+
+        Cancellation: atomic: if it raises ``Cancelled``, nothing happened.
+
+        Raises:
+            BatchNotFound: no such batch.
+        """
+        await self._run(lambda conn, now: ops.delete_batch(conn, now, batch_id), write=True)
+
+    async def add_jobs(self, batch_id: str, jobs: Sequence[NewJob]) -> AddResult:
+        """Add jobs, refusing (and counting) those whose key the batch holds.
+
+        Cancellation: atomic: if it raises ``Cancelled``, nothing happened.
+
+        Args:
+            batch_id: the batch to add to.
+            jobs: the jobs in the order they are handed out at equal priority;
+                of a key repeated among them, the first is kept.
+
+        Returns:
+            How many were added and refused, and the ids of those added.
+
+        Raises:
+            BatchNotFound: no such batch.
+            TypeError: a payload is not JSON-serialisable; nothing was added.
+        """
+        return await self._run(
+            lambda conn, now: ops.add_jobs(conn, now, batch_id, jobs), write=True
+        )
+
+    async def claim_jobs(
+        self, batch_id: str, limit: int, *, owner: str, lease_seconds: float
+    ) -> list[JobRecord]:
+        """Up to ``limit`` due pending jobs, made active under ``owner``'s lease.
+
+        Cancellation: atomic: if it raises ``Cancelled``, nothing was claimed.
+
+        Args:
+            batch_id: the batch to claim from (an unknown batch has no jobs).
+            limit: the most jobs to claim.
+            owner: who holds the leases.
+            lease_seconds: how long the leases last unless renewed.
+
+        Returns:
+            The jobs, highest priority first and then oldest first, each with
+            its new attempt counted.
+        """
+        if limit <= 0:
+            return []
+        return await self._run(
+            lambda conn, now: ops.claim_jobs(conn, now, batch_id, limit, owner, lease_seconds),
+            write=True,
+        )
+
+    async def next_due_at(self, batch_id: str) -> float | None:
+        """When the batch's earliest pending job is due (maybe in the past).
+
+        Cancellation: atomic: it only reads.
+
+        Returns:
+            Wall-clock seconds, or None when the batch has no pending job.
+        """
+        return await self._run(lambda conn, now: ops.next_due_at(conn, now, batch_id), write=False)
+
+    async def apply(self, outcomes: Sequence[Outcome]) -> dict[str, JobState]:
+        """Record what became of active jobs, all in one transaction.
+
+        Cancellation: atomic: if it raises ``Cancelled``, nothing happened.
+
+        Args:
+            outcomes: completions, failures and releases; of several for one
+                job, the first counts.
+
+        Returns:
+            The state each job is in afterwards; an outcome for a job that is
+            not active (recovered, deleted, unknown) is skipped and absent.
+        """
+        if not outcomes:
+            return {}
+        return await self._run(lambda conn, now: ops.apply(conn, now, outcomes), write=True)
+
+    async def counts(self, batch_id: str) -> Counts:
+        """Jobs of the batch per state.
+
+        Cancellation: atomic: it only reads.
+
+        Raises:
+            BatchNotFound: no such batch.
+        """
+        return await self._run(lambda conn, now: ops.counts(conn, now, batch_id), write=False)
+
+    async def queue_length(self) -> int:
+        """Pending jobs across all batches.
+
+        Cancellation: atomic: it only reads.
+        """
+        return await self._run(ops.queue_length, write=False)
+
+    async def list_jobs(
+        self,
+        batch_id: str,
+        *,
+        state: JobState | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> JobPage:
+        """Jobs in insertion order, ``limit`` at a time, resuming after ``cursor``.
+
+        Cancellation: atomic: it only reads.
+
+        Args:
+            batch_id: the batch.
+            state: only jobs in this state.
+            limit: the most jobs on the page, at least 1.
+            cursor: the previous page's ``next_cursor``; None to start.
+
+        Returns:
+            The page; its ``next_cursor`` is None when no job follows it.
+
+        Raises:
+            BatchNotFound: no such batch.
+            ValueError: ``limit`` is below 1, or the cursor is not one this
+                store gave out.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        after = _parse_cursor(cursor)
+        return await self._run(
+            lambda conn, now: ops.list_jobs(conn, now, batch_id, state, limit, after), write=False
+        )
+
+    async def retry_failed(self, batch_id: str) -> int:
+        """Failed jobs back to pending, due now, with attempts and error reset.
+
+        Cancellation: atomic: if it raises ``Cancelled``, nothing happened.
+
+        Returns:
+            How many jobs were requeued.
+
+        Raises:
+            BatchNotFound: no such batch.
+        """
+        return await self._run(lambda conn, now: ops.retry_failed(conn, now, batch_id), write=True)
+
+    async def renew_leases(self, owner: str, lease_seconds: float) -> int:
+        """Push the expiry of every lease ``owner`` holds to now + ``lease_seconds``.
+
+        Cancellation: atomic: if it raises ``Cancelled``, nothing happened.
+
+        Returns:
+            How many leases were renewed.
+        """
+        return await self._run(
+            lambda conn, now: ops.renew_leases(conn, now, owner, lease_seconds), write=True
+        )
+
+    async def recover_expired_leases(self) -> int:
+        """Active jobs whose lease has run out back to pending, attempt refunded.
+
+        Cancellation: atomic: if it raises ``Cancelled``, nothing happened.
+
+        Returns:
+            How many jobs were recovered.
+        """
+        return await self._run(ops.recover_expired_leases, write=True)
+
+    async def mark_running(self, batch_id: str, owner: str) -> None:
+        """Remember that ``owner`` runs the batch, replacing an earlier owner.
+
+        Cancellation: atomic: if it raises ``Cancelled``, nothing happened.
+
+        Raises:
+            BatchNotFound: no such batch.
+        """
+        await self._run(lambda conn, now: ops.mark_running(conn, now, batch_id, owner), write=True)
+
+    async def clear_running(self, batch_id: str) -> None:
+        """Forget the batch's run; a batch not marked running is left alone.
+
+        Cancellation: atomic: if it raises ``Cancelled``, nothing happened.
+        """
+        await self._run(lambda conn, now: ops.clear_running(conn, now, batch_id), write=True)
+
+    async def running_batches(self) -> dict[str, str]:
+        """Batch id → owner of every batch marked running, oldest mark first.
+
+        Cancellation: atomic: it only reads.
+        """
+        return await self._run(ops.running_batches, write=False)
+
+    async def ping(self) -> None:
+        """Run ``SELECT 1``.
+
+        Cancellation: atomic: it only reads.
+
+        Raises:
+            StoreUnavailable: SQLite could not answer.
+        """
+        await self._run(ops.ping, write=False)
+
+    async def aclose(self) -> None:
+        """Close the connection once the call in flight, if any, has ended.
+
+        Idempotent. Calls still waiting for the connection then raise
+        ``trio.ClosedResourceError``.
+
+        Cancellation: the store is closed even so: the wait for the call in
+        flight is shielded, and bounded by the busy timeout plus a margin.
+        """
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        with trio.move_on_after(self._close_grace, shield=True) as scope:
+            async with self._lock:
+                await trio.to_thread.run_sync(conn.close)
+        if scope.cancelled_caught:
+            _log.warning("sqlite store %r: a call outlived aclose; not closed yet", self._path)
+
+
+def _parse_cursor(cursor: str | None) -> int:
+    """The seq after which a page starts; cursors are decimal seqs."""
+    if cursor is None:
+        return 0
+    if not (cursor.isascii() and cursor.isdecimal() and len(cursor) <= 18):
+        raise ValueError(f"not a cursor of this store: {cursor!r}")
+    return int(cursor)
+
+
+@contextlib.asynccontextmanager
+async def open_sqlite_store(
+    path: str,
+    *,
+    clock: Callable[[], float] = time.time,
+    busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS,
+) -> AsyncIterator[SqliteStore]:
+    """Open (creating if need be) the SQLite store at ``path``; close it on exit.
+
+    Cancellation: atomic while opening: cancelled, nothing is left open.
+
+    Args:
+        path: a file path, or ``":memory:"`` for a private in-memory store.
+        clock: wall-clock seconds, for timestamps, delays and leases; called
+            from a worker thread.
+        busy_timeout_seconds: how long a write waits for another
+            connection's write lock before raising ``StoreUnavailable``.
+
+    Yields:
+        The open store.
+
+    Raises:
+        StoreUnavailable: the file cannot be opened or is not a database.
+    """
+    conn = await trio.to_thread.run_sync(ops.connect, path, busy_timeout_seconds)
+    store = SqliteStore(conn, path=path, clock=clock, busy_timeout_seconds=busy_timeout_seconds)
+    try:
+        yield store
+    finally:
+        await store.aclose()

@@ -1,0 +1,916 @@
+"""The embedded SQLite store, against the ``Store`` contract.
+
+The store reads wall-clock time through an injected ``clock``; these tests
+drive a ``FakeClock`` by hand, so nothing here sleeps. Store calls run in
+worker threads, which ``MockClock``'s autojump would mistake for idleness, so
+the deadlines are real ``trio.fail_after`` ones.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import trio
+import trio.testing
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+import engine.store
+from engine.errors import (
+    BatchExists,
+    BatchNotFound,
+    ConfigError,
+    Conflict,
+    StoreUnavailable,
+)
+from engine.lifecycle import JobState
+from engine.store import Complete, Fail, JobRecord, NewJob, Release, open_store
+from engine.store.sqlite import SqliteStore, open_sqlite_store
+
+DEADLINE = 20
+LEASE = 30.0
+
+
+class FakeClock:
+    """Wall-clock seconds, moved by hand.
+
+    ``hold(entered, proceed)`` makes the next reading, which happens inside a
+    store transaction in its worker thread, signal ``entered`` and wait for
+    ``proceed``: a way to catch a transaction in the middle.
+    """
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+        self._hold: tuple[threading.Event, threading.Event] | None = None
+
+    def __call__(self) -> float:
+        hold, self._hold = self._hold, None
+        if hold is not None:
+            entered, proceed = hold
+            entered.set()
+            assert proceed.wait(DEADLINE)
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def hold(self, entered: threading.Event, proceed: threading.Event) -> None:
+        self._hold = (entered, proceed)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> str:
+    return str(tmp_path / "store.db")
+
+
+@pytest.fixture
+async def store(db_path: str, clock: FakeClock) -> AsyncIterator[SqliteStore]:
+    async with open_sqlite_store(db_path, clock=clock) as store:
+        yield store
+
+
+def jobs_of(n: int, **fields: Any) -> list[NewJob]:
+    return [NewJob(type="echo", payload={"i": i}, **fields) for i in range(n)]
+
+
+async def all_jobs(store: SqliteStore, batch_id: str, **filters: Any) -> list[JobRecord]:
+    """Every page of ``list_jobs`` together, checking that pages are full."""
+    jobs: list[JobRecord] = []
+    cursor = None
+    while True:
+        page = await store.list_jobs(batch_id, cursor=cursor, **filters)
+        jobs += page.jobs
+        if page.next_cursor is None:
+            return jobs
+        assert len(page.jobs) == filters.get("limit", 100)
+        cursor = page.next_cursor
+
+
+async def pragma(store: SqliteStore, statement: str) -> Any:
+    # Fault injection: PRAGMAs such as max_page_count hold per connection, so
+    # they must go to the store's own one. Only call it while the store is idle.
+    conn = store._conn
+    assert conn is not None
+    row = await trio.to_thread.run_sync(lambda: conn.execute(f"PRAGMA {statement}").fetchone())
+    return row[0]
+
+
+# -- batches ----------------------------------------------------------------------------
+
+
+async def test_create_get_list_delete_batch(store: SqliteStore, clock: FakeClock) -> None:
+    with trio.fail_after(DEADLINE):
+        created = await store.create_batch("b1", "echo", {"note": "first", "n": [1, 2]})
+        assert (created.batch_id, created.type, created.created_at) == ("b1", "echo", clock.now)
+        assert created.options == {"note": "first", "n": [1, 2]}
+        assert created.counts.total == 0
+        clock.advance(1)
+        await store.create_batch("b0", "noop")
+        await store.add_jobs("b1", jobs_of(3))
+
+        got = await store.get_batch("b1")
+        assert got.options == {"note": "first", "n": [1, 2]}
+        assert (got.counts.pending, got.counts.total) == (3, 3)
+        listed = await store.list_batches()
+        assert [b.batch_id for b in listed] == ["b1", "b0"]  # oldest first, not by name
+        assert [b.counts.pending for b in listed] == [3, 0]
+        assert (await store.get_batch("b0")).options == {}
+
+        await store.mark_running("b1", "engine-1")
+        await store.delete_batch("b1")
+        with pytest.raises(BatchNotFound):
+            await store.get_batch("b1")
+        assert [b.batch_id for b in await store.list_batches()] == ["b0"]
+        assert await store.queue_length() == 0
+        assert await store.running_batches() == {}
+
+
+async def test_create_existing_batch(store: SqliteStore) -> None:
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("b", "echo", {"v": 1})
+        with pytest.raises(BatchExists) as info:
+            await store.create_batch("b", "noop", {"v": 2})
+        assert isinstance(info.value, Conflict)
+        kept = await store.get_batch("b")
+        assert (kept.type, kept.options) == ("echo", {"v": 1})
+
+
+CALLS_NEEDING_A_BATCH: dict[str, Callable[[SqliteStore], Awaitable[object]]] = {
+    "get_batch": lambda s: s.get_batch("nope"),
+    "delete_batch": lambda s: s.delete_batch("nope"),
+    "add_jobs": lambda s: s.add_jobs("nope", jobs_of(1)),
+    "counts": lambda s: s.counts("nope"),
+    "list_jobs": lambda s: s.list_jobs("nope"),
+    "retry_failed": lambda s: s.retry_failed("nope"),
+    "mark_running": lambda s: s.mark_running("nope", "engine"),
+}
+
+
+@pytest.mark.parametrize("call", CALLS_NEEDING_A_BATCH.values(), ids=CALLS_NEEDING_A_BATCH)
+async def test_unknown_batch(
+    store: SqliteStore, call: Callable[[SqliteStore], Awaitable[object]]
+) -> None:
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("other", "echo")
+        with pytest.raises(BatchNotFound, match="nope"):
+            await call(store)
+        assert await store.running_batches() == {}
+        assert await store.queue_length() == 0
+
+
+async def test_unknown_batch_has_nothing_to_claim(store: SqliteStore) -> None:
+    with trio.fail_after(DEADLINE):
+        assert await store.claim_jobs("nope", 5, owner="e", lease_seconds=LEASE) == []
+        assert await store.next_due_at("nope") is None
+
+
+# -- adding and claiming ----------------------------------------------------------------
+
+
+async def test_idempotency_keys(store: SqliteStore) -> None:
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("b", "echo")
+        await store.create_batch("c", "echo")
+        keyed = [NewJob(type="echo", payload=n, key=k) for n, k in enumerate("xyx")]
+        first = await store.add_jobs("b", [*keyed, *jobs_of(2)])
+        assert (first.enqueued, first.duplicates, len(first.job_ids)) == (4, 1, 4)
+        assert all(len(j) == 32 and int(j, 16) >= 0 for j in first.job_ids)
+
+        again = await store.add_jobs("b", [NewJob(type="echo", key=k) for k in "yzz"])
+        assert (again.enqueued, again.duplicates) == (1, 2)
+        elsewhere = await store.add_jobs("c", [NewJob(type="echo", key="x")])
+        assert (elsewhere.enqueued, elsewhere.duplicates) == (1, 0)
+
+        jobs = await all_jobs(store, "b")
+        assert [j.job_id for j in jobs] == [*first.job_ids, *again.job_ids]
+        assert [(j.key, j.payload) for j in jobs[:2]] == [("x", 0), ("y", 1)]  # the first x
+        assert [j.key for j in jobs] == ["x", "y", None, None, "z"]
+
+
+async def test_priority_then_fifo(store: SqliteStore) -> None:
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("b", "echo")
+        priorities = [0, 5, 0, 5, -1, 10, 0]
+        added = await store.add_jobs(
+            "b", [NewJob(type="echo", payload=n, priority=p) for n, p in enumerate(priorities)]
+        )
+        claimed: list[JobRecord] = []
+        while batch := await store.claim_jobs("b", 2, owner="e", lease_seconds=LEASE):
+            claimed += batch
+        assert [j.payload for j in claimed] == [5, 1, 3, 0, 2, 6, 4]
+        assert {j.job_id for j in claimed} == set(added.job_ids)
+        first = claimed[0]
+        assert (first.state, first.attempts, first.priority) == (JobState.ACTIVE, 1, 10)
+
+
+async def test_delayed_jobs_wait_until_due(store: SqliteStore, clock: FakeClock) -> None:
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("b", "echo")
+        start = clock.now
+        await store.add_jobs("b", [NewJob(type="echo", payload="late", delay_seconds=10)])
+        await store.add_jobs("b", [NewJob(type="echo", payload="now", priority=-5)])
+        assert await store.next_due_at("b") == start
+
+        claimed = await store.claim_jobs("b", 5, owner="e", lease_seconds=LEASE)
+        assert [j.payload for j in claimed] == ["now"]
+        assert await store.next_due_at("b") == start + 10
+        clock.advance(9.5)
+        assert await store.claim_jobs("b", 5, owner="e", lease_seconds=LEASE) == []
+        clock.advance(0.5)
+        claimed = await store.claim_jobs("b", 5, owner="e", lease_seconds=LEASE)
+        assert [(j.payload, j.available_at) for j in claimed] == [("late", start + 10)]
+        assert await store.next_due_at("b") is None
+
+
+async def test_claim_nothing(store: SqliteStore) -> None:
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("b", "echo")
+        await store.add_jobs("b", jobs_of(3))
+        assert await store.claim_jobs("b", 0, owner="e", lease_seconds=LEASE) == []
+        assert (await store.counts("b")).pending == 3
+
+
+async def claim_until_empty(store: SqliteStore, owner: str, got: list[str]) -> None:
+    while jobs := await store.claim_jobs("b", 7, owner=owner, lease_seconds=LEASE):
+        got += [j.job_id for j in jobs]
+        await trio.lowlevel.checkpoint()
+
+
+async def test_two_tasks_never_claim_the_same_job(store: SqliteStore) -> None:
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("b", "echo")
+        added = await store.add_jobs("b", jobs_of(300))
+        got: dict[str, list[str]] = {"e1": [], "e2": []}
+        async with trio.open_nursery() as nursery:
+            for owner, ids in got.items():
+                nursery.start_soon(claim_until_empty, store, owner, ids)
+        assert got["e1"] and got["e2"]
+        assert not set(got["e1"]) & set(got["e2"])
+        assert sorted(got["e1"] + got["e2"]) == sorted(added.job_ids)
+
+
+async def test_two_connections_never_claim_the_same_job(db_path: str, clock: FakeClock) -> None:
+    with trio.fail_after(DEADLINE):
+        async with (
+            open_sqlite_store(db_path, clock=clock) as one,
+            open_sqlite_store(db_path, clock=clock) as two,
+        ):
+            await one.create_batch("b", "echo")
+            added = await two.add_jobs("b", jobs_of(1000))
+            got: list[list[str]] = [[], []]
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(claim_until_empty, one, "e1", got[0])
+                nursery.start_soon(claim_until_empty, two, "e2", got[1])
+            assert not set(got[0]) & set(got[1])
+            assert sorted(got[0] + got[1]) == sorted(added.job_ids)
+            assert (await one.counts("b")).active == 1000
+
+
+# -- outcomes ---------------------------------------------------------------------------
+
+
+async def test_apply_each_outcome(store: SqliteStore, clock: FakeClock) -> None:
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("b", "echo")
+        ids = (await store.add_jobs("b", jobs_of(6, max_attempts=2))).job_ids
+        last = (await store.add_jobs("b", jobs_of(1))).job_ids[0]  # max_attempts=1
+        await store.claim_jobs("b", 10, owner="e", lease_seconds=LEASE)
+        retry_at = clock.now + 30
+        outcomes = [
+            Complete(job_id=ids[0], result={"ok": [1, 2]}),
+            Fail(job_id=ids[1], error="boom", traceback="tb", retry_at=retry_at),
+            Fail(job_id=ids[2], error="bad", traceback="tb2"),
+            Release(job_id=ids[3], refund_attempt=True),
+            Release(job_id=ids[4], refund_attempt=False, error="child crashed"),
+            Release(job_id=last, refund_attempt=False, error="child crashed"),
+            Complete(job_id="no-such-job"),
+        ]
+        pending, failed = JobState.PENDING, JobState.FAILED
+        assert await store.apply(outcomes) == {
+            ids[0]: JobState.COMPLETED,
+            ids[1]: pending,
+            ids[2]: failed,
+            ids[3]: pending,
+            ids[4]: pending,
+            last: failed,
+        }
+        jobs = {j.job_id: j for j in await all_jobs(store, "b")}
+        seen = [(jobs[i].state, jobs[i].attempts, jobs[i].error) for i in [*ids[:5], last]]
+        assert seen == [
+            (JobState.COMPLETED, 1, None),
+            (pending, 1, "boom"),
+            (failed, 1, "bad"),
+            (pending, 0, None),
+            (pending, 1, "child crashed"),
+            (failed, 1, "child crashed"),
+        ]
+        assert jobs[ids[0]].result == {"ok": [1, 2]}
+        assert (jobs[ids[1]].available_at, jobs[ids[2]].traceback) == (retry_at, "tb2")
+        assert jobs[ids[5]].state is JobState.ACTIVE  # no outcome, untouched
+
+        # The retry waits for its time; the others are due at once.
+        again = await store.claim_jobs("b", 10, owner="e", lease_seconds=LEASE)
+        assert {j.job_id for j in again} == {ids[3], ids[4]}
+        clock.advance(30)
+        assert [j.job_id for j in await store.claim_jobs("b", 10, owner="e", lease_seconds=1)] == [
+            ids[1]
+        ]
+
+
+async def test_apply_touches_only_active_jobs(store: SqliteStore) -> None:
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("b", "echo")
+        a, b, pending = (await store.add_jobs("b", jobs_of(3))).job_ids
+        await store.claim_jobs("b", 2, owner="e", lease_seconds=LEASE)
+        # Of two outcomes for one job, the first counts.
+        first = await store.apply([Complete(job_id=a, result=1), Fail(job_id=a, error="late")])
+        assert first == {a: JobState.COMPLETED}
+        stale = [Fail(job_id=a, error="stale"), Complete(job_id=pending), Complete(job_id=b)]
+        assert await store.apply(stale) == {b: JobState.COMPLETED}
+        assert await store.apply([]) == {}
+        jobs = await all_jobs(store, "b")
+        assert [(j.state, j.error, j.result) for j in jobs] == [
+            (JobState.COMPLETED, None, 1),
+            (JobState.COMPLETED, None, None),
+            (JobState.PENDING, None, None),
+        ]
+
+
+async def test_retry_failed(store: SqliteStore, clock: FakeClock) -> None:
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("b", "echo")
+        ids = (await store.add_jobs("b", jobs_of(3, max_attempts=3))).job_ids
+        for _ in range(2):
+            await store.claim_jobs("b", 3, owner="e", lease_seconds=LEASE)
+            await store.apply([Release(job_id=i, refund_attempt=False) for i in ids])
+        await store.claim_jobs("b", 3, owner="e", lease_seconds=LEASE)
+        await store.apply(
+            [
+                Fail(job_id=ids[0], error="x", traceback="tb"),
+                Complete(job_id=ids[1]),
+                Release(job_id=ids[2], refund_attempt=False, error="y"),
+            ]
+        )
+        assert (await store.counts("b")).failed == 2
+        clock.advance(5)
+        assert await store.retry_failed("b") == 2
+        assert await store.retry_failed("b") == 0
+        jobs = await all_jobs(store, "b")
+        assert [(j.state, j.attempts, j.error, j.traceback) for j in jobs] == [
+            (JobState.PENDING, 0, None, None),
+            (JobState.COMPLETED, 3, None, None),
+            (JobState.PENDING, 0, None, None),
+        ]
+        assert jobs[0].available_at == clock.now
+
+
+# -- leases and the running registry ----------------------------------------------------
+
+
+async def test_leases_renew_and_expire(store: SqliteStore, clock: FakeClock) -> None:
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("b", "echo")
+        await store.add_jobs("b", jobs_of(3))
+        mine = await store.claim_jobs("b", 2, owner="e1", lease_seconds=10)
+        theirs = await store.claim_jobs("b", 1, owner="e2", lease_seconds=10)
+        clock.advance(8)
+        assert await store.renew_leases("e1", 10) == 2
+        assert await store.renew_leases("nobody", 10) == 0
+        clock.advance(2)  # e2's lease ends now; e1's at +18
+        assert await store.recover_expired_leases() == 1
+        jobs = {j.job_id: j for j in await all_jobs(store, "b")}
+        assert (jobs[theirs[0].job_id].state, jobs[theirs[0].job_id].attempts) == (
+            JobState.PENDING,
+            0,
+        )
+        assert all(jobs[j.job_id].state is JobState.ACTIVE for j in mine)
+        # A recovered job's lease is gone: renewing its old owner finds nothing.
+        assert await store.renew_leases("e2", 10) == 0
+        # Done jobs hold no lease either.
+        await store.apply([Complete(job_id=mine[0].job_id)])
+        assert await store.renew_leases("e1", 10) == 1
+        clock.advance(10)
+        assert await store.recover_expired_leases() == 1
+        assert await store.recover_expired_leases() == 0
+        counts = await store.counts("b")
+        assert (counts.pending, counts.active, counts.completed) == (2, 0, 1)
+        again = await store.claim_jobs("b", 5, owner="e3", lease_seconds=10)
+        assert sorted(j.attempts for j in again) == [1, 1]
+
+
+async def test_running_registry(store: SqliteStore, clock: FakeClock) -> None:
+    with trio.fail_after(DEADLINE):
+        for batch_id in "bc":
+            await store.create_batch(batch_id, "echo")
+        await store.mark_running("c", "e1")
+        clock.advance(1)
+        await store.mark_running("b", "e2")
+        assert list((await store.running_batches()).items()) == [("c", "e1"), ("b", "e2")]
+        await store.mark_running("c", "e3")
+        assert await store.running_batches() == {"b": "e2", "c": "e3"}
+        await store.clear_running("c")
+        await store.clear_running("c")
+        assert await store.running_batches() == {"b": "e2"}
+
+
+async def test_queue_length(store: SqliteStore) -> None:
+    with trio.fail_after(DEADLINE):
+        assert await store.queue_length() == 0
+        for batch_id, n in [("b", 4), ("c", 3)]:
+            await store.create_batch(batch_id, "echo")
+            await store.add_jobs(batch_id, jobs_of(n))
+        await store.claim_jobs("b", 3, owner="e", lease_seconds=LEASE)
+        assert await store.queue_length() == 4
+        await store.delete_batch("c")
+        assert await store.queue_length() == 1
+
+
+# -- pagination -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("n", "limit"), [(23, 5), (20, 5), (1, 100), (0, 3)])
+async def test_pages_together_are_every_job_in_order(
+    store: SqliteStore, n: int, limit: int
+) -> None:
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("b", "echo")
+        await store.create_batch("other", "echo")
+        ids: list[str] = []
+        for chunk in range(0, n, 4):  # interleaved with another batch's jobs
+            ids += (await store.add_jobs("b", jobs_of(min(4, n - chunk)))).job_ids
+            await store.add_jobs("other", jobs_of(2))
+        listed = await all_jobs(store, "b", limit=limit)
+        assert [j.job_id for j in listed] == ids
+        assert all(j.batch_id == "b" for j in listed)
+
+
+async def test_pages_by_state(store: SqliteStore) -> None:
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("b", "echo")
+        ids = (await store.add_jobs("b", jobs_of(11))).job_ids
+        await store.claim_jobs("b", 11, owner="e", lease_seconds=LEASE)
+        done = ids[1::2]
+        await store.apply([Complete(job_id=i, result=i) for i in done])
+        completed = await all_jobs(store, "b", state=JobState.COMPLETED, limit=2)
+        assert [(j.job_id, j.result) for j in completed] == [(i, i) for i in done]
+        active = await all_jobs(store, "b", state=JobState.ACTIVE, limit=4)
+        assert [j.job_id for j in active] == list(ids[0::2])
+        assert await all_jobs(store, "b", state=JobState.FAILED) == []
+
+
+@pytest.mark.parametrize("cursor", ["", "abc", "-1", "1.5", " 3", "\u0663", "9" * 40])
+async def test_bad_cursor(store: SqliteStore, cursor: str) -> None:
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("b", "echo")
+        with pytest.raises(ValueError, match="cursor"):
+            await store.list_jobs("b", cursor=cursor)
+
+
+async def test_bad_limit(store: SqliteStore) -> None:
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("b", "echo")
+        with pytest.raises(ValueError, match="limit"):
+            await store.list_jobs("b", limit=0)
+
+
+# -- failures, cancellation, closing ----------------------------------------------------
+
+
+async def test_full_disk(
+    store: SqliteStore, caplog: pytest.LogCaptureFixture, clock: FakeClock
+) -> None:
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("b", "echo")
+        kept = (await store.add_jobs("b", jobs_of(10))).job_ids
+        pages = await pragma(store, "page_count")
+        assert await pragma(store, f"max_page_count = {pages}") == pages
+        big = [NewJob(type="echo", payload="x" * 2000) for _ in range(200)]
+        with (
+            caplog.at_level(logging.ERROR, logger="batchyard.store"),
+            pytest.raises(StoreUnavailable, match="database or disk is full"),
+        ):
+            await store.add_jobs("b", big)
+        assert [r.name for r in caplog.records] == ["batchyard.store"]
+        assert [j.job_id for j in await all_jobs(store, "b")] == list(kept)
+
+        await pragma(store, "max_page_count = 1073741823")
+        assert (await store.add_jobs("b", big)).enqueued == 200
+        assert len(await store.claim_jobs("b", 300, owner="e", lease_seconds=LEASE)) == 210
+
+
+async def test_error_mid_write_leaves_nothing(store: SqliteStore) -> None:
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("b", "echo")
+        # SQLite integers have 64 bits: the third row fails after two went in.
+        jobs = [*jobs_of(2), NewJob(type="echo", priority=2**70)]
+        with pytest.raises(OverflowError):
+            await store.add_jobs("b", jobs)
+        assert (await store.counts("b")).total == 0
+        assert (await store.add_jobs("b", jobs_of(1))).enqueued == 1
+
+
+async def test_locked_database(db_path: str, clock: FakeClock) -> None:
+    with trio.fail_after(DEADLINE):
+        async with open_sqlite_store(db_path, clock=clock, busy_timeout_seconds=0.05) as store:
+            await store.create_batch("b", "echo")
+            other = sqlite3.connect(db_path, isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")
+                with pytest.raises(StoreUnavailable, match="locked"):
+                    await store.add_jobs("b", jobs_of(1))
+                assert (await store.counts("b")).total == 0  # readers are not blocked
+                other.execute("ROLLBACK")
+            finally:
+                other.close()
+            assert (await store.add_jobs("b", jobs_of(1))).enqueued == 1
+
+
+async def test_a_write_holds_the_write_lock_throughout(db_path: str, clock: FakeClock) -> None:
+    """Writes begin IMMEDIATE: no other connection writes between their reads and writes."""
+    with trio.fail_after(DEADLINE):
+        async with (
+            open_sqlite_store(db_path, clock=clock) as one,
+            open_sqlite_store(db_path, clock=FakeClock(), busy_timeout_seconds=0.05) as two,
+        ):
+            await one.create_batch("b", "echo")
+            await one.add_jobs("b", jobs_of(2))
+            entered, proceed = threading.Event(), threading.Event()
+            clock.hold(entered, proceed)  # stops ``one`` inside its transaction
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(one.add_jobs, "b", jobs_of(3))
+                await trio.to_thread.run_sync(entered.wait, DEADLINE)
+                with pytest.raises(StoreUnavailable, match="locked"):
+                    await two.claim_jobs("b", 5, owner="e", lease_seconds=LEASE)
+                assert (await two.counts("b")).pending == 2  # readers go on
+                proceed.set()
+            assert len(await two.claim_jobs("b", 9, owner="e", lease_seconds=LEASE)) == 5
+
+
+async def test_cannot_open(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database, and it is long enough to have a header" * 4)
+    with trio.fail_after(DEADLINE):
+        for path in [str(junk), str(tmp_path / "missing" / "dir" / "x.db")]:
+            with pytest.raises(StoreUnavailable):
+                async with open_sqlite_store(path):
+                    pass
+
+
+async def test_reopen_keeps_everything(db_path: str, clock: FakeClock) -> None:
+    with trio.fail_after(DEADLINE):
+        async with open_sqlite_store(db_path, clock=clock) as store:
+            await store.create_batch("b", "echo")
+            await store.add_jobs("b", jobs_of(3, key=None))
+            await store.mark_running("b", "e")
+        async with open_sqlite_store(db_path, clock=clock) as store:
+            assert (await store.counts("b")).pending == 3
+            assert await store.running_batches() == {"b": "e"}
+            await store.ping()
+
+
+async def test_cancelled_during_transaction_completes(
+    store: SqliteStore, clock: FakeClock
+) -> None:
+    """Cancelled once its transaction has begun, a claim still commits and returns."""
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("b", "echo")
+        await store.add_jobs("b", jobs_of(3))
+        entered, proceed = threading.Event(), threading.Event()
+        claimed: list[JobRecord] = []
+
+        async def claim() -> None:
+            claimed.extend(await store.claim_jobs("b", 5, owner="e", lease_seconds=LEASE))
+
+        clock.hold(entered, proceed)
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(claim)
+                await trio.to_thread.run_sync(entered.wait, DEADLINE)
+                scope.cancel()
+                proceed.set()
+        assert len(claimed) == 3
+        assert (await store.counts("b")).active == 3
+
+
+async def test_cancelled_while_waiting_does_nothing(store: SqliteStore, clock: FakeClock) -> None:
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("b", "echo")
+        entered, proceed = threading.Event(), threading.Event()
+
+        async def cancel_once_blocked(scope: trio.CancelScope) -> None:
+            await trio.testing.wait_all_tasks_blocked()
+            scope.cancel()
+
+        clock.hold(entered, proceed)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(store.add_jobs, "b", jobs_of(1))
+            await trio.to_thread.run_sync(entered.wait, DEADLINE)
+            with trio.CancelScope() as scope:
+                # The first add_jobs holds the connection, so this one waits.
+                nursery.start_soon(cancel_once_blocked, scope)
+                await store.add_jobs("b", jobs_of(5))
+            assert scope.cancelled_caught
+            proceed.set()
+        assert (await store.counts("b")).pending == 1
+
+
+async def test_aclose_is_idempotent_and_final(db_path: str) -> None:
+    with trio.fail_after(DEADLINE):
+        async with open_sqlite_store(db_path) as store:
+            await store.ping()
+            await store.aclose()
+            await store.aclose()
+            with pytest.raises(trio.ClosedResourceError):
+                await store.ping()
+            with pytest.raises(trio.ClosedResourceError):
+                await store.create_batch("b", "echo")
+
+
+# -- open_store -------------------------------------------------------------------------
+
+
+async def test_open_store_relative_and_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "abs").mkdir()
+    with trio.fail_after(DEADLINE):
+        for url, file in [
+            ("sqlite:///rel.db", tmp_path / "rel.db"),
+            (f"sqlite:///{tmp_path}/abs/abs.db", tmp_path / "abs" / "abs.db"),
+        ]:
+            async with open_store(url) as store:
+                await store.create_batch("b", "echo")
+            assert file.exists()
+            async with open_store(url) as store:
+                assert (await store.get_batch("b")).type == "echo"
+
+
+async def test_open_store_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with trio.fail_after(DEADLINE):
+        async with open_store("sqlite:///:memory:") as store:
+            await store.create_batch("b", "echo")
+            assert (await store.add_jobs("b", jobs_of(2))).enqueued == 2
+        async with open_store("sqlite:///:memory:") as store:
+            assert await store.list_batches() == []
+    assert not await trio.Path(tmp_path, ":memory:").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("redis://localhost:6379/0", "Redis backend is not available"),
+        ("postgres://db/batchyard", "'postgres://db/batchyard'.*unknown scheme"),
+        ("batchyard.db", "'batchyard.db'"),
+        ("sqlite://host/batchyard.db", "no host"),
+        ("sqlite:///", "empty"),
+    ],
+)
+async def test_open_store_refuses(url: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        async with open_store(url):
+            pass
+
+
+def test_exports() -> None:
+    assert set(engine.store.__all__) == {
+        "AddResult",
+        "BatchRecord",
+        "Complete",
+        "Counts",
+        "Fail",
+        "JobPage",
+        "JobRecord",
+        "NewJob",
+        "Outcome",
+        "Release",
+        "Store",
+        "open_store",
+    }
+    assert all(hasattr(engine.store, name) for name in engine.store.__all__)
+
+
+# -- the state machine ------------------------------------------------------------------
+
+
+@attrs.define
+class ModelJob:
+    seq: int
+    state: JobState
+    priority: int
+    max_attempts: int
+    available_at: float
+    key: str | None
+    attempts: int = 0
+    error: str | None = None
+    result: Any = None
+
+
+_batch_numbers = itertools.count()
+NEW_JOB = st.builds(
+    NewJob,
+    type=st.just("echo"),
+    key=st.sampled_from([None, None, "k1", "k2", "k3"]),
+    priority=st.integers(-1, 1),
+    delay_seconds=st.sampled_from([0.0, 0.0, 5.0]),
+    max_attempts=st.integers(1, 3),
+)
+#: What can become of a claimed job: done, failed for good, failed with a
+#: retry later or at once, cut short with its attempt refunded (shutdown) or
+#: not (a crashed child).
+OUTCOME_KINDS = st.sampled_from(["complete", "fail", "retry", "retry-now", "release", "crash"])
+
+
+class StoreMachine(RuleBasedStateMachine):
+    """Drives a store from a worker thread and checks it against a plain model.
+
+    Each example works on a fresh batch, deleted at teardown, so one open
+    store serves every example.
+    """
+
+    def __init__(self, store: SqliteStore, clock: FakeClock) -> None:
+        super().__init__()
+        self.store, self.clock = store, clock
+        self.batch_id = f"m{next(_batch_numbers)}"
+        self.model: dict[str, ModelJob] = {}
+        self.call(store.create_batch, self.batch_id, "echo")
+
+    def call(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+        return trio.from_thread.run(functools.partial(fn, *args, **kwargs))
+
+    def ids_in(self, state: JobState) -> list[str]:
+        return [i for i, job in self.model.items() if job.state is state]
+
+    def has_active(self) -> bool:
+        return bool(self.ids_in(JobState.ACTIVE))
+
+    @initialize(jobs=st.lists(NEW_JOB, min_size=2, max_size=8))
+    def seed(self, jobs: list[NewJob]) -> None:
+        self.add(jobs)
+
+    @rule(jobs=st.lists(NEW_JOB, min_size=1, max_size=4))
+    def add(self, jobs: list[NewJob]) -> None:
+        result = self.call(self.store.add_jobs, self.batch_id, jobs)
+        keys = {job.key for job in self.model.values()}
+        fresh = []
+        for job in jobs:
+            if job.key is None or job.key not in keys:
+                keys.add(job.key)
+                fresh.append(job)
+        assert (result.enqueued, result.duplicates) == (len(fresh), len(jobs) - len(fresh))
+        for job_id, job in zip(result.job_ids, fresh, strict=True):
+            self.model[job_id] = ModelJob(
+                seq=len(self.model),
+                state=JobState.PENDING,
+                priority=job.priority,
+                max_attempts=job.max_attempts,
+                available_at=self.clock.now + job.delay_seconds,
+                key=job.key,
+            )
+
+    @rule(limit=st.integers(1, 5))
+    def claim(self, limit: int) -> None:
+        due = [
+            (-job.priority, job.seq, job_id)
+            for job_id, job in self.model.items()
+            if job.state is JobState.PENDING and job.available_at <= self.clock.now
+        ]
+        expected = [job_id for *_, job_id in sorted(due)[:limit]]
+        claimed = self.call(
+            self.store.claim_jobs, self.batch_id, limit, owner="m", lease_seconds=LEASE
+        )
+        assert [job.job_id for job in claimed] == expected
+        for job in claimed:
+            self.model[job.job_id].state = JobState.ACTIVE
+            self.model[job.job_id].attempts += 1
+            assert job.attempts == self.model[job.job_id].attempts
+
+    @precondition(has_active)
+    @rule(data=st.data())
+    def settle(self, data: st.DataObject) -> None:
+        """One grouped ``apply``: mostly active jobs, some stale, some twice."""
+        active, every = self.ids_in(JobState.ACTIVE), list(self.model)
+        pick = st.one_of(st.sampled_from(active), st.sampled_from(every))
+        picks = data.draw(st.lists(st.tuples(pick, OUTCOME_KINDS), min_size=1, max_size=5))
+        outcomes, expected = [], {}
+        for job_id, kind in picks:
+            outcomes.append(self.outcome(job_id, kind))
+            if self.model[job_id].state is JobState.ACTIVE:  # so only the first counts
+                expected[job_id] = self.move(self.model[job_id], job_id, kind)
+        assert self.call(self.store.apply, outcomes) == expected
+
+    def outcome(self, job_id: str, kind: str) -> Complete | Fail | Release:
+        return {
+            "complete": lambda: Complete(job_id=job_id, result=job_id),
+            "fail": lambda: Fail(job_id=job_id, error="boom"),
+            "retry": lambda: Fail(job_id=job_id, error="boom", retry_at=self.clock.now + 3),
+            "retry-now": lambda: Fail(job_id=job_id, error="boom", retry_at=self.clock.now),
+            "release": lambda: Release(job_id=job_id, refund_attempt=True),
+            "crash": lambda: Release(job_id=job_id, refund_attempt=False),
+        }[kind]()
+
+    def move(self, job: ModelJob, job_id: str, kind: str) -> JobState:
+        if kind == "complete":
+            job.state, job.result, job.error = JobState.COMPLETED, job_id, None
+        elif kind == "fail":
+            job.state, job.error = JobState.FAILED, "boom"
+        elif kind in ("retry", "retry-now"):
+            job.state, job.error = JobState.PENDING, "boom"
+            job.available_at = self.clock.now + (3 if kind == "retry" else 0)
+        elif kind == "release":
+            job.state, job.attempts = JobState.PENDING, job.attempts - 1
+        else:
+            used_up = job.attempts >= job.max_attempts
+            job.state = JobState.FAILED if used_up else JobState.PENDING
+            job.error = "interrupted"
+        return job.state
+
+    @rule(seconds=st.sampled_from([1.0, 4.0]))
+    def advance_clock(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    @precondition(has_active)
+    @rule()
+    def engine_died(self) -> None:
+        self.clock.advance(LEASE)  # every lease held now has run out
+        recovered = self.call(self.store.recover_expired_leases)
+        assert recovered == len(self.ids_in(JobState.ACTIVE))
+        for job_id in self.ids_in(JobState.ACTIVE):
+            self.model[job_id].state = JobState.PENDING
+            self.model[job_id].attempts -= 1
+
+    @precondition(lambda self: bool(self.ids_in(JobState.FAILED)))
+    @rule()
+    def retry_failed(self) -> None:
+        failed = self.ids_in(JobState.FAILED)
+        assert self.call(self.store.retry_failed, self.batch_id) == len(failed)
+        for job_id in failed:
+            job = self.model[job_id]
+            job.state, job.attempts, job.error = JobState.PENDING, 0, None
+            job.available_at = self.clock.now
+
+    @invariant()
+    def matches_model(self) -> None:
+        counts = self.call(self.store.counts, self.batch_id)
+        assert {s: getattr(counts, s.value) for s in JobState} == {
+            s: len(self.ids_in(s)) for s in JobState
+        }
+        assert self.call(self.store.queue_length) == counts.pending
+        listed = self.call(all_jobs, self.store, self.batch_id, limit=3)
+        assert [job.job_id for job in listed] == list(self.model)
+        for job in listed:
+            model = self.model[job.job_id]
+            seen = (job.state, job.attempts, job.key, job.error, job.result, job.available_at)
+            assert seen == (
+                model.state,
+                model.attempts,
+                model.key,
+                model.error,
+                model.result,
+                model.available_at,
+            )
+
+    def teardown(self) -> None:
+        self.call(self.store.delete_batch, self.batch_id)
+
+
+async def test_state_machine(db_path: str, clock: FakeClock) -> None:
+    config = settings(
+        max_examples=60,
+        stateful_step_count=30,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    # Generous: a passing run takes seconds, but a failing one shrinks for long.
+    with trio.fail_after(600):
+        async with open_sqlite_store(db_path, clock=clock) as store:
+            await trio.to_thread.run_sync(
+                functools.partial(
+                    run_state_machine_as_test,
+                    lambda: StoreMachine(store, clock),
+                    settings=config,
+                )
+            )
