@@ -1,0 +1,349 @@
+"""The HTTP and WebSocket client against small real servers.
+
+Each server here is a Starlette app served by hypercorn on a free port inside
+the test, answering exactly what a case needs: the contract's error bodies,
+a 429 with ``Retry-After``, answers that break the contract, WebSocket
+closes with each meaningful code, a feed that drops its subscriber and
+honours ``resumeFrom``. The client against the real engine server is in
+``tests/e2e/test_cli_client.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+import pytest
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+import engine.watch
+from engine.client import BatchyardClient, ClientError
+from engine.watch import open_watch
+from protocols import api
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:hypercorn")
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@asynccontextmanager
+async def serve_app(app: Starlette) -> AsyncIterator[str]:
+    """Serve ``app`` on a free local port; yields its base URL."""
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    config.errorlog = None
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(functools.partial(serve, app, config))
+        yield binds[0]
+        nursery.cancel_scope.cancel()
+
+
+def app_of(routes: dict[str, Handler], *, methods: Sequence[str] = ("GET", "POST")) -> Starlette:
+    return Starlette(routes=[Route(p, h, methods=list(methods)) for p, h in routes.items()])
+
+
+def error(status: int, code: str, message: str) -> Response:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def event(seq: int, name: str = "job:progress", **data: Any) -> dict[str, Any]:
+    return {"event": name, "seq": seq, "data": {"batchId": "b", **data}}
+
+
+# --- HTTP ------------------------------------------------------------------------
+
+
+async def test_a_json_error_body_becomes_one_line() -> None:
+    async def create(request: Request) -> Response:
+        return error(409, "batch-exists", "batch 'x' already exists")
+
+    with trio.fail_after(10):
+        async with serve_app(app_of({"/api/batches": create})) as url, BatchyardClient(url) as c:
+            with pytest.raises(ClientError) as caught:
+                await c.create_batch("noop", [api.JobSpec(payload={})], batch_id="x")
+    assert str(caught.value) == "409 batch-exists: batch 'x' already exists"
+    assert (caught.value.status, caught.value.code) == (409, "batch-exists")
+    assert not caught.value.transient
+
+
+async def test_an_error_without_the_contract_body_names_the_status() -> None:
+    async def status(request: Request) -> Response:
+        return PlainTextResponse("<html>upstream down</html>", status_code=502)
+
+    with trio.fail_after(10):
+        async with serve_app(app_of({"/api/status": status})) as url, BatchyardClient(url) as c:
+            with pytest.raises(ClientError) as caught:
+                await c.status()
+    assert str(caught.value) == "502 Bad Gateway"
+    assert caught.value.transient
+
+
+async def test_connection_refused() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with trio.fail_after(10):
+        async with BatchyardClient(url) as client:
+            with pytest.raises(ClientError) as caught:
+                await client.status()
+    assert str(caught.value) == f"cannot reach {url} (connection refused)"
+    assert caught.value.transient and caught.value.status is None
+
+
+async def test_an_answer_that_breaks_the_contract_is_an_error() -> None:
+    async def status(request: Request) -> Response:
+        return JSONResponse({"runningBatches": "all of them"})
+
+    with trio.fail_after(10):
+        async with serve_app(app_of({"/api/status": status})) as url, BatchyardClient(url) as c:
+            with pytest.raises(ClientError, match=rf"^unexpected answer from {url}: "):
+                await c.status()
+
+
+@pytest.mark.parametrize(
+    ("code", "headers", "status", "retry_after"),
+    [
+        (200, {}, "started", None),
+        (202, {}, "already-running", None),
+        (429, {"Retry-After": "7"}, "capacity-reached", 7),
+        (429, {}, "capacity-reached", None),
+    ],
+)
+async def test_start_answers(
+    code: int, headers: dict[str, str], status: str, retry_after: int | None
+) -> None:
+    async def start(request: Request) -> Response:
+        body = {"status": status, "batchId": request.path_params["batch"]}
+        return JSONResponse(body, status_code=code, headers=headers)
+
+    routes = {"/api/jobs/process/all/{batch}": start}
+    with trio.fail_after(10):
+        async with serve_app(app_of(routes)) as url, BatchyardClient(url) as client:
+            outcome = await client.start("b-1")
+    assert (outcome.status, outcome.batch_id, outcome.retry_after) == (status, "b-1", retry_after)
+
+
+async def test_start_that_failed_is_an_error() -> None:
+    async def start(request: Request) -> Response:
+        return error(500, "child-failed", "the child did not start")
+
+    routes = {"/api/jobs/process/all/{batch}": start}
+    with trio.fail_after(10):
+        async with serve_app(app_of(routes)) as url, BatchyardClient(url) as client:
+            with pytest.raises(ClientError, match="^500 child-failed: the child did not start$"):
+                await client.start("b")
+
+
+async def test_requests_carry_the_token_and_encoded_batch_ids() -> None:
+    seen: list[tuple[str, str | None, bytes]] = []
+
+    async def record(request: Request) -> Response:
+        path = request.scope["raw_path"].decode()
+        seen.append((path, request.headers.get("authorization"), await request.body()))
+        return JSONResponse({"requeued": 2})
+
+    app = Starlette(routes=[Route("/{rest:path}", record, methods=["POST"])])
+    with trio.fail_after(10):
+        async with serve_app(app) as url, BatchyardClient(url + "/", token="s3cret") as client:
+            assert await client.retry("a/../b") == 2
+    assert seen == [("/api/batches/a%2F..%2Fb/retry", "Bearer s3cret", b"")]
+
+
+async def test_create_batch_sends_the_contract_body() -> None:
+    bodies: list[Any] = []
+
+    async def create(request: Request) -> Response:
+        bodies.append(orjson.loads(await request.body()))
+        return JSONResponse({"batchId": "x", "enqueued": 1, "duplicates": 1}, status_code=201)
+
+    jobs = [api.JobSpec(payload=1, key="k"), api.JobSpec(payload=2, key="k", priority=3)]
+    with trio.fail_after(10):
+        async with serve_app(app_of({"/api/batches": create})) as url, BatchyardClient(url) as c:
+            result = await c.create_batch("echo", jobs, batch_id="x")
+    assert result == api.EnqueueResult(batch_id="x", enqueued=1, duplicates=1)
+    assert bodies[0]["batchId"] == "x" and bodies[0]["type"] == "echo"
+    assert [job["payload"] for job in bodies[0]["jobs"]] == [1, 2]
+    assert bodies[0]["jobs"][1]["priority"] == 3
+
+
+# --- WebSocket -------------------------------------------------------------------
+
+
+def ws_app(endpoint: Callable[[WebSocket], Awaitable[None]]) -> Starlette:
+    return Starlette(routes=[WebSocketRoute("/ws", endpoint)])
+
+
+async def test_watch_refused_connection() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with trio.fail_after(10):
+        async with BatchyardClient(url) as client:
+            with pytest.raises(ClientError, match=r"\(connection refused\)$"):
+                async with open_watch(client, ["b"]):
+                    pass  # pragma: no cover
+
+
+async def test_watch_handshake_denied_with_the_contract_body() -> None:
+    async def deny(ws: WebSocket) -> None:
+        await ws.send_denial_response(error(401, "unauthorized", "missing or wrong token"))
+
+    with trio.fail_after(10):
+        async with serve_app(ws_app(deny)) as url, BatchyardClient(url) as client:
+            with pytest.raises(ClientError) as caught:
+                async with open_watch(client, ["b"]):
+                    pass  # pragma: no cover
+    assert str(caught.value) == "401 unauthorized: missing or wrong token"
+
+
+async def test_watch_closed_with_1008_is_an_auth_error() -> None:
+    async def reject(ws: WebSocket) -> None:
+        await ws.accept()
+        await ws.close(1008, "missing or wrong token")
+
+    with trio.fail_after(10):
+        async with serve_app(ws_app(reject)) as url, BatchyardClient(url) as client:
+            with pytest.raises(ClientError) as caught:
+                async with open_watch(client, ["b"]) as stream:
+                    async for _ in stream:
+                        pass  # pragma: no cover
+    assert caught.value.close_code == 1008
+    assert "unauthorized (close 1008: missing or wrong token)" in str(caught.value)
+
+
+async def test_watch_ends_quietly_when_the_server_shuts_down() -> None:
+    async def shutting_down(ws: WebSocket) -> None:
+        await ws.accept()
+        await ws.send_text(orjson.dumps(event(1, "processing:started")).decode())
+        await ws.close(1001, "server shutting down")
+
+    with trio.fail_after(10):
+        async with serve_app(ws_app(shutting_down)) as url, BatchyardClient(url) as client:
+            async with open_watch(client, ["b"]) as stream:
+                seqs = [e.seq async for e in stream]
+    assert seqs == [1]
+    assert stream.ended_by is not None and "shutting down (close 1001" in stream.ended_by
+
+
+class Feed:
+    """A ``/ws`` that drops its first subscriber after ``drop_after`` events
+    and serves later ones from their ``resumeFrom``, replaying the resume
+    point itself too (a duplicate the client must skip)."""
+
+    def __init__(self, frames: list[dict[str, Any]], drop_after: int) -> None:
+        self.frames = frames
+        self.drop_after = drop_after
+        self.controls: list[Any] = []
+        self.queries: list[str] = []
+        self.connections = 0
+
+    async def endpoint(self, ws: WebSocket) -> None:
+        await ws.accept()
+        self.connections += 1
+        self.queries.append(ws.url.query)
+        if self.connections == 1:
+            await self._send(ws, self.frames[: self.drop_after])
+            await ws.close(1013, f"slow subscriber; resume from {self.drop_after}")
+            return
+        control = await ws.receive_json()
+        self.controls.append(control)
+        resume = control["resumeFrom"]
+        await self._send(ws, [f for f in self.frames if f["seq"] >= resume])
+        with pytest.raises(WebSocketDisconnect):
+            await ws.receive_text()
+
+    async def _send(self, ws: WebSocket, frames: list[dict[str, Any]]) -> None:
+        for frame in frames:
+            await ws.send_text(orjson.dumps(frame).decode())
+
+
+async def test_watch_reconnects_resumes_and_ends_at_done() -> None:
+    frames = [event(1, "processing:started")]
+    frames += [event(seq, jobId=f"j{seq}", status="completed") for seq in range(2, 8)]
+    frames += [event(8, "done", completed=6, failed=0), event(9, "processing:started")]
+    feed = Feed(frames, drop_after=4)
+    with trio.fail_after(10):
+        async with serve_app(ws_app(feed.endpoint)) as url, BatchyardClient(url) as client:
+            async with open_watch(client, ["b"]) as stream:
+                seqs = [e.seq async for e in stream]
+    assert seqs == list(range(1, 9))
+    assert feed.controls == [{"resumeFrom": 4}]
+    assert stream.reconnects == 1 and stream.ended_by is None
+    assert feed.queries == ["batchId=b", "batchId=b"]
+
+
+async def test_watch_keeps_going_through_a_restarting_error() -> None:
+    frames = [
+        event(1, "processing:started"),
+        event(2, "error", error="the child exited with code 3", restarting=True),
+        event(3, "done", completed=1, failed=0),
+    ]
+    feed = Feed(frames, drop_after=3)
+    with trio.fail_after(10):
+        async with serve_app(ws_app(feed.endpoint)) as url, BatchyardClient(url) as client:
+            async with open_watch(client, ["b"]) as stream:
+                names = [e.event async for e in stream]
+    assert names == ["processing:started", "error", "done"]
+    assert feed.connections == 1
+
+
+async def test_watch_sends_token_and_extra_subscriptions() -> None:
+    feed = Feed([event(1, "done", completed=0, failed=0)], drop_after=1)
+    controls: list[Any] = []
+
+    async def endpoint(ws: WebSocket) -> None:
+        await ws.accept()
+        feed.queries.append(ws.url.query)
+        controls.append(ws.headers.get("authorization"))
+        controls.append(await ws.receive_json())
+        await ws.close(1001)
+
+    with trio.fail_after(10):
+        async with serve_app(ws_app(endpoint)) as url, BatchyardClient(url, token="t") as client:
+            async with open_watch(client, ["a", "b"]) as stream:
+                assert [e async for e in stream] == []
+    assert feed.queries == ["batchId=a&token=t"]
+    assert controls == ["Bearer t", {"subscribe": ["b"]}]
+
+
+async def test_watch_gives_up_when_the_server_stays_away(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(engine.watch, "_RECONNECT_FOR", 0.5)
+    attempts = 0
+
+    async def once(ws: WebSocket) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts > 1:
+            await ws.send_denial_response(error(503, "shutting-down", "draining"))
+            return
+        await ws.accept()
+        await ws.send_text(orjson.dumps(event(1, "processing:started")).decode())
+        await ws.close(1011)
+
+    with trio.fail_after(10):
+        async with serve_app(ws_app(once)) as url, BatchyardClient(url) as client:
+            with pytest.raises(ClientError) as caught:
+                async with open_watch(client, ["b"]) as stream:
+                    async for _ in stream:
+                        pass
+    assert str(caught.value) == (
+        "lost the watch and could not reconnect: 503 shutting-down: draining"
+    )
+    assert stream.last_seq == 1 and attempts >= 3
