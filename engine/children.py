@@ -140,6 +140,7 @@ class ChildSupervisor:
         self._stopping = False
         self.kill_now = trio.Event()
         self.started = 0
+        self._warm_ready = trio.Event()
 
     def keep_warm(self) -> None:
         """Start idle children until ``warm`` of them are ready or starting
@@ -162,8 +163,21 @@ class ChildSupervisor:
             child.stop(ipc.Shutdown(), trio.current_time())
             child = None
         self._idle_count += child is not None
+        if self._idle_count >= self._warm:
+            self._warm_ready.set()
         # None wakes a taker waiting on this start, so it starts its own.
         self._idle_send.send_nowait(child)
+
+    async def wait_warm(self) -> None:
+        """Return once ``warm`` idle children are ready (at once if none are
+        kept, or when the pool has been stopped).
+
+        Cancellation: atomic.
+        """
+        if self._warm == 0 or self._stopping:
+            await trio.lowlevel.checkpoint()
+            return
+        await self._warm_ready.wait()
 
     async def take(self) -> Child:
         """A ready child for one batch run: a warm one if one is ready or
@@ -184,6 +198,7 @@ class ChildSupervisor:
             if child is None:
                 continue
             self._idle_count -= 1
+            self._warm_ready = trio.Event()
             if not child.exited.is_set():
                 self.keep_warm()
                 return child

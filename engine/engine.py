@@ -19,6 +19,7 @@ running in the store, so the next engine on the same store resumes them.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import uuid
@@ -309,11 +310,16 @@ class Engine:
         return 0 if rated else self.settings.concurrency
 
     async def _run(self, runner: BatchRunner, task_status: trio.TaskStatus[None]) -> None:
+        # Before it has started, a run's failure is the caller's (start()
+        # raises it); after, it is this run's alone and must not take the
+        # engine down with it: subscribers get an error event instead.
         try:
             await runner.run(task_status=task_status)
-        except Exception:
+        except Exception as exc:
+            if not runner.started:
+                raise
             log.exception("[batch %s] run failed", runner.batch_id)
-            raise
+            runner.publish_failure(exc)
         finally:
             self._forget(runner)
             if not self._shutting_down:
@@ -326,6 +332,14 @@ class Engine:
         runner.stopped.set()
         if not self._runners:
             self._all_stopped.set()
+
+    async def wait_warm(self) -> None:
+        """Return once the ``WARM_CHILDREN`` spare children are started and
+        idle, so the next ``start`` takes one without waiting.
+
+        Cancellation: atomic.
+        """
+        await self._supervisor.wait_warm()
 
     async def wait_stopped(self, batch_id: str) -> None:
         """Return once the batch is not running here (at once if it is not).
@@ -456,11 +470,13 @@ class Engine:
 
 @asynccontextmanager
 async def open_engine(
-    settings: Settings, *, registry: JobRegistry = REGISTRY
+    settings: Settings, *, registry: JobRegistry = REGISTRY, store: Store | None = None
 ) -> AsyncIterator[Engine]:
     """Open the store, start the warm children, resume remembered runs.
 
     Leaving the block shuts the engine down gracefully (``Engine.shutdown``).
+    ``store``, when given, is used instead of opening ``settings.store_url``
+    (and stays the caller's to close).
 
     Cancellation: if the enclosing scope is cancelled, children still get
     their grace period (each child's cancel delivery is bounded by it).
@@ -471,7 +487,9 @@ async def open_engine(
         StoreUnavailable: the store cannot be opened.
     """
     load_job_modules(settings.job_modules)
-    async with open_store(settings.store_url) as store:
+    async with contextlib.AsyncExitStack() as stack:
+        if store is None:
+            store = await stack.enter_async_context(open_store(settings.store_url))
         recovered = await store.recover_expired_leases()
         if recovered:
             log.warning("recovered %d jobs from expired leases", recovered)

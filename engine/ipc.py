@@ -86,6 +86,10 @@ class ChildChannel:
             while (message := self._decoder.next_message()) is not NEED_DATA:
                 messages.append(message)
         except ProtocolError as exc:
+            # What came before the bad line is good and is delivered first;
+            # the broken framer raises again on the next call.
+            if messages:
+                return messages
             raise ChildCrashed(f"malformed IPC from the child: {exc}") from exc
         return messages
 

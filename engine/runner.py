@@ -42,7 +42,7 @@ import attrs
 import trio
 
 from engine.children import Child, ChildSupervisor
-from engine.errors import ChildCrashed
+from engine.errors import ChildCrashed, StoreError
 from engine.lifecycle import JobState
 from engine.limits import RateLimiter, TypeGate, acquire_all
 from engine.store.base import Complete, Fail, JobRecord, Outcome, Release, Store
@@ -143,6 +143,7 @@ class BatchRunner:
         self._owner = owner
         self._gate = gate
         self.stop_reason: str | None = None
+        self.started = False
         self.stopped = trio.Event()
         self._child: Child | None = None
         self._wake = trio.Event()
@@ -185,19 +186,18 @@ class BatchRunner:
         self._tally = _Tally(completed=counts.completed, failed=counts.failed, total=counts.total)
         await self._store.mark_running(self.batch_id, self._owner)
         retries_left = self._limits.batch_retries
-        first = True
         while True:
             try:
                 child = await self._supervisor.take()
             except ChildCrashed as exc:
-                if first:
+                if not self.started:
                     await self._store.clear_running(self.batch_id)
                     raise
                 crash: str | None = str(exc)
             else:
-                if first:
+                if not self.started:
                     task_status.started()
-                    first = False
+                    self.started = True
                 crash = await self._run_child(child)
             if crash is None or self.stop_reason is not None:
                 break
@@ -240,12 +240,20 @@ class BatchRunner:
         except ChildCrashed as exc:
             crash = str(exc)
             child.kill()
+        except Exception:
+            # The run itself broke (the store stopped answering): the child
+            # cannot report anywhere, so it goes now.
+            child.kill()
+            raise
         finally:
             with trio.move_on_after(_CLEANUP_SECONDS, shield=True) as cleanup:
                 code = await child.wait()
                 if crash is None and code != 0 and self.stop_reason is None:
                     crash = f"the child exited with code {code}"
-                await self._release(held, crashed=crash is not None)
+                try:
+                    await self._release(held, crashed=crash is not None)
+                except StoreError as exc:
+                    log.error("[batch %s] cannot release jobs: %s", self.batch_id, exc)
             if cleanup.cancelled_caught:
                 log.error("[batch %s] cleanup timed out; leases will recover", self.batch_id)
             self._child = None
@@ -486,6 +494,10 @@ class BatchRunner:
             entry.release_type_slot()
             if states.get(outcome.job_id) is JobState.FAILED:
                 self._announce(outcome, JobState.FAILED, entry)
+
+    def publish_failure(self, error: BaseException) -> None:
+        """End the run's event sequence after it broke (not a child crash)."""
+        self._publish(events.ERROR, error=f"the run failed: {error}", restarting=False)
 
     def _publish(self, name: str, **data: Any) -> None:
         self._bus.publish(name, {"batchId": self.batch_id, **data})

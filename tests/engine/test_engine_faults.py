@@ -1,0 +1,79 @@
+"""The engine under faults: malformed IPC, a store that stops answering, and
+the warm child a batch start takes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psutil
+import trio
+
+from engine.engine import StartResult, open_engine
+from engine.lifecycle import JobState
+from engine.store import open_store
+from engine.testing import (
+    FailingStore,
+    collect_until,
+    jobs_of,
+    open_test_engine,
+    settings_for_tests,
+)
+
+
+async def test_malformed_ipc_is_a_crash_of_that_batch_only(tmp_path: Path) -> None:
+    async with open_test_engine(tmp_path, batch_retries=1, job_max_attempts=1) as engine:
+        batch_id, _ = await engine.create_batch(
+            None, "noop", jobs_of("garble", [{}]) + jobs_of("noop", [None] * 3)
+        )
+        with trio.fail_after(30), engine.bus.subscribe([batch_id]) as sub:
+            await engine.start(batch_id)
+            seen = await collect_until(sub)
+        page = await engine.store.list_jobs(batch_id)
+    errors = [e for e in seen if e.event == "error"]
+    assert len(errors) == 1 and errors[0].data["restarting"] is True
+    assert "malformed IPC" in errors[0].data["error"]
+    states = {j.type: j.state for j in page.jobs}
+    assert states == {"garble": JobState.FAILED, "noop": JobState.COMPLETED}
+    assert seen[-1].event == "done" and seen[-1].data == {
+        "batchId": batch_id,
+        "completed": 3,
+        "failed": 1,
+    }
+
+
+async def test_a_store_failure_ends_the_run_not_the_engine(tmp_path: Path) -> None:
+    settings = settings_for_tests(tmp_path, concurrency=2)
+    me = psutil.Process()
+    async with open_store(settings.store_url) as real_store:
+        store = FailingStore(real_store)
+        async with open_engine(settings, store=store) as engine:  # type: ignore[arg-type]
+            batch_id, _ = await engine.create_batch(
+                None, "sleep", jobs_of("sleep", [{"seconds": 0.2}] * 4)
+            )
+            with trio.fail_after(30), engine.bus.subscribe([batch_id]) as sub:
+                await engine.start(batch_id)
+                await collect_until(sub, lambda e: e.event == "job:progress")
+                store.fail("apply")
+                last = (await collect_until(sub, lambda e: e.event in ("done", "error")))[-1]
+                await engine.wait_stopped(batch_id)
+            assert last.event == "error" and "the run failed" in last.data["error"]
+            assert not last.data["restarting"]
+            # The engine lives on: it answers and starts other work.
+            other, _ = await engine.create_batch(None, "noop", jobs_of("noop", [None]))
+            assert await engine.start(other) is StartResult.STARTED
+        assert me.children() == []
+
+
+async def test_a_batch_start_takes_the_warm_child(tmp_path: Path) -> None:
+    me = psutil.Process()
+    async with open_test_engine(tmp_path, warm_children=1) as engine:
+        with trio.fail_after(30):
+            await engine.wait_warm()
+            warm = {c.pid for c in me.children()}
+            assert len(warm) == 1
+            batch_id, _ = await engine.create_batch(None, "pid", jobs_of("pid", [None]))
+            with engine.bus.subscribe([batch_id]) as sub:
+                await engine.start(batch_id)
+                await collect_until(sub)
+        page = await engine.store.list_jobs(batch_id)
+    assert page.jobs[0].result in warm

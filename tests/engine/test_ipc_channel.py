@@ -1,0 +1,61 @@
+"""The parent end of a child's pipes: every stream and framing error becomes
+ChildCrashed, and good messages before a bad line still arrive."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from engine.errors import ChildCrashed
+from engine.ipc import ChildChannel
+from protocols import ipc
+from protocols.framing import LineFramer
+
+_CHILD = LineFramer(ipc.ChildMessage)
+
+
+def _channel() -> tuple[ChildChannel, trio.testing.MemoryReceiveStream, trio.abc.ReceiveStream]:
+    to_child, child_reads = trio.testing.memory_stream_one_way_pair()
+    from_child = trio.testing.MemoryReceiveStream()
+    return ChildChannel(to_child, from_child), from_child, child_reads
+
+
+async def test_a_burst_arrives_as_one_batch() -> None:
+    channel, from_child, _ = _channel()
+    from_child.put_data(
+        _CHILD.encode(ipc.Ready(pid=1)) + _CHILD.encode(ipc.Done(completed=1, failed=0))
+    )
+    with trio.fail_after(5):
+        assert await channel.receive_batch() == [ipc.Ready(pid=1), ipc.Done(completed=1, failed=0)]
+        from_child.put_eof()
+        assert await channel.receive_batch() == []
+
+
+async def test_good_messages_before_a_bad_line_come_first() -> None:
+    channel, from_child, _ = _channel()
+    from_child.put_data(_CHILD.encode(ipc.Ready(pid=1)) + b"garbage\n")
+    with trio.fail_after(5):
+        assert await channel.receive_batch() == [ipc.Ready(pid=1)]
+        with pytest.raises(ChildCrashed, match="malformed IPC"):
+            await channel.receive_batch()
+
+
+async def test_eof_in_the_middle_of_a_line_is_a_crash() -> None:
+    channel, from_child, _ = _channel()
+    from_child.put_data(b'{"type": "ready", ')
+    from_child.put_eof()
+    with trio.fail_after(5), pytest.raises(ChildCrashed, match="middle of a line"):
+        await channel.receive_batch()
+
+
+async def test_sending_to_a_closed_pipe_is_a_crash() -> None:
+    channel, _, child_reads = _channel()
+    with trio.fail_after(5):
+        await channel.send(ipc.Shutdown())
+        assert await child_reads.receive_some() == LineFramer(ipc.ParentMessage).encode(
+            ipc.Shutdown()
+        )
+        await child_reads.aclose()
+        with pytest.raises(ChildCrashed, match="closed"):
+            await channel.send(ipc.Cancel())
