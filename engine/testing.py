@@ -6,7 +6,12 @@ has unless ``engine.testing`` is listed in ``BATCHYARD_JOBS``:
 * ``crash`` (``{"exitCode": int}``): the child process exits at once with
   that code, as a segfaulting extension or an OOM kill would end it;
 * ``hang`` (``{"seconds": float}``): blocks the child's main thread, deaf to
-  cancellation and to the shutdown message, as a stuck C call would.
+  cancellation and to the shutdown message, as a stuck C call would;
+* ``garble``: writes a line that is not a message onto the child's IPC pipe;
+* ``pid``: returns the process id of the child that ran it.
+
+``FailingStore`` wraps a real store and makes chosen methods fail, as a
+full disk or a dropped connection would.
 
 No runtime module imports this one.
 """
@@ -14,26 +19,36 @@ No runtime module imports this one.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import trio
+
 from engine.bus import Subscription
 from engine.engine import Engine, JobRequest, open_engine
+from engine.errors import StoreUnavailable
 from engine.jobs import JobContext, job_type
 from engine.settings import RateLimit, Settings
+from engine.store import Store
 from protocols.events import Event
 
 __all__ = [
+    "FailingStore",
     "collect_until",
     "crash",
+    "garble",
     "hang",
     "jobs_of",
     "open_test_engine",
+    "open_test_server",
+    "pid",
+    "settings_for_tests",
     "steps",
-    "test_settings",
 ]
 
 
@@ -51,7 +66,45 @@ async def hang(payload: Any, ctx: JobContext) -> None:
     time.sleep(float(seconds))  # noqa: ASYNC251 - blocking on purpose
 
 
-def test_settings(tmp_path: Path, **changes: Any) -> Settings:
+@job_type("garble")
+async def garble(payload: Any, ctx: JobContext) -> None:
+    """Writes a line that is not IPC onto the child's IPC pipe, as a handler
+    that scribbled on a file descriptor it did not own would."""
+    fd = int(sys.argv[sys.argv.index("--ipc-out") + 1])
+    os.write(fd, b"this is not a message\n")
+    await trio.sleep_forever()
+
+
+@job_type("pid")
+async def pid(payload: Any, ctx: JobContext) -> int:
+    """Returns the process id of the child that ran it."""
+    return os.getpid()
+
+
+class FailingStore:
+    """A store that passes every call through to ``store`` until
+    ``fail(method)`` makes that method raise ``StoreUnavailable``."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._failing: set[str] = set()
+
+    def fail(self, method: str) -> None:
+        """From now on ``method`` raises ``StoreUnavailable``."""
+        self._failing.add(method)
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._store, name)
+        if name not in self._failing:
+            return attribute
+
+        async def failing(*args: Any, **kwargs: Any) -> Any:
+            raise StoreUnavailable(f"{name}: the disk is full (simulated)")
+
+        return failing
+
+
+def settings_for_tests(tmp_path: Path, **changes: Any) -> Settings:
     """Settings for a test engine: a store in ``tmp_path``, no rate limit,
     the fault types loaded, and whatever ``changes`` say."""
     base: dict[str, Any] = {
@@ -66,8 +119,8 @@ def test_settings(tmp_path: Path, **changes: Any) -> Settings:
 
 @asynccontextmanager
 async def open_test_engine(tmp_path: Path, **changes: Any) -> AsyncIterator[Engine]:
-    """An engine on ``test_settings(tmp_path, **changes)``."""
-    async with open_engine(test_settings(tmp_path, **changes)) as engine:
+    """An engine on ``settings_for_tests(tmp_path, **changes)``."""
+    async with open_engine(settings_for_tests(tmp_path, **changes)) as engine:
         yield engine
 
 
@@ -98,3 +151,24 @@ def steps(payload: Any, ctx: JobContext) -> int:
     for step in range(1, count + 1):
         ctx.report_progress(100 * step / count)
     return int(count)
+
+
+@asynccontextmanager
+async def open_test_server(tmp_path: Path, **changes: Any) -> AsyncIterator[tuple[Engine, str]]:
+    """A test engine (``settings_for_tests(tmp_path, **changes)``) served over HTTP on
+    a free loopback port: the engine and the server's base URL.
+
+    Leaving the block shuts it down as SIGTERM would: the engine drains, event
+    clients are closed, then the server stops.
+    """
+    # Imported here: children import this module for its job types, and
+    # must not pay for the HTTP stack at start-up.
+    from engine.server.serve import serve_engine
+
+    stop, stop_requests = trio.open_memory_channel[object](1)
+    async with open_test_engine(tmp_path, **changes) as engine, trio.open_nursery() as nursery:
+        url = await nursery.start(
+            partial(serve_engine, engine, host="127.0.0.1", port=0, stop_requests=stop_requests)
+        )
+        with stop:
+            yield engine, url
