@@ -29,7 +29,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 import engine.watch
 from engine.client import BatchyardClient, ClientError
-from engine.watch import open_watch
+from engine.watch import EventStream, open_watch
 from protocols import api
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:hypercorn")
@@ -147,7 +147,7 @@ async def test_start_that_failed_is_an_error() -> None:
     routes = {"/api/jobs/process/all/{batch}": start}
     with trio.fail_after(10):
         async with serve_app(app_of(routes)) as url, BatchyardClient(url) as client:
-            with pytest.raises(ClientError, match="^500 child-failed: the child did not start$"):
+            with pytest.raises(ClientError, match=r"^500 child-failed: the child did not start$"):
                 await client.start("b")
 
 
@@ -186,8 +186,24 @@ async def test_create_batch_sends_the_contract_body() -> None:
 # --- WebSocket -------------------------------------------------------------------
 
 
-def ws_app(endpoint: Callable[[WebSocket], Awaitable[None]]) -> Starlette:
+Endpoint = Callable[[WebSocket], Awaitable[None]]
+
+
+def ws_app(endpoint: Endpoint) -> Starlette:
     return Starlette(routes=[WebSocketRoute("/ws", endpoint)])
+
+
+@asynccontextmanager
+async def watching(
+    endpoint: Endpoint, batch_ids: Sequence[str] = ("b",), token: str | None = None
+) -> AsyncIterator[EventStream]:
+    """A watch of ``batch_ids`` on a server whose ``/ws`` is ``endpoint``."""
+    async with (
+        serve_app(ws_app(endpoint)) as url,
+        BatchyardClient(url, token=token) as client,
+        open_watch(client, batch_ids) as stream,
+    ):
+        yield stream
 
 
 async def test_watch_refused_connection() -> None:
@@ -233,9 +249,8 @@ async def test_watch_ends_quietly_when_the_server_shuts_down() -> None:
         await ws.close(1001, "server shutting down")
 
     with trio.fail_after(10):
-        async with serve_app(ws_app(shutting_down)) as url, BatchyardClient(url) as client:
-            async with open_watch(client, ["b"]) as stream:
-                seqs = [e.seq async for e in stream]
+        async with watching(shutting_down) as stream:
+            seqs = [e.seq async for e in stream]
     assert seqs == [1]
     assert stream.ended_by is not None and "shutting down (close 1001" in stream.ended_by
 
@@ -278,9 +293,8 @@ async def test_watch_reconnects_resumes_and_ends_at_done() -> None:
     frames += [event(8, "done", completed=6, failed=0), event(9, "processing:started")]
     feed = Feed(frames, drop_after=4)
     with trio.fail_after(10):
-        async with serve_app(ws_app(feed.endpoint)) as url, BatchyardClient(url) as client:
-            async with open_watch(client, ["b"]) as stream:
-                seqs = [e.seq async for e in stream]
+        async with watching(feed.endpoint) as stream:
+            seqs = [e.seq async for e in stream]
     assert seqs == list(range(1, 9))
     assert feed.controls == [{"resumeFrom": 4}]
     assert stream.reconnects == 1 and stream.ended_by is None
@@ -295,9 +309,8 @@ async def test_watch_keeps_going_through_a_restarting_error() -> None:
     ]
     feed = Feed(frames, drop_after=3)
     with trio.fail_after(10):
-        async with serve_app(ws_app(feed.endpoint)) as url, BatchyardClient(url) as client:
-            async with open_watch(client, ["b"]) as stream:
-                names = [e.event async for e in stream]
+        async with watching(feed.endpoint) as stream:
+            names = [e.event async for e in stream]
     assert names == ["processing:started", "error", "done"]
     assert feed.connections == 1
 
@@ -314,9 +327,8 @@ async def test_watch_sends_token_and_extra_subscriptions() -> None:
         await ws.close(1001)
 
     with trio.fail_after(10):
-        async with serve_app(ws_app(endpoint)) as url, BatchyardClient(url, token="t") as client:
-            async with open_watch(client, ["a", "b"]) as stream:
-                assert [e async for e in stream] == []
+        async with watching(endpoint, ["a", "b"], token="t") as stream:
+            assert [e async for e in stream] == []
     assert feed.queries == ["batchId=a&token=t"]
     assert controls == ["Bearer t", {"subscribe": ["b"]}]
 
@@ -347,3 +359,28 @@ async def test_watch_gives_up_when_the_server_stays_away(
         "lost the watch and could not reconnect: 503 shutting-down: draining"
     )
     assert stream.last_seq == 1 and attempts >= 3
+
+
+async def test_watch_accepts_a_restarted_server_numbering_afresh() -> None:
+    restarted = [event(1, "processing:started"), event(2, "done", completed=0, failed=0)]
+    connections = 0
+
+    async def endpoint(ws: WebSocket) -> None:
+        nonlocal connections
+        connections += 1
+        await ws.accept()
+        if connections == 1:
+            for seq in (5, 6):
+                await ws.send_text(orjson.dumps(event(seq, "processing:progress")).decode())
+            await ws.close(1011)
+            return
+        assert await ws.receive_json() == {"resumeFrom": 6}
+        for frame in restarted:
+            await ws.send_text(orjson.dumps(frame).decode())
+        with pytest.raises(WebSocketDisconnect):
+            await ws.receive_text()
+
+    with trio.fail_after(10):
+        async with watching(endpoint) as stream:
+            seqs = [e.seq async for e in stream]
+    assert seqs == [5, 6, 1, 2]
