@@ -1,0 +1,1 @@
+"""Benchmarks of batchyard; pytest never collects this package."""

@@ -1,0 +1,64 @@
+"""Per-job overhead: no-op jobs per second through one batch.
+
+    python -m bench.overhead [--jobs 10000] [--concurrency 16]
+
+One engine on a throwaway SQLite store, one batch of ``noop`` jobs, no rate
+limit, a warm child: the time from ``start`` to the batch's ``done`` event is
+everything batchyard adds per job (claim, IPC both ways, the store write,
+two events), since the job itself does nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import trio
+
+from engine.engine import JobRequest, open_engine
+from engine.settings import RateLimit, Settings
+
+
+async def measure(jobs: int, concurrency: int, batch_size: int) -> tuple[float, float]:
+    """Seconds to submit ``jobs`` no-op jobs, and seconds to run them."""
+    with tempfile.TemporaryDirectory(prefix="batchyard-bench-") as directory:
+        settings = Settings(
+            store_url=f"sqlite:///{Path(directory) / 'bench.db'}",
+            concurrency=concurrency,
+            batch_size=batch_size,
+            rate_limit=RateLimit(count=0, per_seconds=60),
+        )
+        async with open_engine(settings) as engine:
+            began = time.perf_counter()
+            batch_id, _ = await engine.create_batch(
+                None, "noop", [JobRequest() for _ in range(jobs)]
+            )
+            submitted = time.perf_counter() - began
+            await engine.wait_warm()
+            with engine.bus.subscribe([batch_id]) as events:
+                began = time.perf_counter()
+                await engine.start(batch_id)
+                async for event in events:
+                    if event.event in ("done", "error"):
+                        break
+            return submitted, time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.overhead")
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=50)
+    args = parser.parse_args()
+    submitted, ran = trio.run(measure, args.jobs, args.concurrency, args.batch_size)
+    print(
+        f"{args.jobs} noop jobs, concurrency {args.concurrency}, batch size {args.batch_size}: "
+        f"submit {args.jobs / submitted:,.0f} jobs/s, run {args.jobs / ran:,.0f} jobs/s "
+        f"({ran * 1e6 / args.jobs:.0f} us per job)"
+    )
+
+
+if __name__ == "__main__":
+    main()
