@@ -167,7 +167,11 @@ class ChildProgram:
         # The engine must know a job started before its handler can take the
         # process down with it (a crash counts as an attempt only for jobs
         # that had started), so "active" is written before the handler runs.
+        # Jobs that start together share one write: each queues its line,
+        # lets the others of this scheduling round queue theirs, then
+        # flushes (the first flush writes them all; the rest find nothing).
         self.send(ipc.JobProgress(job_id=job.job_id, status=ipc.JobStatus.ACTIVE, progress=0.0))
+        await trio.lowlevel.checkpoint()
         self.flush()
         try:
             job_type = self._registry.get(job.type)
