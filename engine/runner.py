@@ -202,7 +202,10 @@ class BatchRunner:
             if crash is None or self.stop_reason is not None:
                 break
             restarting = retries_left > 0
-            self._publish(events.ERROR, error=crash, restarting=restarting)
+            self._publish(
+                events.ERROR,
+                events.error_data(self.batch_id, error=crash, restarting=restarting),
+            )
             if not restarting:
                 await self._store.clear_running(self.batch_id)
                 return
@@ -214,7 +217,12 @@ class BatchRunner:
         if self.stop_reason != StopReason.SHUTDOWN:
             await self._store.clear_running(self.batch_id)
         extra = {} if self.stop_reason is None else {"reason": self.stop_reason}
-        self._publish(events.DONE, completed=counts.completed, failed=counts.failed, **extra)
+        self._publish(
+            events.DONE,
+            events.done_data(
+                self.batch_id, completed=counts.completed, failed=counts.failed, **extra
+            ),
+        )
 
     async def _run_child(self, child: Child) -> str | None:
         """One child's life. None when it ended in order; else why it crashed."""
@@ -411,13 +419,17 @@ class BatchRunner:
         held: dict[str, _Held],
     ) -> None:
         if isinstance(message, ipc.BatchStarted):
-            self._publish(events.PROCESSING_STARTED)
+            self._publish(events.PROCESSING_STARTED, events.started_data(self.batch_id))
         elif isinstance(message, ipc.Progress):
+            tally = self._tally
             self._publish(
                 events.PROCESSING_PROGRESS,
-                completed=self._tally.completed,
-                failed=self._tally.failed,
-                total=self._tally.total,
+                events.progress_data(
+                    self.batch_id,
+                    completed=tally.completed,
+                    failed=tally.failed,
+                    total=tally.total,
+                ),
             )
         elif isinstance(message, ipc.ChildFailed):
             log.error("[batch %s] child reports: %s", self.batch_id, message.error)
@@ -428,9 +440,12 @@ class BatchRunner:
         elif isinstance(message, ipc.JobProgress) and message.status is ipc.JobStatus.ACTIVE:
             self._publish(
                 events.JOB_PROGRESS,
-                jobId=message.job_id,
-                status="active",
-                progress=message.progress or 0.0,
+                events.job_progress_data(
+                    self.batch_id,
+                    job_id=message.job_id,
+                    status=ipc.JobStatus.ACTIVE,
+                    progress=message.progress,
+                ),
             )
         else:
             entry = held.pop(message.job_id)
@@ -459,23 +474,33 @@ class BatchRunner:
             if entry.active_since is None
             else round((trio.current_time() - entry.active_since) * 1000, 3)
         )
-        common = {"jobId": job.job_id, "type": job.type, "attempt": job.attempts}
+        about: dict[str, Any] = {"type": job.type, "attempt": job.attempts}
         if state is JobState.COMPLETED:
             self._tally.completed += 1
-            self._publish(events.JOB_PROGRESS, status="completed", durationMs=duration, **common)
+            status = ipc.JobStatus.COMPLETED
         elif state is JobState.FAILED:
             self._tally.failed += 1
-            error = outcome.error if isinstance(outcome, Fail | Release) else "failed"
-            self._publish(
-                events.JOB_PROGRESS, status="failed", error=error, durationMs=duration, **common
-            )
-        elif state is JobState.PENDING and isinstance(outcome, Fail):
-            self._publish(
-                events.JOB_RETRYING,
-                error=outcome.error,
-                retryAt=outcome.retry_at,
-                **common,
-            )
+            status = ipc.JobStatus.FAILED
+        else:
+            if state is JobState.PENDING and isinstance(outcome, Fail):
+                retrying = {"jobId": job.job_id, "error": outcome.error, **about}
+                self._publish(
+                    events.JOB_RETRYING,
+                    {"batchId": self.batch_id, "retryAt": outcome.retry_at, **retrying},
+                )
+            return
+        error = outcome.error if isinstance(outcome, Fail | Release) else None
+        self._publish(
+            events.JOB_PROGRESS,
+            events.job_progress_data(
+                self.batch_id,
+                job_id=job.job_id,
+                status=status,
+                error=error,
+                durationMs=duration,
+                **about,
+            ),
+        )
 
     async def _release(self, held: dict[str, _Held], *, crashed: bool) -> None:
         if not held:
@@ -497,10 +522,13 @@ class BatchRunner:
 
     def publish_failure(self, error: BaseException) -> None:
         """End the run's event sequence after it broke (not a child crash)."""
-        self._publish(events.ERROR, error=f"the run failed: {error}", restarting=False)
+        self._publish(
+            events.ERROR,
+            events.error_data(self.batch_id, error=f"the run failed: {error}", restarting=False),
+        )
 
-    def _publish(self, name: str, **data: Any) -> None:
-        self._bus.publish(name, {"batchId": self.batch_id, **data})
+    def _publish(self, name: str, data: dict[str, Any]) -> None:
+        self._bus.publish(name, data)
 
 
 async def _take_slots(credits: trio.CapacityLimiter, most: int) -> list[object]:

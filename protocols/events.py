@@ -208,18 +208,20 @@ def job_progress_data(
     status: ipc.JobStatus,
     progress: float | None = None,
     error: str | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
     """``job:progress``: one job became active, moved on, or finished.
 
     ``progress`` is sent only while the job is active (0 until the handler
-    reports any), ``error`` only once it failed.
+    reports any), ``error`` only once it failed; ``extra`` adds fields such
+    as the job's ``type``, ``attempt`` and ``durationMs``.
     """
     data: dict[str, Any] = {"batchId": batch_id, "jobId": job_id, "status": status.value}
     if status is ipc.JobStatus.ACTIVE:
         data["progress"] = 0.0 if progress is None else progress
     elif status is ipc.JobStatus.FAILED:
         data["error"] = error
-    return data
+    return _merge(data, extra)
 
 
 def done_data(batch_id: str, *, completed: int, failed: int, **extra: Any) -> dict[str, Any]:
@@ -228,16 +230,24 @@ def done_data(batch_id: str, *, completed: int, failed: int, **extra: Any) -> di
     Raises:
         ValueError: ``extra`` would overwrite ``batchId``, ``completed`` or ``failed``.
     """
-    data: dict[str, Any] = {"batchId": batch_id, "completed": completed, "failed": failed}
+    return _merge({"batchId": batch_id, "completed": completed, "failed": failed}, extra)
+
+
+def error_data(batch_id: str, *, error: str, **extra: Any) -> dict[str, Any]:
+    """``error``: the run ended abnormally; ``error`` says why, for people;
+    ``extra`` adds fields such as ``restarting``.
+
+    Raises:
+        ValueError: ``extra`` would overwrite ``batchId`` or ``error``.
+    """
+    return _merge({"batchId": batch_id, "error": error}, extra)
+
+
+def _merge(data: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     clash = data.keys() & extra.keys()
     if clash:
         raise ValueError(f"extra fields would overwrite {sorted(clash)}")
-    return data | extra
-
-
-def error_data(batch_id: str, *, error: str) -> dict[str, Any]:
-    """``error``: the run ended abnormally; ``error`` says why, for people."""
-    return {"batchId": batch_id, "error": error}
+    return data | dict(extra)
 
 
 # --- client → server control messages -----------------------------------------
