@@ -35,13 +35,8 @@ import trio
 from rich.console import Console
 from rich.table import Table
 
-from engine.client import (
-    DEFAULT_URL,
-    POLICY_VIOLATION,
-    BatchyardClient,
-    ClientError,
-    StartOutcome,
-)
+from engine.client import DEFAULT_URL, BatchyardClient, StartOutcome
+from engine.client_errors import POLICY_VIOLATION, ClientError
 from engine.watch_view import WatchEnd, show_watch
 from protocols import api
 from protocols.codec import CONVERTER

@@ -7,15 +7,8 @@ Request bodies are built from the ``protocols.api`` classes and answers are
 decoded with them, just as strictly as the server decodes requests, so a
 server that breaks the contract is noticed here and not three calls later.
 
-Every foreign failure becomes a ``ClientError`` in ``translate_errors`` (and
-the two helpers it calls) and nowhere else: httpx's transport errors, the
-server's ``{"error": {"code", "message"}}`` bodies, trio-websocket's refused
-handshakes and close codes, sockets that will not connect, answers and
-frames that do not parse. Each message is one line a person can act on
-(``cannot reach http://127.0.0.1:8000 (connection refused)``, ``409
-conflict: batch 'x' already exists``); ``transient`` says whether trying
-again later may help, and ``close_code`` what a WebSocket close meant, which
-is all ``engine.watch`` needs to decide between reconnecting and stopping.
+Every failure, whatever layer raised it, reaches the caller as the one
+``ClientError`` of ``engine.client_errors``, translated there and only there.
 
 Paths are built with every batch id percent-encoded as one segment, so an id
 can never reach another route. The WebSocket URL carries the token as
@@ -25,21 +18,15 @@ contract requires every server to accept).
 
 from __future__ import annotations
 
-import contextlib
-import socket
-from collections.abc import Iterator, Sequence
-from http import HTTPStatus
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import attrs
 import httpx
-import trio
-import trio_websocket
 
-from engine.errors import EngineError
+from engine.client_errors import ClientError, error_from_answer, translate_errors
 from protocols import api
-from protocols.errors import ProtocolError
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -47,14 +34,11 @@ if TYPE_CHECKING:
 __all__ = [
     "CONNECT_TIMEOUT",
     "DEFAULT_URL",
-    "GOING_AWAY",
-    "POLICY_VIOLATION",
     "READ_TIMEOUT",
     "BatchyardClient",
     "ClientError",
     "ServerAddress",
     "StartOutcome",
-    "translate_errors",
 ]
 
 T = TypeVar("T")
@@ -67,166 +51,6 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 #: that a busy disk may take seconds over.
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 60.0
-
-#: WebSocket close codes with a meaning here (RFC 6455 section 7.4.1).
-GOING_AWAY = 1001
-POLICY_VIOLATION = 1008
-_PROTOCOL_FAULTS = frozenset({1002, 1003, 1007, 1009, 1010})
-
-
-# --- the one error -------------------------------------------------------------
-
-
-class ClientError(EngineError):
-    """A request to the server failed; ``str(exc)`` is one line for people.
-
-    Attributes:
-        status: the HTTP status the server answered, if it answered one.
-        code: the server's machine error code (``"conflict"``), if it sent one.
-        close_code: the WebSocket close code, if the server closed a watch.
-        transient: whether the same request may succeed later (the server
-            was unreachable, overloaded or restarting).
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        code: str | None = None,
-        close_code: int | None = None,
-        transient: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.close_code = close_code
-        self.transient = transient
-
-
-_TIMEOUTS = (TimeoutError, trio.TooSlowError, trio_websocket.ConnectionTimeout)
-
-
-def _leaf_errors(exc: BaseException) -> Iterator[BaseException]:
-    """The innermost causes of ``exc``, through exception groups and chains."""
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            yield from _leaf_errors(inner)
-        return
-    cause = exc.__cause__ or exc.__context__
-    if cause is None:
-        yield exc
-    else:
-        yield from _leaf_errors(cause)
-
-
-def _why_unreachable(exc: BaseException) -> str:
-    """``connection refused``, ``unknown host``, ... for a failed connect."""
-    leaves = list(_leaf_errors(exc))
-    if leaves and all(isinstance(leaf, ConnectionRefusedError) for leaf in leaves):
-        return "connection refused"
-    if any(isinstance(leaf, socket.gaierror) for leaf in leaves):
-        return "unknown host"
-    if any(isinstance(leaf, _TIMEOUTS) for leaf in leaves):
-        return "timed out"
-    first = leaves[0] if leaves else exc
-    if isinstance(first, OSError) and first.strerror:
-        return first.strerror.lower()
-    return str(first) or type(first).__name__
-
-
-@contextlib.contextmanager
-def translate_errors(where: str) -> Iterator[None]:
-    """Turn every foreign error raised inside into a ``ClientError``.
-
-    ``where`` is the server as people know it: the base URL, never a URL
-    that carries the token. An exception group holding one error (a
-    connection's reader task failed inside its nursery) counts as that error.
-    """
-    try:
-        yield
-    except BaseException as exc:
-        error = _client_error(_sole(exc), where)
-        if error is None:
-            raise
-        raise error from exc
-
-
-def _sole(exc: BaseException) -> BaseException:
-    """The one error ``exc`` wraps, cancellations aside; else ``exc`` itself."""
-    if not isinstance(exc, BaseExceptionGroup):
-        return exc
-    _, rest = exc.split(trio.Cancelled)
-    inner = [] if rest is None else rest.exceptions
-    return _sole(inner[0]) if len(inner) == 1 else exc
-
-
-def _client_error(exc: BaseException, where: str) -> ClientError | None:
-    """What ``exc`` means to a client of the server at ``where``; ``None``: not ours."""
-    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
-        return ClientError(f"{where} did not answer in time", transient=True)
-    if isinstance(exc, trio_websocket.ConnectionRejected):
-        return _error_from_status(exc.status_code, exc.body or b"", "")
-    if isinstance(exc, _UNREACHABLE):
-        return ClientError(f"cannot reach {where} ({_why_unreachable(exc)})", transient=True)
-    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
-        return ClientError(f"invalid server URL {where!r}: {exc}")
-    if isinstance(exc, httpx.TransportError):
-        why = _why_unreachable(exc)
-        return ClientError(f"the connection to {where} broke ({why})", transient=True)
-    if isinstance(exc, trio_websocket.ConnectionClosed):
-        return _error_from_close(exc.reason, where)
-    if isinstance(exc, ProtocolError):
-        return ClientError(f"unexpected answer from {where}: {exc}")
-    return None
-
-
-#: Failures to connect at all, whichever layer saw them.
-_UNREACHABLE = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    trio_websocket.HandshakeError,
-    trio.TooSlowError,
-    OSError,
-)
-
-
-def _error_from_status(status: int, body: bytes, reason: str) -> ClientError:
-    """The error an HTTP error answer stands for, from its JSON error body if any."""
-    try:
-        detail = api.decode_body(body, api.ErrorBody).error
-    except ProtocolError:
-        phrase = reason or _phrase(status)
-        return ClientError(f"{status} {phrase}".strip(), status=status, transient=status >= 500)
-    return ClientError(
-        f"{status} {detail.code}: {detail.message}",
-        status=status,
-        code=detail.code,
-        transient=status >= 500,
-    )
-
-
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
-
-
-def _error_from_close(reason: trio_websocket.CloseReason | None, where: str) -> ClientError:
-    code = 1006 if reason is None else reason.code
-    said = f": {reason.reason}" if reason is not None and reason.reason else ""
-    if code == GOING_AWAY:
-        message = f"the server at {where} is shutting down (close {code}{said})"
-    elif code == POLICY_VIOLATION:
-        message = f"{where} refused the watch: unauthorized (close {code}{said})"
-    elif code in _PROTOCOL_FAULTS:
-        message = f"{where} closed the watch: protocol error (close {code}{said})"
-    else:
-        message = f"the watch connection to {where} dropped (close {code}{said})"
-    transient = code not in _PROTOCOL_FAULTS and code not in (GOING_AWAY, POLICY_VIOLATION)
-    return ClientError(message, close_code=code, transient=transient)
-
 
 # --- HTTP ----------------------------------------------------------------------
 
@@ -309,9 +133,7 @@ class BatchyardClient:
         with translate_errors(self.base_url):
             response = await self._http.request(method, path, content=content, headers=headers)
         if response.status_code not in ok:
-            raise _error_from_status(
-                response.status_code, response.content, response.reason_phrase
-            )
+            raise error_from_answer(response.status_code, response.content, response.reason_phrase)
         return response
 
     def _decode(self, response: httpx.Response, cls: type[T]) -> T:

@@ -29,7 +29,7 @@ at most that hold after a reconnect. Close code
 saying so; 1008 (auth) and the protocol-fault codes are errors; any other
 drop (a slow subscriber cut off with 1013, a reset connection) is a reason to
 reconnect. What each code means is decided where every foreign error is
-translated, ``engine.client.translate_errors``; this module only acts on
+translated, ``engine.client_errors.translate_errors``; this module only acts on
 ``ClientError.transient`` and ``close_code``.
 
 A run ends with ``done``, or with ``error`` when the engine will not restart
@@ -49,14 +49,8 @@ from urllib.parse import urlencode
 import trio
 import trio_websocket
 
-from engine.client import (
-    CONNECT_TIMEOUT,
-    GOING_AWAY,
-    BatchyardClient,
-    ClientError,
-    ServerAddress,
-    translate_errors,
-)
+from engine.client import CONNECT_TIMEOUT, BatchyardClient, ServerAddress
+from engine.client_errors import GOING_AWAY, ClientError, translate_errors
 from protocols import events
 
 __all__ = ["EventStream", "ends_run", "open_watch"]
