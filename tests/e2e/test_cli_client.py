@@ -8,6 +8,7 @@ as a real subprocess against a real engine server.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -84,6 +85,10 @@ class Running:
             chunk = await self._process.stdout.receive_some()
             assert chunk, f"stdout ended before {text!r}: {self._out!r}"
             self._out += chunk
+
+    def interrupt(self) -> None:
+        """Ctrl-C."""
+        self._process.send_signal(signal.SIGINT)
 
     async def finish(self) -> Ran:
         assert self._process.stdout is not None and self._process.stderr is not None
@@ -311,15 +316,34 @@ async def test_start_retry_cancel(tmp_path: Path) -> None:
 
 async def test_pause_and_resume(tmp_path: Path) -> None:
     with trio.fail_after(60):
-        async with open_test_server(tmp_path) as (_, url):
+        async with open_test_server(tmp_path) as (_, url), BatchyardClient(url) as client:
             paused = await batchyard(url, "pause")
-            while_paused = await batchyard(url, "status", "--json")
+            while_paused = await client.status()
             resumed = await batchyard(url, "resume")
-            after = await batchyard(url, "status")
+            after = await client.status()
     assert paused.code == 0 and paused.out.startswith("paused")
-    assert document(while_paused.out)["engine"]["paused"] is True
     assert resumed.code == 0 and resumed.out.startswith("resumed")
-    assert "paused" not in after.out
+    assert while_paused.paused and not after.paused
+
+
+async def test_watch_every_batch_until_interrupted(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with (
+            open_test_server(tmp_path) as (_, url),
+            BatchyardClient(url) as client,
+            trio.open_nursery() as nursery,
+        ):
+            await client.create_batch(
+                "echo", [api.JobSpec(payload=n) for n in range(3)], batch_id="a"
+            )
+            watch = await start_batchyard(nursery, url, "watch")
+            await watch.wait_for("watching every batch")
+            await client.start("a")
+            await watch.wait_for("batch a done: 3 completed, 0 failed")
+            watch.interrupt()
+            ran = await watch.finish()
+    assert ran.code == 130
+    assert ran.err_lines == ["batchyard: interrupted"]
 
 
 async def test_a_wrong_token_is_one_line(tmp_path: Path) -> None:
