@@ -392,7 +392,11 @@ async def _status(client: BatchyardClient, batch_id: str | None, as_json: bool) 
 @click.option("--json", "as_json", is_flag=True, help="Print the API's answer as JSON.")
 @_client_options
 def status(batch_id: str | None, as_json: bool, url: str, token: str | None) -> None:
-    """What the engine is doing, and every batch's counts (or one BATCH's)."""
+    """What the engine is doing, and every batch's counts (or one BATCH's).
+
+    With --json: BATCH's view as the API gives it, or without BATCH
+    {"engine": <GET /api/status>, "batches": [<GET /api/batches>...]}.
+    """
     _run(_status, _client(url, token), batch_id, as_json)
 
 

@@ -7,6 +7,8 @@ batch's total, as ``processing:progress`` reports them, and the failed count
 beside it. A watched batch's bar is seeded from ``GET /api/batches/{id}``
 taken right after the subscription is live, so a run already under way shows
 its real position at once, and any event after that moment reaches the bar.
+The summary line of a run counts its seconds from ``processing:started``
+(or from when the watch first saw the batch, if the run was under way).
 ``job:progress`` events are not drawn: the per-batch counts already include
 them, and a line per job would drown the bars.
 
@@ -38,7 +40,7 @@ from rich.progress import (
 from engine.client import BatchyardClient
 from engine.watch import EventStream, ends_run, open_watch
 from protocols import api
-from protocols.events import DONE, ERROR, PROCESSING_PROGRESS, Event
+from protocols.events import DONE, ERROR, PROCESSING_PROGRESS, PROCESSING_STARTED, Event
 
 __all__ = ["WatchEnd", "WatchResult", "show_watch"]
 
@@ -66,7 +68,7 @@ class _Bars:
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
         self._bars: dict[str, TaskID] = {}
-        self._began = time.monotonic()
+        self._began: dict[str, float] = {}
         self.errors = 0
 
     def seed(self, view: api.BatchView) -> None:
@@ -81,17 +83,20 @@ class _Bars:
 
     def _bar(self, batch_id: str) -> TaskID:
         if batch_id not in self._bars:
+            self._began[batch_id] = time.monotonic()
             self._bars[batch_id] = self._progress.add_task(batch_id, total=None, failed=0)
         return self._bars[batch_id]
 
     def show(self, event: Event) -> None:
         data = event.data
         bar = self._bar(data["batchId"])
-        if event.event == PROCESSING_PROGRESS:
+        if event.event == PROCESSING_STARTED:
+            self._began[data["batchId"]] = time.monotonic()
+        elif event.event == PROCESSING_PROGRESS:
             done = data["completed"] + data["failed"]
             self._progress.update(bar, total=data["total"], completed=done, failed=data["failed"])
         elif event.event == DONE:
-            self._say(done_line(data, time.monotonic() - self._began))
+            self._say(done_line(data, time.monotonic() - self._began[data["batchId"]]))
         elif event.event == ERROR:
             restarting = not ends_run(event)
             self.errors += 0 if restarting else 1
