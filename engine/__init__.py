@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from engine.bus import EventBus, Subscription
+    from engine.client import BatchyardClient
     from engine.engine import Engine, EngineStatus, JobRequest, StartResult, open_engine
     from engine.errors import EngineError
     from engine.jobs import JobContext, JobRegistry, job_type
     from engine.settings import RateLimit, Settings
 
 __all__ = [
+    "BatchyardClient",
     "Engine",
     "EngineError",
     "EngineStatus",
@@ -35,6 +37,7 @@ __all__ = [
 ]
 
 _HOMES = {
+    "BatchyardClient": "engine.client",
     "Engine": "engine.engine",
     "EngineError": "engine.errors",
     "EngineStatus": "engine.engine",
