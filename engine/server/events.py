@@ -1,0 +1,271 @@
+"""Live events over Server-Sent Events (``GET /api/events``) and WebSocket (``/ws``).
+
+Design notes
+------------
+Each client gets its own bus subscription, filtered by the ``batchId`` query
+parameters (none: every batch). The bus never waits for a client: when a
+client's buffer is full it is dropped (``dropped_reason`` is
+``"slow-subscriber"``), and this module ends that client's stream at once
+(WebSocket close 1013, reason naming the last seq it was sent) rather than
+first draining what is buffered; the client resumes from its last seq out of
+the replay ring. When the bus closes (engine shutdown) a client first gets
+everything still buffered, the runs' final events among them, then close
+1001 or the end of the SSE response.
+
+The server writes to a socket only as fast as the client reads (the ASGI
+server's ``send`` blocks on a full socket), so a client that stops reading
+stalls only its own handler, whose subscription then overflows and is
+dropped; the engine and the other clients never wait for it.
+
+A WebSocket session is two tasks: one pumps events out, the other reads
+control messages. ``{"resumeFrom": n}`` replaces the subscription by a new
+one with ``resume_from=n`` and the current filter; the pump notices the
+replacement and skips what the old one still held. Close codes: 1003 for a
+binary or non-JSON message, 1007 for JSON that is not a valid control
+message, 1013 dropped as slow, 1001 shutdown.
+
+SSE sends a comment line every ``KEEPALIVE_SECONDS`` when nothing happens,
+so proxies and load balancers do not time an idle stream out; the
+``Last-Event-ID`` header (or ``lastEventId`` query parameter, which a page
+can set on its first connect) replays what the ring retained after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection
+from typing import TYPE_CHECKING
+
+import orjson
+import trio
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from engine.bus import BUS_CLOSED, SLOW_SUBSCRIBER, EventBus, Subscription
+from engine.server.errors import RequestError, error_response
+from engine.server.metrics import ServerMetrics
+from protocols.api import BATCH_ID_PATTERN
+from protocols.errors import RemoteProtocolError
+from protocols.events import (
+    ControlMessage,
+    ResumeFrom,
+    Subscribe,
+    parse_control,
+    sse_frame,
+    ws_frame,
+)
+
+if TYPE_CHECKING:
+    from starlette.types import Receive, Scope, Send
+
+__all__ = ["KEEPALIVE_SECONDS", "event_routes"]
+
+#: Proxies commonly drop a connection idle for 30 to 60 seconds.
+KEEPALIVE_SECONDS = 15.0
+
+GOING_AWAY = 1001
+UNSUPPORTED_DATA = 1003
+INVALID_PAYLOAD = 1007
+TRY_AGAIN_LATER = 1013
+
+#: RFC 6455 allows 123 bytes of close reason.
+_MAX_REASON_BYTES = 123
+
+Close = tuple[int, str]
+
+
+def _batch_ids(values: list[str]) -> set[str] | None:
+    for value in values:
+        if BATCH_ID_PATTERN.fullmatch(value) is None:
+            raise RequestError(400, "invalid-query", f"batchId={value!r:.80} is not a batch id")
+    return set(values) if values else None
+
+
+def _seq(name: str, value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    if not (value.isascii() and value.isdigit()):
+        raise RequestError(400, "invalid-query", f"{name}={value!r:.80} is not a seq")
+    return int(value)
+
+
+def _reason(text: str) -> str:
+    return text.encode()[:_MAX_REASON_BYTES].decode(errors="ignore")
+
+
+def _ended(subscription: Subscription) -> Close:
+    if subscription.dropped_reason == SLOW_SUBSCRIBER:
+        return TRY_AGAIN_LATER, f"slow subscriber; resume from {subscription.last_seq}"
+    return GOING_AWAY, "server shutting down"
+
+
+# --- Server-Sent Events ------------------------------------------------------------
+
+
+class EventStream(Response):
+    """A ``text/event-stream`` response that owns one subscription."""
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        bus: EventBus,
+        metrics: ServerMetrics,
+        batch_ids: Collection[str] | None,
+        resume_from: int | None,
+    ) -> None:
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self._bus = bus
+        self._metrics = metrics
+        self._batch_ids = batch_ids
+        self._resume_from = resume_from
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        subscription = self._bus.subscribe(self._batch_ids, resume_from=self._resume_from)
+        disconnected = False
+        with subscription, self._metrics.connected("sse"):
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async with trio.open_nursery() as nursery:
+
+                async def end_on_disconnect() -> None:
+                    nonlocal disconnected
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    disconnected = True
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(end_on_disconnect)
+                await _pump_sse(subscription, send)
+                nursery.cancel_scope.cancel()
+        if not disconnected:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _send_chunk(send: Send, chunk: bytes) -> None:
+    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+
+async def _pump_sse(subscription: Subscription, send: Send) -> None:
+    while subscription.dropped_reason != SLOW_SUBSCRIBER:
+        chunk = b": keep-alive\n\n"
+        with trio.move_on_after(KEEPALIVE_SECONDS):
+            try:
+                chunk = sse_frame(await subscription.receive())
+            except trio.EndOfChannel:
+                break
+        await _send_chunk(send, chunk)
+    await _send_chunk(send, b": %s\n\n" % (subscription.dropped_reason or BUS_CLOSED).encode())
+
+
+# --- WebSocket ----------------------------------------------------------------------
+
+
+class _Feed:
+    """The subscription a WebSocket session reads now; ``resumeFrom`` replaces it."""
+
+    def __init__(self, bus: EventBus, batch_ids: Collection[str] | None) -> None:
+        self._bus = bus
+        self.current = bus.subscribe(batch_ids)
+
+    def apply(self, message: ControlMessage) -> None:
+        if isinstance(message, Subscribe):
+            self.current.subscribe(message.subscribe)
+        elif isinstance(message, ResumeFrom):
+            old = self.current
+            self.current = self._bus.subscribe(old.batch_ids, resume_from=message.resume_from)
+            old.close()
+        else:
+            self.current.unsubscribe(message.unsubscribe)
+
+    def close(self) -> None:
+        self.current.close()
+
+
+async def _pump_ws(websocket: WebSocket, feed: _Feed) -> Close:
+    while True:
+        subscription = feed.current
+        if subscription.dropped_reason == SLOW_SUBSCRIBER:
+            return _ended(subscription)
+        try:
+            event = await subscription.receive()
+        except trio.EndOfChannel:
+            if subscription is feed.current:
+                return _ended(subscription)
+            continue
+        if subscription is feed.current:
+            await websocket.send_text(ws_frame(event))
+
+
+async def _read_controls(websocket: WebSocket, feed: _Feed) -> Close | None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        text = message.get("text")
+        if text is None:
+            return UNSUPPORTED_DATA, "binary messages are not supported"
+        try:
+            feed.apply(parse_control(text))
+        except RemoteProtocolError as exc:
+            # parse_control chains the JSON decoder's error when it is not JSON at all.
+            not_json = isinstance(exc.__cause__, orjson.JSONDecodeError)
+            return (UNSUPPORTED_DATA if not_json else INVALID_PAYLOAD), _reason(str(exc))
+
+
+async def _session(websocket: WebSocket, feed: _Feed) -> Close | None:
+    """Runs the pump and the control reader until either ends; what it decided."""
+    outcome: Close | None = None
+    async with trio.open_nursery() as nursery:
+
+        async def first(task: Callable[[WebSocket, _Feed], Awaitable[Close | None]]) -> None:
+            nonlocal outcome
+            outcome = await task(websocket, feed)
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(first, _pump_ws)
+        nursery.start_soon(first, _read_controls)
+    return outcome
+
+
+class _Endpoints:
+    def __init__(self, bus: EventBus, metrics: ServerMetrics) -> None:
+        self._bus = bus
+        self._metrics = metrics
+
+    async def sse(self, request: Request) -> Response:
+        batch_ids = _batch_ids(request.query_params.getlist("batchId"))
+        header = request.headers.get("last-event-id")
+        resume_from = (
+            _seq("Last-Event-ID", header.strip())
+            if header is not None
+            else _seq("lastEventId", request.query_params.get("lastEventId"))
+        )
+        return EventStream(self._bus, self._metrics, batch_ids, resume_from)
+
+    async def websocket(self, websocket: WebSocket) -> None:
+        try:
+            batch_ids = _batch_ids(websocket.query_params.getlist("batchId"))
+        except RequestError as exc:
+            await websocket.send_denial_response(error_response(exc))
+            return
+        feed = _Feed(self._bus, batch_ids)
+        try:
+            await websocket.accept()
+            with self._metrics.connected("ws"):
+                outcome = await _session(websocket, feed)
+        finally:
+            feed.close()
+        if outcome is not None:
+            await websocket.close(outcome[0], _reason(outcome[1]))
+
+
+def event_routes(bus: EventBus, metrics: ServerMetrics) -> list[BaseRoute]:
+    """``GET /api/events`` and ``WS /ws``."""
+    endpoints = _Endpoints(bus, metrics)
+    return [
+        Route("/api/events", endpoints.sse, methods=["GET"]),
+        WebSocketRoute("/ws", endpoints.websocket),
+    ]

@@ -1,0 +1,185 @@
+"""Prometheus metrics of one server: ``GET /metrics``.
+
+Design notes
+------------
+Every app gets its own ``CollectorRegistry``, so any number of apps (tests
+make many) can live in one process without clashing in the global registry.
+
+Where each number comes from:
+
+* read at scrape time, so it is exact then: ``batchyard_jobs{state}``
+  (summed over every batch in the store: all engines sharing the store see
+  the same numbers), ``batchyard_active_batches`` (this engine),
+  ``batchyard_store_up``, ``batchyard_subscribers{transport}`` (WebSocket
+  and SSE clients connected to this server), and, from the bus's own
+  counters, ``batchyard_events_published_total`` and
+  ``batchyard_subscribers_dropped_total``;
+* counted from events, by one bus subscription this module follows:
+  ``batchyard_jobs_finished_total{type,state}``,
+  ``batchyard_job_duration_seconds{type,state}`` (from ``durationMs``),
+  ``batchyard_job_retries_total{type}`` and
+  ``batchyard_child_restarts_total`` (``error`` events with ``restarting``).
+
+The follower must not lose events quietly: if the bus drops it as slow, it
+subscribes again with ``resume_from`` its last seq and catches up from the
+replay ring, and it logs when the ring no longer held everything it missed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Iterator
+
+import trio
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from starlette.requests import Request
+from starlette.responses import Response
+
+from engine.bus import SLOW_SUBSCRIBER, EventBus
+from engine.engine import Engine
+from engine.errors import StoreError
+from engine.lifecycle import JobState
+from protocols.events import ERROR, JOB_PROGRESS, JOB_RETRYING, Event
+
+__all__ = ["ServerMetrics"]
+
+log = logging.getLogger("batchyard.server")
+
+#: Job durations span a millisecond no-op to a many-minute upload.
+_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
+_TERMINAL = ("completed", "failed")
+
+
+class _BusCollector:
+    """The bus's own counters, read at scrape time."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self._bus = bus
+
+    def collect(self) -> Iterable[Metric]:
+        stats = self._bus.statistics()
+        yield CounterMetricFamily(
+            "batchyard_events_published", "events published on the bus", stats.published
+        )
+        yield CounterMetricFamily(
+            "batchyard_subscribers_dropped",
+            "subscribers dropped because they could not keep up",
+            stats.dropped,
+        )
+
+
+class ServerMetrics:
+    """The metrics of one app.
+
+    Args:
+        engine: the engine whose store, bus and runs are measured.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.registry = registry = CollectorRegistry()
+        self._jobs = Gauge(
+            "batchyard_jobs", "jobs in the store by state", ["state"], registry=registry
+        )
+        self._active = Gauge(
+            "batchyard_active_batches", "batches this engine runs now", registry=registry
+        )
+        self._store_up = Gauge(
+            "batchyard_store_up", "1 when the store answered the last scrape", registry=registry
+        )
+        self._subscribers = Gauge(
+            "batchyard_subscribers",
+            "event clients connected to this server",
+            ["transport"],
+            registry=registry,
+        )
+        self._finished = Counter(
+            "batchyard_jobs_finished",
+            "jobs that reached a terminal state, from events",
+            ["type", "state"],
+            registry=registry,
+        )
+        self._durations = Histogram(
+            "batchyard_job_duration_seconds",
+            "time from a job becoming active to its terminal state",
+            ["type", "state"],
+            buckets=_DURATION_BUCKETS,
+            registry=registry,
+        )
+        self._retries = Counter(
+            "batchyard_job_retries", "failed attempts that run again", ["type"], registry=registry
+        )
+        self._restarts = Counter(
+            "batchyard_child_restarts",
+            "crashed children restarted within a run",
+            registry=registry,
+        )
+        registry.register(_BusCollector(engine.bus))
+        for transport in ("ws", "sse"):
+            self._subscribers.labels(transport)
+
+    @contextlib.contextmanager
+    def connected(self, transport: str) -> Iterator[None]:
+        """Counts one event client of ``transport`` while the block runs."""
+        gauge = self._subscribers.labels(transport)
+        gauge.inc()
+        try:
+            yield
+        finally:
+            gauge.dec()
+
+    def observe(self, event: Event) -> None:
+        """Counts what one event says."""
+        data = event.data
+        job_type = str(data.get("type", "unknown"))
+        if event.event == JOB_PROGRESS and data.get("status") in _TERMINAL:
+            state = str(data["status"])
+            self._finished.labels(job_type, state).inc()
+            duration = data.get("durationMs")
+            if isinstance(duration, int | float):
+                self._durations.labels(job_type, state).observe(duration / 1000)
+        elif event.event == JOB_RETRYING:
+            self._retries.labels(job_type).inc()
+        elif event.event == ERROR and data.get("restarting") is True:
+            self._restarts.inc()
+
+    async def follow(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Counts every event of the bus until it closes.
+
+        Cancellation: atomic per event; the counters hold what was observed.
+        """
+        bus = self._engine.bus
+        resume_from: int | None = None
+        while True:
+            with bus.subscribe(resume_from=resume_from) as subscription:
+                if resume_from is None:
+                    task_status.started()
+                elif not subscription.replay_complete:
+                    log.warning("metrics missed events after seq %d", resume_from)
+                async for event in subscription:
+                    self.observe(event)
+            if subscription.dropped_reason != SLOW_SUBSCRIBER:
+                return
+            resume_from = subscription.last_seq
+
+    async def _refresh(self) -> None:
+        self._active.set(self._engine.status().active_batches)
+        try:
+            batches = await self._engine.store.list_batches()
+        except StoreError as exc:
+            log.warning("metrics: the store did not answer: %s", exc)
+            self._store_up.set(0)
+            self._jobs.clear()
+            return
+        self._store_up.set(1)
+        for state in JobState:
+            total = sum(getattr(batch.counts, state.value) for batch in batches)
+            self._jobs.labels(state.value).set(total)
+
+    async def endpoint(self, request: Request) -> Response:
+        """``GET /metrics``: the Prometheus text format."""
+        await self._refresh()
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_PLAIN_0_0_4)

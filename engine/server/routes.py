@@ -1,0 +1,204 @@
+"""The JSON routes of the API: batches, jobs, runs, pause, status, health.
+
+Design notes
+------------
+Each route decodes its input, makes one or two engine calls and encodes the
+answer; every failure is raised and turned into a response by
+``engine.server.errors``. Bodies are decoded strictly by ``protocols.api``
+(its ``InvalidBody`` carries the wire path of each fault); query parameters
+are checked here, since they are strings that the codec never sees.
+
+``POST /api/jobs/process/all/{batchId}`` answers the engine's ``StartResult``
+by status: 200 started, 202 already running, 429 capacity reached. The
+engine never waits for capacity, and capacity frees only when some run ends,
+which nobody can predict; ``Retry-After`` is a short fixed hint, since a
+retry costs the server one store read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from engine.engine import Engine, StartResult
+from engine.lifecycle import JobState
+from engine.server.errors import RequestError
+from engine.server.views import batch_view, job_requests, job_view, json_response, status_view
+from engine.store import AddResult
+from protocols import api
+
+__all__ = ["MAX_PAGE", "api_routes"]
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+#: The largest page of jobs one request returns (and the default page).
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+
+RETRY_AFTER_SECONDS = 1
+
+_START_ANSWERS: Mapping[StartResult, tuple[int, api.ProcessStatus]] = {
+    StartResult.STARTED: (200, "started"),
+    StartResult.ALREADY_RUNNING: (202, "already-running"),
+    StartResult.CAPACITY_REACHED: (429, "capacity-reached"),
+}
+_STATES = {state.value: state for state in JobState}
+
+
+def _bad_query(name: str, value: str, expected: str) -> RequestError:
+    return RequestError(400, "invalid-query", f"{name}={value!r:.80} is invalid: {expected}")
+
+
+def _state_param(request: Request) -> JobState | None:
+    value = request.query_params.get("state")
+    if value is None or value == "":
+        return None
+    if value not in _STATES:
+        raise _bad_query("state", value, f"expected one of {', '.join(_STATES)}")
+    return _STATES[value]
+
+
+def _limit_param(request: Request) -> int:
+    value = request.query_params.get("limit")
+    if value is None or value == "":
+        return DEFAULT_PAGE
+    if not (value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_PAGE):
+        raise _bad_query("limit", value, f"expected an integer from 1 to {MAX_PAGE}")
+    return int(value)
+
+
+def _enqueued(batch_id: str, result: AddResult) -> Response:
+    body = api.EnqueueResult(
+        batch_id=batch_id, enqueued=result.enqueued, duplicates=result.duplicates
+    )
+    return json_response(body, 201)
+
+
+class _Api:
+    """The route handlers, bound to one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    async def create_batch(self, request: Request) -> Response:
+        body = api.decode_body(await request.body(), api.CreateBatch)
+        batch_id, result = await self._engine.create_batch(
+            body.batch_id, body.type, job_requests(body.jobs), body.options
+        )
+        return _enqueued(batch_id, result)
+
+    async def add_jobs(self, request: Request) -> Response:
+        batch_id = request.path_params["batchId"]
+        body = api.decode_body(await request.body(), api.AddJobs)
+        return _enqueued(batch_id, await self._engine.add_jobs(batch_id, job_requests(body.jobs)))
+
+    async def list_batches(self, request: Request) -> Response:
+        records = await self._engine.store.list_batches()
+        views = tuple(
+            batch_view(record, running=self._engine.is_running(record.batch_id))
+            for record in records
+        )
+        return json_response(api.BatchList(batches=views))
+
+    async def get_batch(self, request: Request) -> Response:
+        return json_response(await self._batch(request.path_params["batchId"]))
+
+    async def _batch(self, batch_id: str) -> api.BatchView:
+        record = await self._engine.get_batch(batch_id)
+        return batch_view(record, running=self._engine.is_running(batch_id))
+
+    async def delete_batch(self, request: Request) -> Response:
+        await self._engine.delete_batch(request.path_params["batchId"])
+        return Response(status_code=204)
+
+    async def list_jobs(self, request: Request) -> Response:
+        batch_id = request.path_params["batchId"]
+        state, limit = _state_param(request), _limit_param(request)
+        cursor = request.query_params.get("cursor") or None
+        await self._engine.get_batch(batch_id)
+        try:
+            page = await self._engine.store.list_jobs(
+                batch_id, state=state, limit=limit, cursor=cursor
+            )
+        except ValueError as exc:
+            raise _bad_query("cursor", cursor or "", str(exc)) from exc
+        jobs = tuple(job_view(record) for record in page.jobs)
+        return json_response(api.JobList(jobs=jobs, next_cursor=page.next_cursor))
+
+    async def retry(self, request: Request) -> Response:
+        requeued = await self._engine.retry(request.path_params["batchId"])
+        return json_response(api.Requeued(requeued=requeued))
+
+    async def cancel(self, request: Request) -> Response:
+        batch_id = request.path_params["batchId"]
+        await self._engine.get_batch(batch_id)
+        await self._engine.cancel(batch_id)
+        return json_response(await self._batch(batch_id))
+
+    async def process_all(self, request: Request) -> Response:
+        batch_id = request.path_params["batchId"]
+        status, name = _START_ANSWERS[await self._engine.start(batch_id)]
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 429 else None
+        return json_response(api.ProcessResult(status=name, batch_id=batch_id), status, headers)
+
+    async def pause(self, request: Request) -> Response:
+        self._engine.pause()
+        return json_response(status_view(self._engine.status()))
+
+    async def resume(self, request: Request) -> Response:
+        self._engine.resume()
+        return json_response(status_view(self._engine.status()))
+
+    async def status(self, request: Request) -> Response:
+        return json_response(status_view(self._engine.status()))
+
+    async def health(self, request: Request) -> Response:
+        engine = self._engine
+        store_ok = await engine.store_healthy()
+        queue = await engine.store.queue_length() if store_ok else 0
+        degraded = not store_ok or engine.is_shutting_down
+        view = api.HealthView(
+            status="degraded" if degraded else "ok",
+            services={
+                "store": "connected" if store_ok else "unavailable",
+                "engine": "shutting-down" if engine.is_shutting_down else "running",
+            },
+            metrics=api.HealthMetrics(
+                queue_length=queue, active_workers=engine.status().active_batches
+            ),
+        )
+        return json_response(view, 503 if degraded else 200)
+
+
+def _by_method(handlers: Mapping[str, Endpoint]) -> Endpoint:
+    # One route per path, so a 405 lists every method the path takes in Allow.
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    return dispatch
+
+
+def api_routes(engine: Engine) -> list[BaseRoute]:
+    """Every JSON route of the API, bound to ``engine``."""
+    a = _Api(engine)
+    batch = "/api/batches/{batchId}"
+    table: dict[str, dict[str, Endpoint]] = {
+        "/api/batches": {"GET": a.list_batches, "POST": a.create_batch},
+        batch: {"GET": a.get_batch, "DELETE": a.delete_batch},
+        f"{batch}/jobs": {"GET": a.list_jobs, "POST": a.add_jobs},
+        f"{batch}/retry": {"POST": a.retry},
+        f"{batch}/cancel": {"POST": a.cancel},
+        "/api/jobs/process/all/{batchId}": {"POST": a.process_all},
+        "/api/pause": {"POST": a.pause},
+        "/api/resume": {"POST": a.resume},
+        "/api/status": {"GET": a.status},
+        "/health": {"GET": a.health},
+    }
+    return [
+        Route(path, _by_method(handlers), methods=list(handlers))
+        for path, handlers in table.items()
+    ]

@@ -1,0 +1,95 @@
+"""Engine and store records as the API's response bodies.
+
+The store speaks wall-clock floats and enums; the API speaks timezone-aware
+datetimes and the contract's state names. These functions are the only
+place that knows both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.responses import Response
+
+from engine.engine import EngineStatus, JobRequest
+from engine.lifecycle import JobState
+from engine.store import BatchRecord, JobRecord
+from protocols import api
+
+__all__ = ["batch_view", "job_requests", "job_view", "json_response", "status_view"]
+
+_STATE_NAMES: Mapping[JobState, api.JobStateName] = {
+    JobState.PENDING: "pending",
+    JobState.ACTIVE: "active",
+    JobState.COMPLETED: "completed",
+    JobState.FAILED: "failed",
+}
+
+
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """``body`` (a ``protocols.api`` class) as a JSON response."""
+    return Response(
+        api.encode_body(body), status_code=status, headers=headers, media_type="application/json"
+    )
+
+
+def batch_view(record: BatchRecord, *, running: bool) -> api.BatchView:
+    """A stored batch as ``GET /api/batches/{batchId}`` shows it."""
+    counts = record.counts
+    return api.BatchView(
+        batch_id=record.batch_id,
+        type=record.type,
+        running=running,
+        counts=api.Counts(
+            pending=counts.pending,
+            active=counts.active,
+            completed=counts.completed,
+            failed=counts.failed,
+        ),
+        created_at=datetime.fromtimestamp(record.created_at, UTC),
+        options=dict(record.options),
+    )
+
+
+def job_view(record: JobRecord) -> api.JobView:
+    """A stored job as the job list shows it."""
+    return api.JobView(
+        job_id=record.job_id,
+        type=record.type,
+        state=_STATE_NAMES[record.state],
+        payload=record.payload,
+        attempts=record.attempts,
+        key=record.key,
+        priority=record.priority,
+        result=record.result,
+        error=record.error,
+    )
+
+
+def status_view(status: EngineStatus) -> api.StatusView:
+    """The engine's snapshot as ``GET /api/status`` shows it."""
+    return api.StatusView(
+        running_batches=status.running_batches,
+        active_batches=status.active_batches,
+        max_batches=status.max_batches,
+        is_shutting_down=status.is_shutting_down,
+        paused=status.paused,
+    )
+
+
+def job_requests(specs: Sequence[api.JobSpec]) -> list[JobRequest]:
+    """Decoded job specs as the engine takes them."""
+    return [
+        JobRequest(
+            payload=spec.payload,
+            type=spec.type,
+            key=spec.key,
+            priority=spec.priority,
+            delay_seconds=spec.delay_seconds,
+        )
+        for spec in specs
+    ]
