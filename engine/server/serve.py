@@ -98,6 +98,13 @@ def _config(host: str, port: int) -> Config:
     return config
 
 
+def _sole_error(exc: BaseException) -> BaseException:
+    """``exc``, or the one error inside it when it is a group of exactly one."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 @contextlib.contextmanager
 def _single_engine_error() -> Iterator[None]:
     # A failure to start surfaces through nested nurseries as an exception
@@ -105,13 +112,10 @@ def _single_engine_error() -> Iterator[None]:
     try:
         yield
     except BaseExceptionGroup as group:
-        matched, rest = group.split(EngineError)
-        if matched is None or rest is not None:
+        sole = _sole_error(group)
+        if not isinstance(sole, EngineError):
             raise
-        first: BaseException = matched
-        while isinstance(first, BaseExceptionGroup):
-            first = first.exceptions[0]
-        raise first from None
+        raise sole from None
 
 
 async def _start_http(
@@ -124,8 +128,11 @@ async def _start_http(
                 hypercorn_serve, cast(ASGIFramework, app), config, shutdown_trigger=stopped.wait
             )
         )
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on {config.bind[0]}: {exc.strerror or exc}") from exc
+    except (OSError, BaseExceptionGroup) as exc:
+        sole = _sole_error(exc)
+        if not isinstance(sole, OSError):
+            raise
+        raise ConfigError(f"cannot listen on {config.bind[0]}: {sole.strerror or sole}") from exc
     return binds[0]
 
 

@@ -1,0 +1,418 @@
+"""Every route of the HTTP API and its status codes, against a real server."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+from starlette.routing import Route, WebSocketRoute
+
+from engine.engine import Engine
+from engine.server.app import create_app
+from engine.testing import FailingStore, open_test_engine, open_test_server
+from tests.e2e.helpers import create_batch, open_ws
+
+_JOB_FIELDS = {
+    "jobId",
+    "type",
+    "state",
+    "payload",
+    "attempts",
+    "key",
+    "priority",
+    "result",
+    "error",
+}
+
+
+def _error(response: httpx.Response, status: int, code: str) -> str:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    assert body["error"]["code"] == code, body
+    message: str = body["error"]["message"]
+    return message
+
+
+async def _wait_idle(engine: Engine, batch_id: str) -> None:
+    await engine.wait_stopped(batch_id)
+
+
+async def test_batches_are_created_listed_read_and_deleted(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with (
+            open_test_server(tmp_path) as (_, url),
+            httpx.AsyncClient(base_url=url) as client,
+        ):
+            jobs = [{"payload": 1, "key": "a"}, {"payload": 2, "key": "a"}, {"payload": 3}]
+            created = await client.post(
+                "/api/batches", json={"batchId": "b1", "type": "echo", "jobs": jobs}
+            )
+            assert created.status_code == 201
+            assert created.json() == {"batchId": "b1", "enqueued": 2, "duplicates": 1}
+            again = await client.post(
+                "/api/batches", json={"batchId": "b1", "type": "echo", "jobs": []}
+            )
+            _error(again, 409, "batch-exists")
+            unknown = await client.post("/api/batches", json={"type": "nope", "jobs": [{}]})
+            assert "nope" in _error(unknown, 400, "unknown-job-type")
+
+            added = await client.post(
+                "/api/batches/b1/jobs", json={"jobs": [{"key": "a"}, {"type": "noop"}]}
+            )
+            assert added.status_code == 201
+            assert added.json() == {"batchId": "b1", "enqueued": 1, "duplicates": 1}
+            _error(
+                await client.post("/api/batches/zz/jobs", json={"jobs": []}),
+                404,
+                "batch-not-found",
+            )
+            wrong_type = await client.post(
+                "/api/batches/b1/jobs", json={"jobs": [{"type": "nope"}]}
+            )
+            _error(wrong_type, 400, "unknown-job-type")
+
+            batch = (await client.get("/api/batches/b1")).json()
+            assert (
+                batch["batchId"] == "b1" and batch["type"] == "echo" and batch["running"] is False
+            )
+            assert batch["counts"] == {"pending": 3, "active": 0, "completed": 0, "failed": 0}
+            listed = (await client.get("/api/batches")).json()
+            assert [b["batchId"] for b in listed["batches"]] == ["b1"]
+            _error(await client.get("/api/batches/zz"), 404, "batch-not-found")
+
+            deleted = await client.delete("/api/batches/b1")
+            assert deleted.status_code == 204 and deleted.content == b""
+            _error(await client.get("/api/batches/b1"), 404, "batch-not-found")
+            _error(await client.delete("/api/batches/b1"), 404, "batch-not-found")
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        (b"{", "$"),
+        (b"", "$"),
+        (b'{"type": "echo", "jobs": [{"priority": "3"}]}', "$.jobs[0].priority"),
+        (b'{"type": "echo", "jobs": [{}, {"delaySeconds": -1}]}', "$.jobs[1].delaySeconds"),
+        (b'{"type": "echo", "jobs": [], "extra": 1}', "extra"),
+        (b'{"jobs": []}', "$.type"),
+        (b'{"type": "echo", "jobs": [], "batchId": "no spaces"}', "$.batchId"),
+        (b"[]", "$"),
+    ],
+)
+async def test_bad_bodies_answer_400_naming_the_field(
+    tmp_path: Path, body: bytes, path: str
+) -> None:
+    with trio.fail_after(20):
+        async with (
+            open_test_server(tmp_path) as (_, url),
+            httpx.AsyncClient(base_url=url) as client,
+        ):
+            response = await client.post("/api/batches", content=body)
+    assert path in _error(response, 400, "invalid-body")
+
+
+async def test_jobs_are_listed_in_pages_and_queries_are_checked(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with (
+            open_test_server(tmp_path) as (_, url),
+            httpx.AsyncClient(base_url=url) as client,
+        ):
+            batch_id = await create_batch(client, "echo", list(range(25)))
+            seen: list[Any] = []
+            cursor = None
+            while True:
+                params = {"limit": "10", **({"cursor": cursor} if cursor else {})}
+                page = (await client.get(f"/api/batches/{batch_id}/jobs", params=params)).json()
+                seen += page["jobs"]
+                cursor = page["nextCursor"]
+                if cursor is None:
+                    break
+            assert [job["payload"] for job in seen] == list(range(25))
+            job = seen[0]
+            assert set(job) == _JOB_FIELDS
+            assert job["state"] == "pending" and job["type"] == "echo"
+            pending = await client.get(f"/api/batches/{batch_id}/jobs?state=pending&limit=1000")
+            assert len(pending.json()["jobs"]) == 25
+            failed = await client.get(f"/api/batches/{batch_id}/jobs?state=failed")
+            assert failed.json() == {"jobs": [], "nextCursor": None}
+            for query in (
+                "state=done",
+                "limit=0",
+                "limit=1001",
+                "limit=ten",
+                "limit=-1",
+                "cursor=zz",
+            ):
+                bad = await client.get(f"/api/batches/{batch_id}/jobs?{query}")
+                assert query.split("=")[0] in _error(bad, 400, "invalid-query")
+            _error(await client.get("/api/batches/zz/jobs"), 404, "batch-not-found")
+
+
+async def test_process_all_answers_200_202_429_and_runs_can_be_cancelled(tmp_path: Path) -> None:
+    with trio.fail_after(40):
+        async with (
+            open_test_server(tmp_path, max_active_batches=1, shutdown_grace_seconds=1.0) as (
+                engine,
+                url,
+            ),
+            httpx.AsyncClient(base_url=url) as client,
+        ):
+            first = await create_batch(client, "sleep", [{"seconds": 30}] * 2)
+            second = await create_batch(client, "noop", [None])
+            _error(await client.post(f"/api/batches/{first}/cancel"), 409, "batch-not-running")
+
+            started = await client.post(f"/api/jobs/process/all/{first}")
+            assert started.status_code == 200
+            assert started.json() == {"status": "started", "batchId": first}
+            again = await client.post(f"/api/jobs/process/all/{first}")
+            assert again.status_code == 202 and again.json()["status"] == "already-running"
+            full = await client.post(f"/api/jobs/process/all/{second}")
+            assert full.status_code == 429 and full.json()["status"] == "capacity-reached"
+            assert full.headers["retry-after"].isdigit() and int(full.headers["retry-after"]) >= 1
+            _error(await client.post("/api/jobs/process/all/zz"), 404, "batch-not-found")
+
+            assert (await client.get(f"/api/batches/{first}")).json()["running"] is True
+            status = (await client.get("/api/status")).json()
+            assert status["runningBatches"] == [first] and status["activeBatches"] == 1
+            _error(await client.delete(f"/api/batches/{first}"), 409, "batch-running")
+
+            cancelled = await client.post(f"/api/batches/{first}/cancel")
+            assert cancelled.status_code == 200 and cancelled.json()["batchId"] == first
+            _error(await client.post("/api/batches/zz/cancel"), 404, "batch-not-found")
+            await _wait_idle(engine, first)
+            batch = (await client.get(f"/api/batches/{first}")).json()
+            assert batch["running"] is False
+            assert batch["counts"] == {"pending": 2, "active": 0, "completed": 0, "failed": 0}
+            now = await client.post(f"/api/jobs/process/all/{second}")
+            assert now.status_code == 200
+
+
+async def test_failed_jobs_are_retried(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with (
+            open_test_server(tmp_path) as (engine, url),
+            httpx.AsyncClient(base_url=url) as client,
+        ):
+            batch_id = await create_batch(client, "fail", [{"message": "boom"}] * 3)
+            await client.post(f"/api/jobs/process/all/{batch_id}")
+            await _wait_idle(engine, batch_id)
+            failed = (await client.get(f"/api/batches/{batch_id}/jobs?state=failed")).json()
+            assert [job["error"] for job in failed["jobs"]] == ["RuntimeError: boom"] * 3
+            retried = await client.post(f"/api/batches/{batch_id}/retry")
+            assert retried.status_code == 200 and retried.json() == {"requeued": 3}
+            counts = (await client.get(f"/api/batches/{batch_id}")).json()["counts"]
+            assert counts["pending"] == 3 and counts["failed"] == 0
+            _error(await client.post("/api/batches/zz/retry"), 404, "batch-not-found")
+
+
+async def test_pause_resume_and_status(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with (
+            open_test_server(tmp_path, max_active_batches=3) as (engine, url),
+            httpx.AsyncClient(base_url=url) as client,
+        ):
+            status = await client.get("/api/status")
+            assert status.json() == {
+                "runningBatches": [],
+                "activeBatches": 0,
+                "maxBatches": 3,
+                "isShuttingDown": False,
+                "paused": False,
+            }
+            paused = await client.post("/api/pause")
+            assert paused.status_code == 200 and paused.json()["paused"] is True
+            batch_id = await create_batch(client, "noop", [None] * 3)
+            assert (await client.post(f"/api/jobs/process/all/{batch_id}")).status_code == 200
+            await trio.sleep(0.3)
+            held = (await client.get(f"/api/batches/{batch_id}")).json()["counts"]
+            assert held["completed"] == 0
+            resumed = await client.post("/api/resume")
+            assert resumed.status_code == 200 and resumed.json()["paused"] is False
+            await _wait_idle(engine, batch_id)
+            done = (await client.get(f"/api/batches/{batch_id}")).json()["counts"]
+            assert done["completed"] == 3
+
+
+async def test_health_and_metrics(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with (
+            open_test_server(tmp_path) as (engine, url),
+            httpx.AsyncClient(base_url=url) as client,
+        ):
+            batch_id = await create_batch(client, "echo", list(range(4)))
+            await create_batch(client, "echo", [1])
+            health = await client.get("/health")
+            assert health.status_code == 200
+            assert health.json() == {
+                "status": "ok",
+                "services": {"store": "connected", "engine": "running"},
+                "metrics": {"queueLength": 5, "activeWorkers": 0},
+            }
+            async with open_ws(url):
+                await client.post(f"/api/jobs/process/all/{batch_id}")
+                await _wait_idle(engine, batch_id)
+                await trio.sleep(0.1)  # the metrics follower reads the last events
+                metrics = await client.get("/metrics")
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    lines = set(metrics.text.splitlines())
+    assert 'batchyard_jobs{state="completed"} 4.0' in lines
+    assert 'batchyard_jobs{state="pending"} 1.0' in lines
+    assert 'batchyard_jobs_finished_total{state="completed",type="echo"} 4.0' in lines
+    assert 'batchyard_job_duration_seconds_count{state="completed",type="echo"} 4.0' in lines
+    assert 'batchyard_subscribers{transport="ws"} 1.0' in lines
+    assert "batchyard_active_batches 0.0" in lines
+    assert "batchyard_store_up 1.0" in lines
+    assert "batchyard_child_restarts_total 0.0" in lines
+    assert "batchyard_subscribers_dropped_total 0.0" in lines
+    published = [line for line in lines if line.startswith("batchyard_events_published_total ")]
+    assert float(published[0].split()[1]) >= 4
+
+
+async def test_a_failing_store_degrades_health_and_answers_503(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with (
+            open_test_server(tmp_path) as (engine, url),
+            httpx.AsyncClient(base_url=url) as client,
+        ):
+            real = engine.store
+            failing = FailingStore(real)
+            for method in ("ping", "list_batches", "queue_length"):
+                failing.fail(method)
+            engine.store = failing  # type: ignore[assignment]
+            try:
+                health = await client.get("/health")
+                listed = await client.get("/api/batches")
+                metrics = await client.get("/metrics")
+            finally:
+                engine.store = real
+    assert health.status_code == 503
+    assert health.json()["status"] == "degraded"
+    assert health.json()["services"]["store"] == "unavailable"
+    _error(listed, 503, "store-unavailable")
+    assert metrics.status_code == 200 and "batchyard_store_up 0.0" in metrics.text
+
+
+async def test_work_is_refused_with_503_while_shutting_down(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with (
+            open_test_server(tmp_path, shutdown_grace_seconds=2.0) as (engine, url),
+            httpx.AsyncClient(base_url=url) as client,
+        ):
+            batch_id = await create_batch(client, "sleep", [{"seconds": 30}])
+            await client.post(f"/api/jobs/process/all/{batch_id}")
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(engine.shutdown)
+                await trio.sleep(0.1)
+                create = await client.post("/api/batches", json={"type": "noop", "jobs": []})
+                add = await client.post(f"/api/batches/{batch_id}/jobs", json={"jobs": [{}]})
+                start = await client.post(f"/api/jobs/process/all/{batch_id}")
+                status = (await client.get("/api/status")).json()
+                health = await client.get("/health")
+    _error(create, 503, "shutting-down")
+    _error(add, 503, "shutting-down")
+    _error(start, 503, "shutting-down")
+    assert status["isShuttingDown"] is True
+    assert health.status_code == 503 and health.json()["services"]["engine"] == "shutting-down"
+
+
+async def test_a_child_that_cannot_start_answers_500(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The module imports in the engine but ends any child process that imports it.
+    module = tmp_path / "dies_in_child.py"
+    module.write_text(
+        "import sys\n"
+        "spec = getattr(sys.modules['__main__'], '__spec__', None)\n"
+        "if spec is not None and spec.name == 'engine.child':\n"
+        "    raise SystemExit(7)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    modules = ("engine.testing", "dies_in_child")
+    with trio.fail_after(40):
+        async with (
+            open_test_server(tmp_path, warm_children=0, job_modules=modules) as (_, url),
+            httpx.AsyncClient(base_url=url) as client,
+        ):
+            batch_id = await create_batch(client, "noop", [None])
+            response = await client.post(f"/api/jobs/process/all/{batch_id}")
+            status = (await client.get("/api/status")).json()
+    _error(response, 500, "child-failed")
+    assert status["activeBatches"] == 0
+
+
+async def test_unknown_routes_and_methods_answer_json(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with (
+            open_test_server(tmp_path) as (_, url),
+            httpx.AsyncClient(base_url=url) as client,
+        ):
+            missing = await client.get("/api/nothing")
+            wrong = await client.put("/api/batches")
+            wrong_get = await client.get("/api/pause")
+    assert "/api/nothing" in _error(missing, 404, "not-found")
+    _error(wrong, 405, "method-not-allowed")
+    assert set(wrong.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
+    _error(wrong_get, 405, "method-not-allowed")
+
+
+async def test_bodies_over_the_limit_answer_413(tmp_path: Path) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"type": "echo", "jobs": ['
+        for _ in range(8):
+            yield b'{"payload": "' + b"x" * 1000 + b'"},'
+        yield b"{}]}"
+
+    with trio.fail_after(20):
+        async with open_test_server(tmp_path, max_body_bytes=2048) as (_, url):
+            async with httpx.AsyncClient(base_url=url) as client:
+                declared = await client.post("/api/batches", content=b"x" * 4096)
+            async with httpx.AsyncClient(base_url=url) as client:
+                streamed = await client.post("/api/batches", content=chunks())
+            async with httpx.AsyncClient(base_url=url) as client:
+                small = await client.post("/api/batches", json={"type": "echo", "jobs": []})
+    assert "2048" in _error(declared, 413, "body-too-large")
+    _error(streamed, 413, "body-too-large")
+    assert small.status_code == 201
+
+
+async def test_dashboard_page_and_openapi_document(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with (
+            open_test_server(tmp_path) as (engine, url),
+            httpx.AsyncClient(base_url=url) as client,
+        ):
+            await create_batch(client, "echo", [1, 2], batchId="listed-here")
+            page = await client.get("/")
+            document = (await client.get("/openapi.json")).json()
+            app = create_app(engine)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert importlib.metadata.version("batchyard") in page.text
+    assert engine.settings.describe() in page.text
+    assert "<td>listed-here</td><td>echo</td><td>idle</td><td>2</td>" in page.text
+    assert 'href="/openapi.json"' in page.text
+    assert document["openapi"].startswith("3.1")
+    for route in app.routes:
+        assert isinstance(route, Route | WebSocketRoute)
+        methods = (
+            {"get"}
+            if isinstance(route, WebSocketRoute)
+            else {m.lower() for m in route.methods or () if m != "HEAD"}
+        )
+        assert route.path in document["paths"], route.path
+        assert set(document["paths"][route.path]) == methods, route.path
+
+
+async def test_several_apps_live_side_by_side(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with open_test_engine(tmp_path) as engine:
+            first, second = create_app(engine), create_app(engine)
+    assert first is not second
