@@ -20,6 +20,16 @@ Shutdown runs in the contract's order:
 4. hypercorn stops accepting, closes idle keep-alive connections and gives
    the rest ``_HTTP_GRACE_SECONDS``; the app's lifespan ends last.
 
+hypercorn writes to a socket with its cancel shield up, so a handler whose
+client stopped reading (a suspended ``watch``, a stalled proxy) blocks in
+``send`` until the client reads, and no cancellation frees it; hypercorn
+closes a connection's socket only after its handlers have ended. Left
+alone, one such client would hold the whole process open. So when hypercorn
+has not finished shortly after its grace, every connected socket still open
+on the server's port is shut down (``SHUT_RDWR``): the stuck write fails at
+once and everything unwinds. The descriptors are found through ``/dev/fd``
+(Linux, macOS, the BSDs); elsewhere the wait is as long as the client's.
+
 A host that is not loopback is refused without a token (unless the operator
 says ``insecure_no_auth``): the API starts processes on this machine.
 """
@@ -29,9 +39,10 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import os
 import signal
+import socket
 from collections.abc import AsyncIterator, Iterator
-from functools import partial
 from importlib.metadata import version
 from typing import cast
 
@@ -55,8 +66,14 @@ log = logging.getLogger("batchyard.server")
 _HTTP_LOG = logging.getLogger("batchyard.http")
 
 #: Once the bus is closed every event client is told at once, so what is
-#: left is requests in flight; they get this long before hypercorn cancels.
-_HTTP_GRACE_SECONDS = 5.0
+#: left is requests in flight, each a store read or two; they get this long
+#: before hypercorn cancels them.
+_HTTP_GRACE_SECONDS = 2.0
+
+#: hypercorn cancels what is left after its grace; a task stuck writing to a
+#: client that stopped reading cannot be cancelled (see the notes above), so
+#: this long after the grace its socket is shut down instead.
+_FORCE_AFTER_GRACE_SECONDS = 0.5
 
 #: The largest WebSocket message a client may send; control messages are
 #: tiny, so anything near this is not one.
@@ -118,22 +135,100 @@ def _single_engine_error() -> Iterator[None]:
         raise sole from None
 
 
-async def _start_http(
-    nursery: trio.Nursery, app: Starlette, config: Config, stopped: trio.Event
-) -> str:
+def _accepted_on(sock: socket.socket, port: int) -> bool:
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+        return False
     try:
-        binds: list[str] = await nursery.start(
-            # Starlette types ASGI messages as plain dicts, hypercorn as TypedDicts.
-            partial(
-                hypercorn_serve, cast(ASGIFramework, app), config, shutdown_trigger=stopped.wait
+        sock.getpeername()
+    except OSError:  # not connected: a listener, or already shut down
+        return False
+    local_port: int = sock.getsockname()[1]
+    return local_port == port
+
+
+def _shut_down_connections(port: int) -> int:
+    """``SHUT_RDWR`` every connected TCP socket of this process on local ``port``.
+
+    Returns:
+        How many there were (none where ``/dev/fd`` does not list descriptors).
+    """
+    try:
+        descriptors = [int(name) for name in os.listdir("/dev/fd")]
+    except OSError:
+        return 0
+    count = 0
+    for descriptor in descriptors:
+        try:
+            duplicate = os.dup(descriptor)
+        except OSError:  # closed since it was listed
+            continue
+        try:
+            sock = socket.socket(fileno=duplicate)
+        except OSError:  # not a socket
+            os.close(duplicate)
+            continue
+        with sock:
+            if _accepted_on(sock, port):
+                sock.shutdown(socket.SHUT_RDWR)
+                count += 1
+    return count
+
+
+class _HttpServer:
+    """hypercorn serving one app: started, then stopped within a bound."""
+
+    def __init__(self, app: Starlette, config: Config) -> None:
+        self._app = app
+        self._config = config
+        self._stop = trio.Event()
+        self._finished = trio.Event()
+        self.url = ""
+
+    async def _run(self, task_status: trio.TaskStatus[list[str]]) -> None:
+        try:
+            await hypercorn_serve(
+                # Starlette types ASGI messages as plain dicts, hypercorn as TypedDicts.
+                cast(ASGIFramework, self._app),
+                self._config,
+                shutdown_trigger=self._stop.wait,
+                task_status=task_status,
             )
-        )
-    except (OSError, BaseExceptionGroup) as exc:
-        sole = _sole_error(exc)
-        if not isinstance(sole, OSError):
-            raise
-        raise ConfigError(f"cannot listen on {config.bind[0]}: {sole.strerror or sole}") from exc
-    return binds[0]
+        finally:
+            self._finished.set()
+
+    async def start(self, nursery: trio.Nursery) -> str:
+        """Listen and serve in ``nursery``; the URL.
+
+        Cancellation: may have partially happened (it may be listening).
+
+        Raises:
+            ConfigError: the address cannot be listened on.
+        """
+        try:
+            binds: list[str] = await nursery.start(self._run)
+        except (OSError, BaseExceptionGroup) as exc:
+            sole = _sole_error(exc)
+            if not isinstance(sole, OSError):
+                raise
+            bind = self._config.bind[0]
+            raise ConfigError(f"cannot listen on {bind}: {sole.strerror or sole}") from exc
+        self.url = binds[0]
+        return self.url
+
+    async def stop(self) -> None:
+        """Stop accepting, let requests in flight finish, and return once
+        hypercorn has stopped, forcing connections closed if it must.
+
+        Cancellation: may have partially happened (it is stopping).
+        """
+        self._stop.set()
+        with trio.move_on_after(_HTTP_GRACE_SECONDS + _FORCE_AFTER_GRACE_SECONDS):
+            await self._finished.wait()
+            return
+        port = int(self.url.rpartition(":")[2])
+        stuck = _shut_down_connections(port)
+        log.warning("shut down %d connections still open after the grace", stuck)
+        await self._finished.wait()
 
 
 async def _drain(engine: Engine, stop_requests: AsyncIterator[object]) -> None:
@@ -179,10 +274,9 @@ async def serve_engine(
     Raises:
         ConfigError: the address cannot be listened on.
     """
-    app = create_app(engine)
-    stopped = trio.Event()
+    http = _HttpServer(create_app(engine), _config(host, port))
     async with trio.open_nursery() as nursery:
-        url = await _start_http(nursery, app, _config(host, port), stopped)
+        url = await http.start(nursery)
         log.info(
             "batchyard %s listening on %s; %s",
             version("batchyard"),
@@ -192,7 +286,7 @@ async def serve_engine(
         task_status.started(url)
         await _drain(engine, stop_requests)
         engine.bus.close()
-        stopped.set()
+        await http.stop()
     log.info("stopped")
 
 

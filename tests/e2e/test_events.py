@@ -226,3 +226,33 @@ async def test_shutdown_sends_final_events_then_closes_1001_and_ends_sse(tmp_pat
     assert ws_events[-1].event == "done" and ws_events[-1].data["reason"] == "shutdown"
     assert [e for e in sse_items if isinstance(e, Event)] == ws_events
     assert sse_items[-1] == "shutdown"
+
+
+async def test_a_client_that_stopped_reading_does_not_hold_the_server_open(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The client's socket fills up and the server's write to it blocks for
+    # good; leaving the server must still end within a few seconds.
+    release = trio.Event()
+
+    async def hold(url: str, task_status: trio.TaskStatus[None]) -> None:
+        async with open_ws(url) as ws:
+            task_status.started()
+            await release.wait()
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    await ws.get_message()
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            async with open_test_server(tmp_path, subscriber_buffer=10_000) as (engine, url):
+                await nursery.start(hold, url)
+                await trio.sleep(0.2)  # subscribed
+                for n in range(200):
+                    engine.bus.publish("test:blob", {"batchId": "b", "n": n, "blob": "x" * 65536})
+                    await trio.lowlevel.checkpoint()
+                leaving = trio.current_time()
+            took = trio.current_time() - leaving
+            release.set()
+    assert took < 5.0, took
+    assert "shut down 1 connections still open" in caplog.text
