@@ -180,6 +180,13 @@ class ServerMetrics:
             self._jobs.labels(state.value).set(total)
 
     async def endpoint(self, request: Request) -> Response:
-        """``GET /metrics``: the Prometheus text format."""
+        """``GET /metrics``: the Prometheus text format.
+
+        Cancellation: atomic; the gauges read at scrape time may be updated.
+
+        Returns:
+            The metrics, 200 even when the store does not answer
+            (``batchyard_store_up`` says so).
+        """
         await self._refresh()
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_PLAIN_0_0_4)

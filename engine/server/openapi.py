@@ -170,8 +170,7 @@ _FILTER = _query(
 )
 
 
-def _batch_paths() -> dict[str, Any]:
-    p = (_PATH_ID,)
+def _collection_paths() -> dict[str, Any]:
     return {
         "/api/batches": {
             "get": _op("list batches with counts", {"200": _json("batches", _ref("BatchList"))}),
@@ -181,6 +180,12 @@ def _batch_paths() -> dict[str, Any]:
                 body="CreateBatch",
             ),
         },
+    }
+
+
+def _batch_paths() -> dict[str, Any]:
+    p = (_PATH_ID,)
+    return {
         "/api/batches/{batchId}": {
             "get": _op(
                 "one batch", {"200": _json("batch", _ref("BatchView")), **_errors(404)}, params=p
@@ -315,7 +320,7 @@ def openapi_document(version: str, *, secured: bool) -> dict[str, Any]:
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "batchyard", "version": version},
-        "paths": {**_batch_paths(), **_engine_paths(), **_other_paths()},
+        "paths": {**_collection_paths(), **_batch_paths(), **_engine_paths(), **_other_paths()},
         "components": {"schemas": _SCHEMAS},
     }
     if secured:

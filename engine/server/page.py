@@ -55,7 +55,13 @@ class DashboardPage:
         self._version = version
 
     async def endpoint(self, request: Request) -> Response:
-        """``GET /``."""
+        """``GET /``: the page.
+
+        Cancellation: atomic (only reads).
+
+        Raises:
+            StoreError: the store did not answer (the API answers 503).
+        """
         engine = self._engine
         batches = await engine.store.list_batches()
         rows = (_row(batch, engine.is_running(batch.batch_id)) for batch in batches)

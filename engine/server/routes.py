@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from engine.engine import Engine, StartResult
+from engine.errors import StoreError
 from engine.lifecycle import JobState
 from engine.server.errors import RequestError
 from engine.server.views import batch_view, job_requests, job_view, json_response, status_view
@@ -158,7 +159,12 @@ class _Api:
     async def health(self, request: Request) -> Response:
         engine = self._engine
         store_ok = await engine.store_healthy()
-        queue = await engine.store.queue_length() if store_ok else 0
+        queue = 0
+        if store_ok:
+            try:
+                queue = await engine.store.queue_length()
+            except StoreError:  # a store failing is what health reports, not an error
+                store_ok = False
         degraded = not store_ok or engine.is_shutting_down
         view = api.HealthView(
             status="degraded" if degraded else "ok",

@@ -416,3 +416,53 @@ async def test_several_apps_live_side_by_side(tmp_path: Path) -> None:
         async with open_test_engine(tmp_path) as engine:
             first, second = create_app(engine), create_app(engine)
     assert first is not second
+
+
+class _BuggyStore:
+    """A store whose ``list_batches`` has a bug (not a store failure)."""
+
+    def __init__(self, store: object) -> None:
+        self._store = store
+
+    async def list_batches(self) -> None:
+        raise RuntimeError("a bug")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+async def test_a_bug_answers_the_json_500_body_and_the_server_keeps_serving(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with trio.fail_after(20):
+        async with (
+            open_test_server(tmp_path) as (engine, url),
+            httpx.AsyncClient(base_url=url) as client,
+        ):
+            real = engine.store
+            engine.store = _BuggyStore(real)  # type: ignore[assignment]
+            try:
+                broken = await client.get("/api/batches")
+            finally:
+                engine.store = real
+            after = await client.get("/api/batches")
+    assert _error(broken, 500, "internal") == "internal server error"
+    assert "a bug" in caplog.text and "GET /api/batches failed" in caplog.text
+    assert after.status_code == 200
+
+
+async def test_the_metrics_follower_catches_up_after_being_dropped(tmp_path: Path) -> None:
+    # A buffer of 2 and a burst of 20 events published at once: the follower
+    # is dropped as slow and must resume from the replay ring.
+    with trio.fail_after(20):
+        async with (
+            open_test_server(tmp_path, subscriber_buffer=2) as (engine, url),
+            httpx.AsyncClient(base_url=url) as client,
+        ):
+            for n in range(20):
+                data = {"batchId": "b", "jobId": str(n), "status": "completed", "type": "t"}
+                engine.bus.publish("job:progress", {**data, "durationMs": 5.0})
+            await trio.sleep(0.2)
+            text = (await client.get("/metrics")).text
+    assert 'batchyard_jobs_finished_total{state="completed",type="t"} 20.0' in text
+    assert "batchyard_subscribers_dropped_total 1.0" in text

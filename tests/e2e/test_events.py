@@ -12,6 +12,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected
 
+from engine.server import events as server_events
 from engine.testing import open_test_server
 from protocols.events import Event, parse_ws_frame
 from tests.e2e.helpers import create_batch, open_sse, open_ws, read_ws
@@ -69,15 +70,32 @@ async def test_filters_by_batch_and_follows_subscribe_messages(tmp_path: Path) -
         ):
             first = await create_batch(client, "noop", [None] * 3)
             second = await create_batch(client, "noop", [None] * 3)
-            async with open_ws(url, "batchId=nobody") as ws:
+            async with open_ws(url, f"batchId={first}&batchId=nobody") as ws:
                 await ws.send_message(orjson.dumps({"subscribe": [second]}).decode())
-                await ws.send_message(orjson.dumps({"unsubscribe": ["nobody"]}).decode())
+                await ws.send_message(orjson.dumps({"unsubscribe": [first]}).decode())
                 await trio.sleep(0.2)  # the server applies control messages in order
                 await client.post(f"/api/jobs/process/all/{first}")
                 await client.post(f"/api/jobs/process/all/{second}")
                 events = await read_ws(ws)
     assert {e.data["batchId"] for e in events} == {second}
     _check_run(events, 3)
+
+
+async def test_sse_filters_by_several_batches_and_keeps_the_stream_alive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_events, "KEEPALIVE_SECONDS", 0.1)
+    with trio.fail_after(20):
+        async with (
+            open_test_server(tmp_path) as (engine, url),
+            open_sse(url, "batchId=a&batchId=b") as sse,
+        ):
+            quiet = await sse.next_item()
+            for batch_id in ("a", "c", "b"):
+                engine.bus.publish("test:ping", {"batchId": batch_id})
+            items = [await sse.next_item() for _ in range(2)]
+    assert quiet == "keep-alive"
+    assert [item.data["batchId"] for item in items if isinstance(item, Event)] == ["a", "b"]
 
 
 async def test_websocket_resume_from_replays_after_a_disconnect(tmp_path: Path) -> None:
