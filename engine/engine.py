@@ -133,7 +133,8 @@ class Engine:
         self._runners: dict[str, BatchRunner] = {}
         self._gate = _Gate()
         self._shutting_down = False
-        self._all_stopped = trio.Event()
+        self._all_stopped = trio.Event()  # set while no run is going
+        self._all_stopped.set()
         self._resume_queue: list[str] = []
         self._type_gates = {
             name: TypeGate(
@@ -267,7 +268,8 @@ class Engine:
             return StartResult.CAPACITY_REACHED
         runner = self._make_runner(batch_id)
         self._runners[batch_id] = runner
-        self._all_stopped = trio.Event()
+        if self._all_stopped.is_set():
+            self._all_stopped = trio.Event()
         try:
             await self._nursery.start(self._run, runner)
         except BaseException:
@@ -429,15 +431,17 @@ class Engine:
 
     async def shutdown(self) -> None:
         """Stop accepting work, let children finish within the grace period,
-        SIGKILL what is left. A second call ends the wait at once.
+        SIGKILL what is left; return once every run has ended. A call made
+        while another one waits ends the wait at once (children are killed
+        now); a call after the shutdown completed does nothing.
 
         Cancellation: may have partially happened; children already asked to
         stop keep stopping (their deadline is set).
         """
         if self._shutting_down:
-            self._supervisor.kill_now.set()
             if self._runners:
-                await self._all_stopped.wait()
+                self._supervisor.kill_now.set()
+            await self._all_stopped.wait()
             return
         self._shutting_down = True
         deadline = trio.current_time() + self.settings.shutdown_grace_seconds
@@ -445,8 +449,7 @@ class Engine:
             runner.stop(StopReason.SHUTDOWN, deadline)
         self._supervisor.stop_all(deadline)
         self._gate.open()
-        if self._runners:
-            await self._all_stopped.wait()
+        await self._all_stopped.wait()
 
     def _refuse_when_draining(self) -> None:
         if self._shutting_down:

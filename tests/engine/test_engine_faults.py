@@ -21,7 +21,10 @@ from engine.testing import (
 
 
 async def test_malformed_ipc_is_a_crash_of_that_batch_only(tmp_path: Path) -> None:
-    async with open_test_engine(tmp_path, batch_retries=1, job_max_attempts=1) as engine:
+    # One job at a time: the crash then cuts short only the job that caused it.
+    async with open_test_engine(
+        tmp_path, batch_retries=1, job_max_attempts=1, concurrency=1
+    ) as engine:
         batch_id, _ = await engine.create_batch(
             None, "noop", jobs_of("garble", [{}]) + jobs_of("noop", [None] * 3)
         )
