@@ -103,7 +103,7 @@ def _ended(subscription: Subscription) -> Close:
 # --- Server-Sent Events ------------------------------------------------------------
 
 
-class EventStream(Response):
+class _EventStream(Response):
     """A ``text/event-stream`` response that owns one subscription."""
 
     media_type = "text/event-stream"
@@ -243,7 +243,7 @@ class _Endpoints:
             if header is not None
             else _seq("lastEventId", request.query_params.get("lastEventId"))
         )
-        return EventStream(self._bus, self._metrics, batch_ids, resume_from)
+        return _EventStream(self._bus, self._metrics, batch_ids, resume_from)
 
     async def websocket(self, websocket: WebSocket) -> None:
         try:
