@@ -56,6 +56,9 @@ class Child:
         self.channel = channel
         self.process: trio.Process | None = None
         self.label = "warm"
+        #: Once taken, the taker owns ``channel`` and closes it when done
+        #: reading (what the child wrote before it died is still there).
+        self.taken = False
         self.scope = trio.CancelScope()
         self.exited = trio.Event()
         self._stop_message: ipc.ParentMessage = ipc.Shutdown()
@@ -200,9 +203,12 @@ class ChildSupervisor:
             self._idle_count -= 1
             self._warm_ready = trio.Event()
             if not child.exited.is_set():
+                child.taken = True
                 self.keep_warm()
                 return child
+            await child.channel.aclose()
         fresh: Child = await self._nursery.start(self._child_life)
+        fresh.taken = True
         self.keep_warm()
         return fresh
 
@@ -272,8 +278,9 @@ class ChildSupervisor:
         finally:
             self._live.discard(child)
             child.exited.set()
-            with trio.CancelScope(shield=True):
-                await channel.aclose()
+            if not child.taken:
+                with trio.CancelScope(shield=True):
+                    await channel.aclose()
         if not_ready is not None:
             raise not_ready
 

@@ -265,6 +265,8 @@ class BatchRunner:
             if cleanup.cancelled_caught:
                 log.error("[batch %s] cleanup timed out; leases will recover", self.batch_id)
             self._child = None
+            with trio.CancelScope(shield=True):
+                await child.channel.aclose()
         return crash
 
     # --- dispatching --------------------------------------------------------
