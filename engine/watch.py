@@ -11,20 +11,12 @@ task's start and surfaces as one ``ClientError``, never as an exception group
 torn out of the watch's nursery.
 
 The stream remembers the last ``seq`` it delivered. When the connection
-drops it reconnects with backoff and sends ``{"resumeFrom": seq}``: the
-server replays every retained event after it, so nothing is lost, and
-anything at or below it is skipped, so nothing is delivered twice.
-
-The server subscribes a new connection to live events at once and applies
-``resumeFrom`` when it reads it, so a few live events published in between
-can arrive ahead of the replay, which then sends them again in order. Taken
-at face value they would move ``last_seq`` past the replayed events and get
-those skipped. So after a resume, frames are held back: if a frame with a
-lower seq follows them, the replay has begun, the held frames are dropped
-(the replay repeats them) and delivery goes on in order; if none does within
-``_HEAD_START_SECONDS``, there was no head start and the held frames are
-delivered as they came. Events reach the caller once, in order, and later by
-at most that hold after a reconnect. Close code
+drops it reconnects with backoff, naming every watched batch and
+``resumeFrom=seq`` in the query: the server subscribes the new connection
+with that replay before any live event, so nothing is lost or reordered,
+and anything at or below ``seq`` is skipped, so nothing is delivered twice.
+A first frame below ``seq`` after a reconnect means the server numbers
+afresh (it was restarted), and is delivered. Close code
 1001 (the server is shutting down) ends the stream quietly with ``ended_by``
 saying so; 1008 (auth) and the protocol-fault codes are errors; any other
 drop (a slow subscriber cut off with 1013, a reset connection) is a reason to
@@ -39,9 +31,7 @@ that ends the last watched run, unless it follows.
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import math
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from urllib.parse import urlencode
@@ -66,22 +56,18 @@ _BACKOFF_FIRST = 0.1
 _BACKOFF_MAX = 2.0
 _RECONNECT_FOR = 30.0
 
-#: After a resume, how long frames are held back in case they are a head
-#: start (see the design notes). The server reads ``resumeFrom`` right after
-#: the handshake, so a head start ends within a round trip; a second covers a
-#: loaded server, and delays events only after a reconnect.
-_HEAD_START_SECONDS = 1.0
-
 #: Closing politely waits for the server's close frame; a server that does
 #: not answer within this bound is cut off.
 _CLOSE_TIMEOUT = 1.0
 
 
-def _resource(client: BatchyardClient, batch_ids: Sequence[str]) -> str:
-    """``/ws`` under the server's prefix, subscribed to the first batch, with the token."""
-    query = {"batchId": batch_ids[0]} if batch_ids else {}
+def _resource(client: BatchyardClient, batch_ids: Sequence[str], resume_from: int) -> str:
+    """``/ws`` under the server's prefix: the batches, the replay point, the token."""
+    query: list[tuple[str, str | int]] = [("batchId", batch_id) for batch_id in batch_ids]
+    if resume_from:
+        query.append(("resumeFrom", resume_from))
     if client.token:
-        query["token"] = client.token
+        query.append(("token", client.token))
     tail = f"?{urlencode(query)}" if query else ""
     return f"{client.address.prefix}/ws{tail}"
 
@@ -170,20 +156,17 @@ class EventStream:
         follow: bool,
     ) -> None:
         self._nursery = nursery
+        self._client = client
         self._where = client.base_url
         self._address = client.address
-        self._resource = _resource(client, batch_ids)
+        self._batch_ids = tuple(batch_ids)
         token = client.token
         self._headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
-        self._more = tuple(batch_ids[1:])
         self._open_runs = set(batch_ids)
         self._follow = follow
         self._ws: trio_websocket.WebSocketConnection | None = None
         self._scope: trio.CancelScope | None = None
         self._resumed_from = 0  # set by a resume until the next frame arrives
-        self._ready: collections.deque[events.Event] = collections.deque()
-        self._held: list[events.Event] = []
-        self._hold_until = math.inf
         self._closed = False
         self._done = False
         self.last_seq = 0
@@ -194,17 +177,14 @@ class EventStream:
         return self
 
     async def __anext__(self) -> events.Event:
-        while not self._done:
-            if self._ready:
-                event = self._ready.popleft()
-                if self._is_new(event):
-                    self.last_seq = event.seq
-                    self._note(event)
-                    return event
-            elif self._closed:
-                break
-            else:
-                await self._fill()
+        while not self._done and not self._closed:
+            event = await self._receive()
+            if event is None:
+                self._closed = True
+            elif self._is_new(event):
+                self.last_seq = event.seq
+                self._note(event)
+                return event
         self._done = True
         raise StopAsyncIteration
 
@@ -219,32 +199,6 @@ class EventStream:
             self._open_runs.discard(event.data["batchId"])
             if not self._open_runs and not self._follow:
                 self._done = True
-
-    async def _fill(self) -> None:
-        """Bring the next frame in, or release what is held once its time is up."""
-        with trio.move_on_at(self._hold_until):
-            event = await self._receive()
-            if event is not None:
-                self._take(event)
-                return
-            self._closed = True
-        self._release()
-
-    def _take(self, event: events.Event) -> None:
-        if self._hold_until == math.inf:
-            self._ready.append(event)
-        elif self._held and event.seq < self._held[-1].seq:
-            # The replay has begun; it sends what was held again, in order.
-            self._held.clear()
-            self._hold_until = math.inf
-            self._ready.append(event)
-        else:
-            self._held.append(event)
-
-    def _release(self) -> None:
-        self._ready.extend(self._held)
-        self._held.clear()
-        self._hold_until = math.inf
 
     async def _receive(self) -> events.Event | None:
         """The next frame's event, reconnecting as needed; ``None`` at the end."""
@@ -273,17 +227,13 @@ class EventStream:
         Cancellation: may have partially happened: a connection may be open
         (``aclose`` closes it).
         """
-        self._ws, self._scope = await self._nursery.start(self._hold)
-        with translate_errors(self._where):
-            if self._more:
-                await self._send(events.Subscribe(subscribe=self._more))
-            if self.last_seq:
-                self._resumed_from = self.last_seq
-                self._held.clear()
-                self._hold_until = trio.current_time() + _HEAD_START_SECONDS
-                await self._send(events.ResumeFrom(resume_from=self.last_seq))
+        resource = _resource(self._client, self._batch_ids, self.last_seq)
+        self._ws, self._scope = await self._nursery.start(self._hold, resource)
+        self._resumed_from = self.last_seq
 
-    async def _hold(self, task_status: trio.TaskStatus[_Held] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _hold(
+        self, resource: str, task_status: trio.TaskStatus[_Held] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """One connection, kept open until the scope it hands out is cancelled."""
         with translate_errors(self._where):
             with trio.fail_after(CONNECT_TIMEOUT):
@@ -295,17 +245,13 @@ class EventStream:
                             nursery,
                             stream,
                             _host_header(self._address),
-                            self._resource,
+                            resource,
                             extra_headers=self._headers,
                         )
                     task_status.started((ws, nursery.cancel_scope))
                     await trio.sleep_forever()
             finally:
                 await trio.aclose_forcefully(stream)
-
-    async def _send(self, message: events.ControlMessage) -> None:
-        assert self._ws is not None
-        await self._ws.send_message(events.control_frame(message))
 
     async def _reconnect(self) -> None:
         await self.aclose()

@@ -18,9 +18,12 @@ stalls only its own handler, whose subscription then overflows and is
 dropped; the engine and the other clients never wait for it.
 
 A WebSocket session is two tasks: one pumps events out, the other reads
-control messages. ``{"resumeFrom": n}`` replaces the subscription by a new
-one with ``resume_from=n`` and the current filter; the pump notices the
-replacement and skips what the old one still held. Close codes: 1003 for a
+control messages. A reconnecting client passes ``resumeFrom=n`` in the query
+(beside its ``batchId``s), so its subscription replays from ``n`` before the
+first live event and nothing can slip ahead of the replay. The
+``{"resumeFrom": n}`` message does the same on a live session: it replaces
+the subscription by a new one with ``resume_from=n`` and the current filter;
+the pump notices the replacement and skips what the old one still held. Close codes: 1003 for a
 binary or non-JSON message, 1007 for JSON that is not a valid control
 message, 1013 dropped as slow, 1001 shutdown.
 
@@ -166,9 +169,11 @@ async def _pump_sse(subscription: Subscription, send: Send) -> None:
 class _Feed:
     """The subscription a WebSocket session reads now; ``resumeFrom`` replaces it."""
 
-    def __init__(self, bus: EventBus, batch_ids: Collection[str] | None) -> None:
+    def __init__(
+        self, bus: EventBus, batch_ids: Collection[str] | None, resume_from: int | None
+    ) -> None:
         self._bus = bus
-        self.current = bus.subscribe(batch_ids)
+        self.current = bus.subscribe(batch_ids, resume_from=resume_from)
 
     def apply(self, message: ControlMessage) -> None:
         if isinstance(message, Subscribe):
@@ -248,10 +253,11 @@ class _Endpoints:
     async def websocket(self, websocket: WebSocket) -> None:
         try:
             batch_ids = _batch_ids(websocket.query_params.getlist("batchId"))
+            resume_from = _seq("resumeFrom", websocket.query_params.get("resumeFrom"))
         except RequestError as exc:
             await websocket.send_denial_response(error_response(exc))
             return
-        feed = _Feed(self._bus, batch_ids)
+        feed = _Feed(self._bus, batch_ids, resume_from)
         try:
             await websocket.accept()
             with self._metrics.connected("ws"):

@@ -292,9 +292,18 @@ def _other_paths() -> dict[str, Any]:
         "/ws": {
             "get": _op(
                 "WebSocket of frames {event, seq, data}; send {subscribe}, {unsubscribe}, "
-                "{resumeFrom}; token may be passed as ?token=",
+                "{resumeFrom}; ?resumeFrom= replays from the start; token may be passed "
+                "as ?token=",
                 {"101": {"description": "switching protocols"}, **_errors(400)},
-                params=(_FILTER, _query("token", "the bearer token", {"type": "string"})),
+                params=(
+                    _FILTER,
+                    _query(
+                        "resumeFrom",
+                        "replay every retained event with a greater seq first",
+                        {"type": "integer", "minimum": 0},
+                    ),
+                    _query("token", "the bearer token", {"type": "string"}),
+                ),
             )
         },
         "/metrics": {

@@ -112,7 +112,10 @@ async def test_websocket_resume_from_replays_after_a_disconnect(tmp_path: Path) 
             async with open_ws(url, f"batchId={batch_id}") as ws:
                 await ws.send_message(orjson.dumps({"resumeFrom": cut.seq}).decode())
                 replayed = await read_ws(ws)
+            async with open_ws(url, f"batchId={batch_id}&resumeFrom={cut.seq}") as ws:
+                replayed_by_query = await read_ws(ws)
     assert replayed == [e for e in everything if e.seq > cut.seq]
+    assert replayed_by_query == replayed
 
 
 async def test_sse_resumes_from_last_event_id_header_and_query(tmp_path: Path) -> None:

@@ -260,17 +260,12 @@ async def test_watch_ends_quietly_when_the_server_shuts_down() -> None:
 
 class Feed:
     """A ``/ws`` that drops its first subscriber after ``drop_after`` events
-    and serves later ones from their ``resumeFrom``, replaying the resume
-    point itself too (a duplicate the client must skip), after sending the
-    ``head_start`` seqs as live events before it reads ``resumeFrom``."""
+    and serves later ones from the ``resumeFrom`` of their query, replaying
+    the resume point itself too (a duplicate the client must skip)."""
 
-    def __init__(
-        self, frames: list[dict[str, Any]], drop_after: int, head_start: Sequence[int] = ()
-    ) -> None:
+    def __init__(self, frames: list[dict[str, Any]], drop_after: int) -> None:
         self.frames = frames
         self.drop_after = drop_after
-        self.head_start = head_start
-        self.controls: list[Any] = []
         self.queries: list[str] = []
         self.connections = 0
 
@@ -282,11 +277,7 @@ class Feed:
             await self._send(ws, self.frames[: self.drop_after])
             await ws.close(1013, f"slow subscriber; resume from {self.drop_after}")
             return
-        # Live events published before the server reads ``resumeFrom``.
-        await self._send(ws, [f for f in self.frames if f["seq"] in self.head_start])
-        control = await ws.receive_json()
-        self.controls.append(control)
-        resume = control["resumeFrom"]
+        resume = int(ws.query_params["resumeFrom"])
         await self._send(ws, [f for f in self.frames if f["seq"] >= resume])
         with pytest.raises(WebSocketDisconnect):
             await ws.receive_text()
@@ -305,21 +296,10 @@ async def test_watch_reconnects_resumes_and_ends_at_done() -> None:
         async with watching(feed.endpoint) as stream:
             seqs = [e.seq async for e in stream]
     assert seqs == list(range(1, 9))
-    assert feed.controls == [{"resumeFrom": 4}]
     assert stream.reconnects == 1 and stream.ended_by is None
-    assert feed.queries == ["batchId=b", "batchId=b"]
-
-
-async def test_live_events_ahead_of_the_replay_are_neither_lost_nor_doubled() -> None:
-    frames = [event(1, "processing:started")]
-    frames += [event(seq, jobId=f"j{seq}", status="completed") for seq in range(2, 8)]
-    frames += [event(8, "done", completed=6, failed=0)]
-    feed = Feed(frames, drop_after=4, head_start=[6, 7])
-    with trio.fail_after(10):
-        async with watching(feed.endpoint) as stream:
-            seqs = [e.seq async for e in stream]
-    assert seqs == list(range(1, 9))
-    assert feed.controls == [{"resumeFrom": 4}]
+    # The replay point travels with the reconnect itself, so no live event
+    # can come ahead of the replay.
+    assert feed.queries == ["batchId=b", "batchId=b&resumeFrom=4"]
 
 
 async def test_watch_keeps_going_through_a_restarting_error() -> None:
@@ -336,22 +316,21 @@ async def test_watch_keeps_going_through_a_restarting_error() -> None:
     assert feed.connections == 1
 
 
-async def test_watch_sends_token_and_extra_subscriptions() -> None:
-    feed = Feed([event(1, "done", completed=0, failed=0)], drop_after=1)
-    controls: list[Any] = []
+async def test_watch_sends_token_and_every_batch_in_the_query() -> None:
+    queries: list[str] = []
+    headers: list[str | None] = []
 
     async def endpoint(ws: WebSocket) -> None:
         await ws.accept()
-        feed.queries.append(ws.url.query)
-        controls.append(ws.headers.get("authorization"))
-        controls.append(await ws.receive_json())
+        queries.append(ws.url.query)
+        headers.append(ws.headers.get("authorization"))
         await ws.close(1001)
 
     with trio.fail_after(10):
         async with watching(endpoint, ["a", "b"], token="t") as stream:
             assert [e async for e in stream] == []
-    assert feed.queries == ["batchId=a&token=t"]
-    assert controls == ["Bearer t", {"subscribe": ["b"]}]
+    assert queries == ["batchId=a&batchId=b&token=t"]
+    assert headers == ["Bearer t"]
 
 
 async def test_watch_gives_up_when_the_server_stays_away(
@@ -395,7 +374,7 @@ async def test_watch_accepts_a_restarted_server_numbering_afresh() -> None:
                 await ws.send_text(orjson.dumps(event(seq, "processing:progress")).decode())
             await ws.close(1011)
             return
-        assert await ws.receive_json() == {"resumeFrom": 6}
+        assert ws.query_params["resumeFrom"] == "6"
         for frame in restarted:
             await ws.send_text(orjson.dumps(frame).decode())
         with pytest.raises(WebSocketDisconnect):
@@ -525,11 +504,7 @@ async def _pump(
     done.cancel()
 
 
-async def test_a_cut_connection_resumes_without_losing_an_event(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A short hold keeps the second cut in the live stream, not in a release.
-    monkeypatch.setattr(engine.watch, "_HEAD_START_SECONDS", 0.2)
+async def test_a_cut_connection_resumes_without_losing_an_event(tmp_path: Path) -> None:
     payloads = [api.JobSpec(payload={"seconds": 0.03}) for _ in range(60)]
     with trio.fail_after(60):
         async with (
