@@ -159,7 +159,8 @@ class ChildSupervisor:
         try:
             child = await self._nursery.start(self._child_life)
         except ChildCrashed as exc:
-            log.error("a warm child failed to start: %s", exc)
+            # Stopped while it started (shutdown) is no failure of its own.
+            log.log(logging.DEBUG if self._stopping else logging.ERROR, "warm child: %s", exc)
         finally:
             self._starting -= 1
         if child is not None and self._stopping:
