@@ -186,24 +186,28 @@ class Engine:
         return result
 
     def _new_jobs(self, default_type: str, jobs: Sequence[JobRequest]) -> list[NewJob]:
-        if default_type not in self.registry and not all(job.type for job in jobs):
-            raise UnknownJobType(f"unknown job type {default_type!r}")
-        new_jobs = []
-        for job in jobs:
-            type_name = job.type or default_type
+        """The jobs as stored, each with its type's attempts.
+
+        Raises:
+            UnknownJobType: a job's type (its own or the batch's) is not
+                registered.
+        """
+        attempts: dict[str, int] = {}
+        for type_name in {job.type or default_type for job in jobs}:
             if type_name not in self.registry:
                 raise UnknownJobType(f"unknown job type {type_name!r}")
-            new_jobs.append(
-                NewJob(
-                    type=type_name,
-                    payload=job.payload,
-                    key=job.key,
-                    priority=job.priority,
-                    delay_seconds=job.delay_seconds,
-                    max_attempts=self.settings.for_type(type_name).max_attempts,
-                )
+            attempts[type_name] = self.settings.for_type(type_name).max_attempts
+        return [
+            NewJob(
+                type=job.type or default_type,
+                payload=job.payload,
+                key=job.key,
+                priority=job.priority,
+                delay_seconds=job.delay_seconds,
+                max_attempts=attempts[job.type or default_type],
             )
-        return new_jobs
+            for job in jobs
+        ]
 
     async def get_batch(self, batch_id: str) -> BatchRecord:
         """The batch with its counts. Raises ``BatchNotFound``.
