@@ -1,0 +1,2 @@
+"""A live batchyard for the workloads: a served engine in a subprocess, and
+small HTTP and WebSocket clients for it."""

@@ -1,0 +1,1 @@
+"""Rendering a report: ``latest.md`` and, when matplotlib is importable, charts."""

@@ -1,0 +1,152 @@
+"""``latest.md``: the tables of one run, the targets, the machine, the versions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from bench.model import Report, Result
+
+__all__ = ["render_markdown", "summary_table"]
+
+Column = tuple[str, Callable[[Result], str]]
+
+
+def _number(name: str, digits: int = 0, scale: float = 1.0) -> Callable[[Result], str]:
+    def cell(result: Result) -> str:
+        value = result.metric(name)
+        return "-" if value is None else f"{value * scale:,.{digits}f}"
+
+    return cell
+
+
+def _status(result: Result) -> str:
+    return "" if result.status == "ok" else f"**{result.status}**: {result.reason}"
+
+
+_COLUMNS: dict[str, list[Column]] = {
+    "W1": [
+        ("jobs/s", _number("jobs_per_second")),
+        ("seconds", _number("seconds", 2)),
+        ("submit jobs/s", _number("submit_jobs_per_second")),
+    ],
+    "W2": [
+        ("seconds", _number("seconds", 3)),
+        ("ideal s", _number("ideal_seconds", 3)),
+        ("efficiency", _number("efficiency", 3)),
+    ],
+    "W3": [
+        ("start p50 ms", _number("p50_ms", 1)),
+        ("start p99 ms", _number("p99_ms", 1)),
+        ("job start p50 ms", _number("job_start_p50_ms", 1)),
+        ("job start p99 ms", _number("job_start_p99_ms", 1)),
+    ],
+    "W4": [
+        ("max in window", _number("max_in_window")),
+        ("limit", _number("limit")),
+        ("jitter ms", _number("jitter_ms")),
+        ("fraction of limit", _number("fraction_of_limit", 3)),
+    ],
+    "W5": [
+        ("exit s", _number("exit_seconds", 2)),
+        ("grace s", _number("grace_seconds", 1)),
+        ("jobs' remaining s", _number("remaining_seconds", 2)),
+        ("exit code", _number("exit_code")),
+        ("lost", _number("lost")),
+    ],
+    "W6": [
+        ("subscribers", _number("subscribers")),
+        ("events", _number("events")),
+        ("p50 ms", _number("p50_ms", 1)),
+        ("p99 ms", _number("p99_ms", 1)),
+        ("frames lost", _number("frames_lost")),
+        ("dropped", _number("subscribers_dropped")),
+    ],
+    "W7": [
+        ("engine idle MiB", _number("engine_idle_mib", 1)),
+        ("engine + pending MiB", _number("engine_pending_mib", 1)),
+        ("growth %", _number("growth", 1, 100)),
+        ("warm child MiB", _number("warm_child_mib", 1)),
+        ("running child MiB", _number("running_child_mib", 1)),
+    ],
+}
+
+_TITLES = {
+    "W1": "W1 overhead: no-op jobs, concurrency 16, no rate limit",
+    "W2": "W2 I/O efficiency: sleep jobs of 10 ms, concurrency 50",
+    "W3": "W3 start latency (batchyard: process/all to first frame; peers: enqueue to start)",
+    "W4": "W4 rate accuracy: 20 starts per 2 s",
+    "W5": "W5 shutdown accuracy: SIGTERM with jobs in flight",
+    "W6": "W6 fan-out: WebSocket subscribers on one batch",
+    "W7": "W7 memory",
+}
+
+
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+
+def _table(results: Sequence[Result], workload: str) -> list[str]:
+    columns = _COLUMNS[workload]
+    lines = [
+        _row(["system", *(name for name, _ in columns), "configuration"]),
+        _row(["---"] * (len(columns) + 2)),
+    ]
+    for result in results:
+        if result.workload != workload:
+            continue
+        values = (
+            [cell(result) for _, cell in columns] if result.status == "ok" else [""] * len(columns)
+        )
+        lines.append(_row([result.system, *values, result.config or _status(result)]))
+    return lines
+
+
+def summary_table(report: Report) -> list[str]:
+    """The targets as one table: what each asks, the verdict, the numbers."""
+    lines = [_row(["", "target", "verdict", "measured"]), _row(["---"] * 4)]
+    for target in report.targets:
+        verdict = {"met": "met", "missed": "**missed**"}.get(target.verdict, target.verdict)
+        lines.append(_row([target.workload, target.goal, verdict, target.measured]))
+    return lines
+
+
+def _skips(results: Sequence[Result]) -> list[str]:
+    lines = []
+    for result in results:
+        if result.status != "ok":
+            lines.append(f"- {result.workload} {result.system}: {result.status}, {result.reason}")
+    return lines or ["- none"]
+
+
+def render_markdown(report: Report) -> str:
+    """The whole ``latest.md``."""
+    machine = report.machine
+    lines = [
+        f"# batchyard bench ({report.mode})",
+        "",
+        f"Run {report.started_at}, {report.duration_seconds:,.0f} s; store: {report.store}.",
+        f"Machine: {machine.cpu}, {machine.cores} cores, {machine.memory_gib:.0f} GiB, "
+        f"{machine.system}, Python {machine.python}.",
+        "",
+        "## Targets",
+        "",
+        *summary_table(report),
+    ]
+    results = report.results
+    for workload, title in _TITLES.items():
+        if any(r.workload == workload for r in results):
+            lines += ["", f"## {title}", "", *_table(results, workload)]
+            notes = [n for r in results if r.workload == workload for n in r.notes]
+            lines += [""] + [f"- {note}" for note in notes] if notes else []
+    lines += ["", "## Skipped or failed", "", *_skips(results)]
+    lines += ["", "## Sizes and caps", ""]
+    lines += [f"- {cap}" for cap in report.caps]
+    sizes = ", ".join(f"{k}={v:g}" for k, v in report.sizes.items())
+    lines += [f"- sizes: {sizes}"]
+    lines += ["", "## Notes", "", *(f"- {note}" for note in report.notes)]
+    if report.charts:
+        lines += ["", "## Charts", ""]
+        lines += [f"![{name}]({name})" for name in report.charts]
+    lines += ["", "## Versions", ""]
+    lines += [f"- {name} {version}" for name, version in report.versions.items()]
+    return "\n".join(lines) + "\n"

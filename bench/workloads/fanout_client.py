@@ -1,0 +1,152 @@
+"""``python -m bench.workloads.fanout_client``: many WebSocket subscribers of
+one batch in one process, for W6.
+
+It opens ``--subscribers`` subscriptions to ``--batch``, prints ``READY``
+once all are open, then reads every frame of each until the run's ``done``
+(or ``error``), resuming after a slow-subscriber drop as a client should
+(``bench.live.wire``: a client light enough that a thousand of them measure
+the server, not themselves).
+It writes ``OUT.json`` (per subscriber: frames, drops, whether it saw the
+end) and ``OUT.bin``: for every frame received, its seq and arrival time
+(``time.monotonic()``), as two stdlib arrays, so the parent can compute the
+delivery latency of each frame against the moment it was published.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from array import array
+from pathlib import Path
+
+import attrs
+import orjson
+import trio
+
+from bench.live.wire import Closed, RawSubscriber, open_raw_subscriber
+
+__all__ = ["Tally", "main"]
+
+_TRY_AGAIN_LATER = 1013
+
+
+@attrs.define
+class Tally:
+    """What one subscriber saw."""
+
+    frames: int = 0
+    drops: int = 0
+    ended: bool = False
+    error: str | None = None
+
+
+class _Seen:
+    """The seqs one subscriber has received, and the highest one up to which
+    it has them all: where it resumes from after a drop."""
+
+    def __init__(self) -> None:
+        self.seqs: set[int] = set()
+        self.contiguous = 0
+
+    def add(self, seq: int) -> bool:
+        """Record ``seq``; False when it was seen before."""
+        if seq in self.seqs:
+            return False
+        if not self.seqs:
+            self.contiguous = seq - 1
+        self.seqs.add(seq)
+        while self.contiguous + 1 in self.seqs:
+            self.contiguous += 1
+        return True
+
+
+async def _subscriber(
+    ws_url: str,
+    batch_id: str,
+    tally: Tally,
+    seqs: array[int],
+    arrivals: array[float],
+    opened: trio.Semaphore,
+) -> None:
+    # One subscriber that breaks (its reconnection refused or cut) is a
+    # finding to report, not a reason to stop the others.
+    ready = False
+    seen = _Seen()
+    try:
+        while not tally.ended:
+            async with open_raw_subscriber(ws_url, batch_id) as subscriber:
+                if not ready:
+                    opened.release()
+                    ready = True
+                if seen.seqs:
+                    await subscriber.send_text(json.dumps({"resumeFrom": seen.contiguous}))
+                try:
+                    await _read(subscriber, batch_id, tally, seen, seqs, arrivals)
+                except Closed as exc:
+                    if exc.code != _TRY_AGAIN_LATER:
+                        raise
+                    tally.drops += 1
+    except (OSError, Closed) as exc:
+        tally.error = f"{type(exc).__name__}: {exc}"
+        if not ready:
+            opened.release()
+
+
+async def _read(
+    subscriber: RawSubscriber,
+    batch_id: str,
+    tally: Tally,
+    seen: _Seen,
+    seqs: array[int],
+    arrivals: array[float],
+) -> None:
+    async for payload, arrived in subscriber.frames():
+        frame = orjson.loads(payload)
+        seq = frame["seq"]
+        if not seen.add(seq):
+            continue
+        tally.frames += 1
+        seqs.append(seq)
+        arrivals.append(arrived)
+        if frame["event"] in ("done", "error") and frame["data"].get("batchId") == batch_id:
+            tally.ended = True
+            return
+
+
+async def _run(args: argparse.Namespace) -> None:
+    tallies = [Tally() for _ in range(args.subscribers)]
+    seqs: array[int] = array("q")
+    arrivals: array[float] = array("d")
+    opened = trio.Semaphore(args.subscribers, max_value=args.subscribers)
+    for _ in range(args.subscribers):
+        await opened.acquire()
+    with trio.move_on_after(args.timeout):
+        async with trio.open_nursery() as nursery:
+            for tally in tallies:
+                nursery.start_soon(
+                    _subscriber, args.url, args.batch, tally, seqs, arrivals, opened
+                )
+            for _ in range(args.subscribers):
+                await opened.acquire()
+            print("READY", flush=True)
+    out = Path(args.out)
+    with out.with_suffix(".bin").open("wb") as file:
+        array("q", [len(seqs)]).tofile(file)
+        seqs.tofile(file)
+        arrivals.tofile(file)
+    out.with_suffix(".json").write_text(json.dumps([attrs.asdict(t) for t in tallies]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.workloads.fanout_client")
+    parser.add_argument("--url", required=True, help="ws://HOST:PORT")
+    parser.add_argument("--batch", required=True)
+    parser.add_argument("--subscribers", type=int, required=True)
+    parser.add_argument("--out", required=True, help="path without suffix")
+    parser.add_argument("--timeout", type=float, default=600.0)
+    trio.run(_run, parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,115 @@
+"""W4 rate accuracy: ``w4_jobs`` no-op jobs under ``w4_limit`` starts per
+``w4_window_seconds`` (the issue's ``20/2s``).
+
+A job's start is the arrival at a WebSocket client of its ``job:progress``
+``active`` frame: what a user of the contract can see. Two numbers follow
+from the start times (``rate_metrics``, shared with the peers):
+
+* ``max_in_window``: the most starts inside any sliding window of the
+  limit's length; a strict limiter keeps it at or below the limit. Arrival
+  times carry the jitter of IPC and event delivery, so a start may look a
+  few milliseconds later or earlier than it was; when the raw maximum is
+  over the limit, ``jitter_ms`` says how much shorter the window has to be
+  for the count to come back under it.
+* ``achieved_per_window``: how much of the limit was used at saturation.
+  With N jobs and a limit of L per T, the earliest the last start can come
+  under a strict limit is ``(ceil(N / L) - 1) x T`` after the first; the
+  measured span between the first and the last start, against that ideal,
+  gives the fraction of the limit achieved (1.0 = every start as early as
+  the limit allows).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+
+from bench.context import Context
+from bench.live.client import open_api, open_events
+from bench.live.server import open_server
+from bench.model import Result
+from bench.stats import max_in_window
+
+__all__ = ["rate_metrics", "w4_rate_accuracy"]
+
+_JITTER_STEPS_MS = (1, 2, 5, 10, 20, 50, 100)
+
+
+def rate_metrics(
+    starts: Sequence[float], limit: int, window: float
+) -> dict[str, float | int | None]:
+    """The W4 numbers of a list of start times (seconds, any origin)."""
+    count = len(starts)
+    raw = max_in_window(starts, window)
+    ideal_span = (math.ceil(count / limit) - 1) * window
+    span = max(starts) - min(starts) if starts else 0.0
+    fraction = ideal_span / span if span > 0 else None
+    jitter = None
+    if raw > limit:
+        jitter = next(
+            (ms for ms in _JITTER_STEPS_MS if max_in_window(starts, window - ms / 1000) <= limit),
+            None,
+        )
+    return {
+        "jobs": count,
+        "limit": limit,
+        "window_seconds": window,
+        "max_in_window": raw,
+        "jitter_ms": jitter,
+        "span_seconds": span,
+        "ideal_span_seconds": ideal_span,
+        "fraction_of_limit": fraction,
+        "achieved_per_window": None if fraction is None else fraction * limit,
+    }
+
+
+def rate_notes(metrics: dict[str, float | int | None]) -> tuple[str, ...]:
+    """A note explaining a raw maximum over the limit, when there is one."""
+    raw, limit, jitter = metrics["max_in_window"], metrics["limit"], metrics["jitter_ms"]
+    if raw is None or limit is None or raw <= limit:
+        return ()
+    if jitter is None:
+        return (f"{raw} starts in one window: over the limit of {limit} by more than jitter",)
+    return (
+        f"raw maximum {raw} > {limit}: start times are arrival times, shifted by IPC and "
+        f"event-delivery jitter; with windows {jitter} ms shorter the maximum is <= {limit}",
+    )
+
+
+async def w4_rate_accuracy(ctx: Context) -> list[Result]:
+    """W4 on a served engine."""
+    sizes = ctx.sizes
+    rate = f"{sizes.w4_limit}/{sizes.w4_window_seconds:g}s"
+    environment = ctx.server_env(
+        "w4",
+        EMBEDDING_CONCURRENCY=sizes.w1_concurrency,
+        EMBEDDING_BATCH_SIZE=sizes.w4_limit,
+        EMBEDDING_RATE_LIMIT=rate,
+        WARM_CHILDREN=1,
+    )
+    async with open_server(ctx.workdir, environment) as server, open_api(server.url) as api:
+        batch_id = await api.create_batch("noop", [{}] * sizes.w4_jobs)
+        async with open_events(server.ws_url, batch_id) as events:
+            began = time.monotonic()
+            await api.process_all(batch_id)
+            frames = await events.until_end(batch_id)
+    starts = [
+        frame.arrived - began
+        for frame in frames
+        if frame.event == "job:progress" and frame.data.get("status") == "active"
+    ]
+    metrics = rate_metrics(starts, sizes.w4_limit, sizes.w4_window_seconds)
+    return [
+        Result(
+            workload="W4",
+            system="batchyard",
+            config=(
+                f"EMBEDDING_RATE_LIMIT={rate} (strict sliding window), concurrency "
+                f"{sizes.w1_concurrency}; starts = arrival of job:progress active frames"
+            ),
+            metrics=metrics,
+            samples={"starts_s": sorted(starts)},
+            notes=rate_notes(metrics),
+        )
+    ]
