@@ -294,7 +294,6 @@ class Engine:
                 lease_seconds=settings.lease_seconds,
                 backoff_seconds=settings.job_backoff_seconds,
                 batch_retries=settings.batch_retries,
-                grace_seconds=settings.shutdown_grace_seconds,
                 prefetch=self._prefetch(),
                 rate=_limiter(settings.rate_limit),
                 type_gate=self._type_gate,

@@ -10,21 +10,21 @@ and runs two loops against it until the child exits:
   the batch's concurrency) and never more than the rate limiters allow, and
   sends them in one ``RunJobs``. When nothing is due and nothing is held,
   the batch is finished: it sends ``Shutdown`` and the child exits 0.
-* the **reader** turns each burst of child messages into one store
-  transaction (``Store.apply``), then publishes the events and gives the
-  credits back.
+* the **reader** hands each burst of child messages to the ``Recorder``
+  (``engine.recorder``): one store transaction, then the events, and the
+  credits go back.
 
-Every claimed job is in ``held`` until its outcome is recorded, so when the
-child exits, whatever is left goes back to the store at once: refunded (not
-counted as an attempt) after a shutdown or cancel; after a crash, counted
-(and failed when out of attempts) for each job the child had reported
-active, since it may be what crashed it, and refunded for jobs still queued
-in the child. The child reports a job active before its handler runs.
+Every claimed job is in ``HeldJobs`` until its outcome is recorded, so when
+the child exits, whatever is left goes back to the store at once: refunded
+(not counted as an attempt) after a shutdown or cancel; after a crash,
+counted (and failed when out of attempts) for each job the child had
+reported active, since it may be what crashed it, and refunded for jobs
+still queued in the child. The child reports a job active before its
+handler runs. Claims are shielded so that a cancellation can never strand a
+claimed job outside ``HeldJobs``.
 
 Job types with limits of their own (``[types.NAME]``) pass a ``TypeGate``
 shared by every batch of the engine on their way to the child.
-Claims are shielded so that a cancellation can never strand a claimed job
-outside ``held``.
 
 A crash (non-zero exit, broken pipe, malformed IPC) publishes ``error`` and,
 while ``batch_retries`` allow, the run starts over with a fresh child.
@@ -41,21 +41,17 @@ from typing import Any
 import attrs
 import trio
 
+from engine.bus import EventBus
 from engine.children import Child, ChildSupervisor
 from engine.errors import ChildCrashed, StoreError
-from engine.lifecycle import JobState
 from engine.limits import RateLimiter, TypeGate, acquire_all
-from engine.store.base import Complete, Fail, JobRecord, Outcome, Release, Store
+from engine.recorder import CLEANUP_SECONDS, HeldJobs, Recorder, Tally
+from engine.store.base import JobRecord, Store
 from protocols import events, ipc
 
 __all__ = ["BatchRunner", "RunLimits", "StopReason"]
 
 log = logging.getLogger("batchyard.runner")
-
-#: How long store writes in cleanup may take once the run is being torn down
-#: by a cancellation; the store answers in milliseconds, so this only bounds
-#: a store that stopped answering.
-_CLEANUP_SECONDS = 10.0
 
 
 class StopReason:
@@ -78,38 +74,8 @@ class RunLimits:
     lease_seconds: float
     backoff_seconds: float
     batch_retries: int
-    grace_seconds: float
     rate: RateLimiter | None = None
     type_gate: Callable[[str], TypeGate] = lambda _: TypeGate()
-
-
-@attrs.define
-class _Tally:
-    """Batch-wide counts kept up to date from outcomes, for progress events
-    that cost no store query."""
-
-    completed: int = 0
-    failed: int = 0
-    total: int = 0
-
-
-@attrs.define
-class _Held:
-    record: JobRecord
-    slot: object
-    active_since: float | None = None
-    type_slots: trio.CapacityLimiter | None = None
-
-    def release_type_slot(self) -> None:
-        if self.type_slots is not None:
-            self.type_slots.release_on_behalf_of(self.record.job_id)
-            self.type_slots = None
-
-
-class _CrashedRun(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class BatchRunner:
@@ -129,7 +95,7 @@ class BatchRunner:
         *,
         batch_id: str,
         store: Store,
-        bus: Any,
+        bus: EventBus,
         supervisor: ChildSupervisor,
         limits: RunLimits,
         owner: str,
@@ -137,7 +103,6 @@ class BatchRunner:
     ) -> None:
         self.batch_id = batch_id
         self._store = store
-        self._bus = bus
         self._supervisor = supervisor
         self._limits = limits
         self._owner = owner
@@ -148,13 +113,15 @@ class BatchRunner:
         self._child: Child | None = None
         self._wake = trio.Event()
         self._dispatch_scope = trio.CancelScope()
-        self._tally = _Tally()
+        self._recorder = Recorder(
+            batch_id=batch_id, store=store, bus=bus, backoff_seconds=limits.backoff_seconds
+        )
 
     # --- control, called by the engine --------------------------------------
 
     def wake(self, added: int = 0) -> None:
         """New jobs were added (or dispatching resumed): look again."""
-        self._tally.total += added
+        self._recorder.tally.total += added
         self._wake.set()
 
     def stop(self, reason: str, deadline: float) -> None:
@@ -183,7 +150,9 @@ class BatchRunner:
                 ``started``); later crashes are reported as ``error`` events.
         """
         counts = await self._store.counts(self.batch_id)
-        self._tally = _Tally(completed=counts.completed, failed=counts.failed, total=counts.total)
+        self._recorder.tally = Tally(
+            completed=counts.completed, failed=counts.failed, total=counts.total
+        )
         await self._store.mark_running(self.batch_id, self._owner)
         retries_left = self._limits.batch_retries
         while True:
@@ -202,7 +171,7 @@ class BatchRunner:
             if crash is None or self.stop_reason is not None:
                 break
             restarting = retries_left > 0
-            self._publish(
+            self._recorder.publish(
                 events.ERROR,
                 events.error_data(self.batch_id, error=crash, restarting=restarting),
             )
@@ -217,7 +186,7 @@ class BatchRunner:
         if self.stop_reason != StopReason.SHUTDOWN:
             await self._store.clear_running(self.batch_id)
         extra = {} if self.stop_reason is None else {"reason": self.stop_reason}
-        self._publish(
+        self._recorder.publish(
             events.DONE,
             events.done_data(
                 self.batch_id, completed=counts.completed, failed=counts.failed, **extra
@@ -229,8 +198,7 @@ class BatchRunner:
         self._child = child
         child.label = self.batch_id
         self._dispatch_scope = trio.CancelScope()
-        credits = trio.CapacityLimiter(self._limits.concurrency + self._limits.prefetch)
-        held: dict[str, _Held] = {}
+        held = HeldJobs(trio.CapacityLimiter(self._limits.concurrency + self._limits.prefetch))
         crash: str | None = None
         try:
             if self.stop_reason is not None:
@@ -240,8 +208,8 @@ class BatchRunner:
                     ipc.Begin(batch_id=self.batch_id, concurrency=self._limits.concurrency)
                 )
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._dispatch, child, credits, held)
-                    crash = await self._read(child, credits, held)
+                    nursery.start_soon(self._dispatch, child, held)
+                    crash = await self._read(child, held)
                     if crash is not None:
                         child.kill()
                     nursery.cancel_scope.cancel()
@@ -254,12 +222,12 @@ class BatchRunner:
             child.kill()
             raise
         finally:
-            with trio.move_on_after(_CLEANUP_SECONDS, shield=True) as cleanup:
+            with trio.move_on_after(CLEANUP_SECONDS, shield=True) as cleanup:
                 code = await child.wait()
                 if crash is None and code != 0 and self.stop_reason is None:
                     crash = f"the child exited with code {code}"
                 try:
-                    await self._release(held, crashed=crash is not None)
+                    await self._recorder.release(held, crashed=crash is not None)
                 except StoreError as exc:
                     log.error("[batch %s] cannot release jobs: %s", self.batch_id, exc)
             if cleanup.cancelled_caught:
@@ -271,16 +239,14 @@ class BatchRunner:
 
     # --- dispatching --------------------------------------------------------
 
-    async def _dispatch(
-        self, child: Child, credits: trio.CapacityLimiter, held: dict[str, _Held]
-    ) -> None:
+    async def _dispatch(self, child: Child, held: HeldJobs) -> None:
         # A send to a child that died is not this task's to report: the
         # reader sees the same death as EOF or a broken pipe.
         with self._dispatch_scope, contextlib.suppress(ChildCrashed):
             while True:
                 await self._gate.wait_open()
-                slots = await _take_slots(credits, self._limits.batch_size)
-                jobs = await self._claim_within_rate(credits, held, slots)
+                credits = await _take_credits(held.credits, self._limits.batch_size)
+                jobs = await self._claim_within_rate(held, credits)
                 if jobs:
                     await self._send(child, jobs, held)
                     continue
@@ -289,21 +255,19 @@ class BatchRunner:
                     return
                 await self._wait_for_work()
 
-    async def _claim_within_rate(
-        self, credits: trio.CapacityLimiter, held: dict[str, _Held], slots: list[object]
-    ) -> list[JobRecord]:
+    async def _claim_within_rate(self, held: HeldJobs, credits: list[object]) -> list[JobRecord]:
         # Under a rate limit, look before taking starts: a start taken when
         # nothing is due would be wasted, and waiting for the window to
         # reopen when nothing is due would delay the end of the batch.
         if self._limits.rate is not None and not await self._work_due():
             wanted = 0
         else:
-            wanted = await self._take_starts(len(slots))
-        for slot in slots[wanted:]:
-            credits.release_on_behalf_of(slot)
+            wanted = await self._take_starts(len(credits))
+        for credit in credits[wanted:]:
+            held.credits.release_on_behalf_of(credit)
         if not wanted:
             return []
-        return await self._claim(credits, held, slots[:wanted])
+        return await self._claim(held, credits[:wanted])
 
     async def _work_due(self) -> bool:
         due = await self._store.next_due_at(self.batch_id)
@@ -319,31 +283,29 @@ class BatchRunner:
             rate.acquire_nowait()
         return 1 + extra
 
-    async def _claim(
-        self, credits: trio.CapacityLimiter, held: dict[str, _Held], slots: Sequence[object]
-    ) -> list[JobRecord]:
-        # Shielded: once the store hands jobs out they must land in ``held``,
-        # or a cancellation here would strand them as active until their
-        # lease expires.
-        with trio.move_on_after(_CLEANUP_SECONDS, shield=True):
+    async def _claim(self, held: HeldJobs, credits: Sequence[object]) -> list[JobRecord]:
+        # Shielded: once the store hands jobs out they must be held, or a
+        # cancellation here would strand them as active until their lease
+        # expires.
+        with trio.move_on_after(CLEANUP_SECONDS, shield=True):
             jobs = await self._store.claim_jobs(
                 self.batch_id,
-                len(slots),
+                len(credits),
                 owner=self._owner,
                 lease_seconds=self._limits.lease_seconds,
             )
-        for job, slot in zip(jobs, slots, strict=False):
-            held[job.job_id] = _Held(record=job, slot=slot)
-        for slot in slots[len(jobs) :]:
-            credits.release_on_behalf_of(slot)
+        for job, credit in zip(jobs, credits, strict=False):
+            held.add(job, credit)
+        for credit in credits[len(jobs) :]:
+            held.credits.release_on_behalf_of(credit)
         return jobs
 
-    async def _send(self, child: Child, jobs: list[JobRecord], held: dict[str, _Held]) -> None:
+    async def _send(self, child: Child, jobs: list[JobRecord], held: HeldJobs) -> None:
         for job in jobs:
             gate = self._limits.type_gate(job.type)
             if gate.slots is not None:
                 await gate.slots.acquire_on_behalf_of(job.job_id)
-                held[job.job_id].type_slots = gate.slots
+                held.add_type_slot(job.job_id, gate.slots)
             if gate.rate is not None:
                 await acquire_all((gate.rate,))
         message = ipc.RunJobs(
@@ -368,9 +330,9 @@ class BatchRunner:
 
     # --- reading ------------------------------------------------------------
 
-    async def _read(
-        self, child: Child, credits: trio.CapacityLimiter, held: dict[str, _Held]
-    ) -> str | None:
+    async def _read(self, child: Child, held: HeldJobs) -> str | None:
+        """Record what the child reports until it closes its pipe (None) or
+        breaks it (why)."""
         while True:
             try:
                 messages = await child.channel.receive_batch()
@@ -378,172 +340,28 @@ class BatchRunner:
                 return str(exc)
             if not messages:
                 return None
-            await self._handle(messages, credits, held)
-
-    async def _handle(
-        self,
-        messages: list[ipc.ChildMessage],
-        credits: trio.CapacityLimiter,
-        held: dict[str, _Held],
-    ) -> None:
-        """Record one burst of child messages in one store write, then
-        publish their events in the order the child sent them."""
-        outcomes: dict[str, Outcome] = {}
-        for message in messages:
-            if isinstance(message, ipc.JobProgress | ipc.JobInterrupted):
-                entry = held.get(message.job_id)
-                if entry is None:
-                    continue
-                if isinstance(message, ipc.JobInterrupted):
-                    outcomes[message.job_id] = Release(job_id=message.job_id, refund_attempt=True)
-                elif message.status is not ipc.JobStatus.ACTIVE:
-                    outcomes[message.job_id] = self._outcome(message, entry.record)
-                elif entry.active_since is None:
-                    entry.active_since = trio.current_time()
-        states: dict[str, JobState] = {}
-        if outcomes:
-            with trio.move_on_after(_CLEANUP_SECONDS, shield=True) as timeout:
-                states = await self._store.apply(list(outcomes.values()))
-            if timeout.cancelled_caught:
-                log.error("[batch %s] the store did not record results in time", self.batch_id)
-                return
-        for message in messages:
-            self._publish_message(message, outcomes, states, credits, held)
-        if outcomes:
+            await self._recorder.record(messages, held)
             self._wake.set()
-
-    def _publish_message(
-        self,
-        message: ipc.ChildMessage,
-        outcomes: dict[str, Outcome],
-        states: dict[str, JobState],
-        credits: trio.CapacityLimiter,
-        held: dict[str, _Held],
-    ) -> None:
-        if isinstance(message, ipc.BatchStarted):
-            self._publish(events.PROCESSING_STARTED, events.started_data(self.batch_id))
-        elif isinstance(message, ipc.Progress):
-            tally = self._tally
-            self._publish(
-                events.PROCESSING_PROGRESS,
-                events.progress_data(
-                    self.batch_id,
-                    completed=tally.completed,
-                    failed=tally.failed,
-                    total=tally.total,
-                ),
-            )
-        elif isinstance(message, ipc.ChildFailed):
-            log.error("[batch %s] child reports: %s", self.batch_id, message.error)
-        elif not isinstance(message, ipc.JobProgress | ipc.JobInterrupted):
-            return  # Ready and Done say nothing subscribers need
-        elif message.job_id not in held:
-            return
-        elif isinstance(message, ipc.JobProgress) and message.status is ipc.JobStatus.ACTIVE:
-            self._publish(
-                events.JOB_PROGRESS,
-                events.job_progress_data(
-                    self.batch_id,
-                    job_id=message.job_id,
-                    status=ipc.JobStatus.ACTIVE,
-                    progress=message.progress,
-                ),
-            )
-        else:
-            entry = held.pop(message.job_id)
-            credits.release_on_behalf_of(entry.slot)
-            entry.release_type_slot()
-            self._announce(outcomes[message.job_id], states.get(message.job_id), entry)
-
-    def _outcome(self, message: ipc.JobProgress, job: JobRecord) -> Outcome:
-        if message.status is ipc.JobStatus.COMPLETED:
-            return Complete(job_id=job.job_id, result=message.result)
-        retry_at = None
-        if job.attempts < job.max_attempts:
-            backoff = self._limits.backoff_seconds * 2 ** (job.attempts - 1)
-            retry_at = time.time() + backoff
-        return Fail(
-            job_id=job.job_id,
-            error=message.error or "failed",
-            traceback=message.traceback,
-            retry_at=retry_at,
-        )
-
-    def _announce(self, outcome: Outcome, state: JobState | None, entry: _Held) -> None:
-        job = entry.record
-        duration = (
-            None
-            if entry.active_since is None
-            else round((trio.current_time() - entry.active_since) * 1000, 3)
-        )
-        about: dict[str, Any] = {"type": job.type, "attempt": job.attempts}
-        if state is JobState.COMPLETED:
-            self._tally.completed += 1
-            status = ipc.JobStatus.COMPLETED
-        elif state is JobState.FAILED:
-            self._tally.failed += 1
-            status = ipc.JobStatus.FAILED
-        else:
-            if state is JobState.PENDING and isinstance(outcome, Fail):
-                retrying = {"jobId": job.job_id, "error": outcome.error, **about}
-                self._publish(
-                    events.JOB_RETRYING,
-                    {"batchId": self.batch_id, "retryAt": outcome.retry_at, **retrying},
-                )
-            return
-        error = outcome.error if isinstance(outcome, Fail | Release) else None
-        self._publish(
-            events.JOB_PROGRESS,
-            events.job_progress_data(
-                self.batch_id,
-                job_id=job.job_id,
-                status=status,
-                error=error,
-                durationMs=duration,
-                **about,
-            ),
-        )
-
-    async def _release(self, held: dict[str, _Held], *, crashed: bool) -> None:
-        if not held:
-            return
-        outcomes: list[Outcome] = [
-            Release(
-                job_id=job_id,
-                refund_attempt=not (crashed and entry.active_since is not None),
-                error="the child process crashed while running this job",
-            )
-            for job_id, entry in held.items()
-        ]
-        states = await self._store.apply(outcomes)
-        for outcome in outcomes:
-            entry = held.pop(outcome.job_id)
-            entry.release_type_slot()
-            if states.get(outcome.job_id) is JobState.FAILED:
-                self._announce(outcome, JobState.FAILED, entry)
 
     def publish_failure(self, error: BaseException) -> None:
         """End the run's event sequence after it broke (not a child crash)."""
-        self._publish(
+        self._recorder.publish(
             events.ERROR,
             events.error_data(self.batch_id, error=f"the run failed: {error}", restarting=False),
         )
 
-    def _publish(self, name: str, data: dict[str, Any]) -> None:
-        self._bus.publish(name, data)
 
-
-async def _take_slots(credits: trio.CapacityLimiter, most: int) -> list[object]:
+async def _take_credits(credits: trio.CapacityLimiter, most: int) -> list[object]:
     """At least one credit (waiting for it), plus what else is free now, up
-    to ``most``; each credit is held on behalf of a fresh token."""
+    to ``most``; each is borrowed on behalf of a fresh token."""
     first = object()
     await credits.acquire_on_behalf_of(first)
-    slots = [first]
-    while len(slots) < most:
-        slot = object()
+    taken = [first]
+    while len(taken) < most:
+        token = object()
         try:
-            credits.acquire_on_behalf_of_nowait(slot)
+            credits.acquire_on_behalf_of_nowait(token)
         except trio.WouldBlock:
             break
-        slots.append(slot)
-    return slots
+        taken.append(token)
+    return taken

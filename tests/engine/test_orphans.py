@@ -31,6 +31,13 @@ trio.run(main)
 """
 
 
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 async def test_children_exit_within_two_seconds_of_the_engines_death(tmp_path: Path) -> None:
     engine = await trio.lowlevel.open_process(
         [sys.executable, "-c", _ENGINE_SCRIPT, str(tmp_path)], stdout=subprocess.PIPE
@@ -45,8 +52,11 @@ async def test_children_exit_within_two_seconds_of_the_engines_death(tmp_path: P
         engine.send_signal(signal.SIGKILL)
         await engine.wait()
         killed_at = trio.current_time()
-        _, alive = await trio.to_thread.run_sync(lambda: psutil.wait_procs(children, timeout=5))
-        assert alive == []
+        with trio.fail_after(10):
+            # An orphan's exit has no event to wait on, and its zombie stays
+            # until init reaps it, so exiting is polled as "gone or zombie".
+            while any(_running(child) for child in children):  # noqa: ASYNC110
+                await trio.sleep(0.01)
         assert trio.current_time() - killed_at < 2.0
     finally:
         if engine.returncode is None:

@@ -1,0 +1,269 @@
+"""Recording a run: what a child reports becomes store outcomes and events.
+
+Design notes
+------------
+``HeldJobs`` is every job a run claimed and has not finished: each holds one
+of the run's concurrency credits (and, for a type with limits of its own, a
+slot of its ``TypeGate``) until ``pop`` gives them back. Nothing claimed is
+ever outside it, so whatever is left when a child exits can be released.
+
+``Recorder.record`` takes one burst of child messages (what one read of the
+pipe brought), writes their outcomes in one store transaction, then
+publishes their events in the order the child sent them, so a subscriber
+never sees a job start before the job it replaced finished. A failed job
+with attempts left goes back to pending after an exponential backoff
+(``job:retrying``); its one terminal ``job:progress`` comes when it finally
+completes or fails.
+
+Batch-wide counts for ``processing:progress`` are kept from outcomes
+(``Tally``), so progress costs no store query.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+import trio
+
+from engine.bus import EventBus
+from engine.lifecycle import JobState
+from engine.store.base import Complete, Fail, JobRecord, Outcome, Release, Store
+from protocols import events, ipc
+
+__all__ = ["HeldJob", "HeldJobs", "Recorder", "Tally"]
+
+#: How long a store write may take once the run is being torn down by a
+#: cancellation; the store answers in milliseconds, so this only bounds a
+#: store that stopped answering.
+CLEANUP_SECONDS = 10.0
+
+
+@attrs.define
+class Tally:
+    """A batch's finished jobs out of its total, kept up to date from outcomes."""
+
+    completed: int = 0
+    failed: int = 0
+    total: int = 0
+
+
+@attrs.define
+class HeldJob:
+    """A claimed job: its record, its credit, and when the child started it."""
+
+    record: JobRecord
+    credit: object
+    active_since: float | None = None
+    type_slots: trio.CapacityLimiter | None = None
+
+
+class HeldJobs:
+    """The jobs a run holds, each with a credit of ``credits`` borrowed on
+    behalf of its ``credit`` token."""
+
+    def __init__(self, credits: trio.CapacityLimiter) -> None:
+        self.credits = credits
+        self._jobs: dict[str, HeldJob] = {}
+
+    def add(self, record: JobRecord, credit: object) -> HeldJob:
+        """Hold a claimed job with a credit already borrowed for it."""
+        held = self._jobs[record.job_id] = HeldJob(record=record, credit=credit)
+        return held
+
+    def add_type_slot(self, job_id: str, slots: trio.CapacityLimiter) -> None:
+        """The job also holds a slot of ``slots`` (its type's gate), borrowed
+        on behalf of its id."""
+        self._jobs[job_id].type_slots = slots
+
+    def get(self, job_id: str) -> HeldJob | None:
+        return self._jobs.get(job_id)
+
+    def pop(self, job_id: str) -> HeldJob:
+        """Stop holding the job; its credit and type slot go back."""
+        held = self._jobs.pop(job_id)
+        self.credits.release_on_behalf_of(held.credit)
+        if held.type_slots is not None:
+            held.type_slots.release_on_behalf_of(job_id)
+        return held
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._jobs
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __iter__(self) -> Iterator[HeldJob]:
+        return iter(list(self._jobs.values()))
+
+
+class Recorder:
+    """Writes what a batch's children report and publishes it.
+
+    Args:
+        batch_id: the batch.
+        store, bus: shared engine services (not owned).
+        backoff_seconds: the base of the exponential backoff between a
+            job's attempts.
+    """
+
+    def __init__(
+        self, *, batch_id: str, store: Store, bus: EventBus, backoff_seconds: float
+    ) -> None:
+        self.batch_id = batch_id
+        self._store = store
+        self._bus = bus
+        self._backoff_seconds = backoff_seconds
+        self.tally = Tally()
+
+    async def record(self, messages: list[ipc.ChildMessage], held: HeldJobs) -> None:
+        """Record one burst of child messages in one store write, then
+        publish their events in the order the child sent them.
+
+        Cancellation: the store write is shielded (bounded), so what the
+        child reported is never half recorded.
+
+        Raises:
+            StoreError: the store did not take the outcomes.
+        """
+        outcomes: dict[str, Outcome] = {}
+        for message in messages:
+            if not isinstance(message, ipc.JobProgress | ipc.JobInterrupted):
+                continue
+            job = held.get(message.job_id)
+            if job is None:
+                continue
+            if isinstance(message, ipc.JobInterrupted):
+                outcomes[message.job_id] = Release(job_id=message.job_id, refund_attempt=True)
+            elif message.status is not ipc.JobStatus.ACTIVE:
+                outcomes[message.job_id] = self._outcome(message, job.record)
+            elif job.active_since is None:
+                job.active_since = trio.current_time()
+        states: dict[str, JobState] = {}
+        if outcomes:
+            with trio.move_on_after(CLEANUP_SECONDS, shield=True) as timeout:
+                states = await self._store.apply(list(outcomes.values()))
+            if timeout.cancelled_caught:
+                raise trio.TooSlowError("the store did not record results in time")
+        for message in messages:
+            self._publish_message(message, outcomes, states, held)
+
+    async def release(self, held: HeldJobs, *, crashed: bool) -> None:
+        """Put every held job back: refunded, unless the child crashed while
+        it had started the job (then the attempt counts, and a job out of
+        attempts fails).
+
+        Cancellation: may have partially happened; what is not released comes
+        back when its lease expires.
+
+        Raises:
+            StoreError: the store did not take the releases.
+        """
+        outcomes: list[Outcome] = [
+            Release(
+                job_id=job.record.job_id,
+                refund_attempt=not (crashed and job.active_since is not None),
+                error="the child process crashed while running this job",
+            )
+            for job in held
+        ]
+        if not outcomes:
+            return
+        states = await self._store.apply(outcomes)
+        for outcome in outcomes:
+            job = held.pop(outcome.job_id)
+            if states.get(outcome.job_id) is JobState.FAILED:
+                self._announce(outcome, JobState.FAILED, job)
+
+    def publish(self, name: str, data: dict[str, Any]) -> None:
+        """Publish one of this batch's events."""
+        self._bus.publish(name, data)
+
+    def _publish_message(
+        self,
+        message: ipc.ChildMessage,
+        outcomes: dict[str, Outcome],
+        states: dict[str, JobState],
+        held: HeldJobs,
+    ) -> None:
+        if isinstance(message, ipc.BatchStarted):
+            self.publish(events.PROCESSING_STARTED, events.started_data(self.batch_id))
+        elif isinstance(message, ipc.Progress):
+            tally = self.tally
+            self.publish(
+                events.PROCESSING_PROGRESS,
+                events.progress_data(
+                    self.batch_id,
+                    completed=tally.completed,
+                    failed=tally.failed,
+                    total=tally.total,
+                ),
+            )
+        elif not isinstance(message, ipc.JobProgress | ipc.JobInterrupted):
+            return  # Ready, Done and ChildFailed say nothing subscribers need
+        elif message.job_id not in held:
+            return
+        elif isinstance(message, ipc.JobProgress) and message.status is ipc.JobStatus.ACTIVE:
+            self.publish(
+                events.JOB_PROGRESS,
+                events.job_progress_data(
+                    self.batch_id,
+                    job_id=message.job_id,
+                    status=ipc.JobStatus.ACTIVE,
+                    progress=message.progress,
+                ),
+            )
+        else:
+            job = held.pop(message.job_id)
+            self._announce(outcomes[message.job_id], states.get(message.job_id), job)
+
+    def _outcome(self, message: ipc.JobProgress, job: JobRecord) -> Outcome:
+        if message.status is ipc.JobStatus.COMPLETED:
+            return Complete(job_id=job.job_id, result=message.result)
+        retry_at = None
+        if job.attempts < job.max_attempts:
+            retry_at = time.time() + self._backoff_seconds * 2 ** (job.attempts - 1)
+        return Fail(
+            job_id=job.job_id,
+            error=message.error or "failed",
+            traceback=message.traceback,
+            retry_at=retry_at,
+        )
+
+    def _announce(self, outcome: Outcome, state: JobState | None, held: HeldJob) -> None:
+        job = held.record
+        about: dict[str, Any] = {"type": job.type, "attempt": job.attempts}
+        if state is JobState.PENDING and isinstance(outcome, Fail):
+            self.publish(
+                events.JOB_RETRYING,
+                {
+                    "batchId": self.batch_id,
+                    "jobId": job.job_id,
+                    "error": outcome.error,
+                    "retryAt": outcome.retry_at,
+                    **about,
+                },
+            )
+            return
+        if state is JobState.COMPLETED:
+            self.tally.completed += 1
+            status = ipc.JobStatus.COMPLETED
+        elif state is JobState.FAILED:
+            self.tally.failed += 1
+            status = ipc.JobStatus.FAILED
+        else:
+            return
+        if held.active_since is not None:
+            about["durationMs"] = round((trio.current_time() - held.active_since) * 1000, 3)
+        self.publish(
+            events.JOB_PROGRESS,
+            events.job_progress_data(
+                self.batch_id,
+                job_id=job.job_id,
+                status=status,
+                error=outcome.error if isinstance(outcome, Fail | Release) else None,
+                **about,
+            ),
+        )
