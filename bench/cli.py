@@ -120,7 +120,8 @@ def _caps(sizes: Sizes, quick: bool) -> tuple[str, ...]:
     capped = [f"W6: {s:,} subscribers on {j:,} jobs" for s, j in sizes.w6_runs if j < 1_000]
     caps = [
         "W6 with 1,000 subscribers runs on a 100-job batch instead of 1,000: the served engine "
-        "delivers about 5,000 frames/s here, so 2 million frames would take minutes"
+        "delivers a few thousand WebSocket frames/s here, so the 2 million frames of 1,000 "
+        "subscribers on 1,000 jobs would take about 8 minutes"
         if capped
         else "",
         f"arq at its default poll_delay: W1 only, on {sizes.arq_default_jobs:,} jobs",

@@ -34,10 +34,10 @@ class Sizes:
     w5_grace_seconds: float
     w5_long_sleep_seconds: float
     w5_short_sleep_seconds: float
-    # (subscribers, jobs) per run. The served engine delivers about 5,000
+    # (subscribers, jobs) per run. The served engine delivers a few thousand
     # WebSocket frames/s here and a job makes about 2 events, so 1,000
-    # subscribers on 1,000 jobs (2 million frames) would take 7 minutes;
-    # that run is capped to 100 jobs.
+    # subscribers on 1,000 jobs (2 million frames) would take about 8
+    # minutes; that run is capped to 100 jobs.
     w6_runs: tuple[tuple[int, int], ...]
     w6_job_seconds: float
     w6_concurrency: int

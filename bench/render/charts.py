@@ -76,6 +76,16 @@ def _fanout(plt: Any, results: Sequence[Result], path: Path) -> None:
     counts = [r.metric("subscribers") or 0 for r in runs]
     for metric, label in (("p50_ms", "p50"), ("p99_ms", "p99")):
         axes.plot(counts, [r.metric(metric) or 0 for r in runs], marker="o", label=label)
+    for run, count in zip(runs, counts, strict=True):
+        jobs = run.metric("jobs")
+        if jobs is not None:
+            axes.annotate(
+                f"{jobs:,.0f} jobs",
+                (count, run.metric("p99_ms") or 0),
+                ha="center",
+                xytext=(0, 8),
+                textcoords="offset points",
+            )
     axes.axhline(100, color="tab:red", linestyle="--", label="target p99 100 ms")
     axes.set_xscale("log")
     axes.set_yscale("log")

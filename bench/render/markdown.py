@@ -55,6 +55,7 @@ _COLUMNS: dict[str, list[Column]] = {
     ],
     "W6": [
         ("subscribers", _number("subscribers")),
+        ("jobs", _number("jobs")),
         ("events", _number("events")),
         ("p50 ms", _number("p50_ms", 1)),
         ("p99 ms", _number("p99_ms", 1)),

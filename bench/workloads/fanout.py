@@ -165,6 +165,7 @@ async def _one(ctx: Context, subscribers: int, jobs: int) -> Result:
             ctx, ws_url, batch_id, subscribers, partial(api.process_all, batch_id)
         )
     metrics, latencies = _metrics(outputs, published, batch_id, subscribers)
+    metrics["jobs"] = jobs
     return Result(
         workload="W6",
         system=f"batchyard ({subscribers} subscribers)",
