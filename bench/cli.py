@@ -25,7 +25,7 @@ from bench.model import SCHEMA_VERSION, Report, Result, failed, skipped, write_r
 from bench.peers import bullmq_peer
 from bench.registry import PEERS, WORKLOADS
 from bench.render.charts import can_draw, draw_charts
-from bench.render.markdown import render_markdown, summary_table
+from bench.render.markdown import render_markdown, side_by_side_table, summary_table
 from bench.sizes import FULL, QUICK, Sizes
 from bench.targets import judge
 
@@ -194,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     write_report(report, out / "latest.json")
     (out / "latest.md").write_text(render_markdown(report), encoding="utf-8")
-    print("\n".join(summary_table(report)))
+    print("\n".join([*side_by_side_table(report), "", *summary_table(report)]))
     if charts_note:
         print(charts_note)
     print(f"wrote {out / 'latest.json'} and {out / 'latest.md'}")

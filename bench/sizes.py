@@ -82,11 +82,12 @@ FULL = Sizes(
 
 QUICK = Sizes(
     w1_jobs=200,
-    w1_concurrency=16,
+    # Small pools: RQ's concurrency is processes, each a Python start-up.
+    w1_concurrency=4,
     w1_batch_size=50,
-    w2_jobs=100,
+    w2_jobs=50,
     w2_sleep_seconds=0.01,
-    w2_concurrency=50,
+    w2_concurrency=10,
     w3_runs=4,
     w4_jobs=12,
     w4_limit=4,

@@ -125,8 +125,22 @@ def _worker(
             _stop(process)
 
 
+def _descendants(pid: int) -> list[Any]:
+    import psutil  # type: ignore[import-untyped]
+
+    try:
+        children: list[Any] = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return children
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    # The worker may have children of its own (pools): signal its group.
+    # The worker may have children of its own (pools): signal its group, and
+    # afterwards kill whichever of its descendants left the group (a pool
+    # worker that outlived its pool would take the next run's jobs and keep
+    # its name registered, so that the next pool's workers refuse to start).
+    descendants = _descendants(process.pid)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     try:
@@ -137,6 +151,16 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
+    _kill_all(descendants)
+
+
+def _kill_all(processes: list[Any]) -> None:
+    import psutil
+
+    for child in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    psutil.wait_procs(processes, timeout=_STOP_TIMEOUT)
 
 
 def flushed_client(url: str) -> Redis:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 from bench.model import Report, Result
 
-__all__ = ["render_markdown", "summary_table"]
+__all__ = ["render_markdown", "side_by_side_table", "summary_table"]
 
 Column = tuple[str, Callable[[Result], str]]
 
@@ -102,6 +102,37 @@ def _table(results: Sequence[Result], workload: str) -> list[str]:
     return lines
 
 
+# The side-by-side table: (column, workload, metric, digits), read from each
+# system's result; batchyard's single-job start is its warm-child W3 run.
+_SIDE_BY_SIDE = (
+    ("W1 no-op jobs/s", "W1", "jobs_per_second", 0),
+    ("W2 efficiency", "W2", "efficiency", 2),
+    ("single-job start p50 ms", "W3", "job_start_p50_ms", 1),
+    ("W4 max starts in a window", "W4", "max_in_window", 0),
+    ("W4 fraction of limit", "W4", "fraction_of_limit", 3),
+)
+_ALIASES = {"batchyard (warm child)": "batchyard"}
+
+
+def side_by_side_table(report: Report) -> list[str]:
+    """One row per system, one column per shared measurement."""
+    cells: dict[str, dict[str, str]] = {}
+    for result in report.results:
+        system = _ALIASES.get(result.system, result.system)
+        if result.status != "ok" or system.startswith("floor"):
+            continue
+        for column, workload, metric, digits in _SIDE_BY_SIDE:
+            value = result.metric(metric)
+            if result.workload == workload and value is not None:
+                cells.setdefault(system, {})[column] = f"{value:,.{digits}f}"
+    columns = [column for column, *_ in _SIDE_BY_SIDE]
+    lines = [_row(["system", *columns]), _row(["---"] * (len(columns) + 1))]
+    for system, values in cells.items():
+        if any(column in values for column in columns):
+            lines.append(_row([system, *(values.get(column, "-") for column in columns)]))
+    return lines
+
+
 def summary_table(report: Report) -> list[str]:
     """The targets as one table: what each asks, the verdict, the numbers."""
     lines = [_row(["", "target", "verdict", "measured"]), _row(["---"] * 4)]
@@ -128,6 +159,15 @@ def render_markdown(report: Report) -> str:
         f"Run {report.started_at}, {report.duration_seconds:,.0f} s; store: {report.store}.",
         f"Machine: {machine.cpu}, {machine.cores} cores, {machine.memory_gib:.0f} GiB, "
         f"{machine.system}, Python {machine.python}.",
+        "",
+        "## Side by side",
+        "",
+        *side_by_side_table(report),
+        "",
+        f"W4's limit: {report.sizes.get('w4_limit', 0):g} starts per "
+        f"{report.sizes.get('w4_window_seconds', 0):g} s, only for systems with a rate limiter. "
+        "Each system's configuration is in the tables below; batchyard's W1 runs behind its "
+        "server with a WebSocket watcher.",
         "",
         "## Targets",
         "",
