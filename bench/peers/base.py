@@ -44,11 +44,21 @@ from bench.workloads.rate import rate_metrics, rate_notes
 # client they are values, so the client is handled as Any.
 Redis = Any
 
-__all__ = ["Job", "PythonPeer", "flushed_client", "missing_modules", "run_python_peer"]
+__all__ = [
+    "QUICK_SKIP",
+    "Job",
+    "PythonPeer",
+    "flushed_client",
+    "missing_modules",
+    "run_python_peer",
+]
+
+#: Why a peer's W2 and W4 do not run in --quick mode.
+QUICK_SKIP = "not run in --quick (W1 and single-job latency only)"
 
 #: A worker that has not filled its slots by then is broken, not slow.
 _READY_TIMEOUT = 120.0
-_STOP_TIMEOUT = 10.0
+_STOP_TIMEOUT = 2.0
 
 
 @attrs.frozen(kw_only=True)
@@ -329,8 +339,14 @@ def run_python_peer(
         return [skipped(w, peer.name, reason) for w in workloads]
     jobs = w1_jobs or ctx.sizes.w1_jobs
     results = [_guarded("W1", peer, lambda: _w1(ctx, peer, jobs))]
-    if not only_w1:
+    if only_w1:
+        return results
+    # A worker start costs a Python start-up per process (seconds for Celery
+    # or a pool of RQ workers), so --quick keeps to two of them per peer.
+    if ctx.quick:
+        results += [skipped(w, peer.name, QUICK_SKIP) for w in ("W2", "W4")]
+    else:
         results.append(_guarded("W2", peer, lambda: _w2(ctx, peer)))
         results.append(_guarded("W4", peer, lambda: _w4(ctx, peer)))
-        results.append(_guarded("W3", peer, lambda: _latency(ctx, peer)))
+    results.append(_guarded("W3", peer, lambda: _latency(ctx, peer)))
     return results

@@ -16,7 +16,7 @@ from typing import Any
 from bench.context import Context
 from bench.live.server import REPO
 from bench.model import Result, failed, skipped
-from bench.peers.base import flushed_client
+from bench.peers.base import QUICK_SKIP, flushed_client
 from bench.workloads.rate import rate_metrics, rate_notes
 
 __all__ = ["NODE_DIR", "name", "run", "version"]
@@ -169,6 +169,9 @@ def run(ctx: Context) -> list[Result]:
         return [skipped(workload, name, reason) for workload in _WORKLOADS]
     results = []
     for workload, measure in zip(_WORKLOADS, (_w1, _w2, _w4, _latency), strict=True):
+        if ctx.quick and workload in ("W2", "W4"):
+            results.append(skipped(workload, name, QUICK_SKIP))
+            continue
         try:
             results.append(measure(ctx))
         except (subprocess.SubprocessError, OSError, ValueError, KeyError) as exc:

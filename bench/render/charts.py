@@ -42,15 +42,18 @@ def _bars(axes: Any, results: list[Result], metric: str, title: str, label: str)
         axes.text(value, y, f" {value:,.2f}" if value < 10 else f" {value:,.0f}", va="center")
 
 
-def _throughput(plt: Any, results: Sequence[Result], path: Path) -> None:
+def _throughput(plt: Any, results: Sequence[Result], path: Path) -> bool:
+    if not _ok(results, "W1", "jobs_per_second") and not _ok(results, "W2", "efficiency"):
+        return False
     figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
     _bars(left, _ok(results, "W1", "jobs_per_second"), "jobs_per_second", "W1 no-op", "jobs/s")
     _bars(right, _ok(results, "W2", "efficiency"), "efficiency", "W2 sleep 10 ms", "efficiency")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
+    return True
 
 
-def _latency(plt: Any, results: Sequence[Result], path: Path) -> None:
+def _latency(plt: Any, results: Sequence[Result], path: Path) -> bool:
     series = []
     for result in results:
         if result.workload != "W3" or result.status != "ok":
@@ -59,19 +62,23 @@ def _latency(plt: Any, results: Sequence[Result], path: Path) -> None:
             samples = result.samples.get(key)
             if samples:
                 series.append((f"{result.system}: {what}", samples))
+    if not series:
+        return False
     figure, axes = plt.subplots(figsize=(11, 0.45 * len(series) + 1.5))
-    if series:
-        axes.boxplot([s for _, s in series], vert=False, whis=(1, 99), showfliers=True)
-        axes.set_yticks(range(1, len(series) + 1), [name for name, _ in series])
-        axes.set_xscale("log")
+    axes.boxplot([s for _, s in series], vert=False, whis=(1, 99), showfliers=True)
+    axes.set_yticks(range(1, len(series) + 1), [name for name, _ in series])
+    axes.set_xscale("log")
     axes.set_xlabel("ms (log scale; whiskers p1-p99)")
     axes.set_title("W3 start latency")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
+    return True
 
 
-def _fanout(plt: Any, results: Sequence[Result], path: Path) -> None:
+def _fanout(plt: Any, results: Sequence[Result], path: Path) -> bool:
     runs = sorted(_ok(results, "W6", "p99_ms"), key=lambda r: r.metric("subscribers") or 0)
+    if not runs:
+        return False
     figure, axes = plt.subplots(figsize=(7, 4.5))
     counts = [r.metric("subscribers") or 0 for r in runs]
     for metric, label in (("p50_ms", "p50"), ("p99_ms", "p99")):
@@ -95,10 +102,11 @@ def _fanout(plt: Any, results: Sequence[Result], path: Path) -> None:
     axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=110)
+    return True
 
 
 def draw_charts(results: Sequence[Result], out: Path) -> tuple[str, ...]:
-    """Draw every chart into ``out``; the file names drawn."""
+    """Draw every chart that has data into ``out``; the file names drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,7 +118,7 @@ def draw_charts(results: Sequence[Result], out: Path) -> tuple[str, ...]:
         ("latency.png", _latency),
         ("fanout.png", _fanout),
     ):
-        draw(plt, results, out / name)
+        if draw(plt, results, out / name):
+            drawn.append(name)
         plt.close("all")
-        drawn.append(name)
     return tuple(drawn)
