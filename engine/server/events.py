@@ -35,8 +35,9 @@ can set on its first connect) replays what the ring retained after it.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Awaitable, Callable, Collection
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import orjson
 import trio
@@ -52,6 +53,7 @@ from protocols.api import BATCH_ID_PATTERN
 from protocols.errors import RemoteProtocolError
 from protocols.events import (
     ControlMessage,
+    Event,
     ResumeFrom,
     Subscribe,
     parse_control,
@@ -103,6 +105,41 @@ def _ended(subscription: Subscription) -> Close:
     return GOING_AWAY, "server shutting down"
 
 
+_F = TypeVar("_F", str, bytes)
+
+# --- frames -------------------------------------------------------------------------
+
+#: How many recent events keep their encoded frames. Subscribers of one
+#: batch read the same events at about the same time, so a short memory is
+#: enough for each event to be encoded once, not once per subscriber.
+_FRAMES_KEPT = 4096
+
+
+class _Frames:
+    """Each event's WebSocket and SSE frames, encoded once for every client."""
+
+    def __init__(self) -> None:
+        self._ws: collections.OrderedDict[int, str] = collections.OrderedDict()
+        self._sse: collections.OrderedDict[int, bytes] = collections.OrderedDict()
+
+    def ws(self, event: Event) -> str:
+        return _kept(self._ws, event, ws_frame)
+
+    def sse(self, event: Event) -> bytes:
+        return _kept(self._sse, event, sse_frame)
+
+
+def _kept(
+    frames: collections.OrderedDict[int, _F], event: Event, encode: Callable[[Event], _F]
+) -> _F:
+    frame = frames.get(event.seq)
+    if frame is None:
+        frame = frames[event.seq] = encode(event)
+        if len(frames) > _FRAMES_KEPT:
+            frames.popitem(last=False)
+    return frame
+
+
 # --- Server-Sent Events ------------------------------------------------------------
 
 
@@ -115,6 +152,7 @@ class _EventStream(Response):
         self,
         bus: EventBus,
         metrics: ServerMetrics,
+        frames: _Frames,
         batch_ids: Collection[str] | None,
         resume_from: int | None,
     ) -> None:
@@ -123,6 +161,7 @@ class _EventStream(Response):
         self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         self._bus = bus
         self._metrics = metrics
+        self._frames = frames
         self._batch_ids = batch_ids
         self._resume_from = resume_from
 
@@ -141,7 +180,7 @@ class _EventStream(Response):
                     nursery.cancel_scope.cancel()
 
                 nursery.start_soon(end_on_disconnect)
-                await _pump_sse(subscription, send)
+                await _pump_sse(subscription, self._frames, send)
                 nursery.cancel_scope.cancel()
         if not disconnected:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -151,12 +190,12 @@ async def _send_chunk(send: Send, chunk: bytes) -> None:
     await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
 
-async def _pump_sse(subscription: Subscription, send: Send) -> None:
+async def _pump_sse(subscription: Subscription, frames: _Frames, send: Send) -> None:
     while subscription.dropped_reason != SLOW_SUBSCRIBER:
         chunk = b": keep-alive\n\n"
         with trio.move_on_after(KEEPALIVE_SECONDS):
             try:
-                chunk = sse_frame(await subscription.receive())
+                chunk = frames.sse(await subscription.receive())
             except trio.EndOfChannel:
                 break
         await _send_chunk(send, chunk)
@@ -170,9 +209,14 @@ class _Feed:
     """The subscription a WebSocket session reads now; ``resumeFrom`` replaces it."""
 
     def __init__(
-        self, bus: EventBus, batch_ids: Collection[str] | None, resume_from: int | None
+        self,
+        bus: EventBus,
+        frames: _Frames,
+        batch_ids: Collection[str] | None,
+        resume_from: int | None,
     ) -> None:
         self._bus = bus
+        self.frames = frames
         self.current = bus.subscribe(batch_ids, resume_from=resume_from)
 
     def apply(self, message: ControlMessage) -> None:
@@ -201,7 +245,7 @@ async def _pump_ws(websocket: WebSocket, feed: _Feed) -> Close:
                 return _ended(subscription)
             continue
         if subscription is feed.current:
-            await websocket.send_text(ws_frame(event))
+            await websocket.send_text(feed.frames.ws(event))
 
 
 async def _read_controls(websocket: WebSocket, feed: _Feed) -> Close | None:
@@ -239,6 +283,7 @@ class _Endpoints:
     def __init__(self, bus: EventBus, metrics: ServerMetrics) -> None:
         self._bus = bus
         self._metrics = metrics
+        self._frames = _Frames()
 
     async def sse(self, request: Request) -> Response:
         batch_ids = _batch_ids(request.query_params.getlist("batchId"))
@@ -248,7 +293,7 @@ class _Endpoints:
             if header is not None
             else _seq("lastEventId", request.query_params.get("lastEventId"))
         )
-        return _EventStream(self._bus, self._metrics, batch_ids, resume_from)
+        return _EventStream(self._bus, self._metrics, self._frames, batch_ids, resume_from)
 
     async def websocket(self, websocket: WebSocket) -> None:
         try:
@@ -257,7 +302,7 @@ class _Endpoints:
         except RequestError as exc:
             await websocket.send_denial_response(error_response(exc))
             return
-        feed = _Feed(self._bus, batch_ids, resume_from)
+        feed = _Feed(self._bus, self._frames, batch_ids, resume_from)
         try:
             await websocket.accept()
             with self._metrics.connected("ws"):
