@@ -230,7 +230,10 @@ async def test_shutdown_returns_as_soon_as_short_jobs_finish(tmp_path: Path) -> 
             took = trio.current_time() - began
         counts = await engine.store.counts(batch_id)
     assert took < 2.0
-    assert counts.completed == 4 and counts.pending == 4
+    # The jobs in flight when the shutdown came finished (how many had
+    # started by then depends on the machine's load); the rest wait.
+    assert counts.completed >= 4 and counts.completed + counts.pending == 8
+    assert counts.active == 0 and counts.failed == 0
 
 
 async def test_second_shutdown_skips_the_wait(tmp_path: Path) -> None:
