@@ -65,11 +65,6 @@ class Child:
         self._deadline: float | None = None
 
     @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    @property
     def returncode(self) -> int | None:
         """The exit code once the child exited (negative: killed by a signal)."""
         return None if self.process is None else self.process.returncode
@@ -142,7 +137,6 @@ class ChildSupervisor:
         self._live: set[Child] = set()
         self._stopping = False
         self.kill_now = trio.Event()
-        self.started = 0
         self._warm_ready = trio.Event()
 
     def keep_warm(self) -> None:
@@ -219,11 +213,6 @@ class ChildSupervisor:
         for child in list(self._live):
             child.stop(ipc.Shutdown(), deadline)
 
-    @property
-    def live(self) -> int:
-        """Children whose process has not been reaped yet."""
-        return len(self._live)
-
     def _command(self, ipc_in: int, ipc_out: int) -> list[str]:
         return [
             sys.executable,
@@ -268,7 +257,6 @@ class ChildSupervisor:
                         finally:
                             os.close(child_in)
                             os.close(child_out)
-                        self.started += 1
                         assert child.process.stdout is not None
                         assert child.process.stderr is not None
                         relays.start_soon(_relay, child, child.process.stdout, logging.INFO)
