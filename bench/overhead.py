@@ -17,8 +17,8 @@ from pathlib import Path
 
 import trio
 
-from engine.engine import JobRequest, open_engine
-from engine.settings import RateLimit, Settings
+from engine.config.settings import RateLimit, Settings
+from engine.core.engine import JobRequest, open_engine
 
 
 async def measure(jobs: int, concurrency: int, batch_size: int) -> tuple[float, float]:

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 from protocols._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from engine.bus import EventBus, Subscription
-    from engine.client import BatchyardClient
-    from engine.engine import Engine, EngineStatus, JobRequest, StartResult, open_engine
+    from engine.client.http import BatchyardClient
+    from engine.config.settings import RateLimit, Settings
+    from engine.core.bus import EventBus, Subscription
+    from engine.core.engine import Engine, EngineStatus, JobRequest, StartResult, open_engine
     from engine.errors import EngineError
-    from engine.jobs import JobContext, JobRegistry, job_type
-    from engine.settings import RateLimit, Settings
+    from engine.jobs.registry import JobContext, JobRegistry, job_type
 
 __all__ = [
     "BatchyardClient",
@@ -38,20 +38,20 @@ __all__ = [
 ]
 
 _HOMES = {
-    "BatchyardClient": "engine.client",
-    "Engine": "engine.engine",
+    "BatchyardClient": "engine.client.http",
+    "Engine": "engine.core.engine",
     "EngineError": "engine.errors",
-    "EngineStatus": "engine.engine",
-    "EventBus": "engine.bus",
-    "JobContext": "engine.jobs",
-    "JobRegistry": "engine.jobs",
-    "JobRequest": "engine.engine",
-    "RateLimit": "engine.settings",
-    "Settings": "engine.settings",
-    "StartResult": "engine.engine",
-    "Subscription": "engine.bus",
-    "job_type": "engine.jobs",
-    "open_engine": "engine.engine",
+    "EngineStatus": "engine.core.engine",
+    "EventBus": "engine.core.bus",
+    "JobContext": "engine.jobs.registry",
+    "JobRegistry": "engine.jobs.registry",
+    "JobRequest": "engine.core.engine",
+    "RateLimit": "engine.config.settings",
+    "Settings": "engine.config.settings",
+    "StartResult": "engine.core.engine",
+    "Subscription": "engine.core.bus",
+    "job_type": "engine.jobs.registry",
+    "open_engine": "engine.core.engine",
 }
 
 

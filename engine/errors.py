@@ -17,7 +17,6 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "EngineError",
-    "InvalidTransition",
     "JobError",
     "NotFound",
     "ShuttingDown",
@@ -69,10 +68,6 @@ class JobError(EngineError):
 
 class UnknownJobType(JobError, ValueError):
     """No handler is registered under this job type."""
-
-
-class InvalidTransition(EngineError):
-    """A job was asked to move between states the lifecycle does not connect."""
 
 
 class StoreError(EngineError):

@@ -70,23 +70,62 @@ class Violation(NamedTuple):
         return f"{self.path}:{self.line} imports {self.module}"
 
 
+#: The engine's folders, each a room of ARCHITECTURE.md.
+ENGINE_FOLDERS = (
+    "engine.core",
+    "engine.supervisor",
+    "engine.child",
+    "engine.jobs",
+    "engine.config",
+    "engine.store",
+    "engine.server",
+    "engine.client",
+    "engine.cli",
+    "engine.testing",
+)
+#: What only the serving and client edges may import.
+EDGES = ("engine.server", "engine.client", "engine.cli", "hypercorn", "starlette", "httpx")
+
+
+def _every_folder_but(*allowed: str) -> tuple[str, ...]:
+    return tuple(folder for folder in ENGINE_FOLDERS if folder not in allowed)
+
+
 RULES = (
     Rule("protocols is sans-IO", ("protocols/**/*.py",), SANS_IO_FORBIDDEN),
+    Rule("core never imports the edges", ("engine/core/**/*.py",), EDGES),
+    Rule("supervisor never imports the edges", ("engine/supervisor/**/*.py",), EDGES),
+    Rule("jobs never imports the edges", ("engine/jobs/**/*.py",), EDGES),
     Rule(
-        "the child never reaches the store, the runner or the server",
-        ("engine/child.py",),
-        ("engine.store", "engine.runner", "engine.server", "hypercorn", "starlette", "httpx"),
+        "config never imports the edges nor an event loop",
+        ("engine/config/**/*.py",),
+        (*EDGES, "trio", "anyio"),
+    ),
+    Rule("store never imports the edges", ("engine/store/**/*.py",), EDGES),
+    Rule(
+        "the child imports only protocols and jobs",
+        ("engine/child/**/*.py",),
+        (*_every_folder_but("engine.child", "engine.jobs"), *EDGES),
+    ),
+    Rule(
+        "the client imports only protocols",
+        ("engine/client/**/*.py",),
+        (*_every_folder_but("engine.client"), "engine.errors"),
     ),
     Rule(
         "engine.testing is test support: no runtime module imports it",
         RUNTIME,
         ("engine.testing",),
+        exempt=tuple(str(p.relative_to(ROOT)) for p in ROOT.glob("engine/testing/**/*.py")),
     ),
     Rule(
         "nothing imports the command line but `python -m engine`",
         (*RUNTIME, "bench/**/*.py"),
         ("engine.cli",),
-        exempt=("engine/__main__.py",),
+        exempt=(
+            "engine/__main__.py",
+            *(str(p.relative_to(ROOT)) for p in ROOT.glob("engine/cli/**/*.py")),
+        ),
     ),
     Rule(
         "engine/server/serve.py is the only hypercorn import",
@@ -94,7 +133,6 @@ RULES = (
         ("hypercorn",),
         exempt=("engine/server/serve.py",),
     ),
-    Rule("settings need no event loop", ("engine/settings.py",), ("trio", "anyio")),
 )
 
 
@@ -214,14 +252,36 @@ def _rule(name: str) -> Rule:
         ("protocols", {"protocols/a.py": "def f():\n    import socket\n"}, ["socket"]),
         ("protocols", {"protocols/a.py": "import trio_fake\nimport triode\n"}, []),
         ("protocols", {"protocols/a.py": "import asyncio.streams\n"}, ["asyncio"]),
-        ("the child", {"engine/child.py": "from . import store\n"}, ["engine.store"]),
-        ("the child", {"engine/child.py": "from .store.base import Store\n"}, ["engine.store"]),
-        ("the child", {"engine/child.py": "from engine import runner\n"}, ["engine.runner"]),
-        ("the child", {"engine/child.py": "import engine.server.app\n"}, ["engine.server"]),
-        ("the child", {"engine/child.py": "from engine import jobs\nimport trio\n"}, []),
+        ("the child", {"engine/child/program.py": "from .. import store\n"}, ["engine.store"]),
+        (
+            "the child",
+            {"engine/child/program.py": "from ..store.base import Store\n"},
+            ["engine.store"],
+        ),
+        (
+            "the child",
+            {"engine/child/program.py": "from engine.core import runner\n"},
+            ["engine.core"],
+        ),
+        (
+            "the child",
+            {"engine/child/program.py": "import engine.server.app\n"},
+            ["engine.server"],
+        ),
+        ("the child", {"engine/child/program.py": "from engine import jobs\nimport trio\n"}, []),
+        (
+            "the client",
+            {"engine/client/http.py": "from engine.errors import X\n"},
+            ["engine.errors"],
+        ),
+        ("the client", {"engine/client/http.py": "from ..core import bus\n"}, ["engine.core"]),
+        ("the client", {"engine/client/http.py": "from protocols import api\n"}, []),
+        ("core", {"engine/core/engine.py": "from engine.server import app\n"}, ["engine.server"]),
+        ("core", {"engine/core/engine.py": "import httpx\n"}, ["httpx"]),
+        ("store", {"engine/store/redis.py": "from engine.cli import main\n"}, ["engine.cli"]),
         (
             "engine.testing",
-            {"engine/runner.py": "from engine.testing import crash\n"},
+            {"engine/core/runner.py": "from engine.testing import crash\n"},
             ["engine.testing"],
         ),
         (
@@ -231,7 +291,9 @@ def _rule(name: str) -> Rule:
         ),
         (
             "engine.testing",
-            {"engine/jobs.py": "import importlib\nimportlib.import_module('engine.testing')\n"},
+            {
+                "engine/jobs/registry.py": "import importlib\nimportlib.import_module('engine.testing')\n"
+            },
             [],
         ),
         ("engine.testing", {"tests/test_x.py": "from engine.testing import crash\n"}, []),
@@ -249,7 +311,7 @@ def _rule(name: str) -> Rule:
             ["hypercorn"],
         ),
         ("engine/server/serve.py", {"engine/server/serve.py": "import hypercorn.trio\n"}, []),
-        ("settings", {"engine/settings.py": "import trio\n"}, ["trio"]),
+        ("config", {"engine/config/settings.py": "import trio\n"}, ["trio"]),
     ],
 )
 def test_the_checker(

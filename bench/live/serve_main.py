@@ -13,8 +13,8 @@ from functools import partial
 
 import trio
 
+from engine.config.settings import Settings
 from engine.server.serve import serve
-from engine.settings import Settings
 
 
 async def _main() -> None:

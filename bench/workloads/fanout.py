@@ -38,8 +38,8 @@ from bench.live.client import open_api
 from bench.live.server import REPO
 from bench.model import Result
 from bench.stats import percentile, quantiles
-from engine.engine import Engine
-from engine.settings import RateLimit
+from engine.config.settings import RateLimit
+from engine.core.engine import Engine
 from engine.testing import open_test_server
 from protocols.events import Event
 

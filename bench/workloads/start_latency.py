@@ -27,8 +27,8 @@ from bench.context import Context
 from bench.live.client import Api, open_api, open_events
 from bench.model import Result
 from bench.stats import percentile
-from engine.engine import Engine
-from engine.settings import RateLimit
+from engine.config.settings import RateLimit
+from engine.core.engine import Engine
 from engine.testing import open_test_server
 
 __all__ = ["measure_floor", "w3_start_latency"]

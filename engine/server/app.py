@@ -26,14 +26,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from engine.engine import Engine
+from engine.core.engine import Engine
 from engine.server.errors import HANDLED, handle_error
-from engine.server.events import event_routes
 from engine.server.metrics import ServerMetrics
 from engine.server.middleware import CatchAll, LimitBody, RequireToken
 from engine.server.openapi import openapi_document
 from engine.server.page import DashboardPage
 from engine.server.routes import api_routes
+from engine.server.streams import event_routes
 
 __all__ = ["create_app"]
 

@@ -38,11 +38,11 @@ from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from starlette.requests import Request
 from starlette.responses import Response
 
-from engine.bus import SLOW_SUBSCRIBER, EventBus
-from engine.engine import Engine
+from engine.core.bus import SLOW_SUBSCRIBER, EventBus
+from engine.core.engine import Engine
 from engine.errors import StoreError
-from engine.lifecycle import JobState
 from protocols.events import ERROR, JOB_PROGRESS, JOB_RETRYING, Event
+from protocols.lifecycle import JobState
 
 __all__ = ["ServerMetrics"]
 

@@ -12,7 +12,7 @@ from html import escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from engine.engine import Engine
+from engine.core.engine import Engine
 from engine.store import BatchRecord
 
 __all__ = ["DashboardPage"]

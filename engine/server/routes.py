@@ -23,13 +23,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from engine.engine import Engine, StartResult
+from engine.core.engine import Engine, StartResult
 from engine.errors import StoreError
-from engine.lifecycle import JobState
 from engine.server.errors import RequestError
 from engine.server.views import batch_view, job_requests, job_view, json_response, status_view
 from engine.store import AddResult
 from protocols import api
+from protocols.lifecycle import JobState
 
 __all__ = ["MAX_PAGE", "api_routes"]
 

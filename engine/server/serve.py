@@ -52,10 +52,10 @@ from hypercorn.trio import serve as hypercorn_serve
 from hypercorn.typing import ASGIFramework
 from starlette.applications import Starlette
 
-from engine.engine import Engine, open_engine
+from engine.config.settings import Settings
+from engine.core.engine import Engine, open_engine
 from engine.errors import ConfigError, EngineError
 from engine.server.app import create_app
-from engine.settings import Settings
 
 __all__ = ["check_exposure", "serve", "serve_engine"]
 

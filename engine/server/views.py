@@ -13,10 +13,10 @@ from typing import Any
 
 from starlette.responses import Response
 
-from engine.engine import EngineStatus, JobRequest
-from engine.lifecycle import JobState
+from engine.core.engine import EngineStatus, JobRequest
 from engine.store import BatchRecord, JobRecord
 from protocols import api
+from protocols.lifecycle import JobState
 
 __all__ = ["batch_view", "job_requests", "job_view", "json_response", "status_view"]
 

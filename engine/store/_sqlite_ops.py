@@ -29,7 +29,6 @@ from typing import Any
 import orjson
 
 from engine.errors import BatchExists, BatchNotFound, StoreUnavailable
-from engine.lifecycle import TRANSITIONS, JobEvent, JobState, sources
 from engine.store.base import (
     AddResult,
     BatchRecord,
@@ -41,6 +40,7 @@ from engine.store.base import (
     NewJob,
     Outcome,
 )
+from protocols.lifecycle import TRANSITIONS, JobEvent, JobState, sources
 
 _log = logging.getLogger("batchyard.store")
 

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from engine.lifecycle import JobState
+from protocols.lifecycle import JobState
 
 __all__ = [
     "AddResult",

@@ -55,7 +55,6 @@ from engine.store import _sqlite_ops as ops
 if TYPE_CHECKING:
     import sqlite3
 
-    from engine.lifecycle import JobState
     from engine.store.base import (
         AddResult,
         BatchRecord,
@@ -65,6 +64,7 @@ if TYPE_CHECKING:
         NewJob,
         Outcome,
     )
+    from protocols.lifecycle import JobState
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT_SECONDS", "SqliteStore", "open_sqlite_store"]
 

@@ -23,10 +23,10 @@ import pytest
 import trio
 from click.testing import CliRunner
 
-from engine.cli import main
-from engine.client import BatchyardClient
+from engine.cli.main import main
+from engine.client.http import BatchyardClient
+from engine.client.watch import open_watch
 from engine.testing import open_test_server
-from engine.watch import open_watch
 from protocols import api
 
 #: Runs until cancelled or shut down, in any test's time.

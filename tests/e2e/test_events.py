@@ -12,7 +12,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected
 
-from engine.server import events as server_events
+from engine.server import streams as server_streams
 from engine.testing import open_test_server
 from protocols.events import Event, parse_ws_frame
 from tests.e2e.helpers import create_batch, open_sse, open_ws, read_ws
@@ -84,7 +84,7 @@ async def test_filters_by_batch_and_follows_subscribe_messages(tmp_path: Path) -
 async def test_sse_filters_by_several_batches_and_keeps_the_stream_alive(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(server_events, "KEEPALIVE_SECONDS", 0.1)
+    monkeypatch.setattr(server_streams, "KEEPALIVE_SECONDS", 0.1)
     with trio.fail_after(20):
         async with (
             open_test_server(tmp_path) as (engine, url),

@@ -9,7 +9,7 @@ import pytest
 import trio
 import trio.testing
 
-from engine.bus import BusStatistics, EventBus, Subscription
+from engine.core.bus import BusStatistics, EventBus, Subscription
 from protocols.events import Event
 
 

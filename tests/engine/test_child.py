@@ -13,8 +13,8 @@ import attrs
 import trio
 import trio.testing
 
-from engine.child import serve_child
-from engine.jobs import JobContext, JobRegistry
+from engine.child.program import serve_child
+from engine.jobs.registry import JobContext, JobRegistry
 from protocols import ipc
 from protocols.framing import NEED_DATA, LineFramer
 

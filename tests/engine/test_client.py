@@ -28,11 +28,11 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-import engine.watch
-from engine.client import BatchyardClient, ClientError
-from engine.engine import Engine
+import engine.client.watch
+from engine.client.http import BatchyardClient, ClientError
+from engine.client.watch import EventStream, open_watch
+from engine.core.engine import Engine
 from engine.testing import collect_until, open_test_server
-from engine.watch import EventStream, open_watch
 from protocols import api
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:hypercorn")
@@ -336,7 +336,7 @@ async def test_watch_sends_token_and_every_batch_in_the_query() -> None:
 async def test_watch_gives_up_when_the_server_stays_away(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(engine.watch, "_RECONNECT_FOR", 0.5)
+    monkeypatch.setattr(engine.client.watch, "_RECONNECT_FOR", 0.5)
     attempts = 0
 
     async def once(ws: WebSocket) -> None:

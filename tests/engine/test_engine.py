@@ -10,12 +10,12 @@ import psutil
 import pytest
 import trio
 
-from engine.engine import StartResult
+from engine.config.settings import RateLimit
+from engine.core.engine import StartResult
 from engine.errors import BatchNotRunning, ShuttingDown
-from engine.lifecycle import JobState
-from engine.settings import RateLimit
 from engine.testing import collect_until, jobs_of, open_test_engine
 from protocols.events import Event
+from protocols.lifecycle import JobState
 
 
 def _terminal(events: list[Event]) -> list[Event]:

@@ -8,8 +8,7 @@ from pathlib import Path
 import psutil
 import trio
 
-from engine.engine import StartResult, open_engine
-from engine.lifecycle import JobState
+from engine.core.engine import StartResult, open_engine
 from engine.store import open_store
 from engine.testing import (
     FailingStore,
@@ -18,6 +17,7 @@ from engine.testing import (
     open_test_engine,
     settings_for_tests,
 )
+from protocols.lifecycle import JobState
 
 
 async def test_malformed_ipc_is_a_crash_of_that_batch_only(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import trio
 import trio.testing
 
 from engine.errors import ChildCrashed
-from engine.ipc import ChildChannel
+from engine.supervisor.channel import ChildChannel
 from protocols import ipc
 from protocols.framing import LineFramer
 

@@ -18,7 +18,7 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.limits import RateLimiter, RateLimiterStatistics, acquire_all
+from engine.core.limits import RateLimiter, RateLimiterStatistics, acquire_all
 
 # One acquire of an arrival plan: the wait before it, in windows, and whether
 # it uses ``acquire_nowait`` (a refused one is simply skipped).

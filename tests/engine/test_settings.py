@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.errors import ConfigError
-from engine.settings import (
+from engine.config.settings import (
     ENV_VARIABLES,
     PROFILE_VARIABLE,
     PROFILES,
@@ -22,6 +21,7 @@ from engine.settings import (
     Settings,
     TypeOverrides,
 )
+from engine.errors import ConfigError
 
 
 def rate(count: int, per_seconds: float = 60.0) -> RateLimit:

@@ -28,10 +28,10 @@ from typing import Any
 import attrs
 import trio
 
-from engine.bus import EventBus
-from engine.lifecycle import JobState
+from engine.core.bus import EventBus
 from engine.store.base import Complete, Fail, JobRecord, Outcome, Release, Store
 from protocols import events, ipc
+from protocols.lifecycle import JobState
 
 __all__ = ["HeldJob", "HeldJobs", "Recorder", "Tally"]
 

@@ -37,8 +37,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from engine.client import BatchyardClient
-from engine.watch import EventStream, ends_run, open_watch
+from engine.client.http import BatchyardClient
+from engine.client.watch import EventStream, ends_run, open_watch
 from protocols import api
 from protocols.events import DONE, ERROR, PROCESSING_PROGRESS, PROCESSING_STARTED, Event
 

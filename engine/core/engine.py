@@ -30,8 +30,10 @@ from typing import Any
 import attrs
 import trio
 
-from engine.bus import EventBus
-from engine.children import ChildSupervisor
+from engine.config.settings import RateLimit, Settings
+from engine.core.bus import EventBus
+from engine.core.limits import RateLimiter, TypeGate
+from engine.core.runner import BatchRunner, RunLimits, StopReason
 from engine.errors import (
     BatchNotRunning,
     BatchRunning,
@@ -39,11 +41,9 @@ from engine.errors import (
     StoreError,
     UnknownJobType,
 )
-from engine.jobs import REGISTRY, JobRegistry, load_job_modules
-from engine.limits import RateLimiter, TypeGate
-from engine.runner import BatchRunner, RunLimits, StopReason
-from engine.settings import RateLimit, Settings
+from engine.jobs.registry import REGISTRY, JobRegistry, load_job_modules
 from engine.store import AddResult, BatchRecord, NewJob, Store, open_store
+from engine.supervisor.children import ChildSupervisor
 
 __all__ = ["Engine", "EngineStatus", "JobRequest", "StartResult", "open_engine"]
 

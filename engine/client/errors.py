@@ -10,7 +10,7 @@ connect, answers and frames that do not parse. Each message is one line a
 person can act on (``cannot reach http://127.0.0.1:8000 (connection
 refused)``, ``409 batch-exists: batch 'x' already exists``); ``transient``
 says whether trying again later may help, and ``close_code`` what a
-WebSocket close meant, which is all ``engine.watch`` needs to decide between
+WebSocket close meant, which is all ``engine.client.watch`` needs to decide between
 reconnecting and stopping.
 
 A connection's reader task runs in a nursery, so its failure arrives wrapped
@@ -29,7 +29,6 @@ import httpx
 import trio
 import trio_websocket
 
-from engine.errors import EngineError
 from protocols import api
 from protocols.errors import ProtocolError
 
@@ -50,8 +49,11 @@ _PROTOCOL_FAULTS = frozenset({1002, 1003, 1007, 1009, 1010})
 # --- the one error -------------------------------------------------------------
 
 
-class ClientError(EngineError):
+class ClientError(Exception):
     """A request to the server failed; ``str(exc)`` is one line for people.
+
+    The client's own root: the client imports nothing of the engine, so a
+    program that only talks to a server needs none of it.
 
     Attributes:
         status: the HTTP status the server answered, if it answered one.

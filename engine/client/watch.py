@@ -39,8 +39,8 @@ from urllib.parse import urlencode
 import trio
 import trio_websocket
 
-from engine.client import CONNECT_TIMEOUT, BatchyardClient, ServerAddress
-from engine.client_errors import GOING_AWAY, ClientError, translate_errors
+from engine.client.errors import GOING_AWAY, ClientError, translate_errors
+from engine.client.http import CONNECT_TIMEOUT, BatchyardClient, ServerAddress
 from protocols import events
 
 __all__ = ["EventStream", "ends_run", "open_watch"]

@@ -25,7 +25,7 @@ from urllib.parse import quote, urlsplit
 import attrs
 import httpx
 
-from engine.client_errors import ClientError, error_from_answer, translate_errors
+from engine.client.errors import ClientError, error_from_answer, translate_errors
 from protocols import api
 
 if TYPE_CHECKING:

@@ -40,9 +40,9 @@ from engine.errors import (
     Conflict,
     StoreUnavailable,
 )
-from engine.lifecycle import JobState
 from engine.store import Complete, Fail, JobRecord, NewJob, Release, open_store
 from engine.store.sqlite import SqliteStore, open_sqlite_store
+from protocols.lifecycle import JobState
 
 DEADLINE = 20
 LEASE = 30.0

@@ -1,18 +1,18 @@
 """The job lifecycle as one table.
 
 ``TRANSITIONS[state][event]`` is the state a job moves to when ``event``
-happens to it in ``state``; a pair missing from the table is illegal and
-raises ``InvalidTransition``. Stores derive their guards from this table
-(``sources(event)``), so the SQL and the Python agree by construction.
+happens to it in ``state``; a pair missing from the table is illegal. Stores
+derive their guards from this table (``sources(event)``), so a store never
+moves a job along a pair the table lacks: the SQL and the table agree by
+construction. Pure data: the store, the IPC messages and the API share this
+one vocabulary of job states.
 """
 
 from __future__ import annotations
 
 import enum
 
-from engine.errors import InvalidTransition
-
-__all__ = ["TRANSITIONS", "JobEvent", "JobState", "next_state", "sources"]
+__all__ = ["TRANSITIONS", "JobEvent", "JobState", "sources"]
 
 
 class JobState(enum.Enum):
@@ -48,18 +48,6 @@ TRANSITIONS: dict[JobState, dict[JobEvent, JobState]] = {
     JobState.COMPLETED: {},
     JobState.FAILED: {JobEvent.REQUEUE: JobState.PENDING},
 }
-
-
-def next_state(state: JobState, event: JobEvent) -> JobState:
-    """The state after ``event``.
-
-    Raises:
-        InvalidTransition: the table has no such move.
-    """
-    try:
-        return TRANSITIONS[state][event]
-    except KeyError:
-        raise InvalidTransition(f"a {state.value} job cannot {event.value}") from None
 
 
 def sources(event: JobEvent) -> frozenset[JobState]:

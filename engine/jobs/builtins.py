@@ -11,7 +11,7 @@ from typing import Any
 
 import trio
 
-from engine.jobs import JobContext, job_type
+from engine.jobs.registry import JobContext, job_type
 
 __all__ = ["cpu", "echo", "fail", "flaky", "noop", "sleep"]
 

@@ -12,10 +12,10 @@ from functools import partial
 import click
 import trio
 
-from engine.cli_client import COMMANDS as CLIENT_COMMANDS
-from engine.demo import run_demo
+from engine.cli.client_commands import COMMANDS as CLIENT_COMMANDS
+from engine.cli.demo import run_demo
+from engine.config.settings import Settings
 from engine.errors import EngineError
-from engine.settings import Settings
 
 __all__ = ["main"]
 

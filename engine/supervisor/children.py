@@ -36,7 +36,7 @@ from functools import partial
 import trio
 
 from engine.errors import ChildCrashed
-from engine.ipc import ChildChannel
+from engine.supervisor.channel import ChildChannel
 from protocols import ipc
 
 __all__ = ["Child", "ChildSupervisor"]

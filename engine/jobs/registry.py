@@ -139,7 +139,7 @@ def load_job_modules(modules: Iterable[str]) -> None:
     Raises:
         JobError: a module cannot be imported; the message names it.
     """
-    for module in ("engine.builtins", *modules):
+    for module in ("engine.jobs.builtins", *modules):
         try:
             importlib.import_module(module)
         except Exception as exc:

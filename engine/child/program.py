@@ -43,7 +43,7 @@ from functools import partial
 import trio
 
 from engine.errors import JobError
-from engine.jobs import REGISTRY, JobContext, JobRegistry, call_handler, load_job_modules
+from engine.jobs.registry import REGISTRY, JobContext, JobRegistry, call_handler, load_job_modules
 from protocols import ipc
 from protocols.errors import LocalProtocolError, ProtocolError
 from protocols.framing import NEED_DATA, LineFramer

@@ -41,12 +41,12 @@ from typing import Any
 import attrs
 import trio
 
-from engine.bus import EventBus
-from engine.children import Child, ChildSupervisor
+from engine.core.bus import EventBus
+from engine.core.limits import RateLimiter, TypeGate, acquire_all
+from engine.core.recorder import CLEANUP_SECONDS, HeldJobs, Recorder, Tally
 from engine.errors import ChildCrashed, StoreError
-from engine.limits import RateLimiter, TypeGate, acquire_all
-from engine.recorder import CLEANUP_SECONDS, HeldJobs, Recorder, Tally
 from engine.store.base import JobRecord, Store
+from engine.supervisor.children import Child, ChildSupervisor
 from protocols import events, ipc
 
 __all__ = ["BatchRunner", "RunLimits", "StopReason"]

@@ -35,9 +35,9 @@ import trio
 from rich.console import Console
 from rich.table import Table
 
-from engine.client import DEFAULT_URL, BatchyardClient, StartOutcome
-from engine.client_errors import POLICY_VIOLATION, ClientError
-from engine.watch_view import WatchEnd, show_watch
+from engine.cli.watch_view import WatchEnd, show_watch
+from engine.client.errors import POLICY_VIOLATION, ClientError
+from engine.client.http import DEFAULT_URL, BatchyardClient, StartOutcome
 from protocols import api
 from protocols.codec import CONVERTER
 from protocols.errors import InvalidBody

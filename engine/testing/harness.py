@@ -1,14 +1,5 @@
-"""Fault injection and test support, shared by ``tests/`` and ``bench/``.
-
-Importing this module registers two job types that no production engine
-has unless ``engine.testing`` is listed in ``BATCHYARD_JOBS``:
-
-* ``crash`` (``{"exitCode": int}``): the child process exits at once with
-  that code, as a segfaulting extension or an OOM kill would end it;
-* ``hang`` (``{"seconds": float}``): blocks the child's main thread, deaf to
-  cancellation and to the shutdown message, as a stuck C call would;
-* ``garble``: writes a line that is not a message onto the child's IPC pipe;
-* ``pid``: returns the process id of the child that ran it.
+"""The test harness, shared by ``tests/`` and ``bench/``: test engines and
+servers, a failing store, and helpers to collect events.
 
 ``FailingStore`` wraps a real store and makes chosen methods fail, as a
 full disk or a dropped connection would.
@@ -18,9 +9,6 @@ No runtime module imports this one.
 
 from __future__ import annotations
 
-import os
-import sys
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
@@ -29,56 +17,21 @@ from typing import Any
 
 import trio
 
-from engine.bus import Subscription
-from engine.engine import Engine, JobRequest, open_engine
+from engine.config.settings import RateLimit, Settings
+from engine.core.bus import Subscription
+from engine.core.engine import Engine, JobRequest, open_engine
 from engine.errors import StoreUnavailable
-from engine.jobs import JobContext, job_type
-from engine.settings import RateLimit, Settings
 from engine.store import Store
 from protocols.events import Event
 
 __all__ = [
     "FailingStore",
     "collect_until",
-    "crash",
-    "garble",
-    "hang",
     "jobs_of",
     "open_test_engine",
     "open_test_server",
-    "pid",
     "settings_for_tests",
-    "steps",
 ]
-
-
-@job_type("crash")
-async def crash(payload: Any, ctx: JobContext) -> None:
-    """Ends the child process at once with ``exitCode`` (default 3)."""
-    code = payload.get("exitCode", 3) if isinstance(payload, dict) else 3
-    os._exit(code if isinstance(code, int) else 3)
-
-
-@job_type("hang")
-async def hang(payload: Any, ctx: JobContext) -> None:
-    """Blocks the child's main thread for ``seconds``, ignoring cancellation."""
-    seconds = payload.get("seconds", 3600) if isinstance(payload, dict) else 3600
-    time.sleep(float(seconds))  # noqa: ASYNC251 - blocking on purpose
-
-
-@job_type("garble")
-async def garble(payload: Any, ctx: JobContext) -> None:
-    """Writes a line that is not IPC onto the child's IPC pipe, as a handler
-    that scribbled on a file descriptor it did not own would."""
-    fd = int(sys.argv[sys.argv.index("--ipc-out") + 1])
-    os.write(fd, b"this is not a message\n")
-    await trio.sleep_forever()
-
-
-@job_type("pid")
-async def pid(payload: Any, ctx: JobContext) -> int:
-    """Returns the process id of the child that ran it."""
-    return os.getpid()
 
 
 class FailingStore:
@@ -142,15 +95,6 @@ async def collect_until(
         if last(event):
             return seen
     return seen
-
-
-@job_type("steps")
-def steps(payload: Any, ctx: JobContext) -> int:
-    """A plain ``def`` handler that reports progress ``steps`` times."""
-    count = payload.get("steps", 4) if isinstance(payload, dict) else 4
-    for step in range(1, count + 1):
-        ctx.report_progress(100 * step / count)
-    return int(count)
 
 
 @asynccontextmanager

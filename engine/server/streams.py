@@ -46,7 +46,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from engine.bus import BUS_CLOSED, SLOW_SUBSCRIBER, EventBus, Subscription
+from engine.core.bus import BUS_CLOSED, SLOW_SUBSCRIBER, EventBus, Subscription
 from engine.server.errors import RequestError, error_response
 from engine.server.metrics import ServerMetrics
 from protocols.api import BATCH_ID_PATTERN

@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from engine.engine import Engine, JobRequest, open_engine
-from engine.settings import RateLimit, Settings
+from engine.config.settings import RateLimit, Settings
+from engine.core.engine import Engine, JobRequest, open_engine
 
 __all__ = ["DemoSummary", "run_demo"]
 

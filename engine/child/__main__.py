@@ -1,0 +1,7 @@
+"""``python -m engine.child``: the child program of one batch run."""
+
+import sys
+
+from engine.child.program import main
+
+sys.exit(main())

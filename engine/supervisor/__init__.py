@@ -1,0 +1,9 @@
+"""The parent side of a child process: starting it, keeping spares warm,
+stopping it (ask, wait, SIGKILL), and the parent's end of its IPC pipes."""
+
+from __future__ import annotations
+
+from engine.supervisor.channel import ChildChannel
+from engine.supervisor.children import Child, ChildSupervisor
+
+__all__ = ["Child", "ChildChannel", "ChildSupervisor"]

@@ -1,0 +1,50 @@
+"""Test support, shared by ``tests/`` and ``bench/``. No runtime module
+imports it.
+
+Importing the package registers the fault-injection job types of
+``engine.testing.faults`` (so ``BATCHYARD_JOBS=engine.testing`` gives a child
+``crash``, ``hang``, ``garble``, ``pid`` and ``steps``); the harness
+(``engine.testing.harness``: test engines and servers, failing stores) is
+imported only when one of its names is used, so a child never pays for it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from engine.testing import faults as faults
+from protocols._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from engine.testing.harness import (
+        FailingStore,
+        collect_until,
+        jobs_of,
+        open_test_engine,
+        open_test_server,
+        settings_for_tests,
+    )
+
+__all__ = [
+    "FailingStore",
+    "collect_until",
+    "faults",
+    "jobs_of",
+    "open_test_engine",
+    "open_test_server",
+    "settings_for_tests",
+]
+
+_HOMES = dict.fromkeys(
+    [
+        "FailingStore",
+        "collect_until",
+        "jobs_of",
+        "open_test_engine",
+        "open_test_server",
+        "settings_for_tests",
+    ],
+    "engine.testing.harness",
+)
+
+__getattr__ = lazy_exports(__name__, _HOMES)
