@@ -291,9 +291,7 @@ def _rule(name: str) -> Rule:
         ),
         (
             "engine.testing",
-            {
-                "engine/jobs/registry.py": "import importlib\nimportlib.import_module('engine.testing')\n"
-            },
+            {"engine/jobs/registry.py": "import importlib\nimportlib.import_module(name)\n"},
             [],
         ),
         ("engine.testing", {"tests/test_x.py": "from engine.testing import crash\n"}, []),
