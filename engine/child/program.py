@@ -42,6 +42,7 @@ from functools import partial
 
 import trio
 
+from engine.child.hooks import expose_raw_ipc_writer
 from engine.errors import JobError
 from engine.jobs.registry import REGISTRY, JobContext, JobRegistry, call_handler, load_job_modules
 from protocols import ipc
@@ -176,6 +177,7 @@ class ChildProgram:
         self.send(ipc.JobProgress(job_id=job.job_id, status=ipc.JobStatus.ACTIVE, progress=0.0))
         await trio.lowlevel.checkpoint()
         self.flush()
+        expose_raw_ipc_writer(self._write)
         try:
             job_type = self._registry.get(job.type)
             ctx = JobContext(

@@ -12,8 +12,10 @@ from functools import partial
 import click
 import trio
 
-from engine.cli.client_commands import COMMANDS as CLIENT_COMMANDS
+from engine.cli.batch_commands import BATCH_COMMANDS
 from engine.cli.demo import run_demo
+from engine.cli.engine_commands import ENGINE_COMMANDS
+from engine.cli.watch_command import watch
 from engine.config.settings import Settings
 from engine.errors import EngineError
 
@@ -95,5 +97,5 @@ def serve(
         raise SystemExit(130) from None
 
 
-for _command in CLIENT_COMMANDS:
+for _command in (*BATCH_COMMANDS, *ENGINE_COMMANDS, watch):
     main.add_command(_command)

@@ -1,4 +1,4 @@
-"""The HTTP and WebSocket client of a batchyard server, as the CLI uses it.
+"""The HTTP client of a batchyard server, as the CLI uses it.
 
 Design notes
 ------------
@@ -8,11 +8,12 @@ decoded with them, just as strictly as the server decodes requests, so a
 server that breaks the contract is noticed here and not three calls later.
 
 Every failure, whatever layer raised it, reaches the caller as the one
-``ClientError`` of ``engine.client_errors``, translated there and only there.
+``ClientError`` of ``engine.client.errors``, translated there and only there.
 
 Paths are built with every batch id percent-encoded as one segment, so an id
-can never reach another route. The WebSocket URL carries the token as
-``?token=`` (what browsers can send) and the header carries it too (what the
+can never reach another route. The WebSocket side, ``engine.client.watch``,
+uses this client's address and token: the token goes in the WebSocket URL as
+``?token=`` (what browsers can send) and in the header too (what the
 contract requires every server to accept).
 """
 
@@ -51,8 +52,6 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 #: that a busy disk may take seconds over.
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 60.0
-
-# --- HTTP ----------------------------------------------------------------------
 
 
 @attrs.frozen(kw_only=True)
@@ -307,8 +306,6 @@ class BatchyardClient:
         Cancellation: may have partially happened: the engine may be resumed.
         """
         await self._request("POST", "api/resume")
-
-    # --- WebSocket ------------------------------------------------------------
 
 
 def _address(url: str) -> ServerAddress:

@@ -1,4 +1,4 @@
-"""Exact limits: a strict sliding-window rate limiter, and taking several at once.
+"""Exact limits: a strict sliding-window rate limiter, and a job type's gate.
 
 Design notes
 ------------
@@ -15,22 +15,23 @@ Memory is O(N): a deque of at most N timestamps.
 Time is read only through ``trio.current_time()``, so tests drive the limiter
 with ``trio.testing.MockClock``.
 
-Several limiters (one per batch, one per job type) are taken together with
-``acquire_all``: it waits until *every* limiter has room and then takes one
-start from each in the same instant, so one limiter's start is never spent
-while waiting on another.
+A batch's limiter and its job types' gates are taken one after the other,
+not together: the runner takes the batch's starts when it claims jobs, and
+each job's type start when it hands the job to the child, once the job's
+type is known. So a job waiting at its type's gate holds a start of its
+batch's rate; that can only slow the batch, never let a window of either
+limiter hold more than its count.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
 
 import attrs
 import trio
 
-__all__ = ["RateLimiter", "RateLimiterStatistics", "TypeGate", "acquire_all"]
+__all__ = ["RateLimiter", "RateLimiterStatistics", "TypeGate"]
 
 
 @attrs.frozen(kw_only=True)
@@ -92,7 +93,15 @@ class RateLimiter:
 
         Cancellation: atomic; if cancelled, no start was taken.
         """
-        await acquire_all((self,))
+        while True:
+            # Another waiter may have taken the room this one slept until.
+            ready_at = self.next_start_at()
+            if ready_at <= trio.current_time():
+                await trio.lowlevel.checkpoint_if_cancelled()
+                self._starts.append(trio.current_time())
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return
+            await trio.sleep_until(ready_at)
 
     def statistics(self) -> RateLimiterStatistics:
         """A snapshot of the limiter."""
@@ -102,25 +111,6 @@ class RateLimiter:
             starts_in_window=self._count - self.available(),
             next_start_at=self.next_start_at(),
         )
-
-
-async def acquire_all(limiters: Sequence[RateLimiter]) -> None:
-    """Take one start from every limiter in the same instant.
-
-    Waits until all have room at once; never holds a start of one while
-    waiting for another.
-
-    Cancellation: atomic; if cancelled, no limiter was touched.
-    """
-    while True:
-        ready_at = max((limiter.next_start_at() for limiter in limiters), default=-math.inf)
-        if ready_at <= trio.current_time():
-            await trio.lowlevel.checkpoint_if_cancelled()
-            for limiter in limiters:
-                limiter.acquire_nowait()
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return
-        await trio.sleep_until(ready_at)
 
 
 @attrs.frozen(kw_only=True)

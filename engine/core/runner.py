@@ -42,7 +42,7 @@ import attrs
 import trio
 
 from engine.core.bus import EventBus
-from engine.core.limits import RateLimiter, TypeGate, acquire_all
+from engine.core.limits import RateLimiter, TypeGate
 from engine.core.recorder import CLEANUP_SECONDS, HeldJobs, Recorder, Tally
 from engine.errors import ChildCrashed, StoreError
 from engine.store.base import JobRecord, Store
@@ -277,7 +277,7 @@ class BatchRunner:
         rate = self._limits.rate
         if rate is None:
             return wanted
-        await acquire_all((rate,))
+        await rate.acquire()
         extra = min(wanted - 1, rate.available())
         for _ in range(extra):
             rate.acquire_nowait()
@@ -307,7 +307,7 @@ class BatchRunner:
                 await gate.slots.acquire_on_behalf_of(job.job_id)
                 held.add_type_slot(job.job_id, gate.slots)
             if gate.rate is not None:
-                await acquire_all((gate.rate,))
+                await gate.rate.acquire()
         message = ipc.RunJobs(
             jobs=tuple(
                 ipc.JobToRun(job_id=j.job_id, type=j.type, payload=j.payload, attempt=j.attempts)

@@ -20,15 +20,10 @@ Shutdown runs in the contract's order:
 4. hypercorn stops accepting, closes idle keep-alive connections and gives
    the rest ``_HTTP_GRACE_SECONDS``; the app's lifespan ends last.
 
-hypercorn writes to a socket with its cancel shield up, so a handler whose
-client stopped reading (a suspended ``watch``, a stalled proxy) blocks in
-``send`` until the client reads, and no cancellation frees it; hypercorn
-closes a connection's socket only after its handlers have ended. Left
-alone, one such client would hold the whole process open. So when hypercorn
-has not finished shortly after its grace, every connected socket still open
-on the server's port is shut down (``SHUT_RDWR``): the stuck write fails at
-once and everything unwinds. The descriptors are found through ``/dev/fd``
-(Linux, macOS, the BSDs); elsewhere the wait is as long as the client's.
+A client that stopped reading can hold a write of hypercorn's past any
+cancellation; when hypercorn has not finished shortly after its grace, the
+connections still open on the server's address are shut down
+(``engine.server.stragglers``).
 
 A host that is not loopback is refused without a token (unless the operator
 says ``insecure_no_auth``): the API starts processes on this machine.
@@ -39,12 +34,11 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
-import os
 import signal
-import socket
 from collections.abc import AsyncIterator, Iterator
 from importlib.metadata import version
 from typing import cast
+from urllib.parse import urlsplit
 
 import trio
 from hypercorn.config import Config
@@ -56,6 +50,7 @@ from engine.config.settings import Settings
 from engine.core.engine import Engine, open_engine
 from engine.errors import ConfigError, EngineError
 from engine.server.app import create_app
+from engine.server.stragglers import shut_down_connections
 
 __all__ = ["check_exposure", "serve", "serve_engine"]
 
@@ -66,14 +61,18 @@ log = logging.getLogger("batchyard.server")
 _HTTP_LOG = logging.getLogger("batchyard.http")
 
 #: Once the bus is closed every event client is told at once, so what is
-#: left is requests in flight, each a store read or two; they get this long
-#: before hypercorn cancels them.
-_HTTP_GRACE_SECONDS = 2.0
+#: left is requests in flight, each a store read or two: milliseconds. The
+#: contract bounds the whole stop by the children's grace plus one second,
+#: and this stage comes after the children's, so it gets half a second
+#: before hypercorn cancels what is left.
+_HTTP_GRACE_SECONDS = 0.5
 
 #: hypercorn cancels what is left after its grace; a task stuck writing to a
-#: client that stopped reading cannot be cancelled (see the notes above), so
-#: this long after the grace its socket is shut down instead.
-_FORCE_AFTER_GRACE_SECONDS = 0.5
+#: client that stopped reading cannot be cancelled (``stragglers``), so this
+#: long after the grace its socket is shut down instead. Together with the
+#: grace it leaves a quarter of a second of the contract's one for the
+#: engine to close and the process to exit.
+_FORCE_AFTER_GRACE_SECONDS = 0.25
 
 #: The largest WebSocket message a client may send; control messages are
 #: tiny, so anything near this is not one.
@@ -135,45 +134,6 @@ def _single_engine_error() -> Iterator[None]:
         raise sole from None
 
 
-def _accepted_on(sock: socket.socket, port: int) -> bool:
-    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
-        return False
-    try:
-        sock.getpeername()
-    except OSError:  # not connected: a listener, or already shut down
-        return False
-    local_port: int = sock.getsockname()[1]
-    return local_port == port
-
-
-def _shut_down_connections(port: int) -> int:
-    """``SHUT_RDWR`` every connected TCP socket of this process on local ``port``.
-
-    Returns:
-        How many there were (none where ``/dev/fd`` does not list descriptors).
-    """
-    try:
-        descriptors = [int(name) for name in os.listdir("/dev/fd")]
-    except OSError:
-        return 0
-    count = 0
-    for descriptor in descriptors:
-        try:
-            duplicate = os.dup(descriptor)
-        except OSError:  # closed since it was listed
-            continue
-        try:
-            sock = socket.socket(fileno=duplicate)
-        except OSError:  # not a socket
-            os.close(duplicate)
-            continue
-        with sock:
-            if _accepted_on(sock, port):
-                sock.shutdown(socket.SHUT_RDWR)
-                count += 1
-    return count
-
-
 class _HttpServer:
     """hypercorn serving one app: started, then stopped within a bound."""
 
@@ -182,7 +142,7 @@ class _HttpServer:
         self._config = config
         self._stop = trio.Event()
         self._finished = trio.Event()
-        self.url = ""
+        self._binds: list[str] = []
 
     async def _run(self, task_status: trio.TaskStatus[list[str]]) -> None:
         try:
@@ -212,8 +172,8 @@ class _HttpServer:
                 raise
             bind = self._config.bind[0]
             raise ConfigError(f"cannot listen on {bind}: {sole.strerror or sole}") from exc
-        self.url = binds[0]
-        return self.url
+        self._binds = binds
+        return binds[0]
 
     async def stop(self) -> None:
         """Stop accepting, let requests in flight finish, and return once
@@ -225,8 +185,8 @@ class _HttpServer:
         with trio.move_on_after(_HTTP_GRACE_SECONDS + _FORCE_AFTER_GRACE_SECONDS):
             await self._finished.wait()
             return
-        port = int(self.url.rpartition(":")[2])
-        stuck = _shut_down_connections(port)
+        listening = [urlsplit(bind) for bind in self._binds]
+        stuck = shut_down_connections((url.hostname or "", url.port or 0) for url in listening)
         log.warning("shut down %d connections still open after the grace", stuck)
         await self._finished.wait()
 

@@ -1,10 +1,11 @@
 """Test support, shared by ``tests/`` and ``bench/``. No runtime module
-imports it.
+imports it; an engine loads it only when ``BATCHYARD_JOBS`` names it.
 
 Importing the package registers the fault-injection job types of
-``engine.testing.faults`` (so ``BATCHYARD_JOBS=engine.testing`` gives a child
-``crash``, ``hang``, ``garble``, ``pid`` and ``steps``); the harness
-(``engine.testing.harness``: test engines and servers, failing stores) is
+``engine.testing.faults``, so ``BATCHYARD_JOBS=engine.testing`` gives an
+engine and its children ``crash``, ``hang``, ``garble``, ``pid`` and
+``steps``. The harness (``engine.testing.harness``: test settings, engines
+and servers, a failing store, helpers that build jobs and collect events) is
 imported only when one of its names is used, so a child never pays for it.
 """
 

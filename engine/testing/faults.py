@@ -1,11 +1,13 @@
-"""Fault-injection job types: what a child loads when ``engine.testing`` is
-in ``BATCHYARD_JOBS``. No production engine has them otherwise.
+"""Fault-injection job types, registered wherever ``engine.testing`` is
+imported: in an engine and its children when ``BATCHYARD_JOBS`` names it,
+and in no engine that does not.
 
 * ``crash`` (``{"exitCode": int}``): the child process exits at once with
   that code, as a segfaulting extension or an OOM kill would end it;
 * ``hang`` (``{"seconds": float}``): blocks the child's main thread, deaf to
   cancellation and to the shutdown message, as a stuck C call would;
-* ``garble``: writes a line that is not a message onto the child's IPC pipe;
+* ``garble``: writes a line that is not a message onto the child's IPC pipe
+  (through the child program's hook for fault types, ``engine.child.hooks``);
 * ``pid``: returns the process id of the child that ran it;
 * ``steps`` (``{"steps": int}``): a plain ``def`` handler reporting progress.
 """
@@ -13,12 +15,12 @@ in ``BATCHYARD_JOBS``. No production engine has them otherwise.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from typing import Any
 
 import trio
 
+from engine.child.hooks import write_raw_ipc
 from engine.jobs.registry import JobContext, job_type
 
 __all__ = ["crash", "garble", "hang", "pid", "steps"]
@@ -41,9 +43,9 @@ async def hang(payload: Any, ctx: JobContext) -> None:
 @job_type("garble")
 async def garble(payload: Any, ctx: JobContext) -> None:
     """Writes a line that is not IPC onto the child's IPC pipe, as a handler
-    that scribbled on a file descriptor it did not own would."""
-    fd = int(sys.argv[sys.argv.index("--ipc-out") + 1])
-    os.write(fd, b"this is not a message\n")
+    that scribbled on a file descriptor it did not own would, then waits to
+    be stopped (the engine takes the line for a crash of the child)."""
+    write_raw_ipc(b"this is not a message\n")
     await trio.sleep_forever()
 
 

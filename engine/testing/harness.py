@@ -1,5 +1,6 @@
-"""The test harness, shared by ``tests/`` and ``bench/``: test engines and
-servers, a failing store, and helpers to collect events.
+"""The test harness, shared by ``tests/`` and ``bench/``: settings for tests,
+test engines and servers, a failing store, and helpers that build job
+requests and collect events.
 
 ``FailingStore`` wraps a real store and makes chosen methods fail, as a
 full disk or a dropped connection would.
@@ -59,7 +60,7 @@ class FailingStore:
 
 def settings_for_tests(tmp_path: Path, **changes: Any) -> Settings:
     """Settings for a test engine: a store in ``tmp_path``, no rate limit,
-    the fault types loaded, and whatever ``changes`` say."""
+    the fault types loaded, a 5 s grace, and whatever ``changes`` say."""
     base: dict[str, Any] = {
         "store_url": f"sqlite:///{tmp_path / 'batchyard.db'}",
         "rate_limit": RateLimit(count=0, per_seconds=60),
@@ -85,7 +86,8 @@ def jobs_of(type: str, payloads: Sequence[Any]) -> list[JobRequest]:
 async def collect_until(
     subscription: Subscription, last: Callable[[Event], bool] = lambda e: e.event == "done"
 ) -> list[Event]:
-    """Events of ``subscription`` up to and including the first ``last`` one.
+    """Events of ``subscription`` up to and including the first ``last`` one,
+    or all of them when the subscription ends first.
 
     Cancellation: atomic per event; the caller bounds it with a timeout.
     """

@@ -1,11 +1,13 @@
 """``batchyard serve`` as a real process: start-up line, SIGTERM, a second
-SIGTERM, no orphans, runs resumed on restart; refusals at start."""
+SIGTERM, a client that stopped reading, no orphans, runs resumed on restart;
+refusals at start."""
 
 from __future__ import annotations
 
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -16,13 +18,13 @@ import httpx
 import psutil
 import pytest
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
+from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
 from engine.errors import ConfigError
 from engine.server.serve import check_exposure
 from engine.testing import settings_for_tests
 from protocols.events import Event, parse_ws_frame
-from tests.e2e.helpers import create_batch, open_ws
+from tests.e2e.helpers import create_batch, open_ws, read_ws
 
 _LISTENING = re.compile(r"listening on (http://\S+?);")
 
@@ -166,6 +168,53 @@ async def test_a_second_sigterm_ends_the_grace_period(tmp_path: Path) -> None:
     assert took < 3.0, took
     assert not [child for child in children if child.is_running()]
     assert any("second stop request" in line for line in server.lines)
+
+
+@asynccontextmanager
+async def _open_stalled_ws(base_url: str, query: str) -> AsyncIterator[None]:
+    """A WebSocket client of ``/ws?query`` that never reads: its receive
+    buffer is small, and trio-websocket stops reading the socket while one
+    message waits for a ``get_message`` that never comes."""
+    host, _, port = base_url.removeprefix("http://").rpartition(":")
+    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await sock.connect((host, int(port)))
+    stream = trio.SocketStream(sock)
+    async with trio.open_nursery() as nursery:
+        await wrap_client_stream(nursery, stream, host, f"/ws?{query}", message_queue_size=0)
+        try:
+            yield
+        finally:
+            nursery.cancel_scope.cancel()
+            await stream.aclose()
+
+
+async def test_a_client_that_stops_reading_does_not_hold_serve_past_the_grace(
+    tmp_path: Path,
+) -> None:
+    # Each failure event carries its 32 KiB message, so the run's events are
+    # far more than the stalled client's receive buffer and the server's
+    # largest send buffer (tcp_wmem's 4 MiB) hold: the server's write to it
+    # blocks for good.
+    grace = 2.0
+    jobs = [{"message": "x" * 32_768}] * 200
+    with trio.fail_after(90):
+        async with (
+            run_server(tmp_path, grace=grace) as server,
+            httpx.AsyncClient(base_url=server.url) as client,
+        ):
+            batch_id = await create_batch(client, "fail", jobs)
+            query = f"batchId={batch_id}"
+            async with open_ws(server.url, query) as reader, _open_stalled_ws(server.url, query):
+                assert (await client.post(f"/api/jobs/process/all/{batch_id}")).status_code == 200
+                await read_ws(reader)
+                server.process.send_signal(signal.SIGTERM)
+                sent = trio.current_time()
+                await server.process.wait()
+                took = trio.current_time() - sent
+    assert server.process.returncode == 0, server.lines
+    assert took < grace + 1.0, took
+    assert any("shut down 1 connections" in line for line in server.lines), server.lines
 
 
 async def test_a_failed_start_prints_one_line_and_exits_non_zero(tmp_path: Path) -> None:

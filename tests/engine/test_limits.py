@@ -1,4 +1,4 @@
-"""The sliding-window rate limiter and ``acquire_all``, on a mock clock.
+"""The sliding-window rate limiter, on a mock clock.
 
 Every example runs on ``MockClock(autojump_threshold=0)``: time only moves
 when every task waits, so start times are exact and a test of minutes of
@@ -18,7 +18,7 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.core.limits import RateLimiter, RateLimiterStatistics, acquire_all
+from engine.core.limits import RateLimiter, RateLimiterStatistics
 
 # One acquire of an arrival plan: the wait before it, in windows, and whether
 # it uses ``acquire_nowait`` (a refused one is simply skipped).
@@ -264,11 +264,6 @@ async def test_an_acquire_cancelled_before_it_runs_takes_no_start_even_with_room
         await limiter.acquire()
     assert scope.cancelled_caught
     assert limiter.available() == 1
-    with trio.CancelScope() as scope:
-        scope.cancel()
-        await acquire_all([limiter, RateLimiter(1, 1.0)])
-    assert scope.cancelled_caught
-    assert limiter.available() == 1
 
 
 async def test_a_deadline_at_the_moment_of_room_either_takes_a_start_or_none(
@@ -282,69 +277,6 @@ async def test_a_deadline_at_the_moment_of_room_either_takes_a_start_or_none(
         await limiter.acquire()
         returned = True
     assert limiter.statistics().starts_in_window == int(returned)
-
-
-async def test_acquire_all_takes_from_every_limiter_in_the_same_instant(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    slow = RateLimiter(1, 10.0)
-    fast = RateLimiter(1, 4.0)
-    t0 = trio.current_time()
-    slow.acquire_nowait()
-    taken_at: list[float] = []
-
-    async def both() -> None:
-        await acquire_all([slow, fast])
-        taken_at.append(trio.current_time())
-
-    with trio.fail_after(100):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(both)
-            await trio.sleep_until(t0 + 5.0)
-            # The waiter holds nothing of ``fast`` while ``slow`` is full.
-            assert fast.available() == 1
-            fast.acquire_nowait()
-    assert taken_at == [t0 + 10.0]
-    assert slow.next_start_at() == t0 + 20.0
-    assert fast.next_start_at() == t0 + 14.0
-
-
-async def test_acquire_all_never_holds_one_limiter_while_waiting_on_another(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    first = RateLimiter(1, 10.0)
-    second = RateLimiter(1, 10.0)
-    t0 = trio.current_time()
-    first.acquire_nowait()
-    taken_at: list[float] = []
-
-    async def both() -> None:
-        await acquire_all([first, second])
-        taken_at.append(trio.current_time())
-
-    with trio.fail_after(100):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(both)
-            await trio.sleep_until(t0 + 5.0)
-            second.acquire_nowait()
-            # ``first`` has room again but ``second`` has not: the waiter must
-            # leave ``first`` free for others.
-            await trio.sleep_until(t0 + 12.0)
-            assert first.available() == 1
-            first.acquire_nowait()
-    # ``second`` frees at 15, but ``first`` is busy again until 22.
-    assert taken_at == [t0 + 22.0]
-    assert first.statistics().starts_in_window == 1
-    assert second.statistics().starts_in_window == 1
-    assert first.next_start_at() == second.next_start_at() == t0 + 32.0
-
-
-async def test_acquire_all_of_nothing_returns_at_once(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    t0 = trio.current_time()
-    await acquire_all([])
-    assert trio.current_time() == t0
 
 
 @pytest.mark.parametrize(
