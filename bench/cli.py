@@ -117,16 +117,7 @@ def _run_peers(ctx: Context, names: Sequence[str]) -> list[Result]:
 def _caps(sizes: Sizes, quick: bool) -> tuple[str, ...]:
     if quick:
         return ("--quick: every workload at a tiny size; the numbers mean nothing",)
-    capped = [f"W6: {s:,} subscribers on {j:,} jobs" for s, j in sizes.w6_runs if j < 1_000]
-    caps = [
-        "W6 with 1,000 subscribers runs on a 100-job batch instead of 1,000: the served engine "
-        "delivers a few thousand WebSocket frames/s here, so the 2 million frames of 1,000 "
-        "subscribers on 1,000 jobs would take about 8 minutes"
-        if capped
-        else "",
-        f"arq at its default poll_delay: W1 only, on {sizes.arq_default_jobs:,} jobs",
-    ]
-    return tuple(cap for cap in caps if cap)
+    return (f"arq at its default poll_delay: W1 only, on {sizes.arq_default_jobs:,} jobs",)
 
 
 def _notes(load_before: float, charts_note: str | None) -> tuple[str, ...]:

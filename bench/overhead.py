@@ -5,24 +5,38 @@
 One engine on a throwaway SQLite store, one batch of ``noop`` jobs, no rate
 limit, a warm child: the time from ``start`` to the batch's ``done`` event is
 everything batchyard adds per job (claim, IPC both ways, the store write,
-two events), since the job itself does nothing.
+two events), since the job itself does nothing. Beside the time, the CPU
+seconds of this process and its children over the same span (``bench.cpu``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
 
+import attrs
 import trio
 
+from bench.cpu import tree_cpu_seconds
 from engine.config.settings import RateLimit, Settings
 from engine.core.engine import JobRequest, open_engine
 
 
-async def measure(jobs: int, concurrency: int, batch_size: int) -> tuple[float, float]:
-    """Seconds to submit ``jobs`` no-op jobs, and seconds to run them."""
+@attrs.frozen(kw_only=True)
+class Overhead:
+    """One batch of no-op jobs on an engine in this process."""
+
+    submit_seconds: float
+    seconds: float
+    #: CPU seconds of this process and its children while the batch ran.
+    cpu_seconds: float
+
+
+async def measure(jobs: int, concurrency: int, batch_size: int) -> Overhead:
+    """Submit ``jobs`` no-op jobs and run them; what that took."""
     with tempfile.TemporaryDirectory(prefix="batchyard-bench-") as directory:
         settings = Settings(
             store_url=f"sqlite:///{Path(directory) / 'bench.db'}",
@@ -38,12 +52,15 @@ async def measure(jobs: int, concurrency: int, batch_size: int) -> tuple[float, 
             submitted = time.perf_counter() - began
             await engine.wait_warm()
             with engine.bus.subscribe([batch_id]) as events:
+                cpu_before = tree_cpu_seconds(os.getpid())
                 began = time.perf_counter()
                 await engine.start(batch_id)
                 async for event in events:
                     if event.event in ("done", "error"):
                         break
-            return submitted, time.perf_counter() - began
+                ran = time.perf_counter() - began
+                cpu_used = tree_cpu_seconds(os.getpid()) - cpu_before
+            return Overhead(submit_seconds=submitted, seconds=ran, cpu_seconds=cpu_used)
 
 
 def main() -> None:
@@ -52,11 +69,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=50)
     args = parser.parse_args()
-    submitted, ran = trio.run(measure, args.jobs, args.concurrency, args.batch_size)
+    run = trio.run(measure, args.jobs, args.concurrency, args.batch_size)
     print(
         f"{args.jobs} noop jobs, concurrency {args.concurrency}, batch size {args.batch_size}: "
-        f"submit {args.jobs / submitted:,.0f} jobs/s, run {args.jobs / ran:,.0f} jobs/s "
-        f"({ran * 1e6 / args.jobs:.0f} us per job)"
+        f"submit {args.jobs / run.submit_seconds:,.0f} jobs/s, "
+        f"run {args.jobs / run.seconds:,.0f} jobs/s ({run.seconds * 1e6 / args.jobs:.0f} us "
+        f"per job, {run.cpu_seconds * 1e6 / args.jobs:.0f} us of CPU)"
     )
 
 

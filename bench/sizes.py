@@ -34,10 +34,8 @@ class Sizes:
     w5_grace_seconds: float
     w5_long_sleep_seconds: float
     w5_short_sleep_seconds: float
-    # (subscribers, jobs) per run. The served engine delivers a few thousand
-    # WebSocket frames/s here and a job makes about 2 events, so 1,000
-    # subscribers on 1,000 jobs (2 million frames) would take about 8
-    # minutes; that run is capped to 100 jobs.
+    # (subscribers, jobs) per run; a job makes about 2 events, so 1,000
+    # subscribers on 1,000 jobs are over 2 million frames.
     w6_runs: tuple[tuple[int, int], ...]
     w6_job_seconds: float
     w6_concurrency: int
@@ -72,7 +70,7 @@ FULL = Sizes(
     w5_grace_seconds=3.0,
     w5_long_sleep_seconds=30.0,
     w5_short_sleep_seconds=0.5,
-    w6_runs=((100, 1_000), (1_000, 100)),
+    w6_runs=((100, 1_000), (1_000, 1_000)),
     w6_job_seconds=0.01,
     w6_concurrency=16,
     w7_pending=100_000,

@@ -155,8 +155,14 @@ def _w6(results: Sequence[Result]) -> Iterator[Target]:
         "W6",
         f"{subscribers:,} subscribers: p99 delivery <= 100 ms",
         p99 <= 100,
-        f"p99 {p99:,.0f} ms, {int(largest.metric('subscribers_dropped') or 0):,} dropped as slow",
+        f"p99 {p99:,.0f} ms, {int(largest.metric('subscribers_dropped') or 0):,} dropped as slow"
+        + _busiest_client(largest),
     )
+
+
+def _busiest_client(result: Result) -> str:
+    share = result.metric("busiest_client_cpu_share")
+    return "" if share is None else f"; busiest client process {share:.0%} of a core"
 
 
 def _w7(results: Sequence[Result]) -> Iterator[Target]:

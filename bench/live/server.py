@@ -23,6 +23,8 @@ from pathlib import Path
 import attrs
 import trio
 
+from bench.cpu import tree_cpu_seconds
+
 __all__ = ["REPO", "LiveServer", "ServerFailed", "open_server"]
 
 #: The repository root: the server subprocess imports ``bench`` from here.
@@ -55,6 +57,11 @@ class LiveServer:
     def ws_url(self) -> str:
         """The WebSocket base (``ws://HOST:PORT``)."""
         return "ws" + self.url.removeprefix("http")
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds the server and its children (batch children, the warm
+        spare) have used since it started (``bench.cpu``)."""
+        return tree_cpu_seconds(self.process.pid)
 
     def terminate(self) -> None:
         """Send SIGTERM, as ``kill PID`` or a service manager would."""

@@ -19,6 +19,10 @@ def _number(name: str, digits: int = 0, scale: float = 1.0) -> Callable[[Result]
     return cell
 
 
+#: Every batchyard workload's cost apart from its wall time (``bench.cpu``).
+_ENGINE_CPU: Column = ("engine CPU s / 1k jobs", _number("engine_cpu_seconds_per_1000_jobs", 3))
+
+
 def _status(result: Result) -> str:
     return "" if result.status == "ok" else f"**{result.status}**: {result.reason}"
 
@@ -28,23 +32,27 @@ _COLUMNS: dict[str, list[Column]] = {
         ("jobs/s", _number("jobs_per_second")),
         ("seconds", _number("seconds", 2)),
         ("submit jobs/s", _number("submit_jobs_per_second")),
+        _ENGINE_CPU,
     ],
     "W2": [
         ("seconds", _number("seconds", 3)),
         ("ideal s", _number("ideal_seconds", 3)),
         ("efficiency", _number("efficiency", 3)),
+        _ENGINE_CPU,
     ],
     "W3": [
         ("start p50 ms", _number("p50_ms", 1)),
         ("start p99 ms", _number("p99_ms", 1)),
         ("job start p50 ms", _number("job_start_p50_ms", 1)),
         ("job start p99 ms", _number("job_start_p99_ms", 1)),
+        _ENGINE_CPU,
     ],
     "W4": [
         ("max in window", _number("max_in_window")),
         ("limit", _number("limit")),
         ("jitter ms", _number("jitter_ms")),
         ("fraction of limit", _number("fraction_of_limit", 3)),
+        _ENGINE_CPU,
     ],
     "W5": [
         ("exit s", _number("exit_seconds", 2)),
@@ -52,6 +60,7 @@ _COLUMNS: dict[str, list[Column]] = {
         ("jobs' remaining s", _number("remaining_seconds", 2)),
         ("exit code", _number("exit_code")),
         ("lost", _number("lost")),
+        _ENGINE_CPU,
     ],
     "W6": [
         ("subscribers", _number("subscribers")),
@@ -61,6 +70,9 @@ _COLUMNS: dict[str, list[Column]] = {
         ("p99 ms", _number("p99_ms", 1)),
         ("frames lost", _number("frames_lost")),
         ("dropped", _number("subscribers_dropped")),
+        _ENGINE_CPU,
+        ("client processes", _number("client_processes")),
+        ("busiest client CPU %", _number("busiest_client_cpu_share", 0, 100)),
     ],
     "W7": [
         ("engine idle MiB", _number("engine_idle_mib", 1)),
@@ -68,6 +80,7 @@ _COLUMNS: dict[str, list[Column]] = {
         ("growth %", _number("growth", 1, 100)),
         ("warm child MiB", _number("warm_child_mib", 1)),
         ("running child MiB", _number("running_child_mib", 1)),
+        _ENGINE_CPU,
     ],
 }
 
@@ -106,6 +119,7 @@ def _table(results: Sequence[Result], workload: str) -> list[str]:
 # system's result; batchyard's single-job start is its warm-child W3 run.
 _SIDE_BY_SIDE = (
     ("W1 no-op jobs/s", "W1", "jobs_per_second", 0),
+    ("W1 engine CPU s / 1k jobs", "W1", "engine_cpu_seconds_per_1000_jobs", 3),
     ("W2 efficiency", "W2", "efficiency", 2),
     ("single-job start p50 ms", "W3", "job_start_p50_ms", 1),
     ("W4 max starts in a window", "W4", "max_in_window", 0),
@@ -167,7 +181,9 @@ def render_markdown(report: Report) -> str:
         f"W4's limit: {report.sizes.get('w4_limit', 0):g} starts per "
         f"{report.sizes.get('w4_window_seconds', 0):g} s, only for systems with a rate limiter. "
         "Each system's configuration is in the tables below; batchyard's W1 runs behind its "
-        "server with a WebSocket watcher.",
+        "server with a WebSocket watcher. Engine CPU: user + system seconds of the engine's "
+        "process and its children over the measured span, per 1,000 jobs (W5: up to SIGTERM; "
+        "W7: adding the pending jobs).",
         "",
         "## Targets",
         "",

@@ -10,6 +10,11 @@ It writes ``OUT.json`` (per subscriber: frames, drops, whether it saw the
 end) and ``OUT.bin``: for every frame received, its seq and arrival time
 (``time.monotonic()``), as two stdlib arrays, so the parent can compute the
 delivery latency of each frame against the moment it was published.
+
+Then it prints ``ENDED`` and exits only once its stdin is closed: the parent
+reads this process's CPU time while it is still alive (a reaped child's
+time can no longer be told apart from the engine's, which runs in the
+parent).
 """
 
 from __future__ import annotations
@@ -146,6 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="path without suffix")
     parser.add_argument("--timeout", type=float, default=600.0)
     trio.run(_run, parser.parse_args(argv))
+    print("ENDED", flush=True)
+    sys.stdin.buffer.read()
 
 
 if __name__ == "__main__":

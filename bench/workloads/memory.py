@@ -6,6 +6,8 @@ served process (HTTP stack included) and nothing of the bench. The jobs are
 added through the API in bodies of ``_CHUNK`` jobs, as a producer would;
 each RSS is read after ``_SETTLE_SECONDS`` of quiet. Children: the warm
 spare (idle, ready), and the child of a running batch while it runs.
+The engine's CPU seconds (process and children) while the pending jobs are
+added, per 1,000 jobs, are the cost of taking them in.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import psutil  # type: ignore[import-untyped]
 import trio
 
 from bench.context import Context
+from bench.cpu import per_thousand_jobs
 from bench.live.client import open_api
 from bench.live.server import LiveServer, open_server
 from bench.model import Result
@@ -48,9 +51,11 @@ async def w7_memory(ctx: Context) -> list[Result]:
         spares = _children(server)
         warm = [_rss_mib(child) for child in spares]
         payloads = [{"n": n} for n in range(pending)]
+        cpu_before = server.cpu_seconds()
         batch_id = await api.create_batch("noop", payloads[:_CHUNK])
         for first in range(_CHUNK, pending, _CHUNK):
             await api.add_jobs(batch_id, payloads[first : first + _CHUNK])
+        cpu_used = server.cpu_seconds() - cpu_before
         await trio.sleep(_SETTLE_SECONDS)
         loaded = _rss_mib(engine)
         # A batch takes the warm spare as its child: that process, now running.
@@ -74,6 +79,8 @@ async def w7_memory(ctx: Context) -> list[Result]:
                 "growth": loaded / idle - 1,
                 "warm_child_mib": max(warm, default=None),
                 "running_child_mib": max(running, default=None),
+                "engine_cpu_seconds": cpu_used,
+                "engine_cpu_seconds_per_1000_jobs": per_thousand_jobs(cpu_used, pending),
             },
         )
     ]

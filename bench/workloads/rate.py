@@ -17,6 +17,9 @@ from the start times (``rate_metrics``, shared with the peers):
   measured span between the first and the last start, against that ideal,
   gives the fraction of the limit achieved (1.0 = every start as early as
   the limit allows).
+
+Beside them, the served engine's CPU seconds from ``process/all`` to the
+``done`` frame, per 1,000 jobs.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import time
 from collections.abc import Sequence
 
 from bench.context import Context
+from bench.cpu import per_thousand_jobs
 from bench.live.client import open_api, open_events
 from bench.live.server import open_server
 from bench.model import Result
@@ -91,15 +95,19 @@ async def w4_rate_accuracy(ctx: Context) -> list[Result]:
     async with open_server(ctx.workdir, environment) as server, open_api(server.url) as api:
         batch_id = await api.create_batch("noop", [{}] * sizes.w4_jobs)
         async with open_events(server.ws_url, batch_id) as events:
+            cpu_before = server.cpu_seconds()
             began = time.monotonic()
             await api.process_all(batch_id)
             frames = await events.until_end(batch_id)
+            cpu_used = server.cpu_seconds() - cpu_before
     starts = [
         frame.arrived - began
         for frame in frames
         if frame.event == "job:progress" and frame.data.get("status") == "active"
     ]
     metrics = rate_metrics(starts, sizes.w4_limit, sizes.w4_window_seconds)
+    metrics["engine_cpu_seconds"] = cpu_used
+    metrics["engine_cpu_seconds_per_1000_jobs"] = per_thousand_jobs(cpu_used, sizes.w4_jobs)
     return [
         Result(
             workload="W4",

@@ -14,6 +14,10 @@ Two runs, each on a server of its own with ``SHUTDOWN_GRACE_SECONDS`` =
 SIGTERM is sent as soon as ``w5_concurrency`` jobs are seen active. After
 the exit the store is opened directly and every job counted: a job that is
 not pending, completed or failed (or that is missing) is lost.
+
+The engine's CPU seconds (its process and its children) are read from
+``process/all`` to the moment of SIGTERM: the shutdown itself, after which
+the process is gone, is not in them.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import time
 import trio
 
 from bench.context import Context
+from bench.cpu import per_thousand_jobs
 from bench.live.client import open_api, open_events
 from bench.live.server import open_server
 from bench.model import Result
@@ -47,6 +52,7 @@ async def _run(ctx: Context, name: str, sleep: float) -> tuple[dict[str, float |
     async with open_server(ctx.workdir, environment) as server, open_api(server.url) as api:
         batch_id = await api.create_batch("sleep", [{"seconds": sleep}] * sizes.w5_jobs)
         async with open_events(server.ws_url, batch_id) as events:
+            cpu_before = server.cpu_seconds()
             await api.process_all(batch_id)
             actives: list[float] = []
             with trio.fail_after(_SETUP_TIMEOUT):
@@ -54,6 +60,7 @@ async def _run(ctx: Context, name: str, sleep: float) -> tuple[dict[str, float |
                     frame = await events.next()
                     if frame.event == "job:progress" and frame.data.get("status") == "active":
                         actives.append(frame.arrived)
+            cpu_used = server.cpu_seconds() - cpu_before
             signalled = time.monotonic()
             server.terminate()
             exit_code = await server.wait()
@@ -72,6 +79,8 @@ async def _run(ctx: Context, name: str, sleep: float) -> tuple[dict[str, float |
         "completed": counts.completed,
         "failed": counts.failed,
         "lost": sizes.w5_jobs - accounted,
+        "engine_cpu_seconds": cpu_used,
+        "engine_cpu_seconds_per_1000_jobs": per_thousand_jobs(cpu_used, sizes.w5_jobs),
     }
     return metrics, batch_id
 

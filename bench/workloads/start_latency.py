@@ -13,10 +13,17 @@ The floor is the cold start of a process: ``trio.run_process`` of
 Each run also records the arrival of the job's ``job:progress`` ``active``
 frame: the latency of one job from ``process/all`` to its start, which is
 what the peers' single-job latency measures (enqueue to handler start).
+
+Each series records the CPU seconds of the bench process and its children
+over all its runs (``bench.cpu``), per 1,000 jobs (one job per run): the
+engine, each run's child start (a cold one, or the warm spare's
+replacement), and the bench's own light HTTP and WebSocket clients, which
+share the engine's process here.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,6 +31,7 @@ from pathlib import Path
 import trio
 
 from bench.context import Context
+from bench.cpu import per_thousand_jobs, tree_cpu_seconds
 from bench.live.client import Api, open_api, open_events
 from bench.model import Result
 from bench.stats import percentile
@@ -54,7 +62,7 @@ async def _one_run(engine: Engine, api: Api, ws_url: str) -> tuple[float, float]
     return started, job_active
 
 
-async def _series(ctx: Context, warm: int, runs: int) -> tuple[list[float], list[float]]:
+async def _series(ctx: Context, warm: int, runs: int) -> tuple[list[float], list[float], float]:
     workdir = ctx.workdir / f"w3-warm{warm}"
     workdir.mkdir(exist_ok=True)
     server = open_test_server(
@@ -68,11 +76,13 @@ async def _series(ctx: Context, warm: int, runs: int) -> tuple[list[float], list
     actives: list[float] = []
     async with server as (engine, url), open_api(url) as api:
         ws_url = "ws" + url.removeprefix("http")
+        cpu_before = tree_cpu_seconds(os.getpid())
         for _ in range(runs):
             started, active = await _one_run(engine, api, ws_url)
             starts.append(started)
             actives.append(active)
-    return starts, actives
+        cpu_used = tree_cpu_seconds(os.getpid()) - cpu_before
+    return starts, actives, cpu_used
 
 
 async def measure_floor(runs: int) -> list[float]:
@@ -90,12 +100,23 @@ def _ms(values: list[float], p: float) -> float | None:
     return None if value is None else value * 1000
 
 
-def _result(system: str, config: str, starts: list[float], actives: list[float]) -> Result:
+def _result(
+    system: str,
+    config: str,
+    starts: list[float],
+    actives: list[float],
+    cpu_seconds: float | None = None,
+) -> Result:
     metrics: dict[str, float | int | None] = {
         "runs": len(starts),
         "p50_ms": _ms(starts, 50),
         "p99_ms": _ms(starts, 99),
     }
+    if cpu_seconds is not None:
+        metrics |= {
+            "engine_cpu_seconds": cpu_seconds,
+            "engine_cpu_seconds_per_1000_jobs": per_thousand_jobs(cpu_seconds, len(starts)),
+        }
     if actives:
         metrics |= {"job_start_p50_ms": _ms(actives, 50), "job_start_p99_ms": _ms(actives, 99)}
     samples = {"start_ms": [s * 1000 for s in starts]}
@@ -108,8 +129,8 @@ async def w3_start_latency(ctx: Context) -> list[Result]:
     """The warm series, the cold series and the floor."""
     runs = ctx.sizes.w3_runs
     floor = await measure_floor(runs)
-    warm_starts, warm_actives = await _series(ctx, 1, runs)
-    cold_starts, cold_actives = await _series(ctx, 0, runs)
+    warm_starts, warm_actives, warm_cpu = await _series(ctx, 1, runs)
+    cold_starts, cold_actives, cold_cpu = await _series(ctx, 0, runs)
     where = f"served in the bench process, {ctx.store_name} store, 1-job noop batch per run"
     floor_result = _result(
         "floor: process start",
@@ -118,7 +139,15 @@ async def w3_start_latency(ctx: Context) -> list[Result]:
         [],
     )
     return [
-        _result("batchyard (warm child)", f"WARM_CHILDREN=1, {where}", warm_starts, warm_actives),
-        _result("batchyard (cold)", f"WARM_CHILDREN=0, {where}", cold_starts, cold_actives),
+        _result(
+            "batchyard (warm child)",
+            f"WARM_CHILDREN=1, {where}",
+            warm_starts,
+            warm_actives,
+            warm_cpu,
+        ),
+        _result(
+            "batchyard (cold)", f"WARM_CHILDREN=0, {where}", cold_starts, cold_actives, cold_cpu
+        ),
         floor_result,
     ]

@@ -8,6 +8,11 @@ watcher is included), and separately the submit time of the one
 an engine in this process, with no server and no watcher: what the engine
 itself costs per job.
 
+Both record the served engine's CPU seconds (its process and its children)
+from ``process/all`` to the ``done`` frame, per 1,000 jobs: the cost of a
+job apart from the wall time. It includes the start of the warm spare that
+replaces the child the batch took.
+
 W2: ``w2_jobs`` ``sleep`` jobs of ``w2_sleep_seconds`` at concurrency
 ``w2_concurrency``: wall time and efficiency = ideal / measured, where the
 ideal is jobs x sleep / concurrency (0.2 s at the issue's sizes).
@@ -18,47 +23,67 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import attrs
 import trio
 
 from bench import overhead
 from bench.context import Context
+from bench.cpu import per_thousand_jobs
 from bench.live.client import Api, Frame, open_api, open_events
 from bench.live.server import LiveServer, open_server
 from bench.model import Result
 
-__all__ = ["run_batch", "w1_overhead", "w2_io_efficiency"]
+__all__ = ["BatchRun", "run_batch", "w1_overhead", "w2_io_efficiency"]
 
 #: The warm child starts with the engine; it is ready well within this.
 _WARM_WAIT_SECONDS = 1.0
 
 
-async def run_batch(
-    server: LiveServer, api: Api, type: str, payloads: list[Any]
-) -> tuple[float, float, list[Frame]]:
-    """Submit one batch, process it, and follow it to its end over WebSocket.
+@attrs.frozen(kw_only=True)
+class BatchRun:
+    """One batch followed from ``process/all`` to its end."""
 
-    Returns:
-        Seconds to submit, seconds from ``process/all`` to the last frame,
-        and every frame of the run.
-    """
+    #: Seconds for ``POST /api/batches``.
+    submit_seconds: float
+    #: Seconds from ``process/all`` to the arrival of the last frame.
+    seconds: float
+    #: CPU seconds of the served engine and its children over those seconds.
+    engine_cpu_seconds: float
+    frames: list[Frame]
+
+    def metrics(self, jobs: int) -> dict[str, float | int | None]:
+        """The numbers every batch run reports, by name."""
+        last = self.frames[-1]
+        return {
+            "jobs": jobs,
+            "seconds": self.seconds,
+            "jobs_per_second": jobs / self.seconds,
+            "engine_cpu_seconds": self.engine_cpu_seconds,
+            "engine_cpu_seconds_per_1000_jobs": per_thousand_jobs(self.engine_cpu_seconds, jobs),
+            "completed": int(last.data.get("completed", 0)),
+            "failed": int(last.data.get("failed", 0)),
+            "frames": len(self.frames),
+        }
+
+
+async def run_batch(server: LiveServer, api: Api, type: str, payloads: list[Any]) -> BatchRun:
+    """Submit one batch, process it, and follow it to its end over WebSocket."""
     began = time.monotonic()
     batch_id = await api.create_batch(type, payloads)
     submitted = time.monotonic() - began
     await trio.sleep(_WARM_WAIT_SECONDS)
     async with open_events(server.ws_url, batch_id) as events:
+        cpu_before = server.cpu_seconds()
         began = time.monotonic()
         await api.process_all(batch_id)
         frames = await events.until_end(batch_id)
-    return submitted, frames[-1].arrived - began, frames
-
-
-def _ended(frames: list[Frame]) -> dict[str, int]:
-    last = frames[-1]
-    return {
-        "completed": int(last.data.get("completed", 0)),
-        "failed": int(last.data.get("failed", 0)),
-        "frames": len(frames),
-    }
+        cpu_used = server.cpu_seconds() - cpu_before
+    return BatchRun(
+        submit_seconds=submitted,
+        seconds=frames[-1].arrived - began,
+        engine_cpu_seconds=cpu_used,
+        frames=frames,
+    )
 
 
 async def w1_overhead(ctx: Context) -> list[Result]:
@@ -73,7 +98,7 @@ async def w1_overhead(ctx: Context) -> list[Result]:
         WARM_CHILDREN=1,
     )
     async with open_server(ctx.workdir, environment) as server, open_api(server.url) as api:
-        submitted, ran, frames = await run_batch(server, api, "noop", [{}] * jobs)
+        run = await run_batch(server, api, "noop", [{}] * jobs)
     config = (
         f"batchyard serve, 1 child, concurrency {sizes.w1_concurrency}, claims of "
         f"{sizes.w1_batch_size}, no rate limit, warm child, {ctx.store_name} store; "
@@ -84,15 +109,12 @@ async def w1_overhead(ctx: Context) -> list[Result]:
         system="batchyard",
         config=config,
         metrics={
-            "jobs": jobs,
-            "jobs_per_second": jobs / ran,
-            "seconds": ran,
-            "submit_seconds": submitted,
-            "submit_jobs_per_second": jobs / submitted,
-            **_ended(frames),
+            **run.metrics(jobs),
+            "submit_seconds": run.submit_seconds,
+            "submit_jobs_per_second": jobs / run.submit_seconds,
         },
     )
-    in_submit, in_ran = await overhead.measure(jobs, sizes.w1_concurrency, sizes.w1_batch_size)
+    alone = await overhead.measure(jobs, sizes.w1_concurrency, sizes.w1_batch_size)
     engine_only = Result(
         workload="W1",
         system="batchyard (engine only)",
@@ -102,10 +124,12 @@ async def w1_overhead(ctx: Context) -> list[Result]:
         ),
         metrics={
             "jobs": jobs,
-            "jobs_per_second": jobs / in_ran,
-            "seconds": in_ran,
-            "submit_seconds": in_submit,
-            "submit_jobs_per_second": jobs / in_submit,
+            "jobs_per_second": jobs / alone.seconds,
+            "seconds": alone.seconds,
+            "submit_seconds": alone.submit_seconds,
+            "submit_jobs_per_second": jobs / alone.submit_seconds,
+            "engine_cpu_seconds": alone.cpu_seconds,
+            "engine_cpu_seconds_per_1000_jobs": per_thousand_jobs(alone.cpu_seconds, jobs),
         },
     )
     return [served, engine_only]
@@ -123,7 +147,7 @@ async def w2_io_efficiency(ctx: Context) -> list[Result]:
     )
     payloads = [{"seconds": sizes.w2_sleep_seconds}] * sizes.w2_jobs
     async with open_server(ctx.workdir, environment) as server, open_api(server.url) as api:
-        _, ran, frames = await run_batch(server, api, "sleep", payloads)
+        run = await run_batch(server, api, "sleep", payloads)
     ideal = sizes.w2_jobs * sizes.w2_sleep_seconds / sizes.w2_concurrency
     config = (
         f"batchyard serve, 1 child, concurrency {sizes.w2_concurrency}, claims of "
@@ -135,12 +159,9 @@ async def w2_io_efficiency(ctx: Context) -> list[Result]:
             system="batchyard",
             config=config,
             metrics={
-                "jobs": sizes.w2_jobs,
-                "seconds": ran,
+                **run.metrics(sizes.w2_jobs),
                 "ideal_seconds": ideal,
-                "efficiency": ideal / ran,
-                "jobs_per_second": sizes.w2_jobs / ran,
-                **_ended(frames),
+                "efficiency": ideal / run.seconds,
             },
         )
     ]
