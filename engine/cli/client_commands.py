@@ -36,11 +36,12 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.cli.watch_view import WatchEnd, show_watch
-from engine.client.errors import POLICY_VIOLATION, ClientError
+from engine.client.errors import ClientError
 from engine.client.http import DEFAULT_URL, BatchyardClient, StartOutcome
 from protocols import api
 from protocols.codec import CONVERTER
 from protocols.errors import InvalidBody
+from protocols.events import CloseCode
 
 __all__ = ["COMMANDS"]
 
@@ -111,7 +112,7 @@ def _run(main: Callable[..., Awaitable[int]], *args: Any) -> None:
 
 
 def _with_hint(exc: ClientError) -> str:
-    if exc.status == 401 or exc.close_code == POLICY_VIOLATION:
+    if exc.status == 401 or exc.close_code == CloseCode.POLICY_VIOLATION:
         return f"{exc} (pass --token or set BATCHYARD_TOKEN)"
     return str(exc)
 
