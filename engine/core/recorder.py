@@ -11,11 +11,11 @@ ever outside it, so whatever is left when a child exits can be released.
 pipe brought), writes their outcomes in one store transaction, then
 publishes their events in the order the child sent them, so a subscriber
 never sees a job start before the job it replaced finished. Which message
-becomes which event is the table in ``protocols.events``; the data is built
-here, from the engine's view (the ``Tally``, the outcome the store took). A failed job
-with attempts left goes back to pending after an exponential backoff
-(``job:retrying``); its one terminal ``job:progress`` comes when it finally
-completes or fails.
+becomes which event is written down in ``protocols.events``; the data is
+built here, from the engine's view (the ``Tally``, the state the store
+took). A failed job with attempts left goes back to pending after an
+exponential backoff (``job:retrying``); its one terminal ``job:progress``
+comes when it finally completes or fails.
 
 Batch-wide counts for ``processing:progress`` are kept from outcomes
 (``Tally``), so progress costs no store query.
