@@ -64,7 +64,7 @@ async def _status_latency(client: httpx.AsyncClient, requests: int) -> list[floa
 async def _until(ws: WebSocketConnection, name: str, batch_id: str) -> None:
     while True:
         event = parse_ws_frame(await ws.get_message())
-        if event.event == name and event.data["batchId"] == batch_id:
+        if event.event == name and event.data.batch_id == batch_id:
             return
 
 

@@ -42,6 +42,7 @@ import orjson
 
 from protocols.codec import CONVERTER, describe_error, invalid_field
 from protocols.errors import InvalidBody, LocalProtocolError
+from protocols.lifecycle import JobState
 
 __all__ = [
     "BATCH_ID_PATTERN",
@@ -61,7 +62,6 @@ __all__ = [
     "HealthView",
     "JobList",
     "JobSpec",
-    "JobStateName",
     "JobView",
     "ProcessResult",
     "ProcessStatus",
@@ -88,7 +88,6 @@ MIN_PRIORITY = -MAX_PRIORITY
 #: turning the index into a blob store.
 MAX_KEY_LENGTH = 1024
 
-JobStateName = Literal["pending", "active", "completed", "failed"]
 ProcessStatus = Literal["started", "already-running", "capacity-reached"]
 HealthStatus = Literal["ok", "degraded"]
 
@@ -213,7 +212,7 @@ class JobView:
 
     job_id: str
     type: str
-    state: JobStateName
+    state: JobState
     payload: Any
     attempts: int
     key: str | None

@@ -8,7 +8,11 @@ Every choice about how a Python value looks on the wire is made here:
 * Field names are ``snake_case`` in Python and ``camelCase`` on the wire
   (``batch_id`` ↔ ``batchId``); this holds for IPC frames and HTTP bodies,
   and for the field paths of decoding errors (``$.jobs[0].delaySeconds``).
-* Enums travel by value (``JobStatus.ACTIVE`` ↔ ``"active"``); ``Literal``
+* A field whose metadata holds ``OMIT_WHEN_DEFAULT`` is left out of the
+  object while it holds its default (an event's ``error`` exists only once a
+  job failed); decoding a missing key gives the default back. Every other
+  field is always written, ``null`` included.
+* Enums travel by value (``JobState.ACTIVE`` ↔ ``"active"``); ``Literal``
   fields accept exactly one of their values, of the same JSON kind.
 * Datetimes travel as ISO 8601 strings (orjson's RFC 3339 rendering).
 * Message unions are tagged under the key ``"type"`` with the tags listed in
@@ -41,6 +45,7 @@ from protocols import ipc
 
 __all__ = [
     "CONVERTER",
+    "OMIT_WHEN_DEFAULT",
     "camel_case",
     "configure_converter",
     "describe_error",
@@ -50,6 +55,9 @@ __all__ = [
 ]
 
 _Hook = Callable[[Any, Any], Any]
+
+#: Field metadata key: leave the field off the wire while it holds its default.
+OMIT_WHEN_DEFAULT = "batchyard.omit_when_default"
 
 #: Error lines go back to whoever sent the bad value, and some messages quote
 #: it (an unparsable date, an unknown enum value); a cap keeps a megabyte of
@@ -135,16 +143,18 @@ def _literal_hook(cl: Any) -> _Hook:
     return structure
 
 
-def _renames(cl: type[Any]) -> dict[str, Any]:
+def _overrides(cl: type[Any]) -> dict[str, Any]:
     return {
-        field.name: override(rename=camel_case(field.name))
+        field.name: override(
+            rename=camel_case(field.name),
+            omit_if_default=bool(field.metadata.get(OMIT_WHEN_DEFAULT)),
+        )
         for field in attrs.fields(cl)
-        if camel_case(field.name) != field.name
     }
 
 
 def _object_hook(cl: Any, converter: cattrs.BaseConverter) -> _Hook:
-    fields = make_dict_structure_fn(cl, converter, **_renames(cl))
+    fields = make_dict_structure_fn(cl, converter, **_overrides(cl))
 
     def structure(value: Any, _: Any) -> Any:
         if not isinstance(value, dict):
@@ -163,7 +173,7 @@ def configure_converter(converter: OrjsonConverter) -> None:
     converter.register_structure_hook_factory(_is_array, lambda cl: _array_hook(cl, converter))
     converter.register_structure_hook_factory(_is_literal, _literal_hook)
     converter.register_unstructure_hook_factory(
-        attrs.has, lambda cl: make_dict_unstructure_fn(cl, converter, **_renames(cl))
+        attrs.has, lambda cl: make_dict_unstructure_fn(cl, converter, **_overrides(cl))
     )
     converter.register_structure_hook_factory(attrs.has, lambda cl: _object_hook(cl, converter))
     for union, tags in (

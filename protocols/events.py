@@ -2,120 +2,108 @@
 
 Design notes
 ------------
-An ``Event`` is a name, an engine-wide ``seq`` and a ``data`` object that
-always holds ``batchId``. Sequence numbers start at 1, so ``resumeFrom: 0``
-and ``Last-Event-ID: 0`` both mean "everything still retained". The same
-event is framed two ways: a WebSocket text frame ``{"event", "seq",
+Each event's data is a frozen attrs class below, and ``EVENT_TYPES`` is the
+one table of events: every name a subscriber can see, with its data class.
+An ``Event`` is that data stamped with an engine-wide ``seq``; its name
+follows from the class of its data, so a name and its data can never
+disagree. Every data class holds ``batch_id``. Sequence numbers start at 1,
+so ``resumeFrom: 0`` and ``Last-Event-ID: 0`` both mean "everything still
+retained".
+
+Child messages become events as the contract maps them, with a job's facts
+split as ``protocols.ipc`` tells them: ``BatchStarted`` → ``processing:started``;
+``Progress`` → ``processing:progress``; ``JobStarted`` and ``JobProgress`` →
+``job:progress`` (active); ``JobCompleted`` → ``job:progress`` (completed);
+``JobFailed`` → ``job:progress`` (failed), or ``job:retrying`` while attempts
+remain; ``Done`` → ``done`` once the run has no more work; a crash the engine
+sees → ``error``. ``Ready`` and ``JobInterrupted`` are bookkeeping that no
+subscriber sees. The data is the engine's view, not a copy of the message
+(``processing:progress`` carries the batch's ``total``, which the child does
+not know).
+
+A run ends with exactly one ``done`` or one ``error`` that is not
+``restarting``; ``ends_run`` is that rule, for every client to share.
+
+The same event is framed two ways: a WebSocket text frame ``{"event", "seq",
 "data"}`` and an SSE chunk ``id:``/``event:``/``data:`` whose data is one
 line of JSON (orjson never writes a raw newline, so one ``data:`` line is
-always enough). An event is immutable once built, ``data`` included, since
-one instance sits in the replay ring and goes out to every subscriber.
-
-``EVENT_BY_TAG`` is the contract's mapping from child IPC messages (by their
-wire tag) to event names. It says which event a message *becomes*; the data
-comes from the builders below and from the engine's view of the batch (a
-``processing:progress`` carries the batch's ``total``, which the child does
-not know; a ``done`` carries the run's totals), not from copying the message.
+always enough). Both go through the one converter, so field names are
+camelCase on the wire; fields that exist only in some states (a job's
+``progress`` while active, its ``error`` once failed) are left out while
+they are ``None``.
 
 A WebSocket client steers its subscription with three control messages, each
 an object with exactly one key: ``{"subscribe": [ids]}``,
 ``{"unsubscribe": [ids]}`` and ``{"resumeFrom": seq}``. Their classes name
 their single field after that key, so the shared converter frames them with
-no special case; ``parse_control`` only has to pick the class.
+no special case; ``parse_control`` only has to pick the class. ``CloseCode``
+lists every WebSocket close code the server sends and the client reads.
 """
 
 from __future__ import annotations
 
-import re
+import enum
 import types
-from collections.abc import Mapping  # at run time: the converter reads field types
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import attrs
 import cattrs
 import orjson
 
-from protocols import ipc
 from protocols.api import BATCH_ID_PATTERN
-from protocols.codec import CONVERTER, describe_error, invalid_field, json_kind
+from protocols.codec import (
+    CONVERTER,
+    OMIT_WHEN_DEFAULT,
+    describe_error,
+    invalid_field,
+    json_kind,
+)
 from protocols.errors import LocalProtocolError, RemoteProtocolError
+from protocols.lifecycle import JobState
 
 __all__ = [
-    "DONE",
-    "ERROR",
-    "EVENT_BY_TAG",
-    "EVENT_NAMES",
-    "JOB_PROGRESS",
-    "JOB_RETRYING",
-    "PROCESSING_PROGRESS",
-    "PROCESSING_STARTED",
+    "EVENT_TYPES",
+    "CloseCode",
     "ControlMessage",
     "Event",
+    "EventData",
+    "JobRetrying",
+    "JobUpdate",
+    "ProcessingProgress",
+    "ProcessingStarted",
     "ResumeFrom",
+    "RunDone",
+    "RunError",
     "Subscribe",
     "Unsubscribe",
     "control_frame",
-    "done_data",
-    "error_data",
-    "event_name",
-    "job_progress_data",
+    "ends_run",
     "parse_control",
     "parse_ws_frame",
-    "progress_data",
     "sse_frame",
-    "started_data",
     "ws_frame",
 ]
 
 T = TypeVar("T")
 
-PROCESSING_STARTED = "processing:started"
-PROCESSING_PROGRESS = "processing:progress"
-JOB_PROGRESS = "job:progress"
-DONE = "done"
-ERROR = "error"
-#: Beyond the contract's mapping: a job failed and runs again after a
-#: backoff. It is not terminal (the job's one terminal ``job:progress``
-#: comes later), so clients that only count terminal events ignore it.
-JOB_RETRYING = "job:retrying"
 
-EVENT_NAMES = frozenset({PROCESSING_STARTED, PROCESSING_PROGRESS, JOB_PROGRESS, DONE, ERROR})
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes with a meaning here (RFC 6455, section 7.4.1)."""
 
-#: Child message tag (``ipc.CHILD_MESSAGE_TAGS``) → event name. Tags missing
-#: here (``ready``, ``job-interrupted``) are bookkeeping between engine and
-#: child, and no subscriber sees them.
-EVENT_BY_TAG: Mapping[str, str] = types.MappingProxyType(
-    {
-        "started": PROCESSING_STARTED,
-        "progress": PROCESSING_PROGRESS,
-        "job-progress": JOB_PROGRESS,
-        "done": DONE,
-        "error": ERROR,
-    }
-)
-
-#: Event names go into SSE ``event:`` lines verbatim, so a name can never
-#: hold a line break; this alphabet covers every name of the contract.
-_EVENT_NAME = re.compile(r"[A-Za-z0-9:._-]{1,64}")
+    GOING_AWAY = 1001  # the server shuts down
+    PROTOCOL_ERROR = 1002
+    UNSUPPORTED_DATA = 1003  # a binary or non-JSON control message
+    ABNORMAL_CLOSURE = 1006  # no close frame at all: the connection dropped
+    INVALID_PAYLOAD = 1007  # JSON that is not a valid control message
+    POLICY_VIOLATION = 1008  # a missing or wrong token
+    MESSAGE_TOO_BIG = 1009
+    MANDATORY_EXTENSION = 1010
+    INTERNAL_ERROR = 1011  # the server failed; nothing the client did
+    TRY_AGAIN_LATER = 1013  # too slow to keep up: resume from the last seq
 
 
-def event_name(message: ipc.ChildMessage) -> str | None:
-    """The event ``message`` becomes, or ``None`` if subscribers never see it."""
-    return EVENT_BY_TAG.get(ipc.CHILD_MESSAGE_TAGS[type(message)])
-
-
-# --- events -------------------------------------------------------------------
-
-
-def _read_only(data: Mapping[str, Any]) -> Mapping[str, Any]:
-    return types.MappingProxyType(dict(data))
-
-
-def _valid_name(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
-    if _EVENT_NAME.fullmatch(value) is None:
-        raise invalid_field(
-            attribute, f"must be 1 to 64 of A-Z a-z 0-9 : . _ -, got {value!r:.80}"
-        )
+# --- validators -----------------------------------------------------------------
 
 
 def _positive(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
@@ -123,20 +111,171 @@ def _positive(instance: object, attribute: attrs.Attribute[Any], value: int) -> 
         raise invalid_field(attribute, f"must be at least 1, got {value}")
 
 
-def _has_batch_id(
-    instance: object, attribute: attrs.Attribute[Any], value: Mapping[str, Any]
+def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    if value < 0:
+        raise invalid_field(attribute, f"must be at least 0, got {value}")
+
+
+def _job_status(instance: object, attribute: attrs.Attribute[Any], value: JobState) -> None:
+    if value is JobState.PENDING:
+        raise invalid_field(attribute, "must be active, completed or failed")
+
+
+def _while_active(
+    instance: JobUpdate, attribute: attrs.Attribute[Any], value: float | None
 ) -> None:
-    if not isinstance(value.get("batchId"), str):
-        raise invalid_field(attribute, "must hold a string batchId")
+    if (value is not None) != (instance.status is JobState.ACTIVE):
+        raise invalid_field(attribute, "is given while the job is active, and only then")
+    if value is not None and not 0.0 <= value <= 100.0:
+        raise invalid_field(attribute, f"must be within 0..100, got {value!r}")
+
+
+def _once_failed(instance: JobUpdate, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if (value is not None) != (instance.status is JobState.FAILED):
+        raise invalid_field(attribute, "is given once the job failed, and only then")
+
+
+def _omitted_when_none(**kwargs: Any) -> Any:
+    """A field that is ``None`` unless given, and off the wire while ``None``."""
+    return attrs.field(default=None, metadata={OMIT_WHEN_DEFAULT: True}, **kwargs)
+
+
+# --- data of each event -----------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class ProcessingStarted:
+    """``processing:started``: a child took the batch."""
+
+    batch_id: str
+
+
+@attrs.frozen(kw_only=True)
+class ProcessingProgress:
+    """``processing:progress``: the batch's finished jobs out of ``total``.
+
+    A snapshot: a subscriber may get fewer than one per job, but always the
+    latest counts before ``done``.
+    """
+
+    batch_id: str
+    completed: int = attrs.field(validator=_non_negative)
+    failed: int = attrs.field(validator=_non_negative)
+    total: int = attrs.field(validator=_non_negative)
+
+
+@attrs.frozen(kw_only=True)
+class JobUpdate:
+    """``job:progress``: one job became active, moved on, or finished.
+
+    ``progress`` (percent) is given while the job is active, ``error`` once
+    it failed; a finished job also says its ``type``, the ``attempt`` that
+    finished it and, when its start was seen, ``duration_ms``.
+    """
+
+    batch_id: str
+    job_id: str
+    status: JobState = attrs.field(validator=_job_status)
+    progress: float | None = _omitted_when_none(validator=_while_active)
+    error: str | None = _omitted_when_none(validator=_once_failed)
+    type: str | None = _omitted_when_none()
+    attempt: int | None = _omitted_when_none()
+    duration_ms: float | None = _omitted_when_none()
+
+    @property
+    def finished(self) -> bool:
+        """Whether this is the job's one terminal event (completed or failed)."""
+        return self.status is not JobState.ACTIVE
+
+
+@attrs.frozen(kw_only=True)
+class JobRetrying:
+    """``job:retrying``: the job failed with attempts left; it runs again at
+    ``retry_at`` (epoch seconds).
+
+    Beyond the contract's mapping, and not terminal (the job's one terminal
+    ``job:progress`` comes later), so clients that count terminal events
+    ignore it.
+    """
+
+    batch_id: str
+    job_id: str
+    error: str
+    retry_at: float | None
+    type: str
+    attempt: int
+
+
+@attrs.frozen(kw_only=True)
+class RunDone:
+    """``done``: the run is over; ``reason`` says why when it was stopped
+    early (``shutdown``, ``cancelled``)."""
+
+    batch_id: str
+    completed: int = attrs.field(validator=_non_negative)
+    failed: int = attrs.field(validator=_non_negative)
+    reason: str | None = _omitted_when_none()
+
+
+@attrs.frozen(kw_only=True)
+class RunError:
+    """``error``: a child crashed or the run broke; ``error`` says why, for
+    people. With ``restarting`` the engine carries on with a fresh child and
+    the run goes on; without, the run ends here."""
+
+    batch_id: str
+    error: str
+    restarting: bool = False
+
+
+EventData = ProcessingStarted | ProcessingProgress | JobUpdate | JobRetrying | RunDone | RunError
+
+#: The one table of events: each name a subscriber can see, and its data.
+EVENT_TYPES: Mapping[str, type[EventData]] = types.MappingProxyType(
+    {
+        "processing:started": ProcessingStarted,
+        "processing:progress": ProcessingProgress,
+        "job:progress": JobUpdate,
+        "job:retrying": JobRetrying,
+        "done": RunDone,
+        "error": RunError,
+    }
+)
+
+_NAMES: Mapping[type[EventData], str] = {cls: name for name, cls in EVENT_TYPES.items()}
+
+
+# --- events -------------------------------------------------------------------
 
 
 @attrs.frozen(kw_only=True)
 class Event:
-    """One event as subscribers receive it; ``data`` is copied into a read-only view."""
+    """One event as subscribers receive it: its data, stamped with its ``seq``."""
 
-    event: str = attrs.field(validator=_valid_name)
     seq: int = attrs.field(validator=_positive)
-    data: Mapping[str, Any] = attrs.field(converter=_read_only, validator=_has_batch_id)
+    data: EventData = attrs.field(validator=attrs.validators.instance_of(tuple(_NAMES)))
+
+    @property
+    def event(self) -> str:
+        """The event's name, as the table gives it for its data."""
+        return _NAMES[type(self.data)]
+
+
+def ends_run(event: Event) -> bool:
+    """Whether ``event`` ends its batch's run: ``done``, or an ``error``
+    after which the engine does not restart the child."""
+    data = event.data
+    return isinstance(data, RunDone) or (isinstance(data, RunError) and not data.restarting)
+
+
+@attrs.frozen(kw_only=True)
+class _Frame:
+    """A WebSocket frame as it travels: ``data`` is decoded once the name
+    has picked its class."""
+
+    event: str
+    seq: int = attrs.field(validator=_positive)
+    data: Any
 
 
 def ws_frame(event: Event) -> str:
@@ -145,7 +284,8 @@ def ws_frame(event: Event) -> str:
     Raises:
         LocalProtocolError: ``data`` holds something JSON cannot carry.
     """
-    return _dumps(CONVERTER.unstructure(event), event).decode()
+    frame = _Frame(event=event.event, seq=event.seq, data=event.data)
+    return _dumps(CONVERTER.unstructure(frame), event).decode()
 
 
 def sse_frame(event: Event) -> bytes:
@@ -154,7 +294,7 @@ def sse_frame(event: Event) -> bytes:
     Raises:
         LocalProtocolError: ``data`` holds something JSON cannot carry.
     """
-    data = _dumps(CONVERTER.unstructure(event)["data"], event)
+    data = _dumps(CONVERTER.unstructure(event.data), event)
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.seq, event.event.encode(), data)
 
 
@@ -162,9 +302,14 @@ def parse_ws_frame(raw: str | bytes) -> Event:
     """The event a WebSocket text frame carries (the client's side of ``ws_frame``).
 
     Raises:
-        RemoteProtocolError: the frame is not JSON or not a valid event.
+        RemoteProtocolError: the frame is not JSON, not a valid event, or
+            an event this version does not know.
     """
-    return _structure(_load(raw, "event"), Event, "event")
+    frame = _structure(_load(raw, "event"), _Frame, "event")
+    cls = EVENT_TYPES.get(frame.event)
+    if cls is None:
+        raise RemoteProtocolError(f"invalid event: unknown event {frame.event!r:.80} @ $.event")
+    return Event(seq=frame.seq, data=_structure(frame.data, cls, "event", "$.data"))
 
 
 def _dumps(value: Any, event: Event) -> bytes:
@@ -181,73 +326,12 @@ def _load(raw: str | bytes, what: str) -> Any:
         raise RemoteProtocolError(f"{what} is not JSON: {exc}") from exc
 
 
-def _structure(value: Any, cls: type[T], what: str) -> T:
+def _structure(value: Any, cls: type[T], what: str, path: str = "$") -> T:
     try:
         return CONVERTER.structure(value, cls)
     except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
-        raise RemoteProtocolError(f"invalid {what}: {'; '.join(describe_error(exc))}") from exc
-
-
-# --- data of each event -------------------------------------------------------
-
-
-def started_data(batch_id: str) -> dict[str, Any]:
-    """``processing:started``: a child took the batch."""
-    return {"batchId": batch_id}
-
-
-def progress_data(batch_id: str, *, completed: int, failed: int, total: int) -> dict[str, Any]:
-    """``processing:progress``: the batch's finished jobs out of ``total``."""
-    return {"batchId": batch_id, "completed": completed, "failed": failed, "total": total}
-
-
-def job_progress_data(
-    batch_id: str,
-    *,
-    job_id: str,
-    status: ipc.JobStatus,
-    progress: float | None = None,
-    error: str | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    """``job:progress``: one job became active, moved on, or finished.
-
-    ``progress`` is sent only while the job is active (0 until the handler
-    reports any), ``error`` only once it failed; ``extra`` adds fields such
-    as the job's ``type``, ``attempt`` and ``durationMs``.
-    """
-    data: dict[str, Any] = {"batchId": batch_id, "jobId": job_id, "status": status.value}
-    if status is ipc.JobStatus.ACTIVE:
-        data["progress"] = 0.0 if progress is None else progress
-    elif status is ipc.JobStatus.FAILED:
-        data["error"] = error
-    return _merge(data, extra)
-
-
-def done_data(batch_id: str, *, completed: int, failed: int, **extra: Any) -> dict[str, Any]:
-    """``done``: the run is over; ``extra`` adds fields such as a ``reason``.
-
-    Raises:
-        ValueError: ``extra`` would overwrite ``batchId``, ``completed`` or ``failed``.
-    """
-    return _merge({"batchId": batch_id, "completed": completed, "failed": failed}, extra)
-
-
-def error_data(batch_id: str, *, error: str, **extra: Any) -> dict[str, Any]:
-    """``error``: the run ended abnormally; ``error`` says why, for people;
-    ``extra`` adds fields such as ``restarting``.
-
-    Raises:
-        ValueError: ``extra`` would overwrite ``batchId`` or ``error``.
-    """
-    return _merge({"batchId": batch_id, "error": error}, extra)
-
-
-def _merge(data: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    clash = data.keys() & extra.keys()
-    if clash:
-        raise ValueError(f"extra fields would overwrite {sorted(clash)}")
-    return data | dict(extra)
+        problems = "; ".join(describe_error(exc, path))
+        raise RemoteProtocolError(f"invalid {what}: {problems}") from exc
 
 
 # --- client → server control messages -----------------------------------------
@@ -257,11 +341,6 @@ def _batch_ids(instance: object, attribute: attrs.Attribute[Any], value: tuple[s
     for batch_id in value:
         if BATCH_ID_PATTERN.fullmatch(batch_id) is None:
             raise invalid_field(attribute, f"holds {batch_id!r:.140}, which is not a batch id")
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
-    if value < 0:
-        raise invalid_field(attribute, f"must be at least 0, got {value}")
 
 
 @attrs.frozen(kw_only=True)

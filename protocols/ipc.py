@@ -8,20 +8,23 @@ store, so every message the child needs carries everything about a job
 
 A child may be started before it knows its batch (a *warm* child). It says
 ``Ready`` once its imports are done, then waits for ``Begin``; only then does it
-say ``BatchStarted`` and accept ``RunJobs``. ``Shutdown`` means "take nothing
-new, finish what you hold, say ``Done``, exit 0"; the parent sends it both when
-the batch has no more work and when the engine stops. ``Cancel`` means "cancel
-what you hold, report each job as ``JobInterrupted``, say ``Done``, exit 0".
+say ``BatchStarted`` and accept ``RunJobs``. A job's life is told in facts:
+``JobStarted`` (its handler is about to run), any number of ``JobProgress``
+(the handler reported a percentage), then one of ``JobCompleted`` (with the
+handler's result), ``JobFailed`` (with why) or ``JobInterrupted``.
+
+``Shutdown`` means "take nothing new, finish what you hold, say ``Done``,
+exit 0"; the parent sends it both when the batch has no more work and when
+the engine stops. ``Cancel`` means "cancel what you hold, report each job as
+``JobInterrupted``, say ``Done``, exit 0".
 
 Every class is a frozen attrs value. The wire tag of each message (the
 ``"type"`` key) is given by ``PARENT_MESSAGE_TAGS`` / ``CHILD_MESSAGE_TAGS``;
-the four tags ``started``, ``progress``, ``job-progress``, ``done`` and
-``error`` are the names the event mapping of the contract is keyed on.
+which event each fact becomes is said by ``protocols.events``.
 """
 
 from __future__ import annotations
 
-import enum
 from typing import Any
 
 import attrs
@@ -35,9 +38,11 @@ __all__ = [
     "ChildFailed",
     "ChildMessage",
     "Done",
+    "JobCompleted",
+    "JobFailed",
     "JobInterrupted",
     "JobProgress",
-    "JobStatus",
+    "JobStarted",
     "JobToRun",
     "ParentMessage",
     "Progress",
@@ -47,16 +52,8 @@ __all__ = [
 ]
 
 
-class JobStatus(enum.Enum):
-    """Where a job stands, as reported by the child that runs it."""
-
-    ACTIVE = "active"
-    COMPLETED = "completed"
-    FAILED = "failed"
-
-
-def _percent(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None and not 0.0 <= value <= 100.0:
+def _percent(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not 0.0 <= value <= 100.0:
         raise ValueError(f"{attribute.name} must be within 0..100, got {value!r}")
 
 
@@ -131,19 +128,39 @@ class BatchStarted:
 
 
 @attrs.frozen(kw_only=True)
-class JobProgress:
-    """A job became active, reported progress, or finished.
+class JobStarted:
+    """The job's handler is about to run: the job is active from here on.
 
-    ``progress`` is a percentage while ``status`` is active; ``result`` is the
-    handler's return value once completed; ``error`` (and ``traceback``) say
-    why it failed.
+    Sent before the handler runs, so that a handler which takes the process
+    down with it is known to have started (its attempt counts).
     """
 
     job_id: str
-    status: JobStatus
-    progress: float | None = attrs.field(default=None, validator=_percent)
+
+
+@attrs.frozen(kw_only=True)
+class JobProgress:
+    """The running job's handler reported how far it got, in percent."""
+
+    job_id: str
+    progress: float = attrs.field(validator=_percent)
+
+
+@attrs.frozen(kw_only=True)
+class JobCompleted:
+    """The job's handler returned ``result``."""
+
+    job_id: str
     result: Any = None
-    error: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class JobFailed:
+    """The job's handler raised: ``error`` says what, for people, and
+    ``traceback`` where."""
+
+    job_id: str
+    error: str
     traceback: str | None = None
 
 
@@ -178,12 +195,26 @@ class ChildFailed:
     error: str
 
 
-ChildMessage = Ready | BatchStarted | JobProgress | JobInterrupted | Progress | Done | ChildFailed
+ChildMessage = (
+    Ready
+    | BatchStarted
+    | JobStarted
+    | JobProgress
+    | JobCompleted
+    | JobFailed
+    | JobInterrupted
+    | Progress
+    | Done
+    | ChildFailed
+)
 
 CHILD_MESSAGE_TAGS: dict[type[Any], str] = {
     Ready: "ready",
     BatchStarted: "started",
+    JobStarted: "job-started",
     JobProgress: "job-progress",
+    JobCompleted: "job-completed",
+    JobFailed: "job-failed",
     JobInterrupted: "job-interrupted",
     Progress: "progress",
     Done: "done",

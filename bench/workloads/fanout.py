@@ -72,7 +72,7 @@ def _record_publications(engine: Engine, published: dict[int, tuple[float, str |
 
     def timed(name: str, data: Mapping[str, Any]) -> Event:
         event = publish(name, data)
-        published[event.seq] = (time.monotonic(), event.data.get("batchId"))
+        published[event.seq] = (time.monotonic(), event.data.batch_id)
         return event
 
     engine.bus.publish = timed  # type: ignore[method-assign]

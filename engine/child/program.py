@@ -170,11 +170,11 @@ class ChildProgram:
     async def _run_reported(self, job: ipc.JobToRun) -> None:
         # The engine must know a job started before its handler can take the
         # process down with it (a crash counts as an attempt only for jobs
-        # that had started), so "active" is written before the handler runs.
+        # that had started), so ``JobStarted`` is written before the handler runs.
         # Jobs that start together share one write: each queues its line,
         # lets the others of this scheduling round queue theirs, then
         # flushes (the first flush writes them all; the rest find nothing).
-        self.send(ipc.JobProgress(job_id=job.job_id, status=ipc.JobStatus.ACTIVE, progress=0.0))
+        self.send(ipc.JobStarted(job_id=job.job_id))
         await trio.lowlevel.checkpoint()
         self.flush()
         expose_raw_ipc_writer(self._write)
@@ -191,9 +191,7 @@ class ChildProgram:
             self._finish_failed(job.job_id, exc)
             return
         try:
-            self.send(
-                ipc.JobProgress(job_id=job.job_id, status=ipc.JobStatus.COMPLETED, result=result)
-            )
+            self.send(ipc.JobCompleted(job_id=job.job_id, result=result))
         except LocalProtocolError as exc:
             self._finish_failed(job.job_id, TypeError(f"result is not JSON: {exc}"))
             return
@@ -202,9 +200,8 @@ class ChildProgram:
 
     def _finish_failed(self, job_id: str, exc: BaseException) -> None:
         self.send(
-            ipc.JobProgress(
+            ipc.JobFailed(
                 job_id=job_id,
-                status=ipc.JobStatus.FAILED,
                 error=f"{type(exc).__name__}: {exc}",
                 traceback="".join(traceback.format_exception(exc)),
             )
@@ -214,9 +211,7 @@ class ChildProgram:
 
     def _reporter(self, job_id: str, *, in_thread: bool) -> Callable[[float], None]:
         def report(percent: float) -> None:
-            self.send(
-                ipc.JobProgress(job_id=job_id, status=ipc.JobStatus.ACTIVE, progress=percent)
-            )
+            self.send(ipc.JobProgress(job_id=job_id, progress=percent))
 
         if not in_thread:
             return report

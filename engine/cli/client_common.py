@@ -29,9 +29,10 @@ import orjson
 import trio
 from rich.console import Console
 
-from engine.client.errors import POLICY_VIOLATION, ClientError
+from engine.client.errors import ClientError
 from engine.client.http import DEFAULT_URL, BatchyardClient
 from protocols.codec import CONVERTER
+from protocols.events import CloseCode
 
 __all__ = [
     "EXIT_INTERRUPTED",
@@ -112,7 +113,7 @@ def run_client(main: Callable[..., Awaitable[int]], *args: Any) -> None:
 
 
 def _with_hint(exc: ClientError) -> str:
-    if exc.status == 401 or exc.close_code == POLICY_VIOLATION:
+    if exc.status == 401 or exc.close_code == CloseCode.POLICY_VIOLATION:
         return f"{exc} (pass --token or set BATCHYARD_TOKEN)"
     return str(exc)
 

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from engine.config.settings import RateLimit, Settings
 from engine.core.engine import Engine, JobRequest, open_engine
+from protocols.events import ProcessingProgress, RunDone, ends_run
 
 __all__ = ["DemoSummary", "run_demo"]
 
@@ -92,16 +93,14 @@ async def _run(engine: Engine, console: Console) -> DemoSummary:
             await engine.start(batch_id)
         finished = 0
         async for event in events:
-            bar = bars[event.data["batchId"]]
-            if event.event == "processing:progress":
-                progress.update(
-                    bar,
-                    completed=event.data["completed"] + event.data["failed"],
-                    failed=event.data["failed"],
-                )
-            elif event.event in ("done", "error"):
-                completed += event.data.get("completed", 0)
-                failed += event.data.get("failed", 0)
+            data = event.data
+            bar = bars[data.batch_id]
+            if isinstance(data, ProcessingProgress):
+                progress.update(bar, completed=data.completed + data.failed, failed=data.failed)
+            elif isinstance(data, RunDone):
+                completed += data.completed
+                failed += data.failed
+            if ends_run(event):
                 progress.update(bar, completed=JOBS_PER_BATCH)
                 finished += 1
                 if finished == len(batch_ids):

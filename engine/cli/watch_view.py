@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Mapping
-from typing import Any
 
 import attrs
 from rich.console import Console
@@ -38,9 +36,16 @@ from rich.progress import (
 )
 
 from engine.client.http import BatchyardClient
-from engine.client.watch import EventStream, ends_run, open_watch
+from engine.client.watch import EventStream, open_watch
 from protocols import api
-from protocols.events import DONE, ERROR, PROCESSING_PROGRESS, PROCESSING_STARTED, Event
+from protocols.events import (
+    Event,
+    ProcessingProgress,
+    ProcessingStarted,
+    RunDone,
+    RunError,
+    ends_run,
+)
 
 __all__ = ["WatchEnd", "WatchResult", "show_watch"]
 
@@ -89,30 +94,30 @@ class _Bars:
 
     def show(self, event: Event) -> None:
         data = event.data
-        bar = self._bar(data["batchId"])
-        if event.event == PROCESSING_STARTED:
-            self._began[data["batchId"]] = time.monotonic()
-        elif event.event == PROCESSING_PROGRESS:
-            done = data["completed"] + data["failed"]
-            self._progress.update(bar, total=data["total"], completed=done, failed=data["failed"])
-        elif event.event == DONE:
-            self._say(done_line(data, time.monotonic() - self._began[data["batchId"]]))
-        elif event.event == ERROR:
-            restarting = not ends_run(event)
-            self.errors += 0 if restarting else 1
-            then = "; restarting its child" if restarting else ""
-            self._say(f"batch {data['batchId']} error: {data.get('error')}{then}")
+        bar = self._bar(data.batch_id)
+        if isinstance(data, ProcessingStarted):
+            self._began[data.batch_id] = time.monotonic()
+        elif isinstance(data, ProcessingProgress):
+            done = data.completed + data.failed
+            self._progress.update(bar, total=data.total, completed=done, failed=data.failed)
+        elif isinstance(data, RunDone):
+            self._say(done_line(data, time.monotonic() - self._began[data.batch_id]))
+        elif isinstance(data, RunError):
+            ended = ends_run(event)
+            self.errors += 1 if ended else 0
+            then = "" if ended else "; restarting its child"
+            self._say(f"batch {data.batch_id} error: {data.error}{then}")
 
     def _say(self, line: str) -> None:
         self._progress.console.print(line, highlight=False)
 
 
-def done_line(data: Mapping[str, Any], seconds: float) -> str:
+def done_line(data: RunDone, seconds: float) -> str:
     """The one-line summary of a ``done`` event."""
-    reason = f" ({data['reason']})" if data.get("reason") else ""
+    reason = f" ({data.reason})" if data.reason else ""
     return (
-        f"batch {data['batchId']} done{reason}: {data.get('completed', 0)} completed, "
-        f"{data.get('failed', 0)} failed in {seconds:.1f} s"
+        f"batch {data.batch_id} done{reason}: {data.completed} completed, "
+        f"{data.failed} failed in {seconds:.1f} s"
     )
 
 

@@ -31,19 +31,25 @@ import trio_websocket
 
 from protocols import api
 from protocols.errors import ProtocolError
+from protocols.events import CloseCode
 
 __all__ = [
-    "GOING_AWAY",
-    "POLICY_VIOLATION",
     "ClientError",
     "error_from_answer",
     "translate_errors",
 ]
 
-#: WebSocket close codes with a meaning here (RFC 6455 section 7.4.1).
-GOING_AWAY = 1001
-POLICY_VIOLATION = 1008
-_PROTOCOL_FAULTS = frozenset({1002, 1003, 1007, 1009, 1010})
+#: Close codes that say one side broke the WebSocket protocol: trying again
+#: would meet the same refusal.
+_PROTOCOL_FAULTS = frozenset(
+    {
+        CloseCode.PROTOCOL_ERROR,
+        CloseCode.UNSUPPORTED_DATA,
+        CloseCode.INVALID_PAYLOAD,
+        CloseCode.MESSAGE_TOO_BIG,
+        CloseCode.MANDATORY_EXTENSION,
+    }
+)
 
 
 # --- the one error -------------------------------------------------------------
@@ -189,15 +195,18 @@ def _phrase(status: int) -> str:
 
 
 def _error_from_close(reason: trio_websocket.CloseReason | None, where: str) -> ClientError:
-    code = 1006 if reason is None else reason.code
+    code = CloseCode.ABNORMAL_CLOSURE if reason is None else reason.code
     said = f": {reason.reason}" if reason is not None and reason.reason else ""
-    if code == GOING_AWAY:
+    if code == CloseCode.GOING_AWAY:
         message = f"the server at {where} is shutting down (close {code}{said})"
-    elif code == POLICY_VIOLATION:
+    elif code == CloseCode.POLICY_VIOLATION:
         message = f"{where} refused the watch: unauthorized (close {code}{said})"
     elif code in _PROTOCOL_FAULTS:
         message = f"{where} closed the watch: protocol error (close {code}{said})"
     else:
         message = f"the watch connection to {where} dropped (close {code}{said})"
-    transient = code not in _PROTOCOL_FAULTS and code not in (GOING_AWAY, POLICY_VIOLATION)
+    transient = code not in _PROTOCOL_FAULTS and code not in (
+        CloseCode.GOING_AWAY,
+        CloseCode.POLICY_VIOLATION,
+    )
     return ClientError(message, close_code=code, transient=transient)

@@ -17,16 +17,16 @@ with that replay before any live event, so nothing is lost or reordered,
 and anything at or below ``seq`` is skipped, so nothing is delivered twice.
 A first frame below ``seq`` after a reconnect means the server numbers
 afresh (it was restarted), and is delivered. Close code
-1001 (the server is shutting down) ends the stream quietly with ``ended_by``
-saying so; 1008 (auth) and the protocol-fault codes are errors; any other
-drop (a slow subscriber cut off with 1013, a reset connection) is a reason to
-reconnect. What each code means is decided where every foreign error is
-translated, ``engine.client_errors.translate_errors``; this module only acts on
+``GOING_AWAY`` (the server is shutting down) ends the stream quietly with
+``ended_by`` saying so; ``POLICY_VIOLATION`` (auth) and the protocol-fault
+codes are errors; any other drop (a slow subscriber cut off with
+``TRY_AGAIN_LATER``, a reset connection) is a reason to reconnect. What each
+code means is decided where every foreign error is translated,
+``engine.client.errors.translate_errors``; this module only acts on
 ``ClientError.transient`` and ``close_code``.
 
-A run ends with ``done``, or with ``error`` when the engine will not restart
-the child (``restarting`` false or absent). The stream ends after the event
-that ends the last watched run, unless it follows.
+A run ends as ``protocols.events.ends_run`` says. The stream ends after the
+event that ends the last watched run, unless it follows.
 """
 
 from __future__ import annotations
@@ -39,11 +39,11 @@ from urllib.parse import urlencode
 import trio
 import trio_websocket
 
-from engine.client.errors import GOING_AWAY, ClientError, translate_errors
+from engine.client.errors import ClientError, translate_errors
 from engine.client.http import CONNECT_TIMEOUT, BatchyardClient, ServerAddress
 from protocols import events
 
-__all__ = ["EventStream", "ends_run", "open_watch"]
+__all__ = ["EventStream", "open_watch"]
 
 _Held = tuple[trio_websocket.WebSocketConnection, trio.CancelScope]
 
@@ -86,13 +86,6 @@ async def _open_stream(
             address.host, address.port, ssl_context=ssl.create_default_context()
         )
     return await trio.open_tcp_stream(address.host, address.port)
-
-
-def ends_run(event: events.Event) -> bool:
-    """Whether ``event`` ends its batch's run: ``done``, or an ``error`` with no restart."""
-    if event.event == events.DONE:
-        return True
-    return event.event == events.ERROR and not event.data.get("restarting", False)
 
 
 @contextlib.asynccontextmanager
@@ -195,8 +188,8 @@ class EventStream:
         return event.seq > self.last_seq or event.seq < resumed_from
 
     def _note(self, event: events.Event) -> None:
-        if ends_run(event):
-            self._open_runs.discard(event.data["batchId"])
+        if events.ends_run(event):
+            self._open_runs.discard(event.data.batch_id)
             if not self._open_runs and not self._follow:
                 self._done = True
 
@@ -206,7 +199,7 @@ class EventStream:
             try:
                 return await self._next_frame()
             except ClientError as exc:
-                if exc.close_code == GOING_AWAY:
+                if exc.close_code == events.CloseCode.GOING_AWAY:
                     self.ended_by = str(exc)
                     return None
                 if not exc.transient:

@@ -18,14 +18,13 @@ with, so resuming never drops a subscriber before it had a chance to read.
 from __future__ import annotations
 
 import collections
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator
 from types import TracebackType
-from typing import Any
 
 import attrs
 import trio
 
-from protocols.events import Event
+from protocols.events import Event, EventData
 
 __all__ = ["BusStatistics", "EventBus", "Subscription"]
 
@@ -68,7 +67,7 @@ class Subscription:
 
     def wants(self, event: Event) -> bool:
         """Whether the filter admits ``event``."""
-        return self.batch_ids is None or event.data.get("batchId") in self.batch_ids
+        return self.batch_ids is None or event.data.batch_id in self.batch_ids
 
     def subscribe(self, batch_ids: Collection[str]) -> None:
         """Also receive events of these batches (a no-op when unfiltered)."""
@@ -155,14 +154,14 @@ class EventBus:
         self._dropped = 0
         self._closed = False
 
-    def publish(self, name: str, data: Mapping[str, Any]) -> Event:
+    def publish(self, data: EventData) -> Event:
         """Stamp, retain and fan out one event; never blocks, never raises for
         a subscriber's sake.
 
         Returns:
             The event as published, with its ``seq``.
         """
-        event = Event(event=name, seq=self._seq + 1, data=data)
+        event = Event(seq=self._seq + 1, data=data)
         self._seq = event.seq
         self._ring.append(event)
         for subscriber in list(self._subscribers):
@@ -201,7 +200,7 @@ class EventBus:
             return
         wanted = None if batch_ids is None else set(batch_ids)
         for event in self._ring:
-            if event.seq > resume_from and (wanted is None or event.data.get("batchId") in wanted):
+            if event.seq > resume_from and (wanted is None or event.data.batch_id in wanted):
                 yield event
 
     def _drop(self, subscriber: Subscription, reason: str) -> None:

@@ -10,10 +10,12 @@ ever outside it, so whatever is left when a child exits can be released.
 ``Recorder.record`` takes one burst of child messages (what one read of the
 pipe brought), writes their outcomes in one store transaction, then
 publishes their events in the order the child sent them, so a subscriber
-never sees a job start before the job it replaced finished. A failed job
-with attempts left goes back to pending after an exponential backoff
-(``job:retrying``); its one terminal ``job:progress`` comes when it finally
-completes or fails.
+never sees a job start before the job it replaced finished. Which message
+becomes which event is written down in ``protocols.events``; the data is
+built here, from the engine's view (the ``Tally``, the state the store
+took). A failed job with attempts left goes back to pending after an
+exponential backoff (``job:retrying``); its one terminal ``job:progress``
+comes when it finally completes or fails.
 
 Batch-wide counts for ``processing:progress`` are kept from outcomes
 (``Tally``), so progress costs no store query.
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import attrs
 import trio
@@ -130,17 +131,16 @@ class Recorder:
         """
         outcomes: dict[str, Outcome] = {}
         for message in messages:
-            if not isinstance(message, ipc.JobProgress | ipc.JobInterrupted):
+            if not isinstance(message, _JOB_FACTS):
                 continue
             job = held.get(message.job_id)
             if job is None:
                 continue
-            if isinstance(message, ipc.JobInterrupted):
-                outcomes[message.job_id] = Release(job_id=message.job_id, refund_attempt=True)
-            elif message.status is not ipc.JobStatus.ACTIVE:
+            if isinstance(message, ipc.JobStarted):
+                if job.active_since is None:
+                    job.active_since = trio.current_time()
+            elif not isinstance(message, ipc.JobProgress):
                 outcomes[message.job_id] = self._outcome(message, job.record)
-            elif job.active_since is None:
-                job.active_since = trio.current_time()
         states: dict[str, JobState] = {}
         if outcomes:
             with trio.move_on_after(CLEANUP_SECONDS, shield=True) as timeout:
@@ -177,9 +177,9 @@ class Recorder:
             if states.get(outcome.job_id) is JobState.FAILED:
                 self._announce(outcome, JobState.FAILED, job)
 
-    def publish(self, name: str, data: dict[str, Any]) -> None:
+    def publish(self, data: events.EventData) -> None:
         """Publish one of this batch's events."""
-        self._bus.publish(name, data)
+        self._bus.publish(data)
 
     def _publish_message(
         self,
@@ -189,81 +189,92 @@ class Recorder:
         held: HeldJobs,
     ) -> None:
         if isinstance(message, ipc.BatchStarted):
-            self.publish(events.PROCESSING_STARTED, events.started_data(self.batch_id))
+            self.publish(events.ProcessingStarted(batch_id=self.batch_id))
         elif isinstance(message, ipc.Progress):
             tally = self.tally
             self.publish(
-                events.PROCESSING_PROGRESS,
-                events.progress_data(
-                    self.batch_id,
+                events.ProcessingProgress(
+                    batch_id=self.batch_id,
                     completed=tally.completed,
                     failed=tally.failed,
                     total=tally.total,
-                ),
+                )
             )
-        elif not isinstance(message, ipc.JobProgress | ipc.JobInterrupted):
+        elif not isinstance(message, _JOB_FACTS) or message.job_id not in held:
             return  # Ready, Done and ChildFailed say nothing subscribers need
-        elif message.job_id not in held:
-            return
-        elif isinstance(message, ipc.JobProgress) and message.status is ipc.JobStatus.ACTIVE:
+        elif isinstance(message, ipc.JobStarted | ipc.JobProgress):
+            progress = message.progress if isinstance(message, ipc.JobProgress) else 0.0
             self.publish(
-                events.JOB_PROGRESS,
-                events.job_progress_data(
-                    self.batch_id,
+                events.JobUpdate(
+                    batch_id=self.batch_id,
                     job_id=message.job_id,
-                    status=ipc.JobStatus.ACTIVE,
-                    progress=message.progress,
-                ),
+                    status=JobState.ACTIVE,
+                    progress=progress,
+                )
             )
         else:
             job = held.pop(message.job_id)
             self._announce(outcomes[message.job_id], states.get(message.job_id), job)
 
-    def _outcome(self, message: ipc.JobProgress, job: JobRecord) -> Outcome:
-        if message.status is ipc.JobStatus.COMPLETED:
+    def _outcome(
+        self, message: ipc.JobCompleted | ipc.JobFailed | ipc.JobInterrupted, job: JobRecord
+    ) -> Outcome:
+        if isinstance(message, ipc.JobInterrupted):
+            return Release(job_id=job.job_id, refund_attempt=True)
+        if isinstance(message, ipc.JobCompleted):
             return Complete(job_id=job.job_id, result=message.result)
         retry_at = None
         if job.attempts < job.max_attempts:
             retry_at = time.time() + self._backoff_seconds * 2 ** (job.attempts - 1)
         return Fail(
             job_id=job.job_id,
-            error=message.error or "failed",
+            error=message.error,
             traceback=message.traceback,
             retry_at=retry_at,
         )
 
     def _announce(self, outcome: Outcome, state: JobState | None, held: HeldJob) -> None:
         job = held.record
-        about: dict[str, Any] = {"type": job.type, "attempt": job.attempts}
         if state is JobState.PENDING and isinstance(outcome, Fail):
             self.publish(
-                events.JOB_RETRYING,
-                {
-                    "batchId": self.batch_id,
-                    "jobId": job.job_id,
-                    "error": outcome.error,
-                    "retryAt": outcome.retry_at,
-                    **about,
-                },
+                events.JobRetrying(
+                    batch_id=self.batch_id,
+                    job_id=job.job_id,
+                    error=outcome.error,
+                    retry_at=outcome.retry_at,
+                    type=job.type,
+                    attempt=job.attempts,
+                )
             )
             return
         if state is JobState.COMPLETED:
             self.tally.completed += 1
-            status = ipc.JobStatus.COMPLETED
         elif state is JobState.FAILED:
             self.tally.failed += 1
-            status = ipc.JobStatus.FAILED
         else:
             return
+        error = outcome.error if isinstance(outcome, Fail | Release) else None
+        duration_ms = None
         if held.active_since is not None:
-            about["durationMs"] = round((trio.current_time() - held.active_since) * 1000, 3)
+            duration_ms = round((trio.current_time() - held.active_since) * 1000, 3)
         self.publish(
-            events.JOB_PROGRESS,
-            events.job_progress_data(
-                self.batch_id,
+            events.JobUpdate(
+                batch_id=self.batch_id,
                 job_id=job.job_id,
-                status=status,
-                error=outcome.error if isinstance(outcome, Fail | Release) else None,
-                **about,
-            ),
+                status=state,
+                error=error if state is JobState.FAILED else None,
+                type=job.type,
+                attempt=job.attempts,
+                duration_ms=duration_ms,
+            )
         )
+
+
+#: What the child says about one of its jobs.
+_JOB_FACTS = (
+    ipc.JobStarted,
+    ipc.JobProgress,
+    ipc.JobCompleted,
+    ipc.JobFailed,
+    ipc.JobInterrupted,
+)

@@ -172,8 +172,7 @@ class BatchRunner:
                 break
             restarting = retries_left > 0
             self._recorder.publish(
-                events.ERROR,
-                events.error_data(self.batch_id, error=crash, restarting=restarting),
+                events.RunError(batch_id=self.batch_id, error=crash, restarting=restarting)
             )
             if not restarting:
                 await self._store.clear_running(self.batch_id)
@@ -185,12 +184,13 @@ class BatchRunner:
         counts = await self._store.counts(self.batch_id)
         if self.stop_reason != StopReason.SHUTDOWN:
             await self._store.clear_running(self.batch_id)
-        extra = {} if self.stop_reason is None else {"reason": self.stop_reason}
         self._recorder.publish(
-            events.DONE,
-            events.done_data(
-                self.batch_id, completed=counts.completed, failed=counts.failed, **extra
-            ),
+            events.RunDone(
+                batch_id=self.batch_id,
+                completed=counts.completed,
+                failed=counts.failed,
+                reason=self.stop_reason,
+            )
         )
 
     async def _run_child(self, child: Child) -> str | None:
@@ -346,8 +346,7 @@ class BatchRunner:
     def publish_failure(self, error: BaseException) -> None:
         """End the run's event sequence after it broke (not a child crash)."""
         self._recorder.publish(
-            events.ERROR,
-            events.error_data(self.batch_id, error=f"the run failed: {error}", restarting=False),
+            events.RunError(batch_id=self.batch_id, error=f"the run failed: {error}")
         )
 
 

@@ -16,7 +16,7 @@ Where each number comes from:
   ``batchyard_subscribers_dropped_total``;
 * counted from events, by one bus subscription this module follows:
   ``batchyard_jobs_finished_total{type,state}``,
-  ``batchyard_job_duration_seconds{type,state}`` (from ``durationMs``),
+  ``batchyard_job_duration_seconds{type,state}`` (from ``duration_ms``),
   ``batchyard_job_retries_total{type}`` and
   ``batchyard_child_restarts_total`` (``error`` events with ``restarting``).
 
@@ -41,7 +41,7 @@ from starlette.responses import Response
 from engine.core.bus import SLOW_SUBSCRIBER, EventBus
 from engine.core.engine import Engine
 from engine.errors import StoreError
-from protocols.events import ERROR, JOB_PROGRESS, JOB_RETRYING, Event
+from protocols.events import Event, JobRetrying, JobUpdate, RunError
 from protocols.lifecycle import JobState
 
 __all__ = ["ServerMetrics"]
@@ -50,7 +50,6 @@ log = logging.getLogger("batchyard.server")
 
 #: Job durations span a millisecond no-op to a many-minute upload.
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
-_TERMINAL = ("completed", "failed")
 
 
 class _BusCollector:
@@ -134,16 +133,14 @@ class ServerMetrics:
     def observe(self, event: Event) -> None:
         """Counts what one event says."""
         data = event.data
-        job_type = str(data.get("type", "unknown"))
-        if event.event == JOB_PROGRESS and data.get("status") in _TERMINAL:
-            state = str(data["status"])
-            self._finished.labels(job_type, state).inc()
-            duration = data.get("durationMs")
-            if isinstance(duration, int | float):
-                self._durations.labels(job_type, state).observe(duration / 1000)
-        elif event.event == JOB_RETRYING:
-            self._retries.labels(job_type).inc()
-        elif event.event == ERROR and data.get("restarting") is True:
+        if isinstance(data, JobUpdate) and data.finished:
+            labels = (data.type or "unknown", data.status.value)
+            self._finished.labels(*labels).inc()
+            if data.duration_ms is not None:
+                self._durations.labels(*labels).observe(data.duration_ms / 1000)
+        elif isinstance(data, JobRetrying):
+            self._retries.labels(data.type).inc()
+        elif isinstance(data, RunError) and data.restarting:
             self._restarts.inc()
 
     async def follow(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -32,17 +32,14 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.websockets import WebSocket
 
 from engine.server.errors import RequestError, error_response, internal_error_response
+from protocols.events import CloseCode
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["POLICY_VIOLATION", "CatchAll", "LimitBody", "RequireToken", "needs_token"]
+__all__ = ["CatchAll", "LimitBody", "RequireToken", "needs_token"]
 
 log = logging.getLogger("batchyard.server")
-
-#: WebSocket close codes (RFC 6455, section 7.4.1).
-POLICY_VIOLATION = 1008
-INTERNAL_ERROR = 1011
 
 
 def needs_token(path: str) -> bool:
@@ -73,7 +70,7 @@ class CatchAll:
             if scope["type"] == "http" and "http.response.start" not in sent:
                 await internal_error_response()(scope, receive, send)
             elif scope["type"] == "websocket" and "websocket.close" not in sent:
-                await send({"type": "websocket.close", "code": INTERNAL_ERROR})
+                await send({"type": "websocket.close", "code": CloseCode.INTERNAL_ERROR})
 
 
 class RequireToken:
@@ -99,7 +96,7 @@ class RequireToken:
         elif scope["type"] == "websocket":
             websocket = WebSocket(scope, receive, send)
             await websocket.accept()
-            await websocket.close(POLICY_VIOLATION, "missing or wrong token")
+            await websocket.close(CloseCode.POLICY_VIOLATION, "missing or wrong token")
         else:
             refusal = RequestError(
                 401,

@@ -23,9 +23,10 @@ control messages. A reconnecting client passes ``resumeFrom=n`` in the query
 first live event and nothing can slip ahead of the replay. The
 ``{"resumeFrom": n}`` message does the same on a live session: it replaces
 the subscription by a new one with ``resume_from=n`` and the current filter;
-the pump notices the replacement and skips what the old one still held. Close codes: 1003 for a
-binary or non-JSON message, 1007 for JSON that is not a valid control
-message, 1013 dropped as slow, 1001 shutdown.
+the pump notices the replacement and skips what the old one still held.
+Close codes (``CloseCode``): ``UNSUPPORTED_DATA`` for a binary or non-JSON
+message, ``INVALID_PAYLOAD`` for JSON that is not a valid control message,
+``TRY_AGAIN_LATER`` dropped as slow, ``GOING_AWAY`` shutdown.
 
 SSE sends a comment line every ``KEEPALIVE_SECONDS`` when nothing happens,
 so proxies and load balancers do not time an idle stream out; the
@@ -52,6 +53,7 @@ from engine.server.metrics import ServerMetrics
 from protocols.api import BATCH_ID_PATTERN
 from protocols.errors import RemoteProtocolError
 from protocols.events import (
+    CloseCode,
     ControlMessage,
     Event,
     ResumeFrom,
@@ -69,15 +71,10 @@ __all__ = ["KEEPALIVE_SECONDS", "event_routes"]
 #: Proxies commonly drop a connection idle for 30 to 60 seconds.
 KEEPALIVE_SECONDS = 15.0
 
-GOING_AWAY = 1001
-UNSUPPORTED_DATA = 1003
-INVALID_PAYLOAD = 1007
-TRY_AGAIN_LATER = 1013
-
 #: RFC 6455 allows 123 bytes of close reason.
 _MAX_REASON_BYTES = 123
 
-Close = tuple[int, str]
+Close = tuple[CloseCode, str]
 
 
 def _batch_ids(values: list[str]) -> set[str] | None:
@@ -101,8 +98,8 @@ def _reason(text: str) -> str:
 
 def _ended(subscription: Subscription) -> Close:
     if subscription.dropped_reason == SLOW_SUBSCRIBER:
-        return TRY_AGAIN_LATER, f"slow subscriber; resume from {subscription.last_seq}"
-    return GOING_AWAY, "server shutting down"
+        return CloseCode.TRY_AGAIN_LATER, f"slow subscriber; resume from {subscription.last_seq}"
+    return CloseCode.GOING_AWAY, "server shutting down"
 
 
 _F = TypeVar("_F", str, bytes)
@@ -255,13 +252,14 @@ async def _read_controls(websocket: WebSocket, feed: _Feed) -> Close | None:
             return None
         text = message.get("text")
         if text is None:
-            return UNSUPPORTED_DATA, "binary messages are not supported"
+            return CloseCode.UNSUPPORTED_DATA, "binary messages are not supported"
         try:
             feed.apply(parse_control(text))
         except RemoteProtocolError as exc:
             # parse_control chains the JSON decoder's error when it is not JSON at all.
             not_json = isinstance(exc.__cause__, orjson.JSONDecodeError)
-            return (UNSUPPORTED_DATA if not_json else INVALID_PAYLOAD), _reason(str(exc))
+            code = CloseCode.UNSUPPORTED_DATA if not_json else CloseCode.INVALID_PAYLOAD
+            return code, _reason(str(exc))
 
 
 async def _session(websocket: WebSocket, feed: _Feed) -> Close | None:

@@ -1,8 +1,7 @@
 """Engine and store records as the API's response bodies.
 
-The store speaks wall-clock floats and enums; the API speaks timezone-aware
-datetimes and the contract's state names. These functions are the only
-place that knows both.
+The store speaks wall-clock floats; the API speaks timezone-aware datetimes.
+Both speak ``JobState``. These functions are the only place that knows both.
 """
 
 from __future__ import annotations
@@ -16,16 +15,8 @@ from starlette.responses import Response
 from engine.core.engine import EngineStatus, JobRequest
 from engine.store import BatchRecord, JobRecord
 from protocols import api
-from protocols.lifecycle import JobState
 
 __all__ = ["batch_view", "job_requests", "job_view", "json_response", "status_view"]
-
-_STATE_NAMES: Mapping[JobState, api.JobStateName] = {
-    JobState.PENDING: "pending",
-    JobState.ACTIVE: "active",
-    JobState.COMPLETED: "completed",
-    JobState.FAILED: "failed",
-}
 
 
 def json_response(
@@ -60,7 +51,7 @@ def job_view(record: JobRecord) -> api.JobView:
     return api.JobView(
         job_id=record.job_id,
         type=record.type,
-        state=_STATE_NAMES[record.state],
+        state=record.state,
         payload=record.payload,
         attempts=record.attempts,
         key=record.key,

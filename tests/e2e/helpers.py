@@ -12,7 +12,8 @@ import orjson
 import trio
 from trio_websocket import WebSocketConnection, wrap_client_stream
 
-from protocols.events import Event, parse_ws_frame
+from protocols.codec import CONVERTER
+from protocols.events import EVENT_TYPES, Event, parse_ws_frame
 
 __all__ = ["SseClient", "create_batch", "is_done", "open_sse", "open_ws", "read_ws"]
 
@@ -116,8 +117,8 @@ class SseClient:
         if block.startswith(":"):
             return block[1:].strip()
         fields = dict(line.split(": ", 1) for line in block.splitlines())
-        data = orjson.loads(fields["data"])
-        return Event(event=fields["event"], seq=int(fields["id"]), data=data)
+        data = CONVERTER.structure(orjson.loads(fields["data"]), EVENT_TYPES[fields["event"]])
+        return Event(seq=int(fields["id"]), data=data)
 
     async def read_until(self, last: Callable[[Event], bool] = is_done) -> list[Event]:
         """Events up to and including the first ``last`` one."""

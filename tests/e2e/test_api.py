@@ -15,6 +15,8 @@ from starlette.routing import Route, WebSocketRoute
 from engine.core.engine import Engine
 from engine.server.app import create_app
 from engine.testing import FailingStore, open_test_engine, open_test_server
+from protocols.events import JobUpdate
+from protocols.lifecycle import JobState
 from tests.e2e.helpers import create_batch, open_ws
 
 _JOB_FIELDS = {
@@ -459,8 +461,15 @@ async def test_the_metrics_follower_catches_up_after_being_dropped(tmp_path: Pat
             httpx.AsyncClient(base_url=url) as client,
         ):
             for n in range(20):
-                data = {"batchId": "b", "jobId": str(n), "status": "completed", "type": "t"}
-                engine.bus.publish("job:progress", {**data, "durationMs": 5.0})
+                engine.bus.publish(
+                    JobUpdate(
+                        batch_id="b",
+                        job_id=str(n),
+                        status=JobState.COMPLETED,
+                        type="t",
+                        duration_ms=5.0,
+                    )
+                )
             await trio.sleep(0.2)
             text = (await client.get("/metrics")).text
     assert 'batchyard_jobs_finished_total{state="completed",type="t"} 20.0' in text

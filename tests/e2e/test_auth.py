@@ -11,7 +11,7 @@ import trio
 from trio_websocket import ConnectionClosed
 
 from engine.testing import open_test_server
-from protocols.events import parse_ws_frame
+from protocols.events import ProcessingStarted, parse_ws_frame
 from tests.e2e.helpers import open_ws
 
 TOKEN = "s3cret-token"
@@ -62,10 +62,10 @@ async def test_websocket_without_the_token_is_closed_1008(tmp_path: Path) -> Non
                 open_ws(url, extra_headers=header) as by_header,
             ):
                 await trio.sleep(0.2)  # both sessions subscribed
-                engine.bus.publish("test:ping", {"batchId": "b"})
+                engine.bus.publish(ProcessingStarted(batch_id="b"))
                 frames = [await by_query.get_message(), await by_header.get_message()]
     assert closed.value.reason.code == 1008 and wrong.value.reason.code == 1008
-    assert [parse_ws_frame(f).event for f in frames] == ["test:ping", "test:ping"]
+    assert [parse_ws_frame(f).event for f in frames] == ["processing:started"] * 2
 
 
 async def test_without_a_token_everything_is_open(tmp_path: Path) -> None:

@@ -14,20 +14,22 @@ from trio_websocket import ConnectionClosed, ConnectionRejected
 
 from engine.server import streams as server_streams
 from engine.testing import open_test_server
-from protocols.events import Event, parse_ws_frame
+from protocols.events import Event, JobUpdate, ProcessingStarted, RunDone, parse_ws_frame
+from protocols.lifecycle import JobState
 from tests.e2e.helpers import create_batch, open_sse, open_ws, read_ws
+
+
+def _blob(batch_id: str, n: int, blob: str) -> JobUpdate:
+    """A big event, numbered ``n`` by its job id."""
+    return JobUpdate(batch_id=batch_id, job_id=str(n), status=JobState.FAILED, error=blob)
 
 
 def _check_run(events: list[Event], jobs: int) -> None:
     names = Counter(e.event for e in events)
     assert events[0].event == "processing:started" and names["processing:started"] == 1
     assert events[-1].event == "done" and names["done"] == 1
-    terminal = [
-        e
-        for e in events
-        if e.event == "job:progress" and e.data["status"] in ("completed", "failed")
-    ]
-    assert len({e.data["jobId"] for e in terminal}) == len(terminal) == jobs
+    terminal = [e for e in events if e.event == "job:progress" and e.data.finished]
+    assert len({e.data.job_id for e in terminal}) == len(terminal) == jobs
     seqs = [e.seq for e in events]
     assert seqs == sorted(set(seqs))
 
@@ -44,7 +46,7 @@ async def test_websocket_gets_the_event_sequence_of_a_run(tmp_path: Path) -> Non
                 assert response.status_code == 200
                 events = await read_ws(ws)
     _check_run(events, 10)
-    assert events[-1].data == {"batchId": batch_id, "completed": 10, "failed": 0}
+    assert events[-1].data == RunDone(batch_id=batch_id, completed=10, failed=0)
 
 
 async def test_sse_gets_the_event_sequence_of_a_run(tmp_path: Path) -> None:
@@ -77,7 +79,7 @@ async def test_filters_by_batch_and_follows_subscribe_messages(tmp_path: Path) -
                 await client.post(f"/api/jobs/process/all/{first}")
                 await client.post(f"/api/jobs/process/all/{second}")
                 events = await read_ws(ws)
-    assert {e.data["batchId"] for e in events} == {second}
+    assert {e.data.batch_id for e in events} == {second}
     _check_run(events, 3)
 
 
@@ -92,10 +94,10 @@ async def test_sse_filters_by_several_batches_and_keeps_the_stream_alive(
         ):
             quiet = await sse.next_item()
             for batch_id in ("a", "c", "b"):
-                engine.bus.publish("test:ping", {"batchId": batch_id})
+                engine.bus.publish(ProcessingStarted(batch_id=batch_id))
             items = [await sse.next_item() for _ in range(2)]
     assert quiet == "keep-alive"
-    assert [item.data["batchId"] for item in items if isinstance(item, Event)] == ["a", "b"]
+    assert [item.data.batch_id for item in items if isinstance(item, Event)] == ["a", "b"]
 
 
 async def test_websocket_resume_from_replays_after_a_disconnect(tmp_path: Path) -> None:
@@ -200,8 +202,8 @@ async def test_a_slow_websocket_reader_is_closed_1013_and_a_fast_one_gets_everyt
             await trio.sleep(0.2)  # both sessions subscribed
             received = []
             for n in range(count):
-                engine.bus.publish("test:blob", {"batchId": "blob", "n": n, "blob": payload})
-                received.append(parse_ws_frame(await fast.get_message()).data["n"])
+                engine.bus.publish(_blob("blob", n, payload))
+                received.append(int(parse_ws_frame(await fast.get_message()).data.job_id))
             assert received == list(range(count))
             seen = []
             with pytest.raises(ConnectionClosed) as closed:
@@ -246,7 +248,7 @@ async def test_shutdown_sends_final_events_then_closes_1001_and_ends_sse(tmp_pat
                         if event.event == "job:progress":
                             break
     assert codes == [1001]
-    assert ws_events[-1].event == "done" and ws_events[-1].data["reason"] == "shutdown"
+    assert ws_events[-1].event == "done" and ws_events[-1].data.reason == "shutdown"
     assert [e for e in sse_items if isinstance(e, Event)] == ws_events
     assert sse_items[-1] == "shutdown"
 
@@ -272,7 +274,7 @@ async def test_a_client_that_stopped_reading_does_not_hold_the_server_open(
                 await nursery.start(hold, url)
                 await trio.sleep(0.2)  # subscribed
                 for n in range(200):
-                    engine.bus.publish("test:blob", {"batchId": "b", "n": n, "blob": "x" * 65536})
+                    engine.bus.publish(_blob("b", n, "x" * 65536))
                     await trio.lowlevel.checkpoint()
                 leaving = trio.current_time()
             took = trio.current_time() - leaving

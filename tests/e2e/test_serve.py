@@ -134,7 +134,7 @@ async def test_sigterm_drains_within_the_grace_and_leaves_nothing_behind(tmp_pat
         assert server.process.returncode == 0, server.lines
         assert took < grace + 1.0, took
         assert code == 1001
-        assert events[-1].event == "done" and events[-1].data["reason"] == "shutdown"
+        assert events[-1].event == "done" and events[-1].data.reason == "shutdown"
         assert not [child for child in children if child.is_running()]
 
         async with run_server(tmp_path, grace=grace) as again:

@@ -10,11 +10,11 @@ import trio
 import trio.testing
 
 from engine.core.bus import BusStatistics, EventBus, Subscription
-from protocols.events import Event
+from protocols.events import Event, ProcessingProgress, ProcessingStarted, RunDone
 
 
 def _publish(bus: EventBus, batch_ids: Iterable[str]) -> list[Event]:
-    return [bus.publish("job:progress", {"batchId": b}) for b in batch_ids]
+    return [bus.publish(ProcessingStarted(batch_id=b)) for b in batch_ids]
 
 
 async def _drain(sub: Subscription) -> list[int]:
@@ -30,7 +30,7 @@ async def test_seq_starts_at_one_and_increases_by_one() -> None:
         published = _publish(bus, "abcab")
         assert [e.seq for e in published] == [1, 2, 3, 4, 5]
         assert bus.last_seq == 5
-        assert [e.data["batchId"] for e in published] == list("abcab")
+        assert [e.data.batch_id for e in published] == list("abcab")
         bus.close()
         assert await _drain(sub) == [1, 2, 3, 4, 5]
         assert sub.last_seq == 5
@@ -39,9 +39,9 @@ async def test_seq_starts_at_one_and_increases_by_one() -> None:
 async def test_a_refused_publish_uses_up_no_seq() -> None:
     bus = EventBus()
     _publish(bus, "a")
-    with pytest.raises(ValueError, match="batchId"):
-        bus.publish("job:progress", {"jobId": "no batch"})
-    assert bus.publish("done", {"batchId": "a"}).seq == 2
+    with pytest.raises(TypeError, match="data"):
+        bus.publish({"batchId": "a"})  # type: ignore[arg-type]
+    assert bus.publish(RunDone(batch_id="a", completed=0, failed=0)).seq == 2
     assert bus.statistics().published == 2
     with bus.subscribe(resume_from=0) as sub:
         assert sub.replay_complete
@@ -101,7 +101,7 @@ async def test_a_full_buffer_drops_that_subscriber_only_and_never_blocks() -> No
             nursery.start_soon(read_fast)
             for n in range(1, 11):
                 with trio.testing.assert_no_checkpoints():
-                    bus.publish("job:progress", {"batchId": "a", "n": n})
+                    bus.publish(ProcessingProgress(batch_id="a", completed=n, failed=0, total=10))
                 # The fast reader empties its buffer before the next event.
                 await trio.testing.wait_all_tasks_blocked()
                 assert slow.dropped_reason == (None if n <= 2 else "slow-subscriber")

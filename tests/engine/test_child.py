@@ -18,9 +18,7 @@ from engine.jobs.registry import JobContext, JobRegistry
 from protocols import ipc
 from protocols.framing import NEED_DATA, LineFramer
 
-ACTIVE = ipc.JobStatus.ACTIVE
-COMPLETED = ipc.JobStatus.COMPLETED
-FAILED = ipc.JobStatus.FAILED
+_JOB_REPORTS = (ipc.JobStarted, ipc.JobProgress, ipc.JobCompleted, ipc.JobFailed)
 
 
 # --- job types ----------------------------------------------------------------
@@ -178,10 +176,19 @@ async def _nothing_arrives(engine: _Engine, seconds: float = 1.0) -> bool:
     return scope.cancelled_caught
 
 
-def _terminal(messages: list[ipc.ChildMessage]) -> dict[str, ipc.JobProgress]:
-    return {
-        m.job_id: m for m in messages if isinstance(m, ipc.JobProgress) and m.status is not ACTIVE
-    }
+def _terminal(messages: list[ipc.ChildMessage]) -> dict[str, ipc.JobCompleted | ipc.JobFailed]:
+    return {m.job_id: m for m in messages if isinstance(m, ipc.JobCompleted | ipc.JobFailed)}
+
+
+def _story(messages: list[ipc.ChildMessage], job_id: str) -> list[str]:
+    """What the child reported about one job, in order."""
+    told = []
+    for m in messages:
+        if isinstance(m, ipc.JobProgress) and m.job_id == job_id:
+            told.append(f"progress {m.progress}")
+        elif isinstance(m, _JOB_REPORTS) and m.job_id == job_id:
+            told.append(type(m).__name__)
+    return told
 
 
 def _interrupted(messages: list[ipc.ChildMessage]) -> list[str]:
@@ -235,22 +242,19 @@ async def test_run_jobs_reports_active_then_completed_with_the_result(
             await engine.send(ipc.Shutdown())
             messages = await engine.rest()
             assert await engine.wait() == 0
-    reports = [m for m in messages if isinstance(m, ipc.JobProgress)]
-    assert [(m.status, m.progress) for m in reports if m.job_id == "j1"] == [
-        (ACTIVE, 0.0),
-        (COMPLETED, None),
-    ]
-    assert [(m.status, m.progress) for m in reports if m.job_id == "j2"] == [
-        (ACTIVE, 0.0),
-        (ACTIVE, 0.0),
-        (ACTIVE, 50.0),
-        (ACTIVE, 100.0),
-        (COMPLETED, None),
+    assert _story(messages, "j1") == ["JobStarted", "JobCompleted"]
+    assert _story(messages, "j2") == [
+        "JobStarted",
+        "progress 0.0",
+        "progress 50.0",
+        "progress 100.0",
+        "JobCompleted",
     ]
     done = _terminal(messages)
-    assert done["j1"].result == {"text": "hi", "n": [1, 2]}
-    assert done["j2"].result == {"attempt": 3, "batch": "b2", "job": "j2"}
-    assert done["j1"].error is None and done["j1"].traceback is None
+    assert done["j1"] == ipc.JobCompleted(job_id="j1", result={"text": "hi", "n": [1, 2]})
+    assert done["j2"] == ipc.JobCompleted(
+        job_id="j2", result={"attempt": 3, "batch": "b2", "job": "j2"}
+    )
     assert messages[-1] == ipc.Done(completed=2, failed=0)
 
 
@@ -264,9 +268,10 @@ async def test_a_sync_handler_runs_in_a_thread_and_reports_progress_from_it() ->
             await engine.send(_run(_job("j1", "double", 21)), ipc.Shutdown())
             messages = await engine.rest()
             assert await engine.wait() == 0
-    progress = [(m.status, m.progress) for m in messages if isinstance(m, ipc.JobProgress)]
-    assert progress == [(ACTIVE, 0.0), (ACTIVE, 50.0), (COMPLETED, None)]
-    assert _terminal(messages)["j1"].result == {"doubled": 42, "in_thread": True}
+    assert _story(messages, "j1") == ["JobStarted", "progress 50.0", "JobCompleted"]
+    assert _terminal(messages)["j1"] == ipc.JobCompleted(
+        job_id="j1", result={"doubled": 42, "in_thread": True}
+    )
     assert messages[-1] == ipc.Done(completed=1, failed=0)
 
 
@@ -289,19 +294,15 @@ async def test_a_handler_exception_fails_that_job_only(
             messages = await engine.rest()
             assert await engine.wait() == 0
     done = _terminal(messages)
-    assert {k: v.status for k, v in done.items()} == {
-        "ok1": COMPLETED,
-        "bad": FAILED,
-        "ok2": COMPLETED,
-        "unknown": FAILED,
-    }
-    assert done["ok1"].result == 2 and done["ok2"].result == "fine"
-    assert done["bad"].error == "ValueError: kaput 7"
-    assert done["bad"].result is None
-    assert done["bad"].traceback is not None
-    assert "in _boom" in done["bad"].traceback
-    assert done["bad"].traceback.rstrip().endswith("ValueError: kaput 7")
-    assert done["unknown"].error is not None and "no-such-type" in done["unknown"].error
+    assert done["ok1"] == ipc.JobCompleted(job_id="ok1", result=2)
+    assert done["ok2"] == ipc.JobCompleted(job_id="ok2", result="fine")
+    bad, unknown = done["bad"], done["unknown"]
+    assert isinstance(bad, ipc.JobFailed) and isinstance(unknown, ipc.JobFailed)
+    assert bad.error == "ValueError: kaput 7"
+    assert bad.traceback is not None
+    assert "in _boom" in bad.traceback
+    assert bad.traceback.rstrip().endswith("ValueError: kaput 7")
+    assert "no-such-type" in unknown.error
     assert messages[-1] == ipc.Done(completed=2, failed=2)
 
 
@@ -315,14 +316,12 @@ async def test_a_result_json_cannot_carry_fails_the_job_clearly(
             await engine.send(_run(_job("odd", "opaque"), _job("ok", "echo", 1)), ipc.Shutdown())
             messages = await engine.rest()
             assert await engine.wait() == 0
-    statuses = [(m.job_id, m.status) for m in messages if isinstance(m, ipc.JobProgress)]
-    assert ("odd", COMPLETED) not in statuses
+    assert _story(messages, "odd") == ["JobStarted", "JobFailed"]
     odd = _terminal(messages)["odd"]
-    assert odd.status is FAILED
-    assert odd.error is not None
+    assert isinstance(odd, ipc.JobFailed)
     assert odd.error.startswith("TypeError: result is not JSON")
     assert odd.traceback is not None and "not JSON" in odd.traceback
-    assert _terminal(messages)["ok"].status is COMPLETED
+    assert isinstance(_terminal(messages)["ok"], ipc.JobCompleted)
     assert messages[-1] == ipc.Done(completed=1, failed=1)
 
 
@@ -346,9 +345,9 @@ async def test_the_concurrency_of_begin_is_reached_and_never_exceeded(
     assert trio.current_time() - t0 == 4.0
     running: set[str] = set()
     for message in messages:
-        if isinstance(message, ipc.JobProgress) and message.status is ACTIVE:
+        if isinstance(message, ipc.JobStarted):
             running.add(message.job_id)
-        elif isinstance(message, ipc.JobProgress):
+        elif isinstance(message, ipc.JobCompleted | ipc.JobFailed):
             running.discard(message.job_id)
         assert len(running) <= 3
     assert messages[-1] == ipc.Done(completed=10, failed=0)
@@ -377,8 +376,9 @@ async def test_progress_follows_the_terminal_reports_it_counts(
         assert isinstance(report, ipc.Progress)
         finished = _terminal(before)
         assert finished, "a Progress before any job finished"
-        assert report.completed == sum(m.status is COMPLETED for m in finished.values())
-        assert report.failed == sum(m.status is FAILED for m in finished.values())
+        completed = [m for m in finished.values() if isinstance(m, ipc.JobCompleted)]
+        assert report.completed == len(completed)
+        assert report.failed == len(finished) - len(completed)
         assert report.in_flight == len(jobs) - len(finished)
     last = messages[progress_at[-1]]
     assert last == ipc.Progress(in_flight=0, completed=6, failed=1)
@@ -417,13 +417,11 @@ async def test_shutdown_lets_in_flight_jobs_finish_and_refuses_new_ones(
             assert trio.current_time() == t0 + 5.0
     assert sorted(_interrupted(refused)) == ["j3", "late1", "late2"]
     everything = refused + messages
-    assert {k: v.status for k, v in _terminal(everything).items()} == {
-        "j1": COMPLETED,
-        "j2": COMPLETED,
+    assert _terminal(everything) == {
+        "j1": ipc.JobCompleted(job_id="j1", result=5),
+        "j2": ipc.JobCompleted(job_id="j2", result=5),
     }
-    assert not any(
-        isinstance(m, ipc.JobProgress) and m.job_id.startswith("late") for m in everything
-    )
+    assert _story(everything, "late1") == _story(everything, "late2") == []
     assert messages[-1] == ipc.Done(completed=2, failed=0)
 
 
@@ -465,7 +463,7 @@ async def test_cancel_during_a_shutdown_drain_interrupts_what_is_left(
             messages = await engine.rest()
             assert await engine.wait() == 0
             assert trio.current_time() == t0 + 3.0
-    assert _terminal(messages)["short"].status is COMPLETED
+    assert isinstance(_terminal(messages)["short"], ipc.JobCompleted)
     assert _interrupted(messages) == ["long"]
     assert messages[-1] == ipc.Done(completed=1, failed=0)
 
@@ -478,9 +476,7 @@ async def test_eof_from_the_engine_ends_the_child_at_once_with_code_3(
             engine = _start_child(nursery)
             await engine.begin()
             await engine.send(_run(_job("j1", "nap", {"seconds": 100})))
-            assert await engine.receive() == ipc.JobProgress(
-                job_id="j1", status=ACTIVE, progress=0.0
-            )
+            assert await engine.receive() == ipc.JobStarted(job_id="j1")
             t0 = trio.current_time()
             await engine.close()
             messages = await engine.rest()

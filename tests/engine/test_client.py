@@ -68,8 +68,16 @@ def free_port() -> int:
     return port
 
 
+#: What each event's data holds besides ``batchId`` unless a test says otherwise.
+_COUNTS: dict[str, dict[str, Any]] = {
+    "processing:progress": {"completed": 0, "failed": 0, "total": 0},
+    "done": {"completed": 0, "failed": 0},
+}
+
+
 def event(seq: int, name: str = "job:progress", **data: Any) -> dict[str, Any]:
-    return {"event": name, "seq": seq, "data": {"batchId": "b", **data}}
+    """A WebSocket frame of batch ``b``, as the server would send it."""
+    return {"event": name, "seq": seq, "data": {"batchId": "b", **_COUNTS.get(name, {}), **data}}
 
 
 # --- HTTP ------------------------------------------------------------------------
@@ -413,7 +421,7 @@ async def test_every_route_against_the_real_server(tmp_path: Path) -> None:
             async with open_watch(client, ["r1"]) as stream:
                 assert (await client.start("r1")).status == "started"
                 seen = [e async for e in stream]
-            assert seen[-1].data["completed"] == 3 and seen[-1].data["failed"] == 1
+            assert seen[-1].data.completed == 3 and seen[-1].data.failed == 1
             view = await client.get_batch("r1")
             assert (view.running, view.counts.completed, view.counts.failed) == (False, 3, 1)
             assert [b.batch_id for b in await client.list_batches()] == ["r1"]
@@ -530,7 +538,7 @@ async def test_a_cut_connection_resumes_without_losing_an_event(tmp_path: Path) 
             nursery.cancel_scope.cancel()
     assert stream.reconnects == 2 and relay.accepted == 3
     assert [(e.seq, e.event) for e in seen] == [(e.seq, e.event) for e in expected]
-    assert seen[-1].event == "done" and seen[-1].data["completed"] == 60
+    assert seen[-1].event == "done" and seen[-1].data.completed == 60
 
 
 async def test_a_server_shutting_down_ends_a_followed_watch(tmp_path: Path) -> None:

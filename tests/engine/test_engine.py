@@ -19,11 +19,7 @@ from protocols.lifecycle import JobState
 
 
 def _terminal(events: list[Event]) -> list[Event]:
-    return [
-        e
-        for e in events
-        if e.event == "job:progress" and e.data["status"] in ("completed", "failed")
-    ]
+    return [e for e in events if e.event == "job:progress" and e.data.finished]
 
 
 async def test_event_sequence_of_a_batch(tmp_path: Path) -> None:
@@ -41,13 +37,13 @@ async def test_event_sequence_of_a_batch(tmp_path: Path) -> None:
     assert names["done"] == 1 and seen[-1].event == "done"
     terminal = _terminal(seen)
     assert len(terminal) == 30
-    assert len({e.data["jobId"] for e in terminal}) == 30
-    assert seen[-1].data["completed"] == 30 and seen[-1].data["failed"] == 0
+    assert len({e.data.job_id for e in terminal}) == 30
+    assert seen[-1].data.completed == 30 and seen[-1].data.failed == 0
     seqs = [e.seq for e in seen]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     progress = [e for e in seen if e.event == "processing:progress"]
-    assert progress and progress[-1].data["completed"] == 30
-    assert all(e.data["total"] == 30 for e in progress)
+    assert progress and progress[-1].data.completed == 30
+    assert all(e.data.total == 30 for e in progress)
 
 
 async def test_concurrency_cap_is_reached_and_never_exceeded(tmp_path: Path) -> None:
@@ -63,10 +59,10 @@ async def test_concurrency_cap_is_reached_and_never_exceeded(tmp_path: Path) -> 
     for event in seen:
         if event.event != "job:progress":
             continue
-        if event.data["status"] == "active":
-            active.add(event.data["jobId"])
+        if event.data.status is JobState.ACTIVE:
+            active.add(event.data.job_id)
         else:
-            active.discard(event.data["jobId"])
+            active.discard(event.data.job_id)
         peak = max(peak, len(active))
     assert peak == 3
 
@@ -79,7 +75,7 @@ async def test_rate_limit_holds_end_to_end(tmp_path: Path) -> None:
         with trio.fail_after(30), engine.bus.subscribe([batch_id]) as sub:
             await engine.start(batch_id)
             async for event in sub:
-                if event.event == "job:progress" and event.data["status"] == "active":
+                if event.event == "job:progress" and event.data.status is JobState.ACTIVE:
                     starts.append(trio.current_time())
                 if event.event == "done":
                     break
@@ -102,7 +98,7 @@ async def test_start_answers_started_already_running_capacity_reached(tmp_path: 
         with engine.bus.subscribe([first]) as sub, trio.fail_after(15):
             await engine.cancel(first)
             done = (await collect_until(sub))[-1]
-        assert done.data["reason"] == "cancelled"
+        assert done.data.reason == "cancelled"
         with trio.fail_after(15):
             await engine.wait_stopped(first)
         assert not engine.is_running(first)
@@ -119,15 +115,13 @@ async def test_crashing_child_loses_no_job_and_honours_batch_retries(tmp_path: P
         batch_id, _ = await engine.create_batch(None, "noop", jobs)
         with trio.fail_after(60), engine.bus.subscribe([batch_id]) as sub:
             await engine.start(batch_id)
-            seen = await collect_until(
-                sub, lambda e: e.event == "error" and not e.data["restarting"]
-            )
+            seen = await collect_until(sub, lambda e: e.event == "error" and not e.data.restarting)
         counts = await engine.store.counts(batch_id)
         page = await engine.store.list_jobs(batch_id)
     errors = [e for e in seen if e.event == "error"]
     assert len(errors) == 3
-    assert [e.data["restarting"] for e in errors] == [True, True, False]
-    assert "code 7" in errors[0].data["error"]
+    assert [e.data.restarting for e in errors] == [True, True, False]
+    assert "code 7" in errors[0].data.error
     assert Counter(e.event for e in seen)["processing:started"] == 3
     assert counts.total == 6 and counts.active == 0
     assert counts.completed == 5
@@ -144,8 +138,8 @@ async def test_crash_uses_up_attempts_then_fails_the_job(tmp_path: Path) -> None
             seen = await collect_until(sub, lambda e: e.event in ("done",))
         counts = await engine.store.counts(batch_id)
     assert counts.failed == 1
-    failed = [e for e in _terminal(seen) if e.data["status"] == "failed"]
-    assert len(failed) == 1 and "crashed" in failed[0].data["error"]
+    failed = [e for e in _terminal(seen) if e.data.status is JobState.FAILED]
+    assert len(failed) == 1 and "crashed" in failed[0].data.error
     assert sum(1 for e in seen if e.event == "error") == 2, [
         e.data for e in seen if e.event == "error"
     ]
@@ -184,7 +178,7 @@ async def test_cancel_kills_a_hung_child_after_the_grace_period(tmp_path: Path) 
         counts = await engine.store.counts(batch_id)
         page = await engine.store.list_jobs(batch_id)
     assert 0.9 <= took < 5
-    assert done.data["reason"] == "cancelled"
+    assert done.data.reason == "cancelled"
     assert counts.pending == 1
     assert page.jobs[0].attempts == 0
 
@@ -212,7 +206,7 @@ async def test_shutdown_kills_long_jobs_at_the_grace_deadline(tmp_path: Path) ->
             done = (await collect_until(sub))[-1]
         counts = await engine.store.counts(batch_id)
     assert 1.9 <= took < 3.5
-    assert done.data["reason"] == "shutdown"
+    assert done.data.reason == "shutdown"
     assert counts.pending == 4 and counts.active == 0
     assert me.children() == []
 
@@ -266,9 +260,9 @@ async def test_sync_handlers_run_in_threads_and_report_progress(tmp_path: Path) 
     cpu = [j for j in page.jobs if j.type == "cpu"]
     assert all(j.state is JobState.COMPLETED and len(j.result) == 64 for j in cpu)
     progress = [
-        e.data["progress"]
+        e.data.progress
         for e in seen
-        if e.event == "job:progress" and e.data["status"] == "active" and e.data["progress"] > 0
+        if e.event == "job:progress" and e.data.status is JobState.ACTIVE and e.data.progress > 0
     ]
     assert progress == [25.0, 50.0, 75.0, 100.0]
 
@@ -287,7 +281,7 @@ async def test_interrupted_run_resumes_when_the_engine_starts_again(tmp_path: Pa
             seen = await collect_until(sub)
             assert engine.status().running_batches in ((batch_id,), ())
         counts = await engine.store.counts(batch_id)
-    assert seen[-1].event == "done" and "reason" not in seen[-1].data
+    assert seen[-1].event == "done" and seen[-1].data.reason is None
     assert counts.completed == 6
 
 

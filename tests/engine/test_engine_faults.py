@@ -17,6 +17,7 @@ from engine.testing import (
     open_test_engine,
     settings_for_tests,
 )
+from protocols.events import RunDone
 from protocols.lifecycle import JobState
 
 
@@ -33,15 +34,11 @@ async def test_malformed_ipc_is_a_crash_of_that_batch_only(tmp_path: Path) -> No
             seen = await collect_until(sub)
         page = await engine.store.list_jobs(batch_id)
     errors = [e for e in seen if e.event == "error"]
-    assert len(errors) == 1 and errors[0].data["restarting"] is True
-    assert "malformed IPC" in errors[0].data["error"]
+    assert len(errors) == 1 and errors[0].data.restarting is True
+    assert "malformed IPC" in errors[0].data.error
     states = {j.type: j.state for j in page.jobs}
     assert states == {"garble": JobState.FAILED, "noop": JobState.COMPLETED}
-    assert seen[-1].event == "done" and seen[-1].data == {
-        "batchId": batch_id,
-        "completed": 3,
-        "failed": 1,
-    }
+    assert seen[-1].data == RunDone(batch_id=batch_id, completed=3, failed=1)
 
 
 async def test_a_store_failure_ends_the_run_not_the_engine(tmp_path: Path) -> None:
@@ -59,8 +56,8 @@ async def test_a_store_failure_ends_the_run_not_the_engine(tmp_path: Path) -> No
                 store.fail("apply")
                 last = (await collect_until(sub, lambda e: e.event in ("done", "error")))[-1]
                 await engine.wait_stopped(batch_id)
-            assert last.event == "error" and "the run failed" in last.data["error"]
-            assert not last.data["restarting"]
+            assert last.event == "error" and "the run failed" in last.data.error
+            assert not last.data.restarting
             # The engine lives on: it answers and starts other work.
             other, _ = await engine.create_batch(None, "noop", jobs_of("noop", [None]))
             assert await engine.start(other) is StartResult.STARTED

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from protocols import api, events, ipc
 from protocols.framing import NEED_DATA, LineFramer
+from protocols.lifecycle import JobState
 
 SETTINGS = settings(
     max_examples=60,
@@ -73,15 +74,10 @@ PARENT_MESSAGES: st.SearchStrategy[ipc.ParentMessage] = st.one_of(
 CHILD_MESSAGES: st.SearchStrategy[ipc.ChildMessage] = st.one_of(
     st.builds(ipc.Ready, pid=st.integers(min_value=1, max_value=2**31)),
     st.builds(ipc.BatchStarted, batch_id=TEXT),
-    st.builds(
-        ipc.JobProgress,
-        job_id=TEXT,
-        status=st.sampled_from(ipc.JobStatus),
-        progress=st.none() | st.floats(min_value=0, max_value=100),
-        result=JSON,
-        error=st.none() | TEXT,
-        traceback=st.none() | TEXT,
-    ),
+    st.builds(ipc.JobStarted, job_id=TEXT),
+    st.builds(ipc.JobProgress, job_id=TEXT, progress=st.floats(min_value=0, max_value=100)),
+    st.builds(ipc.JobCompleted, job_id=TEXT, result=JSON),
+    st.builds(ipc.JobFailed, job_id=TEXT, error=TEXT, traceback=st.none() | TEXT),
     st.builds(ipc.JobInterrupted, job_id=TEXT),
     st.builds(ipc.Progress, in_flight=COUNTS, completed=COUNTS, failed=COUNTS),
     st.builds(ipc.Done, completed=COUNTS, failed=COUNTS),
@@ -90,12 +86,61 @@ CHILD_MESSAGES: st.SearchStrategy[ipc.ChildMessage] = st.one_of(
 
 # --- events -------------------------------------------------------------------
 
-EVENTS = st.builds(
-    events.Event,
-    event=st.sampled_from(sorted(events.EVENT_NAMES)),
-    seq=st.integers(min_value=1, max_value=2**62),
-    data=st.builds(lambda batch_id, rest: {**rest, "batchId": batch_id}, BATCH_IDS, JSON_OBJECTS),
+PERCENTS = st.floats(min_value=0, max_value=100)
+FINISHED = st.sampled_from([JobState.COMPLETED, JobState.FAILED])
+
+
+@st.composite
+def _job_updates(draw: st.DrawFn) -> events.JobUpdate:
+    """A ``job:progress`` as the engine sends it: ``progress`` while active,
+    ``error`` once failed, ``type`` and ``attempt`` once finished."""
+    batch_id, job_id = draw(BATCH_IDS), draw(TEXT)
+    if draw(st.booleans()):
+        return events.JobUpdate(
+            batch_id=batch_id, job_id=job_id, status=JobState.ACTIVE, progress=draw(PERCENTS)
+        )
+    status = draw(FINISHED)
+    return events.JobUpdate(
+        batch_id=batch_id,
+        job_id=job_id,
+        status=status,
+        error=draw(TEXT) if status is JobState.FAILED else None,
+        type=draw(st.none() | NAMES),
+        attempt=draw(st.none() | st.integers(min_value=1, max_value=2**31)),
+        duration_ms=draw(st.none() | st.floats(min_value=0, allow_infinity=False)),
+    )
+
+
+EVENT_DATA: st.SearchStrategy[events.EventData] = st.one_of(
+    st.builds(events.ProcessingStarted, batch_id=BATCH_IDS),
+    st.builds(
+        events.ProcessingProgress,
+        batch_id=BATCH_IDS,
+        completed=COUNTS,
+        failed=COUNTS,
+        total=COUNTS,
+    ),
+    _job_updates(),
+    st.builds(
+        events.JobRetrying,
+        batch_id=BATCH_IDS,
+        job_id=TEXT,
+        error=TEXT,
+        retry_at=st.none() | FLOATS,
+        type=NAMES,
+        attempt=st.integers(min_value=1, max_value=2**31),
+    ),
+    st.builds(
+        events.RunDone,
+        batch_id=BATCH_IDS,
+        completed=COUNTS,
+        failed=COUNTS,
+        reason=st.none() | st.sampled_from(["shutdown", "cancelled"]),
+    ),
+    st.builds(events.RunError, batch_id=BATCH_IDS, error=TEXT, restarting=st.booleans()),
 )
+
+EVENTS = st.builds(events.Event, seq=st.integers(min_value=1, max_value=2**62), data=EVENT_DATA)
 
 CONTROL_MESSAGES: st.SearchStrategy[events.ControlMessage] = st.one_of(
     st.builds(events.Subscribe, subscribe=st.lists(BATCH_IDS, max_size=3).map(tuple)),
@@ -130,7 +175,7 @@ JOB_VIEWS = st.builds(
     api.JobView,
     job_id=TEXT,
     type=NAMES,
-    state=st.sampled_from(["pending", "active", "completed", "failed"]),
+    state=st.sampled_from(JobState),
     payload=JSON,
     attempts=COUNTS,
     key=st.none() | NAMES,

@@ -1,20 +1,25 @@
-"""Subscriber events: the contract's mapping, WebSocket and SSE framing, control messages."""
+"""Subscriber events: the table, each event's data, WebSocket and SSE framing, control messages."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import attrs
 import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocols import events, ipc
+from protocols import events
+from protocols.codec import CONVERTER
 from protocols.errors import RemoteProtocolError
 from protocols.events import Event
+from protocols.lifecycle import JobState
 from tests.protocols.strategies import (
     BATCH_IDS,
     CONTROL_MESSAGES,
+    EVENT_DATA,
     EVENTS,
     JSON,
     JSON_OBJECTS,
@@ -22,58 +27,66 @@ from tests.protocols.strategies import (
     TEXT,
 )
 
-# --- the mapping ----------------------------------------------------------------
+# --- the table -----------------------------------------------------------------
 
 
-def test_the_mapping_is_the_contracts() -> None:
-    assert dict(events.EVENT_BY_TAG) == {
-        "started": "processing:started",
-        "progress": "processing:progress",
-        "job-progress": "job:progress",
-        "done": "done",
-        "error": "error",
+def test_the_table_holds_the_contracts_events() -> None:
+    assert set(events.EVENT_TYPES) == {
+        "processing:started",
+        "processing:progress",
+        "job:progress",
+        "job:retrying",
+        "done",
+        "error",
     }
+    assert set(events.EVENT_TYPES.values()) == set(events.EventData.__args__)
 
 
-def test_every_mapped_tag_is_a_child_message() -> None:
-    assert set(events.EVENT_BY_TAG) <= set(ipc.CHILD_MESSAGE_TAGS.values())
+def test_the_table_is_read_only() -> None:
+    with pytest.raises(TypeError):
+        events.EVENT_TYPES["ready"] = events.RunDone  # type: ignore[index]
 
 
-def test_every_event_name_has_a_source() -> None:
-    assert set(events.EVENT_BY_TAG.values()) == events.EVENT_NAMES
+@SETTINGS
+@given(EVENT_DATA)
+def test_an_event_is_named_by_its_data(data: events.EventData) -> None:
+    event = Event(seq=1, data=data)
+    assert events.EVENT_TYPES[event.event] is type(data)
+
+
+@SETTINGS
+@given(EVENT_DATA)
+def test_event_data_round_trip(data: events.EventData) -> None:
+    assert CONVERTER.structure(CONVERTER.unstructure(data), type(data)) == data
 
 
 @pytest.mark.parametrize(
-    ("message", "name"),
+    ("data", "ends"),
     [
-        (ipc.BatchStarted(batch_id="b"), "processing:started"),
-        (ipc.Progress(in_flight=1, completed=2, failed=0), "processing:progress"),
-        (ipc.JobProgress(job_id="j", status=ipc.JobStatus.COMPLETED), "job:progress"),
-        (ipc.Done(completed=2, failed=1), "done"),
-        (ipc.ChildFailed(error="boom"), "error"),
-        (ipc.Ready(pid=1), None),
-        (ipc.JobInterrupted(job_id="j"), None),
+        (events.RunDone(batch_id="b", completed=1, failed=0), True),
+        (events.RunDone(batch_id="b", completed=1, failed=0, reason="shutdown"), True),
+        (events.RunError(batch_id="b", error="exited with 3"), True),
+        (events.RunError(batch_id="b", error="exited with 3", restarting=True), False),
+        (events.ProcessingStarted(batch_id="b"), False),
+        (events.ProcessingProgress(batch_id="b", completed=1, failed=0, total=1), False),
     ],
 )
-def test_event_name_of_each_child_message(message: ipc.ChildMessage, name: str | None) -> None:
-    assert events.event_name(message) == name
+def test_what_ends_a_run(data: events.EventData, ends: bool) -> None:
+    assert events.ends_run(Event(seq=1, data=data)) is ends
 
 
-def test_the_mapping_is_read_only() -> None:
-    with pytest.raises(TypeError):
-        events.EVENT_BY_TAG["ready"] = "ready"  # type: ignore[index]
+def test_close_codes_of_the_contract() -> None:
+    assert events.CloseCode.GOING_AWAY == 1001
+    assert events.CloseCode.POLICY_VIOLATION == 1008
+    assert events.CloseCode.TRY_AGAIN_LATER == 1013
 
 
 # --- framing ----------------------------------------------------------------------
 
 
 def test_websocket_frame_of_the_contract() -> None:
-    event = Event(
-        event=events.JOB_PROGRESS,
-        seq=7,
-        data=events.job_progress_data("b1", job_id="j1", status=ipc.JobStatus.ACTIVE, progress=40),
-    )
-    assert orjson.loads(events.ws_frame(event)) == {
+    data = events.JobUpdate(batch_id="b1", job_id="j1", status=JobState.ACTIVE, progress=40)
+    assert orjson.loads(events.ws_frame(Event(seq=7, data=data))) == {
         "event": "job:progress",
         "seq": 7,
         "data": {"batchId": "b1", "jobId": "j1", "status": "active", "progress": 40},
@@ -81,7 +94,7 @@ def test_websocket_frame_of_the_contract() -> None:
 
 
 def test_sse_frame_of_the_contract() -> None:
-    event = Event(event=events.DONE, seq=12, data=events.done_data("b1", completed=3, failed=1))
+    event = Event(seq=12, data=events.RunDone(batch_id="b1", completed=3, failed=1))
     assert events.sse_frame(event) == (
         b'id: 12\nevent: done\ndata: {"batchId":"b1","completed":3,"failed":1}\n\n'
     )
@@ -109,39 +122,54 @@ def test_sse_frame_is_three_fields_and_a_blank_line(event: Event) -> None:
     fields = dict(pairs)
     assert int(fields[b"id"]) == event.seq
     assert fields[b"event"].decode() == event.event
-    assert orjson.loads(fields[b"data"]) == event.data
+    assert CONVERTER.structure(orjson.loads(fields[b"data"]), type(event.data)) == event.data
 
 
 def test_data_with_line_breaks_stays_on_one_sse_line() -> None:
-    data = {"batchId": "b", "error": "line one\nline two\r\n\u2028end"}
-    frame = events.sse_frame(Event(event=events.ERROR, seq=1, data=data))
+    data = events.RunError(batch_id="b", error="line one\nline two\r\n\u2028end")
+    frame = events.sse_frame(Event(seq=1, data=data))
     assert frame.count(b"\n") == 4
     assert frame.count(b"\r") == 0
 
 
-def test_an_event_is_immutable_and_owns_its_data() -> None:
-    data = {"batchId": "b", "completed": 1}
-    event = Event(event=events.DONE, seq=1, data=data)
-    data["completed"] = 2
-    assert event.data["completed"] == 1
-    with pytest.raises(TypeError):
-        event.data["completed"] = 3  # type: ignore[index]
+def test_an_event_is_immutable() -> None:
+    event = Event(seq=1, data=events.RunDone(batch_id="b", completed=1, failed=0))
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        event.seq = 2  # type: ignore[misc]
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        event.data.completed = 3  # type: ignore[misc]
+
+
+def test_a_seq_starts_at_one() -> None:
+    with pytest.raises(ValueError, match="seq"):
+        Event(seq=0, data=events.ProcessingStarted(batch_id="b"))
 
 
 @pytest.mark.parametrize(
-    ("fields", "fault"),
+    ("fields", "path"),
     [
-        ({"event": "done", "seq": 0, "data": {"batchId": "b"}}, "seq"),
+        (
+            {"event": "done", "seq": 0, "data": {"batchId": "b", "completed": 0, "failed": 0}},
+            "seq",
+        ),
         ({"event": "done\nid: 9", "seq": 1, "data": {"batchId": "b"}}, "event"),
         ({"event": "", "seq": 1, "data": {"batchId": "b"}}, "event"),
-        ({"event": "done", "seq": 1, "data": {}}, "data"),
-        ({"event": "done", "seq": 1, "data": {"batchId": 5}}, "data"),
+        ({"event": "test:ping", "seq": 1, "data": {"batchId": "b"}}, "event"),
+        ({"event": "processing:started", "seq": 1, "data": {}}, "data.batchId"),
+        ({"event": "processing:started", "seq": 1, "data": {"batchId": 5}}, "data.batchId"),
+        ({"event": "processing:started", "seq": 1, "data": []}, "data"),
+        (
+            {"event": "processing:started", "seq": 1, "data": {"batchId": "b", "more": 1}},
+            "data",
+        ),
+        (
+            {"event": "job:progress", "seq": 1, "data": {"batchId": "b", "jobId": "j"}},
+            "data.status",
+        ),
     ],
 )
-def test_invalid_events_are_refused(fields: dict[str, Any], fault: str) -> None:
-    with pytest.raises(ValueError, match=fault):
-        Event(**fields)
-    with pytest.raises(RemoteProtocolError, match=rf"\$\.{fault}"):
+def test_invalid_frames_are_refused(fields: dict[str, Any], path: str) -> None:
+    with pytest.raises(RemoteProtocolError, match=rf"@ \$\.{re.escape(path)}\b"):
         events.parse_ws_frame(orjson.dumps(fields))
 
 
@@ -159,54 +187,79 @@ def test_junk_frames_raise_only_remote_protocol_error(junk: Any) -> None:
 # --- data of each event -------------------------------------------------------------
 
 
-def test_started_data() -> None:
-    assert events.started_data("b") == {"batchId": "b"}
+def _wire(data: events.EventData) -> Any:
+    return orjson.loads(events.sse_frame(Event(seq=1, data=data)).split(b"data: ")[1])
 
 
-def test_progress_data() -> None:
-    assert events.progress_data("b", completed=3, failed=1, total=10) == {
-        "batchId": "b",
-        "completed": 3,
-        "failed": 1,
-        "total": 10,
-    }
+def test_started_and_progress_data() -> None:
+    assert _wire(events.ProcessingStarted(batch_id="b")) == {"batchId": "b"}
+    progress = events.ProcessingProgress(batch_id="b", completed=3, failed=1, total=10)
+    assert _wire(progress) == {"batchId": "b", "completed": 3, "failed": 1, "total": 10}
 
 
 @pytest.mark.parametrize(
-    ("status", "progress", "error", "extra"),
+    ("update", "wire"),
     [
-        (ipc.JobStatus.ACTIVE, None, None, {"progress": 0.0}),
-        (ipc.JobStatus.ACTIVE, 55.5, None, {"progress": 55.5}),
-        (ipc.JobStatus.COMPLETED, 100.0, None, {}),
-        (ipc.JobStatus.FAILED, 30.0, "boom", {"error": "boom"}),
+        (
+            events.JobUpdate(batch_id="b", job_id="j", status=JobState.ACTIVE, progress=0.0),
+            {"status": "active", "progress": 0.0},
+        ),
+        (
+            events.JobUpdate(
+                batch_id="b", job_id="j", status=JobState.COMPLETED, type="echo", attempt=1
+            ),
+            {"status": "completed", "type": "echo", "attempt": 1},
+        ),
+        (
+            events.JobUpdate(
+                batch_id="b",
+                job_id="j",
+                status=JobState.FAILED,
+                error="boom",
+                type="fail",
+                attempt=2,
+                duration_ms=1.5,
+            ),
+            {"status": "failed", "error": "boom", "type": "fail", "attempt": 2, "durationMs": 1.5},
+        ),
     ],
 )
-def test_job_progress_data(
-    status: ipc.JobStatus, progress: float | None, error: str | None, extra: dict[str, Any]
-) -> None:
-    data = events.job_progress_data("b", job_id="j", status=status, progress=progress, error=error)
-    assert data == {"batchId": "b", "jobId": "j", "status": status.value, **extra}
+def test_job_progress_data(update: events.JobUpdate, wire: dict[str, Any]) -> None:
+    assert _wire(update) == {"batchId": "b", "jobId": "j", **wire}
 
 
-def test_done_data_with_extra_fields() -> None:
-    assert events.done_data("b", completed=2, failed=0, reason="cancelled") == {
+@pytest.mark.parametrize(
+    ("fields", "fault"),
+    [
+        ({"status": JobState.ACTIVE}, "progress"),
+        ({"status": JobState.COMPLETED, "progress": 100.0}, "progress"),
+        ({"status": JobState.ACTIVE, "progress": 101.0}, "progress"),
+        ({"status": JobState.FAILED}, "error"),
+        ({"status": JobState.COMPLETED, "error": "boom"}, "error"),
+        ({"status": JobState.PENDING}, "status"),
+    ],
+)
+def test_job_progress_data_says_what_its_status_allows(fields: dict[str, Any], fault: str) -> None:
+    with pytest.raises(ValueError, match=fault):
+        events.JobUpdate(batch_id="b", job_id="j", **fields)
+
+
+def test_retrying_done_and_error_data() -> None:
+    retrying = events.JobRetrying(
+        batch_id="b", job_id="j", error="boom", retry_at=12.5, type="flaky", attempt=1
+    )
+    assert _wire(retrying) == {
         "batchId": "b",
-        "completed": 2,
-        "failed": 0,
-        "reason": "cancelled",
+        "jobId": "j",
+        "error": "boom",
+        "retryAt": 12.5,
+        "type": "flaky",
+        "attempt": 1,
     }
-
-
-def test_done_data_refuses_to_overwrite_its_own_fields() -> None:
-    with pytest.raises(ValueError, match="batchId"):
-        events.done_data("b", completed=2, failed=0, batchId="other")
-
-
-def test_error_data() -> None:
-    assert events.error_data("b", error="child exited with 3") == {
-        "batchId": "b",
-        "error": "child exited with 3",
-    }
+    done = events.RunDone(batch_id="b", completed=2, failed=0, reason="cancelled")
+    assert _wire(done) == {"batchId": "b", "completed": 2, "failed": 0, "reason": "cancelled"}
+    error = events.RunError(batch_id="b", error="child exited with 3")
+    assert _wire(error) == {"batchId": "b", "error": "child exited with 3", "restarting": False}
 
 
 # --- control messages -----------------------------------------------------------------

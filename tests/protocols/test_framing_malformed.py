@@ -191,11 +191,9 @@ def test_values_of_the_wrong_kind(data: st.DataObject) -> None:
                 "jobs": [{"jobId": "j", "type": "t", "payload": 1, "attempt": 0}],
             },
         ),
-        (
-            ipc.ChildMessage,
-            {"type": "job-progress", "jobId": "j", "status": "active", "progress": 101},
-        ),
-        (ipc.ChildMessage, {"type": "job-progress", "jobId": "j", "status": "paused"}),
+        (ipc.ChildMessage, {"type": "job-progress", "jobId": "j", "progress": 101}),
+        (ipc.ChildMessage, {"type": "job-progress", "jobId": "j"}),
+        (ipc.ChildMessage, {"type": "job-failed", "jobId": "j", "error": None}),
         (ipc.ChildMessage, {"type": "ready", "pid": True}),
         (ipc.ChildMessage, {"type": "ready", "pid": 1.0}),
         (ipc.ChildMessage, {"type": "ready", "pid": "1"}),
@@ -264,9 +262,9 @@ class Opaque:
 @pytest.mark.parametrize(
     "message",
     [
-        ipc.JobProgress(job_id="j", status=ipc.JobStatus.COMPLETED, result=Opaque()),
-        ipc.JobProgress(job_id="j", status=ipc.JobStatus.COMPLETED, result=2**64),
-        ipc.JobProgress(job_id="j", status=ipc.JobStatus.COMPLETED, result={"deep": [-(2**70)]}),
+        ipc.JobCompleted(job_id="j", result=Opaque()),
+        ipc.JobCompleted(job_id="j", result=2**64),
+        ipc.JobCompleted(job_id="j", result={"deep": [-(2**70)]}),
         ipc.ChildFailed(error="lone \ud800 surrogate"),
         ipc.Shutdown(),
         "ready",

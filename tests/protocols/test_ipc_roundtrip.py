@@ -86,9 +86,15 @@ def test_wire_names_are_camel_case_and_tags_are_the_contracts() -> None:
     framer: LineFramer[Any] = LineFramer(ipc.ChildMessage)
     line = framer.encode(ipc.Progress(in_flight=2, completed=3, failed=1))
     assert orjson.loads(line) == {"type": "progress", "inFlight": 2, "completed": 3, "failed": 1}
-    line = framer.encode(ipc.JobProgress(job_id="j1", status=ipc.JobStatus.ACTIVE, progress=5))
-    assert orjson.loads(line)["jobId"] == "j1"
-    assert orjson.loads(line)["status"] == "active"
+    line = framer.encode(ipc.JobProgress(job_id="j1", progress=5))
+    assert orjson.loads(line) == {"type": "job-progress", "jobId": "j1", "progress": 5}
+    line = framer.encode(ipc.JobFailed(job_id="j1", error="boom"))
+    assert orjson.loads(line) == {
+        "type": "job-failed",
+        "jobId": "j1",
+        "error": "boom",
+        "traceback": None,
+    }
 
 
 def test_need_data_until_the_newline_arrives() -> None:
