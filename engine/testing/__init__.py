@@ -4,7 +4,8 @@ imports it.
 Importing the package registers the fault-injection job types of
 ``engine.testing.faults`` (so ``BATCHYARD_JOBS=engine.testing`` gives a child
 ``crash``, ``hang``, ``garble``, ``pid`` and ``steps``); the harness
-(``engine.testing.harness``: test engines and servers, failing stores) is
+(``engine.testing.harness``: test engines and servers, failing stores; and
+``engine.testing.fake_child``, the in-process child spawner) is
 imported only when one of its names is used, so a child never pays for it.
 """
 
@@ -16,33 +17,42 @@ from engine.testing import faults as faults
 from protocols._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from engine.testing.fake_child import FakeChild, FakeSpawner
     from engine.testing.harness import (
         FailingStore,
         collect_until,
         jobs_of,
+        open_fake_engine,
         open_test_engine,
         open_test_server,
         settings_for_tests,
+        trio_wall_clock,
     )
 
 __all__ = [
     "FailingStore",
+    "FakeChild",
+    "FakeSpawner",
     "collect_until",
     "faults",
     "jobs_of",
+    "open_fake_engine",
     "open_test_engine",
     "open_test_server",
     "settings_for_tests",
+    "trio_wall_clock",
 ]
 
-_HOMES = dict.fromkeys(
+_HOMES = dict.fromkeys(["FakeChild", "FakeSpawner"], "engine.testing.fake_child") | dict.fromkeys(
     [
         "FailingStore",
         "collect_until",
         "jobs_of",
+        "open_fake_engine",
         "open_test_engine",
         "open_test_server",
         "settings_for_tests",
+        "trio_wall_clock",
     ],
     "engine.testing.harness",
 )
