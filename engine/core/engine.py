@@ -22,8 +22,9 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -44,6 +45,7 @@ from engine.errors import (
 from engine.jobs.registry import REGISTRY, JobRegistry, load_job_modules
 from engine.store import AddResult, BatchRecord, NewJob, Store, open_store
 from engine.supervisor.children import ChildSupervisor
+from engine.supervisor.spawner import ProcessSpawner, Spawner
 
 __all__ = ["Engine", "EngineStatus", "JobRequest", "StartResult", "open_engine"]
 
@@ -121,6 +123,7 @@ class Engine:
         registry: JobRegistry,
         nursery: trio.Nursery,
         supervisor: ChildSupervisor,
+        clock: Callable[[], float],
     ) -> None:
         self.settings = settings
         self.store = store
@@ -129,6 +132,7 @@ class Engine:
         self.owner = f"engine-{uuid.uuid4().hex[:12]}"
         self._nursery = nursery
         self._supervisor = supervisor
+        self._clock = clock
         self._capacity = trio.CapacityLimiter(settings.max_active_batches)
         self._runners: dict[str, BatchRunner] = {}
         self._gate = _Gate()
@@ -300,6 +304,7 @@ class Engine:
             ),
             owner=self.owner,
             gate=self._gate,
+            clock=self._clock,
         )
 
     def _type_gate(self, type_name: str) -> TypeGate:
@@ -476,13 +481,21 @@ class Engine:
 
 @asynccontextmanager
 async def open_engine(
-    settings: Settings, *, registry: JobRegistry = REGISTRY, store: Store | None = None
+    settings: Settings,
+    *,
+    registry: JobRegistry = REGISTRY,
+    store: Store | None = None,
+    spawner: Spawner | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[Engine]:
     """Open the store, start the warm children, resume remembered runs.
 
     Leaving the block shuts the engine down gracefully (``Engine.shutdown``).
     ``store``, when given, is used instead of opening ``settings.store_url``
-    (and stays the caller's to close).
+    (and stays the caller's to close). ``spawner`` makes the children
+    (default: ``python -m engine.child`` processes). ``clock`` is the wall
+    clock of due times and backoffs; it must be the store's own (tests drive
+    both from trio's clock).
 
     Cancellation: if the enclosing scope is cancelled, children still get
     their grace period (each child's cancel delivery is bounded by it).
@@ -502,7 +515,7 @@ async def open_engine(
         async with trio.open_nursery() as nursery:
             supervisor = ChildSupervisor(
                 nursery,
-                job_modules=settings.job_modules,
+                spawner=spawner or ProcessSpawner(settings.job_modules),
                 warm=settings.warm_children,
                 grace_seconds=settings.shutdown_grace_seconds,
             )
@@ -514,6 +527,7 @@ async def open_engine(
                 registry=registry,
                 nursery=nursery,
                 supervisor=supervisor,
+                clock=clock,
             )
             supervisor.keep_warm()
             nursery.start_soon(engine._renew_leases)

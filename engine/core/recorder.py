@@ -23,8 +23,7 @@ Batch-wide counts for ``processing:progress`` are kept from outcomes
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import attrs
 import trio
@@ -108,15 +107,23 @@ class Recorder:
         store, bus: shared engine services (not owned).
         backoff_seconds: the base of the exponential backoff between a
             job's attempts.
+        clock: wall-clock seconds, the store's clock (when a retry is due).
     """
 
     def __init__(
-        self, *, batch_id: str, store: Store, bus: EventBus, backoff_seconds: float
+        self,
+        *,
+        batch_id: str,
+        store: Store,
+        bus: EventBus,
+        backoff_seconds: float,
+        clock: Callable[[], float],
     ) -> None:
         self.batch_id = batch_id
         self._store = store
         self._bus = bus
         self._backoff_seconds = backoff_seconds
+        self._clock = clock
         self.tally = Tally()
 
     async def record(self, messages: list[ipc.ChildMessage], held: HeldJobs) -> None:
@@ -225,7 +232,7 @@ class Recorder:
             return Complete(job_id=job.job_id, result=message.result)
         retry_at = None
         if job.attempts < job.max_attempts:
-            retry_at = time.time() + self._backoff_seconds * 2 ** (job.attempts - 1)
+            retry_at = self._clock() + self._backoff_seconds * 2 ** (job.attempts - 1)
         return Fail(
             job_id=job.job_id,
             error=message.error,

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -88,6 +87,7 @@ class BatchRunner:
         owner: the lease owner name of this engine.
         gate: an object whose ``wait_open()`` returns when dispatching is
             allowed (the engine's pause switch).
+        clock: wall-clock seconds, the store's clock (due times, backoffs).
     """
 
     def __init__(
@@ -100,6 +100,7 @@ class BatchRunner:
         limits: RunLimits,
         owner: str,
         gate: Any,
+        clock: Callable[[], float],
     ) -> None:
         self.batch_id = batch_id
         self._store = store
@@ -107,6 +108,7 @@ class BatchRunner:
         self._limits = limits
         self._owner = owner
         self._gate = gate
+        self._clock = clock
         self.stop_reason: str | None = None
         self.started = False
         self.stopped = trio.Event()
@@ -114,7 +116,11 @@ class BatchRunner:
         self._wake = trio.Event()
         self._dispatch_scope = trio.CancelScope()
         self._recorder = Recorder(
-            batch_id=batch_id, store=store, bus=bus, backoff_seconds=limits.backoff_seconds
+            batch_id=batch_id,
+            store=store,
+            bus=bus,
+            backoff_seconds=limits.backoff_seconds,
+            clock=clock,
         )
 
     # --- control, called by the engine --------------------------------------
@@ -271,7 +277,7 @@ class BatchRunner:
 
     async def _work_due(self) -> bool:
         due = await self._store.next_due_at(self.batch_id)
-        return due is not None and due <= time.time()
+        return due is not None and due <= self._clock()
 
     async def _take_starts(self, wanted: int) -> int:
         rate = self._limits.rate
@@ -323,7 +329,7 @@ class BatchRunner:
 
     async def _wait_for_work(self) -> None:
         due = await self._store.next_due_at(self.batch_id)
-        delay = self._limits.lease_seconds / 2 if due is None else max(0.0, due - time.time())
+        delay = self._limits.lease_seconds / 2 if due is None else max(0.0, due - self._clock())
         with trio.move_on_after(delay):
             await self._wake.wait()
         self._wake = trio.Event()

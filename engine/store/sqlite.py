@@ -20,6 +20,10 @@ few statements, not one round trip per job. In WAL mode with
 which risks the last commits before a power cut, never consistency, and buys
 thousands of commits a second.
 
+``threaded=False`` runs every call in the Trio thread instead, blocking the
+loop for its few statements: for tests on trio's ``MockClock``, whose
+autojump would move time on (and fire deadlines) while a worker thread works.
+
 The bodies of the transactions, the schema and the SQL live in
 ``engine.store._sqlite_ops``; this module owns the connection, the thread
 and the lock.
@@ -99,10 +103,12 @@ class SqliteStore:
         path: str,
         clock: Callable[[], float],
         busy_timeout_seconds: float,
+        threaded: bool = True,
     ) -> None:
         self._conn: sqlite3.Connection | None = conn
         self._path = path
         self._clock = clock
+        self._threaded = threaded
         self._close_grace = busy_timeout_seconds + _CLOSE_MARGIN_SECONDS
         self._lock = trio.Lock()
 
@@ -110,7 +116,7 @@ class SqliteStore:
         async with self._lock:
             if self._conn is None:
                 raise trio.ClosedResourceError("the store is closed")
-            return await trio.to_thread.run_sync(self._transact, self._conn, work, write)
+            return await _call(self._threaded, self._transact, self._conn, work, write)
 
     def _transact(
         self,
@@ -378,9 +384,17 @@ class SqliteStore:
             return
         with trio.move_on_after(self._close_grace, shield=True) as scope:
             async with self._lock:
-                await trio.to_thread.run_sync(conn.close)
+                await _call(self._threaded, conn.close)
         if scope.cancelled_caught:
             _log.warning("sqlite store %r: a call outlived aclose; not closed yet", self._path)
+
+
+async def _call(threaded: bool, function: Callable[..., _T], *args: Any) -> _T:
+    """``function(*args)`` in a worker thread, or here when not ``threaded``."""
+    if threaded:
+        return await trio.to_thread.run_sync(function, *args)
+    await trio.lowlevel.checkpoint()
+    return function(*args)
 
 
 def _parse_cursor(cursor: str | None) -> int:
@@ -398,6 +412,7 @@ async def open_sqlite_store(
     *,
     clock: Callable[[], float] = time.time,
     busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS,
+    threaded: bool = True,
 ) -> AsyncIterator[SqliteStore]:
     """Open (creating if need be) the SQLite store at ``path``; close it on exit.
 
@@ -409,6 +424,8 @@ async def open_sqlite_store(
             from a worker thread.
         busy_timeout_seconds: how long a write waits for another
             connection's write lock before raising ``StoreUnavailable``.
+        threaded: run SQLite in a worker thread (False: in the Trio thread,
+            for tests on a mock clock; see the module notes).
 
     Yields:
         The open store.
@@ -416,8 +433,14 @@ async def open_sqlite_store(
     Raises:
         StoreUnavailable: the file cannot be opened or is not a database.
     """
-    conn = await trio.to_thread.run_sync(ops.connect, path, busy_timeout_seconds)
-    store = SqliteStore(conn, path=path, clock=clock, busy_timeout_seconds=busy_timeout_seconds)
+    conn = await _call(threaded, ops.connect, path, busy_timeout_seconds)
+    store = SqliteStore(
+        conn,
+        path=path,
+        clock=clock,
+        busy_timeout_seconds=busy_timeout_seconds,
+        threaded=threaded,
+    )
     try:
         yield store
     finally:

@@ -5,5 +5,14 @@ from __future__ import annotations
 
 from engine.supervisor.channel import ChildChannel
 from engine.supervisor.children import Child, ChildSupervisor
+from engine.supervisor.spawner import ChildProcess, PreparedChild, ProcessSpawner, Spawner
 
-__all__ = ["Child", "ChildChannel", "ChildSupervisor"]
+__all__ = [
+    "Child",
+    "ChildChannel",
+    "ChildProcess",
+    "ChildSupervisor",
+    "PreparedChild",
+    "ProcessSpawner",
+    "Spawner",
+]

@@ -2,11 +2,12 @@
 
 Design notes
 ------------
-Every child lives in a task of the supervisor's nursery that runs
-``trio.run_process`` for it. Its IPC pipes are passed with ``pass_fds``;
-its stdout and stderr are relayed line by line to the engine's log with a
-``[batch ID]`` prefix, in a nursery that outlives the process's cancel scope,
-so what a child prints while it drains is not lost.
+Every child lives in a task of the supervisor's nursery that runs it
+through the supervisor's ``Spawner`` (``engine.supervisor.spawner``; the
+real one runs ``trio.run_process`` with the IPC pipes in ``pass_fds``).
+Its stdout and stderr are relayed line by line to the engine's log with a
+``[batch ID]`` prefix, in a nursery that outlives the process's cancel
+scope, so what a child prints while it drains is not lost.
 
 *Warm* children: interpreter start-up and importing trio cost far more than
 anything else in a batch start, so the supervisor keeps ``warm`` children
@@ -14,12 +15,12 @@ started and idle (they have said ``Ready`` and wait for ``Begin``). ``take``
 hands one out (each child still serves exactly one batch run) and starts a
 replacement in the background.
 
-*Stopping* a child is cancelling its scope. ``run_process`` then calls
-``deliver_cancel``, which sends the child's stop message (``Shutdown`` or
-``Cancel``), waits until the child's deadline, then SIGKILLs it;
-``run_process`` always waits for the exit before the task ends. Engine
-shutdown stops every child with one shared deadline; ``kill_now`` ends the
-wait of all of them at once (a second SIGINT).
+*Stopping* a child is cancelling its scope. The spawner (as
+``run_process`` does) then calls ``deliver_cancel``, which sends the
+child's stop message (``Shutdown`` or ``Cancel``), waits until the child's
+deadline, then SIGKILLs it; the spawner always waits for the exit before
+the task ends. Engine shutdown stops every child with one shared deadline;
+``kill_now`` ends the wait of all of them at once (a second SIGINT).
 """
 
 from __future__ import annotations
@@ -27,16 +28,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
-import subprocess
-import sys
-from collections.abc import Sequence
 from functools import partial
 
 import trio
 
 from engine.errors import ChildCrashed
 from engine.supervisor.channel import ChildChannel
+from engine.supervisor.spawner import ChildProcess, Spawner
 from protocols import ipc
 
 __all__ = ["Child", "ChildSupervisor"]
@@ -54,7 +52,7 @@ class Child:
     def __init__(self, supervisor: ChildSupervisor, channel: ChildChannel) -> None:
         self._supervisor = supervisor
         self.channel = channel
-        self.process: trio.Process | None = None
+        self.process: ChildProcess | None = None
         self.label = "warm"
         #: Once taken, the taker owns ``channel`` and closes it when done
         #: reading (what the child wrote before it died is still there).
@@ -77,7 +75,7 @@ class Child:
         self.scope.cancel()
 
     def kill(self) -> None:
-        """SIGKILL the child now (its run_process task then reaps it)."""
+        """SIGKILL the child now (its spawner's task then reaps it)."""
         if self.process is not None and self.process.returncode is None:
             self.process.kill()
 
@@ -91,7 +89,7 @@ class Child:
         assert code is not None
         return code
 
-    async def _deliver_cancel(self, process: trio.Process) -> None:
+    async def _deliver_cancel(self, process: ChildProcess) -> None:
         with trio.move_on_after(1), contextlib.suppress(ChildCrashed):
             await self.channel.send(self._stop_message)
         # Cancelled without stop() (the engine's nursery is unwinding): the
@@ -113,7 +111,7 @@ class ChildSupervisor:
 
     Args:
         nursery: owns every child's task.
-        job_modules: modules each child imports to register job types.
+        spawner: makes each child.
         warm: how many idle children to keep ready.
         grace_seconds: how long a child cancelled without an explicit
             ``stop`` gets before SIGKILL.
@@ -123,13 +121,13 @@ class ChildSupervisor:
         self,
         nursery: trio.Nursery,
         *,
-        job_modules: Sequence[str],
+        spawner: Spawner,
         warm: int,
         grace_seconds: float,
     ) -> None:
         self._nursery = nursery
         self.grace_seconds = grace_seconds
-        self._job_modules = tuple(job_modules)
+        self._spawner = spawner
         self._warm = warm
         self._idle_send, self._idle_receive = trio.open_memory_channel[Child | None](math.inf)
         self._idle_count = 0
@@ -213,27 +211,9 @@ class ChildSupervisor:
         for child in list(self._live):
             child.stop(ipc.Shutdown(), deadline)
 
-    def _command(self, ipc_in: int, ipc_out: int) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "engine.child",
-            "--ipc-in",
-            str(ipc_in),
-            "--ipc-out",
-            str(ipc_out),
-            "--parent-pid",
-            str(os.getpid()),
-            "--jobs",
-            ",".join(self._job_modules),
-        ]
-
     async def _child_life(self, task_status: trio.TaskStatus[Child]) -> None:
-        from_child, child_out = os.pipe()
-        child_in, to_child = os.pipe()
-        channel = ChildChannel(
-            trio.lowlevel.FdStream(to_child), trio.lowlevel.FdStream(from_child)
-        )
+        prepared = self._spawner.prepare()
+        channel = ChildChannel(prepared.to_child, prepared.from_child)
         child = Child(self, channel)
         self._live.add(child)
         not_ready: ChildCrashed | None = ChildCrashed("the child was stopped before it was ready")
@@ -241,22 +221,9 @@ class ChildSupervisor:
             async with trio.open_nursery() as relays:
                 with child.scope:
                     async with trio.open_nursery() as owner:
-                        try:
-                            child.process = await owner.start(
-                                partial(
-                                    trio.run_process,
-                                    self._command(child_in, child_out),
-                                    pass_fds=(child_in, child_out),
-                                    stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE,
-                                    check=False,
-                                    deliver_cancel=child._deliver_cancel,
-                                )
-                            )
-                        finally:
-                            os.close(child_in)
-                            os.close(child_out)
+                        child.process = await owner.start(
+                            partial(prepared.run, child._deliver_cancel)
+                        )
                         assert child.process.stdout is not None
                         assert child.process.stderr is not None
                         relays.start_soon(_relay, child, child.process.stdout, logging.INFO)

@@ -2,6 +2,11 @@
 test engines and servers, a failing store, and helpers that build job
 requests and collect events.
 
+``open_fake_engine`` is an engine that runs on trio's ``MockClock``: its
+children run in this process (``engine.testing.fake_child``), its store is
+an in-memory SQLite that works in the Trio thread, and its wall clock is
+trio's clock, so due times and backoffs move with the mock clock too.
+
 ``FailingStore`` wraps a real store and makes chosen methods fail, as a
 full disk or a dropped connection would.
 
@@ -22,17 +27,26 @@ from engine.config.settings import RateLimit, Settings
 from engine.core.bus import Subscription
 from engine.core.engine import Engine, JobRequest, open_engine
 from engine.errors import StoreUnavailable
+from engine.jobs.registry import REGISTRY
 from engine.store import Store
+from engine.store.sqlite import open_sqlite_store
+from engine.testing.fake_child import FakeSpawner
 from protocols.events import Event
 
 __all__ = [
     "FailingStore",
     "collect_until",
     "jobs_of",
+    "open_fake_engine",
     "open_test_engine",
     "open_test_server",
     "settings_for_tests",
+    "trio_wall_clock",
 ]
+
+#: The wall-clock reading of a fake engine at trio time 0. Any fixed value
+#: works; a recent one keeps timestamps looking like timestamps.
+_FAKE_EPOCH = 1_700_000_000.0
 
 
 class FailingStore:
@@ -61,8 +75,12 @@ class FailingStore:
 def settings_for_tests(tmp_path: Path, **changes: Any) -> Settings:
     """Settings for a test engine: a store in ``tmp_path``, no rate limit,
     the fault types loaded, a 5 s grace, and whatever ``changes`` say."""
+    return _settings(f"sqlite:///{tmp_path / 'batchyard.db'}", **changes)
+
+
+def _settings(store_url: str, **changes: Any) -> Settings:
     base: dict[str, Any] = {
-        "store_url": f"sqlite:///{tmp_path / 'batchyard.db'}",
+        "store_url": store_url,
         "rate_limit": RateLimit(count=0, per_seconds=60),
         "job_modules": ("engine.testing",),
         "shutdown_grace_seconds": 5.0,
@@ -75,6 +93,27 @@ def settings_for_tests(tmp_path: Path, **changes: Any) -> Settings:
 async def open_test_engine(tmp_path: Path, **changes: Any) -> AsyncIterator[Engine]:
     """An engine on ``settings_for_tests(tmp_path, **changes)``."""
     async with open_engine(settings_for_tests(tmp_path, **changes)) as engine:
+        yield engine
+
+
+def trio_wall_clock() -> float:
+    """Wall-clock seconds that follow trio's clock (a fake engine's clock)."""
+    return _FAKE_EPOCH + trio.current_time()
+
+
+@asynccontextmanager
+async def open_fake_engine(**changes: Any) -> AsyncIterator[Engine]:
+    """An engine for ``MockClock`` tests, on the settings of
+    ``settings_for_tests`` with ``changes``: in-process children
+    (``FakeSpawner``), an in-memory store that never leaves the Trio thread,
+    and ``trio_wall_clock`` as its wall clock."""
+    settings = _settings("sqlite:///:memory:", **changes)
+    async with (
+        open_sqlite_store(":memory:", clock=trio_wall_clock, threaded=False) as store,
+        open_engine(
+            settings, store=store, spawner=FakeSpawner(REGISTRY), clock=trio_wall_clock
+        ) as engine,
+    ):
         yield engine
 
 

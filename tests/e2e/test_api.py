@@ -17,6 +17,7 @@ from engine.server.app import create_app
 from engine.testing import FailingStore, open_test_engine, open_test_server
 from protocols.events import JobUpdate
 from protocols.lifecycle import JobState
+from tests.conftest import Served
 from tests.e2e.helpers import create_batch, open_ws
 
 _JOB_FIELDS = {
@@ -46,53 +47,45 @@ async def _wait_idle(engine: Engine, batch_id: str) -> None:
     await engine.wait_stopped(batch_id)
 
 
-async def test_batches_are_created_listed_read_and_deleted(tmp_path: Path) -> None:
+async def test_batches_are_created_listed_read_and_deleted(client: httpx.AsyncClient) -> None:
     with trio.fail_after(30):
-        async with (
-            open_test_server(tmp_path) as (_, url),
-            httpx.AsyncClient(base_url=url) as client,
-        ):
-            jobs = [{"payload": 1, "key": "a"}, {"payload": 2, "key": "a"}, {"payload": 3}]
-            created = await client.post(
-                "/api/batches", json={"batchId": "b1", "type": "echo", "jobs": jobs}
-            )
-            assert created.status_code == 201
-            assert created.json() == {"batchId": "b1", "enqueued": 2, "duplicates": 1}
-            again = await client.post(
-                "/api/batches", json={"batchId": "b1", "type": "echo", "jobs": []}
-            )
-            _error(again, 409, "batch-exists")
-            unknown = await client.post("/api/batches", json={"type": "nope", "jobs": [{}]})
-            assert "nope" in _error(unknown, 400, "unknown-job-type")
+        jobs = [{"payload": 1, "key": "a"}, {"payload": 2, "key": "a"}, {"payload": 3}]
+        created = await client.post(
+            "/api/batches", json={"batchId": "b1", "type": "echo", "jobs": jobs}
+        )
+        assert created.status_code == 201
+        assert created.json() == {"batchId": "b1", "enqueued": 2, "duplicates": 1}
+        again = await client.post(
+            "/api/batches", json={"batchId": "b1", "type": "echo", "jobs": []}
+        )
+        _error(again, 409, "batch-exists")
+        unknown = await client.post("/api/batches", json={"type": "nope", "jobs": [{}]})
+        assert "nope" in _error(unknown, 400, "unknown-job-type")
 
-            added = await client.post(
-                "/api/batches/b1/jobs", json={"jobs": [{"key": "a"}, {"type": "noop"}]}
-            )
-            assert added.status_code == 201
-            assert added.json() == {"batchId": "b1", "enqueued": 1, "duplicates": 1}
-            _error(
-                await client.post("/api/batches/zz/jobs", json={"jobs": []}),
-                404,
-                "batch-not-found",
-            )
-            wrong_type = await client.post(
-                "/api/batches/b1/jobs", json={"jobs": [{"type": "nope"}]}
-            )
-            _error(wrong_type, 400, "unknown-job-type")
+        added = await client.post(
+            "/api/batches/b1/jobs", json={"jobs": [{"key": "a"}, {"type": "noop"}]}
+        )
+        assert added.status_code == 201
+        assert added.json() == {"batchId": "b1", "enqueued": 1, "duplicates": 1}
+        _error(
+            await client.post("/api/batches/zz/jobs", json={"jobs": []}),
+            404,
+            "batch-not-found",
+        )
+        wrong_type = await client.post("/api/batches/b1/jobs", json={"jobs": [{"type": "nope"}]})
+        _error(wrong_type, 400, "unknown-job-type")
 
-            batch = (await client.get("/api/batches/b1")).json()
-            assert (
-                batch["batchId"] == "b1" and batch["type"] == "echo" and batch["running"] is False
-            )
-            assert batch["counts"] == {"pending": 3, "active": 0, "completed": 0, "failed": 0}
-            listed = (await client.get("/api/batches")).json()
-            assert [b["batchId"] for b in listed["batches"]] == ["b1"]
-            _error(await client.get("/api/batches/zz"), 404, "batch-not-found")
+        batch = (await client.get("/api/batches/b1")).json()
+        assert batch["batchId"] == "b1" and batch["type"] == "echo" and batch["running"] is False
+        assert batch["counts"] == {"pending": 3, "active": 0, "completed": 0, "failed": 0}
+        listed = (await client.get("/api/batches")).json()
+        assert [b["batchId"] for b in listed["batches"]] == ["b1"]
+        _error(await client.get("/api/batches/zz"), 404, "batch-not-found")
 
-            deleted = await client.delete("/api/batches/b1")
-            assert deleted.status_code == 204 and deleted.content == b""
-            _error(await client.get("/api/batches/b1"), 404, "batch-not-found")
-            _error(await client.delete("/api/batches/b1"), 404, "batch-not-found")
+        deleted = await client.delete("/api/batches/b1")
+        assert deleted.status_code == 204 and deleted.content == b""
+        _error(await client.get("/api/batches/b1"), 404, "batch-not-found")
+        _error(await client.delete("/api/batches/b1"), 404, "batch-not-found")
 
 
 #: Bodies ``POST /api/batches`` refuses, each with the wire path its message names.
@@ -108,52 +101,44 @@ _BAD_BODIES = [
 ]
 
 
-async def test_bad_bodies_answer_400_naming_the_field(tmp_path: Path) -> None:
+async def test_bad_bodies_answer_400_naming_the_field(client: httpx.AsyncClient) -> None:
     with trio.fail_after(20):
-        async with (
-            open_test_server(tmp_path) as (_, url),
-            httpx.AsyncClient(base_url=url) as client,
-        ):
-            responses = [await client.post("/api/batches", content=b) for b, _ in _BAD_BODIES]
+        responses = [await client.post("/api/batches", content=b) for b, _ in _BAD_BODIES]
     for response, (body, path) in zip(responses, _BAD_BODIES, strict=True):
         assert path in _error(response, 400, "invalid-body"), body
 
 
-async def test_jobs_are_listed_in_pages_and_queries_are_checked(tmp_path: Path) -> None:
+async def test_jobs_are_listed_in_pages_and_queries_are_checked(client: httpx.AsyncClient) -> None:
     with trio.fail_after(30):
-        async with (
-            open_test_server(tmp_path) as (_, url),
-            httpx.AsyncClient(base_url=url) as client,
+        batch_id = await create_batch(client, "echo", list(range(25)))
+        seen: list[Any] = []
+        cursor = None
+        while True:
+            params = {"limit": "10", **({"cursor": cursor} if cursor else {})}
+            page = (await client.get(f"/api/batches/{batch_id}/jobs", params=params)).json()
+            seen += page["jobs"]
+            cursor = page["nextCursor"]
+            if cursor is None:
+                break
+        assert [job["payload"] for job in seen] == list(range(25))
+        job = seen[0]
+        assert set(job) == _JOB_FIELDS
+        assert job["state"] == "pending" and job["type"] == "echo"
+        pending = await client.get(f"/api/batches/{batch_id}/jobs?state=pending&limit=1000")
+        assert len(pending.json()["jobs"]) == 25
+        failed = await client.get(f"/api/batches/{batch_id}/jobs?state=failed")
+        assert failed.json() == {"jobs": [], "nextCursor": None}
+        for query in (
+            "state=done",
+            "limit=0",
+            "limit=1001",
+            "limit=ten",
+            "limit=-1",
+            "cursor=zz",
         ):
-            batch_id = await create_batch(client, "echo", list(range(25)))
-            seen: list[Any] = []
-            cursor = None
-            while True:
-                params = {"limit": "10", **({"cursor": cursor} if cursor else {})}
-                page = (await client.get(f"/api/batches/{batch_id}/jobs", params=params)).json()
-                seen += page["jobs"]
-                cursor = page["nextCursor"]
-                if cursor is None:
-                    break
-            assert [job["payload"] for job in seen] == list(range(25))
-            job = seen[0]
-            assert set(job) == _JOB_FIELDS
-            assert job["state"] == "pending" and job["type"] == "echo"
-            pending = await client.get(f"/api/batches/{batch_id}/jobs?state=pending&limit=1000")
-            assert len(pending.json()["jobs"]) == 25
-            failed = await client.get(f"/api/batches/{batch_id}/jobs?state=failed")
-            assert failed.json() == {"jobs": [], "nextCursor": None}
-            for query in (
-                "state=done",
-                "limit=0",
-                "limit=1001",
-                "limit=ten",
-                "limit=-1",
-                "cursor=zz",
-            ):
-                bad = await client.get(f"/api/batches/{batch_id}/jobs?{query}")
-                assert query.split("=")[0] in _error(bad, 400, "invalid-query")
-            _error(await client.get("/api/batches/zz/jobs"), 404, "batch-not-found")
+            bad = await client.get(f"/api/batches/{batch_id}/jobs?{query}")
+            assert query.split("=")[0] in _error(bad, 400, "invalid-query")
+        _error(await client.get("/api/batches/zz/jobs"), 404, "batch-not-found")
 
 
 async def test_process_all_answers_200_202_429_and_runs_can_be_cancelled(tmp_path: Path) -> None:
@@ -195,22 +180,19 @@ async def test_process_all_answers_200_202_429_and_runs_can_be_cancelled(tmp_pat
             assert now.status_code == 200
 
 
-async def test_failed_jobs_are_retried(tmp_path: Path) -> None:
+async def test_failed_jobs_are_retried(server: Served, client: httpx.AsyncClient) -> None:
     with trio.fail_after(30):
-        async with (
-            open_test_server(tmp_path) as (engine, url),
-            httpx.AsyncClient(base_url=url) as client,
-        ):
-            batch_id = await create_batch(client, "fail", [{"message": "boom"}] * 3)
-            await client.post(f"/api/jobs/process/all/{batch_id}")
-            await _wait_idle(engine, batch_id)
-            failed = (await client.get(f"/api/batches/{batch_id}/jobs?state=failed")).json()
-            assert [job["error"] for job in failed["jobs"]] == ["RuntimeError: boom"] * 3
-            retried = await client.post(f"/api/batches/{batch_id}/retry")
-            assert retried.status_code == 200 and retried.json() == {"requeued": 3}
-            counts = (await client.get(f"/api/batches/{batch_id}")).json()["counts"]
-            assert counts["pending"] == 3 and counts["failed"] == 0
-            _error(await client.post("/api/batches/zz/retry"), 404, "batch-not-found")
+        engine = server.engine
+        batch_id = await create_batch(client, "fail", [{"message": "boom"}] * 3)
+        await client.post(f"/api/jobs/process/all/{batch_id}")
+        await _wait_idle(engine, batch_id)
+        failed = (await client.get(f"/api/batches/{batch_id}/jobs?state=failed")).json()
+        assert [job["error"] for job in failed["jobs"]] == ["RuntimeError: boom"] * 3
+        retried = await client.post(f"/api/batches/{batch_id}/retry")
+        assert retried.status_code == 200 and retried.json() == {"requeued": 3}
+        counts = (await client.get(f"/api/batches/{batch_id}")).json()["counts"]
+        assert counts["pending"] == 3 and counts["failed"] == 0
+        _error(await client.post("/api/batches/zz/retry"), 404, "batch-not-found")
 
 
 async def test_pause_resume_and_status(tmp_path: Path) -> None:
@@ -241,26 +223,23 @@ async def test_pause_resume_and_status(tmp_path: Path) -> None:
             assert done["completed"] == 3
 
 
-async def test_health_and_metrics(tmp_path: Path) -> None:
+async def test_health_and_metrics(server: Served, client: httpx.AsyncClient) -> None:
     with trio.fail_after(30):
-        async with (
-            open_test_server(tmp_path) as (engine, url),
-            httpx.AsyncClient(base_url=url) as client,
-        ):
-            batch_id = await create_batch(client, "echo", list(range(4)))
-            await create_batch(client, "echo", [1])
-            health = await client.get("/health")
-            assert health.status_code == 200
-            assert health.json() == {
-                "status": "ok",
-                "services": {"store": "connected", "engine": "running"},
-                "metrics": {"queueLength": 5, "activeWorkers": 0},
-            }
-            async with open_ws(url):
-                await client.post(f"/api/jobs/process/all/{batch_id}")
-                await _wait_idle(engine, batch_id)
-                await trio.sleep(0.1)  # the metrics follower reads the last events
-                metrics = await client.get("/metrics")
+        engine, url = server.engine, server.url
+        batch_id = await create_batch(client, "echo", list(range(4)))
+        await create_batch(client, "echo", [1])
+        health = await client.get("/health")
+        assert health.status_code == 200
+        assert health.json() == {
+            "status": "ok",
+            "services": {"store": "connected", "engine": "running"},
+            "metrics": {"queueLength": 5, "activeWorkers": 0},
+        }
+        async with open_ws(url):
+            await client.post(f"/api/jobs/process/all/{batch_id}")
+            await _wait_idle(engine, batch_id)
+            await trio.sleep(0.1)  # the metrics follower reads the last events
+            metrics = await client.get("/metrics")
     assert metrics.status_code == 200
     assert metrics.headers["content-type"].startswith("text/plain")
     lines = set(metrics.text.splitlines())
@@ -350,15 +329,11 @@ async def test_a_child_that_cannot_start_answers_500(
     assert status["activeBatches"] == 0
 
 
-async def test_unknown_routes_and_methods_answer_json(tmp_path: Path) -> None:
+async def test_unknown_routes_and_methods_answer_json(client: httpx.AsyncClient) -> None:
     with trio.fail_after(20):
-        async with (
-            open_test_server(tmp_path) as (_, url),
-            httpx.AsyncClient(base_url=url) as client,
-        ):
-            missing = await client.get("/api/nothing")
-            wrong = await client.put("/api/batches")
-            wrong_get = await client.get("/api/pause")
+        missing = await client.get("/api/nothing")
+        wrong = await client.put("/api/batches")
+        wrong_get = await client.get("/api/pause")
     assert "/api/nothing" in _error(missing, 404, "not-found")
     _error(wrong, 405, "method-not-allowed")
     assert set(wrong.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
@@ -385,16 +360,15 @@ async def test_bodies_over_the_limit_answer_413(tmp_path: Path) -> None:
     assert small.status_code == 201
 
 
-async def test_dashboard_page_and_openapi_document(tmp_path: Path) -> None:
+async def test_dashboard_page_and_openapi_document(
+    server: Served, client: httpx.AsyncClient
+) -> None:
     with trio.fail_after(20):
-        async with (
-            open_test_server(tmp_path) as (engine, url),
-            httpx.AsyncClient(base_url=url) as client,
-        ):
-            await create_batch(client, "echo", [1, 2], batchId="listed-here")
-            page = await client.get("/")
-            document = (await client.get("/openapi.json")).json()
-            app = create_app(engine)
+        engine = server.engine
+        await create_batch(client, "echo", [1, 2], batchId="listed-here")
+        page = await client.get("/")
+        document = (await client.get("/openapi.json")).json()
+        app = create_app(engine)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert importlib.metadata.version("batchyard") in page.text
     assert engine.settings.describe() in page.text

@@ -68,11 +68,7 @@ async def test_websocket_without_the_token_is_closed_1008(tmp_path: Path) -> Non
     assert [parse_ws_frame(f).event for f in frames] == ["processing:started"] * 2
 
 
-async def test_without_a_token_everything_is_open(tmp_path: Path) -> None:
+async def test_without_a_token_everything_is_open(client: httpx.AsyncClient) -> None:
     with trio.fail_after(20):
-        async with (
-            open_test_server(tmp_path) as (_, url),
-            httpx.AsyncClient(base_url=url) as client,
-        ):
-            responses = [await client.get(path) for path in ("/api/status", "/metrics", "/")]
+        responses = [await client.get(path) for path in ("/api/status", "/metrics", "/")]
     assert [r.status_code for r in responses] == [200, 200, 200]

@@ -20,6 +20,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
+from engine.config.settings import Settings
 from engine.errors import ConfigError
 from engine.server.serve import check_exposure
 from engine.testing import settings_for_tests
@@ -241,12 +242,11 @@ async def test_a_failed_start_prints_one_line_and_exits_non_zero(tmp_path: Path)
     assert "--insecure-no-auth" in exposed.stderr.decode()
 
 
-def test_only_loopback_is_served_without_a_token(tmp_path: Path) -> None:
-    open_settings = settings_for_tests(tmp_path)
+def test_only_loopback_is_served_without_a_token(tmp_path: Path, settings: Settings) -> None:
     for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
-        check_exposure(host, open_settings, insecure_no_auth=False)
+        check_exposure(host, settings, insecure_no_auth=False)
     for host in ("0.0.0.0", "::", "192.168.1.10", "example.com"):
         with pytest.raises(ConfigError, match="without a token"):
-            check_exposure(host, open_settings, insecure_no_auth=False)
-        check_exposure(host, open_settings, insecure_no_auth=True)
+            check_exposure(host, settings, insecure_no_auth=False)
+        check_exposure(host, settings, insecure_no_auth=True)
         check_exposure(host, settings_for_tests(tmp_path, token="t"), insecure_no_auth=False)

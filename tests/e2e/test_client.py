@@ -11,7 +11,6 @@ honours ``resumeFrom``. The client against the real engine server is in
 from __future__ import annotations
 
 import functools
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -61,13 +60,6 @@ def error(status: int, code: str, message: str) -> Response:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 #: What each event's data holds besides ``batchId`` unless a test says otherwise.
 _COUNTS: dict[str, dict[str, Any]] = {
     "processing:progress": {"completed": 0, "failed": 0, "total": 0},
@@ -108,8 +100,8 @@ async def test_an_error_without_the_contract_body_names_the_status() -> None:
     assert caught.value.transient
 
 
-async def test_connection_refused() -> None:
-    url = f"http://127.0.0.1:{free_port()}"
+async def test_connection_refused(free_port: int) -> None:
+    url = f"http://127.0.0.1:{free_port}"
     with trio.fail_after(10):
         async with BatchyardClient(url) as client:
             with pytest.raises(ClientError) as caught:
@@ -217,8 +209,8 @@ async def watching(
         yield stream
 
 
-async def test_watch_refused_connection() -> None:
-    url = f"http://127.0.0.1:{free_port()}"
+async def test_watch_refused_connection(free_port: int) -> None:
+    url = f"http://127.0.0.1:{free_port}"
     with trio.fail_after(10):
         async with BatchyardClient(url) as client:
             with pytest.raises(ClientError, match=r"\(connection refused\)$"):
