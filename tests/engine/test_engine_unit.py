@@ -27,7 +27,7 @@ async def test_start_answers_started_already_running_capacity_reached(
         with engine.bus.subscribe([first]) as sub:
             await engine.cancel(first)
             done = (await collect_until(sub))[-1]
-        assert done.data["reason"] == "cancelled"
+        assert done.data.reason == "cancelled"
         await engine.wait_stopped(first)
         assert not engine.is_running(first)
         assert await engine.start(second) is StartResult.STARTED
@@ -50,7 +50,7 @@ async def test_cancel_kills_a_hung_child_at_the_grace_deadline(
         counts = await engine.store.counts(batch_id)
         page = await engine.store.list_jobs(batch_id)
     assert took == pytest.approx(1.5)
-    assert done.data["reason"] == "cancelled"
+    assert done.data.reason == "cancelled"
     assert counts.pending == 1
     assert page.jobs[0].attempts == 0
 
@@ -73,7 +73,7 @@ async def test_shutdown_kills_long_jobs_at_the_grace_deadline(
             done = (await collect_until(sub))[-1]
         counts = await engine.store.counts(batch_id)
     assert took == pytest.approx(2.0)
-    assert done.data["reason"] == "shutdown"
+    assert done.data.reason == "shutdown"
     assert (counts.pending, counts.active) == (4, 0)
 
 
@@ -129,4 +129,4 @@ async def test_pause_holds_dispatch_until_resume(
             engine.resume()
             assert not engine.status().paused
             seen = await collect_until(sub)
-    assert seen[-1].data["completed"] == 3
+    assert seen[-1].data.completed == 3

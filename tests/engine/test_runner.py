@@ -14,7 +14,7 @@ from trio.testing import MockClock
 from engine.config.settings import RateLimit
 from engine.core.engine import Engine, StartResult
 from engine.testing import collect_until, jobs_of
-from protocols.events import Event
+from protocols.events import Event, RunDone
 from protocols.lifecycle import JobState
 from tests.conftest import FakeEngineOpener
 
@@ -23,7 +23,7 @@ def _terminal(events: list[Event]) -> list[Event]:
     return [
         e
         for e in events
-        if e.event == "job:progress" and e.data["status"] in ("completed", "failed")
+        if e.event == "job:progress" and e.data.status.value in ("completed", "failed")
     ]
 
 
@@ -56,13 +56,13 @@ async def test_event_sequence_of_a_batch(
     assert seen[0].event == "processing:started" and names["processing:started"] == 1
     assert seen[-1].event == "done" and names["done"] == 1
     terminal = _terminal(seen)
-    assert len({e.data["jobId"] for e in terminal}) == len(terminal) == 30
-    assert seen[-1].data == {"batchId": batch_id, "completed": 30, "failed": 0}
+    assert len({e.data.job_id for e in terminal}) == len(terminal) == 30
+    assert seen[-1].data == RunDone(batch_id=batch_id, completed=30, failed=0)
     seqs = [e.seq for e in seen]
     assert seqs == sorted(set(seqs))
     progress = [e for e in seen if e.event == "processing:progress"]
-    assert progress and progress[-1].data["completed"] == 30
-    assert all(e.data["total"] == 30 for e in progress)
+    assert progress and progress[-1].data.completed == 30
+    assert all(e.data.total == 30 for e in progress)
 
 
 async def test_concurrency_cap_is_reached_and_never_exceeded(
@@ -80,10 +80,10 @@ async def test_concurrency_cap_is_reached_and_never_exceeded(
     for event in seen:
         if event.event != "job:progress":
             continue
-        if event.data["status"] == "active":
-            active.add(event.data["jobId"])
+        if event.data.status.value == "active":
+            active.add(event.data.job_id)
         else:
-            active.discard(event.data["jobId"])
+            active.discard(event.data.job_id)
         peak = max(peak, len(active))
     assert peak == 3
     # 24 one-second jobs, three at a time, back to back: exactly 8 rounds.
@@ -100,7 +100,7 @@ async def test_the_batch_rate_limit_holds_strictly(
         with engine.bus.subscribe([batch_id]) as sub:
             await engine.start(batch_id)
             async for event in sub:
-                if event.event == "job:progress" and event.data["status"] == "active":
+                if event.event == "job:progress" and event.data.status.value == "active":
                     starts.append(trio.current_time())
                 if event.event == "done":
                     break
@@ -118,15 +118,13 @@ async def test_a_crashing_child_loses_no_job_and_honours_batch_retries(
         batch_id, _ = await engine.create_batch(None, "noop", jobs)
         with engine.bus.subscribe([batch_id]) as sub:
             await engine.start(batch_id)
-            seen = await collect_until(
-                sub, lambda e: e.event == "error" and not e.data["restarting"]
-            )
+            seen = await collect_until(sub, lambda e: e.event == "error" and not e.data.restarting)
         await engine.wait_stopped(batch_id)
         counts = await engine.store.counts(batch_id)
         page = await engine.store.list_jobs(batch_id)
     errors = [e for e in seen if e.event == "error"]
-    assert [e.data["restarting"] for e in errors] == [True, True, False]
-    assert all(e.data["error"] == "the child exited with code 7" for e in errors)
+    assert [e.data.restarting for e in errors] == [True, True, False]
+    assert all(e.data.error == "the child exited with code 7" for e in errors)
     assert Counter(e.event for e in seen)["processing:started"] == 3
     assert (counts.total, counts.active, counts.completed) == (6, 0, 5)
     crasher = next(j for j in page.jobs if j.type == "crash")
@@ -141,9 +139,9 @@ async def test_a_crash_uses_up_attempts_then_fails_the_job(
         seen = await _run(engine, batch_id)
         counts = await engine.store.counts(batch_id)
     assert counts.failed == 1
-    failed = [e for e in _terminal(seen) if e.data["status"] == "failed"]
-    assert len(failed) == 1 and "crashed" in failed[0].data["error"]
-    assert [e.data["restarting"] for e in seen if e.event == "error"] == [True, True]
+    failed = [e for e in _terminal(seen) if e.data.status.value == "failed"]
+    assert len(failed) == 1 and "crashed" in failed[0].data.error
+    assert [e.data.restarting for e in seen if e.event == "error"] == [True, True]
 
 
 async def test_malformed_ipc_is_a_crash_of_that_batch_only(
@@ -156,13 +154,13 @@ async def test_malformed_ipc_is_a_crash_of_that_batch_only(
         seen = await _run(engine, batch_id)
         page = await engine.store.list_jobs(batch_id)
     errors = [e for e in seen if e.event == "error"]
-    assert len(errors) == 1 and errors[0].data["restarting"] is True
-    assert "malformed IPC" in errors[0].data["error"]
+    assert len(errors) == 1 and errors[0].data.restarting is True
+    assert "malformed IPC" in errors[0].data.error
     assert {j.type: j.state for j in page.jobs} == {
         "garble": JobState.FAILED,
         "noop": JobState.COMPLETED,
     }
-    assert seen[-1].data == {"batchId": batch_id, "completed": 3, "failed": 1}
+    assert seen[-1].data == RunDone(batch_id=batch_id, completed=3, failed=1)
 
 
 async def test_failures_retry_after_an_exponential_backoff(
@@ -179,8 +177,8 @@ async def test_failures_retry_after_an_exponential_backoff(
             await engine.start(batch_id)
             async for event in sub:
                 seen.append(event)
-                if event.event == "job:progress" and event.data["status"] == "active":
-                    starts.setdefault(event.data["jobId"], []).append(trio.current_time() - began)
+                if event.event == "job:progress" and event.data.status.value == "active":
+                    starts.setdefault(event.data.job_id, []).append(trio.current_time() - began)
                 if event.event == "done":
                     break
         page = await engine.store.list_jobs(batch_id)
