@@ -37,7 +37,7 @@ async def measure(jobs: int, concurrency: int, batch_size: int) -> tuple[float, 
             )
             submitted = time.perf_counter() - began
             await engine.wait_warm()
-            with engine.bus.subscribe([batch_id]) as events:
+            with engine.subscribe([batch_id]) as events:
                 began = time.perf_counter()
                 await engine.start(batch_id)
                 async for event in events:

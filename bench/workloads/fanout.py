@@ -2,8 +2,9 @@
 
 The engine is served in this process (``open_test_server``) so that the
 moment each event is published can be taken where it happens: the bench
-wraps ``engine.bus.publish`` of that engine with a function that records
-``time.monotonic()`` per seq, and changes nothing else. The subscribers run
+gives that engine an observer (``Engine.observe_events``) that records
+``time.monotonic()`` per seq as each event is published, and changes
+nothing else. The subscribers run
 in ``bench.workloads.fanout_client`` subprocesses (one per core), stamp each
 frame's arrival with the same system-wide clock, and resume after a
 slow-subscriber drop as a client should. From both sides:
@@ -26,7 +27,6 @@ import subprocess
 import sys
 import time
 from array import array
-from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -50,14 +50,10 @@ _CLIENT_PROCESSES = 2
 
 
 def _record_publications(engine: Engine, published: dict[int, tuple[float, str | None]]) -> None:
-    publish = engine.bus.publish
-
-    def timed(name: str, data: Mapping[str, Any]) -> Event:
-        event = publish(name, data)
+    def record(event: Event) -> None:
         published[event.seq] = (time.monotonic(), event.data.get("batchId"))
-        return event
 
-    engine.bus.publish = timed  # type: ignore[method-assign]
+    engine.observe_events(record)
 
 
 async def _wait_ready(process: trio.Process) -> None:

@@ -19,6 +19,10 @@ Several limiters (one per batch, one per job type) are taken together with
 ``acquire_all``: it waits until *every* limiter has room and then takes one
 start from each in the same instant, so one limiter's start is never spent
 while waiting on another.
+
+The pause is a limit too: a run dispatches only while its ``PauseGate`` is
+open. The runner sees the gate through that ``Protocol``; the engine's
+``PauseSwitch`` is the one it is given.
 """
 
 from __future__ import annotations
@@ -26,11 +30,19 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
+from typing import Protocol
 
 import attrs
 import trio
 
-__all__ = ["RateLimiter", "RateLimiterStatistics", "TypeGate", "acquire_all"]
+__all__ = [
+    "PauseGate",
+    "PauseSwitch",
+    "RateLimiter",
+    "RateLimiterStatistics",
+    "TypeGate",
+    "acquire_all",
+]
 
 
 @attrs.frozen(kw_only=True)
@@ -130,3 +142,48 @@ class TypeGate:
 
     rate: RateLimiter | None = None
     slots: trio.CapacityLimiter | None = None
+
+
+class PauseGate(Protocol):
+    """What a run asks before it hands out jobs: whether dispatching is allowed."""
+
+    @property
+    def is_open(self) -> bool:
+        """Whether dispatching is allowed now."""
+        ...
+
+    async def wait_open(self) -> None:
+        """Return once dispatching is allowed (at once while it is).
+
+        Cancellation: atomic.
+        """
+        ...
+
+
+class PauseSwitch:
+    """The engine's ``PauseGate``: open unless paused."""
+
+    def __init__(self) -> None:
+        self._open = trio.Event()
+        self._open.set()
+
+    @property
+    def is_open(self) -> bool:
+        """Whether dispatching is allowed now."""
+        return self._open.is_set()
+
+    def close(self) -> None:
+        """Pause: runs stop handing out jobs until ``open``."""
+        if self._open.is_set():
+            self._open = trio.Event()
+
+    def open(self) -> None:
+        """Resume: every waiting run goes on at once."""
+        self._open.set()
+
+    async def wait_open(self) -> None:
+        """Return once dispatching is allowed (at once while it is).
+
+        Cancellation: atomic.
+        """
+        await self._open.wait()

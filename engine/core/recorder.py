@@ -29,7 +29,7 @@ import attrs
 import trio
 
 from engine.core.bus import EventBus
-from engine.store.base import Complete, Fail, JobRecord, Outcome, Release, Store
+from engine.store.base import Complete, Counts, Fail, JobRecord, Outcome, Release, Store
 from protocols import events, ipc
 from protocols.lifecycle import JobState
 
@@ -116,7 +116,15 @@ class Recorder:
         self._store = store
         self._bus = bus
         self._backoff_seconds = backoff_seconds
-        self.tally = Tally()
+        self._tally = Tally()
+
+    def start_tally(self, counts: Counts) -> None:
+        """Count progress from the batch's stored counts (a run begins)."""
+        self._tally = Tally(completed=counts.completed, failed=counts.failed, total=counts.total)
+
+    def count_added(self, added: int) -> None:
+        """``added`` jobs joined the batch: the progress total grows."""
+        self._tally.total += added
 
     async def record(self, messages: list[ipc.ChildMessage], held: HeldJobs) -> None:
         """Record one burst of child messages in one store write, then
@@ -191,7 +199,7 @@ class Recorder:
         if isinstance(message, ipc.BatchStarted):
             self.publish(events.PROCESSING_STARTED, events.started_data(self.batch_id))
         elif isinstance(message, ipc.Progress):
-            tally = self.tally
+            tally = self._tally
             self.publish(
                 events.PROCESSING_PROGRESS,
                 events.progress_data(
@@ -248,10 +256,10 @@ class Recorder:
             )
             return
         if state is JobState.COMPLETED:
-            self.tally.completed += 1
+            self._tally.completed += 1
             status = ipc.JobStatus.COMPLETED
         elif state is JobState.FAILED:
-            self.tally.failed += 1
+            self._tally.failed += 1
             status = ipc.JobStatus.FAILED
         else:
             return

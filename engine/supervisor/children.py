@@ -18,8 +18,8 @@ replacement in the background.
 ``deliver_cancel``, which sends the child's stop message (``Shutdown`` or
 ``Cancel``), waits until the child's deadline, then SIGKILLs it;
 ``run_process`` always waits for the exit before the task ends. Engine
-shutdown stops every child with one shared deadline; ``kill_now`` ends the
-wait of all of them at once (a second SIGINT).
+shutdown stops every child with one shared deadline; ``kill_all_now`` ends
+the wait of all of them at once (a second SIGINT).
 """
 
 from __future__ import annotations
@@ -69,6 +69,10 @@ class Child:
         """The exit code once the child exited (negative: killed by a signal)."""
         return None if self.process is None else self.process.returncode
 
+    def assign(self, batch_id: str) -> None:
+        """This child now runs ``batch_id``: its output is logged under that id."""
+        self.label = batch_id
+
     def stop(self, message: ipc.ParentMessage, deadline: float) -> None:
         """Ask the child to stop with ``message``; SIGKILL it at ``deadline``
         (``trio.current_time()``) if it is still running. Never blocks."""
@@ -100,7 +104,7 @@ class Child:
         if deadline is None:
             deadline = trio.current_time() + self._supervisor.grace_seconds
         with trio.move_on_at(deadline):
-            await self._supervisor.kill_now.wait()
+            await self._supervisor._kill_now.wait()
         if process.returncode is None:
             log.warning(
                 "[batch %s] child %d did not stop in time: SIGKILL", self.label, process.pid
@@ -136,7 +140,7 @@ class ChildSupervisor:
         self._starting = 0
         self._live: set[Child] = set()
         self._stopping = False
-        self.kill_now = trio.Event()
+        self._kill_now = trio.Event()
         self._warm_ready = trio.Event()
 
     def keep_warm(self) -> None:
@@ -212,6 +216,10 @@ class ChildSupervisor:
         self._stopping = True
         for child in list(self._live):
             child.stop(ipc.Shutdown(), deadline)
+
+    def kill_all_now(self) -> None:
+        """SIGKILL every child still stopping now, not at its deadline."""
+        self._kill_now.set()
 
     def _command(self, ipc_in: int, ipc_out: int) -> list[str]:
         return [
