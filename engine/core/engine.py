@@ -9,10 +9,6 @@ and events through its methods) and hands the work to the runs
 (``engine.core.runs``), the lease keeper and remembered runs
 (``engine.core.leases``) and the settings applied (``engine.core.policy``).
 
-``start`` never waits for capacity: it answers at once ``STARTED``,
-``ALREADY_RUNNING`` or ``CAPACITY_REACHED``, which the HTTP layer maps to
-200 / 202 / 429.
-
 Shutdown drains the runs with one deadline, ``now + grace``; a second
 request ends the wait at once. Runs stopped by shutdown are resumed by the
 next engine on the same store.
@@ -21,7 +17,6 @@ next engine on the same store.
 from __future__ import annotations
 
 import contextlib
-import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -31,10 +26,9 @@ import trio
 
 from engine.config.settings import Settings
 from engine.core.bus import BusStatistics, EventBus, Subscription
-from engine.core.leases import keep_leases, recover_expired_leases
+from engine.core.leases import recover_expired_leases
 from engine.core.limits import PauseSwitch
 from engine.core.policy import EnginePolicy
-from engine.core.runner import StopReason
 from engine.core.runs import Runs
 from engine.core.values import EngineStatus, JobRequest, StartResult
 from engine.errors import BatchNotRunning, BatchRunning, ShuttingDown, StoreError
@@ -45,8 +39,6 @@ from protocols.events import Event
 from protocols.lifecycle import JobState
 
 __all__ = ["Engine", "EngineStatus", "JobRequest", "StartResult", "open_engine"]
-
-log = logging.getLogger("batchyard.engine")
 
 
 class Engine:
@@ -71,7 +63,6 @@ class Engine:
         self.owner = f"engine-{uuid.uuid4().hex[:12]}"
         self._store = store
         self._bus = bus
-        self._nursery = nursery
         self._supervisor = supervisor
         self._gate = PauseSwitch()
         self._policy = EnginePolicy(settings, registry)
@@ -236,8 +227,9 @@ class Engine:
     async def start(self, batch_id: str) -> StartResult:
         """Start processing every pending job of the batch in a child.
 
-        Never waits for capacity; waits only for the child to be taken (a
-        warm child makes that immediate).
+        Never waits for capacity (``CAPACITY_REACHED``, which the HTTP layer
+        answers 429); waits only for the child to be taken (a warm child
+        makes that immediate).
 
         Cancellation: may have partially happened (the run may have started).
 
@@ -275,7 +267,7 @@ class Engine:
         """
         await trio.lowlevel.checkpoint()
         deadline = trio.current_time() + self.settings.shutdown_grace_seconds
-        if not self._runs.stop(batch_id, StopReason.CANCELLED, deadline):
+        if not self._runs.cancel(batch_id, deadline):
             raise BatchNotRunning(f"batch {batch_id!r} is not running")
 
     def pause(self) -> None:
@@ -288,14 +280,7 @@ class Engine:
 
     def status(self) -> EngineStatus:
         """A snapshot of the engine."""
-        running = self._runs.batch_ids()
-        return EngineStatus(
-            running_batches=running,
-            active_batches=len(running),
-            max_batches=self.settings.max_active_batches,
-            is_shutting_down=self._runs.draining,
-            paused=not self._gate.is_open,
-        )
+        return self._runs.status()
 
     @property
     def is_shutting_down(self) -> bool:
@@ -314,8 +299,6 @@ class Engine:
             return True
         return False
 
-    # --- shutdown -----------------------------------------------------------
-
     async def shutdown(self) -> None:
         """Stop accepting work, let children finish within the grace period,
         SIGKILL what is left; return once every run has ended. A call made
@@ -333,10 +316,7 @@ class Engine:
 
     async def _open(self) -> None:
         self._supervisor.keep_warm()
-        self._nursery.start_soon(
-            keep_leases, self._store, self.owner, self.settings.lease_seconds, self._runs.wake_all
-        )
-        await self._runs.resume_remembered()
+        await self._runs.open(self.settings.lease_seconds)
 
     def _refuse_when_draining(self) -> None:
         if self._runs.draining:

@@ -26,11 +26,11 @@ import logging
 import trio
 
 from engine.core.bus import EventBus
-from engine.core.leases import RememberedRuns
+from engine.core.leases import RememberedRuns, keep_leases
 from engine.core.limits import PauseSwitch
 from engine.core.policy import EnginePolicy
 from engine.core.runner import BatchRunner, StopReason
-from engine.core.values import StartResult
+from engine.core.values import EngineStatus, StartResult
 from engine.store import Store
 from engine.supervisor.children import ChildSupervisor
 
@@ -85,15 +85,29 @@ class Runs:
     def __contains__(self, batch_id: object) -> bool:
         return batch_id in self._runners
 
-    def batch_ids(self) -> tuple[str, ...]:
-        """The batches running now, oldest run first."""
-        return tuple(self._runners)
+    def status(self) -> EngineStatus:
+        """A snapshot: the batches running now (oldest run first), capacity,
+        whether draining or paused."""
+        return EngineStatus(
+            running_batches=tuple(self._runners),
+            active_batches=len(self._runners),
+            max_batches=int(self._capacity.total_tokens),
+            is_shutting_down=self._draining,
+            paused=not self._gate.is_open,
+        )
 
-    async def resume_remembered(self) -> None:
-        """Start the runs remembered in the store as capacity allows.
+    async def open(self, lease_seconds: float) -> None:
+        """Keep this engine's leases (``keep_leases``) as long as the nursery
+        lives, and start the runs remembered in the store as capacity allows.
 
         Cancellation: may have partially happened (some runs started).
+
+        Raises:
+            StoreError: the store did not answer.
         """
+        self._nursery.start_soon(
+            keep_leases, self._store, self._owner, lease_seconds, self.wake_all
+        )
         await self._remembered.resume()
 
     async def start(self, batch_id: str) -> StartResult:
@@ -164,12 +178,12 @@ class Runs:
         for runner in self._runners.values():
             runner.wake()
 
-    def stop(self, batch_id: str, reason: str, deadline: float) -> bool:
-        """Ask the batch's run to stop (SIGKILL its child at ``deadline``);
-        whether it was running."""
+    def cancel(self, batch_id: str, deadline: float) -> bool:
+        """Ask the batch's run to stop as cancelled (SIGKILL its child at
+        ``deadline``); whether it was running."""
         runner = self._runners.get(batch_id)
         if runner is not None:
-            runner.stop(reason, deadline)
+            runner.stop(StopReason.CANCELLED, deadline)
         return runner is not None
 
     def drain(self, deadline: float) -> None:

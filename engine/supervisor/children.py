@@ -69,6 +69,11 @@ class Child:
         """The exit code once the child exited (negative: killed by a signal)."""
         return None if self.process is None else self.process.returncode
 
+    def hand_over(self) -> None:
+        """The supervisor gives this child to a run, which owns ``channel``
+        from now on."""
+        self.taken = True
+
     def assign(self, batch_id: str) -> None:
         """This child now runs ``batch_id``: its output is logged under that id."""
         self.label = batch_id
@@ -202,12 +207,12 @@ class ChildSupervisor:
             self._idle_count -= 1
             self._warm_ready = trio.Event()
             if not child.exited.is_set():
-                child.taken = True
+                child.hand_over()
                 self.keep_warm()
                 return child
             await child.channel.aclose()
         fresh: Child = await self._nursery.start(self._child_life)
-        fresh.taken = True
+        fresh.hand_over()
         self.keep_warm()
         return fresh
 
