@@ -51,7 +51,7 @@ async def measure(jobs: int, concurrency: int, batch_size: int) -> Overhead:
             )
             submitted = time.perf_counter() - began
             await engine.wait_warm()
-            with engine.bus.subscribe([batch_id]) as events:
+            with engine.subscribe([batch_id]) as events:
                 cpu_before = tree_cpu_seconds(os.getpid())
                 began = time.perf_counter()
                 await engine.start(batch_id)

@@ -2,12 +2,12 @@
 
 The engine is served in this process (``open_test_server``) so that the
 moment each event is published can be taken where it happens: the bench
-wraps ``engine.bus.publish`` of that engine with a function that records
-``time.monotonic()`` per seq, and changes nothing else. The subscribers run
-in ``bench.workloads.fanout_client`` subprocesses (up to
-``_SUBSCRIBERS_PER_PROCESS`` each), stamp each frame's arrival with the
-same system-wide clock, and resume after a slow-subscriber drop as a client
-should. From both sides:
+gives that engine an observer (``Engine.observe_events``) that records
+``time.monotonic()`` per seq as each event is published, and changes
+nothing else. The subscribers run in ``bench.workloads.fanout_client``
+subprocesses (up to ``_SUBSCRIBERS_PER_PROCESS`` each), stamp each frame's
+arrival with the same system-wide clock, and resume after a
+slow-subscriber drop as a client should. From both sides:
 
 * delivery latency of every frame received: arrival minus publication;
 * frames lost: events of the batch that a subscriber never received, even
@@ -40,7 +40,6 @@ from array import array
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import attrs
 import psutil  # type: ignore[import-untyped]
@@ -68,14 +67,10 @@ _BUSY_CLIENT_SHARE = 0.9
 
 
 def _record_publications(engine: Engine, published: dict[int, tuple[float, str | None]]) -> None:
-    publish = engine.bus.publish
-
-    def timed(name: str, data: Mapping[str, Any]) -> Event:
-        event = publish(name, data)
+    def record(event: Event) -> None:
         published[event.seq] = (time.monotonic(), event.data.batch_id)
-        return event
 
-    engine.bus.publish = timed  # type: ignore[method-assign]
+    engine.observe_events(record)
 
 
 class _Client:

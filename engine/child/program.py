@@ -86,6 +86,10 @@ class ChildProgram:
         self.draining = False
         self._queued: set[trio.CancelScope] = set()
 
+    def assign(self, batch_id: str) -> None:
+        """This child now runs ``batch_id``; what it reports names it."""
+        self.batch_id = batch_id
+
     def send(self, message: ipc.ChildMessage) -> None:
         """Encode and queue one message; the writer sends it soon."""
         self._lines.append(self._encoder.encode(message))
@@ -282,7 +286,7 @@ async def _run_protocol(program: ChildProgram, inbox: _Inbox) -> int:
 
 
 async def _run_batch(program: ChildProgram, begin: ipc.Begin, inbox: _Inbox) -> int:
-    program.batch_id = begin.batch_id
+    program.assign(begin.batch_id)
     program.send(ipc.BatchStarted(batch_id=begin.batch_id))
     limiter = trio.CapacityLimiter(begin.concurrency)
     stop = trio.Event()

@@ -86,7 +86,7 @@ async def _run(engine: Engine, console: Console) -> DemoSummary:
     began = time.perf_counter()
     with (
         Progress(*columns, console=console) as progress,
-        engine.bus.subscribe(batch_ids) as events,
+        engine.subscribe(batch_ids) as events,
     ):
         bars = {b: progress.add_task(b, total=JOBS_PER_BATCH, failed=0) for b in batch_ids}
         for batch_id in batch_ids:

@@ -13,12 +13,16 @@ gets every retained event after it.
 
 A subscription's buffer is the configured size *plus* the replay it starts
 with, so resuming never drops a subscriber before it had a chance to read.
+
+An *observer* (``observe``) sees every event in the publisher's own call,
+right after the subscribers were offered it: it is how a measurement learns
+the moment of publication without wrapping ``publish``.
 """
 
 from __future__ import annotations
 
 import collections
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from types import TracebackType
 
 import attrs
@@ -57,12 +61,14 @@ class Subscription:
         bus: EventBus,
         batch_ids: Collection[str] | None,
         buffer: int,
+        *,
+        replay_complete: bool = True,
     ) -> None:
         self._bus = bus
         self.batch_ids: set[str] | None = None if batch_ids is None else set(batch_ids)
         self._send, self._receive = trio.open_memory_channel[Event](buffer)
         self.dropped_reason: str | None = None
-        self.replay_complete = True
+        self.replay_complete = replay_complete
         self.last_seq = 0
 
     def wants(self, event: Event) -> bool:
@@ -153,6 +159,7 @@ class EventBus:
         self._seq = 0
         self._dropped = 0
         self._closed = False
+        self._observers: list[Callable[[Event], None]] = []
 
     def publish(self, data: EventData) -> Event:
         """Stamp, retain and fan out one event; never blocks, never raises for
@@ -167,7 +174,15 @@ class EventBus:
         for subscriber in list(self._subscribers):
             if subscriber.wants(event) and not subscriber._offer(event):
                 self._drop(subscriber, SLOW_SUBSCRIBER)
+        for observer in self._observers:
+            observer(event)
         return event
+
+    def observe(self, observer: Callable[[Event], None]) -> None:
+        """Call ``observer`` with every event published from now on, in the
+        publisher's call, right after the subscribers were offered it; it must
+        be quick and must not raise."""
+        self._observers.append(observer)
 
     def subscribe(
         self,
@@ -182,11 +197,12 @@ class EventBus:
         the ring no longer holds all of them.
         """
         replay = list(self._replay(batch_ids, resume_from))
-        subscription = Subscription(self, batch_ids, self._buffer + len(replay))
+        gap = resume_from is not None and bool(self._ring) and self._ring[0].seq > resume_from + 1
+        subscription = Subscription(
+            self, batch_ids, self._buffer + len(replay), replay_complete=not gap
+        )
         for event in replay:
             subscription._offer(event)
-        if resume_from is not None and self._ring and self._ring[0].seq > resume_from + 1:
-            subscription.replay_complete = False
         if self._closed:
             subscription._end(BUS_CLOSED)
         else:

@@ -21,17 +21,28 @@ each job's type start when it hands the job to the child, once the job's
 type is known. So a job waiting at its type's gate holds a start of its
 batch's rate; that can only slow the batch, never let a window of either
 limiter hold more than its count.
+
+The pause is a limit too: a run dispatches only while its ``PauseGate`` is
+open. The runner sees the gate through that ``Protocol``; the engine's
+``PauseSwitch`` is the one it is given.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from typing import Protocol
 
 import attrs
 import trio
 
-__all__ = ["RateLimiter", "RateLimiterStatistics", "TypeGate"]
+__all__ = [
+    "PauseGate",
+    "PauseSwitch",
+    "RateLimiter",
+    "RateLimiterStatistics",
+    "TypeGate",
+]
 
 
 @attrs.frozen(kw_only=True)
@@ -120,3 +131,48 @@ class TypeGate:
 
     rate: RateLimiter | None = None
     slots: trio.CapacityLimiter | None = None
+
+
+class PauseGate(Protocol):
+    """What a run asks before it hands out jobs: whether dispatching is allowed."""
+
+    @property
+    def is_open(self) -> bool:
+        """Whether dispatching is allowed now."""
+        ...
+
+    async def wait_open(self) -> None:
+        """Return once dispatching is allowed (at once while it is).
+
+        Cancellation: atomic.
+        """
+        ...
+
+
+class PauseSwitch:
+    """The engine's ``PauseGate``: open unless paused."""
+
+    def __init__(self) -> None:
+        self._open = trio.Event()
+        self._open.set()
+
+    @property
+    def is_open(self) -> bool:
+        """Whether dispatching is allowed now."""
+        return self._open.is_set()
+
+    def close(self) -> None:
+        """Pause: runs stop handing out jobs until ``open``."""
+        if self._open.is_set():
+            self._open = trio.Event()
+
+    def open(self) -> None:
+        """Resume: every waiting run goes on at once."""
+        self._open.set()
+
+    async def wait_open(self) -> None:
+        """Return once dispatching is allowed (at once while it is).
+
+        Cancellation: atomic.
+        """
+        await self._open.wait()

@@ -29,7 +29,7 @@ import attrs
 import trio
 
 from engine.core.bus import EventBus
-from engine.store.base import Complete, Fail, JobRecord, Outcome, Release, Store
+from engine.store.base import Complete, Counts, Fail, JobRecord, Outcome, Release, Store
 from protocols import events, ipc
 from protocols.lifecycle import JobState
 
@@ -124,7 +124,15 @@ class Recorder:
         self._bus = bus
         self._backoff_seconds = backoff_seconds
         self._clock = clock
-        self.tally = Tally()
+        self._tally = Tally()
+
+    def start_tally(self, counts: Counts) -> None:
+        """Count progress from the batch's stored counts (a run begins)."""
+        self._tally = Tally(completed=counts.completed, failed=counts.failed, total=counts.total)
+
+    def count_added(self, added: int) -> None:
+        """``added`` jobs joined the batch: the progress total grows."""
+        self._tally.total += added
 
     async def record(self, messages: list[ipc.ChildMessage], held: HeldJobs) -> None:
         """Record one burst of child messages in one store write, then
@@ -198,7 +206,7 @@ class Recorder:
         if isinstance(message, ipc.BatchStarted):
             self.publish(events.ProcessingStarted(batch_id=self.batch_id))
         elif isinstance(message, ipc.Progress):
-            tally = self.tally
+            tally = self._tally
             self.publish(
                 events.ProcessingProgress(
                     batch_id=self.batch_id,
@@ -255,9 +263,9 @@ class Recorder:
             )
             return
         if state is JobState.COMPLETED:
-            self.tally.completed += 1
+            self._tally.completed += 1
         elif state is JobState.FAILED:
-            self.tally.failed += 1
+            self._tally.failed += 1
         else:
             return
         error = outcome.error if isinstance(outcome, Fail | Release) else None

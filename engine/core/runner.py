@@ -35,14 +35,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import attrs
 import trio
 
 from engine.core.bus import EventBus
-from engine.core.limits import RateLimiter, TypeGate
-from engine.core.recorder import CLEANUP_SECONDS, HeldJobs, Recorder, Tally
+from engine.core.limits import PauseGate, RateLimiter, TypeGate
+from engine.core.recorder import CLEANUP_SECONDS, HeldJobs, Recorder
 from engine.errors import ChildCrashed, StoreError
 from engine.store.base import JobRecord, Store
 from engine.supervisor.children import Child, ChildSupervisor
@@ -85,8 +84,7 @@ class BatchRunner:
         store, bus, supervisor: shared engine services (not owned).
         limits: what bounds this run.
         owner: the lease owner name of this engine.
-        gate: an object whose ``wait_open()`` returns when dispatching is
-            allowed (the engine's pause switch).
+        gate: dispatching waits while it is closed (the engine's pause).
         clock: wall-clock seconds, the store's clock (due times, backoffs).
     """
 
@@ -99,7 +97,7 @@ class BatchRunner:
         supervisor: ChildSupervisor,
         limits: RunLimits,
         owner: str,
-        gate: Any,
+        gate: PauseGate,
         clock: Callable[[], float],
     ) -> None:
         self.batch_id = batch_id
@@ -127,7 +125,7 @@ class BatchRunner:
 
     def wake(self, added: int = 0) -> None:
         """New jobs were added (or dispatching resumed): look again."""
-        self._recorder.tally.total += added
+        self._recorder.count_added(added)
         self._wake.set()
 
     def stop(self, reason: str, deadline: float) -> None:
@@ -155,10 +153,7 @@ class BatchRunner:
             ChildCrashed: the first child could not be started (before
                 ``started``); later crashes are reported as ``error`` events.
         """
-        counts = await self._store.counts(self.batch_id)
-        self._recorder.tally = Tally(
-            completed=counts.completed, failed=counts.failed, total=counts.total
-        )
+        self._recorder.start_tally(await self._store.counts(self.batch_id))
         await self._store.mark_running(self.batch_id, self._owner)
         retries_left = self._limits.batch_retries
         while True:
@@ -202,7 +197,7 @@ class BatchRunner:
     async def _run_child(self, child: Child) -> str | None:
         """One child's life. None when it ended in order; else why it crashed."""
         self._child = child
-        child.label = self.batch_id
+        child.assign(self.batch_id)
         self._dispatch_scope = trio.CancelScope()
         held = HeldJobs(trio.CapacityLimiter(self._limits.concurrency + self._limits.prefetch))
         crash: str | None = None

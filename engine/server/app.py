@@ -65,7 +65,7 @@ def create_app(engine: Engine) -> Starlette:
 
     routes = [
         *api_routes(engine),
-        *event_routes(engine.bus, metrics),
+        *event_routes(engine, metrics),
         Route("/metrics", metrics.endpoint, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/", DashboardPage(engine, server_version).endpoint, methods=["GET"]),

@@ -38,7 +38,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from starlette.requests import Request
 from starlette.responses import Response
 
-from engine.core.bus import SLOW_SUBSCRIBER, EventBus
+from engine.core.bus import SLOW_SUBSCRIBER
 from engine.core.engine import Engine
 from engine.errors import StoreError
 from protocols.events import Event, JobRetrying, JobUpdate, RunError
@@ -55,11 +55,11 @@ _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30
 class _BusCollector:
     """The bus's own counters, read at scrape time."""
 
-    def __init__(self, bus: EventBus) -> None:
-        self._bus = bus
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
 
     def collect(self) -> Iterable[Metric]:
-        stats = self._bus.statistics()
+        stats = self._engine.event_statistics()
         yield CounterMetricFamily(
             "batchyard_events_published", "events published on the bus", stats.published
         )
@@ -116,7 +116,7 @@ class ServerMetrics:
             "crashed children restarted within a run",
             registry=registry,
         )
-        registry.register(_BusCollector(engine.bus))
+        registry.register(_BusCollector(engine))
         for transport in ("ws", "sse"):
             self._subscribers.labels(transport)
 
@@ -148,10 +148,9 @@ class ServerMetrics:
 
         Cancellation: atomic per event; the counters hold what was observed.
         """
-        bus = self._engine.bus
         resume_from: int | None = None
         while True:
-            with bus.subscribe(resume_from=resume_from) as subscription:
+            with self._engine.subscribe(resume_from=resume_from) as subscription:
                 if resume_from is None:
                     task_status.started()
                 elif not subscription.replay_complete:
@@ -165,7 +164,7 @@ class ServerMetrics:
     async def _refresh(self) -> None:
         self._active.set(self._engine.status().active_batches)
         try:
-            batches = await self._engine.store.list_batches()
+            batches = await self._engine.list_batches()
         except StoreError as exc:
             log.warning("metrics: the store did not answer: %s", exc)
             self._store_up.set(0)

@@ -63,7 +63,7 @@ class DashboardPage:
             StoreError: the store did not answer (the API answers 503).
         """
         engine = self._engine
-        batches = await engine.store.list_batches()
+        batches = await engine.list_batches()
         rows = (_row(batch, engine.is_running(batch.batch_id)) for batch in batches)
         status = engine.status()
         html = (

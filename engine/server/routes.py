@@ -97,7 +97,7 @@ class _Api:
         return _enqueued(batch_id, await self._engine.add_jobs(batch_id, job_requests(body.jobs)))
 
     async def list_batches(self, request: Request) -> Response:
-        records = await self._engine.store.list_batches()
+        records = await self._engine.list_batches()
         views = tuple(
             batch_view(record, running=self._engine.is_running(record.batch_id))
             for record in records
@@ -121,9 +121,7 @@ class _Api:
         cursor = request.query_params.get("cursor") or None
         await self._engine.get_batch(batch_id)
         try:
-            page = await self._engine.store.list_jobs(
-                batch_id, state=state, limit=limit, cursor=cursor
-            )
+            page = await self._engine.list_jobs(batch_id, state=state, limit=limit, cursor=cursor)
         except ValueError as exc:
             raise _bad_query("cursor", cursor or "", str(exc)) from exc
         jobs = tuple(job_view(record) for record in page.jobs)
@@ -162,7 +160,7 @@ class _Api:
         queue = 0
         if store_ok:
             try:
-                queue = await engine.store.queue_length()
+                queue = await engine.queue_length()
             except StoreError:  # a store failing is what health reports, not an error
                 store_ok = False
         degraded = not store_ok or engine.is_shutting_down

@@ -15,7 +15,7 @@ Shutdown runs in the contract's order:
    receiving the runs' final events;
 2. a second request calls ``engine.shutdown()`` again, which ends the wait
    at once;
-3. ``engine.bus.close()``: every subscriber drains what it holds, then
+3. ``engine.end_subscriptions()``: every subscriber drains what it holds, then
    WebSocket clients are closed with 1001 and SSE responses end;
 4. hypercorn stops accepting, closes idle keep-alive connections and gives
    the rest ``_HTTP_GRACE_SECONDS``; the app's lifespan ends last.
@@ -245,7 +245,7 @@ async def serve_engine(
         )
         task_status.started(url)
         await _drain(engine, stop_requests)
-        engine.bus.close()
+        engine.end_subscriptions()
         await http.stop()
     log.info("stopped")
 

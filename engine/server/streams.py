@@ -47,7 +47,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from engine.core.bus import BUS_CLOSED, SLOW_SUBSCRIBER, EventBus, Subscription
+from engine.core.bus import BUS_CLOSED, SLOW_SUBSCRIBER, Subscription
+from engine.core.engine import Engine
 from engine.server.errors import RequestError, error_response
 from engine.server.metrics import ServerMetrics
 from protocols.api import BATCH_ID_PATTERN
@@ -147,7 +148,7 @@ class _EventStream(Response):
 
     def __init__(
         self,
-        bus: EventBus,
+        engine: Engine,
         metrics: ServerMetrics,
         frames: _Frames,
         batch_ids: Collection[str] | None,
@@ -156,14 +157,14 @@ class _EventStream(Response):
         self.status_code = 200
         self.background = None
         self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        self._bus = bus
+        self._engine = engine
         self._metrics = metrics
         self._frames = frames
         self._batch_ids = batch_ids
         self._resume_from = resume_from
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        subscription = self._bus.subscribe(self._batch_ids, resume_from=self._resume_from)
+        subscription = self._engine.subscribe(self._batch_ids, resume_from=self._resume_from)
         disconnected = False
         with subscription, self._metrics.connected("sse"):
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
@@ -207,21 +208,21 @@ class _Feed:
 
     def __init__(
         self,
-        bus: EventBus,
+        engine: Engine,
         frames: _Frames,
         batch_ids: Collection[str] | None,
         resume_from: int | None,
     ) -> None:
-        self._bus = bus
+        self._engine = engine
         self.frames = frames
-        self.current = bus.subscribe(batch_ids, resume_from=resume_from)
+        self.current = engine.subscribe(batch_ids, resume_from=resume_from)
 
     def apply(self, message: ControlMessage) -> None:
         if isinstance(message, Subscribe):
             self.current.subscribe(message.subscribe)
         elif isinstance(message, ResumeFrom):
             old = self.current
-            self.current = self._bus.subscribe(old.batch_ids, resume_from=message.resume_from)
+            self.current = self._engine.subscribe(old.batch_ids, resume_from=message.resume_from)
             old.close()
         else:
             self.current.unsubscribe(message.unsubscribe)
@@ -278,8 +279,8 @@ async def _session(websocket: WebSocket, feed: _Feed) -> Close | None:
 
 
 class _Endpoints:
-    def __init__(self, bus: EventBus, metrics: ServerMetrics) -> None:
-        self._bus = bus
+    def __init__(self, engine: Engine, metrics: ServerMetrics) -> None:
+        self._engine = engine
         self._metrics = metrics
         self._frames = _Frames()
 
@@ -291,7 +292,7 @@ class _Endpoints:
             if header is not None
             else _seq("lastEventId", request.query_params.get("lastEventId"))
         )
-        return _EventStream(self._bus, self._metrics, self._frames, batch_ids, resume_from)
+        return _EventStream(self._engine, self._metrics, self._frames, batch_ids, resume_from)
 
     async def websocket(self, websocket: WebSocket) -> None:
         try:
@@ -300,7 +301,7 @@ class _Endpoints:
         except RequestError as exc:
             await websocket.send_denial_response(error_response(exc))
             return
-        feed = _Feed(self._bus, self._frames, batch_ids, resume_from)
+        feed = _Feed(self._engine, self._frames, batch_ids, resume_from)
         try:
             await websocket.accept()
             with self._metrics.connected("ws"):
@@ -311,9 +312,9 @@ class _Endpoints:
             await websocket.close(outcome[0], _reason(outcome[1]))
 
 
-def event_routes(bus: EventBus, metrics: ServerMetrics) -> list[BaseRoute]:
-    """``GET /api/events`` and ``WS /ws``."""
-    endpoints = _Endpoints(bus, metrics)
+def event_routes(engine: Engine, metrics: ServerMetrics) -> list[BaseRoute]:
+    """``GET /api/events`` and ``WS /ws``, fed by ``engine``'s subscriptions."""
+    endpoints = _Endpoints(engine, metrics)
     return [
         Route("/api/events", endpoints.sse, methods=["GET"]),
         WebSocketRoute("/ws", endpoints.websocket),

@@ -20,7 +20,7 @@ replacement in the background.
 child's stop message (``Shutdown`` or ``Cancel``), waits until the child's
 deadline, then SIGKILLs it; the spawner always waits for the exit before
 the task ends. Engine shutdown stops every child with one shared deadline;
-``kill_now`` ends the wait of all of them at once (a second SIGINT).
+``kill_all_now`` ends the wait of all of them at once (a second SIGINT).
 """
 
 from __future__ import annotations
@@ -67,6 +67,15 @@ class Child:
         """The exit code once the child exited (negative: killed by a signal)."""
         return None if self.process is None else self.process.returncode
 
+    def hand_over(self) -> None:
+        """The supervisor gives this child to a run, which owns ``channel``
+        from now on."""
+        self.taken = True
+
+    def assign(self, batch_id: str) -> None:
+        """This child now runs ``batch_id``: its output is logged under that id."""
+        self.label = batch_id
+
     def stop(self, message: ipc.ParentMessage, deadline: float) -> None:
         """Ask the child to stop with ``message``; SIGKILL it at ``deadline``
         (``trio.current_time()``) if it is still running. Never blocks."""
@@ -98,7 +107,7 @@ class Child:
         if deadline is None:
             deadline = trio.current_time() + self._supervisor.grace_seconds
         with trio.move_on_at(deadline):
-            await self._supervisor.kill_now.wait()
+            await self._supervisor._kill_now.wait()
         if process.returncode is None:
             log.warning(
                 "[batch %s] child %d did not stop in time: SIGKILL", self.label, process.pid
@@ -134,7 +143,7 @@ class ChildSupervisor:
         self._starting = 0
         self._live: set[Child] = set()
         self._stopping = False
-        self.kill_now = trio.Event()
+        self._kill_now = trio.Event()
         self._warm_ready = trio.Event()
 
     def keep_warm(self) -> None:
@@ -196,12 +205,12 @@ class ChildSupervisor:
             self._idle_count -= 1
             self._warm_ready = trio.Event()
             if not child.exited.is_set():
-                child.taken = True
+                child.hand_over()
                 self.keep_warm()
                 return child
             await child.channel.aclose()
         fresh: Child = await self._nursery.start(self._child_life)
-        fresh.taken = True
+        fresh.hand_over()
         self.keep_warm()
         return fresh
 
@@ -210,6 +219,10 @@ class ChildSupervisor:
         self._stopping = True
         for child in list(self._live):
             child.stop(ipc.Shutdown(), deadline)
+
+    def kill_all_now(self) -> None:
+        """SIGKILL every child still stopping now, not at its deadline."""
+        self._kill_now.set()
 
     async def _child_life(self, task_status: trio.TaskStatus[Child]) -> None:
         prepared = self._spawner.prepare()

@@ -90,9 +90,13 @@ def _settings(store_url: str, **changes: Any) -> Settings:
 
 
 @asynccontextmanager
-async def open_test_engine(tmp_path: Path, **changes: Any) -> AsyncIterator[Engine]:
-    """An engine on ``settings_for_tests(tmp_path, **changes)``."""
-    async with open_engine(settings_for_tests(tmp_path, **changes)) as engine:
+async def open_test_engine(
+    tmp_path: Path, *, store: Store | None = None, **changes: Any
+) -> AsyncIterator[Engine]:
+    """An engine on ``settings_for_tests(tmp_path, **changes)``; with
+    ``store`` (a ``FailingStore``, say), on that store instead of the
+    settings' one (it stays the caller's to close)."""
+    async with open_engine(settings_for_tests(tmp_path, **changes), store=store) as engine:
         yield engine
 
 
@@ -139,9 +143,12 @@ async def collect_until(
 
 
 @asynccontextmanager
-async def open_test_server(tmp_path: Path, **changes: Any) -> AsyncIterator[tuple[Engine, str]]:
-    """A test engine (``settings_for_tests(tmp_path, **changes)``) served over HTTP on
-    a free loopback port: the engine and the server's base URL.
+async def open_test_server(
+    tmp_path: Path, *, store: Store | None = None, **changes: Any
+) -> AsyncIterator[tuple[Engine, str]]:
+    """A test engine (``open_test_engine(tmp_path, store=store, **changes)``)
+    served over HTTP on a free loopback port: the engine and the server's base
+    URL.
 
     Leaving the block shuts it down as SIGTERM would: the engine drains, event
     clients are closed, then the server stops.
@@ -151,7 +158,10 @@ async def open_test_server(tmp_path: Path, **changes: Any) -> AsyncIterator[tupl
     from engine.server.serve import serve_engine
 
     stop, stop_requests = trio.open_memory_channel[object](1)
-    async with open_test_engine(tmp_path, **changes) as engine, trio.open_nursery() as nursery:
+    async with (
+        open_test_engine(tmp_path, store=store, **changes) as engine,
+        trio.open_nursery() as nursery,
+    ):
         url = await nursery.start(
             partial(serve_engine, engine, host="127.0.0.1", port=0, stop_requests=stop_requests)
         )

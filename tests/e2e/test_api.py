@@ -14,7 +14,8 @@ from starlette.routing import Route, WebSocketRoute
 
 from engine.core.engine import Engine
 from engine.server.app import create_app
-from engine.testing import FailingStore, open_test_engine, open_test_server
+from engine.store import open_store
+from engine.testing import FailingStore, open_test_engine, open_test_server, settings_for_tests
 from protocols.events import JobUpdate
 from protocols.lifecycle import JobState
 from tests.conftest import Served
@@ -258,21 +259,17 @@ async def test_health_and_metrics(server: Served, client: httpx.AsyncClient) -> 
 
 async def test_a_failing_store_degrades_health_and_answers_503(tmp_path: Path) -> None:
     with trio.fail_after(30):
-        async with (
-            open_test_server(tmp_path) as (engine, url),
-            httpx.AsyncClient(base_url=url) as client,
-        ):
-            real = engine.store
+        async with open_store(settings_for_tests(tmp_path).store_url) as real:
             failing = FailingStore(real)
-            for method in ("ping", "list_batches", "queue_length"):
-                failing.fail(method)
-            engine.store = failing  # type: ignore[assignment]
-            try:
+            async with (
+                open_test_server(tmp_path, store=failing) as (_, url),
+                httpx.AsyncClient(base_url=url) as client,
+            ):
+                for method in ("ping", "list_batches", "queue_length"):
+                    failing.fail(method)
                 health = await client.get("/health")
                 listed = await client.get("/api/batches")
                 metrics = await client.get("/metrics")
-            finally:
-                engine.store = real
     assert health.status_code == 503
     assert health.json()["status"] == "degraded"
     assert health.json()["services"]["store"] == "unavailable"
@@ -394,13 +391,20 @@ async def test_several_apps_live_side_by_side(tmp_path: Path) -> None:
 
 
 class _BuggyStore:
-    """A store whose ``list_batches`` has a bug (not a store failure)."""
+    """A store whose ``list_batches`` has a bug (not a store failure) until
+    ``fix`` is called."""
 
     def __init__(self, store: object) -> None:
         self._store = store
+        self._buggy = True
 
-    async def list_batches(self) -> None:
-        raise RuntimeError("a bug")
+    def fix(self) -> None:
+        self._buggy = False
+
+    async def list_batches(self) -> Any:
+        if self._buggy:
+            raise RuntimeError("a bug")
+        return await self._store.list_batches()  # type: ignore[attr-defined]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
@@ -410,17 +414,15 @@ async def test_a_bug_answers_the_json_500_body_and_the_server_keeps_serving(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with trio.fail_after(20):
-        async with (
-            open_test_server(tmp_path) as (engine, url),
-            httpx.AsyncClient(base_url=url) as client,
-        ):
-            real = engine.store
-            engine.store = _BuggyStore(real)  # type: ignore[assignment]
-            try:
+        async with open_store(settings_for_tests(tmp_path).store_url) as real:
+            buggy = _BuggyStore(real)
+            async with (
+                open_test_server(tmp_path, store=buggy) as (_, url),
+                httpx.AsyncClient(base_url=url) as client,
+            ):
                 broken = await client.get("/api/batches")
-            finally:
-                engine.store = real
-            after = await client.get("/api/batches")
+                buggy.fix()
+                after = await client.get("/api/batches")
     assert _error(broken, 500, "internal") == "internal server error"
     assert "a bug" in caplog.text and "GET /api/batches failed" in caplog.text
     assert after.status_code == 200
@@ -435,7 +437,7 @@ async def test_the_metrics_follower_catches_up_after_being_dropped(tmp_path: Pat
             httpx.AsyncClient(base_url=url) as client,
         ):
             for n in range(20):
-                engine.bus.publish(
+                engine.publish(
                     JobUpdate(
                         batch_id="b",
                         job_id=str(n),

@@ -62,7 +62,7 @@ async def test_websocket_without_the_token_is_closed_1008(tmp_path: Path) -> Non
                 open_ws(url, extra_headers=header) as by_header,
             ):
                 await trio.sleep(0.2)  # both sessions subscribed
-                engine.bus.publish(ProcessingStarted(batch_id="b"))
+                engine.publish(ProcessingStarted(batch_id="b"))
                 frames = [await by_query.get_message(), await by_header.get_message()]
     assert closed.value.reason.code == 1008 and wrong.value.reason.code == 1008
     assert [parse_ws_frame(f).event for f in frames] == ["processing:started"] * 2

@@ -395,7 +395,7 @@ LONG_JOB = api.JobSpec(payload={"seconds": 30})
 async def _stop_serving(engine: Engine) -> None:
     """What the server does on SIGTERM: drain the engine, then end every event client."""
     await engine.shutdown()
-    engine.bus.close()
+    engine.end_subscriptions()
 
 
 async def test_every_route_against_the_real_server(tmp_path: Path) -> None:
@@ -515,7 +515,7 @@ async def test_a_cut_connection_resumes_without_losing_an_event(tmp_path: Path) 
             relay = Relay(int(url.rsplit(":", 1)[1]))
             relayed_url = await nursery.start(relay.serve)
             await direct.create_batch("sleep", payloads, batch_id="cut")
-            with test_engine.bus.subscribe(["cut"]) as truth:
+            with test_engine.subscribe(["cut"]) as truth:
                 async with (
                     BatchyardClient(relayed_url) as client,
                     open_watch(client, ["cut"]) as stream,

@@ -28,7 +28,7 @@ async def test_event_sequence_of_a_batch(tmp_path: Path) -> None:
             None, "echo", jobs_of("echo", [{"n": i} for i in range(30)])
         )
         assert added.enqueued == 30
-        with trio.fail_after(30), engine.bus.subscribe([batch_id]) as sub:
+        with trio.fail_after(30), engine.subscribe([batch_id]) as sub:
             assert await engine.start(batch_id) is StartResult.STARTED
             seen = await collect_until(sub)
     names = Counter(e.event for e in seen)
@@ -51,7 +51,7 @@ async def test_concurrency_cap_is_reached_and_never_exceeded(tmp_path: Path) -> 
         batch_id, _ = await engine.create_batch(
             None, "sleep", jobs_of("sleep", [{"seconds": 0.05}] * 24)
         )
-        with trio.fail_after(30), engine.bus.subscribe([batch_id]) as sub:
+        with trio.fail_after(30), engine.subscribe([batch_id]) as sub:
             await engine.start(batch_id)
             seen = await collect_until(sub)
     active: set[str] = set()
@@ -72,7 +72,7 @@ async def test_rate_limit_holds_end_to_end(tmp_path: Path) -> None:
     async with open_test_engine(tmp_path, concurrency=8, rate_limit=rate) as engine:
         batch_id, _ = await engine.create_batch(None, "noop", jobs_of("noop", [None] * 15))
         starts: list[float] = []
-        with trio.fail_after(30), engine.bus.subscribe([batch_id]) as sub:
+        with trio.fail_after(30), engine.subscribe([batch_id]) as sub:
             await engine.start(batch_id)
             async for event in sub:
                 if event.event == "job:progress" and event.data.status is JobState.ACTIVE:
@@ -95,7 +95,7 @@ async def test_start_answers_started_already_running_capacity_reached(tmp_path: 
         assert await engine.start(first) is StartResult.ALREADY_RUNNING
         assert await engine.start(second) is StartResult.CAPACITY_REACHED
         assert engine.status().running_batches == (first,)
-        with engine.bus.subscribe([first]) as sub, trio.fail_after(15):
+        with engine.subscribe([first]) as sub, trio.fail_after(15):
             await engine.cancel(first)
             done = (await collect_until(sub))[-1]
         assert done.data.reason == "cancelled"
@@ -113,11 +113,11 @@ async def test_crashing_child_loses_no_job_and_honours_batch_retries(tmp_path: P
     ) as engine:
         jobs = jobs_of("noop", [None] * 5) + jobs_of("crash", [{"exitCode": 7}])
         batch_id, _ = await engine.create_batch(None, "noop", jobs)
-        with trio.fail_after(60), engine.bus.subscribe([batch_id]) as sub:
+        with trio.fail_after(60), engine.subscribe([batch_id]) as sub:
             await engine.start(batch_id)
             seen = await collect_until(sub, lambda e: e.event == "error" and not e.data.restarting)
-        counts = await engine.store.counts(batch_id)
-        page = await engine.store.list_jobs(batch_id)
+        counts = await engine.counts(batch_id)
+        page = await engine.list_jobs(batch_id)
     errors = [e for e in seen if e.event == "error"]
     assert len(errors) == 3
     assert [e.data.restarting for e in errors] == [True, True, False]
@@ -133,10 +133,10 @@ async def test_crashing_child_loses_no_job_and_honours_batch_retries(tmp_path: P
 async def test_crash_uses_up_attempts_then_fails_the_job(tmp_path: Path) -> None:
     async with open_test_engine(tmp_path, batch_retries=3, job_max_attempts=2) as engine:
         batch_id, _ = await engine.create_batch(None, "crash", jobs_of("crash", [{}]))
-        with trio.fail_after(60), engine.bus.subscribe([batch_id]) as sub:
+        with trio.fail_after(60), engine.subscribe([batch_id]) as sub:
             await engine.start(batch_id)
             seen = await collect_until(sub, lambda e: e.event in ("done",))
-        counts = await engine.store.counts(batch_id)
+        counts = await engine.counts(batch_id)
     assert counts.failed == 1
     failed = [e for e in _terminal(seen) if e.data.status is JobState.FAILED]
     assert len(failed) == 1 and "crashed" in failed[0].data.error
@@ -150,10 +150,10 @@ async def test_job_failures_retry_with_backoff_then_succeed(tmp_path: Path) -> N
         batch_id, _ = await engine.create_batch(
             None, "flaky", jobs_of("flaky", [{"failTimes": 2}]) + jobs_of("fail", [{}])
         )
-        with trio.fail_after(30), engine.bus.subscribe([batch_id]) as sub:
+        with trio.fail_after(30), engine.subscribe([batch_id]) as sub:
             await engine.start(batch_id)
             seen = await collect_until(sub)
-        page = await engine.store.list_jobs(batch_id)
+        page = await engine.list_jobs(batch_id)
     by_type = {j.type: j for j in page.jobs}
     assert by_type["flaky"].state is JobState.COMPLETED and by_type["flaky"].attempts == 3
     assert by_type["fail"].state is JobState.FAILED and by_type["fail"].attempts == 3
@@ -165,7 +165,7 @@ async def test_job_failures_retry_with_backoff_then_succeed(tmp_path: Path) -> N
 async def test_cancel_kills_a_hung_child_after_the_grace_period(tmp_path: Path) -> None:
     async with open_test_engine(tmp_path, shutdown_grace_seconds=1.0) as engine:
         batch_id, _ = await engine.create_batch(None, "hang", jobs_of("hang", [{"seconds": 60}]))
-        with trio.fail_after(30), engine.bus.subscribe([batch_id]) as sub:
+        with trio.fail_after(30), engine.subscribe([batch_id]) as sub:
             await engine.start(batch_id)
             # A hung child cannot even report the job active: wait for the
             # run to begin, then give the child time to take the job.
@@ -175,8 +175,8 @@ async def test_cancel_kills_a_hung_child_after_the_grace_period(tmp_path: Path) 
             await engine.cancel(batch_id)
             done = (await collect_until(sub))[-1]
             took = trio.current_time() - began
-        counts = await engine.store.counts(batch_id)
-        page = await engine.store.list_jobs(batch_id)
+        counts = await engine.counts(batch_id)
+        page = await engine.list_jobs(batch_id)
     assert 0.9 <= took < 5
     assert done.data.reason == "cancelled"
     assert counts.pending == 1
@@ -191,7 +191,7 @@ async def test_shutdown_kills_long_jobs_at_the_grace_deadline(tmp_path: Path) ->
         batch_id, _ = await engine.create_batch(
             None, "sleep", jobs_of("sleep", [{"seconds": 30}] * 4)
         )
-        with trio.fail_after(30), engine.bus.subscribe([batch_id]) as sub:
+        with trio.fail_after(30), engine.subscribe([batch_id]) as sub:
             await engine.start(batch_id)
             await collect_until(
                 sub,
@@ -204,7 +204,7 @@ async def test_shutdown_kills_long_jobs_at_the_grace_deadline(tmp_path: Path) ->
             with pytest.raises(ShuttingDown):
                 await engine.start(batch_id)
             done = (await collect_until(sub))[-1]
-        counts = await engine.store.counts(batch_id)
+        counts = await engine.counts(batch_id)
     assert 1.9 <= took < 3.5
     assert done.data.reason == "shutdown"
     assert counts.pending == 4 and counts.active == 0
@@ -216,13 +216,13 @@ async def test_shutdown_returns_as_soon_as_short_jobs_finish(tmp_path: Path) -> 
         batch_id, _ = await engine.create_batch(
             None, "sleep", jobs_of("sleep", [{"seconds": 0.5}] * 8)
         )
-        with trio.fail_after(30), engine.bus.subscribe([batch_id]) as sub:
+        with trio.fail_after(30), engine.subscribe([batch_id]) as sub:
             await engine.start(batch_id)
             await collect_until(sub, lambda e: e.event == "job:progress")
             began = trio.current_time()
             await engine.shutdown()
             took = trio.current_time() - began
-        counts = await engine.store.counts(batch_id)
+        counts = await engine.counts(batch_id)
     assert took < 2.0
     # The jobs in flight when the shutdown came finished (how many had
     # started by then depends on the machine's load); the rest wait.
@@ -233,7 +233,7 @@ async def test_shutdown_returns_as_soon_as_short_jobs_finish(tmp_path: Path) -> 
 async def test_second_shutdown_skips_the_wait(tmp_path: Path) -> None:
     async with open_test_engine(tmp_path, shutdown_grace_seconds=20.0) as engine:
         batch_id, _ = await engine.create_batch(None, "sleep", jobs_of("sleep", [{"seconds": 60}]))
-        with trio.fail_after(30), engine.bus.subscribe([batch_id]) as sub:
+        with trio.fail_after(30), engine.subscribe([batch_id]) as sub:
             await engine.start(batch_id)
             await collect_until(sub, lambda e: e.event == "job:progress")
             began = trio.current_time()
@@ -242,7 +242,7 @@ async def test_second_shutdown_skips_the_wait(tmp_path: Path) -> None:
                 await trio.sleep(0.3)
                 await engine.shutdown()
             took = trio.current_time() - began
-        assert (await engine.store.counts(batch_id)).pending == 1
+        assert (await engine.counts(batch_id)).pending == 1
     assert took < 3
 
 
@@ -253,10 +253,10 @@ async def test_sync_handlers_run_in_threads_and_report_progress(tmp_path: Path) 
             "cpu",
             jobs_of("cpu", [{"iterations": 1000}] * 2) + jobs_of("steps", [{"steps": 4}]),
         )
-        with trio.fail_after(30), engine.bus.subscribe([batch_id]) as sub:
+        with trio.fail_after(30), engine.subscribe([batch_id]) as sub:
             await engine.start(batch_id)
             seen = await collect_until(sub)
-        page = await engine.store.list_jobs(batch_id)
+        page = await engine.list_jobs(batch_id)
     cpu = [j for j in page.jobs if j.type == "cpu"]
     assert all(j.state is JobState.COMPLETED and len(j.result) == 64 for j in cpu)
     progress = [
@@ -272,15 +272,15 @@ async def test_interrupted_run_resumes_when_the_engine_starts_again(tmp_path: Pa
         batch_id, _ = await engine.create_batch(
             None, "sleep", jobs_of("sleep", [{"seconds": 0.2}] * 6)
         )
-        with trio.fail_after(30), engine.bus.subscribe([batch_id]) as sub:
+        with trio.fail_after(30), engine.subscribe([batch_id]) as sub:
             await engine.start(batch_id)
             await collect_until(sub, lambda e: e.event == "job:progress")
             await engine.shutdown()
     async with open_test_engine(tmp_path, concurrency=2) as engine:
-        with trio.fail_after(30), engine.bus.subscribe([batch_id], resume_from=0) as sub:
+        with trio.fail_after(30), engine.subscribe([batch_id], resume_from=0) as sub:
             seen = await collect_until(sub)
             assert engine.status().running_batches in ((batch_id,), ())
-        counts = await engine.store.counts(batch_id)
+        counts = await engine.counts(batch_id)
     assert seen[-1].event == "done" and seen[-1].data.reason is None
     assert counts.completed == 6
 
@@ -290,7 +290,7 @@ async def test_pause_holds_dispatch_until_resume(tmp_path: Path) -> None:
         batch_id, _ = await engine.create_batch(None, "noop", jobs_of("noop", [None] * 3))
         engine.pause()
         assert engine.status().paused
-        with trio.fail_after(30), engine.bus.subscribe([batch_id]) as sub:
+        with trio.fail_after(30), engine.subscribe([batch_id]) as sub:
             assert await engine.start(batch_id) is StartResult.STARTED
             with trio.move_on_after(0.5):
                 await collect_until(sub, lambda e: e.event == "job:progress")

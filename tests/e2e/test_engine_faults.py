@@ -29,10 +29,10 @@ async def test_malformed_ipc_is_a_crash_of_that_batch_only(tmp_path: Path) -> No
         batch_id, _ = await engine.create_batch(
             None, "noop", jobs_of("garble", [{}]) + jobs_of("noop", [None] * 3)
         )
-        with trio.fail_after(30), engine.bus.subscribe([batch_id]) as sub:
+        with trio.fail_after(30), engine.subscribe([batch_id]) as sub:
             await engine.start(batch_id)
             seen = await collect_until(sub)
-        page = await engine.store.list_jobs(batch_id)
+        page = await engine.list_jobs(batch_id)
     errors = [e for e in seen if e.event == "error"]
     assert len(errors) == 1 and errors[0].data.restarting is True
     assert "malformed IPC" in errors[0].data.error
@@ -50,7 +50,7 @@ async def test_a_store_failure_ends_the_run_not_the_engine(tmp_path: Path) -> No
             batch_id, _ = await engine.create_batch(
                 None, "sleep", jobs_of("sleep", [{"seconds": 0.2}] * 4)
             )
-            with trio.fail_after(30), engine.bus.subscribe([batch_id]) as sub:
+            with trio.fail_after(30), engine.subscribe([batch_id]) as sub:
                 await engine.start(batch_id)
                 await collect_until(sub, lambda e: e.event == "job:progress")
                 store.fail("apply")
@@ -72,8 +72,8 @@ async def test_a_batch_start_takes_the_warm_child(tmp_path: Path) -> None:
             warm = {c.pid for c in me.children()}
             assert len(warm) == 1
             batch_id, _ = await engine.create_batch(None, "pid", jobs_of("pid", [None]))
-            with engine.bus.subscribe([batch_id]) as sub:
+            with engine.subscribe([batch_id]) as sub:
                 await engine.start(batch_id)
                 await collect_until(sub)
-        page = await engine.store.list_jobs(batch_id)
+        page = await engine.list_jobs(batch_id)
     assert page.jobs[0].result in warm

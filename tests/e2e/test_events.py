@@ -94,7 +94,7 @@ async def test_sse_filters_by_several_batches_and_keeps_the_stream_alive(
         ):
             quiet = await sse.next_item()
             for batch_id in ("a", "c", "b"):
-                engine.bus.publish(ProcessingStarted(batch_id=batch_id))
+                engine.publish(ProcessingStarted(batch_id=batch_id))
             items = [await sse.next_item() for _ in range(2)]
     assert quiet == "keep-alive"
     assert [item.data.batch_id for item in items if isinstance(item, Event)] == ["a", "b"]
@@ -202,7 +202,7 @@ async def test_a_slow_websocket_reader_is_closed_1013_and_a_fast_one_gets_everyt
             await trio.sleep(0.2)  # both sessions subscribed
             received = []
             for n in range(count):
-                engine.bus.publish(_blob("blob", n, payload))
+                engine.publish(_blob("blob", n, payload))
                 received.append(int(parse_ws_frame(await fast.get_message()).data.job_id))
             assert received == list(range(count))
             seen = []
@@ -243,7 +243,7 @@ async def test_shutdown_sends_final_events_then_closes_1001_and_ends_sse(tmp_pat
                 await nursery.start(watch_ws, url)
                 await nursery.start(watch_sse, url)
                 await client.post(f"/api/jobs/process/all/{batch_id}")
-                with engine.bus.subscribe([batch_id], resume_from=0) as sub:
+                with engine.subscribe([batch_id], resume_from=0) as sub:
                     async for event in sub:
                         if event.event == "job:progress":
                             break
@@ -274,7 +274,7 @@ async def test_a_client_that_stopped_reading_does_not_hold_the_server_open(
                 await nursery.start(hold, url)
                 await trio.sleep(0.2)  # subscribed
                 for n in range(200):
-                    engine.bus.publish(_blob("b", n, "x" * 65536))
+                    engine.publish(_blob("b", n, "x" * 65536))
                     await trio.lowlevel.checkpoint()
                 leaving = trio.current_time()
             took = trio.current_time() - leaving

@@ -19,7 +19,7 @@ async def main():
     async with open_test_engine(Path(sys.argv[1]), concurrency=2, warm_children=1) as engine:
         jobs = jobs_of("sleep", [{"seconds": 60}] * 2) + jobs_of("hang", [{"seconds": 60}])
         batch_id, _ = await engine.create_batch(None, "hang", jobs)
-        with engine.bus.subscribe([batch_id]) as sub:
+        with engine.subscribe([batch_id]) as sub:
             await engine.start(batch_id)
             async for event in sub:
                 if event.event == "job:progress":

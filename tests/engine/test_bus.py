@@ -258,3 +258,13 @@ async def test_a_cancelled_receive_loses_no_event() -> None:
         _publish(bus, "a")
         assert (await sub.receive()).seq == 1
         assert sub.last_seq == 1
+
+
+async def test_an_observer_sees_each_event_after_the_subscribers_were_offered_it() -> None:
+    bus = EventBus(buffer=1)
+    seen: list[tuple[int, int]] = []
+    bus.observe(lambda event: seen.append((event.seq, bus.statistics().dropped)))
+    with bus.subscribe():
+        _publish(bus, "aa")
+    # The second event overflowed the subscriber before the observer saw it.
+    assert seen == [(1, 0), (2, 1)]

@@ -24,7 +24,7 @@ async def test_start_answers_started_already_running_capacity_reached(
         assert await engine.start(first) is StartResult.ALREADY_RUNNING
         assert await engine.start(second) is StartResult.CAPACITY_REACHED
         assert engine.status().running_batches == (first,)
-        with engine.bus.subscribe([first]) as sub:
+        with engine.subscribe([first]) as sub:
             await engine.cancel(first)
             done = (await collect_until(sub))[-1]
         assert done.data.reason == "cancelled"
@@ -40,15 +40,15 @@ async def test_cancel_kills_a_hung_child_at_the_grace_deadline(
 ) -> None:
     async with fake_engine(shutdown_grace_seconds=1.5) as engine:
         batch_id, _ = await engine.create_batch(None, "hang", jobs_of("hang", [{"seconds": 60}]))
-        with engine.bus.subscribe([batch_id]) as sub:
+        with engine.subscribe([batch_id]) as sub:
             await engine.start(batch_id)
             await collect_until(sub, lambda e: e.event == "job:progress")
             began = trio.current_time()
             await engine.cancel(batch_id)
             done = (await collect_until(sub))[-1]
             took = trio.current_time() - began
-        counts = await engine.store.counts(batch_id)
-        page = await engine.store.list_jobs(batch_id)
+        counts = await engine.counts(batch_id)
+        page = await engine.list_jobs(batch_id)
     assert took == pytest.approx(1.5)
     assert done.data.reason == "cancelled"
     assert counts.pending == 1
@@ -62,7 +62,7 @@ async def test_shutdown_kills_long_jobs_at_the_grace_deadline(
         batch_id, _ = await engine.create_batch(
             None, "sleep", jobs_of("sleep", [{"seconds": 30}] * 4)
         )
-        with engine.bus.subscribe([batch_id]) as sub:
+        with engine.subscribe([batch_id]) as sub:
             await engine.start(batch_id)
             await collect_until(sub, lambda e: e.event == "job:progress")
             began = trio.current_time()
@@ -71,7 +71,7 @@ async def test_shutdown_kills_long_jobs_at_the_grace_deadline(
             with pytest.raises(ShuttingDown):
                 await engine.start(batch_id)
             done = (await collect_until(sub))[-1]
-        counts = await engine.store.counts(batch_id)
+        counts = await engine.counts(batch_id)
     assert took == pytest.approx(2.0)
     assert done.data.reason == "shutdown"
     assert (counts.pending, counts.active) == (4, 0)
@@ -84,13 +84,13 @@ async def test_shutdown_returns_as_soon_as_the_jobs_in_flight_finish(
         batch_id, _ = await engine.create_batch(
             None, "sleep", jobs_of("sleep", [{"seconds": 0.5}] * 8)
         )
-        with engine.bus.subscribe([batch_id]) as sub:
+        with engine.subscribe([batch_id]) as sub:
             await engine.start(batch_id)
             await collect_until(sub, lambda e: e.event == "job:progress")
             began = trio.current_time()
             await engine.shutdown()
             took = trio.current_time() - began
-        counts = await engine.store.counts(batch_id)
+        counts = await engine.counts(batch_id)
     assert took == pytest.approx(0.5)
     # The four in flight finished; the four queued in the child came back.
     assert (counts.completed, counts.pending, counts.active) == (4, 4, 0)
@@ -101,7 +101,7 @@ async def test_a_second_shutdown_skips_the_wait(
 ) -> None:
     async with fake_engine(shutdown_grace_seconds=20.0) as engine:
         batch_id, _ = await engine.create_batch(None, "sleep", jobs_of("sleep", [{"seconds": 60}]))
-        with engine.bus.subscribe([batch_id]) as sub:
+        with engine.subscribe([batch_id]) as sub:
             await engine.start(batch_id)
             await collect_until(sub, lambda e: e.event == "job:progress")
             began = trio.current_time()
@@ -110,7 +110,7 @@ async def test_a_second_shutdown_skips_the_wait(
                 await trio.sleep(0.3)
                 await engine.shutdown()
             took = trio.current_time() - began
-        assert (await engine.store.counts(batch_id)).pending == 1
+        assert (await engine.counts(batch_id)).pending == 1
     assert took == pytest.approx(0.3)
 
 
@@ -121,7 +121,7 @@ async def test_pause_holds_dispatch_until_resume(
         batch_id, _ = await engine.create_batch(None, "noop", jobs_of("noop", [None] * 3))
         engine.pause()
         assert engine.status().paused
-        with engine.bus.subscribe([batch_id]) as sub:
+        with engine.subscribe([batch_id]) as sub:
             assert await engine.start(batch_id) is StartResult.STARTED
             with trio.move_on_after(60):
                 await collect_until(sub, lambda e: e.event == "job:progress")

@@ -38,7 +38,7 @@ def _busiest_window(starts: list[float], per_seconds: float) -> int:
 
 async def _run(engine: Engine, batch_id: str) -> list[Event]:
     """Start the batch; its events up to ``done``."""
-    with engine.bus.subscribe([batch_id]) as sub:
+    with engine.subscribe([batch_id]) as sub:
         assert await engine.start(batch_id) is StartResult.STARTED
         return await collect_until(sub)
 
@@ -97,7 +97,7 @@ async def test_the_batch_rate_limit_holds_strictly(
     async with fake_engine(concurrency=8, rate_limit=rate) as engine:
         batch_id, _ = await engine.create_batch(None, "noop", jobs_of("noop", [None] * 15))
         starts: list[float] = []
-        with engine.bus.subscribe([batch_id]) as sub:
+        with engine.subscribe([batch_id]) as sub:
             await engine.start(batch_id)
             async for event in sub:
                 if event.event == "job:progress" and event.data.status.value == "active":
@@ -116,12 +116,12 @@ async def test_a_crashing_child_loses_no_job_and_honours_batch_retries(
     async with fake_engine(batch_retries=2, job_max_attempts=5, concurrency=1) as engine:
         jobs = jobs_of("noop", [None] * 5) + jobs_of("crash", [{"exitCode": 7}])
         batch_id, _ = await engine.create_batch(None, "noop", jobs)
-        with engine.bus.subscribe([batch_id]) as sub:
+        with engine.subscribe([batch_id]) as sub:
             await engine.start(batch_id)
             seen = await collect_until(sub, lambda e: e.event == "error" and not e.data.restarting)
         await engine.wait_stopped(batch_id)
-        counts = await engine.store.counts(batch_id)
-        page = await engine.store.list_jobs(batch_id)
+        counts = await engine.counts(batch_id)
+        page = await engine.list_jobs(batch_id)
     errors = [e for e in seen if e.event == "error"]
     assert [e.data.restarting for e in errors] == [True, True, False]
     assert all(e.data.error == "the child exited with code 7" for e in errors)
@@ -137,7 +137,7 @@ async def test_a_crash_uses_up_attempts_then_fails_the_job(
     async with fake_engine(batch_retries=3, job_max_attempts=2) as engine:
         batch_id, _ = await engine.create_batch(None, "crash", jobs_of("crash", [{}]))
         seen = await _run(engine, batch_id)
-        counts = await engine.store.counts(batch_id)
+        counts = await engine.counts(batch_id)
     assert counts.failed == 1
     failed = [e for e in _terminal(seen) if e.data.status.value == "failed"]
     assert len(failed) == 1 and "crashed" in failed[0].data.error
@@ -152,7 +152,7 @@ async def test_malformed_ipc_is_a_crash_of_that_batch_only(
             None, "noop", jobs_of("garble", [{}]) + jobs_of("noop", [None] * 3)
         )
         seen = await _run(engine, batch_id)
-        page = await engine.store.list_jobs(batch_id)
+        page = await engine.list_jobs(batch_id)
     errors = [e for e in seen if e.event == "error"]
     assert len(errors) == 1 and errors[0].data.restarting is True
     assert "malformed IPC" in errors[0].data.error
@@ -173,7 +173,7 @@ async def test_failures_retry_after_an_exponential_backoff(
         began = trio.current_time()
         starts: dict[str, list[float]] = {}
         seen: list[Event] = []
-        with engine.bus.subscribe([batch_id]) as sub:
+        with engine.subscribe([batch_id]) as sub:
             await engine.start(batch_id)
             async for event in sub:
                 seen.append(event)
@@ -181,7 +181,7 @@ async def test_failures_retry_after_an_exponential_backoff(
                     starts.setdefault(event.data.job_id, []).append(trio.current_time() - began)
                 if event.event == "done":
                     break
-        page = await engine.store.list_jobs(batch_id)
+        page = await engine.list_jobs(batch_id)
     by_type = {j.type: j for j in page.jobs}
     assert (by_type["flaky"].state, by_type["flaky"].attempts) == (JobState.COMPLETED, 3)
     assert (by_type["fail"].state, by_type["fail"].attempts) == (JobState.FAILED, 3)

@@ -1,0 +1,133 @@
+"""Keeping the store's work owned: job leases renewed, expired ones
+recovered, remembered runs resumed.
+
+Design notes
+------------
+A claimed job carries a lease of ``LEASE_SECONDS`` in its owner's name.
+While the engine lives, ``keep_leases`` renews every lease it holds each
+third of that, so a renewal or two may fail (the store hiccupped) before a
+lease runs out. The same loop recovers the leases that did run out (their
+engine died): those jobs are pending again, so every run is woken to claim
+them. An engine also recovers expired leases once as it opens.
+
+A run stopped by shutdown stays remembered as running in the store, so the
+next engine on the same store resumes it. ``RememberedRuns`` starts them in
+batch-id order within capacity: a run that meets ``CAPACITY_REACHED`` waits
+at the head of the queue, and ``resume_next`` is called again whenever a
+run ends. A run that cannot start at all (its batch is gone, no child would
+start) is logged and forgotten, its mark cleared, so it is not retried on
+every restart. Nothing is resumed once the engine is shutting down: such a
+start would be refused, and the run must stay remembered for the next
+engine.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from engine.core.values import StartResult
+from engine.errors import StoreError
+from engine.store import Store
+
+__all__ = ["RememberedRuns", "keep_leases", "recover_expired_leases"]
+
+log = logging.getLogger("batchyard.engine")
+
+
+async def recover_expired_leases(store: Store) -> int:
+    """Put the jobs whose lease expired back to pending; how many (logged).
+
+    Cancellation: atomic (one store transaction).
+
+    Raises:
+        StoreError: the store did not answer.
+    """
+    recovered = await store.recover_expired_leases()
+    if recovered:
+        log.warning("recovered %d jobs from expired leases", recovered)
+    return recovered
+
+
+async def keep_leases(
+    store: Store, owner: str, lease_seconds: float, wake_runs: Callable[[], None]
+) -> None:
+    """Every ``lease_seconds / 3``: renew ``owner``'s leases, recover the
+    expired ones and, when some were, call ``wake_runs``. Runs until cancelled;
+    a store error is logged and the next round tries again.
+
+    Cancellation: the way it ends; a renewal cut short leaves the leases as
+    they were (each store call is one transaction).
+    """
+    interval = lease_seconds / 3
+    while True:
+        await trio.sleep(interval)
+        try:
+            await store.renew_leases(owner, lease_seconds)
+            recovered = await recover_expired_leases(store)
+        except StoreError as exc:
+            log.error("cannot renew leases: %s", exc)
+            continue
+        if recovered:
+            wake_runs()
+
+
+class RememberedRuns:
+    """The runs a previous engine left remembered as running, started again
+    here as capacity allows.
+
+    Args:
+        store: where runs are remembered.
+        start: starts a batch's run (the engine's ``start``).
+        draining: whether the engine is shutting down.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        start: Callable[[str], Awaitable[StartResult]],
+        draining: Callable[[], bool],
+    ) -> None:
+        self._store = store
+        self._start = start
+        self._draining = draining
+        self._queue: list[str] = []
+
+    async def resume(self) -> None:
+        """Read the remembered runs and start as many as capacity allows.
+
+        Cancellation: may have partially happened (some runs started).
+
+        Raises:
+            StoreError: the store did not answer.
+        """
+        self._queue = sorted(await self._store.running_batches())
+        await self.resume_next()
+
+    async def resume_next(self) -> None:
+        """Start the waiting runs in order until capacity is reached, the
+        queue is empty or the engine is shutting down.
+
+        Cancellation: may have partially happened (some runs started).
+
+        Raises:
+            StoreError: the store did not answer while a run that cannot
+                start was being forgotten.
+        """
+        while self._queue and not self._draining():
+            batch_id = self._queue[0]
+            try:
+                result = await self._start(batch_id)
+            except Exception as exc:
+                log.error("[batch %s] cannot resume: %s", batch_id, exc)
+                self._queue.pop(0)
+                await self._store.clear_running(batch_id)
+                continue
+            if result is StartResult.CAPACITY_REACHED:
+                return
+            self._queue.pop(0)
+            if result is StartResult.STARTED:
+                log.info("[batch %s] resumed", batch_id)

@@ -1,0 +1,225 @@
+"""The batch runs of one engine: each a task of the engine's nursery, at
+most ``MAX_ACTIVE_BATCHES`` at once, and the runs a previous engine left.
+
+Design notes
+------------
+Capacity is a ``trio.CapacityLimiter`` borrowed on behalf of the batch id
+for the length of its run; ``start`` never waits for it, it answers
+``CAPACITY_REACHED`` instead.
+
+Before it has started, a run's failure is the caller's (``start`` raises
+it); after, it is that run's alone and must not take the engine down with
+it: subscribers get an ``error`` event instead. However a run ends, it is
+forgotten (its capacity freed) and, unless the engine is draining, a
+remembered run waiting for capacity is started in its place.
+
+Draining is one deadline for everyone: stop claiming, ask every child to
+finish what it holds, SIGKILL what is left at the deadline. Runs stopped so
+stay remembered as running in the store, so the next engine on the same
+store resumes them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import trio
+
+from engine.core.bus import EventBus
+from engine.core.leases import RememberedRuns, keep_leases
+from engine.core.limits import PauseSwitch
+from engine.core.policy import EnginePolicy
+from engine.core.runner import BatchRunner, StopReason
+from engine.core.values import EngineStatus, StartResult
+from engine.store import Store
+from engine.supervisor.children import ChildSupervisor
+
+__all__ = ["Runs"]
+
+log = logging.getLogger("batchyard.engine")
+
+
+class Runs:
+    """The runs going on, with what each new one is made of.
+
+    Args:
+        nursery: owns every run's task.
+        capacity: how many runs may go on at once.
+        store, bus, supervisor: shared engine services (not owned).
+        policy: the limits of each new run.
+        owner: the lease owner name of this engine.
+        gate: the engine's pause switch.
+        clock: wall-clock seconds, the store's clock (due times, backoffs).
+    """
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        *,
+        capacity: int,
+        store: Store,
+        bus: EventBus,
+        supervisor: ChildSupervisor,
+        policy: EnginePolicy,
+        owner: str,
+        gate: PauseSwitch,
+        clock: Callable[[], float],
+    ) -> None:
+        self._nursery = nursery
+        self._capacity = trio.CapacityLimiter(capacity)
+        self._store = store
+        self._bus = bus
+        self._supervisor = supervisor
+        self._policy = policy
+        self._owner = owner
+        self._gate = gate
+        self._clock = clock
+        self._runners: dict[str, BatchRunner] = {}
+        self._all_stopped = trio.Event()  # set while no run is going
+        self._all_stopped.set()
+        self._draining = False
+        self._remembered = RememberedRuns(store, start=self.start, draining=lambda: self._draining)
+
+    @property
+    def draining(self) -> bool:
+        """Whether ``drain`` was called: no run starts any more."""
+        return self._draining
+
+    def __contains__(self, batch_id: object) -> bool:
+        return batch_id in self._runners
+
+    def status(self) -> EngineStatus:
+        """A snapshot: the batches running now (oldest run first), capacity,
+        whether draining or paused."""
+        return EngineStatus(
+            running_batches=tuple(self._runners),
+            active_batches=len(self._runners),
+            max_batches=int(self._capacity.total_tokens),
+            is_shutting_down=self._draining,
+            paused=not self._gate.is_open,
+        )
+
+    async def open(self, lease_seconds: float) -> None:
+        """Keep this engine's leases (``keep_leases``) as long as the nursery
+        lives, and start the runs remembered in the store as capacity allows.
+
+        Cancellation: may have partially happened (some runs started).
+
+        Raises:
+            StoreError: the store did not answer.
+        """
+        self._nursery.start_soon(
+            keep_leases, self._store, self._owner, lease_seconds, self.wake_all
+        )
+        await self._remembered.resume()
+
+    async def start(self, batch_id: str) -> StartResult:
+        """Start the batch's run unless it runs already or capacity is reached.
+
+        Cancellation: may have partially happened (the run may have started).
+
+        Raises:
+            BatchNotFound: no such batch.
+            ChildCrashed: the run's first child could not be started.
+        """
+        await self._store.get_batch(batch_id)
+        if batch_id in self._runners:
+            return StartResult.ALREADY_RUNNING
+        try:
+            self._capacity.acquire_on_behalf_of_nowait(batch_id)
+        except trio.WouldBlock:
+            return StartResult.CAPACITY_REACHED
+        runner = BatchRunner(
+            batch_id=batch_id,
+            store=self._store,
+            bus=self._bus,
+            supervisor=self._supervisor,
+            limits=self._policy.run_limits(),
+            owner=self._owner,
+            gate=self._gate,
+            clock=self._clock,
+        )
+        self._runners[batch_id] = runner
+        if self._all_stopped.is_set():
+            self._all_stopped = trio.Event()
+        try:
+            await self._nursery.start(self._run, runner)
+        except BaseException:
+            self._forget(runner)
+            raise
+        return StartResult.STARTED
+
+    async def _run(self, runner: BatchRunner, task_status: trio.TaskStatus[None]) -> None:
+        try:
+            await runner.run(task_status=task_status)
+        except Exception as exc:
+            if not runner.started:
+                raise
+            log.exception("[batch %s] run failed", runner.batch_id)
+            runner.publish_failure(exc)
+        finally:
+            self._forget(runner)
+            if not self._draining:
+                self._nursery.start_soon(self._remembered.resume_next)
+
+    def _forget(self, runner: BatchRunner) -> None:
+        if self._runners.get(runner.batch_id) is runner:
+            del self._runners[runner.batch_id]
+            self._capacity.release_on_behalf_of(runner.batch_id)
+        runner.stopped.set()
+        if not self._runners:
+            self._all_stopped.set()
+
+    def wake(self, batch_id: str, added: int = 0) -> None:
+        """Tell the batch's run (if it runs) that ``added`` jobs came or
+        jobs became due, so it looks again."""
+        runner = self._runners.get(batch_id)
+        if runner is not None:
+            runner.wake(added)
+
+    def wake_all(self) -> None:
+        """Tell every run to look for due jobs again."""
+        for runner in self._runners.values():
+            runner.wake()
+
+    def cancel(self, batch_id: str, deadline: float) -> bool:
+        """Ask the batch's run to stop as cancelled (SIGKILL its child at
+        ``deadline``); whether it was running."""
+        runner = self._runners.get(batch_id)
+        if runner is not None:
+            runner.stop(StopReason.CANCELLED, deadline)
+        return runner is not None
+
+    def drain(self, deadline: float) -> None:
+        """Start no run any more; ask every run and child to stop, and
+        SIGKILL the children left at ``deadline``. The pause ends, so runs
+        see the stop at once."""
+        self._draining = True
+        for runner in list(self._runners.values()):
+            runner.stop(StopReason.SHUTDOWN, deadline)
+        self._supervisor.stop_all(deadline)
+        self._gate.open()
+
+    def kill_now(self) -> None:
+        """While draining: SIGKILL every child left now, not at the deadline."""
+        if self._runners:
+            self._supervisor.kill_all_now()
+
+    async def wait_stopped(self, batch_id: str) -> None:
+        """Return once the batch is not running (at once if it is not).
+
+        Cancellation: atomic.
+        """
+        runner = self._runners.get(batch_id)
+        if runner is None:
+            await trio.lowlevel.checkpoint()
+        else:
+            await runner.stopped.wait()
+
+    async def wait_all_stopped(self) -> None:
+        """Return once no run is going.
+
+        Cancellation: atomic.
+        """
+        await self._all_stopped.wait()

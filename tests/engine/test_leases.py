@@ -1,0 +1,124 @@
+"""Lease keeping and remembered runs, against fakes on the Trio MockClock."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import trio
+import trio.testing
+
+from engine.core.leases import RememberedRuns, keep_leases
+from engine.core.values import StartResult
+from engine.errors import BatchNotFound, StoreUnavailable
+
+
+class _LeaseStore:
+    """Records renewals; ``expired`` jobs are recovered by the next round."""
+
+    def __init__(self) -> None:
+        self.renewed_at: list[float] = []
+        self.expired = 0
+        self.down = False
+
+    async def renew_leases(self, owner: str, lease_seconds: float) -> int:
+        await trio.lowlevel.checkpoint()
+        if self.down:
+            raise StoreUnavailable("the store is down (simulated)")
+        assert (owner, lease_seconds) == ("me", 30.0)
+        self.renewed_at.append(trio.current_time())
+        return 0
+
+    async def recover_expired_leases(self) -> int:
+        await trio.lowlevel.checkpoint()
+        recovered, self.expired = self.expired, 0
+        return recovered
+
+
+async def test_leases_are_renewed_every_third_and_recovery_wakes_the_runs(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = _LeaseStore()
+    woken_at: list[float] = []
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            keep_leases, store, "me", 30.0, lambda: woken_at.append(trio.current_time())
+        )
+        await trio.sleep(25)
+        store.expired = 2
+        await trio.sleep(10)
+        store.down = True
+        await trio.sleep(10)
+        store.down = False
+        await trio.sleep(10)
+        nursery.cancel_scope.cancel()
+    assert [t - start for t in store.renewed_at] == [10, 20, 30, 50]
+    assert [t - start for t in woken_at] == [30]
+    assert "recovered 2 jobs from expired leases" in caplog.text
+    assert "cannot renew leases" in caplog.text
+
+
+class _RunStore:
+    def __init__(self, running: set[str]) -> None:
+        self.running = running
+        self.cleared: list[str] = []
+
+    async def running_batches(self) -> dict[str, str]:
+        await trio.lowlevel.checkpoint()
+        return dict.fromkeys(self.running, "an earlier engine")
+
+    async def clear_running(self, batch_id: str) -> None:
+        await trio.lowlevel.checkpoint()
+        self.cleared.append(batch_id)
+
+
+class _Starter:
+    """Answers each start from ``answers`` (an exception is raised)."""
+
+    def __init__(self, answers: dict[str, StartResult | Exception]) -> None:
+        self.answers = answers
+        self.asked: list[str] = []
+
+    async def start(self, batch_id: str) -> StartResult:
+        await trio.lowlevel.checkpoint()
+        self.asked.append(batch_id)
+        answer = self.answers[batch_id]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+async def test_remembered_runs_start_in_order_within_capacity(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = _RunStore({"d", "c", "b", "a"})
+    starter = _Starter(
+        {
+            "a": StartResult.STARTED,
+            "b": BatchNotFound("batch 'b' does not exist"),
+            "c": StartResult.CAPACITY_REACHED,
+            "d": StartResult.ALREADY_RUNNING,
+        }
+    )
+    remembered = RememberedRuns(store, start=starter.start, draining=lambda: False)  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO, logger="batchyard.engine"):
+        await remembered.resume()
+    # b cannot start at all: forgotten. c meets full capacity: it waits.
+    assert starter.asked == ["a", "b", "c"]
+    assert store.cleared == ["b"]
+    assert "[batch a] resumed" in caplog.text and "[batch b] cannot resume" in caplog.text
+
+    starter.answers["c"] = StartResult.STARTED
+    await remembered.resume_next()
+    await remembered.resume_next()
+    assert starter.asked == ["a", "b", "c", "c", "d"]
+    assert store.cleared == ["b"]
+
+
+async def test_nothing_is_resumed_while_the_engine_drains() -> None:
+    store = _RunStore({"a"})
+    starter = _Starter({"a": StartResult.STARTED})
+    remembered = RememberedRuns(store, start=starter.start, draining=lambda: True)  # type: ignore[arg-type]
+    await remembered.resume()
+    assert starter.asked == [] and store.cleared == []
