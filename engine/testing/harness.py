@@ -75,12 +75,11 @@ class FailingStore:
 def settings_for_tests(tmp_path: Path, **changes: Any) -> Settings:
     """Settings for a test engine: a store in ``tmp_path``, no rate limit,
     the fault types loaded, a 5 s grace, and whatever ``changes`` say."""
-    return _settings(f"sqlite:///{tmp_path / 'batchyard.db'}", **changes)
+    return _settings(**{"store_url": f"sqlite:///{tmp_path / 'batchyard.db'}", **changes})
 
 
-def _settings(store_url: str, **changes: Any) -> Settings:
+def _settings(**changes: Any) -> Settings:
     base: dict[str, Any] = {
-        "store_url": store_url,
         "rate_limit": RateLimit(count=0, per_seconds=60),
         "job_modules": ("engine.testing",),
         "shutdown_grace_seconds": 5.0,
@@ -111,7 +110,7 @@ async def open_fake_engine(**changes: Any) -> AsyncIterator[Engine]:
     ``settings_for_tests`` with ``changes``: in-process children
     (``FakeSpawner``), an in-memory store that never leaves the Trio thread,
     and ``trio_wall_clock`` as its wall clock."""
-    settings = _settings("sqlite:///:memory:", **changes)
+    settings = _settings(**{"store_url": "sqlite:///:memory:", **changes})
     async with (
         open_sqlite_store(":memory:", clock=trio_wall_clock, threaded=False) as store,
         open_engine(
