@@ -7,8 +7,9 @@ owns its connection pool's tasks, and ``open_redis_store`` holds it open for
 the life of the store. Every method is one round trip: one Lua script from
 ``engine.store._redis_scripts`` (which documents the keys), so that a claim
 of N jobs, the outcomes of a burst or an add of many jobs is one atomic step
-on the server, whatever N. Arguments are validated and encoded here before
-anything is sent, so a script never stops half-way on bad input.
+on the server, whatever N. Arguments are validated and encoded
+(``engine.store._redis_values``) before anything is sent, so a script never
+stops half-way on bad input.
 
 Cancellation: each call is shielded from cancellation and bounded instead by
 the connection's timeouts (``CONNECT_TIMEOUT_SECONDS``,
@@ -20,7 +21,7 @@ with the SQLite store.
 
 Errors: coredis's errors become ``StoreUnavailable`` (the server cannot be
 reached, is loading, is read-only or out of memory) or ``StoreError`` (it
-refused a command) in ``_translate_redis_errors`` and nowhere else. Unlike
+refused a command) in ``_redis_errors.translate_redis_errors`` and nowhere else. Unlike
 SQLite, a connection lost after a script was sent leaves it unknown whether
 the script ran (it ran entirely or not at all): a claim lost that way is
 recovered when its lease expires, and outcomes applied twice are skipped
@@ -33,34 +34,35 @@ from __future__ import annotations
 
 import contextlib
 import time
-import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import coredis
-import coredis.exceptions
 import trio
 from coredis.retry import NoRetryPolicy
 
-from engine.errors import BatchExists, BatchNotFound, ConfigError, StoreError, StoreUnavailable
+from engine.errors import BatchExists, BatchNotFound
 from engine.store import _json
-from engine.store._redis_scripts import JOB_FIELDS, RANK_DIGITS, SCRIPTS
-from engine.store.base import (
-    AddResult,
-    BatchRecord,
-    Complete,
-    Counts,
-    Fail,
-    JobPage,
-    JobRecord,
-    NewJob,
-    Outcome,
+from engine.store._redis_errors import checked_location, sole_exception, translate_redis_errors
+from engine.store._redis_scripts import SCRIPTS
+from engine.store._redis_values import (
+    STATES,
+    batch_record,
+    counts_of,
+    job_record,
+    number,
+    optional,
+    outcome_args,
+    parse_cursor,
+    rank,
 )
-from protocols.lifecycle import JobState
+from engine.store.base import AddResult, BatchRecord, Counts, JobPage, JobRecord, NewJob, Outcome
 
 if TYPE_CHECKING:
     from coredis.commands import Script
+
+    from protocols.lifecycle import JobState
 
 __all__ = ["COMMAND_TIMEOUT_SECONDS", "CONNECT_TIMEOUT_SECONDS", "RedisStore", "open_redis_store"]
 
@@ -72,70 +74,6 @@ CONNECT_TIMEOUT_SECONDS = 3.0
 #: of a million jobs takes about a second. Beyond this the server is stuck or
 #: gone, and the engine should hear of it rather than hang.
 COMMAND_TIMEOUT_SECONDS = 10.0
-
-_PRIORITY_LIMIT = 2**63  # priorities are signed 64-bit, as in SQLite
-_STATES = {state.value: state for state in JobState}
-_NONE = "n"  # an optional string that is absent; present ones travel as "s" + value
-
-
-def _opt(value: str | None) -> str:
-    return _NONE if value is None else "s" + value
-
-
-def _float(value: float) -> str:
-    return repr(float(value))
-
-
-def _rank(priority: int) -> str:
-    if not -_PRIORITY_LIMIT <= priority < _PRIORITY_LIMIT:
-        raise OverflowError(f"priority {priority} does not fit in 64 bits")
-    return format(_PRIORITY_LIMIT - 1 - priority, f"0{RANK_DIGITS}x")
-
-
-def _job(fields: Sequence[Any]) -> JobRecord:
-    row = dict(zip(JOB_FIELDS, fields, strict=True))
-    return JobRecord(
-        job_id=row["job_id"],
-        batch_id=row["batch"],
-        type=row["type"],
-        state=_STATES[row["state"]],
-        payload=_json.load(row["payload"]),
-        attempts=int(row["attempts"]),
-        max_attempts=int(row["max_attempts"]),
-        key=row["key"],
-        priority=int(row["priority"]),
-        result=None if row["result"] is None else _json.load(row["result"]),
-        error=row["error"],
-        traceback=row["traceback"],
-        created_at=float(row["created_at"]),
-        available_at=float(row["available_at"]),
-    )
-
-
-def _counts(values: Sequence[int]) -> Counts:
-    return Counts(**{state.value: int(n) for state, n in zip(JobState, values, strict=True)})
-
-
-def _batch(batch_id: str, type_: str, created_at: str, options: str, counts: Any) -> BatchRecord:
-    return BatchRecord(
-        batch_id=batch_id,
-        type=type_,
-        created_at=float(created_at),
-        options=_json.load(options),
-        counts=_counts(counts),
-    )
-
-
-def _outcome_args(outcome: Outcome) -> tuple[str, str, str, str, str]:
-    if isinstance(outcome, Complete):
-        return outcome.job_id, "complete", _json.dump(outcome.result), "", ""
-    if isinstance(outcome, Fail):
-        traceback = _opt(outcome.traceback)
-        if outcome.retry_at is None:
-            return outcome.job_id, "fail", outcome.error, traceback, ""
-        return outcome.job_id, "retry", outcome.error, traceback, _float(outcome.retry_at)
-    refund = "1" if outcome.refund_attempt else "0"
-    return outcome.job_id, "release", refund, _opt(outcome.error), ""
 
 
 class RedisStore:
@@ -158,7 +96,7 @@ class RedisStore:
     async def _run(self, script: str, *args: str | int) -> Any:
         if self._client is None:
             raise trio.ClosedResourceError("the store is closed")
-        with _translate_redis_errors(self._where), trio.CancelScope(shield=True):
+        with translate_redis_errors(self._where), trio.CancelScope(shield=True):
             return await self._scripts[script](args=args)
 
     async def create_batch(
@@ -180,7 +118,7 @@ class RedisStore:
             BatchExists: the id is taken.
         """
         opts, now = dict(options or {}), self._clock()
-        if not await self._run("create_batch", batch_id, type, _float(now), _json.dump(opts)):
+        if not await self._run("create_batch", batch_id, type, number(now), _json.dump(opts)):
             raise BatchExists(f"batch {batch_id!r} already exists")
         return BatchRecord(batch_id=batch_id, type=type, created_at=now, options=opts)
 
@@ -195,14 +133,14 @@ class RedisStore:
         found = await self._run("get_batch", batch_id)
         if found is None:
             raise BatchNotFound(f"no batch {batch_id!r}")
-        return _batch(batch_id, *found)
+        return batch_record(batch_id, *found)
 
     async def list_batches(self) -> list[BatchRecord]:
         """Every batch with its counts, oldest first.
 
         Cancellation: shielded; it only reads.
         """
-        return [_batch(*row) for row in await self._run("list_batches")]
+        return [batch_record(*row) for row in await self._run("list_batches")]
 
     async def delete_batch(self, batch_id: str) -> None:
         """Delete the batch, all its jobs and its running mark.
@@ -234,11 +172,11 @@ class RedisStore:
             OverflowError: a priority does not fit in 64 bits; nothing was added.
         """
         now = self._clock()
-        args: list[str | int] = [batch_id, _float(now)]
+        args: list[str | int] = [batch_id, number(now)]
         for job in jobs:
-            due = _float(now + max(job.delay_seconds, 0.0))
-            args += [uuid.uuid4().hex, job.type, _json.dump(job.payload), _opt(job.key)]
-            args += [_rank(job.priority), due, job.max_attempts, str(job.priority)]
+            due = number(now + max(job.delay_seconds, 0.0))
+            args += [uuid.uuid4().hex, job.type, _json.dump(job.payload), optional(job.key)]
+            args += [rank(job.priority), due, job.max_attempts, str(job.priority)]
         added = await self._run("add_jobs", *args)
         if added is None:
             raise BatchNotFound(f"no batch {batch_id!r}")
@@ -267,9 +205,9 @@ class RedisStore:
         if limit <= 0:
             return []
         now = self._clock()
-        expires = _float(now + lease_seconds)
-        rows = await self._run("claim_jobs", batch_id, limit, owner, _float(now), expires)
-        return [_job(row) for row in rows]
+        expires = number(now + lease_seconds)
+        rows = await self._run("claim_jobs", batch_id, limit, owner, number(now), expires)
+        return [job_record(row) for row in rows]
 
     async def next_due_at(self, batch_id: str) -> float | None:
         """When the batch's earliest pending job is due (maybe in the past).
@@ -303,12 +241,12 @@ class RedisStore:
             first.setdefault(outcome.job_id, outcome)
         if not first:
             return {}
-        args = [_float(self._clock())]
+        args = [number(self._clock())]
         for outcome in first.values():
-            args += _outcome_args(outcome)
+            args += outcome_args(outcome)
         moved = await self._run("apply", *args)
         return {
-            job_id: _STATES[state] for job_id, state in zip(moved[::2], moved[1::2], strict=True)
+            job_id: STATES[state] for job_id, state in zip(moved[::2], moved[1::2], strict=True)
         }
 
     async def counts(self, batch_id: str) -> Counts:
@@ -322,7 +260,7 @@ class RedisStore:
         counts = await self._run("counts", batch_id)
         if counts is None:
             raise BatchNotFound(f"no batch {batch_id!r}")
-        return _counts(counts)
+        return counts_of(counts)
 
     async def queue_length(self) -> int:
         """Pending jobs across all batches (a counter, never a scan).
@@ -359,13 +297,15 @@ class RedisStore:
         """
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
-        after = _parse_cursor(cursor)
+        after = parse_cursor(cursor)
         which = "all" if state is None else f"s:{state.value}"
         rows = await self._run("list_jobs", batch_id, which, after, limit + 1)
         if rows is None:
             raise BatchNotFound(f"no batch {batch_id!r}")
         next_cursor = str(rows[limit - 1][0]) if len(rows) > limit else None
-        return JobPage(jobs=tuple(_job(row) for row in rows[:limit]), next_cursor=next_cursor)
+        return JobPage(
+            jobs=tuple(job_record(row) for row in rows[:limit]), next_cursor=next_cursor
+        )
 
     async def retry_failed(self, batch_id: str) -> int:
         """Failed jobs back to pending, due now, with attempts and error reset.
@@ -378,7 +318,7 @@ class RedisStore:
         Raises:
             BatchNotFound: no such batch.
         """
-        requeued = await self._run("retry_failed", batch_id, _float(self._clock()))
+        requeued = await self._run("retry_failed", batch_id, number(self._clock()))
         if requeued is None:
             raise BatchNotFound(f"no batch {batch_id!r}")
         return int(requeued)
@@ -391,7 +331,7 @@ class RedisStore:
         Returns:
             How many leases were renewed.
         """
-        expires = _float(self._clock() + lease_seconds)
+        expires = number(self._clock() + lease_seconds)
         return int(await self._run("renew_leases", owner, expires))
 
     async def recover_expired_leases(self) -> int:
@@ -402,7 +342,7 @@ class RedisStore:
         Returns:
             How many jobs were recovered.
         """
-        return int(await self._run("recover_expired_leases", _float(self._clock())))
+        return int(await self._run("recover_expired_leases", number(self._clock())))
 
     async def mark_running(self, batch_id: str, owner: str) -> None:
         """Remember that ``owner`` runs the batch, replacing an earlier owner.
@@ -412,7 +352,7 @@ class RedisStore:
         Raises:
             BatchNotFound: no such batch.
         """
-        if not await self._run("mark_running", batch_id, owner, _float(self._clock())):
+        if not await self._run("mark_running", batch_id, owner, number(self._clock())):
             raise BatchNotFound(f"no batch {batch_id!r}")
 
     async def clear_running(self, batch_id: str) -> None:
@@ -440,7 +380,7 @@ class RedisStore:
         """
         if self._client is None:
             raise trio.ClosedResourceError("the store is closed")
-        with _translate_redis_errors(self._where), trio.CancelScope(shield=True):
+        with translate_redis_errors(self._where), trio.CancelScope(shield=True):
             await self._client.ping()
 
     async def aclose(self) -> None:
@@ -451,63 +391,6 @@ class RedisStore:
         client, self._client = self._client, None
         if client is not None:
             client.connection_pool.disconnect()
-
-
-def _parse_cursor(cursor: str | None) -> int:
-    """The seq after which a page starts; cursors are decimal seqs."""
-    if cursor is None:
-        return 0
-    if not (cursor.isascii() and cursor.isdecimal() and len(cursor) <= 18):
-        raise ValueError(f"not a cursor of this store: {cursor!r}")
-    return int(cursor)
-
-
-#: Errors meaning that Redis cannot do the work right now; other Redis errors
-#: (a refused command) mean a bug and become a plain ``StoreError``.
-_UNAVAILABLE = (
-    coredis.exceptions.ConnectionError,
-    coredis.exceptions.ReadOnlyError,
-    coredis.exceptions.AuthenticationError,
-    TimeoutError,
-    OSError,
-)
-
-
-@contextlib.contextmanager
-def _translate_redis_errors(where: str) -> Iterator[None]:
-    """The one place where coredis's errors become ``StoreError``s."""
-    try:
-        yield
-    except _UNAVAILABLE as exc:
-        raise StoreUnavailable(f"redis store {where}: {exc or type(exc).__name__}") from exc
-    except coredis.exceptions.RedisError as exc:
-        if str(exc).startswith(("OOM", "BUSY", "LOADING")):
-            raise StoreUnavailable(f"redis store {where}: {exc}") from exc
-        raise StoreError(f"redis store {where}: {exc}") from exc
-
-
-def _where(url: str) -> str:
-    """``HOST:PORT/DB`` of a Redis URL, checked; never the password."""
-    parts = urllib.parse.urlsplit(url)
-    try:
-        port, db = parts.port or 6379, int(parts.path.removeprefix("/") or 0)
-    except ValueError:
-        port, db = -1, -1
-    if not parts.hostname or port < 0 or db < 0 or parts.query or parts.fragment:
-        raise ConfigError(
-            f"store URL {parts.scheme}://{parts.hostname}: expected redis://HOST:PORT/DB"
-        )
-    return f"{parts.hostname}:{port}/{db}"
-
-
-def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The one exception in a group of one (possibly nested), or None."""
-    while len(group.exceptions) == 1:
-        (inner,) = group.exceptions
-        if not isinstance(inner, BaseExceptionGroup):
-            return inner
-        group = inner
-    return None
 
 
 @contextlib.asynccontextmanager
@@ -533,7 +416,7 @@ async def open_redis_store(
         ConfigError: the URL is malformed.
         StoreUnavailable: Redis cannot be reached.
     """
-    where = _where(url)
+    where = checked_location(url)
     client: coredis.Redis[str] = coredis.Redis.from_url(
         url,
         decode_responses=True,
@@ -551,7 +434,7 @@ async def open_redis_store(
             finally:
                 await store.aclose()
     except BaseExceptionGroup as group:
-        sole = _sole_exception(group)
+        sole = sole_exception(group)
         if sole is None:
             raise
         raise sole from sole.__cause__
