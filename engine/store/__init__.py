@@ -11,7 +11,8 @@ never needs them.
 ``sqlite:///PATH`` follows the SQLAlchemy convention: three slashes then a
 relative path (``sqlite:///batchyard.db``), four for an absolute one
 (``sqlite:////var/lib/batchyard.db``), and ``sqlite:///:memory:`` for a
-private in-memory store. The Redis backend is not available yet.
+private in-memory store. ``redis://[:PASSWORD@]HOST:PORT/DB`` (``rediss://``
+for TLS) opens the Redis store; coredis is imported only then.
 """
 
 from __future__ import annotations
@@ -67,12 +68,15 @@ def _open_sqlite(url: str) -> AbstractAsyncContextManager[Store]:
 
 
 def _open_redis(url: str) -> AbstractAsyncContextManager[Store]:
-    raise ConfigError(f"store URL {url!r}: the Redis backend is not available yet")
+    from engine.store.redis import open_redis_store
+
+    return open_redis_store(url)
 
 
 _OPENERS: dict[str, Callable[[str], AbstractAsyncContextManager[Store]]] = {
     "sqlite": _open_sqlite,
     "redis": _open_redis,
+    "rediss": _open_redis,
 }
 
 
@@ -84,14 +88,14 @@ async def open_store(url: str) -> AsyncIterator[Store]:
 
     Args:
         url: ``sqlite:///PATH`` (relative), ``sqlite:////PATH`` (absolute),
-            ``sqlite:///:memory:``, or ``redis://HOST:PORT/DB``.
+            ``sqlite:///:memory:``, ``redis://HOST:PORT/DB`` or
+            ``rediss://HOST:PORT/DB``.
 
     Yields:
         The open store.
 
     Raises:
-        ConfigError: the URL is malformed, its scheme is unknown, or its
-            backend is not available.
+        ConfigError: the URL is malformed or its scheme is unknown.
         StoreUnavailable: the store cannot be opened.
     """
     scheme, separator, _ = url.partition("://")

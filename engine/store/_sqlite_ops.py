@@ -26,9 +26,8 @@ import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import orjson
-
 from engine.errors import BatchExists, BatchNotFound, StoreUnavailable
+from engine.store import _json
 from engine.store.base import (
     AddResult,
     BatchRecord,
@@ -219,10 +218,6 @@ def connect(path: str, busy_timeout_seconds: float) -> sqlite3.Connection:
     return conn
 
 
-def _dump(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
 def _job(row: Sequence[Any]) -> JobRecord:
     job_id, batch_id, type_, state, payload, attempts, max_attempts = row[:7]
     key, priority, result, error, traceback, created_at, available_at = row[7:]
@@ -231,12 +226,12 @@ def _job(row: Sequence[Any]) -> JobRecord:
         batch_id=batch_id,
         type=type_,
         state=_STATES[state],
-        payload=orjson.loads(payload),
+        payload=_json.load(payload),
         attempts=attempts,
         max_attempts=max_attempts,
         key=key,
         priority=priority,
-        result=None if result is None else orjson.loads(result),
+        result=None if result is None else _json.load(result),
         error=error,
         traceback=traceback,
         created_at=created_at,
@@ -250,7 +245,7 @@ def _batch(row: Sequence[Any], counts: Counts) -> BatchRecord:
         batch_id=batch_id,
         type=type_,
         created_at=created_at,
-        options=orjson.loads(options),
+        options=_json.load(options),
         counts=counts,
     )
 
@@ -271,7 +266,7 @@ def create_batch(
     conn: sqlite3.Connection, now: float, batch_id: str, type_: str, options: dict[str, Any]
 ) -> BatchRecord:
     sql = "INSERT INTO batches VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
-    if conn.execute(sql, (batch_id, type_, now, _dump(options))).rowcount == 0:
+    if conn.execute(sql, (batch_id, type_, now, _json.dump(options))).rowcount == 0:
         raise BatchExists(f"batch {batch_id!r} already exists")
     return BatchRecord(batch_id=batch_id, type=type_, created_at=now, options=options)
 
@@ -306,7 +301,7 @@ def add_jobs(
     _require_batch(conn, batch_id)
     keys = sorted({job.key for job in jobs if job.key is not None})
     sql = f"SELECT key FROM jobs WHERE batch_id = ? AND key {_IN_JSON}"
-    taken = {key for (key,) in conn.execute(sql, (batch_id, _dump(keys)))}
+    taken = {key for (key,) in conn.execute(sql, (batch_id, _json.dump(keys)))}
     rows = []
     for job in jobs:
         if job.key is not None:
@@ -314,7 +309,7 @@ def add_jobs(
                 continue
             taken.add(job.key)
         due = now + max(job.delay_seconds, 0.0)
-        row = (uuid.uuid4().hex, batch_id, job.type, _PENDING, _dump(job.payload))
+        row = (uuid.uuid4().hex, batch_id, job.type, _PENDING, _json.dump(job.payload))
         rows.append((*row, job.max_attempts, job.key, job.priority, now, due))
     conn.executemany(_INSERT_JOB, rows)
     job_ids = tuple(row[0] for row in rows)
@@ -338,7 +333,7 @@ def next_due_at(conn: sqlite3.Connection, now: float, batch_id: str) -> float | 
 def _plan(outcome: Outcome, attempts: int, max_attempts: int) -> tuple[JobEvent, dict[str, Any]]:
     """What an outcome means for an active job, with its statement's parameters."""
     if isinstance(outcome, Complete):
-        return JobEvent.COMPLETE, {"result": _dump(outcome.result)}
+        return JobEvent.COMPLETE, {"result": _json.dump(outcome.result)}
     if isinstance(outcome, Fail):
         failure = {"error": outcome.error, "traceback": outcome.traceback}
         if outcome.retry_at is None:
@@ -357,7 +352,7 @@ def apply(
     first: dict[str, Outcome] = {}
     for outcome in outcomes:  # the first outcome for a job moves it out of active
         first.setdefault(outcome.job_id, outcome)
-    held = conn.execute(_HELD, (_dump(list(first)),)).fetchall()
+    held = conn.execute(_HELD, (_json.dump(list(first)),)).fetchall()
     by_event: dict[JobEvent, list[dict[str, Any]]] = {}
     states: dict[str, JobState] = {}
     for seq, job_id, state, attempts, max_attempts in held:

@@ -1,0 +1,440 @@
+"""The distributed store: batches and jobs in one Redis database, on coredis.
+
+Design notes
+------------
+coredis runs on anyio, so on Trio: a client is an async context manager that
+owns its connection pool's tasks, and ``open_redis_store`` holds it open for
+the life of the store. Every method is one round trip: one Lua script from
+``engine.store._redis_scripts`` (which documents the keys), so that a claim
+of N jobs, the outcomes of a burst or an add of many jobs is one atomic step
+on the server, whatever N. Arguments are validated and encoded
+(``engine.store._redis_values``) before anything is sent, so a script never
+stops half-way on bad input.
+
+Cancellation: each call is shielded from cancellation and bounded instead by
+the connection's timeouts (``CONNECT_TIMEOUT_SECONDS``,
+``COMMAND_TIMEOUT_SECONDS``). A script that reached Redis runs to the end
+there whatever happens to the caller, so abandoning the reply would leave the
+caller not knowing what was written; shielded, a call either returns or
+raises, and a cancellation is delivered at the caller's next checkpoint, as
+with the SQLite store.
+
+Errors: coredis's errors become ``StoreUnavailable`` (the server cannot be
+reached, is loading, is read-only or out of memory) or ``StoreError`` (it
+refused a command) in ``_redis_errors.translate_redis_errors`` and nowhere else. Unlike
+SQLite, a connection lost after a script was sent leaves it unknown whether
+the script ran (it ran entirely or not at all): a claim lost that way is
+recovered when its lease expires, and outcomes applied twice are skipped
+the second time. coredis retries nothing by itself (``NoRetryPolicy``), so
+no script ever runs twice without the caller asking. Calls after ``aclose``
+raise ``trio.ClosedResourceError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import coredis
+import trio
+from coredis.retry import NoRetryPolicy
+
+from engine.errors import BatchExists, BatchNotFound
+from engine.store import _json
+from engine.store._redis_errors import checked_location, sole_exception, translate_redis_errors
+from engine.store._redis_scripts import SCRIPTS
+from engine.store._redis_values import (
+    STATES,
+    batch_record,
+    counts_of,
+    job_record,
+    number,
+    optional,
+    outcome_args,
+    parse_cursor,
+    rank,
+)
+from engine.store.base import AddResult, BatchRecord, Counts, JobPage, JobRecord, NewJob, Outcome
+
+if TYPE_CHECKING:
+    from coredis.commands import Script
+
+    from protocols.lifecycle import JobState
+
+__all__ = ["COMMAND_TIMEOUT_SECONDS", "CONNECT_TIMEOUT_SECONDS", "RedisStore", "open_redis_store"]
+
+#: How long opening a connection may take before the store reports itself
+#: unavailable. A Redis server on a reachable host accepts in milliseconds.
+CONNECT_TIMEOUT_SECONDS = 3.0
+
+#: How long a reply may take. Scripts here take milliseconds; deleting a batch
+#: of a million jobs takes about a second. Beyond this the server is stuck or
+#: gone, and the engine should hear of it rather than hang.
+COMMAND_TIMEOUT_SECONDS = 10.0
+
+
+class RedisStore:
+    """``Store`` on one Redis database; get one from ``open_redis_store``.
+
+    Every method is one script, atomic on the server, and shielded from
+    cancellation (see the module notes). Every method raises
+    ``StoreUnavailable`` when Redis cannot be reached and
+    ``trio.ClosedResourceError`` once the store is closed.
+    """
+
+    def __init__(self, client: coredis.Redis[str], *, where: str, clock: Callable[[], float]):
+        self._client: coredis.Redis[str] | None = client
+        self._where = where
+        self._clock = clock
+        self._scripts: dict[str, Script[str]] = {
+            name: client.register_script(source) for name, source in SCRIPTS.items()
+        }
+
+    async def _run(self, script: str, *args: str | int) -> Any:
+        if self._client is None:
+            raise trio.ClosedResourceError("the store is closed")
+        with translate_redis_errors(self._where), trio.CancelScope(shield=True):
+            return await self._scripts[script](args=args)
+
+    async def create_batch(
+        self, batch_id: str, type: str, options: Mapping[str, Any] | None = None
+    ) -> BatchRecord:
+        """Create an empty batch.
+
+        Cancellation: shielded: it returns or raises, never half-done.
+
+        Args:
+            batch_id: the new batch's id.
+            type: the job type of the batch's jobs that name none.
+            options: stored as given (JSON).
+
+        Returns:
+            The batch, with no jobs.
+
+        Raises:
+            BatchExists: the id is taken.
+        """
+        opts, now = dict(options or {}), self._clock()
+        if not await self._run("create_batch", batch_id, type, number(now), _json.dump(opts)):
+            raise BatchExists(f"batch {batch_id!r} already exists")
+        return BatchRecord(batch_id=batch_id, type=type, created_at=now, options=opts)
+
+    async def get_batch(self, batch_id: str) -> BatchRecord:
+        """The batch with its counts.
+
+        Cancellation: shielded; it only reads.
+
+        Raises:
+            BatchNotFound: no such batch.
+        """
+        found = await self._run("get_batch", batch_id)
+        if found is None:
+            raise BatchNotFound(f"no batch {batch_id!r}")
+        return batch_record(batch_id, *found)
+
+    async def list_batches(self) -> list[BatchRecord]:
+        """Every batch with its counts, oldest first.
+
+        Cancellation: shielded; it only reads.
+        """
+        return [batch_record(*row) for row in await self._run("list_batches")]
+
+    async def delete_batch(self, batch_id: str) -> None:
+        """Delete the batch, all its jobs and its running mark.
+
+        Cancellation: shielded: it returns or raises, never half-done.
+
+        Raises:
+            BatchNotFound: no such batch.
+        """
+        if not await self._run("delete_batch", batch_id):
+            raise BatchNotFound(f"no batch {batch_id!r}")
+
+    async def add_jobs(self, batch_id: str, jobs: Sequence[NewJob]) -> AddResult:
+        """Add jobs, refusing (and counting) those whose key the batch holds.
+
+        Cancellation: shielded: it returns or raises, never half-done.
+
+        Args:
+            batch_id: the batch to add to.
+            jobs: the jobs in the order they are handed out at equal priority;
+                of a key repeated among them, the first is kept.
+
+        Returns:
+            How many were added and refused, and the ids of those added.
+
+        Raises:
+            BatchNotFound: no such batch.
+            TypeError: a payload is not JSON-serialisable; nothing was added.
+            OverflowError: a priority does not fit in 64 bits; nothing was added.
+        """
+        now = self._clock()
+        args: list[str | int] = [batch_id, number(now)]
+        for job in jobs:
+            due = number(now + max(job.delay_seconds, 0.0))
+            args += [uuid.uuid4().hex, job.type, _json.dump(job.payload), optional(job.key)]
+            args += [rank(job.priority), due, job.max_attempts, str(job.priority)]
+        added = await self._run("add_jobs", *args)
+        if added is None:
+            raise BatchNotFound(f"no batch {batch_id!r}")
+        job_ids = tuple(added)
+        return AddResult(
+            enqueued=len(job_ids), duplicates=len(jobs) - len(job_ids), job_ids=job_ids
+        )
+
+    async def claim_jobs(
+        self, batch_id: str, limit: int, *, owner: str, lease_seconds: float
+    ) -> list[JobRecord]:
+        """Up to ``limit`` due pending jobs, made active under ``owner``'s lease.
+
+        Cancellation: shielded: it returns or raises, never half-done.
+
+        Args:
+            batch_id: the batch to claim from (an unknown batch has no jobs).
+            limit: the most jobs to claim.
+            owner: who holds the leases.
+            lease_seconds: how long the leases last unless renewed.
+
+        Returns:
+            The jobs, highest priority first and then oldest first, each with
+            its new attempt counted.
+        """
+        if limit <= 0:
+            return []
+        now = self._clock()
+        expires = number(now + lease_seconds)
+        rows = await self._run("claim_jobs", batch_id, limit, owner, number(now), expires)
+        return [job_record(row) for row in rows]
+
+    async def next_due_at(self, batch_id: str) -> float | None:
+        """When the batch's earliest pending job is due (maybe in the past).
+
+        Cancellation: shielded; it only reads.
+
+        Returns:
+            Wall-clock seconds, or None when the batch has no pending job.
+        """
+        due = await self._run("next_due_at", batch_id)
+        return None if due is None else float(due)
+
+    async def apply(self, outcomes: Sequence[Outcome]) -> dict[str, JobState]:
+        """Record what became of active jobs, all in one script.
+
+        Cancellation: shielded: it returns or raises, never half-done.
+
+        Args:
+            outcomes: completions, failures and releases; of several for one
+                job, the first counts.
+
+        Returns:
+            The state each job is in afterwards; an outcome for a job that is
+            not active (recovered, deleted, unknown) is skipped and absent.
+
+        Raises:
+            TypeError: a result is not JSON-serialisable; nothing was recorded.
+        """
+        first: dict[str, Outcome] = {}
+        for outcome in outcomes:
+            first.setdefault(outcome.job_id, outcome)
+        if not first:
+            return {}
+        args = [number(self._clock())]
+        for outcome in first.values():
+            args += outcome_args(outcome)
+        moved = await self._run("apply", *args)
+        return {
+            job_id: STATES[state] for job_id, state in zip(moved[::2], moved[1::2], strict=True)
+        }
+
+    async def counts(self, batch_id: str) -> Counts:
+        """Jobs of the batch per state (kept by Redis, never counted).
+
+        Cancellation: shielded; it only reads.
+
+        Raises:
+            BatchNotFound: no such batch.
+        """
+        counts = await self._run("counts", batch_id)
+        if counts is None:
+            raise BatchNotFound(f"no batch {batch_id!r}")
+        return counts_of(counts)
+
+    async def queue_length(self) -> int:
+        """Pending jobs across all batches (a counter, never a scan).
+
+        Cancellation: shielded; it only reads.
+        """
+        return int(await self._run("queue_length"))
+
+    async def list_jobs(
+        self,
+        batch_id: str,
+        *,
+        state: JobState | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> JobPage:
+        """Jobs in insertion order, ``limit`` at a time, resuming after ``cursor``.
+
+        Cancellation: shielded; it only reads.
+
+        Args:
+            batch_id: the batch.
+            state: only jobs in this state.
+            limit: the most jobs on the page, at least 1.
+            cursor: the previous page's ``next_cursor``; None to start.
+
+        Returns:
+            The page; its ``next_cursor`` is None when no job follows it.
+
+        Raises:
+            BatchNotFound: no such batch.
+            ValueError: ``limit`` is below 1, or the cursor is not one this
+                store gave out.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        after = parse_cursor(cursor)
+        which = "all" if state is None else f"s:{state.value}"
+        rows = await self._run("list_jobs", batch_id, which, after, limit + 1)
+        if rows is None:
+            raise BatchNotFound(f"no batch {batch_id!r}")
+        next_cursor = str(rows[limit - 1][0]) if len(rows) > limit else None
+        return JobPage(
+            jobs=tuple(job_record(row) for row in rows[:limit]), next_cursor=next_cursor
+        )
+
+    async def retry_failed(self, batch_id: str) -> int:
+        """Failed jobs back to pending, due now, with attempts and error reset.
+
+        Cancellation: shielded: it returns or raises, never half-done.
+
+        Returns:
+            How many jobs were requeued.
+
+        Raises:
+            BatchNotFound: no such batch.
+        """
+        requeued = await self._run("retry_failed", batch_id, number(self._clock()))
+        if requeued is None:
+            raise BatchNotFound(f"no batch {batch_id!r}")
+        return int(requeued)
+
+    async def renew_leases(self, owner: str, lease_seconds: float) -> int:
+        """Push the expiry of every lease ``owner`` holds to now + ``lease_seconds``.
+
+        Cancellation: shielded: it returns or raises, never half-done.
+
+        Returns:
+            How many leases were renewed.
+        """
+        expires = number(self._clock() + lease_seconds)
+        return int(await self._run("renew_leases", owner, expires))
+
+    async def recover_expired_leases(self) -> int:
+        """Active jobs whose lease has run out back to pending, attempt refunded.
+
+        Cancellation: shielded: it returns or raises, never half-done.
+
+        Returns:
+            How many jobs were recovered.
+        """
+        return int(await self._run("recover_expired_leases", number(self._clock())))
+
+    async def mark_running(self, batch_id: str, owner: str) -> None:
+        """Remember that ``owner`` runs the batch, replacing an earlier owner.
+
+        Cancellation: shielded: it returns or raises, never half-done.
+
+        Raises:
+            BatchNotFound: no such batch.
+        """
+        if not await self._run("mark_running", batch_id, owner, number(self._clock())):
+            raise BatchNotFound(f"no batch {batch_id!r}")
+
+    async def clear_running(self, batch_id: str) -> None:
+        """Forget the batch's run; a batch not marked running is left alone.
+
+        Cancellation: shielded: it returns or raises, never half-done.
+        """
+        await self._run("clear_running", batch_id)
+
+    async def running_batches(self) -> dict[str, str]:
+        """Batch id → owner of every batch marked running, oldest mark first.
+
+        Cancellation: shielded; it only reads.
+        """
+        flat = await self._run("running_batches")
+        return dict(zip(flat[::2], flat[1::2], strict=True))
+
+    async def ping(self) -> None:
+        """Ask Redis for a PONG.
+
+        Cancellation: shielded; it only reads.
+
+        Raises:
+            StoreUnavailable: Redis did not answer.
+        """
+        if self._client is None:
+            raise trio.ClosedResourceError("the store is closed")
+        with translate_redis_errors(self._where), trio.CancelScope(shield=True):
+            await self._client.ping()
+
+    async def aclose(self) -> None:
+        """Drop the connections; later calls raise ``trio.ClosedResourceError``.
+
+        Idempotent. Cancellation: it does not wait.
+        """
+        client, self._client = self._client, None
+        if client is not None:
+            client.connection_pool.disconnect()
+
+
+@contextlib.asynccontextmanager
+async def open_redis_store(
+    url: str, *, clock: Callable[[], float] = time.time
+) -> AsyncIterator[RedisStore]:
+    """Connect to the Redis database ``url`` names; disconnect on exit.
+
+    The client's connection pool runs in a task group of its own around the
+    body; an exception from the body comes out as itself, not wrapped in an
+    exception group.
+
+    Cancellation: atomic while opening: cancelled, nothing is left open.
+
+    Args:
+        url: ``redis://[:PASSWORD@]HOST[:PORT][/DB]``, or ``rediss://`` for TLS.
+        clock: wall-clock seconds, for timestamps, delays and leases.
+
+    Yields:
+        The open store, which has answered a ping.
+
+    Raises:
+        ConfigError: the URL is malformed.
+        StoreUnavailable: Redis cannot be reached.
+    """
+    where = checked_location(url)
+    client: coredis.Redis[str] = coredis.Redis.from_url(
+        url,
+        decode_responses=True,
+        retry_policy=NoRetryPolicy(),
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        stream_timeout=COMMAND_TIMEOUT_SECONDS,
+        pool_timeout=CONNECT_TIMEOUT_SECONDS,
+    )
+    try:
+        async with client:
+            store = RedisStore(client, where=where, clock=clock)
+            try:
+                await store.ping()
+                yield store
+            finally:
+                await store.aclose()
+    except BaseExceptionGroup as group:
+        sole = sole_exception(group)
+        if sole is None:
+            raise
+        raise sole from sole.__cause__

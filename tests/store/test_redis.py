@@ -1,0 +1,135 @@
+"""What the Redis store does beyond the contract: its URL, its server going away.
+
+The contract itself is ``test_store.py``, run against every backend. Tests
+that kill a server start one of their own, so the session's server stays up.
+"""
+
+from __future__ import annotations
+
+import gc
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from engine.errors import BatchNotFound, StoreUnavailable
+from engine.store import Complete, Fail, Release, open_store
+from engine.store.redis import open_redis_store
+from tests.store.conftest import free_port, redis_command, running_redis
+from tests.store.helpers import DEADLINE, LEASE, FakeClock, jobs_of
+
+#: coredis 6.9 does not close a connection's internal anyio memory streams
+#: when connecting fails, so they warn (``ResourceWarning``) when collected,
+#: which ``filterwarnings = error`` would turn into a failure. Tests that make
+#: connections fail allow it, and collect the leftovers before they end.
+FAILED_CONNECTS_LEAK = pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <function MemoryObject:pytest.PytestUnraisableExceptionWarning"
+)
+
+
+@pytest.fixture
+def failed_connections() -> Iterator[None]:
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
+
+async def test_open_store_opens_redis(redis_url: str) -> None:
+    with trio.fail_after(DEADLINE):
+        async with open_store(redis_url) as store:
+            await store.create_batch("b", "echo")
+        async with open_store(redis_url) as store:
+            assert (await store.get_batch("b")).type == "echo"
+
+
+@FAILED_CONNECTS_LEAK
+async def test_no_server(failed_connections: None) -> None:
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    with (
+        trio.fail_after(DEADLINE),
+        pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1:\d+/0") as info,
+    ):
+        async with open_store(url):
+            pass
+    assert "hunter2" not in str(info.value)
+
+
+async def test_errors_from_the_body_come_out_unwrapped(redis_url: str) -> None:
+    with trio.fail_after(DEADLINE), pytest.raises(BatchNotFound):
+        async with open_store(redis_url) as store:
+            await store.get_batch("nope")
+
+
+@FAILED_CONNECTS_LEAK
+async def test_server_killed_and_restarted(
+    tmp_path: Path, clock: FakeClock, failed_connections: None
+) -> None:
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    with trio.fail_after(DEADLINE):
+        with running_redis(tmp_path, port) as server:
+            async with open_redis_store(url, clock=clock) as store:
+                await store.create_batch("b", "echo")
+                server.kill()
+                server.wait()
+                with pytest.raises(StoreUnavailable, match=f"127.0.0.1:{port}/0"):
+                    await store.add_jobs("b", jobs_of(3))
+                with pytest.raises(StoreUnavailable):
+                    await store.ping()
+                with running_redis(tmp_path, port):
+                    # Persistence is off: the batch went with the old server.
+                    await store.create_batch("b", "echo")
+                    assert (await store.add_jobs("b", jobs_of(3))).enqueued == 3
+                    claimed = await store.claim_jobs("b", 5, owner="e", lease_seconds=LEASE)
+                    assert len(claimed) == 3
+                    assert redis_command(port, "PING") == b"+PONG\r\n"
+
+
+async def test_deleting_every_batch_leaves_no_index_behind(
+    redis_url: str, redis_port: int, clock: FakeClock
+) -> None:
+    """Every index entry of a job goes with it: nothing leaks as jobs move."""
+    with trio.fail_after(DEADLINE):
+        async with open_redis_store(redis_url, clock=clock) as store:
+            for batch_id in "bc":
+                await store.create_batch(batch_id, "echo")
+                await store.add_jobs(batch_id, jobs_of(6, key=None, delay_seconds=0))
+                await store.add_jobs(batch_id, jobs_of(2, delay_seconds=60))
+                ids = [
+                    j.job_id
+                    for j in await store.claim_jobs(batch_id, 5, owner="e", lease_seconds=1)
+                ]
+                await store.apply(
+                    [
+                        Complete(job_id=ids[0]),
+                        Fail(job_id=ids[1], error="x"),
+                        Fail(job_id=ids[2], error="x", retry_at=clock.now + 5),
+                        Release(job_id=ids[3], refund_attempt=True),
+                    ]
+                )
+                await store.mark_running(batch_id, "e")
+            clock.advance(2)
+            assert await store.recover_expired_leases() == 2
+            await store.claim_jobs("b", 2, owner="e2", lease_seconds=LEASE)
+            assert await store.queue_length() == 2 * 6 - 2  # 8 each, 1 done, 1 failed; 2 claimed
+            for batch_id in "bc":
+                await store.delete_batch(batch_id)
+            assert await store.queue_length() == 0
+            assert await store.renew_leases("e2", LEASE) == 0
+    # What is left is the id counter and the (zero) pending counter.
+    assert redis_command(redis_port, "DBSIZE") == b":2\r\n"
+
+
+async def test_aclose_is_idempotent_and_final(redis_url: str) -> None:
+    with trio.fail_after(DEADLINE):
+        async with open_redis_store(redis_url) as store:
+            await store.ping()
+            await store.aclose()
+            await store.aclose()
+            with pytest.raises(trio.ClosedResourceError):
+                await store.ping()
+            with pytest.raises(trio.ClosedResourceError):
+                await store.create_batch("b", "echo")
