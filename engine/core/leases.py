@@ -10,15 +10,18 @@ lease runs out. The same loop recovers the leases that did run out (their
 engine died): those jobs are pending again, so every run is woken to claim
 them. An engine also recovers expired leases once as it opens.
 
-A run stopped by shutdown stays remembered as running in the store, so the
-next engine on the same store resumes it. ``RememberedRuns`` starts them in
-batch-id order within capacity: a run that meets ``CAPACITY_REACHED`` waits
-at the head of the queue, and ``resume_next`` is called again whenever a
-run ends. A run that cannot start at all (its batch is gone, no child would
-start) is logged and forgotten, its mark cleared, so it is not retried on
-every restart. Nothing is resumed once the engine is shutting down: such a
-start would be refused, and the run must stay remembered for the next
-engine.
+A run stopped by shutdown is handed over in the store (its run record kept
+with no owner), so the next engine on the same store resumes it.
+``RememberedRuns`` starts, in batch-id order within capacity, the
+remembered runs that are free (handed over, or their lease expired) or
+already this engine's: a run that meets ``CAPACITY_REACHED`` waits at the
+head of the queue, and ``resume_next`` is called again whenever a run ends.
+A run that cannot start at all is logged and dropped from the queue; its
+record does not outlive that (a deleted batch takes its record with it,
+and a run whose first child cannot start forgets its own), so it is not
+retried on every restart. Nothing is resumed once the engine is shutting
+down: such a start would be refused, and the run must stay remembered for
+the next engine.
 """
 
 from __future__ import annotations
@@ -80,6 +83,8 @@ class RememberedRuns:
 
     Args:
         store: where runs are remembered.
+        owner: this engine's owner name (its runs are resumed too).
+        clock: wall-clock seconds, the store's clock (lease expiry).
         start: starts a batch's run (the engine's ``start``).
         draining: whether the engine is shutting down.
     """
@@ -88,23 +93,34 @@ class RememberedRuns:
         self,
         store: Store,
         *,
+        owner: str,
+        clock: Callable[[], float],
         start: Callable[[str], Awaitable[StartResult]],
         draining: Callable[[], bool],
     ) -> None:
         self._store = store
+        self._owner = owner
+        self._clock = clock
         self._start = start
         self._draining = draining
         self._queue: list[str] = []
 
     async def resume(self) -> None:
-        """Read the remembered runs and start as many as capacity allows.
+        """Read the remembered runs that are free or this engine's, and start
+        as many as capacity allows.
 
         Cancellation: may have partially happened (some runs started).
 
         Raises:
             StoreError: the store did not answer.
         """
-        self._queue = sorted(await self._store.running_batches())
+        runs = await self._store.runs()
+        now = self._clock()
+        self._queue = sorted(
+            run.batch_id
+            for run in runs
+            if run.owner in (None, self._owner) or run.expires_at <= now
+        )
         await self.resume_next()
 
     async def resume_next(self) -> None:
@@ -112,10 +128,6 @@ class RememberedRuns:
         queue is empty or the engine is shutting down.
 
         Cancellation: may have partially happened (some runs started).
-
-        Raises:
-            StoreError: the store did not answer while a run that cannot
-                start was being forgotten.
         """
         while self._queue and not self._draining():
             batch_id = self._queue[0]
@@ -124,7 +136,6 @@ class RememberedRuns:
             except Exception as exc:
                 log.error("[batch %s] cannot resume: %s", batch_id, exc)
                 self._queue.pop(0)
-                await self._store.clear_running(batch_id)
                 continue
             if result is StartResult.CAPACITY_REACHED:
                 return

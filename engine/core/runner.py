@@ -42,7 +42,7 @@ import trio
 from engine.core.bus import EventBus
 from engine.core.limits import PauseGate, RateLimiter, TypeGate
 from engine.core.recorder import CLEANUP_SECONDS, HeldJobs, Recorder
-from engine.errors import ChildCrashed, StoreError
+from engine.errors import BatchRunning, ChildCrashed, StoreError
 from engine.store.base import JobRecord, Store
 from engine.supervisor.children import Child, ChildSupervisor
 from protocols import events, ipc
@@ -150,18 +150,23 @@ class BatchRunner:
         (refunded) within a bounded cleanup.
 
         Raises:
+            BatchRunning: another engine holds the batch's run (before
+                ``started``).
             ChildCrashed: the first child could not be started (before
                 ``started``); later crashes are reported as ``error`` events.
         """
         self._recorder.start_tally(await self._store.counts(self.batch_id))
-        await self._store.mark_running(self.batch_id, self._owner)
+        lease = self._limits.lease_seconds
+        runner = await self._store.acquire_run(self.batch_id, self._owner, lease)
+        if runner != self._owner:
+            raise BatchRunning(f"batch {self.batch_id!r} runs on engine {runner!r}")
         retries_left = self._limits.batch_retries
         while True:
             try:
                 child = await self._supervisor.take()
             except ChildCrashed as exc:
                 if not self.started:
-                    await self._store.clear_running(self.batch_id)
+                    await self._store.release_run(self.batch_id, self._owner, finished=True)
                     raise
                 crash: str | None = str(exc)
             else:
@@ -176,15 +181,17 @@ class BatchRunner:
                 events.RunError(batch_id=self.batch_id, error=crash, restarting=restarting)
             )
             if not restarting:
-                await self._store.clear_running(self.batch_id)
+                await self._store.release_run(self.batch_id, self._owner, finished=True)
                 return
             retries_left -= 1
         await self._finish()
 
     async def _finish(self) -> None:
         counts = await self._store.counts(self.batch_id)
-        if self.stop_reason != StopReason.SHUTDOWN:
-            await self._store.clear_running(self.batch_id)
+        # Stopped by shutdown, the run is handed over: resumed at once by
+        # whichever engine comes first (this one's next start included).
+        finished = self.stop_reason != StopReason.SHUTDOWN
+        await self._store.release_run(self.batch_id, self._owner, finished=finished)
         self._recorder.publish(
             events.RunDone(
                 batch_id=self.batch_id,

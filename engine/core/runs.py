@@ -15,8 +15,8 @@ remembered run waiting for capacity is started in its place.
 
 Draining is one deadline for everyone: stop claiming, ask every child to
 finish what it holds, SIGKILL what is left at the deadline. Runs stopped so
-stay remembered as running in the store, so the next engine on the same
-store resumes them.
+are handed over in the store, so the next engine on the same store resumes
+them.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from engine.core.limits import PauseSwitch
 from engine.core.policy import EnginePolicy
 from engine.core.runner import BatchRunner, StopReason
 from engine.core.values import EngineStatus, StartResult
+from engine.errors import BatchRunning
 from engine.store import Store
 from engine.supervisor.children import ChildSupervisor
 
@@ -79,7 +80,9 @@ class Runs:
         self._all_stopped = trio.Event()  # set while no run is going
         self._all_stopped.set()
         self._draining = False
-        self._remembered = RememberedRuns(store, start=self.start, draining=lambda: self._draining)
+        self._remembered = RememberedRuns(
+            store, owner=owner, clock=clock, start=self.start, draining=lambda: self._draining
+        )
 
     @property
     def draining(self) -> bool:
@@ -115,7 +118,8 @@ class Runs:
         await self._remembered.resume()
 
     async def start(self, batch_id: str) -> StartResult:
-        """Start the batch's run unless it runs already or capacity is reached.
+        """Start the batch's run unless it runs already (here, or on another
+        engine of the cluster) or capacity is reached.
 
         Cancellation: may have partially happened (the run may have started).
 
@@ -145,6 +149,9 @@ class Runs:
             self._all_stopped = trio.Event()
         try:
             await self._nursery.start(self._run, runner)
+        except BatchRunning:  # another engine holds the run
+            self._forget(runner)
+            return StartResult.ALREADY_RUNNING
         except BaseException:
             self._forget(runner)
             raise

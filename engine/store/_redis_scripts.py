@@ -27,7 +27,18 @@ batch's *number* (from the one counter ``seq``), which cannot collide::
                           fields n, seq, ord, lease_owner, lease_expires)
     leases                zset: active job id by lease expiry
     owner:<owner>         set: job ids whose lease the owner holds
-    running, running:since   hash batch → owner; zset batch by mark time
+    queued                zset: batch id by number, every batch with a
+                          pending job (kept by ``enter_pending`` and
+                          ``leave_pending``: startable_batches)
+    starts-itself         zset: batch id by number, the batches that start
+                          by themselves (``base.starts_by_itself``)
+    runs                  hash: batch id → owner of its run record; absent
+                          once the run is handed over
+    runs:expiry           zset: batch id by its run lease's expiry (by the
+                          time of the handover once handed over): every
+                          remembered run
+    runs-of:<owner>       set: batch ids whose run record the owner holds
+    engines               hash: engine id → its ``EngineRecord`` as JSON
 
 ``ready`` orders by member because a score (a double) cannot hold a 64-bit
 priority exactly: ``rank`` is ``2**63 - 1 - priority`` in 16 hex digits,
@@ -45,6 +56,9 @@ Time: scripts take the caller's wall-clock ``now`` as an argument (the
 store's ``clock``), like the SQLite store, and floats travel as ``repr``
 strings, which Redis, Lua and Python all read back exactly.
 
+The scripts of the cluster (engine registry, run ownership, startable
+batches) are in ``engine.store._redis_cluster``, on the same prelude.
+
 Scripts compute the keys of jobs from their ids, so the store needs a single
 Redis server (or a primary), not Redis Cluster.
 """
@@ -53,7 +67,7 @@ from __future__ import annotations
 
 from protocols.lifecycle import TRANSITIONS, JobState
 
-__all__ = ["JOB_FIELDS", "PREFIX", "RANK_DIGITS", "SCRIPTS"]
+__all__ = ["JOB_FIELDS", "PREFIX", "PRELUDE", "RANK_DIGITS", "SCRIPTS"]
 
 PREFIX = "batchyard:"
 
@@ -90,7 +104,7 @@ def _lua_moves() -> str:
     return "local MOVES = {\n" + "\n".join(rows) + "\n}"
 
 
-_PRELUDE = f"""
+PRELUDE = f"""
 local P = '{PREFIX}'
 local PENDING, ACTIVE = '{JobState.PENDING.value}', '{JobState.ACTIVE.value}'
 local FAILED = '{JobState.FAILED.value}'
@@ -112,10 +126,10 @@ end
 
 local function load(jid)
   local f = redis.call('HMGET', jk(jid), 'state', 'n', 'seq', 'ord', 'attempts',
-    'max_attempts', 'lease_owner')
+    'max_attempts', 'lease_owner', 'batch')
   if not f[1] then return nil end
   return {{jid = jid, state = f[1], n = f[2], seq = f[3], ord = f[4],
-    attempts = tonumber(f[5]), max_attempts = tonumber(f[6]), owner = f[7]}}
+    attempts = tonumber(f[5]), max_attempts = tonumber(f[6]), owner = f[7], batch = f[8]}}
 end
 
 local function enter_pending(job, available_at, now)
@@ -126,6 +140,7 @@ local function enter_pending(job, available_at, now)
     redis.call('ZADD', bk(job.n, 'delayed'), available_at, job.jid)
   end
   redis.call('INCR', P .. 'pending')
+  redis.call('ZADD', P .. 'queued', job.n, job.batch)
 end
 
 local function leave_pending(job)
@@ -133,6 +148,18 @@ local function leave_pending(job)
   redis.call('ZREM', bk(job.n, 'delayed'), job.jid)
   redis.call('ZREM', bk(job.n, 'ready'), job.ord)
   redis.call('DECR', P .. 'pending')
+  if redis.call('ZCARD', bk(job.n, 'due')) == 0 then
+    redis.call('ZREM', P .. 'queued', job.batch)
+  end
+end
+
+-- The owner of the batch's run record while its lease is live, or false.
+local function live_owner(id, now)
+  local owner = redis.call('HGET', P .. 'runs', id)
+  if owner and tonumber(redis.call('ZSCORE', P .. 'runs:expiry', id)) > tonumber(now) then
+    return owner
+  end
+  return false
 end
 
 local function drop_lease(job)
@@ -165,29 +192,33 @@ local function counts(n)
 end
 """
 
-# ARGV: batch id, type, now, options (JSON). 0 when the id is taken.
+# ARGV: batch id, type, now, options (JSON), starts by itself (1/0). 0 when
+# the id is taken.
 _CREATE_BATCH = """
 local key = P .. 'batch:' .. ARGV[1]
 if redis.call('EXISTS', key) == 1 then return 0 end
 local n = redis.call('INCR', P .. 'seq')
 redis.call('HSET', key, 'num', n, 'type', ARGV[2], 'created_at', ARGV[3], 'options', ARGV[4])
 redis.call('ZADD', P .. 'batches', n, ARGV[1])
+if ARGV[5] == '1' then redis.call('ZADD', P .. 'starts-itself', n, ARGV[1]) end
 return 1
 """
 
-# ARGV: batch id → {type, created_at, options, counts...}, or false.
+# ARGV: batch id, now → {type, created_at, options, counts, live run owner},
+# or false.
 _GET_BATCH = """
 local n = batch_num(ARGV[1])
 if not n then return false end
 local f = redis.call('HMGET', P .. 'batch:' .. ARGV[1], 'type', 'created_at', 'options')
-return {f[1], f[2], f[3], counts(n)}
+return {f[1], f[2], f[3], counts(n), live_owner(ARGV[1], ARGV[2])}
 """
 
+# ARGV: now → per batch, its id then what _GET_BATCH returns.
 _LIST_BATCHES = """
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', P .. 'batches', 0, -1)) do
   local f = redis.call('HMGET', P .. 'batch:' .. id, 'num', 'type', 'created_at', 'options')
-  out[#out + 1] = {id, f[2], f[3], f[4], counts(f[1])}
+  out[#out + 1] = {id, f[2], f[3], f[4], counts(f[1]), live_owner(id, ARGV[1])}
 end
 return out
 """
@@ -209,8 +240,12 @@ for _, part in ipairs({'all', 'ready', 'delayed', 'due', 'keys'}) do
 end
 redis.call('DEL', P .. 'batch:' .. ARGV[1])
 redis.call('ZREM', P .. 'batches', ARGV[1])
-redis.call('HDEL', P .. 'running', ARGV[1])
-redis.call('ZREM', P .. 'running:since', ARGV[1])
+redis.call('ZREM', P .. 'queued', ARGV[1])
+redis.call('ZREM', P .. 'starts-itself', ARGV[1])
+local runner = redis.call('HGET', P .. 'runs', ARGV[1])
+if runner then redis.call('SREM', P .. 'runs-of:' .. runner, ARGV[1]) end
+redis.call('HDEL', P .. 'runs', ARGV[1])
+redis.call('ZREM', P .. 'runs:expiry', ARGV[1])
 return 1
 """
 
@@ -233,7 +268,7 @@ for i = 3, #ARGV, 8 do
     set_opt(jid, 'key', key)
     redis.call('ZADD', bk(n, 'all'), seq, jid)
     redis.call('ZADD', bk(n, 's:' .. PENDING), seq, jid)
-    enter_pending({jid = jid, n = n, ord = ord}, ARGV[i + 5], now)
+    enter_pending({jid = jid, n = n, ord = ord, batch = ARGV[1]}, ARGV[i + 5], now)
     added[#added + 1] = jid
   end
 end
@@ -341,8 +376,15 @@ end
 return moved
 """
 
-# ARGV: owner, new expiry → how many renewed.
+# ARGV: owner, new expiry → how many job leases renewed (run records too).
 _RENEW_LEASES = """
+for _, id in ipairs(redis.call('SMEMBERS', P .. 'runs-of:' .. ARGV[1])) do
+  if redis.call('HGET', P .. 'runs', id) == ARGV[1] then
+    redis.call('ZADD', P .. 'runs:expiry', ARGV[2], id)
+  else
+    redis.call('SREM', P .. 'runs-of:' .. ARGV[1], id)
+  end
+end
 local renewed = 0
 for _, jid in ipairs(redis.call('SMEMBERS', P .. 'owner:' .. ARGV[1])) do
   local job = load(jid)
@@ -373,36 +415,13 @@ end
 return recovered
 """
 
-# ARGV: batch id, owner, now → 1, or 0 for no such batch.
-_MARK_RUNNING = """
-if not batch_num(ARGV[1]) then return 0 end
-redis.call('HSET', P .. 'running', ARGV[1], ARGV[2])
-redis.call('ZADD', P .. 'running:since', ARGV[3], ARGV[1])
-return 1
-"""
-
-_CLEAR_RUNNING = """
-redis.call('HDEL', P .. 'running', ARGV[1])
-redis.call('ZREM', P .. 'running:since', ARGV[1])
-return 1
-"""
-
-_RUNNING_BATCHES = """
-local out = {}
-for _, id in ipairs(redis.call('ZRANGE', P .. 'running:since', 0, -1)) do
-  out[#out + 1] = id
-  out[#out + 1] = redis.call('HGET', P .. 'running', id)
-end
-return out
-"""
-
 _QUEUE_LENGTH = """
 return tonumber(redis.call('GET', P .. 'pending') or '0')
 """
 
 #: Script name → full source (the prelude, then the body).
 SCRIPTS = {
-    name: _PRELUDE + body
+    name: PRELUDE + body
     for name, body in {
         "create_batch": _CREATE_BATCH,
         "get_batch": _GET_BATCH,
@@ -417,9 +436,6 @@ SCRIPTS = {
         "retry_failed": _RETRY_FAILED,
         "renew_leases": _RENEW_LEASES,
         "recover_expired_leases": _RECOVER_EXPIRED_LEASES,
-        "mark_running": _MARK_RUNNING,
-        "clear_running": _CLEAR_RUNNING,
-        "running_batches": _RUNNING_BATCHES,
         "queue_length": _QUEUE_LENGTH,
     }.items()
 }

@@ -72,7 +72,7 @@ def counts_of(values: Sequence[int]) -> Counts:
 
 
 def batch_record(
-    batch_id: str, type_: str, created_at: str, options: str, counts: Any
+    batch_id: str, type_: str, created_at: str, options: str, counts: Any, run_owner: str | None
 ) -> BatchRecord:
     return BatchRecord(
         batch_id=batch_id,
@@ -80,6 +80,7 @@ def batch_record(
         created_at=float(created_at),
         options=_json.load(options),
         counts=counts_of(counts),
+        run_owner=run_owner,
     )
 
 

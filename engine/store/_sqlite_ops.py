@@ -1,10 +1,12 @@
-"""The SQLite store's schema and the bodies of its transactions.
+"""The bodies of the SQLite store's transactions.
 
-Each public function here is the body of the ``SqliteStore`` method of the
-same name. It runs in a worker thread, inside the one transaction that
-``engine.store.sqlite`` opened, and takes the connection and the
-transaction's ``now`` (wall-clock seconds, read once the transaction has
-begun). Nothing here knows about Trio.
+Each public function here taking ``(conn, now, ...)`` is the body of the
+``SqliteStore`` method of the same name. It runs in a worker thread, inside
+the one transaction that ``engine.store.sqlite`` opened, and takes the
+connection and the transaction's ``now`` (wall-clock seconds, read once the
+transaction has begun). Nothing here knows about Trio. The other public
+names are shared with ``engine.store._sqlite_cluster`` (the bodies of the
+cluster's methods); the schema is in ``engine.store._sqlite_schema``.
 
 Every ``UPDATE`` that moves jobs between states is guarded by
 ``state IN (...)`` built from ``lifecycle.sources(event)``, and the state it
@@ -28,6 +30,7 @@ from typing import Any
 
 from engine.errors import BatchExists, BatchNotFound, StoreUnavailable
 from engine.store import _json
+from engine.store._sqlite_schema import create_schema
 from engine.store.base import (
     AddResult,
     BatchRecord,
@@ -38,6 +41,7 @@ from engine.store.base import (
     JobRecord,
     NewJob,
     Outcome,
+    starts_by_itself,
 )
 from protocols.lifecycle import TRANSITIONS, JobEvent, JobState, sources
 
@@ -45,53 +49,6 @@ _log = logging.getLogger("batchyard.store")
 
 #: Errors that mean a bug in this module, not an unavailable database.
 _BUGS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.DataError)
-
-# ``jobs_claim`` walks a batch's pending jobs in the order they are handed out,
-# and counts jobs per state. ``jobs_batch`` serves pages in ``seq`` order
-# (index entries end with the rowid, which is ``seq``); batch and seq never
-# change, so claims and outcomes do not pay for it. ``jobs_lease`` holds only
-# jobs with a lease, i.e. active ones, so it stays small. ``jobs_key`` makes
-# idempotency keys unique per batch.
-SCHEMA = """
-BEGIN IMMEDIATE;
-CREATE TABLE IF NOT EXISTS batches (
-    batch_id TEXT PRIMARY KEY,
-    type TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    options TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS jobs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    job_id TEXT NOT NULL UNIQUE,
-    batch_id TEXT NOT NULL,
-    type TEXT NOT NULL,
-    state TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    max_attempts INTEGER NOT NULL,
-    key TEXT,
-    priority INTEGER NOT NULL,
-    result TEXT,
-    error TEXT,
-    traceback TEXT,
-    created_at REAL NOT NULL,
-    available_at REAL NOT NULL,
-    lease_owner TEXT,
-    lease_expires REAL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS jobs_key ON jobs (batch_id, key) WHERE key IS NOT NULL;
-CREATE INDEX IF NOT EXISTS jobs_claim ON jobs (batch_id, state, priority DESC, seq);
-CREATE INDEX IF NOT EXISTS jobs_batch ON jobs (batch_id);
-CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (lease_owner, lease_expires)
-    WHERE lease_owner IS NOT NULL;
-CREATE TABLE IF NOT EXISTS running (
-    batch_id TEXT PRIMARY KEY,
-    owner TEXT NOT NULL,
-    since REAL NOT NULL
-);
-COMMIT;
-"""
-
 
 #: ``lifecycle.TRANSITIONS`` keyed by stored state names, for the per-job loop
 #: of ``apply``, where calling ``sources()`` and building enums for each job
@@ -104,13 +61,13 @@ _MOVES = {
 _STATES = {state.value: state for state in JobState}
 
 
-def _guard(*events: JobEvent) -> str:
+def guard(*events: JobEvent) -> str:
     """``state IN (...)``: the job may undergo one of ``events``."""
     states = sorted({state.value for event in events for state in sources(event)})
     return "state IN ({})".format(", ".join(f"'{value}'" for value in states))
 
 
-def _target(event: JobEvent) -> str:
+def target(event: JobEvent) -> str:
     """The state ``event`` leads to (the same from every state it is legal in)."""
     (state,) = {TRANSITIONS[source][event] for source in sources(event)}
     return f"'{state.value}'"
@@ -123,25 +80,30 @@ _JOB_COLUMNS = (
 _PENDING = JobState.PENDING.value  # where every job starts
 _NO_LEASE = "lease_owner = NULL, lease_expires = NULL"
 _IN_JSON = "IN (SELECT value FROM json_each(?))"
-_BATCH_COLUMNS = "batch_id, type, created_at, options"
+BATCH_COLUMNS = "b.batch_id, b.type, b.created_at, b.options, r.owner"
+# Batches with the owner of their run record when its lease is live (``:now``).
+BATCHES = (
+    "batches AS b LEFT JOIN runs AS r"
+    " ON r.batch_id = b.batch_id AND r.owner IS NOT NULL AND r.expires_at > :now"
+)
 
 _INSERT_JOB = (
     "INSERT INTO jobs (job_id, batch_id, type, state, payload, max_attempts, key, priority,"
     " created_at, available_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _CLAIM = f"""
-UPDATE jobs SET state = {_target(JobEvent.CLAIM)}, attempts = attempts + 1,
+UPDATE jobs SET state = {target(JobEvent.CLAIM)}, attempts = attempts + 1,
     lease_owner = :owner, lease_expires = :expires
 WHERE seq IN (
     SELECT seq FROM jobs
-    WHERE batch_id = :batch_id AND {_guard(JobEvent.CLAIM)} AND available_at <= :now
+    WHERE batch_id = :batch_id AND {guard(JobEvent.CLAIM)} AND available_at <= :now
     ORDER BY priority DESC, seq LIMIT :limit)
 RETURNING priority, seq, {_JOB_COLUMNS}
 """
 # One statement per event; ``:state`` comes from the lifecycle table.
 _APPLY = {
     event: f"UPDATE jobs SET state = :state, {columns}, {_NO_LEASE}"
-    f" WHERE seq = :seq AND {_guard(event)}"
+    f" WHERE seq = :seq AND {guard(event)}"
     for event, columns in {
         JobEvent.COMPLETE: "result = :result, error = NULL, traceback = NULL",
         JobEvent.FAIL: "error = :error, traceback = :traceback",
@@ -152,27 +114,23 @@ _APPLY = {
 # The jobs some outcome may move, among those named.
 _HELD = f"""
 SELECT seq, job_id, state, attempts, max_attempts FROM jobs
-WHERE job_id {_IN_JSON} AND {_guard(*_APPLY)}
+WHERE job_id {_IN_JSON} AND {guard(*_APPLY)}
 """
-_RENEW = f"UPDATE jobs SET lease_expires = ? WHERE lease_owner = ? AND {_guard(JobEvent.EXPIRE)}"
+_RENEW = f"UPDATE jobs SET lease_expires = ? WHERE lease_owner = ? AND {guard(JobEvent.EXPIRE)}"
 _RECOVER = f"""
-UPDATE jobs SET state = {_target(JobEvent.EXPIRE)}, attempts = MAX(attempts - 1, 0), {_NO_LEASE}
-WHERE lease_owner IS NOT NULL AND lease_expires <= ? AND {_guard(JobEvent.EXPIRE)}
+UPDATE jobs SET state = {target(JobEvent.EXPIRE)}, attempts = MAX(attempts - 1, 0), {_NO_LEASE}
+WHERE lease_owner IS NOT NULL AND lease_expires <= ? AND {guard(JobEvent.EXPIRE)}
 """
 _REQUEUE = f"""
-UPDATE jobs SET state = {_target(JobEvent.REQUEUE)}, attempts = 0, error = NULL,
+UPDATE jobs SET state = {target(JobEvent.REQUEUE)}, attempts = 0, error = NULL,
     traceback = NULL, result = NULL, available_at = ?
-WHERE batch_id = ? AND {_guard(JobEvent.REQUEUE)}
+WHERE batch_id = ? AND {guard(JobEvent.REQUEUE)}
 """
-_NEXT_DUE = f"SELECT MIN(available_at) FROM jobs WHERE batch_id = ? AND {_guard(JobEvent.CLAIM)}"
+_NEXT_DUE = f"SELECT MIN(available_at) FROM jobs WHERE batch_id = ? AND {guard(JobEvent.CLAIM)}"
 # Counting per batch walks the claim index instead of the whole table.
 _QUEUE_LENGTH = (
     "SELECT COUNT(*) FROM jobs WHERE batch_id IN (SELECT batch_id FROM batches)"
     f" AND state = '{_PENDING}'"
-)
-_MARK_RUNNING = (
-    "INSERT INTO running VALUES (?, ?, ?) ON CONFLICT (batch_id)"
-    " DO UPDATE SET owner = excluded.owner, since = excluded.since"
 )
 
 
@@ -211,7 +169,7 @@ def connect(path: str, busy_timeout_seconds: float) -> sqlite3.Connection:
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
-            conn.executescript(SCHEMA)
+            create_schema(conn)
         except BaseException:
             conn.close()
             raise
@@ -239,23 +197,25 @@ def _job(row: Sequence[Any]) -> JobRecord:
     )
 
 
-def _batch(row: Sequence[Any], counts: Counts) -> BatchRecord:
-    batch_id, type_, created_at, options = row
+def batch_record(row: Sequence[Any], counts: Counts) -> BatchRecord:
+    """A row of ``BATCH_COLUMNS`` as a record."""
+    batch_id, type_, created_at, options, run_owner = row
     return BatchRecord(
         batch_id=batch_id,
         type=type_,
         created_at=created_at,
         options=_json.load(options),
         counts=counts,
+        run_owner=run_owner,
     )
 
 
-def _require_batch(conn: sqlite3.Connection, batch_id: str) -> None:
+def require_batch(conn: sqlite3.Connection, batch_id: str) -> None:
     if conn.execute("SELECT 1 FROM batches WHERE batch_id = ?", (batch_id,)).fetchone() is None:
         raise BatchNotFound(f"no batch {batch_id!r}")
 
 
-def _counts(conn: sqlite3.Connection, batch_id: str) -> Counts:
+def batch_counts(conn: sqlite3.Connection, batch_id: str) -> Counts:
     rows = conn.execute(
         "SELECT state, COUNT(*) FROM jobs WHERE batch_id = ? GROUP BY state", (batch_id,)
     )
@@ -265,18 +225,19 @@ def _counts(conn: sqlite3.Connection, batch_id: str) -> Counts:
 def create_batch(
     conn: sqlite3.Connection, now: float, batch_id: str, type_: str, options: dict[str, Any]
 ) -> BatchRecord:
-    sql = "INSERT INTO batches VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
-    if conn.execute(sql, (batch_id, type_, now, _json.dump(options))).rowcount == 0:
+    sql = "INSERT INTO batches VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    row = (batch_id, type_, now, _json.dump(options), starts_by_itself(options))
+    if conn.execute(sql, row).rowcount == 0:
         raise BatchExists(f"batch {batch_id!r} already exists")
     return BatchRecord(batch_id=batch_id, type=type_, created_at=now, options=options)
 
 
 def get_batch(conn: sqlite3.Connection, now: float, batch_id: str) -> BatchRecord:
-    sql = f"SELECT {_BATCH_COLUMNS} FROM batches WHERE batch_id = ?"
-    row = conn.execute(sql, (batch_id,)).fetchone()
+    sql = f"SELECT {BATCH_COLUMNS} FROM {BATCHES} WHERE b.batch_id = :batch_id"
+    row = conn.execute(sql, {"batch_id": batch_id, "now": now}).fetchone()
     if row is None:
         raise BatchNotFound(f"no batch {batch_id!r}")
-    return _batch(row, _counts(conn, batch_id))
+    return batch_record(row, batch_counts(conn, batch_id))
 
 
 def list_batches(conn: sqlite3.Connection, now: float) -> list[BatchRecord]:
@@ -284,21 +245,22 @@ def list_batches(conn: sqlite3.Connection, now: float) -> list[BatchRecord]:
     grouped = "SELECT batch_id, state, COUNT(*) FROM jobs GROUP BY batch_id, state"
     for batch_id, state, n in conn.execute(grouped):
         counts.setdefault(batch_id, {})[state] = n
-    rows = conn.execute(f"SELECT {_BATCH_COLUMNS} FROM batches ORDER BY created_at, rowid")
-    return [_batch(row, Counts(**counts.get(row[0], {}))) for row in rows]
+    sql = f"SELECT {BATCH_COLUMNS} FROM {BATCHES} ORDER BY b.created_at, b.rowid"
+    rows = conn.execute(sql, {"now": now})
+    return [batch_record(row, Counts(**counts.get(row[0], {}))) for row in rows]
 
 
 def delete_batch(conn: sqlite3.Connection, now: float, batch_id: str) -> None:
     if conn.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,)).rowcount == 0:
         raise BatchNotFound(f"no batch {batch_id!r}")
     conn.execute("DELETE FROM jobs WHERE batch_id = ?", (batch_id,))
-    conn.execute("DELETE FROM running WHERE batch_id = ?", (batch_id,))
+    conn.execute("DELETE FROM runs WHERE batch_id = ?", (batch_id,))
 
 
 def add_jobs(
     conn: sqlite3.Connection, now: float, batch_id: str, jobs: Sequence[NewJob]
 ) -> AddResult:
-    _require_batch(conn, batch_id)
+    require_batch(conn, batch_id)
     keys = sorted({job.key for job in jobs if job.key is not None})
     sql = f"SELECT key FROM jobs WHERE batch_id = ? AND key {_IN_JSON}"
     taken = {key for (key,) in conn.execute(sql, (batch_id, _json.dump(keys)))}
@@ -369,8 +331,8 @@ def apply(
 
 
 def counts(conn: sqlite3.Connection, now: float, batch_id: str) -> Counts:
-    _require_batch(conn, batch_id)
-    return _counts(conn, batch_id)
+    require_batch(conn, batch_id)
+    return batch_counts(conn, batch_id)
 
 
 def queue_length(conn: sqlite3.Connection, now: float) -> int:
@@ -386,7 +348,7 @@ def list_jobs(
     limit: int,
     after: int,
 ) -> JobPage:
-    _require_batch(conn, batch_id)
+    require_batch(conn, batch_id)
     where, params = "batch_id = ? AND seq > ?", [batch_id, after]
     if state is not None:
         where, params = f"{where} AND state = ?", [*params, state.value]
@@ -396,30 +358,27 @@ def list_jobs(
     return JobPage(jobs=tuple(_job(row[1:]) for row in rows[:limit]), next_cursor=next_cursor)
 
 
+def parse_cursor(cursor: str | None) -> int:
+    """The seq after which a page starts; cursors are decimal seqs."""
+    if cursor is None:
+        return 0
+    if not (cursor.isascii() and cursor.isdecimal() and len(cursor) <= 18):
+        raise ValueError(f"not a cursor of this store: {cursor!r}")
+    return int(cursor)
+
+
 def retry_failed(conn: sqlite3.Connection, now: float, batch_id: str) -> int:
-    _require_batch(conn, batch_id)
+    require_batch(conn, batch_id)
     return conn.execute(_REQUEUE, (now, batch_id)).rowcount
 
 
 def renew_leases(conn: sqlite3.Connection, now: float, owner: str, lease: float) -> int:
+    conn.execute("UPDATE runs SET expires_at = ? WHERE owner = ?", (now + lease, owner))
     return conn.execute(_RENEW, (now + lease, owner)).rowcount
 
 
 def recover_expired_leases(conn: sqlite3.Connection, now: float) -> int:
     return conn.execute(_RECOVER, (now,)).rowcount
-
-
-def mark_running(conn: sqlite3.Connection, now: float, batch_id: str, owner: str) -> None:
-    _require_batch(conn, batch_id)
-    conn.execute(_MARK_RUNNING, (batch_id, owner, now))
-
-
-def clear_running(conn: sqlite3.Connection, now: float, batch_id: str) -> None:
-    conn.execute("DELETE FROM running WHERE batch_id = ?", (batch_id,))
-
-
-def running_batches(conn: sqlite3.Connection, now: float) -> dict[str, str]:
-    return dict(conn.execute("SELECT batch_id, owner FROM running ORDER BY since, rowid"))
 
 
 def ping(conn: sqlite3.Connection, now: float) -> None:

@@ -25,6 +25,18 @@ callable so tests can drive it.
 
 Ordering: ``claim_jobs`` hands out the highest ``priority`` first, then the
 oldest; a job with ``delay_seconds`` is not handed out before it is due.
+
+A cluster (every engine on one store) shares three more things. The
+*engine registry*: each engine upserts an ``EngineRecord`` with a time to
+live (``heartbeat``), so every engine can list the live ones. *Run
+ownership*: a batch runs on at most one engine at a time; the engine that
+runs it holds its *run record* (``acquire_run``) under a lease renewed with
+its job leases (``renew_leases``). A run record outlives its run when the
+run was stopped early: handed over at a graceful shutdown (``release_run``
+with ``finished=False``), or left behind by an engine that died (its lease
+runs out, or ``recover_engine`` hands it over at once); either way some
+engine resumes it. The *queue*: ``startable_batches`` finds batches with due
+work that no engine runs, for engines that start work by themselves.
 """
 
 from __future__ import annotations
@@ -41,13 +53,16 @@ __all__ = [
     "BatchRecord",
     "Complete",
     "Counts",
+    "EngineRecord",
     "Fail",
     "JobPage",
     "JobRecord",
     "NewJob",
     "Outcome",
     "Release",
+    "RunRecord",
     "Store",
+    "starts_by_itself",
 ]
 
 
@@ -88,13 +103,55 @@ class Counts:
 
 @attrs.frozen(kw_only=True)
 class BatchRecord:
-    """A batch as stored: ``type`` is the default job type of its jobs."""
+    """A batch as stored: ``type`` is the default job type of its jobs;
+    ``run_owner`` is the engine that runs it (holds its run record under a
+    lease that has not expired), or None."""
 
     batch_id: str
     type: str
     created_at: float
     options: Mapping[str, Any] = attrs.field(factory=dict)
     counts: Counts = attrs.field(factory=Counts)
+    run_owner: str | None = None
+
+
+def starts_by_itself(options: Mapping[str, Any]) -> bool:
+    """Whether a batch with these options starts without being asked to: its
+    ``autoStart`` is true or its ``after`` lists batches. Fixed when the batch
+    is created (options never change)."""
+    after = options.get("after")
+    return options.get("autoStart") is True or (isinstance(after, list) and bool(after))
+
+
+@attrs.frozen(kw_only=True)
+class EngineRecord:
+    """One engine of the cluster as registered by its ``heartbeat``.
+
+    ``boot_id`` names the host's boot, so that ``host``, ``boot_id`` and a
+    ``pid`` that no longer lives show an engine gone for good. ``last_seen``
+    and ``expires_at`` are wall-clock seconds set by the store (the caller's
+    values are replaced); the engine is live while ``expires_at > now``.
+    """
+
+    engine_id: str
+    host: str
+    pid: int
+    boot_id: str
+    max_batches: int
+    running_batches: tuple[str, ...] = ()
+    last_seen: float = 0.0
+    expires_at: float = 0.0
+
+
+@attrs.frozen(kw_only=True)
+class RunRecord:
+    """A remembered run: ``owner`` holds it until ``expires_at`` (unless it
+    renews its leases). Free to take over when ``owner`` is None (handed
+    over; ``expires_at`` is then when it was) or the lease has expired."""
+
+    batch_id: str
+    owner: str | None
+    expires_at: float
 
 
 @attrs.frozen(kw_only=True)
@@ -162,7 +219,7 @@ Outcome = Complete | Fail | Release
 
 
 class Store(Protocol):
-    """Batches and jobs, leases and the running-batch registry.
+    """Batches and jobs, leases, run ownership and the engine registry.
 
     Every method may raise ``StoreUnavailable`` when the backend cannot be
     reached; then nothing was written (writes are atomic).
@@ -179,7 +236,7 @@ class Store(Protocol):
         ...
 
     async def get_batch(self, batch_id: str) -> BatchRecord:
-        """The batch with its counts.
+        """The batch with its counts and its live run owner.
 
         Raises:
             BatchNotFound: no such batch.
@@ -187,11 +244,12 @@ class Store(Protocol):
         ...
 
     async def list_batches(self) -> list[BatchRecord]:
-        """Every batch with its counts, oldest first."""
+        """Every batch with its counts and live run owner, oldest first (one
+        round trip in all)."""
         ...
 
     async def delete_batch(self, batch_id: str) -> None:
-        """Delete the batch and all its jobs.
+        """Delete the batch, all its jobs and its run record.
 
         Raises:
             BatchNotFound: no such batch.
@@ -262,7 +320,8 @@ class Store(Protocol):
         ...
 
     async def renew_leases(self, owner: str, lease_seconds: float) -> int:
-        """Push the expiry of every lease ``owner`` holds to now + lease_seconds."""
+        """Push the expiry of every job lease and run record ``owner`` holds
+        to now + lease_seconds, in one step; how many job leases."""
         ...
 
     async def recover_expired_leases(self) -> int:
@@ -270,16 +329,53 @@ class Store(Protocol):
         attempt (their engine died; the job did not fail). How many."""
         ...
 
-    async def mark_running(self, batch_id: str, owner: str) -> None:
-        """Remember that ``owner`` runs the batch, so a restart resumes it."""
+    async def heartbeat(self, record: EngineRecord, ttl_seconds: float) -> EngineRecord:
+        """Register the engine (replacing its earlier record), seen now and
+        live for ``ttl_seconds``; the record as stored."""
         ...
 
-    async def clear_running(self, batch_id: str) -> None:
-        """The batch's run ended for good (finished or cancelled)."""
+    async def engines(self) -> list[EngineRecord]:
+        """Every registered engine, live or not, by engine id."""
         ...
 
-    async def running_batches(self) -> dict[str, str]:
-        """Batch id → owner of every batch remembered as running."""
+    async def forget_engine(self, engine_id: str) -> None:
+        """Unregister the engine; an unknown one is left alone."""
+        ...
+
+    async def acquire_run(self, batch_id: str, owner: str, lease_seconds: float) -> str:
+        """Make ``owner`` the batch's runner, for ``lease_seconds``, unless
+        another owner's lease on it has not expired; atomic.
+
+        Returns:
+            The owner afterwards: ``owner`` when it took the run (free,
+            handed over, expired) or held it already (its lease renewed),
+            else the engine holding it.
+
+        Raises:
+            BatchNotFound: no such batch.
+        """
+        ...
+
+    async def release_run(self, batch_id: str, owner: str, *, finished: bool) -> bool:
+        """If ``owner`` holds the batch's run record (expired or not):
+        ``finished``, forget it (the run ended for good); else hand it over
+        (owner None), so any engine may resume it at once. Whether it did."""
+        ...
+
+    async def runs(self) -> list[RunRecord]:
+        """Every remembered run, by batch id, whoever holds it."""
+        ...
+
+    async def recover_engine(self, owner: str) -> int:
+        """Take back at once what a dead engine held: its active jobs back to
+        pending with the attempt refunded, its run records handed over; one
+        step. How many jobs."""
+        ...
+
+    async def startable_batches(self, limit: int, *, any_batch: bool) -> list[BatchRecord]:
+        """Up to ``limit`` batches that have a due pending job and no live run
+        owner, oldest first; unless ``any_batch``, only those that start by
+        themselves (``starts_by_itself``). Never a scan of jobs."""
         ...
 
     async def ping(self) -> None:

@@ -7,9 +7,11 @@ owns its connection pool's tasks, and ``open_redis_store`` holds it open for
 the life of the store. Every method is one round trip: one Lua script from
 ``engine.store._redis_scripts`` (which documents the keys), so that a claim
 of N jobs, the outcomes of a burst or an add of many jobs is one atomic step
-on the server, whatever N. Arguments are validated and encoded
-(``engine.store._redis_values``) before anything is sent, so a script never
-stops half-way on bad input.
+on the server, whatever N. The cluster's methods (engine registry, run
+ownership, startable batches) come from ``RedisClusterMethods`` in
+``engine.store._redis_cluster``, with their scripts. Arguments are
+validated and encoded (``engine.store._redis_values``) before anything is
+sent, so a script never stops half-way on bad input.
 
 Cancellation: each call is shielded from cancellation and bounded instead by
 the connection's timeouts (``CONNECT_TIMEOUT_SECONDS``,
@@ -44,6 +46,7 @@ from coredis.retry import NoRetryPolicy
 
 from engine.errors import BatchExists, BatchNotFound
 from engine.store import _json
+from engine.store._redis_cluster import CLUSTER_SCRIPTS, RedisClusterMethods
 from engine.store._redis_errors import checked_location, sole_exception, translate_redis_errors
 from engine.store._redis_scripts import SCRIPTS
 from engine.store._redis_values import (
@@ -57,7 +60,16 @@ from engine.store._redis_values import (
     parse_cursor,
     rank,
 )
-from engine.store.base import AddResult, BatchRecord, Counts, JobPage, JobRecord, NewJob, Outcome
+from engine.store.base import (
+    AddResult,
+    BatchRecord,
+    Counts,
+    JobPage,
+    JobRecord,
+    NewJob,
+    Outcome,
+    starts_by_itself,
+)
 
 if TYPE_CHECKING:
     from coredis.commands import Script
@@ -76,7 +88,7 @@ CONNECT_TIMEOUT_SECONDS = 3.0
 COMMAND_TIMEOUT_SECONDS = 10.0
 
 
-class RedisStore:
+class RedisStore(RedisClusterMethods):
     """``Store`` on one Redis database; get one from ``open_redis_store``.
 
     Every method is one script, atomic on the server, and shielded from
@@ -90,7 +102,8 @@ class RedisStore:
         self._where = where
         self._clock = clock
         self._scripts: dict[str, Script[str]] = {
-            name: client.register_script(source) for name, source in SCRIPTS.items()
+            name: client.register_script(source)
+            for name, source in {**SCRIPTS, **CLUSTER_SCRIPTS}.items()
         }
 
     async def _run(self, script: str, *args: str | int) -> Any:
@@ -118,32 +131,34 @@ class RedisStore:
             BatchExists: the id is taken.
         """
         opts, now = dict(options or {}), self._clock()
-        if not await self._run("create_batch", batch_id, type, number(now), _json.dump(opts)):
+        args = (batch_id, type, number(now), _json.dump(opts), int(starts_by_itself(opts)))
+        if not await self._run("create_batch", *args):
             raise BatchExists(f"batch {batch_id!r} already exists")
         return BatchRecord(batch_id=batch_id, type=type, created_at=now, options=opts)
 
     async def get_batch(self, batch_id: str) -> BatchRecord:
-        """The batch with its counts.
+        """The batch with its counts and live run owner.
 
         Cancellation: shielded; it only reads.
 
         Raises:
             BatchNotFound: no such batch.
         """
-        found = await self._run("get_batch", batch_id)
+        found = await self._run("get_batch", batch_id, number(self._clock()))
         if found is None:
             raise BatchNotFound(f"no batch {batch_id!r}")
         return batch_record(batch_id, *found)
 
     async def list_batches(self) -> list[BatchRecord]:
-        """Every batch with its counts, oldest first.
+        """Every batch with its counts and live run owner, oldest first.
 
         Cancellation: shielded; it only reads.
         """
-        return [batch_record(*row) for row in await self._run("list_batches")]
+        rows = await self._run("list_batches", number(self._clock()))
+        return [batch_record(*row) for row in rows]
 
     async def delete_batch(self, batch_id: str) -> None:
-        """Delete the batch, all its jobs and its running mark.
+        """Delete the batch, all its jobs and its run record.
 
         Cancellation: shielded: it returns or raises, never half-done.
 
@@ -324,12 +339,13 @@ class RedisStore:
         return int(requeued)
 
     async def renew_leases(self, owner: str, lease_seconds: float) -> int:
-        """Push the expiry of every lease ``owner`` holds to now + ``lease_seconds``.
+        """Push the expiry of every job lease and run record ``owner`` holds
+        to now + ``lease_seconds``.
 
         Cancellation: shielded: it returns or raises, never half-done.
 
         Returns:
-            How many leases were renewed.
+            How many job leases were renewed.
         """
         expires = number(self._clock() + lease_seconds)
         return int(await self._run("renew_leases", owner, expires))
@@ -343,32 +359,6 @@ class RedisStore:
             How many jobs were recovered.
         """
         return int(await self._run("recover_expired_leases", number(self._clock())))
-
-    async def mark_running(self, batch_id: str, owner: str) -> None:
-        """Remember that ``owner`` runs the batch, replacing an earlier owner.
-
-        Cancellation: shielded: it returns or raises, never half-done.
-
-        Raises:
-            BatchNotFound: no such batch.
-        """
-        if not await self._run("mark_running", batch_id, owner, number(self._clock())):
-            raise BatchNotFound(f"no batch {batch_id!r}")
-
-    async def clear_running(self, batch_id: str) -> None:
-        """Forget the batch's run; a batch not marked running is left alone.
-
-        Cancellation: shielded: it returns or raises, never half-done.
-        """
-        await self._run("clear_running", batch_id)
-
-    async def running_batches(self) -> dict[str, str]:
-        """Batch id → owner of every batch marked running, oldest mark first.
-
-        Cancellation: shielded; it only reads.
-        """
-        flat = await self._run("running_batches")
-        return dict(zip(flat[::2], flat[1::2], strict=True))
 
     async def ping(self) -> None:
         """Ask Redis for a PONG.

@@ -24,9 +24,12 @@ thousands of commits a second.
 loop for its few statements: for tests on trio's ``MockClock``, whose
 autojump would move time on (and fire deadlines) while a worker thread works.
 
-The bodies of the transactions, the schema and the SQL live in
-``engine.store._sqlite_ops``; this module owns the connection, the thread
-and the lock.
+The bodies of the transactions and the SQL live in
+``engine.store._sqlite_ops``, the schema in ``engine.store._sqlite_schema``,
+and the cluster's methods (engine registry, run ownership, startable
+batches) in ``engine.store._sqlite_cluster``, whose ``SqliteClusterMethods``
+this store inherits; this module owns the connection, the thread and the
+lock.
 
 Cancellation: the worker thread is never abandoned, since that would leave
 the connection in the middle of a transaction. A call cancelled while waiting
@@ -55,6 +58,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import trio
 
 from engine.store import _sqlite_ops as ops
+from engine.store._sqlite_cluster import SqliteClusterMethods
 
 if TYPE_CHECKING:
     import sqlite3
@@ -87,7 +91,7 @@ DEFAULT_BUSY_TIMEOUT_SECONDS = 5.0
 _CLOSE_MARGIN_SECONDS = 2.0
 
 
-class SqliteStore:
+class SqliteStore(SqliteClusterMethods):
     """``Store`` on one SQLite connection; get one from ``open_sqlite_store``.
 
     Every method is one transaction and atomic under cancellation (see the
@@ -153,7 +157,7 @@ class SqliteStore:
         )
 
     async def get_batch(self, batch_id: str) -> BatchRecord:
-        """The batch with its counts.
+        """The batch with its counts and live run owner.
 
         Cancellation: atomic: it only reads.
 
@@ -163,14 +167,14 @@ class SqliteStore:
         return await self._run(lambda conn, now: ops.get_batch(conn, now, batch_id), write=False)
 
     async def list_batches(self) -> list[BatchRecord]:
-        """Every batch with its counts, oldest first.
+        """Every batch with its counts and live run owner, oldest first.
 
         Cancellation: atomic: it only reads.
         """
         return await self._run(ops.list_batches, write=False)
 
     async def delete_batch(self, batch_id: str) -> None:
-        """Delete the batch, all its jobs and its running mark.
+        """Delete the batch, all its jobs and its run record.
 
         Cancellation: atomic: if it raises ``Cancelled``, nothing happened.
 
@@ -296,7 +300,7 @@ class SqliteStore:
         """
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
-        after = _parse_cursor(cursor)
+        after = ops.parse_cursor(cursor)
         return await self._run(
             lambda conn, now: ops.list_jobs(conn, now, batch_id, state, limit, after), write=False
         )
@@ -315,12 +319,13 @@ class SqliteStore:
         return await self._run(lambda conn, now: ops.retry_failed(conn, now, batch_id), write=True)
 
     async def renew_leases(self, owner: str, lease_seconds: float) -> int:
-        """Push the expiry of every lease ``owner`` holds to now + ``lease_seconds``.
+        """Push the expiry of every job lease and run record ``owner`` holds
+        to now + ``lease_seconds``.
 
         Cancellation: atomic: if it raises ``Cancelled``, nothing happened.
 
         Returns:
-            How many leases were renewed.
+            How many job leases were renewed.
         """
         return await self._run(
             lambda conn, now: ops.renew_leases(conn, now, owner, lease_seconds), write=True
@@ -335,30 +340,6 @@ class SqliteStore:
             How many jobs were recovered.
         """
         return await self._run(ops.recover_expired_leases, write=True)
-
-    async def mark_running(self, batch_id: str, owner: str) -> None:
-        """Remember that ``owner`` runs the batch, replacing an earlier owner.
-
-        Cancellation: atomic: if it raises ``Cancelled``, nothing happened.
-
-        Raises:
-            BatchNotFound: no such batch.
-        """
-        await self._run(lambda conn, now: ops.mark_running(conn, now, batch_id, owner), write=True)
-
-    async def clear_running(self, batch_id: str) -> None:
-        """Forget the batch's run; a batch not marked running is left alone.
-
-        Cancellation: atomic: if it raises ``Cancelled``, nothing happened.
-        """
-        await self._run(lambda conn, now: ops.clear_running(conn, now, batch_id), write=True)
-
-    async def running_batches(self) -> dict[str, str]:
-        """Batch id → owner of every batch marked running, oldest mark first.
-
-        Cancellation: atomic: it only reads.
-        """
-        return await self._run(ops.running_batches, write=False)
 
     async def ping(self) -> None:
         """Run ``SELECT 1``.
@@ -395,15 +376,6 @@ async def _call(threaded: bool, function: Callable[..., _T], *args: Any) -> _T:
         return await trio.to_thread.run_sync(function, *args)
     await trio.lowlevel.checkpoint()
     return function(*args)
-
-
-def _parse_cursor(cursor: str | None) -> int:
-    """The seq after which a page starts; cursors are decimal seqs."""
-    if cursor is None:
-        return 0
-    if not (cursor.isascii() and cursor.isdecimal() and len(cursor) <= 18):
-        raise ValueError(f"not a cursor of this store: {cursor!r}")
-    return int(cursor)
 
 
 @contextlib.asynccontextmanager

@@ -13,6 +13,7 @@ import trio
 from engine.config.settings import RateLimit
 from engine.core.engine import StartResult
 from engine.errors import BatchNotRunning, ShuttingDown
+from engine.store.sqlite import open_sqlite_store
 from engine.testing import collect_until, jobs_of, open_test_engine
 from protocols.events import Event
 from protocols.lifecycle import JobState
@@ -85,6 +86,26 @@ async def test_rate_limit_holds_end_to_end(tmp_path: Path) -> None:
     # Starts are observed after an IPC hop, so allow that hop's jitter.
     for i, t in enumerate(starts):
         assert sum(1 for u in starts[i:] if u - t < 0.9) <= 5
+
+
+async def test_a_run_held_by_another_engine_is_not_started_here(tmp_path: Path) -> None:
+    async with (
+        open_test_engine(tmp_path) as engine,
+        open_sqlite_store(str(tmp_path / "batchyard.db")) as shared,
+    ):
+        batch_id, _ = await engine.create_batch(None, "noop", jobs_of("noop", [None]))
+        assert await shared.acquire_run(batch_id, "engine-elsewhere", 60) == "engine-elsewhere"
+        with trio.fail_after(15):
+            assert await engine.start(batch_id) is StartResult.ALREADY_RUNNING
+            assert not engine.is_running(batch_id)
+            assert engine.status().active_batches == 0  # its capacity was given back
+            await shared.release_run(batch_id, "engine-elsewhere", finished=False)
+            with engine.subscribe([batch_id]) as sub:
+                assert await engine.start(batch_id) is StartResult.STARTED
+                assert (await shared.get_batch(batch_id)).run_owner == engine.owner
+                await collect_until(sub)
+            await engine.wait_stopped(batch_id)
+        assert await shared.runs() == []  # finished: forgotten
 
 
 async def test_start_answers_started_already_running_capacity_reached(tmp_path: Path) -> None:

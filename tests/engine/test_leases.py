@@ -11,6 +11,7 @@ import trio.testing
 from engine.core.leases import RememberedRuns, keep_leases
 from engine.core.values import StartResult
 from engine.errors import BatchNotFound, StoreUnavailable
+from engine.store import RunRecord
 
 
 class _LeaseStore:
@@ -59,18 +60,23 @@ async def test_leases_are_renewed_every_third_and_recovery_wakes_the_runs(
     assert "cannot renew leases" in caplog.text
 
 
+_NOW = 1000.0
+
+
 class _RunStore:
-    def __init__(self, running: set[str]) -> None:
-        self.running = running
-        self.cleared: list[str] = []
+    """Remembers runs handed over by an earlier engine, and ``others``: runs
+    of engines that hold them until ``_NOW + 1``."""
 
-    async def running_batches(self) -> dict[str, str]:
-        await trio.lowlevel.checkpoint()
-        return dict.fromkeys(self.running, "an earlier engine")
+    def __init__(self, handed_over: set[str], others: dict[str, str] | None = None) -> None:
+        self.records = [RunRecord(batch_id=b, owner=None, expires_at=1.0) for b in handed_over]
+        self.records += [
+            RunRecord(batch_id=b, owner=owner, expires_at=_NOW + 1)
+            for b, owner in (others or {}).items()
+        ]
 
-    async def clear_running(self, batch_id: str) -> None:
+    async def runs(self) -> list[RunRecord]:
         await trio.lowlevel.checkpoint()
-        self.cleared.append(batch_id)
+        return self.records
 
 
 class _Starter:
@@ -101,24 +107,39 @@ async def test_remembered_runs_start_in_order_within_capacity(
             "d": StartResult.ALREADY_RUNNING,
         }
     )
-    remembered = RememberedRuns(store, start=starter.start, draining=lambda: False)  # type: ignore[arg-type]
+    remembered = _remembered(store, starter, draining=False)
     with caplog.at_level(logging.INFO, logger="batchyard.engine"):
         await remembered.resume()
-    # b cannot start at all: forgotten. c meets full capacity: it waits.
+    # b cannot start at all: dropped. c meets full capacity: it waits.
     assert starter.asked == ["a", "b", "c"]
-    assert store.cleared == ["b"]
     assert "[batch a] resumed" in caplog.text and "[batch b] cannot resume" in caplog.text
 
     starter.answers["c"] = StartResult.STARTED
     await remembered.resume_next()
     await remembered.resume_next()
     assert starter.asked == ["a", "b", "c", "c", "d"]
-    assert store.cleared == ["b"]
+
+
+def _remembered(store: _RunStore, starter: _Starter, *, draining: bool) -> RememberedRuns:
+    return RememberedRuns(
+        store,  # type: ignore[arg-type]
+        owner="me",
+        clock=lambda: _NOW,
+        start=starter.start,
+        draining=lambda: draining,
+    )
+
+
+async def test_only_free_runs_and_this_engines_own_are_resumed() -> None:
+    store = _RunStore({"b"}, {"a": "me", "c": "another engine"})
+    store.records.append(RunRecord(batch_id="d", owner="a dead engine", expires_at=_NOW))
+    starter = _Starter(dict.fromkeys("abcd", StartResult.STARTED))
+    await _remembered(store, starter, draining=False).resume()
+    assert starter.asked == ["a", "b", "d"]
 
 
 async def test_nothing_is_resumed_while_the_engine_drains() -> None:
     store = _RunStore({"a"})
     starter = _Starter({"a": StartResult.STARTED})
-    remembered = RememberedRuns(store, start=starter.start, draining=lambda: True)  # type: ignore[arg-type]
-    await remembered.resume()
-    assert starter.asked == [] and store.cleared == []
+    await _remembered(store, starter, draining=True).resume()
+    assert starter.asked == []

@@ -110,7 +110,7 @@ async def test_deleting_every_batch_leaves_no_index_behind(
                         Release(job_id=ids[3], refund_attempt=True),
                     ]
                 )
-                await store.mark_running(batch_id, "e")
+                await store.acquire_run(batch_id, "e", LEASE)
             clock.advance(2)
             assert await store.recover_expired_leases() == 2
             await store.claim_jobs("b", 2, owner="e2", lease_seconds=LEASE)
@@ -133,3 +133,57 @@ async def test_aclose_is_idempotent_and_final(redis_url: str) -> None:
                 await store.ping()
             with pytest.raises(trio.ClosedResourceError):
                 await store.create_batch("b", "echo")
+
+
+def index_members(port: int, key: str) -> list[str]:
+    """The members of one of the store's sorted sets, in order."""
+    reply = redis_command(port, "ZRANGE", f"batchyard:{key}", "0", "-1").decode()
+    return reply.split("\r\n")[2::2][: int(reply[1:].split("\r\n")[0])]
+
+
+async def test_the_startable_indexes_hold_exactly_their_batches(
+    redis_url: str, redis_port: int, clock: FakeClock
+) -> None:
+    """``queued`` lists the batches with a pending job, ``starts-itself`` the
+    flagged ones, whatever moves the jobs, oldest batch first."""
+    with trio.fail_after(DEADLINE):
+        async with open_redis_store(redis_url, clock=clock) as store:
+
+            def queued() -> list[str]:
+                return index_members(redis_port, "queued")
+
+            await store.create_batch("z", "echo", {"after": ["y"]})
+            await store.create_batch("y", "echo")
+            await store.create_batch("x", "echo", {"autoStart": True})
+            assert index_members(redis_port, "starts-itself") == ["z", "x"]
+            assert queued() == []
+            await store.add_jobs("y", jobs_of(2, max_attempts=2))
+            await store.add_jobs("z", jobs_of(1, delay_seconds=60))
+            assert queued() == ["z", "y"]  # a job not yet due counts
+            claimed = await store.claim_jobs("y", 9, owner="e", lease_seconds=1)
+            assert queued() == ["z"]
+            await store.apply(
+                [
+                    Fail(job_id=claimed[0].job_id, error="x", retry_at=clock.now + 5),
+                    Complete(job_id=claimed[1].job_id),
+                ]
+            )
+            assert queued() == ["z", "y"]
+            clock.advance(5)
+            again = await store.claim_jobs("y", 9, owner="e", lease_seconds=1)
+            await store.apply([Release(job_id=again[0].job_id, refund_attempt=False)])
+            assert queued() == ["z"]  # out of attempts: failed
+            assert await store.retry_failed("y") == 1
+            assert queued() == ["z", "y"]
+            await store.claim_jobs("y", 9, owner="e", lease_seconds=1)
+            assert queued() == ["z"]
+            clock.advance(2)
+            assert await store.recover_expired_leases() == 1
+            assert queued() == ["z", "y"]
+            await store.claim_jobs("y", 9, owner="e", lease_seconds=1)
+            assert await store.recover_engine("e") == 1
+            assert queued() == ["z", "y"]
+            for batch_id in "zx":
+                await store.delete_batch(batch_id)
+            assert queued() == ["y"]
+            assert index_members(redis_port, "starts-itself") == []

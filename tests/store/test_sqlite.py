@@ -17,7 +17,7 @@ import trio
 import trio.testing
 
 from engine.errors import StoreUnavailable
-from engine.store import JobRecord, NewJob, open_store
+from engine.store import JobRecord, NewJob, RunRecord, open_store
 from engine.store.sqlite import SqliteStore, open_sqlite_store
 from tests.store.helpers import DEADLINE, LEASE, FakeClock, all_jobs, jobs_of
 
@@ -111,11 +111,52 @@ async def test_reopen_keeps_everything(db_path: str, clock: FakeClock) -> None:
         async with open_sqlite_store(db_path, clock=clock) as store:
             await store.create_batch("b", "echo")
             await store.add_jobs("b", jobs_of(3, key=None))
-            await store.mark_running("b", "e")
+            await store.acquire_run("b", "e", LEASE)
         async with open_sqlite_store(db_path, clock=clock) as store:
             assert (await store.counts("b")).pending == 3
-            assert await store.running_batches() == {"b": "e"}
+            assert await store.runs() == [
+                RunRecord(batch_id="b", owner="e", expires_at=clock.now + LEASE)
+            ]
             await store.ping()
+
+
+#: The schema of a file made before run ownership and self-starting batches.
+_OLD_SCHEMA = """
+CREATE TABLE batches (batch_id TEXT PRIMARY KEY, type TEXT NOT NULL, created_at REAL NOT NULL,
+    options TEXT NOT NULL);
+CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL UNIQUE,
+    batch_id TEXT NOT NULL, type TEXT NOT NULL, state TEXT NOT NULL, payload TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL, key TEXT,
+    priority INTEGER NOT NULL, result TEXT, error TEXT, traceback TEXT,
+    created_at REAL NOT NULL, available_at REAL NOT NULL, lease_owner TEXT, lease_expires REAL);
+CREATE TABLE running (batch_id TEXT PRIMARY KEY, owner TEXT NOT NULL, since REAL NOT NULL);
+INSERT INTO batches VALUES ('flow', 'echo', 1.0, '{"after": ["plain"]}');
+INSERT INTO batches VALUES ('plain', 'echo', 2.0, '{"autoStart": false}');
+INSERT INTO jobs (job_id, batch_id, type, state, payload, max_attempts, priority, created_at,
+    available_at) VALUES ('j1', 'flow', 'echo', 'pending', 'null', 1, 0, 1.0, 1.0),
+    ('j2', 'plain', 'echo', 'pending', 'null', 1, 0, 2.0, 2.0);
+INSERT INTO running VALUES ('plain', 'engine-old', 5.0);
+"""
+
+
+async def test_an_older_file_is_migrated(db_path: str, clock: FakeClock) -> None:
+    """Its running marks become handed-over runs; its batches' flags are set."""
+    old = sqlite3.connect(db_path)
+    old.executescript(_OLD_SCHEMA)
+    old.close()
+    with trio.fail_after(DEADLINE):
+        for _ in range(2):  # and opening it again changes nothing
+            async with open_sqlite_store(db_path, clock=clock) as store:
+                assert await store.runs() == [
+                    RunRecord(batch_id="plain", owner=None, expires_at=5.0)
+                ]
+                startable = await store.startable_batches(9, any_batch=False)
+                assert [b.batch_id for b in startable] == ["flow"]
+                startable = await store.startable_batches(9, any_batch=True)
+                assert [b.batch_id for b in startable] == ["flow", "plain"]
+        async with open_sqlite_store(db_path, clock=clock) as store:
+            assert await store.acquire_run("plain", "e", LEASE) == "e"
+            assert (await store.get_batch("plain")).run_owner == "e"
 
 
 async def test_cancelled_during_transaction_completes(

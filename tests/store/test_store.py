@@ -57,13 +57,14 @@ async def test_create_get_list_delete_batch(store: Store, clock: FakeClock) -> N
         assert [b.counts.pending for b in listed] == [3, 0]
         assert (await store.get_batch("b0")).options == {}
 
-        await store.mark_running("b1", "engine-1")
+        await store.acquire_run("b1", "engine-1", LEASE)
         await store.delete_batch("b1")
         with pytest.raises(BatchNotFound):
             await store.get_batch("b1")
         assert [b.batch_id for b in await store.list_batches()] == ["b0"]
         assert await store.queue_length() == 0
-        assert await store.running_batches() == {}
+        assert await store.runs() == []
+        assert await store.startable_batches(9, any_batch=True) == []
 
 
 async def test_create_existing_batch(store: Store) -> None:
@@ -83,7 +84,7 @@ CALLS_NEEDING_A_BATCH: dict[str, Callable[[Store], Awaitable[object]]] = {
     "counts": lambda s: s.counts("nope"),
     "list_jobs": lambda s: s.list_jobs("nope"),
     "retry_failed": lambda s: s.retry_failed("nope"),
-    "mark_running": lambda s: s.mark_running("nope", "engine"),
+    "acquire_run": lambda s: s.acquire_run("nope", "engine", LEASE),
 }
 
 
@@ -93,7 +94,7 @@ async def test_unknown_batch(store: Store, call: Callable[[Store], Awaitable[obj
         await store.create_batch("other", "echo")
         with pytest.raises(BatchNotFound, match="nope"):
             await call(store)
-        assert await store.running_batches() == {}
+        assert await store.runs() == []
         assert await store.queue_length() == 0
 
 
@@ -302,7 +303,7 @@ async def test_retry_failed(store: Store, clock: FakeClock) -> None:
         assert jobs[0].available_at == clock.now
 
 
-# -- leases and the running registry ----------------------------------------------------
+# -- leases -----------------------------------------------------------------------------
 
 
 async def test_leases_renew_and_expire(store: Store, clock: FakeClock) -> None:
@@ -334,21 +335,6 @@ async def test_leases_renew_and_expire(store: Store, clock: FakeClock) -> None:
         assert (counts.pending, counts.active, counts.completed) == (2, 0, 1)
         again = await store.claim_jobs("b", 5, owner="e3", lease_seconds=10)
         assert sorted(j.attempts for j in again) == [1, 1]
-
-
-async def test_running_registry(store: Store, clock: FakeClock) -> None:
-    with trio.fail_after(DEADLINE):
-        for batch_id in "bc":
-            await store.create_batch(batch_id, "echo")
-        await store.mark_running("c", "e1")
-        clock.advance(1)
-        await store.mark_running("b", "e2")
-        assert list((await store.running_batches()).items()) == [("c", "e1"), ("b", "e2")]
-        await store.mark_running("c", "e3")
-        assert await store.running_batches() == {"b": "e2", "c": "e3"}
-        await store.clear_running("c")
-        await store.clear_running("c")
-        assert await store.running_batches() == {"b": "e2"}
 
 
 async def test_queue_length(store: Store) -> None:
@@ -480,12 +466,14 @@ def test_exports() -> None:
         "BatchRecord",
         "Complete",
         "Counts",
+        "EngineRecord",
         "Fail",
         "JobPage",
         "JobRecord",
         "NewJob",
         "Outcome",
         "Release",
+        "RunRecord",
         "Store",
         "open_store",
     }
@@ -658,6 +646,10 @@ class StoreMachine(RuleBasedStateMachine):
             s: len(self.ids_in(s)) for s in JobState
         }
         assert self.call(self.store.queue_length) == counts.pending
+        startable = self.call(self.store.startable_batches, 9, any_batch=True)
+        due = [j for j in self.model.values() if j.available_at <= self.clock.now]
+        has_due = any(job.state is JobState.PENDING for job in due)
+        assert [b.batch_id for b in startable] == ([self.batch_id] if has_due else [])
         listed = self.call(all_jobs, self.store, self.batch_id, limit=3)
         assert [job.job_id for job in listed] == list(self.model)
         for job in listed:
