@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from engine.errors import BatchExists, BatchNotFound, StoreUnavailable
-from engine.store import _json
+from engine.store import _json, _sqlite_limits
 from engine.store.base import (
     AddResult,
     BatchRecord,
@@ -212,6 +212,7 @@ def connect(path: str, busy_timeout_seconds: float) -> sqlite3.Connection:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.executescript(SCHEMA)
+            conn.executescript(_sqlite_limits.SCHEMA)
         except BaseException:
             conn.close()
             raise

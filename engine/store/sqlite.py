@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import trio
 
 from engine.store import _sqlite_ops as ops
+from engine.store._sqlite_limits import SqliteLimits
 
 if TYPE_CHECKING:
     import sqlite3
@@ -87,13 +88,14 @@ DEFAULT_BUSY_TIMEOUT_SECONDS = 5.0
 _CLOSE_MARGIN_SECONDS = 2.0
 
 
-class SqliteStore:
+class SqliteStore(SqliteLimits):
     """``Store`` on one SQLite connection; get one from ``open_sqlite_store``.
 
     Every method is one transaction and atomic under cancellation (see the
     module notes). Every method raises ``StoreUnavailable`` when SQLite
     cannot do the work, having written nothing, and
-    ``trio.ClosedResourceError`` once the store is closed.
+    ``trio.ClosedResourceError`` once the store is closed. The limit methods
+    come from ``SqliteLimits``.
     """
 
     def __init__(
