@@ -77,7 +77,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at REAL NOT NULL,
     available_at REAL NOT NULL,
     lease_owner TEXT,
-    lease_expires REAL
+    lease_expires REAL,
+    cost REAL NOT NULL DEFAULT 1
 );
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_key ON jobs (batch_id, key) WHERE key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_claim ON jobs (batch_id, state, priority DESC, seq);
@@ -118,7 +119,7 @@ def _target(event: JobEvent) -> str:
 
 _JOB_COLUMNS = (
     "job_id, batch_id, type, state, payload, attempts, max_attempts, key, priority,"
-    " result, error, traceback, created_at, available_at"
+    " result, error, traceback, created_at, available_at, cost"
 )
 _PENDING = JobState.PENDING.value  # where every job starts
 _NO_LEASE = "lease_owner = NULL, lease_expires = NULL"
@@ -127,7 +128,7 @@ _BATCH_COLUMNS = "batch_id, type, created_at, options"
 
 _INSERT_JOB = (
     "INSERT INTO jobs (job_id, batch_id, type, state, payload, max_attempts, key, priority,"
-    " created_at, available_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " created_at, available_at, cost) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _CLAIM = f"""
 UPDATE jobs SET state = {_target(JobEvent.CLAIM)}, attempts = attempts + 1,
@@ -212,6 +213,7 @@ def connect(path: str, busy_timeout_seconds: float) -> sqlite3.Connection:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.executescript(SCHEMA)
+            _add_cost_column(conn)
             conn.executescript(_sqlite_limits.SCHEMA)
         except BaseException:
             conn.close()
@@ -219,9 +221,16 @@ def connect(path: str, busy_timeout_seconds: float) -> sqlite3.Connection:
     return conn
 
 
+def _add_cost_column(conn: sqlite3.Connection) -> None:
+    """Files written before jobs had a cost get the column (every job costs 1)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+    if "cost" not in columns:
+        conn.execute("ALTER TABLE jobs ADD COLUMN cost REAL NOT NULL DEFAULT 1")
+
+
 def _job(row: Sequence[Any]) -> JobRecord:
     job_id, batch_id, type_, state, payload, attempts, max_attempts = row[:7]
-    key, priority, result, error, traceback, created_at, available_at = row[7:]
+    key, priority, result, error, traceback, created_at, available_at, cost = row[7:]
     return JobRecord(
         job_id=job_id,
         batch_id=batch_id,
@@ -237,6 +246,7 @@ def _job(row: Sequence[Any]) -> JobRecord:
         traceback=traceback,
         created_at=created_at,
         available_at=available_at,
+        cost=cost,
     )
 
 
@@ -311,7 +321,7 @@ def add_jobs(
             taken.add(job.key)
         due = now + max(job.delay_seconds, 0.0)
         row = (uuid.uuid4().hex, batch_id, job.type, _PENDING, _json.dump(job.payload))
-        rows.append((*row, job.max_attempts, job.key, job.priority, now, due))
+        rows.append((*row, job.max_attempts, job.key, job.priority, now, due, job.cost))
     conn.executemany(_INSERT_JOB, rows)
     job_ids = tuple(row[0] for row in rows)
     return AddResult(enqueued=len(rows), duplicates=len(jobs) - len(rows), job_ids=job_ids)

@@ -59,7 +59,8 @@ __all__ = [
 
 @attrs.frozen(kw_only=True)
 class NewJob:
-    """A job to add. ``max_attempts`` is fixed when it is added."""
+    """A job to add. ``max_attempts`` is fixed when it is added; rate limits
+    count its ``cost``."""
 
     type: str
     payload: Any = None
@@ -67,6 +68,7 @@ class NewJob:
     priority: int = 0
     delay_seconds: float = 0.0
     max_attempts: int = 1
+    cost: float = 1.0
 
 
 @attrs.frozen(kw_only=True)
@@ -121,6 +123,7 @@ class JobRecord:
     traceback: str | None
     created_at: float
     available_at: float
+    cost: float = 1.0
 
 
 @attrs.frozen(kw_only=True)

@@ -188,6 +188,7 @@ class RedisStore(RedisLimits):
             due = number(now + max(job.delay_seconds, 0.0))
             args += [uuid.uuid4().hex, job.type, _json.dump(job.payload), optional(job.key)]
             args += [rank(job.priority), due, job.max_attempts, str(job.priority)]
+            args.append(number(job.cost))
         added = await self._run("add_jobs", *args)
         if added is None:
             raise BatchNotFound(f"no batch {batch_id!r}")
