@@ -23,10 +23,10 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.store import Store
+from engine.store import NewJob, Store
 from engine.store.redis import open_redis_store
 from tests.store.conftest import Opener
-from tests.store.helpers import DEADLINE, FakeClock
+from tests.store.helpers import DEADLINE, LEASE, FakeClock, all_jobs
 
 # -- rate windows -----------------------------------------------------------------------
 
@@ -236,3 +236,15 @@ async def test_two_stores_never_hand_out_more_slots_than_the_limit(
                 for i in range(20):
                     nursery.start_soon(take, (one, two)[i % 2], f"h{i}")
             assert sorted(got) == [False] * 17 + [True] * 3
+
+
+# -- costs ------------------------------------------------------------------------------
+
+
+async def test_jobs_keep_their_cost(store: Store) -> None:
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("b", "echo")
+        await store.add_jobs("b", [NewJob(type="echo", cost=2.5), NewJob(type="echo")])
+        claimed = await store.claim_jobs("b", 1, owner="e", lease_seconds=LEASE)
+        assert [job.cost for job in claimed] == [2.5]
+        assert [job.cost for job in await all_jobs(store, "b")] == [2.5, 1.0]
