@@ -100,6 +100,11 @@ class RateLimiter:
         self._per_seconds = per_seconds
         self._starts: deque[tuple[float, float]] = deque()  # (time, cost), oldest first
 
+    @property
+    def count(self) -> int:
+        """The cost allowed per window."""
+        return self._count
+
     def _in_window(self) -> deque[tuple[float, float]]:
         cutoff = trio.current_time() - self._per_seconds
         while self._starts and self._starts[0][0] <= cutoff:
@@ -237,6 +242,9 @@ class TypeGate:
         (at once when the type has no rate); ``before_waiting`` is awaited
         once, before the first wait.
 
+        A cost above the rate's count (a job stored before the limit was
+        lowered) takes a whole window instead of waiting forever.
+
         Cancellation: atomic: if cancelled, nothing was taken.
 
         Raises:
@@ -244,7 +252,7 @@ class TypeGate:
         """
         if self.rate is None:
             return
-        waited = False
+        cost, waited = min(cost, self.rate.count), False
         while True:
             wait = await self._store.take_rate(
                 self.type_name, self.rate.count, self.rate.per_seconds, cost

@@ -267,13 +267,15 @@ class BatchRunner:
     async def _take_start(
         self, job: JobRecord, before_waiting: Callable[[], Awaitable[None]]
     ) -> None:
-        """The job's start of the batch's rate (its cost), waiting for room."""
+        """The job's start of the batch's rate (its cost; a whole window at
+        most, for a job stored before the limit was lowered), waiting for room."""
         rate = self._limits.rate
         if rate is None:
             return
-        if rate.next_start_at(job.cost) > trio.current_time():
+        cost = min(job.cost, rate.count)
+        if rate.next_start_at(cost) > trio.current_time():
             await before_waiting()
-        await rate.acquire(job.cost)
+        await rate.acquire(cost)
 
     async def _claim(self, held: HeldJobs, credits: Sequence[object]) -> list[JobRecord]:
         # Shielded: once the store hands jobs out they must be held, or a

@@ -23,7 +23,7 @@ from engine.config.sources import TypeOverrides
 from engine.core.engine import Engine, JobRequest, open_engine
 from engine.errors import JobError
 from engine.jobs.registry import REGISTRY
-from engine.store import Store
+from engine.store import NewJob, Store
 from engine.store.sqlite import open_sqlite_store
 from engine.testing.fake_child import FakeSpawner
 from engine.testing.harness import trio_wall_clock
@@ -200,3 +200,20 @@ async def test_a_job_costlier_than_a_limit_is_refused(
         with pytest.raises(JobError, match=match):
             await engine.add_jobs("b", jobs[1:])
         assert (await engine.counts("b")).total == 2
+
+
+async def test_a_job_stored_before_a_limit_was_lowered_takes_a_whole_window(
+    autojump_clock: MockClock,
+) -> None:
+    types = {"noop": TypeOverrides(rate_limit=RateLimit(count=2, per_seconds=1.0))}
+    rate = RateLimit(count=4, per_seconds=1.0)
+    async with _cluster(1, rate_limit=rate, type_overrides=types) as (store, (engine,)):
+        seen = _Starts([engine])
+        await engine.create_batch("b", "noop", [])
+        # Costlier than both limits, as if written under higher ones.
+        await store.add_jobs("b", [NewJob(type="noop", cost=9.0) for _ in range(3)])
+        await engine.start("b")
+        await engine.wait_stopped("b")
+        assert (await engine.counts("b")).completed == 3
+    starts = sorted(seen.starts.values())
+    assert [t - starts[0] for t in starts] == [0.0, 1.0, 2.0]
