@@ -8,8 +8,9 @@ and runs two loops against it until the child exits:
 * the **dispatcher** claims up to ``batch_size`` due jobs at a time, never
   more than the free concurrency *credits* (a ``trio.CapacityLimiter`` of
   the batch's concurrency), and sends them in one ``RunJobs`` once the rate
-  limiters and type gates admit them (see "Limits" below). When nothing is due and nothing is held,
-  the batch is finished: it sends ``Shutdown`` and the child exits 0.
+  limiters and type gates admit them (see "Limits" below). When nothing is
+  due and nothing is held, the batch is finished: it sends ``Shutdown`` and
+  the child exits 0.
 * the **reader** hands each burst of child messages to the ``Recorder``
   (``engine.recorder``): one store transaction, then the events, and the
   credits go back.
@@ -31,7 +32,9 @@ jobs admitted so far go out before any wait, so a job waiting at a limit
 never holds back the jobs ahead of it. It does hold back the jobs behind
 it in the same claim, and the batch's next claim (head-of-line within one
 batch; other batches' runs go on). A job's type slot is freed once its
-outcome is recorded (``HeldJobs``).
+outcome is recorded (``HeldJobs``). A claimed job waiting at a limit is
+``active`` in the store meanwhile (its lease renewed), so nothing is
+claimed ahead of the limits beyond the batch's free credits.
 
 A crash (non-zero exit, broken pipe, malformed IPC) publishes ``error`` and,
 while ``batch_retries`` allow, the run starts over with a fresh child.
