@@ -123,6 +123,11 @@ def _delay(instance: object, attribute: attrs.Attribute[Any], value: float) -> N
         raise invalid_field(attribute, f"must be a finite number >= 0, got {value!r}")
 
 
+def _cost(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise invalid_field(attribute, f"must be a finite number > 0, got {value!r}")
+
+
 def _aware(instance: object, attribute: attrs.Attribute[Any], value: datetime) -> None:
     if value.utcoffset() is None:
         raise invalid_field(attribute, f"must carry a UTC offset, got {value.isoformat()}")
@@ -133,12 +138,14 @@ def _aware(instance: object, attribute: attrs.Attribute[Any], value: datetime) -
 
 @attrs.frozen(kw_only=True)
 class JobSpec:
-    """One job to enqueue: a payload, and optionally its own type, key, priority, delay.
+    """One job to enqueue: a payload, and optionally its own type, key, priority,
+    delay and cost.
 
     ``key`` makes enqueueing idempotent within a batch: a key the batch
     already holds is counted as a duplicate, not enqueued again. The highest
     ``priority`` is handed out first; a job is not handed out before
-    ``delay_seconds`` have passed since it was enqueued.
+    ``delay_seconds`` have passed since it was enqueued. Rate limits count
+    ``cost`` (say, the tokens a request will use) instead of one per start.
     """
 
     payload: Any = None
@@ -146,6 +153,7 @@ class JobSpec:
     key: str | None = attrs.field(default=None, validator=_key)
     priority: int = attrs.field(default=0, validator=_priority)
     delay_seconds: float = attrs.field(default=0.0, validator=_delay)
+    cost: float = attrs.field(default=1.0, validator=_cost)
 
 
 @attrs.frozen(kw_only=True)
@@ -219,6 +227,7 @@ class JobView:
     priority: int
     result: Any
     error: str | None
+    cost: float = 1.0
 
 
 @attrs.frozen(kw_only=True)

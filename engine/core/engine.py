@@ -68,7 +68,7 @@ class Engine:
         self._bus = bus
         self._supervisor = supervisor
         self._gate = PauseSwitch()
-        self._policy = EnginePolicy(settings, registry)
+        self._policy = EnginePolicy(settings, registry, store)
         self._runs = Runs(
             nursery,
             capacity=settings.max_active_batches,

@@ -3,7 +3,8 @@ recovered, remembered runs resumed.
 
 Design notes
 ------------
-A claimed job carries a lease of ``LEASE_SECONDS`` in its owner's name.
+A claimed job carries a lease of ``LEASE_SECONDS`` in its owner's name, and
+so does the slot its type's gate took for it (see ``engine.core.limits``).
 While the engine lives, ``keep_leases`` renews every lease it holds each
 third of that, so a renewal or two may fail (the store hiccupped) before a
 lease runs out. The same loop recovers the leases that did run out (their
@@ -55,11 +56,16 @@ async def recover_expired_leases(store: Store) -> int:
 
 
 async def keep_leases(
-    store: Store, owner: str, lease_seconds: float, wake_runs: Callable[[], None]
+    store: Store,
+    owner: str,
+    lease_seconds: float,
+    wake_runs: Callable[[], None],
+    renew_slots: Callable[[], Awaitable[None]],
 ) -> None:
-    """Every ``lease_seconds / 3``: renew ``owner``'s leases, recover the
-    expired ones and, when some were, call ``wake_runs``. Runs until cancelled;
-    a store error is logged and the next round tries again.
+    """Every ``lease_seconds / 3``: renew ``owner``'s leases and (with
+    ``renew_slots``) its type slots, recover the expired leases and, when
+    some were, call ``wake_runs``. Runs until cancelled; a store error is
+    logged and the next round tries again.
 
     Cancellation: the way it ends; a renewal cut short leaves the leases as
     they were (each store call is one transaction).
@@ -69,6 +75,7 @@ async def keep_leases(
         await trio.sleep(interval)
         try:
             await store.renew_leases(owner, lease_seconds)
+            await renew_slots()
             recovered = await recover_expired_leases(store)
         except StoreError as exc:
             log.error("cannot renew leases: %s", exc)

@@ -1,26 +1,35 @@
-"""Exact limits: a strict sliding-window rate limiter, and a job type's gate.
+"""Exact limits: a strict sliding-window rate limiter of cost, a job type's
+cluster-wide gate, and the pause.
 
 Design notes
 ------------
-"N starts per T seconds" is kept *strictly*: the limiter remembers the time
-of each of the last N starts, and lets a new start happen only when the
-oldest of them is at least T seconds old. So no half-open window
-``[t, t + T)`` ever holds more than N starts, whatever the pattern of
-arrivals, and at saturation every window holds exactly N. A fixed-window or
-token-bucket limiter would let up to 2N starts fall within one window across
-a boundary; this one cannot.
+"N per T seconds" is kept *strictly*: the limiter remembers the time and
+cost of each start still in the window, and lets a start of cost c happen
+only when the cost started in the last T seconds plus c stays within N. So
+no half-open window ``[t, t + T)`` ever holds more than N of cost, whatever
+the pattern of arrivals; with every cost 1 (the default) it counts starts,
+and at saturation every window holds exactly N. A fixed-window or
+token-bucket limiter would let up to 2N fall within one window across a
+boundary; this one cannot. Memory is O(starts in a window).
 
-Memory is O(N): a deque of at most N timestamps.
+Time is read only through ``trio.current_time()``, so tests drive the
+limiter with ``trio.testing.MockClock``.
 
-Time is read only through ``trio.current_time()``, so tests drive the limiter
-with ``trio.testing.MockClock``.
+A job type with limits of its own (``[types.NAME]`` concurrency and rate)
+has a ``TypeGate``, and its limits hold across the whole cluster: the
+gate keeps them in the store (``Store.take_slot``, ``Store.take_rate``),
+which every engine on it shares, strictly. A rate that is full says when it
+has room, and the gate sleeps until then. A slot that is taken is waited
+for with a short backoff (``SLOT_POLL_SECONDS`` at most), or less: a slot
+freed by this engine wakes its waiters at once. Slots are leased: the
+engine renews the leases of the slots it holds with its job leases
+(``TypeGate.renew``), so an engine that died frees its slots one lease
+after it stopped renewing them.
 
-A batch's limiter and its job types' gates are taken one after the other,
-not together: the runner takes the batch's starts when it claims jobs, and
-each job's type start when it hands the job to the child, once the job's
-type is known. So a job waiting at its type's gate holds a start of its
-batch's rate; that can only slow the batch, never let a window of either
-limiter hold more than its count.
+A batch's limiter and its job types' gates are passed one after the other,
+not together, each as a job is handed to the child: so a job waiting at its
+type's gate has taken a start of its batch's rate; that can only slow the
+batch, never let a window of either limit hold more than its count.
 
 The pause is a limit too: a run dispatches only while its ``PauseGate`` is
 open. The runner sees the gate through that ``Protocol``; the engine's
@@ -29,14 +38,21 @@ open. The runner sees the gate through that ``Protocol``; the engine's
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import attrs
 import trio
 
+from engine.config.parsers import RateLimit
+from engine.errors import StoreError
+from engine.store.base import Store
+
 __all__ = [
+    "SLOT_POLL_SECONDS",
     "PauseGate",
     "PauseSwitch",
     "RateLimiter",
@@ -44,23 +60,31 @@ __all__ = [
     "TypeGate",
 ]
 
+log = logging.getLogger("batchyard.limits")
+
+#: The longest a job waiting for a slot of its type waits before it asks the
+#: store again: how late, at most, it sees a slot that another engine freed.
+SLOT_POLL_SECONDS = 0.25
+_FIRST_SLOT_POLL_SECONDS = 0.01
+
 
 @attrs.frozen(kw_only=True)
 class RateLimiterStatistics:
-    """A snapshot: the limit, starts in the current window, and when the next
-    start is allowed (``trio.current_time()`` units; now when there is room)."""
+    """A snapshot: the limit, the cost started in the current window, and when
+    the next start of cost 1 is allowed (``trio.current_time()`` units; now
+    when there is room)."""
 
     count: int
     per_seconds: float
-    starts_in_window: int
+    cost_in_window: float
     next_start_at: float
 
 
 class RateLimiter:
-    """At most ``count`` starts in any window of ``per_seconds`` seconds.
+    """At most ``count`` of cost started in any window of ``per_seconds`` seconds.
 
     Args:
-        count: starts allowed per window, at least 1.
+        count: cost allowed per window, at least 1.
         per_seconds: the window length, greater than 0.
 
     Raises:
@@ -74,42 +98,69 @@ class RateLimiter:
             raise ValueError(f"per_seconds must be positive and finite, got {per_seconds!r}")
         self._count = count
         self._per_seconds = per_seconds
-        self._starts: deque[float] = deque(maxlen=count)
+        self._starts: deque[tuple[float, float]] = deque()  # (time, cost), oldest first
 
-    def next_start_at(self) -> float:
-        """When a start is allowed: now when there is room, else the moment
-        the oldest remembered start leaves the window."""
-        now = trio.current_time()
-        if len(self._starts) < self._count:
-            return now
-        return max(now, self._starts[0] + self._per_seconds)
+    @property
+    def count(self) -> int:
+        """The cost allowed per window."""
+        return self._count
 
-    def available(self) -> int:
-        """How many starts the window allows right now."""
-        now = trio.current_time()
-        return self._count - sum(1 for t in self._starts if t > now - self._per_seconds)
+    def _in_window(self) -> deque[tuple[float, float]]:
+        cutoff = trio.current_time() - self._per_seconds
+        while self._starts and self._starts[0][0] <= cutoff:
+            self._starts.popleft()
+        return self._starts
 
-    def acquire_nowait(self) -> None:
-        """Take one start now.
+    def _check(self, cost: float) -> None:
+        if not (0 < cost <= self._count and math.isfinite(cost)):
+            raise ValueError(f"cost must be within (0, {self._count}], got {cost!r}")
+
+    def next_start_at(self, cost: float = 1.0) -> float:
+        """When a start of ``cost`` is allowed: now when there is room, else the
+        moment enough of the oldest starts have left the window.
 
         Raises:
-            trio.WouldBlock: the window is full.
+            ValueError: ``cost`` is not within (0, count].
         """
-        if self.next_start_at() > trio.current_time():
-            raise trio.WouldBlock
-        self._starts.append(trio.current_time())
+        self._check(cost)
+        now = trio.current_time()
+        held = sum(taken for _, taken in self._in_window())
+        for at, taken in self._starts:
+            if held + cost <= self._count:
+                break
+            held -= taken
+            now = at + self._per_seconds
+        return now
 
-    async def acquire(self) -> None:
-        """Take one start, waiting until the window has room.
+    def available(self) -> float:
+        """How much cost the window admits right now."""
+        return self._count - sum(taken for _, taken in self._in_window())
+
+    def acquire_nowait(self, cost: float = 1.0) -> None:
+        """Take a start of ``cost`` now.
+
+        Raises:
+            trio.WouldBlock: the window has no room for it.
+            ValueError: ``cost`` is not within (0, count].
+        """
+        if self.next_start_at(cost) > trio.current_time():
+            raise trio.WouldBlock
+        self._starts.append((trio.current_time(), cost))
+
+    async def acquire(self, cost: float = 1.0) -> None:
+        """Take a start of ``cost``, waiting until the window has room.
 
         Cancellation: atomic; if cancelled, no start was taken.
+
+        Raises:
+            ValueError: ``cost`` is not within (0, count].
         """
         while True:
             # Another waiter may have taken the room this one slept until.
-            ready_at = self.next_start_at()
+            ready_at = self.next_start_at(cost)
             if ready_at <= trio.current_time():
                 await trio.lowlevel.checkpoint_if_cancelled()
-                self._starts.append(trio.current_time())
+                self._starts.append((trio.current_time(), cost))
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return
             await trio.sleep_until(ready_at)
@@ -119,18 +170,138 @@ class RateLimiter:
         return RateLimiterStatistics(
             count=self._count,
             per_seconds=self._per_seconds,
-            starts_in_window=self._count - self.available(),
+            cost_in_window=self._count - self.available(),
             next_start_at=self.next_start_at(),
         )
 
 
-@attrs.frozen(kw_only=True)
 class TypeGate:
-    """The engine-wide limits of one job type, shared by every batch: a rate
-    of starts and a count of jobs handed out at once (None: no limit)."""
+    """The limits of one job type, shared by every batch of every engine on
+    ``store``: at most ``concurrency`` of its jobs handed out at once, and a
+    ``rate`` of cost (None: no such limit). See the module notes.
 
-    rate: RateLimiter | None = None
-    slots: trio.CapacityLimiter | None = None
+    Args:
+        store: where the limits are kept.
+        type_name: the job type (the name of its window and slots).
+        concurrency: the most jobs handed out at once, or None.
+        rate: the type's rate of cost, or None (or unlimited).
+        lease_seconds: how long a slot lasts unless renewed.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        type_name: str,
+        *,
+        concurrency: int | None = None,
+        rate: RateLimit | None = None,
+        lease_seconds: float,
+    ) -> None:
+        self.type_name = type_name
+        self.concurrency = concurrency
+        self.rate = None if rate is None or rate.unlimited else rate
+        self._store = store
+        self._lease_seconds = lease_seconds
+        self._holders: set[str] = set()
+        self._freed = trio.Event()
+
+    async def take_slot(self, holder: str, before_waiting: Callable[[], Awaitable[None]]) -> bool:
+        """Take a slot of the type for ``holder`` (a job id), waiting while
+        every slot is held; ``before_waiting`` is awaited once, before the
+        first wait.
+
+        Cancellation: atomic: if cancelled, no slot was taken.
+
+        Returns:
+            True once ``holder`` holds a slot, which ``release`` gives back;
+            False at once when the type has no concurrency limit.
+
+        Raises:
+            StoreError: the store did not answer.
+        """
+        if self.concurrency is None:
+            return False
+        poll, waited = _FIRST_SLOT_POLL_SECONDS, False
+        while True:
+            freed = self._freed
+            taken = await self._store.take_slot(
+                self.type_name, holder, self.concurrency, self._lease_seconds
+            )
+            if taken:
+                self._holders.add(holder)
+                return True
+            if not waited:
+                await before_waiting()
+                waited = True
+            with trio.move_on_after(poll):
+                await freed.wait()
+            poll = min(poll * 2, SLOT_POLL_SECONDS)
+
+    async def take_rate(self, cost: float, before_waiting: Callable[[], Awaitable[None]]) -> None:
+        """Take ``cost`` from the type's window, sleeping until it has room
+        (at once when the type has no rate); ``before_waiting`` is awaited
+        once, before the first wait.
+
+        A cost above the rate's count (a job stored before the limit was
+        lowered) takes a whole window instead of waiting forever.
+
+        Cancellation: atomic: if cancelled, nothing was taken.
+
+        Raises:
+            StoreError: the store did not answer.
+        """
+        if self.rate is None:
+            return
+        cost, waited = min(cost, self.rate.count), False
+        while True:
+            wait = await self._store.take_rate(
+                self.type_name, self.rate.count, self.rate.per_seconds, cost
+            )
+            if wait <= 0:
+                return
+            if not waited:
+                await before_waiting()
+                waited = True
+            await trio.sleep(wait)
+
+    async def release(self, holders: Sequence[str]) -> None:
+        """Give back the slots of ``holders`` and wake this engine's waiters.
+        A store that does not answer is logged: those slots come back when
+        their lease runs out, since they are no longer renewed.
+
+        Cancellation: atomic (one store call); if cancelled, the slots come
+        back when their lease runs out.
+        """
+        mine = [holder for holder in holders if holder in self._holders]
+        self._holders.difference_update(mine)
+        if not mine:
+            return
+        try:
+            await self._store.release_slots(self.type_name, mine)
+        except StoreError as exc:
+            log.error("cannot free %d slots of type %r: %s", len(mine), self.type_name, exc)
+        finally:
+            self._freed.set()
+            self._freed = trio.Event()
+
+    async def renew(self) -> None:
+        """Renew the leases of the slots this engine holds.
+
+        Cancellation: atomic (one store call).
+
+        Raises:
+            StoreError: the store did not answer.
+        """
+        if not self._holders:
+            return
+        holders = list(self._holders)
+        renewed = await self._store.renew_slots(self.type_name, holders, self._lease_seconds)
+        if renewed < len(holders):
+            log.warning(
+                "%d slots of type %r had expired before renewal",
+                len(holders) - renewed,
+                self.type_name,
+            )
 
 
 class PauseGate(Protocol):

@@ -1,13 +1,17 @@
 """How the engine's settings apply to each job and each run: a job's
-attempts, a run's limits (concurrency, prefetch, the batch's rate limit and
-the type gates every run of the engine shares).
+attempts and cost, a run's limits (concurrency, prefetch, the batch's rate
+limit and the type gates every run of the engine shares).
 
 Design notes
 ------------
 The ``TypeGate`` of a job type with limits of its own (``[types.NAME]``) is
-made once, when the engine opens, and handed to every run: its limits hold
-across all the engine's batches. Each run gets a rate limiter of its own,
-since ``RATE_LIMIT`` bounds one batch.
+made once, when the engine opens, and handed to every run; it keeps its
+limits in the store, so they hold across all batches of every engine on the
+store. Each run gets a rate limiter of its own, since ``RATE_LIMIT`` bounds
+one batch.
+
+A job whose cost exceeds a rate limit that applies to it (its batch's, its
+type's own) could never start, so it is refused when it is submitted.
 
 Jobs queued in a child start whenever a slot frees there, not when the
 engine took their start from a rate limiter; so under any rate limit
@@ -16,21 +20,18 @@ nothing is prefetched, and the limit holds at the start.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-
-import trio
 
 from engine.config.settings import RateLimit, Settings
 from engine.core.limits import RateLimiter, TypeGate
 from engine.core.runner import RunLimits
 from engine.core.values import JobRequest
-from engine.errors import UnknownJobType
+from engine.errors import JobError, UnknownJobType
 from engine.jobs.registry import JobRegistry
-from engine.store import NewJob
+from engine.store import NewJob, Store
 
 __all__ = ["EnginePolicy"]
-
-_NO_GATE = TypeGate()
 
 
 def _limiter(rate: RateLimit) -> RateLimiter | None:
@@ -43,19 +44,23 @@ class EnginePolicy:
     Args:
         settings: the engine's settings.
         registry: the job types jobs may name.
+        store: where the type gates keep their limits.
     """
 
-    def __init__(self, settings: Settings, registry: JobRegistry) -> None:
+    def __init__(self, settings: Settings, registry: JobRegistry, store: Store) -> None:
         self._settings = settings
         self._registry = registry
         self._type_gates = {
             name: TypeGate(
-                rate=None if overrides.rate_limit is None else _limiter(overrides.rate_limit),
-                slots=None
-                if overrides.concurrency is None
-                else trio.CapacityLimiter(overrides.concurrency),
+                store,
+                name,
+                concurrency=overrides.concurrency,
+                rate=overrides.rate_limit,
+                lease_seconds=settings.lease_seconds,
             )
             for name, overrides in settings.type_overrides.items()
+            if overrides.concurrency is not None
+            or (overrides.rate_limit is not None and not overrides.rate_limit.unlimited)
         }
 
     def new_jobs(self, default_type: str, jobs: Sequence[JobRequest]) -> list[NewJob]:
@@ -64,12 +69,16 @@ class EnginePolicy:
         Raises:
             UnknownJobType: a job's type (its own or the batch's) is not
                 registered.
+            JobError: a job's cost is not a positive number, or exceeds a
+                rate limit that applies to it (the message names it).
         """
         attempts: dict[str, int] = {}
         for type_name in {job.type or default_type for job in jobs}:
             if type_name not in self._registry:
                 raise UnknownJobType(f"unknown job type {type_name!r}")
             attempts[type_name] = self._settings.for_type(type_name).max_attempts
+        for index, job in enumerate(jobs):
+            self._check_cost(index, job.cost, job.type or default_type)
         return [
             NewJob(
                 type=job.type or default_type,
@@ -78,9 +87,27 @@ class EnginePolicy:
                 priority=job.priority,
                 delay_seconds=job.delay_seconds,
                 max_attempts=attempts[job.type or default_type],
+                cost=job.cost,
             )
             for job in jobs
         ]
+
+    def _check_cost(self, index: int, cost: float, type_name: str) -> None:
+        if not (math.isfinite(cost) and cost > 0):
+            raise JobError(f"job {index}: cost must be a finite number > 0, got {cost!r}")
+        batch_rate = self._settings.rate_limit
+        if not batch_rate.unlimited and cost > batch_rate.count:
+            raise JobError(
+                f"job {index}: cost {cost:g} exceeds the batch rate limit"
+                f" EMBEDDING_RATE_LIMIT={batch_rate.format()} ({batch_rate.count} per window)"
+            )
+        gate = self._type_gates.get(type_name)
+        if gate is not None and gate.rate is not None and cost > gate.rate.count:
+            raise JobError(
+                f"job {index}: cost {cost:g} exceeds the rate limit of type {type_name!r}"
+                f" ([types.{type_name}] rate_limit={gate.rate.format()},"
+                f" {gate.rate.count} per window)"
+            )
 
     def run_limits(self) -> RunLimits:
         """The limits of a new run (with a rate limiter of its own)."""
@@ -93,11 +120,19 @@ class EnginePolicy:
             batch_retries=settings.batch_retries,
             prefetch=self._prefetch(),
             rate=_limiter(settings.rate_limit),
-            type_gate=self._type_gate,
+            type_gate=self._type_gates.get,
         )
 
-    def _type_gate(self, type_name: str) -> TypeGate:
-        return self._type_gates.get(type_name, _NO_GATE)
+    async def renew_type_slots(self) -> None:
+        """Renew the leases of the type slots this engine holds.
+
+        Cancellation: may have partially happened (some types renewed).
+
+        Raises:
+            StoreError: the store did not answer.
+        """
+        for gate in self._type_gates.values():
+            await gate.renew()
 
     def _prefetch(self) -> int:
         rated = not self._settings.rate_limit.unlimited or any(

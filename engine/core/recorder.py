@@ -3,9 +3,12 @@
 Design notes
 ------------
 ``HeldJobs`` is every job a run claimed and has not finished: each holds one
-of the run's concurrency credits (and, for a type with limits of its own, a
-slot of its ``TypeGate``) until ``pop`` gives them back. Nothing claimed is
-ever outside it, so whatever is left when a child exits can be released.
+of the run's concurrency credits (and, for a type with a concurrency limit
+of its own, a slot of its ``TypeGate``) until ``pop`` gives them back.
+Nothing claimed is ever outside it, so whatever is left when a child exits
+can be released. A type's slots live in the store, so ``pop`` only notes
+them; the recorder frees them (``free_type_slots``) once the outcomes that
+ended their jobs are recorded and published, in one store call per type.
 
 ``Recorder.record`` takes one burst of child messages (what one read of the
 pipe brought), writes their outcomes in one store transaction, then
@@ -23,12 +26,14 @@ Batch-wide counts for ``processing:progress`` are kept from outcomes
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 
 import attrs
 import trio
 
 from engine.core.bus import EventBus
+from engine.core.limits import TypeGate
 from engine.store.base import Complete, Counts, Fail, JobRecord, Outcome, Release, Store
 from protocols import events, ipc
 from protocols.lifecycle import JobState
@@ -57,7 +62,7 @@ class HeldJob:
     record: JobRecord
     credit: object
     active_since: float | None = None
-    type_slots: trio.CapacityLimiter | None = None
+    type_gate: TypeGate | None = None
 
 
 class HeldJobs:
@@ -67,27 +72,45 @@ class HeldJobs:
     def __init__(self, credits: trio.CapacityLimiter) -> None:
         self.credits = credits
         self._jobs: dict[str, HeldJob] = {}
+        self._slots_to_free: dict[TypeGate, list[str]] = defaultdict(list)
 
     def add(self, record: JobRecord, credit: object) -> HeldJob:
         """Hold a claimed job with a credit already borrowed for it."""
         held = self._jobs[record.job_id] = HeldJob(record=record, credit=credit)
         return held
 
-    def add_type_slot(self, job_id: str, slots: trio.CapacityLimiter) -> None:
-        """The job also holds a slot of ``slots`` (its type's gate), borrowed
-        on behalf of its id."""
-        self._jobs[job_id].type_slots = slots
+    def add_type_slot(self, job_id: str, gate: TypeGate) -> None:
+        """The job also holds a slot of ``gate`` (its type's), in its id's name."""
+        self._jobs[job_id].type_gate = gate
 
     def get(self, job_id: str) -> HeldJob | None:
         return self._jobs.get(job_id)
 
     def pop(self, job_id: str) -> HeldJob:
-        """Stop holding the job; its credit and type slot go back."""
+        """Stop holding the job; its credit goes back, and its type slot is
+        to be freed (``free_type_slots``)."""
         held = self._jobs.pop(job_id)
         self.credits.release_on_behalf_of(held.credit)
-        if held.type_slots is not None:
-            held.type_slots.release_on_behalf_of(job_id)
+        if held.type_gate is not None:
+            self._slots_to_free[held.type_gate].append(job_id)
         return held
+
+    async def free_type_slots(self, *, of_every_job: bool = False) -> None:
+        """Free the type slots of the jobs popped so far (and, with
+        ``of_every_job``, of those still held too), one store call per type.
+
+        Cancellation: shielded (bounded); a slot not freed comes back when
+        its lease runs out.
+        """
+        if of_every_job:
+            for job in self._jobs.values():
+                if job.type_gate is not None:
+                    self._slots_to_free[job.type_gate].append(job.record.job_id)
+                    job.type_gate = None
+        with trio.move_on_after(CLEANUP_SECONDS, shield=True):
+            while self._slots_to_free:
+                gate, holders = self._slots_to_free.popitem()
+                await gate.release(holders)
 
     def __contains__(self, job_id: object) -> bool:
         return job_id in self._jobs
@@ -164,6 +187,7 @@ class Recorder:
                 raise trio.TooSlowError("the store did not record results in time")
         for message in messages:
             self._publish_message(message, outcomes, states, held)
+        await held.free_type_slots()
 
     async def release(self, held: HeldJobs, *, crashed: bool) -> None:
         """Put every held job back: refunded, unless the child crashed while
@@ -184,13 +208,17 @@ class Recorder:
             )
             for job in held
         ]
-        if not outcomes:
-            return
-        states = await self._store.apply(outcomes)
+        try:
+            states = await self._store.apply(outcomes) if outcomes else {}
+        except BaseException:
+            # These jobs run no more here, recorded or not: their slots go.
+            await held.free_type_slots(of_every_job=True)
+            raise
         for outcome in outcomes:
             job = held.pop(outcome.job_id)
             if states.get(outcome.job_id) is JobState.FAILED:
                 self._announce(outcome, JobState.FAILED, job)
+        await held.free_type_slots()
 
     def publish(self, data: events.EventData) -> None:
         """Publish one of this batch's events."""

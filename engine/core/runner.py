@@ -7,9 +7,10 @@ and runs two loops against it until the child exits:
 
 * the **dispatcher** claims up to ``batch_size`` due jobs at a time, never
   more than the free concurrency *credits* (a ``trio.CapacityLimiter`` of
-  the batch's concurrency) and never more than the rate limiters allow, and
-  sends them in one ``RunJobs``. When nothing is due and nothing is held,
-  the batch is finished: it sends ``Shutdown`` and the child exits 0.
+  the batch's concurrency), and sends them in one ``RunJobs`` once the rate
+  limiters and type gates admit them (see "Limits" below). When nothing is
+  due and nothing is held, the batch is finished: it sends ``Shutdown`` and
+  the child exits 0.
 * the **reader** hands each burst of child messages to the ``Recorder``
   (``engine.recorder``): one store transaction, then the events, and the
   credits go back.
@@ -23,8 +24,17 @@ still queued in the child. The child reports a job active before its
 handler runs. Claims are shielded so that a cancellation can never strand a
 claimed job outside ``HeldJobs``.
 
-Job types with limits of their own (``[types.NAME]``) pass a ``TypeGate``
-shared by every batch of the engine on their way to the child.
+Limits: each claimed job passes, on its way to the child, the batch's rate
+limiter (its ``cost``) and, for a type with limits of its own
+(``[types.NAME]``), the type's ``TypeGate``, whose slots and window every
+engine on the store shares. Jobs of types without a gate go first; the
+jobs admitted so far go out before any wait, so a job waiting at a limit
+never holds back the jobs ahead of it. It does hold back the jobs behind
+it in the same claim, and the batch's next claim (head-of-line within one
+batch; other batches' runs go on). A job's type slot is freed once its
+outcome is recorded (``HeldJobs``). A claimed job waiting at a limit is
+``active`` in the store meanwhile (its lease renewed), so nothing is
+claimed ahead of the limits beyond the batch's free credits.
 
 A crash (non-zero exit, broken pipe, malformed IPC) publishes ``error`` and,
 while ``batch_retries`` allow, the run starts over with a fresh child.
@@ -34,7 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import attrs
 import trio
@@ -73,7 +83,8 @@ class RunLimits:
     backoff_seconds: float
     batch_retries: int
     rate: RateLimiter | None = None
-    type_gate: Callable[[str], TypeGate] = lambda _: TypeGate()
+    #: The gate of a job type with limits of its own, None for the others.
+    type_gate: Callable[[str], TypeGate | None] = lambda _: None
 
 
 class BatchRunner:
@@ -254,7 +265,7 @@ class BatchRunner:
             while True:
                 await self._gate.wait_open()
                 credits = await _take_credits(held.credits, self._limits.batch_size)
-                jobs = await self._claim_within_rate(held, credits)
+                jobs = await self._claim(held, credits)
                 if jobs:
                     await self._send(child, jobs, held)
                     continue
@@ -263,33 +274,18 @@ class BatchRunner:
                     return
                 await self._wait_for_work()
 
-    async def _claim_within_rate(self, held: HeldJobs, credits: list[object]) -> list[JobRecord]:
-        # Under a rate limit, look before taking starts: a start taken when
-        # nothing is due would be wasted, and waiting for the window to
-        # reopen when nothing is due would delay the end of the batch.
-        if self._limits.rate is not None and not await self._work_due():
-            wanted = 0
-        else:
-            wanted = await self._take_starts(len(credits))
-        for credit in credits[wanted:]:
-            held.credits.release_on_behalf_of(credit)
-        if not wanted:
-            return []
-        return await self._claim(held, credits[:wanted])
-
-    async def _work_due(self) -> bool:
-        due = await self._store.next_due_at(self.batch_id)
-        return due is not None and due <= self._clock()
-
-    async def _take_starts(self, wanted: int) -> int:
+    async def _take_start(
+        self, job: JobRecord, before_waiting: Callable[[], Awaitable[None]]
+    ) -> None:
+        """The job's start of the batch's rate (its cost; a whole window at
+        most, for a job stored before the limit was lowered), waiting for room."""
         rate = self._limits.rate
         if rate is None:
-            return wanted
-        await rate.acquire()
-        extra = min(wanted - 1, rate.available())
-        for _ in range(extra):
-            rate.acquire_nowait()
-        return 1 + extra
+            return
+        cost = min(job.cost, rate.count)
+        if rate.next_start_at(cost) > trio.current_time():
+            await before_waiting()
+        await rate.acquire(cost)
 
     async def _claim(self, held: HeldJobs, credits: Sequence[object]) -> list[JobRecord]:
         # Shielded: once the store hands jobs out they must be held, or a
@@ -309,20 +305,31 @@ class BatchRunner:
         return jobs
 
     async def _send(self, child: Child, jobs: list[JobRecord], held: HeldJobs) -> None:
-        for job in jobs:
-            gate = self._limits.type_gate(job.type)
-            if gate.slots is not None:
-                await gate.slots.acquire_on_behalf_of(job.job_id)
-                held.add_type_slot(job.job_id, gate.slots)
-            if gate.rate is not None:
-                await gate.rate.acquire()
-        message = ipc.RunJobs(
-            jobs=tuple(
-                ipc.JobToRun(job_id=j.job_id, type=j.type, payload=j.payload, attempt=j.attempts)
-                for j in jobs
-            )
-        )
-        await child.channel.send(message)
+        ready: list[JobRecord] = []
+
+        async def send_ready() -> None:
+            if ready:
+                message = ipc.RunJobs(
+                    jobs=tuple(
+                        ipc.JobToRun(
+                            job_id=j.job_id, type=j.type, payload=j.payload, attempt=j.attempts
+                        )
+                        for j in ready
+                    )
+                )
+                ready.clear()
+                await child.channel.send(message)
+
+        gate_of = self._limits.type_gate
+        for job in sorted(jobs, key=lambda j: gate_of(j.type) is not None):
+            await self._take_start(job, send_ready)
+            gate = gate_of(job.type)
+            if gate is not None:
+                if await gate.take_slot(job.job_id, send_ready):
+                    held.add_type_slot(job.job_id, gate)
+                await gate.take_rate(job.cost, send_ready)
+            ready.append(job)
+        await send_ready()
 
     async def _finished(self) -> bool:
         if await self._store.next_due_at(self.batch_id) is not None:

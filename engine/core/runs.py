@@ -113,7 +113,12 @@ class Runs:
             StoreError: the store did not answer.
         """
         self._nursery.start_soon(
-            keep_leases, self._store, self._owner, lease_seconds, self.wake_all
+            keep_leases,
+            self._store,
+            self._owner,
+            lease_seconds,
+            self.wake_all,
+            self._policy.renew_type_slots,
         )
         await self._remembered.resume()
 

@@ -25,13 +25,15 @@ class StartResult(enum.Enum):
 
 @attrs.frozen(kw_only=True)
 class JobRequest:
-    """A job as a caller asks for it; ``type`` None means the batch's type."""
+    """A job as a caller asks for it; ``type`` None means the batch's type;
+    rate limits count its ``cost`` (greater than 0)."""
 
     payload: Any = None
     type: str | None = None
     key: str | None = None
     priority: int = 0
     delay_seconds: float = 0.0
+    cost: float = 1.0
 
 
 @attrs.frozen(kw_only=True)

@@ -45,6 +45,7 @@ _SCHEMAS: dict[str, Any] = {
         key={"type": "string", "minLength": 1, "maxLength": 1024},
         priority={"type": "integer", "minimum": -(2**21), "maximum": 2**21},
         delaySeconds={"type": "number", "minimum": 0},
+        cost={"type": "number", "exclusiveMinimum": 0},
     ),
     "CreateBatch": _object(
         ["type", "jobs"],
@@ -88,6 +89,7 @@ _SCHEMAS: dict[str, Any] = {
         priority={"type": "integer"},
         result={},
         error={"type": ["string", "null"]},
+        cost={"type": "number", "exclusiveMinimum": 0},
     ),
     "JobList": _object(
         ["jobs", "nextCursor"],

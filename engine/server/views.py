@@ -58,6 +58,7 @@ def job_view(record: JobRecord) -> api.JobView:
         priority=record.priority,
         result=record.result,
         error=record.error,
+        cost=record.cost,
     )
 
 
@@ -81,6 +82,7 @@ def job_requests(specs: Sequence[api.JobSpec]) -> list[JobRequest]:
             key=spec.key,
             priority=spec.priority,
             delay_seconds=spec.delay_seconds,
+            cost=spec.cost,
         )
         for spec in specs
     ]

@@ -91,6 +91,7 @@ JOB_FIELDS = (
     "traceback",
     "created_at",
     "available_at",
+    "cost",
 )
 
 
@@ -250,12 +251,12 @@ return 1
 """
 
 # ARGV: batch id, now, then per job: id, type, payload, key (optional),
-# rank, available_at, max_attempts, priority. The ids added, or false.
+# rank, available_at, max_attempts, priority, cost. The ids added, or false.
 _ADD_JOBS = """
 local n = batch_num(ARGV[1])
 if not n then return false end
 local now, added = ARGV[2], {}
-for i = 3, #ARGV, 8 do
+for i = 3, #ARGV, 9 do
   local jid, key = ARGV[i], ARGV[i + 3]
   local fresh = key == 'n' or redis.call('HSETNX', bk(n, 'keys'), string.sub(key, 2), jid) == 1
   if fresh then
@@ -264,7 +265,7 @@ for i = 3, #ARGV, 8 do
     redis.call('HSET', jk(jid), 'n', n, 'seq', seq, 'ord', ord, 'job_id', jid, 'batch', ARGV[1],
       'type', ARGV[i + 1], 'state', PENDING, 'payload', ARGV[i + 2], 'attempts', 0,
       'max_attempts', ARGV[i + 6], 'priority', ARGV[i + 7], 'created_at', now,
-      'available_at', ARGV[i + 5])
+      'available_at', ARGV[i + 5], 'cost', ARGV[i + 8])
     set_opt(jid, 'key', key)
     redis.call('ZADD', bk(n, 'all'), seq, jid)
     redis.call('ZADD', bk(n, 's:' .. PENDING), seq, jid)

@@ -64,6 +64,7 @@ def job_record(fields: Sequence[Any]) -> JobRecord:
         traceback=row["traceback"],
         created_at=float(row["created_at"]),
         available_at=float(row["available_at"]),
+        cost=1.0 if row["cost"] is None else float(row["cost"]),
     )
 
 

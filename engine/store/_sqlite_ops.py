@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from engine.errors import BatchExists, BatchNotFound, StoreUnavailable
-from engine.store import _json
+from engine.store import _json, _sqlite_limits
 from engine.store._sqlite_schema import create_schema
 from engine.store.base import (
     AddResult,
@@ -75,7 +75,7 @@ def target(event: JobEvent) -> str:
 
 _JOB_COLUMNS = (
     "job_id, batch_id, type, state, payload, attempts, max_attempts, key, priority,"
-    " result, error, traceback, created_at, available_at"
+    " result, error, traceback, created_at, available_at, cost"
 )
 _PENDING = JobState.PENDING.value  # where every job starts
 _NO_LEASE = "lease_owner = NULL, lease_expires = NULL"
@@ -89,7 +89,7 @@ BATCHES = (
 
 _INSERT_JOB = (
     "INSERT INTO jobs (job_id, batch_id, type, state, payload, max_attempts, key, priority,"
-    " created_at, available_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " created_at, available_at, cost) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _CLAIM = f"""
 UPDATE jobs SET state = {target(JobEvent.CLAIM)}, attempts = attempts + 1,
@@ -170,6 +170,7 @@ def connect(path: str, busy_timeout_seconds: float) -> sqlite3.Connection:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             create_schema(conn)
+            conn.executescript(_sqlite_limits.SCHEMA)
         except BaseException:
             conn.close()
             raise
@@ -178,7 +179,7 @@ def connect(path: str, busy_timeout_seconds: float) -> sqlite3.Connection:
 
 def _job(row: Sequence[Any]) -> JobRecord:
     job_id, batch_id, type_, state, payload, attempts, max_attempts = row[:7]
-    key, priority, result, error, traceback, created_at, available_at = row[7:]
+    key, priority, result, error, traceback, created_at, available_at, cost = row[7:]
     return JobRecord(
         job_id=job_id,
         batch_id=batch_id,
@@ -194,6 +195,7 @@ def _job(row: Sequence[Any]) -> JobRecord:
         traceback=traceback,
         created_at=created_at,
         available_at=available_at,
+        cost=cost,
     )
 
 
@@ -272,7 +274,7 @@ def add_jobs(
             taken.add(job.key)
         due = now + max(job.delay_seconds, 0.0)
         row = (uuid.uuid4().hex, batch_id, job.type, _PENDING, _json.dump(job.payload))
-        rows.append((*row, job.max_attempts, job.key, job.priority, now, due))
+        rows.append((*row, job.max_attempts, job.key, job.priority, now, due, job.cost))
     conn.executemany(_INSERT_JOB, rows)
     job_ids = tuple(row[0] for row in rows)
     return AddResult(enqueued=len(rows), duplicates=len(jobs) - len(rows), job_ids=job_ids)

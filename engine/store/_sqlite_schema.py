@@ -12,6 +12,7 @@ at once cannot both migrate it:
   at creation, so ``startable_batches`` filters on a column rather than on
   JSON) is added to an older ``batches`` table and filled in from the
   stored options;
+* ``jobs.cost`` is added to an older ``jobs`` table (every job then costs 1);
 * the ``running`` table of files made before run ownership becomes rows of
   ``runs``, handed over (owner NULL), so the next engine resumes those runs
   as the old one would have.
@@ -60,7 +61,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at REAL NOT NULL,
     available_at REAL NOT NULL,
     lease_owner TEXT,
-    lease_expires REAL
+    lease_expires REAL,
+    cost REAL NOT NULL DEFAULT 1
 );
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_key ON jobs (batch_id, key) WHERE key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_claim ON jobs (batch_id, state, priority DESC, seq);
@@ -101,6 +103,9 @@ def create_schema(conn: sqlite3.Connection) -> None:
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
+    job_columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+    if "cost" not in job_columns:
+        conn.execute("ALTER TABLE jobs ADD COLUMN cost REAL NOT NULL DEFAULT 1")
     columns = {row[1] for row in conn.execute("PRAGMA table_info(batches)")}
     if "starts_itself" not in columns:
         conn.execute("ALTER TABLE batches ADD COLUMN starts_itself INTEGER NOT NULL DEFAULT 0")

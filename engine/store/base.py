@@ -23,6 +23,12 @@ Time in the store is wall-clock seconds (``time.time()``), since leases and
 delays are shared across processes and hosts; backends take a ``clock``
 callable so tests can drive it.
 
+Limits shared by every engine on the store (``[types.NAME]`` concurrency
+and rate): ``take_rate`` keeps a strict sliding window of cost, and
+``take_slot`` hands out concurrency slots under a lease that their holder
+renews (``renew_slots``) and frees (``release_slots``); a slot whose lease
+ran out is free again, so an engine that died does not keep a type's slots.
+
 Ordering: ``claim_jobs`` hands out the highest ``priority`` first, then the
 oldest; a job with ``delay_seconds`` is not handed out before it is due.
 
@@ -68,7 +74,8 @@ __all__ = [
 
 @attrs.frozen(kw_only=True)
 class NewJob:
-    """A job to add. ``max_attempts`` is fixed when it is added."""
+    """A job to add. ``max_attempts`` is fixed when it is added; rate limits
+    count its ``cost``."""
 
     type: str
     payload: Any = None
@@ -76,6 +83,7 @@ class NewJob:
     priority: int = 0
     delay_seconds: float = 0.0
     max_attempts: int = 1
+    cost: float = 1.0
 
 
 @attrs.frozen(kw_only=True)
@@ -172,6 +180,7 @@ class JobRecord:
     traceback: str | None
     created_at: float
     available_at: float
+    cost: float = 1.0
 
 
 @attrs.frozen(kw_only=True)
@@ -219,7 +228,7 @@ Outcome = Complete | Fail | Release
 
 
 class Store(Protocol):
-    """Batches and jobs, leases, run ownership and the engine registry.
+    """Batches and jobs, leases, run ownership, the engine registry and limits.
 
     Every method may raise ``StoreUnavailable`` when the backend cannot be
     reached; then nothing was written (writes are atomic).
@@ -376,6 +385,45 @@ class Store(Protocol):
         """Up to ``limit`` batches that have a due pending job and no live run
         owner, oldest first; unless ``any_batch``, only those that start by
         themselves (``starts_by_itself``). Never a scan of jobs."""
+        ...
+
+    async def take_rate(self, key: str, limit: float, per_seconds: float, cost: float) -> float:
+        """Take ``cost`` from the sliding window ``key``, shared by every
+        engine on the store, if the cost taken in the last ``per_seconds``
+        plus ``cost`` stays within ``limit``; else take nothing. Never a
+        fixed window: no half-open window of ``per_seconds`` ever holds more
+        than ``limit``. One atomic step; each backend names its clock.
+
+        Returns:
+            0.0 when taken; else the seconds until ``cost`` would fit.
+
+        Raises:
+            ValueError: an argument is not positive and finite, or ``cost``
+                exceeds ``limit`` (it could never fit).
+        """
+        ...
+
+    async def take_slot(self, key: str, holder: str, limit: int, lease_seconds: float) -> bool:
+        """Take one of the ``limit`` slots of ``key`` for ``holder``, leased
+        for ``lease_seconds``. Slots whose lease ran out are freed first, so
+        a dead engine's slots come back; a holder that holds one keeps it
+        (its lease renewed).
+
+        Returns:
+            Whether ``holder`` holds a slot now.
+
+        Raises:
+            ValueError: ``limit`` below 1, or a lease that is not positive.
+        """
+        ...
+
+    async def release_slots(self, key: str, holders: Sequence[str]) -> None:
+        """Free the slots of ``key`` that ``holders`` hold."""
+        ...
+
+    async def renew_slots(self, key: str, holders: Sequence[str], lease_seconds: float) -> int:
+        """Renew the leases of the slots of ``key`` that ``holders`` still
+        hold (an expired one stays lost); how many."""
         ...
 
     async def ping(self) -> None:

@@ -48,6 +48,7 @@ from engine.errors import BatchExists, BatchNotFound
 from engine.store import _json
 from engine.store._redis_cluster import CLUSTER_SCRIPTS, RedisClusterMethods
 from engine.store._redis_errors import checked_location, sole_exception, translate_redis_errors
+from engine.store._redis_limits import LIMIT_SCRIPTS, RedisLimits
 from engine.store._redis_scripts import SCRIPTS
 from engine.store._redis_values import (
     STATES,
@@ -88,22 +89,32 @@ CONNECT_TIMEOUT_SECONDS = 3.0
 COMMAND_TIMEOUT_SECONDS = 10.0
 
 
-class RedisStore(RedisClusterMethods):
+class RedisStore(RedisClusterMethods, RedisLimits):
     """``Store`` on one Redis database; get one from ``open_redis_store``.
 
     Every method is one script, atomic on the server, and shielded from
     cancellation (see the module notes). Every method raises
     ``StoreUnavailable`` when Redis cannot be reached and
-    ``trio.ClosedResourceError`` once the store is closed.
+    ``trio.ClosedResourceError`` once the store is closed. The cluster
+    methods come from ``RedisClusterMethods``, the limit methods from
+    ``RedisLimits`` (on Redis's clock unless ``limit_clock`` is given).
     """
 
-    def __init__(self, client: coredis.Redis[str], *, where: str, clock: Callable[[], float]):
+    def __init__(
+        self,
+        client: coredis.Redis[str],
+        *,
+        where: str,
+        clock: Callable[[], float],
+        limit_clock: Callable[[], float] | None = None,
+    ):
         self._client: coredis.Redis[str] | None = client
         self._where = where
         self._clock = clock
+        self._limit_clock = limit_clock
         self._scripts: dict[str, Script[str]] = {
             name: client.register_script(source)
-            for name, source in {**SCRIPTS, **CLUSTER_SCRIPTS}.items()
+            for name, source in {**SCRIPTS, **CLUSTER_SCRIPTS, **LIMIT_SCRIPTS}.items()
         }
 
     async def _run(self, script: str, *args: str | int) -> Any:
@@ -192,6 +203,7 @@ class RedisStore(RedisClusterMethods):
             due = number(now + max(job.delay_seconds, 0.0))
             args += [uuid.uuid4().hex, job.type, _json.dump(job.payload), optional(job.key)]
             args += [rank(job.priority), due, job.max_attempts, str(job.priority)]
+            args.append(number(job.cost))
         added = await self._run("add_jobs", *args)
         if added is None:
             raise BatchNotFound(f"no batch {batch_id!r}")
@@ -385,7 +397,7 @@ class RedisStore(RedisClusterMethods):
 
 @contextlib.asynccontextmanager
 async def open_redis_store(
-    url: str, *, clock: Callable[[], float] = time.time
+    url: str, *, clock: Callable[[], float] | None = None
 ) -> AsyncIterator[RedisStore]:
     """Connect to the Redis database ``url`` names; disconnect on exit.
 
@@ -397,7 +409,9 @@ async def open_redis_store(
 
     Args:
         url: ``redis://[:PASSWORD@]HOST[:PORT][/DB]``, or ``rediss://`` for TLS.
-        clock: wall-clock seconds, for timestamps, delays and leases.
+        clock: wall-clock seconds, for timestamps, delays, leases and limits;
+            None: ``time.time``, and Redis's own clock for limits, so that
+            engines on several hosts share one clock for them.
 
     Yields:
         The open store, which has answered a ping.
@@ -417,7 +431,7 @@ async def open_redis_store(
     )
     try:
         async with client:
-            store = RedisStore(client, where=where, clock=clock)
+            store = RedisStore(client, where=where, clock=clock or time.time, limit_clock=clock)
             try:
                 await store.ping()
                 yield store

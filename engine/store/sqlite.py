@@ -59,6 +59,7 @@ import trio
 
 from engine.store import _sqlite_ops as ops
 from engine.store._sqlite_cluster import SqliteClusterMethods
+from engine.store._sqlite_limits import SqliteLimits
 
 if TYPE_CHECKING:
     import sqlite3
@@ -91,13 +92,15 @@ DEFAULT_BUSY_TIMEOUT_SECONDS = 5.0
 _CLOSE_MARGIN_SECONDS = 2.0
 
 
-class SqliteStore(SqliteClusterMethods):
+class SqliteStore(SqliteClusterMethods, SqliteLimits):
     """``Store`` on one SQLite connection; get one from ``open_sqlite_store``.
 
     Every method is one transaction and atomic under cancellation (see the
     module notes). Every method raises ``StoreUnavailable`` when SQLite
     cannot do the work, having written nothing, and
-    ``trio.ClosedResourceError`` once the store is closed.
+    ``trio.ClosedResourceError`` once the store is closed. The cluster
+    methods come from ``SqliteClusterMethods``, the limit methods from
+    ``SqliteLimits``.
     """
 
     def __init__(

@@ -22,6 +22,7 @@ from tests.conftest import Served
 from tests.e2e.helpers import create_batch, open_ws
 
 _JOB_FIELDS = {
+    "cost",
     "jobId",
     "type",
     "state",
@@ -95,6 +96,7 @@ _BAD_BODIES = [
     (b"", "$"),
     (b'{"type": "echo", "jobs": [{"priority": "3"}]}', "$.jobs[0].priority"),
     (b'{"type": "echo", "jobs": [{}, {"delaySeconds": -1}]}', "$.jobs[1].delaySeconds"),
+    (b'{"type": "echo", "jobs": [{"cost": -2}]}', "$.jobs[0].cost"),
     (b'{"type": "echo", "jobs": [], "extra": 1}', "extra"),
     (b'{"jobs": []}', "$.type"),
     (b'{"type": "echo", "jobs": [], "batchId": "no spaces"}', "$.batchId"),

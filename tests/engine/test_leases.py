@@ -41,10 +41,21 @@ async def test_leases_are_renewed_every_third_and_recovery_wakes_the_runs(
 ) -> None:
     store = _LeaseStore()
     woken_at: list[float] = []
+    slots_renewed_at: list[float] = []
     start = trio.current_time()
+
+    async def renew_slots() -> None:
+        await trio.lowlevel.checkpoint()
+        slots_renewed_at.append(trio.current_time())
+
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
-            keep_leases, store, "me", 30.0, lambda: woken_at.append(trio.current_time())
+            keep_leases,
+            store,
+            "me",
+            30.0,
+            lambda: woken_at.append(trio.current_time()),
+            renew_slots,
         )
         await trio.sleep(25)
         store.expired = 2
@@ -55,6 +66,7 @@ async def test_leases_are_renewed_every_third_and_recovery_wakes_the_runs(
         await trio.sleep(10)
         nursery.cancel_scope.cancel()
     assert [t - start for t in store.renewed_at] == [10, 20, 30, 50]
+    assert [t - start for t in slots_renewed_at] == [10, 20, 30, 50]
     assert [t - start for t in woken_at] == [30]
     assert "recovered 2 jobs from expired leases" in caplog.text
     assert "cannot renew leases" in caplog.text

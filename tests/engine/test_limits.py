@@ -173,7 +173,7 @@ async def test_acquire_nowait_refuses_a_full_window_without_taking_a_start(
         limiter.acquire_nowait()
         with pytest.raises(trio.WouldBlock):
             limiter.acquire_nowait()
-    assert limiter.statistics().starts_in_window == 2
+    assert limiter.statistics().cost_in_window == 2
     await trio.sleep(4.999)
     with pytest.raises(trio.WouldBlock):
         limiter.acquire_nowait()
@@ -208,20 +208,20 @@ async def test_statistics_is_a_frozen_snapshot(autojump_clock: trio.testing.Mock
     limiter = RateLimiter(2, 3.0)
     t0 = trio.current_time()
     assert limiter.statistics() == RateLimiterStatistics(
-        count=2, per_seconds=3.0, starts_in_window=0, next_start_at=t0
+        count=2, per_seconds=3.0, cost_in_window=0, next_start_at=t0
     )
     limiter.acquire_nowait()
     await trio.sleep(1.0)
     limiter.acquire_nowait()
     snapshot = limiter.statistics()
     assert snapshot == RateLimiterStatistics(
-        count=2, per_seconds=3.0, starts_in_window=2, next_start_at=t0 + 3.0
+        count=2, per_seconds=3.0, cost_in_window=2, next_start_at=t0 + 3.0
     )
     assert limiter.next_start_at() == t0 + 3.0
     await trio.sleep_until(t0 + 3.0)
-    assert limiter.statistics().starts_in_window == 1
+    assert limiter.statistics().cost_in_window == 1
     assert limiter.statistics().next_start_at == t0 + 3.0
-    assert snapshot.starts_in_window == 2
+    assert snapshot.cost_in_window == 2
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         snapshot.count = 5  # type: ignore[misc]
 
@@ -249,7 +249,7 @@ async def test_a_cancelled_acquire_takes_no_start(autojump_clock: trio.testing.M
         await limiter.acquire()
     assert scope.cancelled_caught
     assert trio.current_time() == t0 + 3.0
-    assert limiter.statistics().starts_in_window == 1
+    assert limiter.statistics().cost_in_window == 1
     await trio.sleep_until(t0 + 10.0)
     # Had the cancelled acquire kept a start, the window would still be full.
     limiter.acquire_nowait()
@@ -276,7 +276,7 @@ async def test_a_deadline_at_the_moment_of_room_either_takes_a_start_or_none(
     with trio.move_on_at(t0 + 2.0):
         await limiter.acquire()
         returned = True
-    assert limiter.statistics().starts_in_window == int(returned)
+    assert limiter.statistics().cost_in_window == int(returned)
 
 
 @pytest.mark.parametrize(

@@ -157,6 +157,7 @@ JOB_SPECS = st.builds(
     key=st.none() | NAMES,
     priority=st.integers(min_value=api.MIN_PRIORITY, max_value=api.MAX_PRIORITY),
     delay_seconds=st.floats(min_value=0, allow_infinity=False),
+    cost=st.floats(min_value=0, exclude_min=True, allow_infinity=False),
 )
 JOB_LISTS = st.lists(JOB_SPECS, max_size=3).map(tuple)
 COUNTS_VIEWS = st.builds(

@@ -204,6 +204,7 @@ def test_job_view_of_the_contract() -> None:
         "priority": 0,
         "result": {"x": 1},
         "error": None,
+        "cost": 2.5,
     }
     assert orjson.loads(api.encode_body(api.decode_body(orjson.dumps(wire), api.JobView))) == wire
 
@@ -272,6 +273,16 @@ STRICT_CASES = [
         api.CreateBatch,
         _job(delaySeconds="1"),
         r"expected a number, got a string @ \$\.jobs\[0\]\.delaySeconds",
+    ),
+    (
+        api.CreateBatch,
+        _job(cost=0),
+        r"cost must be a finite number > 0, got 0.0 @ \$\.jobs\[0\]\.cost",
+    ),
+    (
+        api.CreateBatch,
+        _job(cost="1"),
+        r"expected a number, got a string @ \$\.jobs\[0\]\.cost",
     ),
     (
         api.CreateBatch,

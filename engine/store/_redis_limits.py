@@ -1,0 +1,194 @@
+"""The Redis store's cluster-wide limits: sliding windows of cost, and
+concurrency slots with a lease, each one Lua script.
+
+``RedisLimits`` adds the ``Store`` methods to ``RedisStore``. Keys, under
+the store's prefix::
+
+    rate:<key>     zset: the takes still in the window, scored by the time
+                   they were taken; member ``<cost>:<unique id>`` (unique, so
+                   two takes at one instant are two members)
+    slots:<key>    zset: holder by lease expiry
+
+A script trims what no longer counts (takes that left the window, slots
+whose lease ran out) before it decides, so an engine that died frees its
+slots one lease after its last renewal, and both keys expire by themselves
+once nothing in them counts.
+
+Clock: by default every script reads **Redis's** clock (``TIME``, allowed
+before writes since scripts replicate their effects), so engines on
+different hosts share one clock for limits whatever their own clocks say. A
+store opened with a clock of its own (tests) sends that clock's reading
+instead, so a test can drive windows by hand. Numbers cross into Lua as
+``repr`` strings and come back as ``%.17g`` strings, exact both ways (a Lua
+number handed to ``redis.call`` would be cut to 14 digits).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from engine.store._limits import check_rate, check_slot
+from engine.store._redis_scripts import PREFIX
+from engine.store._redis_values import number
+
+__all__ = ["LIMIT_SCRIPTS", "RedisLimits"]
+
+_PRELUDE = f"""
+local P = '{PREFIX}'
+local function fmt(x) return string.format('%.17g', x) end
+-- The caller's time, or Redis's when the caller sends none.
+local function now_or_server(arg)
+  if arg ~= '' then return tonumber(arg) end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+-- Let the key live at least ``seconds`` more (never shorten its life).
+local function keep_for(key, seconds)
+  local ms = math.ceil(seconds * 1000) + 1
+  local ttl = redis.call('PTTL', key)
+  if ttl == -1 or ttl < ms then redis.call('PEXPIRE', key, ms) end
+end
+"""
+
+# ARGV: key, limit, per_seconds, cost, unique id, now ('' = Redis's clock).
+# '0' when taken; else the seconds until the cost would fit (as a string).
+_TAKE_RATE = """
+local key = P .. 'rate:' .. ARGV[1]
+local limit, per, cost = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local now = now_or_server(ARGV[6])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', fmt(now - per))
+local takes = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+local held = 0
+for i = 1, #takes, 2 do held = held + tonumber(string.match(takes[i], '^[^:]+')) end
+if held + cost <= limit then
+  redis.call('ZADD', key, fmt(now), ARGV[4] .. ':' .. ARGV[5])
+  redis.call('PEXPIRE', key, math.ceil(per * 1000) + 1)
+  return '0'
+end
+for i = 1, #takes, 2 do
+  held = held - tonumber(string.match(takes[i], '^[^:]+'))
+  if held + cost <= limit then return fmt(math.max(tonumber(takes[i + 1]) + per - now, 0)) end
+end
+return fmt(per)
+"""
+
+# ARGV: key, holder, limit, lease seconds, now ('' = Redis's clock). 1 or 0.
+_TAKE_SLOT = """
+local key = P .. 'slots:' .. ARGV[1]
+local lease, now = tonumber(ARGV[4]), now_or_server(ARGV[5])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', fmt(now))
+local held = redis.call('ZSCORE', key, ARGV[2])
+if not held and redis.call('ZCARD', key) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', key, fmt(now + lease), ARGV[2])
+keep_for(key, lease)
+return 1
+"""
+
+# ARGV: key, then holders.
+_RELEASE_SLOTS = """
+local key = P .. 'slots:' .. ARGV[1]
+for i = 2, #ARGV do redis.call('ZREM', key, ARGV[i]) end
+return 1
+"""
+
+# ARGV: key, lease seconds, now ('' = Redis's clock), then holders. How many renewed.
+_RENEW_SLOTS = """
+local key = P .. 'slots:' .. ARGV[1]
+local lease, now = tonumber(ARGV[2]), now_or_server(ARGV[3])
+local renewed = 0
+for i = 4, #ARGV do
+  local expires = redis.call('ZSCORE', key, ARGV[i])
+  if expires and tonumber(expires) > now then
+    redis.call('ZADD', key, fmt(now + lease), ARGV[i])
+    renewed = renewed + 1
+  end
+end
+if renewed > 0 then keep_for(key, lease) end
+return renewed
+"""
+
+#: Script name → full source.
+LIMIT_SCRIPTS = {
+    name: _PRELUDE + body
+    for name, body in {
+        "take_rate": _TAKE_RATE,
+        "take_slot": _TAKE_SLOT,
+        "release_slots": _RELEASE_SLOTS,
+        "renew_slots": _RENEW_SLOTS,
+    }.items()
+}
+
+
+class RedisLimits:
+    """The limit methods of ``RedisStore`` (see the module notes)."""
+
+    if TYPE_CHECKING:
+        _limit_clock: Callable[[], float] | None
+
+        async def _run(self, script: str, *args: str | int) -> Any: ...
+
+    def _limit_now(self) -> str:
+        return "" if self._limit_clock is None else number(self._limit_clock())
+
+    async def take_rate(self, key: str, limit: float, per_seconds: float, cost: float) -> float:
+        """Take ``cost`` from the sliding window ``key`` if it fits.
+
+        The window is on Redis's clock (see the module notes). Cancellation:
+        shielded: it returns or raises, never half-done.
+
+        Args:
+            key: the window's name.
+            limit: the most cost any window of ``per_seconds`` may hold.
+            per_seconds: the window's length.
+            cost: what this take weighs, at most ``limit``.
+
+        Returns:
+            0.0 when the cost was taken now; else the seconds until it would
+            fit (nothing was taken).
+
+        Raises:
+            ValueError: an argument is out of range (cost above the limit).
+        """
+        check_rate(limit, per_seconds, cost)
+        args = (number(limit), number(per_seconds), number(cost), uuid.uuid4().hex)
+        return float(await self._run("take_rate", key, *args, self._limit_now()))
+
+    async def take_slot(self, key: str, holder: str, limit: int, lease_seconds: float) -> bool:
+        """Take a slot of ``key`` for ``holder`` under a lease, if one is free.
+
+        Cancellation: shielded: it returns or raises, never half-done.
+
+        Returns:
+            True when ``holder`` holds a slot now (it already did: the lease
+            is renewed); False when all ``limit`` slots are held.
+
+        Raises:
+            ValueError: ``limit`` below 1 or a lease that is not positive.
+        """
+        check_slot(limit, lease_seconds)
+        args = (holder, limit, number(lease_seconds), self._limit_now())
+        return bool(await self._run("take_slot", key, *args))
+
+    async def release_slots(self, key: str, holders: Sequence[str]) -> None:
+        """Free the slots of ``key`` that ``holders`` hold (unknown ones: nothing).
+
+        Cancellation: shielded: it returns or raises, never half-done.
+        """
+        if holders:
+            await self._run("release_slots", key, *holders)
+
+    async def renew_slots(self, key: str, holders: Sequence[str], lease_seconds: float) -> int:
+        """Push the lease of each slot of ``key`` that ``holders`` still hold
+        to now + ``lease_seconds``; an expired slot stays lost.
+
+        Cancellation: shielded: it returns or raises, never half-done.
+
+        Returns:
+            How many slots were renewed.
+        """
+        if not holders:
+            return 0
+        args = (number(lease_seconds), self._limit_now(), *holders)
+        return int(await self._run("renew_slots", key, *args))
