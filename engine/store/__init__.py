@@ -34,6 +34,7 @@ from engine.store.base import (
     Release,
     Store,
 )
+from engine.store.event_log import EventLog
 from engine.store.sqlite import open_sqlite_store
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ __all__ = [
     "BatchRecord",
     "Complete",
     "Counts",
+    "EventLog",
     "Fail",
     "JobPage",
     "JobRecord",

@@ -45,6 +45,7 @@ from coredis.retry import NoRetryPolicy
 from engine.errors import BatchExists, BatchNotFound
 from engine.store import _json
 from engine.store._redis_errors import checked_location, sole_exception, translate_redis_errors
+from engine.store._redis_events import RedisEventLog
 from engine.store._redis_scripts import SCRIPTS
 from engine.store._redis_values import (
     STATES,
@@ -62,6 +63,7 @@ from engine.store.base import AddResult, BatchRecord, Counts, JobPage, JobRecord
 if TYPE_CHECKING:
     from coredis.commands import Script
 
+    from protocols.events import Event, EventData
     from protocols.lifecycle import JobState
 
 __all__ = ["COMMAND_TIMEOUT_SECONDS", "CONNECT_TIMEOUT_SECONDS", "RedisStore", "open_redis_store"]
@@ -77,7 +79,8 @@ COMMAND_TIMEOUT_SECONDS = 10.0
 
 
 class RedisStore:
-    """``Store`` on one Redis database; get one from ``open_redis_store``.
+    """``Store`` and ``EventLog`` on one Redis database; get one from
+    ``open_redis_store``.
 
     Every method is one script, atomic on the server, and shielded from
     cancellation (see the module notes). Every method raises
@@ -92,6 +95,7 @@ class RedisStore:
         self._scripts: dict[str, Script[str]] = {
             name: client.register_script(source) for name, source in SCRIPTS.items()
         }
+        self._events = RedisEventLog(client, where=where)
 
     async def _run(self, script: str, *args: str | int) -> Any:
         if self._client is None:
@@ -369,6 +373,31 @@ class RedisStore:
         """
         flat = await self._run("running_batches")
         return dict(zip(flat[::2], flat[1::2], strict=True))
+
+    async def append_events(
+        self, data: Sequence[EventData], *, retain: int, publisher: str, burst: int
+    ) -> list[Event]:
+        """Append a burst of events (``EventLog.append_events`` says how).
+
+        Cancellation: shielded: it returns or raises, never half-done.
+        """
+        return await self._event_log().append(
+            data, retain=retain, publisher=publisher, burst=burst
+        )
+
+    async def read_events(
+        self, after_seq: int, *, limit: int, wait_seconds: float = 0.0
+    ) -> list[Event]:
+        """Events after ``after_seq`` (``EventLog.read_events`` says how).
+
+        Cancellation: atomic; it only reads.
+        """
+        return await self._event_log().read(after_seq, limit=limit, wait_seconds=wait_seconds)
+
+    def _event_log(self) -> RedisEventLog:
+        if self._client is None:
+            raise trio.ClosedResourceError("the store is closed")
+        return self._events
 
     async def ping(self) -> None:
         """Ask Redis for a PONG.

@@ -480,6 +480,7 @@ def test_exports() -> None:
         "BatchRecord",
         "Complete",
         "Counts",
+        "EventLog",
         "Fail",
         "JobPage",
         "JobRecord",
