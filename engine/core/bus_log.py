@@ -176,6 +176,10 @@ class LogLink:
                 self._appended_through = appended[-1].seq
             self._moved.unpark_all()
 
+    # The retry warnings log the error's message, not the error: a log record
+    # holding an exception holds its traceback's frames (a dropped connection's
+    # buffers among them) for as long as the record is kept.
+
     async def _append(self, burst: list[EventData]) -> list[Event]:
         delay = FIRST_RETRY_SECONDS
         while True:
@@ -187,7 +191,7 @@ class LogLink:
                 log.error("events JSON cannot carry are not published: %s", exc)
                 burst = [data for data in burst if _encodable(data)]
             except StoreUnavailable as exc:
-                log.warning("cannot publish events, retrying in %.2fs: %s", delay, exc)
+                log.warning("cannot publish events, retrying in %.2fs: %s", delay, str(exc))
                 await trio.sleep(delay)
                 delay = min(delay * 2, MAX_RETRY_SECONDS)
 
@@ -197,7 +201,7 @@ class LogLink:
             try:
                 await self._read(wait_seconds=_TAIL_WAIT_SECONDS)
             except StoreUnavailable as exc:
-                log.warning("cannot read events, retrying in %.2fs: %s", delay, exc)
+                log.warning("cannot read events, retrying in %.2fs: %s", delay, str(exc))
                 await trio.sleep(delay)
                 delay = min(delay * 2, MAX_RETRY_SECONDS)
             else:
