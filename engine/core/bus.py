@@ -236,6 +236,9 @@ class EventBus:
         Cancellation: the usual way to end it; events published afterwards
         are queued and never sent.
 
+        Args:
+            log: the store's event log.
+
         Raises:
             StoreUnavailable: the log could not be read before starting.
         """

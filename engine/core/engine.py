@@ -327,7 +327,9 @@ class Engine:
         """Stop accepting work, let children finish within the grace period,
         SIGKILL what is left; return once every run has ended. A call made
         while another one waits ends the wait at once (children are killed
-        now); a call after the shutdown completed does nothing.
+        now); a call after the shutdown completed does nothing. With an
+        event log, it then waits (at most ``EVENT_FLUSH_SECONDS``) for the
+        events published here to come back from the log.
 
         Cancellation: may have partially happened; children already asked to
         stop keep stopping (their deadline is set).

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 import trio.lowlevel
 
 from engine.core.bus import SLOW_SUBSCRIBER, EventBus, Subscription
@@ -67,7 +68,7 @@ async def open_engine_bus(url: str, **changes: Any) -> AsyncIterator[EventBus]:
         yield bus
 
 
-def _publish(bus: EventBus, batch_ids: str) -> None:
+def _publish(bus: EventBus, batch_ids: Sequence[str]) -> None:
     for batch_id in batch_ids:
         assert bus.publish(ProcessingStarted(batch_id=batch_id)) is None
 
@@ -84,9 +85,9 @@ async def test_each_engine_sees_every_engines_events_once_in_seq_order(redis_url
     with trio.fail_after(DEADLINE):
         async with open_engine_bus(redis_url) as a, open_engine_bus(redis_url) as b:
             with a.subscribe() as on_a, b.subscribe() as on_b:
-                for _ in range(10):
-                    _publish(a, "aa")
-                    _publish(b, "b")
+                for n in range(10):
+                    _publish(a, [f"a{2 * n}", f"a{2 * n + 1}"])
+                    _publish(b, [f"b{n}"])
                     await trio.lowlevel.checkpoint()
                 seen_on_a = await _receive(on_a, 30)
                 seen_on_b = await _receive(on_b, 30)
@@ -98,8 +99,9 @@ async def test_each_engine_sees_every_engines_events_once_in_seq_order(redis_url
     assert _seqs(seen_on_a) == list(range(1, 31))
     assert seen_on_a == seen_on_b
     names = [e.data.batch_id for e in seen_on_a]
-    assert names.count("a") == 20 and names.count("b") == 10
     # Each engine's own events keep the order it published them in.
+    assert [name for name in names if name[0] == "a"] == [f"a{n}" for n in range(20)]
+    assert [name for name in names if name[0] == "b"] == [f"b{n}" for n in range(10)]
     assert a.statistics().published == 20 and b.statistics().published == 10
     assert a.last_seq == b.last_seq == 30
 
@@ -159,15 +161,14 @@ async def test_a_slow_subscriber_is_dropped_and_resumes(redis_url: str) -> None:
     with trio.fail_after(DEADLINE):
         async with open_engine_bus(redis_url, buffer=3) as bus:
             slow = bus.subscribe()
-            with bus.subscribe() as keeping_up:
-                _publish(bus, "abcdef")
-                await bus.flush()
-                assert _seqs(await _receive(keeping_up, 3)) == [1, 2, 3]
+            _publish(bus, "abcdef")
+            await bus.flush()
             assert slow.dropped_reason == SLOW_SUBSCRIBER
+            # What it had buffered before the drop is still delivered.
             assert _seqs([event async for event in slow]) == [1, 2, 3]
             with bus.subscribe(resume_from=slow.last_seq) as resumed:
                 assert _seqs(await _receive(resumed, 3)) == [4, 5, 6]
-            assert bus.statistics().dropped == 2
+            assert bus.statistics().dropped == 1
 
 
 async def test_unsent_events_wait_for_the_store_up_to_a_bound(redis_url: str) -> None:
