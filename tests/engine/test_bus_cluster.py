@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 import trio
-import trio.testing
 import trio.lowlevel
+import trio.testing
 
 from engine.core.bus import SLOW_SUBSCRIBER, EventBus, Subscription
 from engine.errors import StoreUnavailable
