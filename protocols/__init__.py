@@ -75,8 +75,10 @@ if TYPE_CHECKING:
         control_frame,
         ends_run,
         parse_control,
+        parse_stored_frame,
         parse_ws_frame,
         sse_frame,
+        stored_frame,
         ws_frame,
     )
     from protocols.framing import DEFAULT_MAX_LINE_BYTES, NEED_DATA, LineFramer, NeedData
@@ -179,8 +181,10 @@ __all__ = [
     "json_kind",
     "make_converter",
     "parse_control",
+    "parse_stored_frame",
     "parse_ws_frame",
     "sse_frame",
+    "stored_frame",
     "ws_frame",
 ]
 
@@ -261,8 +265,10 @@ _HOMES = {
     "json_kind": "protocols.codec",
     "make_converter": "protocols.codec",
     "parse_control": "protocols.events",
+    "parse_stored_frame": "protocols.events",
     "parse_ws_frame": "protocols.events",
     "sse_frame": "protocols.events",
+    "stored_frame": "protocols.events",
     "ws_frame": "protocols.events",
 }
 

@@ -27,7 +27,9 @@ A run ends with exactly one ``done`` or one ``error`` that is not
 The same event is framed two ways: a WebSocket text frame ``{"event", "seq",
 "data"}`` and an SSE chunk ``id:``/``event:``/``data:`` whose data is one
 line of JSON (orjson never writes a raw newline, so one ``data:`` line is
-always enough). Both go through the one converter, so field names are
+always enough). An event log shared by several engines stores a third
+form, ``stored_frame``: the WebSocket frame without its ``seq``, which the
+log assigns when it appends. All go through the one converter, so field names are
 camelCase on the wire; fields that exist only in some states (a job's
 ``progress`` while active, its ``error`` once failed) are left out while
 they are ``None``.
@@ -80,8 +82,10 @@ __all__ = [
     "control_frame",
     "ends_run",
     "parse_control",
+    "parse_stored_frame",
     "parse_ws_frame",
     "sse_frame",
+    "stored_frame",
     "ws_frame",
 ]
 
@@ -285,7 +289,7 @@ def ws_frame(event: Event) -> str:
         LocalProtocolError: ``data`` holds something JSON cannot carry.
     """
     frame = _Frame(event=event.event, seq=event.seq, data=event.data)
-    return _dumps(CONVERTER.unstructure(frame), event).decode()
+    return _dumps(CONVERTER.unstructure(frame), f"{event.event} #{event.seq}").decode()
 
 
 def sse_frame(event: Event) -> bytes:
@@ -294,7 +298,7 @@ def sse_frame(event: Event) -> bytes:
     Raises:
         LocalProtocolError: ``data`` holds something JSON cannot carry.
     """
-    data = _dumps(CONVERTER.unstructure(event.data), event)
+    data = _dumps(CONVERTER.unstructure(event.data), f"{event.event} #{event.seq}")
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.seq, event.event.encode(), data)
 
 
@@ -306,17 +310,51 @@ def parse_ws_frame(raw: str | bytes) -> Event:
             an event this version does not know.
     """
     frame = _structure(_load(raw, "event"), _Frame, "event")
-    cls = EVENT_TYPES.get(frame.event)
+    return _event(frame.event, frame.seq, frame.data, "event")
+
+
+@attrs.frozen(kw_only=True)
+class _StoredFrame:
+    """An event as an event log keeps it: the log holds the ``seq`` beside it."""
+
+    event: str
+    data: Any
+
+
+def stored_frame(data: EventData) -> str:
+    """``data`` as an event log stores it: ``{"event", "data"}``, no seq.
+
+    Raises:
+        LocalProtocolError: ``data`` holds something JSON cannot carry.
+    """
+    name = _NAMES[type(data)]
+    return _dumps(CONVERTER.unstructure(_StoredFrame(event=name, data=data)), name).decode()
+
+
+def parse_stored_frame(seq: int, raw: str | bytes) -> Event:
+    """The event an event log holds as ``raw`` under ``seq`` (the other side
+    of ``stored_frame``).
+
+    Raises:
+        RemoteProtocolError: ``raw`` is not JSON, not a valid event, or an
+            event this version does not know (a newer engine wrote it).
+    """
+    frame = _structure(_load(raw, "stored event"), _StoredFrame, "stored event")
+    return _event(frame.event, seq, frame.data, "stored event")
+
+
+def _event(name: str, seq: int, data: Any, what: str) -> Event:
+    cls = EVENT_TYPES.get(name)
     if cls is None:
-        raise RemoteProtocolError(f"invalid event: unknown event {frame.event!r:.80} @ $.event")
-    return Event(seq=frame.seq, data=_structure(frame.data, cls, "event", "$.data"))
+        raise RemoteProtocolError(f"invalid {what}: unknown event {name!r:.80} @ $.event")
+    return Event(seq=seq, data=_structure(data, cls, what, "$.data"))
 
 
-def _dumps(value: Any, event: Event) -> bytes:
+def _dumps(value: Any, what: str) -> bytes:
     try:
         return orjson.dumps(value)
     except (TypeError, ValueError) as exc:
-        raise LocalProtocolError(f"cannot encode {event.event} #{event.seq}: {exc}") from exc
+        raise LocalProtocolError(f"cannot encode {what}: {exc}") from exc
 
 
 def _load(raw: str | bytes, what: str) -> Any:

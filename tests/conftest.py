@@ -1,17 +1,21 @@
 """Fixtures shared by the whole suite: settings, test engines and servers,
-HTTP clients, free ports.
+HTTP clients, free ports, a private Redis.
 
 ``fake_engine`` (with ``autojump_clock``) is the way into the engine for unit
 tests: on ``MockClock(autojump_threshold=0)`` with children in-process, no
 process is started and no assertion depends on the machine's load. End-to-end
 tests (``tests/e2e``) take ``server`` and ``client`` (real children, a real
-HTTP server, real time with generous bounds).
+HTTP server, real time with generous bounds). ``redis_url`` is the session's
+own ``redis-server`` (``tests.redis_server``: a free loopback port,
+persistence off), emptied for each test that takes it.
 """
 
 from __future__ import annotations
 
+import gc
 import socket
-from collections.abc import AsyncIterator, Callable
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,7 @@ import trio.testing
 from engine.config.settings import Settings
 from engine.core.engine import Engine
 from engine.testing import open_fake_engine, open_test_server, settings_for_tests
+from tests import redis_server
 
 FakeEngineOpener = Callable[..., AbstractAsyncContextManager[Engine]]
 
@@ -83,3 +88,27 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+@pytest.fixture(scope="session")
+def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """The port of this session's own ``redis-server``."""
+    port = redis_server.free_port()
+    with redis_server.running_redis(tmp_path_factory.mktemp("redis"), port):
+        yield port
+
+
+@pytest.fixture
+def redis_url(redis_port: int) -> str:
+    """This session's Redis, emptied for the test."""
+    assert redis_server.redis_command(redis_port, "FLUSHALL") == b"+OK\r\n"
+    return f"redis://127.0.0.1:{redis_port}/0"
+
+
+@pytest.fixture
+def failed_connections() -> Iterator[None]:
+    """Collects what failed Redis connections left behind (``FAILED_CONNECTS_LEAK``)."""
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()

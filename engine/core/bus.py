@@ -1,22 +1,31 @@
-"""The event bus: engine-wide sequence numbers, a replay ring, and fan-out
-that never blocks the publisher.
+"""The event bus: sequence numbers, a replay ring, and fan-out that never
+blocks the publisher.
 
 Design notes
 ------------
-``publish`` is a plain (non-async) call: it stamps the event with the next
-``seq``, keeps it in a bounded ring for replay, and offers it to each
-matching subscriber with ``send_nowait``. A subscriber whose buffer is full
-cannot keep up; it is dropped on the spot (its channel is closed, and its
-``dropped_reason`` says why) instead of slowing the engine or the other
-subscribers. It may come back with ``resume_from`` = the last seq it saw and
-gets every retained event after it.
+``publish`` is a plain (non-async) call. On its own (the SQLite store) the
+bus stamps the event with the next ``seq`` of this engine, keeps it in a
+bounded ring for replay, and offers it to each matching subscriber with
+``send_nowait``. Joined to a store's event log (``serve_log``, the Redis
+store) the log gives out the seqs, cluster-wide: ``publish`` queues the
+event for the log, and every event of the log, from any engine, comes back
+through the same ring and fan-out in seq order (``engine.core.bus_log``).
+
+A subscriber whose buffer is full cannot keep up; it is dropped on the spot
+(its channel is closed, and its ``dropped_reason`` says why) instead of
+slowing the engine or the other subscribers. It may come back with
+``resume_from`` = the last seq it saw and gets every retained event after it.
 
 A subscription's buffer is the configured size *plus* the replay it starts
 with, so resuming never drops a subscriber before it had a chance to read.
+It never gets an event at or below the seq it resumed from: on a cluster a
+client may resume on an engine whose ring has not yet caught up with the
+engine it came from.
 
-An *observer* (``observe``) sees every event in the publisher's own call,
-right after the subscribers were offered it: it is how a measurement learns
-the moment of publication without wrapping ``publish``.
+An *observer* (``observe``) sees every event right after the subscribers
+were offered it (in the publisher's own call, or the log follower's): it is
+how a measurement learns the moment of publication without wrapping
+``publish``.
 """
 
 from __future__ import annotations
@@ -24,13 +33,20 @@ from __future__ import annotations
 import collections
 from collections.abc import Callable, Collection, Iterator
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
 
-from protocols.events import Event, EventData
+from engine.core.bus_log import LogLink
+from protocols.events import EVENT_TYPES, Event, EventData
+
+if TYPE_CHECKING:
+    from engine.store.event_log import EventLog
 
 __all__ = ["BusStatistics", "EventBus", "Subscription"]
+
+_DATA_CLASSES = frozenset(EVENT_TYPES.values())
 
 #: Why a subscription ended, as its ``dropped_reason`` says.
 SLOW_SUBSCRIBER = "slow-subscriber"
@@ -39,13 +55,17 @@ BUS_CLOSED = "shutdown"
 
 @attrs.frozen(kw_only=True)
 class BusStatistics:
-    """A snapshot of the bus."""
+    """A snapshot of the bus. ``unsent`` and ``lost`` count events published
+    here that wait for the event log, and those that waited too long (always
+    0 without a log)."""
 
     last_seq: int
     retained: int
     subscribers: int
     published: int
     dropped: int
+    unsent: int = 0
+    lost: int = 0
 
 
 class Subscription:
@@ -63,6 +83,7 @@ class Subscription:
         buffer: int,
         *,
         replay_complete: bool = True,
+        after: int = 0,
     ) -> None:
         self._bus = bus
         self.batch_ids: set[str] | None = None if batch_ids is None else set(batch_ids)
@@ -70,9 +91,13 @@ class Subscription:
         self.dropped_reason: str | None = None
         self.replay_complete = replay_complete
         self.last_seq = 0
+        self._after = after
 
     def wants(self, event: Event) -> bool:
-        """Whether the filter admits ``event``."""
+        """Whether the filter admits ``event`` (and it is newer than the seq
+        the subscription resumed from)."""
+        if event.seq <= self._after:
+            return False
         return self.batch_ids is None or event.data.batch_id in self.batch_ids
 
     def subscribe(self, batch_ids: Collection[str]) -> None:
@@ -150,25 +175,47 @@ class EventBus:
         ring_size: how many recent events are kept for replay.
         buffer: how many unread events a subscriber may lag behind before it
             is dropped.
+        unsent_limit: with an event log, how many published events may wait
+            for it (while the store cannot be reached) before the oldest is
+            lost.
     """
 
-    def __init__(self, *, ring_size: int = 10_000, buffer: int = 1_000) -> None:
+    def __init__(
+        self, *, ring_size: int = 10_000, buffer: int = 1_000, unsent_limit: int = 50_000
+    ) -> None:
         self._ring: collections.deque[Event] = collections.deque(maxlen=ring_size)
+        self._ring_size = ring_size
         self._buffer = buffer
+        self._unsent_limit = unsent_limit
+        self._link: LogLink | None = None
         self._subscribers: list[Subscription] = []
         self._seq = 0
         self._dropped = 0
         self._closed = False
         self._observers: list[Callable[[Event], None]] = []
 
-    def publish(self, data: EventData) -> Event:
-        """Stamp, retain and fan out one event; never blocks, never raises for
-        a subscriber's sake.
+    def publish(self, data: EventData) -> Event | None:
+        """Stamp, retain and fan out one event, or, joined to an event log,
+        queue it for the log; never blocks, never raises for a subscriber's
+        sake.
 
         Returns:
-            The event as published, with its ``seq``.
+            The event as published, with its ``seq``; None with an event log,
+            which gives the seq when it appends the event.
+
+        Raises:
+            TypeError: ``data`` is not event data.
         """
-        event = Event(seq=self._seq + 1, data=data)
+        if self._link is None:
+            event = Event(seq=self._seq + 1, data=data)
+            self._deliver(event)
+            return event
+        if type(data) not in _DATA_CLASSES:
+            raise TypeError(f"data must be event data, not {type(data).__name__}")
+        self._link.queue(data)
+        return None
+
+    def _deliver(self, event: Event) -> None:
         self._seq = event.seq
         self._ring.append(event)
         for subscriber in list(self._subscribers):
@@ -176,7 +223,42 @@ class EventBus:
                 self._drop(subscriber, SLOW_SUBSCRIBER)
         for observer in self._observers:
             observer(event)
-        return event
+
+    async def serve_log(
+        self, log: EventLog, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Join the bus to ``log`` and serve it until cancelled: from now on
+        the log gives out seqs, and the bus fans out every event of the log.
+
+        Started (``nursery.start``) once the ring holds what the log retains;
+        the nursery owns the publisher and the follower (``LogLink``).
+
+        Cancellation: the usual way to end it; events published afterwards
+        are queued and never sent.
+
+        Args:
+            log: the store's event log.
+
+        Raises:
+            StoreUnavailable: the log could not be read before starting.
+        """
+        link = LogLink(
+            log, deliver=self._deliver, ring_size=self._ring_size, unsent_limit=self._unsent_limit
+        )
+        await link.catch_up()
+        self._link = link
+        task_status.started()
+        await link.run()
+
+    async def flush(self) -> None:
+        """Return once every event published so far went through the event
+        log and was fanned out (at once without a log). Bound the wait: the
+        store may be unreachable.
+
+        Cancellation: atomic; it only waits.
+        """
+        if self._link is not None:
+            await self._link.flush()
 
     def observe(self, observer: Callable[[Event], None]) -> None:
         """Call ``observer`` with every event published from now on, in the
@@ -199,7 +281,11 @@ class EventBus:
         replay = list(self._replay(batch_ids, resume_from))
         gap = resume_from is not None and bool(self._ring) and self._ring[0].seq > resume_from + 1
         subscription = Subscription(
-            self, batch_ids, self._buffer + len(replay), replay_complete=not gap
+            self,
+            batch_ids,
+            self._buffer + len(replay),
+            replay_complete=not gap,
+            after=resume_from or 0,
         )
         for event in replay:
             subscription._offer(event)
@@ -242,10 +328,13 @@ class EventBus:
 
     def statistics(self) -> BusStatistics:
         """A snapshot of the bus."""
+        link = self._link
         return BusStatistics(
             last_seq=self._seq,
             retained=len(self._ring),
             subscribers=len(self._subscribers),
-            published=self._seq,
+            published=self._seq if link is None else link.published,
             dropped=self._dropped,
+            unsent=0 if link is None else link.unsent,
+            lost=0 if link is None else link.lost,
         )

@@ -12,6 +12,12 @@ and events through its methods) and hands the work to the runs
 Shutdown drains the runs with one deadline, ``now + grace``; a second
 request ends the wait at once. Runs stopped by shutdown are resumed by the
 next engine on the same store.
+
+On a store with an event log (Redis) the bus is joined to it
+(``EventBus.serve_log``), so seqs and replay are cluster-wide; the engine's
+nursery owns the bus's publisher and follower, and shutdown waits (at most
+``EVENT_FLUSH_SECONDS``) for the runs' final events to go through the log
+before subscriptions end.
 """
 
 from __future__ import annotations
@@ -34,13 +40,25 @@ from engine.core.runs import Runs
 from engine.core.values import EngineStatus, JobRequest, StartResult
 from engine.errors import BatchNotRunning, BatchRunning, ShuttingDown, StoreError
 from engine.jobs.registry import REGISTRY, JobRegistry, load_job_modules
-from engine.store import AddResult, BatchRecord, Counts, JobPage, Store, open_store
+from engine.store import AddResult, BatchRecord, Counts, EventLog, JobPage, Store, open_store
 from engine.supervisor.children import ChildSupervisor
 from engine.supervisor.spawner import ProcessSpawner, Spawner
 from protocols.events import Event, EventData
 from protocols.lifecycle import JobState
 
-__all__ = ["Engine", "EngineStatus", "JobRequest", "StartResult", "open_engine"]
+__all__ = [
+    "EVENT_FLUSH_SECONDS",
+    "Engine",
+    "EngineStatus",
+    "JobRequest",
+    "StartResult",
+    "open_engine",
+]
+
+#: How long shutdown waits for the events published here to come back from
+#: the event log. A round trip or two when the store is up; when it is down
+#: the events cannot be delivered at all, and shutdown must not hang on them.
+EVENT_FLUSH_SECONDS = 5.0
 
 
 class Engine:
@@ -205,15 +223,17 @@ class Engine:
         """A snapshot of the event bus: events published, subscribers, drops."""
         return self._bus.statistics()
 
-    def publish(self, data: EventData) -> Event:
+    def publish(self, data: EventData) -> Event | None:
         """Publish an event of the caller's own (tests inject events so),
-        stamped with the next seq like the runs' events; returns it."""
+        stamped with the next seq like the runs' events; returns it, or None
+        on an event log (which stamps it when it appends it)."""
         return self._bus.publish(data)
 
     def observe_events(self, observer: Callable[[Event], None]) -> None:
-        """Call ``observer`` with every event from now on, in the publisher's
-        call right after the subscribers were offered it: it must be quick
-        and must not raise. For measurements (the bench times publication)."""
+        """Call ``observer`` with every event from now on, right after the
+        subscribers were offered it (with an event log: every engine's events,
+        as they come back from the log): it must be quick and must not raise.
+        For measurements (the bench times publication)."""
         self._bus.observe(observer)
 
     def end_subscriptions(self) -> None:
@@ -307,7 +327,9 @@ class Engine:
         """Stop accepting work, let children finish within the grace period,
         SIGKILL what is left; return once every run has ended. A call made
         while another one waits ends the wait at once (children are killed
-        now); a call after the shutdown completed does nothing.
+        now); a call after the shutdown completed does nothing. With an
+        event log, it then waits (at most ``EVENT_FLUSH_SECONDS``) for the
+        events published here to come back from the log.
 
         Cancellation: may have partially happened; children already asked to
         stop keep stopping (their deadline is set).
@@ -317,6 +339,8 @@ class Engine:
         else:
             self._runs.drain(trio.current_time() + self.settings.shutdown_grace_seconds)
         await self._runs.wait_all_stopped()
+        with trio.move_on_after(EVENT_FLUSH_SECONDS):
+            await self._bus.flush()
 
     async def _open(self) -> None:
         self._supervisor.keep_warm()
@@ -366,6 +390,9 @@ async def open_engine(
                 grace_seconds=settings.shutdown_grace_seconds,
             )
             bus = EventBus(ring_size=settings.event_ring_size, buffer=settings.subscriber_buffer)
+            if isinstance(store, EventLog):
+                # The nursery owns the bus's publisher and follower.
+                await nursery.start(bus.serve_log, store)
             engine = Engine(
                 settings=settings,
                 store=store,

@@ -36,6 +36,7 @@ from engine.store.base import (
     RunRecord,
     Store,
 )
+from engine.store.event_log import EventLog
 from engine.store.sqlite import open_sqlite_store
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ __all__ = [
     "Complete",
     "Counts",
     "EngineRecord",
+    "EventLog",
     "Fail",
     "JobPage",
     "JobRecord",

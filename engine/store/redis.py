@@ -48,6 +48,7 @@ from engine.errors import BatchExists, BatchNotFound
 from engine.store import _json
 from engine.store._redis_cluster import CLUSTER_SCRIPTS, RedisClusterMethods
 from engine.store._redis_errors import checked_location, sole_exception, translate_redis_errors
+from engine.store._redis_events import RedisEventLog
 from engine.store._redis_limits import LIMIT_SCRIPTS, RedisLimits
 from engine.store._redis_scripts import SCRIPTS
 from engine.store._redis_values import (
@@ -75,6 +76,7 @@ from engine.store.base import (
 if TYPE_CHECKING:
     from coredis.commands import Script
 
+    from protocols.events import Event, EventData
     from protocols.lifecycle import JobState
 
 __all__ = ["COMMAND_TIMEOUT_SECONDS", "CONNECT_TIMEOUT_SECONDS", "RedisStore", "open_redis_store"]
@@ -90,7 +92,8 @@ COMMAND_TIMEOUT_SECONDS = 10.0
 
 
 class RedisStore(RedisClusterMethods, RedisLimits):
-    """``Store`` on one Redis database; get one from ``open_redis_store``.
+    """``Store`` and ``EventLog`` on one Redis database; get one from
+    ``open_redis_store``.
 
     Every method is one script, atomic on the server, and shielded from
     cancellation (see the module notes). Every method raises
@@ -116,6 +119,7 @@ class RedisStore(RedisClusterMethods, RedisLimits):
             name: client.register_script(source)
             for name, source in {**SCRIPTS, **CLUSTER_SCRIPTS, **LIMIT_SCRIPTS}.items()
         }
+        self._events = RedisEventLog(client, where=where)
 
     async def _run(self, script: str, *args: str | int) -> Any:
         if self._client is None:
@@ -371,6 +375,31 @@ class RedisStore(RedisClusterMethods, RedisLimits):
             How many jobs were recovered.
         """
         return int(await self._run("recover_expired_leases", number(self._clock())))
+
+    async def append_events(
+        self, data: Sequence[EventData], *, retain: int, publisher: str, burst: int
+    ) -> list[Event]:
+        """Append a burst of events (``EventLog.append_events`` says how).
+
+        Cancellation: shielded: it returns or raises, never half-done.
+        """
+        return await self._event_log().append(
+            data, retain=retain, publisher=publisher, burst=burst
+        )
+
+    async def read_events(
+        self, after_seq: int, *, limit: int, wait_seconds: float = 0.0
+    ) -> list[Event]:
+        """Events after ``after_seq`` (``EventLog.read_events`` says how).
+
+        Cancellation: atomic; it only reads.
+        """
+        return await self._event_log().read(after_seq, limit=limit, wait_seconds=wait_seconds)
+
+    def _event_log(self) -> RedisEventLog:
+        if self._client is None:
+            raise trio.ClosedResourceError("the store is closed")
+        return self._events
 
     async def ping(self) -> None:
         """Ask Redis for a PONG.

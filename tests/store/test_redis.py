@@ -6,9 +6,6 @@ that kill a server start one of their own, so the session's server stays up.
 
 from __future__ import annotations
 
-import gc
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,24 +14,8 @@ import trio
 from engine.errors import BatchNotFound, StoreUnavailable
 from engine.store import Complete, Fail, Release, open_store
 from engine.store.redis import open_redis_store
-from tests.store.conftest import free_port, redis_command, running_redis
+from tests.redis_server import FAILED_CONNECTS_LEAK, free_port, redis_command, running_redis
 from tests.store.helpers import DEADLINE, LEASE, FakeClock, jobs_of
-
-#: coredis 6.9 does not close a connection's internal anyio memory streams
-#: when connecting fails, so they warn (``ResourceWarning``) when collected,
-#: which ``filterwarnings = error`` would turn into a failure. Tests that make
-#: connections fail allow it, and collect the leftovers before they end.
-FAILED_CONNECTS_LEAK = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <function MemoryObject:pytest.PytestUnraisableExceptionWarning"
-)
-
-
-@pytest.fixture
-def failed_connections() -> Iterator[None]:
-    yield
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
 
 
 async def test_open_store_opens_redis(redis_url: str) -> None:

@@ -467,6 +467,7 @@ def test_exports() -> None:
         "Complete",
         "Counts",
         "EngineRecord",
+        "EventLog",
         "Fail",
         "JobPage",
         "JobRecord",
