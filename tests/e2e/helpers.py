@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import h11
 import httpx
 import orjson
+import psutil
 import trio
 from trio_websocket import WebSocketConnection, wrap_client_stream
 
@@ -159,3 +161,14 @@ async def create_batch(
     assert response.status_code == 201, response.text
     batch_id: str = response.json()["batchId"]
     return batch_id
+
+
+def child_processes() -> list[psutil.Process]:
+    """This test process's batch children (``python -m engine.child``); a
+    Redis server a fixture started is a child too, and is not counted."""
+    found = []
+    for process in psutil.Process().children():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if "engine.child" in " ".join(process.cmdline()):
+                found.append(process)
+    return found

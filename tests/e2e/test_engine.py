@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import psutil
 import pytest
 import trio
 
@@ -17,6 +16,7 @@ from engine.store.sqlite import open_sqlite_store
 from engine.testing import collect_until, jobs_of, open_test_engine
 from protocols.events import Event
 from protocols.lifecycle import JobState
+from tests.e2e.helpers import child_processes
 
 
 def _terminal(events: list[Event]) -> list[Event]:
@@ -205,7 +205,6 @@ async def test_cancel_kills_a_hung_child_after_the_grace_period(tmp_path: Path) 
 
 
 async def test_shutdown_kills_long_jobs_at_the_grace_deadline(tmp_path: Path) -> None:
-    me = psutil.Process()
     async with open_test_engine(
         tmp_path, shutdown_grace_seconds=2.0, concurrency=4, warm_children=0
     ) as engine:
@@ -229,7 +228,7 @@ async def test_shutdown_kills_long_jobs_at_the_grace_deadline(tmp_path: Path) ->
     assert 1.9 <= took < 3.5
     assert done.data.reason == "shutdown"
     assert counts.pending == 4 and counts.active == 0
-    assert me.children() == []
+    assert child_processes() == []
 
 
 async def test_shutdown_returns_as_soon_as_short_jobs_finish(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import psutil
 import trio
 
 from engine.core.engine import StartResult, open_engine
@@ -19,6 +18,7 @@ from engine.testing import (
 )
 from protocols.events import RunDone
 from protocols.lifecycle import JobState
+from tests.e2e.helpers import child_processes
 
 
 async def test_malformed_ipc_is_a_crash_of_that_batch_only(tmp_path: Path) -> None:
@@ -43,7 +43,6 @@ async def test_malformed_ipc_is_a_crash_of_that_batch_only(tmp_path: Path) -> No
 
 async def test_a_store_failure_ends_the_run_not_the_engine(tmp_path: Path) -> None:
     settings = settings_for_tests(tmp_path, concurrency=2)
-    me = psutil.Process()
     async with open_store(settings.store_url) as real_store:
         store = FailingStore(real_store)
         async with open_engine(settings, store=store) as engine:  # type: ignore[arg-type]
@@ -61,15 +60,14 @@ async def test_a_store_failure_ends_the_run_not_the_engine(tmp_path: Path) -> No
             # The engine lives on: it answers and starts other work.
             other, _ = await engine.create_batch(None, "noop", jobs_of("noop", [None]))
             assert await engine.start(other) is StartResult.STARTED
-        assert me.children() == []
+        assert child_processes() == []
 
 
 async def test_a_batch_start_takes_the_warm_child(tmp_path: Path) -> None:
-    me = psutil.Process()
     async with open_test_engine(tmp_path, warm_children=1) as engine:
         with trio.fail_after(30):
             await engine.wait_warm()
-            warm = {c.pid for c in me.children()}
+            warm = {c.pid for c in child_processes()}
             assert len(warm) == 1
             batch_id, _ = await engine.create_batch(None, "pid", jobs_of("pid", [None]))
             with engine.subscribe([batch_id]) as sub:
