@@ -161,7 +161,8 @@ CLUSTER_SCRIPTS = {
 
 
 class RedisClusterMethods:
-    """The cluster's ``Store`` methods on Redis, for ``RedisStore``.
+    """The cluster's ``Store`` methods on Redis (leases, the engine registry,
+    run ownership, startable batches), for ``RedisStore``.
 
     Every method is one script, atomic on the server and shielded from
     cancellation: it returns or raises, never half-done. Every method raises
@@ -172,6 +173,28 @@ class RedisClusterMethods:
         _clock: Callable[[], float]
 
         async def _run(self, script: str, *args: str | int) -> Any: ...
+
+    async def renew_leases(self, owner: str, lease_seconds: float) -> int:
+        """Push the expiry of every job lease and run record ``owner`` holds
+        to now + ``lease_seconds``.
+
+        Cancellation: shielded: it returns or raises, never half-done.
+
+        Returns:
+            How many job leases were renewed.
+        """
+        expires = number(self._clock() + lease_seconds)
+        return int(await self._run("renew_leases", owner, expires))
+
+    async def recover_expired_leases(self) -> int:
+        """Active jobs whose lease has run out back to pending, attempt refunded.
+
+        Cancellation: shielded: it returns or raises, never half-done.
+
+        Returns:
+            How many jobs were recovered.
+        """
+        return int(await self._run("recover_expired_leases", number(self._clock())))
 
     async def heartbeat(self, record: EngineRecord, ttl_seconds: float) -> EngineRecord:
         """Register the engine, replacing its earlier record: seen now, live

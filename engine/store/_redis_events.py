@@ -49,7 +49,7 @@ from protocols.events import Event, EventData, parse_stored_frame, stored_frame
 if TYPE_CHECKING:
     import coredis
 
-__all__ = ["MAX_WAIT_SECONDS", "RedisEventLog"]
+__all__ = ["MAX_WAIT_SECONDS", "RedisEventLog", "RedisEventMethods"]
 
 log = logging.getLogger(__name__)
 
@@ -129,3 +129,37 @@ class RedisEventLog:
             except RemoteProtocolError as exc:
                 log.warning("event #%d in the log is left out: %s", seq, exc)
         return events
+
+
+class RedisEventMethods:
+    """The ``EventLog`` methods of ``RedisStore``, which gives them its
+    client (None once closed) and its ``RedisEventLog``."""
+
+    if TYPE_CHECKING:
+        _client: coredis.Redis[str] | None
+        _events: RedisEventLog
+
+    async def append_events(
+        self, data: Sequence[EventData], *, retain: int, publisher: str, burst: int
+    ) -> list[Event]:
+        """Append a burst of events (``EventLog.append_events`` says how).
+
+        Cancellation: shielded: it returns or raises, never half-done.
+        """
+        return await self._event_log().append(
+            data, retain=retain, publisher=publisher, burst=burst
+        )
+
+    async def read_events(
+        self, after_seq: int, *, limit: int, wait_seconds: float = 0.0
+    ) -> list[Event]:
+        """Events after ``after_seq`` (``EventLog.read_events`` says how).
+
+        Cancellation: atomic; it only reads.
+        """
+        return await self._event_log().read(after_seq, limit=limit, wait_seconds=wait_seconds)
+
+    def _event_log(self) -> RedisEventLog:
+        if self._client is None:
+            raise trio.ClosedResourceError("the store is closed")
+        return self._events

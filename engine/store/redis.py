@@ -48,7 +48,7 @@ from engine.errors import BatchExists, BatchNotFound
 from engine.store import _json
 from engine.store._redis_cluster import CLUSTER_SCRIPTS, RedisClusterMethods
 from engine.store._redis_errors import checked_location, sole_exception, translate_redis_errors
-from engine.store._redis_events import RedisEventLog
+from engine.store._redis_events import RedisEventLog, RedisEventMethods
 from engine.store._redis_limits import LIMIT_SCRIPTS, RedisLimits
 from engine.store._redis_scripts import SCRIPTS
 from engine.store._redis_values import (
@@ -76,7 +76,6 @@ from engine.store.base import (
 if TYPE_CHECKING:
     from coredis.commands import Script
 
-    from protocols.events import Event, EventData
     from protocols.lifecycle import JobState
 
 __all__ = ["COMMAND_TIMEOUT_SECONDS", "CONNECT_TIMEOUT_SECONDS", "RedisStore", "open_redis_store"]
@@ -91,7 +90,7 @@ CONNECT_TIMEOUT_SECONDS = 3.0
 COMMAND_TIMEOUT_SECONDS = 10.0
 
 
-class RedisStore(RedisClusterMethods, RedisLimits):
+class RedisStore(RedisClusterMethods, RedisLimits, RedisEventMethods):
     """``Store`` and ``EventLog`` on one Redis database; get one from
     ``open_redis_store``.
 
@@ -100,7 +99,8 @@ class RedisStore(RedisClusterMethods, RedisLimits):
     ``StoreUnavailable`` when Redis cannot be reached and
     ``trio.ClosedResourceError`` once the store is closed. The cluster
     methods come from ``RedisClusterMethods``, the limit methods from
-    ``RedisLimits`` (on Redis's clock unless ``limit_clock`` is given).
+    ``RedisLimits`` (on Redis's clock unless ``limit_clock`` is given), the
+    event log's from ``RedisEventMethods``.
     """
 
     def __init__(
@@ -353,53 +353,6 @@ class RedisStore(RedisClusterMethods, RedisLimits):
         if requeued is None:
             raise BatchNotFound(f"no batch {batch_id!r}")
         return int(requeued)
-
-    async def renew_leases(self, owner: str, lease_seconds: float) -> int:
-        """Push the expiry of every job lease and run record ``owner`` holds
-        to now + ``lease_seconds``.
-
-        Cancellation: shielded: it returns or raises, never half-done.
-
-        Returns:
-            How many job leases were renewed.
-        """
-        expires = number(self._clock() + lease_seconds)
-        return int(await self._run("renew_leases", owner, expires))
-
-    async def recover_expired_leases(self) -> int:
-        """Active jobs whose lease has run out back to pending, attempt refunded.
-
-        Cancellation: shielded: it returns or raises, never half-done.
-
-        Returns:
-            How many jobs were recovered.
-        """
-        return int(await self._run("recover_expired_leases", number(self._clock())))
-
-    async def append_events(
-        self, data: Sequence[EventData], *, retain: int, publisher: str, burst: int
-    ) -> list[Event]:
-        """Append a burst of events (``EventLog.append_events`` says how).
-
-        Cancellation: shielded: it returns or raises, never half-done.
-        """
-        return await self._event_log().append(
-            data, retain=retain, publisher=publisher, burst=burst
-        )
-
-    async def read_events(
-        self, after_seq: int, *, limit: int, wait_seconds: float = 0.0
-    ) -> list[Event]:
-        """Events after ``after_seq`` (``EventLog.read_events`` says how).
-
-        Cancellation: atomic; it only reads.
-        """
-        return await self._event_log().read(after_seq, limit=limit, wait_seconds=wait_seconds)
-
-    def _event_log(self) -> RedisEventLog:
-        if self._client is None:
-            raise trio.ClosedResourceError("the store is closed")
-        return self._events
 
     async def ping(self) -> None:
         """Ask Redis for a PONG.
