@@ -10,6 +10,16 @@ lease runs out. The same loop recovers the leases that did run out (their
 engine died): those jobs are pending again, so every run is woken to claim
 them. An engine also recovers expired leases once as it opens.
 
+While the store is away, renewal keeps trying every round (telling the
+engine's ``StoreRetry``, which logs the outage once, not each round). A
+lease is only as long as ``LEASE_SECONDS`` though: an outage longer than
+that lets the engine's leases run out in the store, and then another engine
+of the cluster (or this one, once the store is back) may recover its jobs
+and resume its runs, as the contract says of an engine cut off from the
+store. Whatever this engine's runs still hold of those jobs is then
+recorded as best it can: an outcome for a job that is no longer active is
+skipped by the store, and a job recovered to pending runs again.
+
 A run stopped by shutdown stays remembered as running in the store, so the
 next engine on the same store resumes it. ``RememberedRuns`` starts them in
 batch-id order within capacity: a run that meets ``CAPACITY_REACHED`` waits
@@ -28,8 +38,9 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from engine.core.retry import StoreRetry
 from engine.core.values import StartResult
-from engine.errors import StoreError
+from engine.errors import StoreError, StoreUnavailable
 from engine.store import Store
 
 __all__ = ["RememberedRuns", "keep_leases", "recover_expired_leases"]
@@ -52,11 +63,16 @@ async def recover_expired_leases(store: Store) -> int:
 
 
 async def keep_leases(
-    store: Store, owner: str, lease_seconds: float, wake_runs: Callable[[], None]
+    store: Store,
+    owner: str,
+    lease_seconds: float,
+    wake_runs: Callable[[], None],
+    retry: StoreRetry,
 ) -> None:
     """Every ``lease_seconds / 3``: renew ``owner``'s leases, recover the
     expired ones and, when some were, call ``wake_runs``. Runs until cancelled;
-    a store error is logged and the next round tries again.
+    a store that is away is told to ``retry`` (which logs the outage once),
+    any other store error is logged, and the next round tries again.
 
     Cancellation: the way it ends; a renewal cut short leaves the leases as
     they were (each store call is one transaction).
@@ -67,9 +83,13 @@ async def keep_leases(
         try:
             await store.renew_leases(owner, lease_seconds)
             recovered = await recover_expired_leases(store)
+        except StoreUnavailable as exc:
+            retry.failed(exc)
+            continue
         except StoreError as exc:
             log.error("cannot renew leases: %s", exc)
             continue
+        retry.answered()
         if recovered:
             wake_runs()
 

@@ -30,6 +30,7 @@ from engine.core.bus import EventBus
 from engine.core.leases import RememberedRuns, keep_leases
 from engine.core.limits import PauseSwitch
 from engine.core.policy import EnginePolicy
+from engine.core.retry import StoreRetry
 from engine.core.runner import BatchRunner, StopReason
 from engine.core.values import EngineStatus, StartResult
 from engine.store import Store
@@ -51,6 +52,7 @@ class Runs:
         owner: the lease owner name of this engine.
         gate: the engine's pause switch.
         clock: wall-clock seconds, the store's clock (due times, backoffs).
+        retry: the engine's policy for store steps met by an outage.
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class Runs:
         owner: str,
         gate: PauseSwitch,
         clock: Callable[[], float],
+        retry: StoreRetry,
     ) -> None:
         self._nursery = nursery
         self._capacity = trio.CapacityLimiter(capacity)
@@ -75,6 +78,7 @@ class Runs:
         self._owner = owner
         self._gate = gate
         self._clock = clock
+        self._retry = retry
         self._runners: dict[str, BatchRunner] = {}
         self._all_stopped = trio.Event()  # set while no run is going
         self._all_stopped.set()
@@ -110,7 +114,7 @@ class Runs:
             StoreError: the store did not answer.
         """
         self._nursery.start_soon(
-            keep_leases, self._store, self._owner, lease_seconds, self.wake_all
+            keep_leases, self._store, self._owner, lease_seconds, self.wake_all, self._retry
         )
         await self._remembered.resume()
 
@@ -139,6 +143,7 @@ class Runs:
             owner=self._owner,
             gate=self._gate,
             clock=self._clock,
+            retry=self._retry,
         )
         self._runners[batch_id] = runner
         if self._all_stopped.is_set():
