@@ -124,7 +124,9 @@ class StoreRetry:
         """A store call failed: the store is away (logged when it was not)."""
         if self._down_since is None:
             self._down_since = trio.current_time()
-            log.warning("the store is unavailable, retrying until it is back: %s", error)
+            # The message, not the error: a record kept (by a log handler)
+            # must not keep the error's traceback and what it holds alive.
+            log.warning("the store is unavailable, retrying until it is back: %s", str(error))
 
     def answered(self) -> None:
         """A store call succeeded: unless a step is still being retried, the

@@ -49,15 +49,25 @@ def redis_command(port: int, *words: str) -> bytes:
 
 
 @contextlib.contextmanager
-def running_redis(workdir: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """A ``redis-server`` on ``127.0.0.1:port``, answering pings; killed on exit."""
+def running_redis(
+    workdir: Path, port: int, *, persist: bool = False
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A ``redis-server`` on ``127.0.0.1:port``, answering pings; killed on exit.
+
+    With ``persist``, every write is in its append-only file in ``workdir``
+    before Redis answers it, so a server started again on the same
+    ``workdir`` has whatever the last one acknowledged, even after SIGKILL.
+    """
     binary = shutil.which(REDIS_SERVER) or "/usr/bin/redis-server"
     if not Path(binary).exists():
         message = f"{REDIS_SERVER} is not installed (apt-get install redis-server)"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    args += (
+        ["--appendonly", "yes", "--appendfsync", "always"] if persist else ["--appendonly", "no"]
+    )
     args += ["--dir", str(workdir)]
     server = subprocess.Popen([binary, *args], stdout=subprocess.DEVNULL)
     try:
