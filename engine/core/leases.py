@@ -26,9 +26,10 @@ batch-id order within capacity: a run that meets ``CAPACITY_REACHED`` waits
 at the head of the queue, and ``resume_next`` is called again whenever a
 run ends. A run that cannot start at all (its batch is gone, no child would
 start) is logged and forgotten, its mark cleared, so it is not retried on
-every restart. Nothing is resumed once the engine is shutting down: such a
-start would be refused, and the run must stay remembered for the next
-engine.
+every restart; one that cannot start because the store is away stays at
+the head of the queue, like one that meets full capacity. Nothing is
+resumed once the engine is shutting down: such a start would be refused,
+and the run must stay remembered for the next engine.
 """
 
 from __future__ import annotations
@@ -134,13 +135,16 @@ class RememberedRuns:
         Cancellation: may have partially happened (some runs started).
 
         Raises:
-            StoreError: the store did not answer while a run that cannot
-                start was being forgotten.
+            StoreError: the store failed while a run that cannot start was
+                being forgotten.
         """
         while self._queue and not self._draining():
             batch_id = self._queue[0]
             try:
                 result = await self._start(batch_id)
+            except StoreUnavailable as exc:
+                log.warning("[batch %s] cannot resume while the store is away: %s", batch_id, exc)
+                return
             except Exception as exc:
                 log.error("[batch %s] cannot resume: %s", batch_id, exc)
                 self._queue.pop(0)

@@ -123,6 +123,17 @@ async def test_remembered_runs_start_in_order_within_capacity(
     assert store.cleared == ["b"]
 
 
+async def test_a_remembered_run_waits_while_the_store_is_away() -> None:
+    store = _RunStore({"a", "b"})
+    starter = _Starter({"a": StoreUnavailable("the store is down (simulated)")})
+    remembered = RememberedRuns(store, start=starter.start, draining=lambda: False)  # type: ignore[arg-type]
+    await remembered.resume()
+    assert starter.asked == ["a"] and store.cleared == []
+    starter.answers |= {"a": StartResult.STARTED, "b": StartResult.STARTED}
+    await remembered.resume_next()
+    assert starter.asked == ["a", "a", "b"] and store.cleared == []
+
+
 async def test_nothing_is_resumed_while_the_engine_drains() -> None:
     store = _RunStore({"a"})
     starter = _Starter({"a": StartResult.STARTED})
