@@ -32,6 +32,7 @@ state the outcome leads to as the state the store took.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 
 import attrs
@@ -45,6 +46,8 @@ from protocols import events, ipc
 from protocols.lifecycle import JobState
 
 __all__ = ["HeldJob", "HeldJobs", "Recorder", "Tally"]
+
+log = logging.getLogger("batchyard.runner")
 
 #: How long a store write may take once the run is being torn down by a
 #: cancellation; the store answers in milliseconds, so this only bounds a
@@ -198,14 +201,13 @@ class Recorder:
         yet, and put every other held job back: refunded, unless the child
         crashed while it had started the job (then the attempt counts, and a
         job out of attempts fails). While the store is away the write is
-        retried, until the run's patience runs out.
+        retried until the run's patience runs out; then the jobs are left
+        to come back through their lease (logged).
 
         Cancellation: may have partially happened; what is not released comes
         back when its lease expires.
 
         Raises:
-            StoreUnavailable: the store was away until the run's deadline;
-                the jobs stay held and come back when their lease expires.
             StoreError: the store refused the releases.
         """
         outcomes: list[Outcome] = [
@@ -221,10 +223,17 @@ class Recorder:
             return
         try:
             states = await self._apply(outcomes, held)
-        except StoreUnavailable:
+        except StoreUnavailable as exc:
+            log.error(
+                "[batch %s] cannot release %d jobs (%s); they come back to pending"
+                " when their lease runs out",
+                self.batch_id,
+                len(held),
+                exc,
+            )
             for job in held:  # their credits and type slots go back all the same
                 held.pop(job.record.job_id)
-            raise
+            return
         for outcome in outcomes:
             job = held.pop(outcome.job_id)
             if states.get(outcome.job_id) is JobState.FAILED:

@@ -19,7 +19,10 @@ A step retried after a failure may have happened already: on Redis a
 script whose reply was lost ran entirely or not at all. Every step retried
 here is one that is safe to repeat: reads, ``clear_running``, ``apply``
 (outcomes for jobs no longer active are skipped, never applied twice) and
-claims (jobs a lost reply left active come back through their lease).
+claims. A claim whose reply was lost leaves its jobs active under this
+engine's name, unknown to any run: they are not run twice, but they wait
+for their lease, which this engine renews while it lives, so they come
+back when it stops (a restart takes them back at once).
 
 One ``StoreRetry`` per engine is shared by every run, the lease keeper and
 the health check, so the engine logs one line when the store goes away and

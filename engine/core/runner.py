@@ -264,18 +264,11 @@ class BatchRunner:
         # Shielded with no bound of its own: it waits for the store only as
         # long as the run's patience lasts, and every stop (the engine's
         # shutdown included) gives that a deadline.
-        stranded = len(held)
         with trio.CancelScope(shield=True):
             try:
                 await self._recorder.release(held, crashed=crashed)
             except StoreError as exc:
-                log.error(
-                    "[batch %s] cannot release %d jobs (%s); they come back to pending"
-                    " when their lease runs out",
-                    self.batch_id,
-                    stranded,
-                    exc,
-                )
+                log.error("[batch %s] cannot release jobs: %s", self.batch_id, exc)
 
     # --- dispatching --------------------------------------------------------
 
