@@ -36,9 +36,10 @@ from engine.core.bus import BusStatistics, EventBus, Subscription
 from engine.core.leases import recover_expired_leases
 from engine.core.limits import PauseSwitch
 from engine.core.policy import EnginePolicy
+from engine.core.retry import StoreRetry
 from engine.core.runs import Runs
 from engine.core.values import EngineStatus, JobRequest, StartResult
-from engine.errors import BatchNotRunning, BatchRunning, ShuttingDown, StoreError
+from engine.errors import BatchNotRunning, BatchRunning, ShuttingDown, StoreError, StoreUnavailable
 from engine.jobs.registry import REGISTRY, JobRegistry, load_job_modules
 from engine.store import AddResult, BatchRecord, Counts, EventLog, JobPage, Store, open_store
 from engine.supervisor.children import ChildSupervisor
@@ -86,6 +87,7 @@ class Engine:
         self._bus = bus
         self._supervisor = supervisor
         self._gate = PauseSwitch()
+        self._store_retry = StoreRetry()
         self._policy = EnginePolicy(settings, registry, store)
         self._runs = Runs(
             nursery,
@@ -97,6 +99,7 @@ class Engine:
             owner=self.owner,
             gate=self._gate,
             clock=clock,
+            retry=self._store_retry,
         )
 
     # --- batches and jobs ----------------------------------------------------
@@ -311,16 +314,22 @@ class Engine:
         return self._runs.draining
 
     async def store_healthy(self, timeout: float = 2.0) -> bool:
-        """Whether the store answers within ``timeout`` seconds.
+        """Whether the store answers a ping within ``timeout`` seconds (a
+        ping that hangs is abandoned then) and takes what the runs write
+        (none is waiting for it). A ping's answer also tells the engine's
+        view of the store, so a change is logged once.
 
         Cancellation: atomic.
         """
         with trio.move_on_after(timeout):
             try:
                 await self._store.ping()
-            except StoreError:
+            except StoreError as exc:
+                self._store_retry.failed(exc)
                 return False
-            return True
+            self._store_retry.answered()
+            return self._store_retry.store_available
+        self._store_retry.failed(StoreUnavailable(f"no answer to a ping within {timeout} s"))
         return False
 
     async def shutdown(self) -> None:

@@ -11,18 +11,28 @@ lease runs out. The same loop recovers the leases that did run out (their
 engine died): those jobs are pending again, so every run is woken to claim
 them. An engine also recovers expired leases once as it opens.
 
+While the store is away, renewal keeps trying every round (telling the
+engine's ``StoreRetry``, which logs the outage once, not each round). A
+lease is only as long as ``LEASE_SECONDS`` though: an outage longer than
+that lets the engine's leases run out in the store, and then another engine
+of the cluster (or this one, once the store is back) may recover its jobs
+and resume its runs, as the contract says of an engine cut off from the
+store. Whatever this engine's runs still hold of those jobs is then
+recorded as best it can: an outcome for a job that is no longer active is
+skipped by the store, and a job recovered to pending runs again.
+
 A run stopped by shutdown is handed over in the store (its run record kept
 with no owner), so the next engine on the same store resumes it.
 ``RememberedRuns`` starts, in batch-id order within capacity, the
 remembered runs that are free (handed over, or their lease expired) or
 already this engine's: a run that meets ``CAPACITY_REACHED`` waits at the
-head of the queue, and ``resume_next`` is called again whenever a run ends.
-A run that cannot start at all is logged and dropped from the queue; its
-record does not outlive that (a deleted batch takes its record with it,
-and a run whose first child cannot start forgets its own), so it is not
-retried on every restart. Nothing is resumed once the engine is shutting
-down: such a start would be refused, and the run must stay remembered for
-the next engine.
+head of the queue, and ``resume_next`` is called again whenever a run ends;
+so does one that cannot start because the store is away. A run that cannot
+start at all is logged and dropped from the queue; its record does not
+outlive that (a deleted batch takes its record with it, and a run whose
+first child cannot start forgets its own), so it is not retried on every
+restart. Nothing is resumed once the engine is shutting down: such a start
+would be refused, and the run must stay remembered for the next engine.
 """
 
 from __future__ import annotations
@@ -32,8 +42,9 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from engine.core.retry import StoreRetry
 from engine.core.values import StartResult
-from engine.errors import StoreError
+from engine.errors import StoreError, StoreUnavailable
 from engine.store import Store
 
 __all__ = ["RememberedRuns", "keep_leases", "recover_expired_leases"]
@@ -61,11 +72,13 @@ async def keep_leases(
     lease_seconds: float,
     wake_runs: Callable[[], None],
     renew_slots: Callable[[], Awaitable[None]],
+    retry: StoreRetry,
 ) -> None:
     """Every ``lease_seconds / 3``: renew ``owner``'s leases and (with
     ``renew_slots``) its type slots, recover the expired leases and, when
-    some were, call ``wake_runs``. Runs until cancelled; a store error is
-    logged and the next round tries again.
+    some were, call ``wake_runs``. Runs until cancelled; a store that is away
+    is told to ``retry`` (which logs the outage once), any other store error
+    is logged, and the next round tries again.
 
     Cancellation: the way it ends; a renewal cut short leaves the leases as
     they were (each store call is one transaction).
@@ -77,9 +90,13 @@ async def keep_leases(
             await store.renew_leases(owner, lease_seconds)
             await renew_slots()
             recovered = await recover_expired_leases(store)
+        except StoreUnavailable as exc:
+            retry.failed(exc)
+            continue
         except StoreError as exc:
             log.error("cannot renew leases: %s", exc)
             continue
+        retry.answered()
         if recovered:
             wake_runs()
 
@@ -140,6 +157,9 @@ class RememberedRuns:
             batch_id = self._queue[0]
             try:
                 result = await self._start(batch_id)
+            except StoreUnavailable as exc:
+                log.warning("[batch %s] cannot resume while the store is away: %s", batch_id, exc)
+                return
             except Exception as exc:
                 log.error("[batch %s] cannot resume: %s", batch_id, exc)
                 self._queue.pop(0)

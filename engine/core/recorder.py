@@ -22,10 +22,20 @@ comes when it finally completes or fails.
 
 Batch-wide counts for ``processing:progress`` are kept from outcomes
 (``Tally``), so progress costs no store query.
+
+While the store is away, the outcomes a child reported stay with their
+``HeldJob`` (``outcome``) and the store write is retried (``StoreRetry``)
+until the store takes them; once the run is stopped, only until its
+deadline, and then ``release`` writes those kept outcomes instead of
+putting the jobs back. A write retried after a failure may have been done
+by the failed attempt (a Redis reply lost): the store then skips those
+outcomes, since their jobs are no longer active, and the recorder takes the
+state the outcome leads to as the state the store took.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 
@@ -34,11 +44,15 @@ import trio
 
 from engine.core.bus import EventBus
 from engine.core.limits import TypeGate
+from engine.core.retry import Patience, StoreRetry
+from engine.errors import StoreUnavailable
 from engine.store.base import Complete, Counts, Fail, JobRecord, Outcome, Release, Store
 from protocols import events, ipc
 from protocols.lifecycle import JobState
 
 __all__ = ["HeldJob", "HeldJobs", "Recorder", "Tally"]
+
+log = logging.getLogger("batchyard.runner")
 
 #: How long a store write may take once the run is being torn down by a
 #: cancellation; the store answers in milliseconds, so this only bounds a
@@ -57,12 +71,14 @@ class Tally:
 
 @attrs.define
 class HeldJob:
-    """A claimed job: its record, its credit, and when the child started it."""
+    """A claimed job: its record, its credit, when the child started it, and
+    the outcome the child reported while the store has not taken it yet."""
 
     record: JobRecord
     credit: object
     active_since: float | None = None
     type_gate: TypeGate | None = None
+    outcome: Outcome | None = None
 
 
 class HeldJobs:
@@ -131,6 +147,8 @@ class Recorder:
         backoff_seconds: the base of the exponential backoff between a
             job's attempts.
         clock: wall-clock seconds, the store's clock (when a retry is due).
+        retry: how store writes are retried while the store is away.
+        patience: the run's: once it is stopped, retries end at its deadline.
     """
 
     def __init__(
@@ -141,12 +159,16 @@ class Recorder:
         bus: EventBus,
         backoff_seconds: float,
         clock: Callable[[], float],
+        retry: StoreRetry,
+        patience: Patience,
     ) -> None:
         self.batch_id = batch_id
         self._store = store
         self._bus = bus
         self._backoff_seconds = backoff_seconds
         self._clock = clock
+        self._retry = retry
+        self._patience = patience
         self._tally = Tally()
 
     def start_tally(self, counts: Counts) -> None:
@@ -157,15 +179,24 @@ class Recorder:
         """``added`` jobs joined the batch: the progress total grows."""
         self._tally.total += added
 
+    def finished_counts(self) -> Counts:
+        """The batch's completed and failed jobs as the outcomes recorded
+        here count them (for a run that cannot ask the store)."""
+        return Counts(completed=self._tally.completed, failed=self._tally.failed)
+
     async def record(self, messages: list[ipc.ChildMessage], held: HeldJobs) -> None:
         """Record one burst of child messages in one store write, then
-        publish their events in the order the child sent them.
+        publish their events in the order the child sent them. While the
+        store is away the write is retried; once the run's patience ran
+        out, the burst's outcomes stay held (``release`` writes them) and
+        nothing of it is published.
 
-        Cancellation: the store write is shielded (bounded), so what the
-        child reported is never half recorded.
+        Cancellation: each store write is shielded (bounded), so what the
+        child reported is never half recorded; cancelled between attempts,
+        the outcomes stay held.
 
         Raises:
-            StoreError: the store did not take the outcomes.
+            StoreError: the store refused the outcomes.
         """
         outcomes: dict[str, Outcome] = {}
         for message in messages:
@@ -178,30 +209,34 @@ class Recorder:
                 if job.active_since is None:
                     job.active_since = trio.current_time()
             elif not isinstance(message, ipc.JobProgress):
-                outcomes[message.job_id] = self._outcome(message, job.record)
+                outcomes[message.job_id] = job.outcome = self._outcome(message, job.record)
         states: dict[str, JobState] = {}
         if outcomes:
-            with trio.move_on_after(CLEANUP_SECONDS, shield=True) as timeout:
-                states = await self._store.apply(list(outcomes.values()))
-            if timeout.cancelled_caught:
-                raise trio.TooSlowError("the store did not record results in time")
+            try:
+                states = await self._apply(list(outcomes.values()), held)
+            except StoreUnavailable:
+                return
         for message in messages:
             self._publish_message(message, outcomes, states, held)
         await held.free_type_slots()
 
     async def release(self, held: HeldJobs, *, crashed: bool) -> None:
-        """Put every held job back: refunded, unless the child crashed while
-        it had started the job (then the attempt counts, and a job out of
-        attempts fails).
+        """Write the outcomes the child reported and the store did not take
+        yet, and put every other held job back: refunded, unless the child
+        crashed while it had started the job (then the attempt counts, and a
+        job out of attempts fails). While the store is away the write is
+        retried until the run's patience runs out; then the jobs are left
+        to come back through their lease (logged).
 
         Cancellation: may have partially happened; what is not released comes
         back when its lease expires.
 
         Raises:
-            StoreError: the store did not take the releases.
+            StoreError: the store refused the releases.
         """
         outcomes: list[Outcome] = [
-            Release(
+            job.outcome
+            or Release(
                 job_id=job.record.job_id,
                 refund_attempt=not (crashed and job.active_since is not None),
                 error="the child process crashed while running this job",
@@ -209,7 +244,18 @@ class Recorder:
             for job in held
         ]
         try:
-            states = await self._store.apply(outcomes) if outcomes else {}
+            states = await self._apply(outcomes, held) if outcomes else {}
+        except StoreUnavailable as exc:
+            log.error(
+                "[batch %s] cannot release %d jobs (%s); they and their type slots"
+                " come back when their leases run out",
+                self.batch_id,
+                len(held),
+                exc,
+            )
+            for job in held:  # their credits go back all the same
+                held.pop(job.record.job_id)
+            return
         except BaseException:
             # These jobs run no more here, recorded or not: their slots go.
             await held.free_type_slots(of_every_job=True)
@@ -223,6 +269,32 @@ class Recorder:
     def publish(self, data: events.EventData) -> None:
         """Publish one of this batch's events."""
         self._bus.publish(data)
+
+    async def _apply(self, outcomes: list[Outcome], held: HeldJobs) -> dict[str, JobState]:
+        """``store.apply``, retried while the store is away; after a failed
+        attempt, a skipped outcome is taken as applied by that attempt."""
+        failed_before = False
+
+        async def attempt() -> dict[str, JobState]:
+            nonlocal failed_before
+            # Shielded: the write either happened or not, never abandoned
+            # half-way; the bound only matters for a store that hangs.
+            with trio.move_on_after(CLEANUP_SECONDS, shield=True):
+                try:
+                    return await self._store.apply(outcomes)
+                except StoreUnavailable:
+                    failed_before = True
+                    raise
+            failed_before = True
+            raise StoreUnavailable("the store did not record results in time")
+
+        states = await self._retry.call(attempt, patience=self._patience)
+        if failed_before:
+            for outcome in outcomes:
+                job = held.get(outcome.job_id)
+                if outcome.job_id not in states and job is not None:
+                    states[outcome.job_id] = _state_after(outcome, job.record)
+        return states
 
     def _publish_message(
         self,
@@ -311,6 +383,17 @@ class Recorder:
                 duration_ms=duration_ms,
             )
         )
+
+
+def _state_after(outcome: Outcome, job: JobRecord) -> JobState:
+    """The state ``outcome`` takes an active ``job`` to (the store's rule)."""
+    if isinstance(outcome, Complete):
+        return JobState.COMPLETED
+    if isinstance(outcome, Fail):
+        return JobState.PENDING if outcome.retry_at is not None else JobState.FAILED
+    if outcome.refund_attempt or job.attempts < job.max_attempts:
+        return JobState.PENDING
+    return JobState.FAILED
 
 
 #: What the child says about one of its jobs.

@@ -38,6 +38,14 @@ claimed ahead of the limits beyond the batch's free credits.
 
 A crash (non-zero exit, broken pipe, malformed IPC) publishes ``error`` and,
 while ``batch_retries`` allow, the run starts over with a fresh child.
+
+The store going away (``StoreUnavailable``) does not end a run: every store
+step of the dispatcher, the recorder and the run's end is retried through
+the engine's ``StoreRetry``, so the dispatcher claims nothing meanwhile, the
+child keeps what it holds, and what it reported waits in ``HeldJobs`` until
+the store takes it. A stop gives the run's ``Patience`` its deadline: store
+steps give up there, and held jobs that cannot be released come back
+through their lease.
 """
 
 from __future__ import annotations
@@ -45,6 +53,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import TypeVar
 
 import attrs
 import trio
@@ -52,7 +62,8 @@ import trio
 from engine.core.bus import EventBus
 from engine.core.limits import PauseGate, RateLimiter, TypeGate
 from engine.core.recorder import CLEANUP_SECONDS, HeldJobs, Recorder
-from engine.errors import BatchRunning, ChildCrashed, StoreError
+from engine.core.retry import Patience, StoreRetry
+from engine.errors import BatchRunning, ChildCrashed, StoreError, StoreUnavailable
 from engine.store.base import JobRecord, Store
 from engine.supervisor.children import Child, ChildSupervisor
 from protocols import events, ipc
@@ -60,6 +71,8 @@ from protocols import events, ipc
 __all__ = ["BatchRunner", "RunLimits", "StopReason"]
 
 log = logging.getLogger("batchyard.runner")
+
+_T = TypeVar("_T")
 
 
 class StopReason:
@@ -97,6 +110,7 @@ class BatchRunner:
         owner: the lease owner name of this engine.
         gate: dispatching waits while it is closed (the engine's pause).
         clock: wall-clock seconds, the store's clock (due times, backoffs).
+        retry: the engine's policy for store steps met by an outage.
     """
 
     def __init__(
@@ -110,6 +124,7 @@ class BatchRunner:
         owner: str,
         gate: PauseGate,
         clock: Callable[[], float],
+        retry: StoreRetry,
     ) -> None:
         self.batch_id = batch_id
         self._store = store
@@ -124,12 +139,16 @@ class BatchRunner:
         self._child: Child | None = None
         self._wake = trio.Event()
         self._dispatch_scope = trio.CancelScope()
+        self._retry = retry
+        self._patience = Patience()
         self._recorder = Recorder(
             batch_id=batch_id,
             store=store,
             bus=bus,
             backoff_seconds=limits.backoff_seconds,
             clock=clock,
+            retry=retry,
+            patience=self._patience,
         )
 
     # --- control, called by the engine --------------------------------------
@@ -144,6 +163,7 @@ class BatchRunner:
         SIGKILL it at ``deadline``. Never blocks; idempotent."""
         if self.stop_reason is None:
             self.stop_reason = reason
+        self._patience.end_at(deadline)
         self._dispatch_scope.cancel()
         if self._child is not None:
             message: ipc.ParentMessage = (
@@ -198,11 +218,16 @@ class BatchRunner:
         await self._finish()
 
     async def _finish(self) -> None:
-        counts = await self._store.counts(self.batch_id)
         # Stopped by shutdown, the run is handed over: resumed at once by
         # whichever engine comes first (this one's next start included).
         finished = self.stop_reason != StopReason.SHUTDOWN
-        await self._store.release_run(self.batch_id, self._owner, finished=finished)
+        release = partial(self._store.release_run, self.batch_id, self._owner, finished=finished)
+        try:
+            counts = await self._store_step(partial(self._store.counts, self.batch_id))
+            await self._store_step(release)
+        except StoreUnavailable as exc:
+            log.warning("[batch %s] the run ends without the store: %s", self.batch_id, exc)
+            counts = self._recorder.finished_counts()
         self._recorder.publish(
             events.RunDone(
                 batch_id=self.batch_id,
@@ -236,25 +261,33 @@ class BatchRunner:
             crash = str(exc)
             child.kill()
         except Exception:
-            # The run itself broke (the store stopped answering): the child
-            # cannot report anywhere, so it goes now.
+            # The run itself broke (the store refused a step: a bug, not an
+            # outage, which is waited out): the child goes now.
             child.kill()
             raise
         finally:
             with trio.move_on_after(CLEANUP_SECONDS, shield=True) as cleanup:
                 code = await child.wait()
-                if crash is None and code != 0 and self.stop_reason is None:
-                    crash = f"the child exited with code {code}"
-                try:
-                    await self._recorder.release(held, crashed=crash is not None)
-                except StoreError as exc:
-                    log.error("[batch %s] cannot release jobs: %s", self.batch_id, exc)
             if cleanup.cancelled_caught:
                 log.error("[batch %s] cleanup timed out; leases will recover", self.batch_id)
+            else:
+                if crash is None and code != 0 and self.stop_reason is None:
+                    crash = f"the child exited with code {code}"
+                await self._release(held, crashed=crash is not None)
             self._child = None
             with trio.CancelScope(shield=True):
                 await child.channel.aclose()
         return crash
+
+    async def _release(self, held: HeldJobs, *, crashed: bool) -> None:
+        # Shielded with no bound of its own: it waits for the store only as
+        # long as the run's patience lasts, and every stop (the engine's
+        # shutdown included) gives that a deadline.
+        with trio.CancelScope(shield=True):
+            try:
+                await self._recorder.release(held, crashed=crashed)
+            except StoreError as exc:
+                log.error("[batch %s] cannot release jobs: %s", self.batch_id, exc)
 
     # --- dispatching --------------------------------------------------------
 
@@ -274,6 +307,14 @@ class BatchRunner:
                     return
                 await self._wait_for_work()
 
+    async def _store_step(self, step: Callable[[], Awaitable[_T]]) -> _T:
+        """``step()`` retried while the store is away; once the run is
+        stopped, only until its deadline (then ``StoreUnavailable``)."""
+        return await self._retry.call(step, patience=self._patience)
+
+    async def _next_due_at(self) -> float | None:
+        return await self._store_step(partial(self._store.next_due_at, self.batch_id))
+
     async def _take_start(
         self, job: JobRecord, before_waiting: Callable[[], Awaitable[None]]
     ) -> None:
@@ -288,21 +329,22 @@ class BatchRunner:
         await rate.acquire(cost)
 
     async def _claim(self, held: HeldJobs, credits: Sequence[object]) -> list[JobRecord]:
-        # Shielded: once the store hands jobs out they must be held, or a
-        # cancellation here would strand them as active until their lease
-        # expires.
-        with trio.move_on_after(CLEANUP_SECONDS, shield=True):
-            jobs = await self._store.claim_jobs(
-                self.batch_id,
-                len(credits),
-                owner=self._owner,
-                lease_seconds=self._limits.lease_seconds,
-            )
+        jobs = await self._store_step(partial(self._claim_once, len(credits)))
         for job, credit in zip(jobs, credits, strict=False):
             held.add(job, credit)
         for credit in credits[len(jobs) :]:
             held.credits.release_on_behalf_of(credit)
         return jobs
+
+    async def _claim_once(self, limit: int) -> list[JobRecord]:
+        # Shielded: once the store hands jobs out they must be held, or a
+        # cancellation here would strand them as active until their lease
+        # expires.
+        with trio.move_on_after(CLEANUP_SECONDS, shield=True):
+            return await self._store.claim_jobs(
+                self.batch_id, limit, owner=self._owner, lease_seconds=self._limits.lease_seconds
+            )
+        raise StoreUnavailable("the store did not hand out jobs in time")
 
     async def _send(self, child: Child, jobs: list[JobRecord], held: HeldJobs) -> None:
         ready: list[JobRecord] = []
@@ -332,12 +374,13 @@ class BatchRunner:
         await send_ready()
 
     async def _finished(self) -> bool:
-        if await self._store.next_due_at(self.batch_id) is not None:
+        if await self._next_due_at() is not None:
             return False
-        return (await self._store.counts(self.batch_id)).active == 0
+        counts = await self._store_step(partial(self._store.counts, self.batch_id))
+        return counts.active == 0
 
     async def _wait_for_work(self) -> None:
-        due = await self._store.next_due_at(self.batch_id)
+        due = await self._next_due_at()
         delay = self._limits.lease_seconds / 2 if due is None else max(0.0, due - self._clock())
         with trio.move_on_after(delay):
             await self._wake.wait()

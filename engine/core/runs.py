@@ -30,6 +30,7 @@ from engine.core.bus import EventBus
 from engine.core.leases import RememberedRuns, keep_leases
 from engine.core.limits import PauseSwitch
 from engine.core.policy import EnginePolicy
+from engine.core.retry import StoreRetry
 from engine.core.runner import BatchRunner, StopReason
 from engine.core.values import EngineStatus, StartResult
 from engine.errors import BatchRunning
@@ -52,6 +53,7 @@ class Runs:
         owner: the lease owner name of this engine.
         gate: the engine's pause switch.
         clock: wall-clock seconds, the store's clock (due times, backoffs).
+        retry: the engine's policy for store steps met by an outage.
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class Runs:
         owner: str,
         gate: PauseSwitch,
         clock: Callable[[], float],
+        retry: StoreRetry,
     ) -> None:
         self._nursery = nursery
         self._capacity = trio.CapacityLimiter(capacity)
@@ -76,6 +79,7 @@ class Runs:
         self._owner = owner
         self._gate = gate
         self._clock = clock
+        self._retry = retry
         self._runners: dict[str, BatchRunner] = {}
         self._all_stopped = trio.Event()  # set while no run is going
         self._all_stopped.set()
@@ -119,6 +123,7 @@ class Runs:
             lease_seconds,
             self.wake_all,
             self._policy.renew_type_slots,
+            self._retry,
         )
         await self._remembered.resume()
 
@@ -148,6 +153,7 @@ class Runs:
             owner=self._owner,
             gate=self._gate,
             clock=self._clock,
+            retry=self._retry,
         )
         self._runners[batch_id] = runner
         if self._all_stopped.is_set():

@@ -13,13 +13,13 @@ ownership, startable batches) come from ``RedisClusterMethods`` in
 validated and encoded (``engine.store._redis_values``) before anything is
 sent, so a script never stops half-way on bad input.
 
-Cancellation: each call is shielded from cancellation and bounded instead by
-the connection's timeouts (``CONNECT_TIMEOUT_SECONDS``,
-``COMMAND_TIMEOUT_SECONDS``). A script that reached Redis runs to the end
-there whatever happens to the caller, so abandoning the reply would leave the
-caller not knowing what was written; shielded, a call either returns or
-raises, and a cancellation is delivered at the caller's next checkpoint, as
-with the SQLite store.
+Cancellation: each call but ``ping`` (which writes nothing) is shielded from
+cancellation and bounded instead by the connection's timeouts
+(``CONNECT_TIMEOUT_SECONDS``, ``COMMAND_TIMEOUT_SECONDS``). A script that
+reached Redis runs to the end there whatever happens to the caller, so
+abandoning the reply would leave the caller not knowing what was written;
+shielded, a call either returns or raises, and a cancellation is delivered
+at the caller's next checkpoint, as with the SQLite store.
 
 Errors: coredis's errors become ``StoreUnavailable`` (the server cannot be
 reached, is loading, is read-only or out of memory) or ``StoreError`` (it
@@ -94,8 +94,8 @@ class RedisStore(RedisClusterMethods, RedisLimits, RedisEventMethods):
     """``Store`` and ``EventLog`` on one Redis database; get one from
     ``open_redis_store``.
 
-    Every method is one script, atomic on the server, and shielded from
-    cancellation (see the module notes). Every method raises
+    Every method is one script, atomic on the server, and (but ``ping``)
+    shielded from cancellation (see the module notes). Every method raises
     ``StoreUnavailable`` when Redis cannot be reached and
     ``trio.ClosedResourceError`` once the store is closed. The cluster
     methods come from ``RedisClusterMethods``, the limit methods from
@@ -357,14 +357,16 @@ class RedisStore(RedisClusterMethods, RedisLimits, RedisEventMethods):
     async def ping(self) -> None:
         """Ask Redis for a PONG.
 
-        Cancellation: shielded; it only reads.
+        Cancellation: atomic, and unlike the other methods not shielded: a
+        ping writes nothing, so a caller may give up on one that hangs (the
+        health check does); its late reply is dropped.
 
         Raises:
             StoreUnavailable: Redis did not answer.
         """
         if self._client is None:
             raise trio.ClosedResourceError("the store is closed")
-        with translate_redis_errors(self._where), trio.CancelScope(shield=True):
+        with translate_redis_errors(self._where):
             await self._client.ping()
 
     async def aclose(self) -> None:

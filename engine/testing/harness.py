@@ -8,15 +8,16 @@ an in-memory SQLite that works in the Trio thread, and its wall clock is
 trio's clock, so due times and backoffs move with the mock clock too.
 
 ``FailingStore`` wraps a real store and makes chosen methods fail, as a
-full disk or a dropped connection would.
+full disk or a dropped connection would, until they recover.
 
 No runtime module imports this one.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ import trio
 from engine.config.settings import RateLimit, Settings
 from engine.core.bus import Subscription
 from engine.core.engine import Engine, JobRequest, open_engine
-from engine.errors import StoreUnavailable
+from engine.errors import StoreError, StoreUnavailable
 from engine.jobs.registry import REGISTRY
 from engine.store import Store
 from engine.store.sqlite import open_sqlite_store
@@ -38,6 +39,7 @@ __all__ = [
     "collect_until",
     "jobs_of",
     "open_fake_engine",
+    "open_fake_store",
     "open_test_engine",
     "open_test_server",
     "settings_for_tests",
@@ -50,26 +52,45 @@ _FAKE_EPOCH = 1_700_000_000.0
 
 
 class FailingStore:
-    """A store that passes every call through to ``store`` until
-    ``fail(method)`` makes that method raise ``StoreUnavailable``."""
+    """A store that passes every call through to ``store``, but for the
+    methods ``fail`` names, which raise until ``recover`` names them."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._failing: set[str] = set()
+        self._failing: dict[str, type[StoreError]] = {}
+        self.failed_calls = 0
 
-    def fail(self, method: str) -> None:
-        """From now on ``method`` raises ``StoreUnavailable``."""
-        self._failing.add(method)
+    def fail(self, *methods: str, error: type[StoreError] = StoreUnavailable) -> None:
+        """From now on each of ``methods`` (every method when none is named:
+        the store is gone) raises ``error``: by default ``StoreUnavailable``
+        (an outage); ``StoreError``, a store that refuses the call."""
+        for method in methods or _STORE_METHODS:
+            self._failing[method] = error
+
+    def recover(self, *methods: str) -> None:
+        """Each of ``methods`` (every one when none is named) works again."""
+        for method in methods or list(self._failing):
+            self._failing.pop(method, None)
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._store, name)
-        if name not in self._failing:
+        error = self._failing.get(name)
+        if error is None:
             return attribute
 
         async def failing(*args: Any, **kwargs: Any) -> Any:
-            raise StoreUnavailable(f"{name}: the disk is full (simulated)")
+            await trio.lowlevel.checkpoint()
+            self.failed_calls += 1
+            raise error(f"{name}: the disk is full (simulated)")
 
         return failing
+
+
+#: What ``FailingStore.fail()`` fails: every call of the ``Store`` protocol
+#: but ``aclose``.
+_STORE_METHODS = tuple(
+    name for name in vars(Store) if not name.startswith("_") and name != "aclose"
+)
 
 
 def settings_for_tests(tmp_path: Path, **changes: Any) -> Settings:
@@ -104,19 +125,28 @@ def trio_wall_clock() -> float:
     return _FAKE_EPOCH + trio.current_time()
 
 
+def open_fake_store() -> AbstractAsyncContextManager[Store]:
+    """The store of a fake engine: in memory, in the Trio thread, on
+    ``trio_wall_clock``."""
+    return open_sqlite_store(":memory:", clock=trio_wall_clock, threaded=False)
+
+
 @asynccontextmanager
-async def open_fake_engine(**changes: Any) -> AsyncIterator[Engine]:
+async def open_fake_engine(*, store: Store | None = None, **changes: Any) -> AsyncIterator[Engine]:
     """An engine for ``MockClock`` tests, on the settings of
     ``settings_for_tests`` with ``changes``: in-process children
-    (``FakeSpawner``), an in-memory store that never leaves the Trio thread,
-    and ``trio_wall_clock`` as its wall clock."""
+    (``FakeSpawner``), an in-memory store that never leaves the Trio thread
+    (or ``store``, say a ``FailingStore`` around ``open_fake_store()``,
+    which stays the caller's), and ``trio_wall_clock`` as its wall clock."""
     settings = _settings(**{"store_url": "sqlite:///:memory:", **changes})
-    async with (
-        open_sqlite_store(":memory:", clock=trio_wall_clock, threaded=False) as store,
-        open_engine(
-            settings, store=store, spawner=FakeSpawner(REGISTRY), clock=trio_wall_clock
-        ) as engine,
-    ):
+    async with contextlib.AsyncExitStack() as stack:
+        if store is None:
+            store = await stack.enter_async_context(open_fake_store())
+        engine = await stack.enter_async_context(
+            open_engine(
+                settings, store=store, spawner=FakeSpawner(REGISTRY), clock=trio_wall_clock
+            )
+        )
         yield engine
 
 

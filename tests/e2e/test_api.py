@@ -259,7 +259,7 @@ async def test_health_and_metrics(server: Served, client: httpx.AsyncClient) -> 
     assert float(published[0].split()[1]) >= 4
 
 
-async def test_a_failing_store_degrades_health_and_answers_503(tmp_path: Path) -> None:
+async def test_a_failing_store_degrades_health_until_it_recovers(tmp_path: Path) -> None:
     with trio.fail_after(30):
         async with open_store(settings_for_tests(tmp_path).store_url) as real:
             failing = FailingStore(real)
@@ -267,11 +267,13 @@ async def test_a_failing_store_degrades_health_and_answers_503(tmp_path: Path) -
                 open_test_server(tmp_path, store=failing) as (_, url),
                 httpx.AsyncClient(base_url=url) as client,
             ):
-                for method in ("ping", "list_batches", "queue_length"):
-                    failing.fail(method)
+                failing.fail("ping", "list_batches", "queue_length")
                 health = await client.get("/health")
                 listed = await client.get("/api/batches")
                 metrics = await client.get("/metrics")
+                failing.recover()
+                healthy = await client.get("/health")
+    assert healthy.status_code == 200 and healthy.json()["status"] == "ok"
     assert health.status_code == 503
     assert health.json()["status"] == "degraded"
     assert health.json()["services"]["store"] == "unavailable"

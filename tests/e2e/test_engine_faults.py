@@ -1,5 +1,5 @@
-"""The engine under faults: malformed IPC, a store that stops answering, and
-the warm child a batch start takes."""
+"""The engine under faults: malformed IPC, a store that stops answering for a
+while, and the warm child a batch start takes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import trio
 
-from engine.core.engine import StartResult, open_engine
+from engine.core.engine import open_engine
 from engine.store import open_store
 from engine.testing import (
     FailingStore,
@@ -41,26 +41,28 @@ async def test_malformed_ipc_is_a_crash_of_that_batch_only(tmp_path: Path) -> No
     assert seen[-1].data == RunDone(batch_id=batch_id, completed=3, failed=1)
 
 
-async def test_a_store_failure_ends_the_run_not_the_engine(tmp_path: Path) -> None:
+async def test_a_run_waits_out_a_store_outage(tmp_path: Path) -> None:
     settings = settings_for_tests(tmp_path, concurrency=2)
     async with open_store(settings.store_url) as real_store:
         store = FailingStore(real_store)
         async with open_engine(settings, store=store) as engine:  # type: ignore[arg-type]
             batch_id, _ = await engine.create_batch(
-                None, "sleep", jobs_of("sleep", [{"seconds": 0.2}] * 4)
+                None, "sleep", jobs_of("sleep", [{"seconds": 0.2}] * 6)
             )
             with trio.fail_after(30), engine.subscribe([batch_id]) as sub:
                 await engine.start(batch_id)
                 await collect_until(sub, lambda e: e.event == "job:progress")
-                store.fail("apply")
-                last = (await collect_until(sub, lambda e: e.event in ("done", "error")))[-1]
+                store.fail("apply", "claim_jobs")
+                await trio.sleep(1.0)
+                assert store.failed_calls > 0
+                assert engine.is_running(batch_id)
+                store.recover()
+                seen = await collect_until(sub, lambda e: e.event in ("done", "error"))
                 await engine.wait_stopped(batch_id)
-            assert last.event == "error" and "the run failed" in last.data.error
-            assert not last.data.restarting
-            # The engine lives on: it answers and starts other work.
-            other, _ = await engine.create_batch(None, "noop", jobs_of("noop", [None]))
-            assert await engine.start(other) is StartResult.STARTED
+            page = await engine.list_jobs(batch_id)
         assert child_processes() == []
+    assert seen[-1].data == RunDone(batch_id=batch_id, completed=6, failed=0)
+    assert {(j.state, j.attempts) for j in page.jobs} == {(JobState.COMPLETED, 1)}
 
 
 async def test_a_batch_start_takes_the_warm_child(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import trio
 import trio.testing
 
 from engine.core.leases import RememberedRuns, keep_leases
+from engine.core.retry import StoreRetry
 from engine.core.values import StartResult
 from engine.errors import BatchNotFound, StoreUnavailable
 from engine.store import RunRecord
@@ -40,6 +41,7 @@ async def test_leases_are_renewed_every_third_and_recovery_wakes_the_runs(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = _LeaseStore()
+    retry = StoreRetry()
     woken_at: list[float] = []
     slots_renewed_at: list[float] = []
     start = trio.current_time()
@@ -56,20 +58,26 @@ async def test_leases_are_renewed_every_third_and_recovery_wakes_the_runs(
             30.0,
             lambda: woken_at.append(trio.current_time()),
             renew_slots,
+            retry,
         )
         await trio.sleep(25)
         store.expired = 2
         await trio.sleep(10)
         store.down = True
-        await trio.sleep(10)
+        await trio.sleep(21)
+        assert not retry.store_available
         store.down = False
         await trio.sleep(10)
         nursery.cancel_scope.cancel()
-    assert [t - start for t in store.renewed_at] == [10, 20, 30, 50]
-    assert [t - start for t in slots_renewed_at] == [10, 20, 30, 50]
+    # Down from 35 to 56: the rounds at 40 and 50 fail, the one at 60 renews.
+    assert [t - start for t in store.renewed_at] == [10, 20, 30, 60]
+    assert [t - start for t in slots_renewed_at] == [10, 20, 30, 60]
     assert [t - start for t in woken_at] == [30]
+    assert retry.store_available
     assert "recovered 2 jobs from expired leases" in caplog.text
-    assert "cannot renew leases" in caplog.text
+    # One line when the store went away, one when it came back: not one per round.
+    assert caplog.text.count("the store is unavailable") == 1
+    assert caplog.text.count("the store is back after 20.0 s") == 1
 
 
 _NOW = 1000.0
@@ -148,6 +156,17 @@ async def test_only_free_runs_and_this_engines_own_are_resumed() -> None:
     starter = _Starter(dict.fromkeys("abcd", StartResult.STARTED))
     await _remembered(store, starter, draining=False).resume()
     assert starter.asked == ["a", "b", "d"]
+
+
+async def test_a_remembered_run_waits_while_the_store_is_away() -> None:
+    store = _RunStore({"a", "b"})
+    starter = _Starter({"a": StoreUnavailable("the store is down (simulated)")})
+    remembered = _remembered(store, starter, draining=False)
+    await remembered.resume()
+    assert starter.asked == ["a"]
+    starter.answers |= {"a": StartResult.STARTED, "b": StartResult.STARTED}
+    await remembered.resume_next()
+    assert starter.asked == ["a", "a", "b"]
 
 
 async def test_nothing_is_resumed_while_the_engine_drains() -> None:

@@ -6,6 +6,7 @@ that kill a server start one of their own, so the session's server stays up.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,26 @@ async def test_server_killed_and_restarted(
                     claimed = await store.claim_jobs("b", 5, owner="e", lease_seconds=LEASE)
                     assert len(claimed) == 3
                     assert redis_command(port, "PING") == b"+PONG\r\n"
+
+
+async def test_a_ping_to_a_server_that_stopped_answering_can_be_abandoned(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """The health check gives up on a ping that hangs; the connection is
+    still good for the next call, whose reply is not the late one."""
+    port = free_port()
+    with trio.fail_after(DEADLINE), running_redis(tmp_path, port) as server:
+        async with open_redis_store(f"redis://127.0.0.1:{port}/0", clock=clock) as store:
+            await store.create_batch("b", "echo")
+            server.send_signal(signal.SIGSTOP)
+            try:
+                with trio.move_on_after(0.5) as waited:
+                    await store.ping()
+            finally:
+                server.send_signal(signal.SIGCONT)
+            assert waited.cancelled_caught
+            await store.ping()
+            assert (await store.get_batch("b")).type == "echo"
 
 
 async def test_deleting_every_batch_leaves_no_index_behind(
