@@ -247,8 +247,8 @@ class Recorder:
             states = await self._apply(outcomes, held) if outcomes else {}
         except StoreUnavailable as exc:
             log.error(
-                "[batch %s] cannot release %d jobs (%s); they and their type slots"
-                " come back when their leases run out",
+                "[batch %s] cannot release %d jobs (%s); they come back to pending"
+                " when their lease runs out, and their type slots with it",
                 self.batch_id,
                 len(held),
                 exc,
