@@ -1,27 +1,29 @@
 """Keeping the store's work owned: job leases renewed, expired ones
-recovered, remembered runs resumed.
+recovered, interrupted runs resumed.
 
 Design notes
 ------------
 A claimed job carries a lease of ``LEASE_SECONDS`` in its owner's name.
-While the engine lives, ``keep_leases`` renews every lease it holds each
-third of that, so a renewal or two may fail (the store hiccupped) before a
-lease runs out. The same loop recovers the leases that did run out (their
-engine died): those jobs are pending again, so every run is woken to claim
-them. An engine also recovers expired leases once as it opens.
+While the engine lives, ``keep_leases`` registers the engine (its
+heartbeat) and renews every lease it holds each third of that, so a
+renewal or two may fail (the store hiccupped) before a lease runs out. The
+heartbeat comes first: an engine's record then never outlives its leases,
+so whoever sees the record expired may take it for dead. The same loop
+recovers the leases that did run out (their engine died): those jobs are
+pending again, so every run is woken to claim them. An engine also
+recovers expired leases once as it opens.
 
-A run stopped by shutdown is handed over in the store (its run record kept
-with no owner), so the next engine on the same store resumes it.
-``RememberedRuns`` starts, in batch-id order within capacity, the
+A run stopped early is handed over in the store (its run record kept with
+no owner), or left behind by an engine that died (its lease runs out).
+``RememberedRuns.resume`` starts, in batch-id order within capacity, the
 remembered runs that are free (handed over, or their lease expired) or
-already this engine's: a run that meets ``CAPACITY_REACHED`` waits at the
-head of the queue, and ``resume_next`` is called again whenever a run ends.
-A run that cannot start at all is logged and dropped from the queue; its
-record does not outlive that (a deleted batch takes its record with it,
-and a run whose first child cannot start forgets its own), so it is not
-retried on every restart. Nothing is resumed once the engine is shutting
-down: such a start would be refused, and the run must stay remembered for
-the next engine.
+already this engine's (a run whose failure could not be handed over); the
+cluster (``engine.core.cluster``) calls it whenever capacity may be free. A
+run that cannot start at all is logged and skipped; its record does not
+outlive that (a deleted batch takes its record with it, and a run whose
+first child cannot start forgets its own), so it is not retried forever.
+Nothing is resumed once the engine is shutting down: such a start would be
+refused, and the run must stay remembered for another engine.
 """
 
 from __future__ import annotations
@@ -55,11 +57,15 @@ async def recover_expired_leases(store: Store) -> int:
 
 
 async def keep_leases(
-    store: Store, owner: str, lease_seconds: float, wake_runs: Callable[[], None]
+    store: Store,
+    owner: str,
+    lease_seconds: float,
+    wake_runs: Callable[[], None],
+    heartbeat: Callable[[], Awaitable[object]],
 ) -> None:
-    """Every ``lease_seconds / 3``: renew ``owner``'s leases, recover the
-    expired ones and, when some were, call ``wake_runs``. Runs until cancelled;
-    a store error is logged and the next round tries again.
+    """Every ``lease_seconds / 3``: ``heartbeat``, renew ``owner``'s leases,
+    recover the expired ones and, when some were, call ``wake_runs``. Runs
+    until cancelled; a store error is logged and the next round tries again.
 
     Cancellation: the way it ends; a renewal cut short leaves the leases as
     they were (each store call is one transaction).
@@ -68,6 +74,7 @@ async def keep_leases(
     while True:
         await trio.sleep(interval)
         try:
+            await heartbeat()
             await store.renew_leases(owner, lease_seconds)
             recovered = await recover_expired_leases(store)
         except StoreError as exc:
@@ -78,14 +85,14 @@ async def keep_leases(
 
 
 class RememberedRuns:
-    """The runs a previous engine left remembered as running, started again
+    """The runs remembered in the store that no live engine holds, started
     here as capacity allows.
 
     Args:
         store: where runs are remembered.
         owner: this engine's owner name (its runs are resumed too).
         clock: wall-clock seconds, the store's clock (lease expiry).
-        start: starts a batch's run (the engine's ``start``).
+        start: starts a batch's run (the runs' ``start``).
         draining: whether the engine is shutting down.
     """
 
@@ -103,42 +110,40 @@ class RememberedRuns:
         self._clock = clock
         self._start = start
         self._draining = draining
-        self._queue: list[str] = []
 
-    async def resume(self) -> None:
+    async def resume(self) -> int:
         """Read the remembered runs that are free or this engine's, and start
-        as many as capacity allows.
+        them in order until capacity is reached or the engine drains.
 
         Cancellation: may have partially happened (some runs started).
+
+        Returns:
+            How many runs started.
 
         Raises:
             StoreError: the store did not answer.
         """
         runs = await self._store.runs()
         now = self._clock()
-        self._queue = sorted(
+        waiting = sorted(
             run.batch_id
             for run in runs
             if run.owner in (None, self._owner) or run.expires_at <= now
         )
-        await self.resume_next()
-
-    async def resume_next(self) -> None:
-        """Start the waiting runs in order until capacity is reached, the
-        queue is empty or the engine is shutting down.
-
-        Cancellation: may have partially happened (some runs started).
-        """
-        while self._queue and not self._draining():
-            batch_id = self._queue[0]
+        started = 0
+        for batch_id in waiting:
+            if self._draining():
+                break
             try:
                 result = await self._start(batch_id)
+            except StoreError:
+                raise
             except Exception as exc:
                 log.error("[batch %s] cannot resume: %s", batch_id, exc)
-                self._queue.pop(0)
                 continue
             if result is StartResult.CAPACITY_REACHED:
-                return
-            self._queue.pop(0)
+                break
             if result is StartResult.STARTED:
                 log.info("[batch %s] resumed", batch_id)
+                started += 1
+        return started

@@ -15,8 +15,9 @@ No runtime module imports this one.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ __all__ = [
     "collect_until",
     "jobs_of",
     "open_fake_engine",
+    "open_fake_store",
     "open_test_engine",
     "open_test_server",
     "settings_for_tests",
@@ -60,6 +62,10 @@ class FailingStore:
     def fail(self, method: str) -> None:
         """From now on ``method`` raises ``StoreUnavailable``."""
         self._failing.add(method)
+
+    def heal(self) -> None:
+        """From now on every method passes through again."""
+        self._failing.clear()
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._store, name)
@@ -105,19 +111,27 @@ def trio_wall_clock() -> float:
 
 
 @asynccontextmanager
-async def open_fake_engine(**changes: Any) -> AsyncIterator[Engine]:
+async def open_fake_engine(*, store: Store | None = None, **changes: Any) -> AsyncIterator[Engine]:
     """An engine for ``MockClock`` tests, on the settings of
     ``settings_for_tests`` with ``changes``: in-process children
     (``FakeSpawner``), an in-memory store that never leaves the Trio thread,
-    and ``trio_wall_clock`` as its wall clock."""
+    and ``trio_wall_clock`` as its wall clock. Engines of one cluster share
+    a ``store`` (``open_fake_store``), which stays the caller's to close."""
     settings = _settings(**{"store_url": "sqlite:///:memory:", **changes})
-    async with (
-        open_sqlite_store(":memory:", clock=trio_wall_clock, threaded=False) as store,
-        open_engine(
-            settings, store=store, spawner=FakeSpawner(REGISTRY), clock=trio_wall_clock
-        ) as engine,
-    ):
-        yield engine
+    async with contextlib.AsyncExitStack() as stack:
+        if store is None:
+            store = await stack.enter_async_context(open_fake_store())
+        yield await stack.enter_async_context(
+            open_engine(
+                settings, store=store, spawner=FakeSpawner(REGISTRY), clock=trio_wall_clock
+            )
+        )
+
+
+def open_fake_store() -> AbstractAsyncContextManager[Store]:
+    """An in-memory store on ``trio_wall_clock`` that never leaves the Trio
+    thread: the store of fake engines."""
+    return open_sqlite_store(":memory:", clock=trio_wall_clock, threaded=False)
 
 
 def jobs_of(type: str, payloads: Sequence[Any]) -> list[JobRequest]:
