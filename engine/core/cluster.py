@@ -41,6 +41,10 @@ Batches held back still come first in ``startable_batches`` (oldest
 first), so each round asks for as many more as were held back the last
 time; the prerequisites of a candidate are one ``get_batch`` each.
 
+*Heartbeats* go with every lease renewal, and also whenever a run started
+or ended here, so the cluster's list of engines names each one's runs
+within a look of the change.
+
 *Leaving.* A graceful exit stops the loops and forgets the engine's
 record; a dead engine's record is forgotten by whichever engine sees it
 expired and holding no run record any more (its runs taken over).
@@ -177,15 +181,18 @@ class Cluster:
             draining=lambda: runs.draining,
         )
         self._woken = trio.Event()
+        self._news = False  # what runs here changed since the last heartbeat
         self._scope = trio.CancelScope()
         self._stopped: trio.Event | None = None
         self._held_back: set[str] = set()
         self._missing_told: set[tuple[str, str]] = set()
 
     def wake(self) -> None:
-        """Something happened here that may make work startable (a run
-        ended, a batch or jobs were added): look again now."""
+        """Something happened here that may make work startable or changes
+        what this engine runs (a run started or ended, a batch or jobs were
+        added): look again now, and tell the cluster what runs here."""
         self._woken.set()
+        self._news = True
 
     async def open(self, nursery: trio.Nursery) -> None:
         """Take back what dead predecessors on this host held, register this
@@ -241,7 +248,7 @@ class Cluster:
                         self.identity.engine_id,
                         self._lease_seconds,
                         self._runs.wake_all,
-                        self._heartbeat,
+                        self._heartbeat_and_tidy,
                     )
                     await self._keep_starting()
         finally:
@@ -257,7 +264,11 @@ class Cluster:
             max_batches=status.max_batches,
             running_batches=status.running_batches,
         )
+        self._news = False
         await self._store.heartbeat(record, self._lease_seconds)
+
+    async def _heartbeat_and_tidy(self) -> None:
+        await self._heartbeat()
         try:
             await self._forget_the_departed()
         except StoreError as exc:  # tidying only: the heartbeat went through
@@ -296,6 +307,8 @@ class Cluster:
             self._woken = trio.Event()
             try:
                 started = await self._round()
+                if self._news:
+                    await self._heartbeat()
             except StoreError as exc:
                 log.error("cannot look for work: %s", exc)
                 started = 0

@@ -94,7 +94,7 @@ class Engine:
             owner=self.owner,
             gate=self._gate,
             clock=clock,
-            on_end=self._wake_cluster,
+            on_change=self._wake_cluster,
         )
         self._nursery = nursery
         self._cluster = Cluster(

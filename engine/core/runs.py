@@ -12,8 +12,9 @@ it); after, it is that run's alone and must not take the engine down with
 it: subscribers get an ``error`` event instead, and its run record is
 handed over, so the cluster (this engine included) resumes it as a run
 interrupted. However a run ends, it is forgotten (its capacity freed) and
-``on_end`` is called, so whatever waits for capacity looks again (the
-cluster's takeover and auto-start, ``engine.core.cluster``).
+``on_change`` is called, as it is once a run has started, so whatever
+waits for capacity looks again and the engine's heartbeat names its runs
+(the cluster, ``engine.core.cluster``).
 
 Draining is one deadline for everyone: stop claiming, ask every child to
 finish what it holds, SIGKILL what is left at the deadline. Runs stopped so
@@ -54,7 +55,8 @@ class Runs:
         owner: the lease owner name of this engine.
         gate: the engine's pause switch.
         clock: wall-clock seconds, the store's clock (due times, backoffs).
-        on_end: called (quick, never raising) whenever a run has ended.
+        on_change: called (quick, never raising) whenever a run has
+            started or ended.
     """
 
     def __init__(
@@ -69,7 +71,7 @@ class Runs:
         owner: str,
         gate: PauseSwitch,
         clock: Callable[[], float],
-        on_end: Callable[[], None] = lambda: None,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self._nursery = nursery
         self._capacity = trio.CapacityLimiter(capacity)
@@ -84,7 +86,7 @@ class Runs:
         self._all_stopped = trio.Event()  # set while no run is going
         self._all_stopped.set()
         self._draining = False
-        self._on_end = on_end
+        self._on_change = on_change
 
     @property
     def draining(self) -> bool:
@@ -149,6 +151,7 @@ class Runs:
         except BaseException:
             self._forget(runner)
             raise
+        self._on_change()
         return StartResult.STARTED
 
     async def _run(self, runner: BatchRunner, task_status: trio.TaskStatus[None]) -> None:
@@ -162,7 +165,7 @@ class Runs:
             await self._hand_over(runner.batch_id)
         finally:
             self._forget(runner)
-            self._on_end()
+            self._on_change()
 
     async def _hand_over(self, batch_id: str) -> None:
         # The run did not end in order, so it is not finished: handed over,
