@@ -32,6 +32,11 @@ after it found work, backs off to ``_IDLE_PAUSE`` when idle, and is woken
 at once by local events (a run ended, a batch or jobs were added), so a
 single engine reacts at once and a cluster within a second.
 
+*A run that failed here* after it started (the store broke, say) is handed
+over like an interrupted one, but this engine leaves it alone for a renewal
+period: a failure that repeats does not become a loop, and other work gets
+the capacity; any other engine may resume it at once.
+
 *Flows.* A batch with ``after`` starts only once every batch it lists
 exists and has no pending or active job. A listed batch that does not
 exist holds the flow back (logged once): starting a step before the one
@@ -179,6 +184,7 @@ class Cluster:
             clock=clock,
             start=runs.start,
             draining=lambda: runs.draining,
+            resting=self._resting,
         )
         self._woken = trio.Event()
         self._news = False  # what runs here changed since the last heartbeat
@@ -336,7 +342,7 @@ class Cluster:
         for batch in candidates:
             if self._runs.draining or self._runs.free <= 0:
                 break
-            if batch.batch_id in self._runs:
+            if batch.batch_id in self._runs or self._resting(batch.batch_id):
                 continue
             if not await self._prerequisites_done(batch, finished):
                 held_back.add(batch.batch_id)
@@ -344,6 +350,12 @@ class Cluster:
                 started += 1
         self._held_back = held_back
         return started
+
+    def _resting(self, batch_id: str) -> bool:
+        """Whether the batch's run failed here less than a renewal period
+        ago: it is left to other engines (or a later look) for that long."""
+        failed_at = self._runs.failed_at(batch_id)
+        return failed_at is not None and trio.current_time() - failed_at < self._lease_seconds / 3
 
     async def _prerequisites_done(self, batch: BatchRecord, finished: dict[str, bool]) -> bool:
         """Whether every batch ``batch`` runs after exists and has no pending

@@ -94,6 +94,7 @@ class RememberedRuns:
         clock: wall-clock seconds, the store's clock (lease expiry).
         start: starts a batch's run (the runs' ``start``).
         draining: whether the engine is shutting down.
+        resting: whether a batch's run is not to be resumed now.
     """
 
     def __init__(
@@ -104,12 +105,14 @@ class RememberedRuns:
         clock: Callable[[], float],
         start: Callable[[str], Awaitable[StartResult]],
         draining: Callable[[], bool],
+        resting: Callable[[str], bool] = lambda _: False,
     ) -> None:
         self._store = store
         self._owner = owner
         self._clock = clock
         self._start = start
         self._draining = draining
+        self._resting = resting
 
     async def resume(self) -> int:
         """Read the remembered runs that are free or this engine's, and start
@@ -128,7 +131,8 @@ class RememberedRuns:
         waiting = sorted(
             run.batch_id
             for run in runs
-            if run.owner in (None, self._owner) or run.expires_at <= now
+            if (run.owner in (None, self._owner) or run.expires_at <= now)
+            and not self._resting(run.batch_id)
         )
         started = 0
         for batch_id in waiting:

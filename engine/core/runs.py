@@ -87,6 +87,7 @@ class Runs:
         self._all_stopped.set()
         self._draining = False
         self._on_change = on_change
+        self._failed_at: dict[str, float] = {}  # trio time of a run's failure here
 
     @property
     def draining(self) -> bool:
@@ -154,13 +155,20 @@ class Runs:
         self._on_change()
         return StartResult.STARTED
 
+    def failed_at(self, batch_id: str) -> float | None:
+        """When (``trio.current_time()``) the batch's last run here failed
+        after it had started, unless a later run ended in order."""
+        return self._failed_at.get(batch_id)
+
     async def _run(self, runner: BatchRunner, task_status: trio.TaskStatus[None]) -> None:
         try:
             await runner.run(task_status=task_status)
+            self._failed_at.pop(runner.batch_id, None)
         except Exception as exc:
             if not runner.started:
                 raise
             log.exception("[batch %s] run failed", runner.batch_id)
+            self._failed_at[runner.batch_id] = trio.current_time()
             runner.publish_failure(exc)
             await self._hand_over(runner.batch_id)
         finally:

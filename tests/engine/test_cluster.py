@@ -273,7 +273,12 @@ async def test_a_run_that_fails_after_starting_is_handed_over_and_resumed(
                 await engine.start(batch_id)
                 error = await collect_until(sub, lambda e: e.event == "error")
                 assert "the run failed" in error[-1].data.error
+                failed = trio.current_time()
+                assert [(r.batch_id, r.owner) for r in await real.runs()] == [(batch_id, None)]
                 store.heal()
+                resumed = await _first(sub, "processing:started")
                 done = await collect_until(sub)
+            # Not in a loop: this engine leaves it for a renewal period first.
+            assert 10 <= resumed - failed < 11
             assert done[-1].data.completed == 3
             assert await real.runs() == []
