@@ -23,6 +23,10 @@ Decisions:
   jobs is a no-op that answers ``enqueued: 0``, not a mistake worth a 400.
 * Priorities are bounded (see ``MAX_PRIORITY``), delays must be finite and
   non-negative, keys and type names non-empty.
+* ``CreateBatch.options`` is open (a caller may keep its own keys there),
+  but the two the engine acts on are checked: ``after`` is a list of batch
+  ids (at most ``MAX_AFTER``, not the batch itself), ``autoStart`` a
+  boolean.
 * Timestamps are timezone-aware datetimes (ISO 8601 with an offset), so a
   client never has to guess the server's zone.
 * Responses are decoded just as strictly as requests: a client built from
@@ -46,6 +50,7 @@ from protocols.lifecycle import JobState
 
 __all__ = [
     "BATCH_ID_PATTERN",
+    "MAX_AFTER",
     "MAX_KEY_LENGTH",
     "MAX_PRIORITY",
     "MIN_PRIORITY",
@@ -54,6 +59,7 @@ __all__ = [
     "BatchView",
     "Counts",
     "CreateBatch",
+    "EngineView",
     "EnqueueResult",
     "ErrorBody",
     "ErrorDetail",
@@ -83,6 +89,10 @@ BATCH_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 #: BullMQ allows) leaves room for that and is more than any queue needs.
 MAX_PRIORITY = 2**21
 MIN_PRIORITY = -MAX_PRIORITY
+
+#: A flow step waits for at most this many batches: each is read whenever
+#: the step is looked at, so the list is bounded like any other input.
+MAX_AFTER = 1000
 
 #: Keys are stored and indexed per job; a bound keeps one request from
 #: turning the index into a blob store.
@@ -128,6 +138,25 @@ def _cost(instance: object, attribute: attrs.Attribute[Any], value: float) -> No
         raise invalid_field(attribute, f"must be a finite number > 0, got {value!r}")
 
 
+def _options(instance: object, attribute: attrs.Attribute[Any], value: dict[str, Any]) -> None:
+    auto_start = value.get("autoStart")
+    if auto_start is not None and not isinstance(auto_start, bool):
+        raise invalid_field(attribute, f"autoStart must be a boolean, got {auto_start!r:.80}")
+    after = value.get("after")
+    if after is None:
+        return
+    if not isinstance(after, list) or len(after) > MAX_AFTER:
+        raise invalid_field(attribute, f"after must be a list of at most {MAX_AFTER} batch ids")
+    for item in after:
+        if not isinstance(item, str) or BATCH_ID_PATTERN.fullmatch(item) is None:
+            raise invalid_field(
+                attribute,
+                f"after must list batch ids of 1 to 128 of A-Z a-z 0-9 . _ : -, got {item!r:.140}",
+            )
+    if getattr(instance, "batch_id", None) in after:
+        raise invalid_field(attribute, "after must not list the batch itself")
+
+
 def _aware(instance: object, attribute: attrs.Attribute[Any], value: datetime) -> None:
     if value.utcoffset() is None:
         raise invalid_field(attribute, f"must carry a UTC offset, got {value.isoformat()}")
@@ -163,7 +192,7 @@ class CreateBatch:
     jobs: tuple[JobSpec, ...]
     type: str = attrs.field(validator=_non_empty)
     batch_id: str | None = attrs.field(default=None, validator=_batch_id)
-    options: dict[str, Any] = attrs.field(factory=dict)
+    options: dict[str, Any] = attrs.field(factory=dict, validator=_options)
 
 
 @attrs.frozen(kw_only=True)
@@ -197,11 +226,13 @@ class Counts:
 
 @attrs.frozen(kw_only=True)
 class BatchView:
-    """One batch, as ``GET /api/batches/{batchId}`` shows it."""
+    """One batch, as ``GET /api/batches/{batchId}`` shows it: ``running``
+    and ``engine_id`` (the engine running it) are cluster-wide."""
 
     batch_id: str
     type: str
     running: bool
+    engine_id: str | None
     counts: Counts
     created_at: datetime = attrs.field(validator=_aware)
     options: dict[str, Any]
@@ -247,14 +278,30 @@ class ProcessResult:
 
 
 @attrs.frozen(kw_only=True)
+class EngineView:
+    """One live engine of the cluster: ``pid`` is the engine process's own,
+    ``last_seen`` its last heartbeat."""
+
+    engine_id: str
+    host: str
+    pid: int
+    running_batches: tuple[str, ...]
+    max_batches: int
+    last_seen: datetime = attrs.field(validator=_aware)
+
+
+@attrs.frozen(kw_only=True)
 class StatusView:
-    """``GET /api/status``: what this engine is doing."""
+    """``GET /api/status``: what this engine is doing (``engine_id`` is
+    its id), and every live engine of the cluster."""
 
     running_batches: tuple[str, ...]
     active_batches: int
     max_batches: int
     is_shutting_down: bool
     paused: bool
+    engine_id: str
+    engines: tuple[EngineView, ...]
 
 
 @attrs.frozen(kw_only=True)

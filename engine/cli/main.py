@@ -16,6 +16,7 @@ from engine.cli.batch_commands import BATCH_COMMANDS
 from engine.cli.demo import run_demo
 from engine.cli.engine_commands import ENGINE_COMMANDS
 from engine.cli.watch_command import watch
+from engine.cli.worker_command import worker
 from engine.config.settings import Settings
 from engine.errors import EngineError
 
@@ -67,6 +68,12 @@ def demo() -> None:
     is_flag=True,
     help="Listen beyond loopback without BATCHYARD_TOKEN (anyone reaching it can run jobs).",
 )
+@click.option(
+    "--auto-start/--no-auto-start",
+    default=None,
+    help="Also start, within capacity, any batch with due work that runs nowhere "
+    "(else AUTO_START; off by default).",
+)
 def serve(
     host: str,
     port: int,
@@ -75,6 +82,7 @@ def serve(
     profile: str | None,
     config_path: str | None,
     insecure_no_auth: bool,
+    auto_start: bool | None,
 ) -> None:
     """Run the engine behind the HTTP and WebSocket API until SIGINT or SIGTERM
     (a second one ends the children's grace period)."""
@@ -84,7 +92,7 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    overrides = {"store_url": store, "job_modules": job_modules or None}
+    overrides = {"store_url": store, "job_modules": job_modules or None, "auto_start": auto_start}
     try:
         settings = Settings.load(profile=profile, config_path=config_path, overrides=overrides)
         trio.run(
@@ -97,5 +105,5 @@ def serve(
         raise SystemExit(130) from None
 
 
-for _command in (*BATCH_COMMANDS, *ENGINE_COMMANDS, watch):
+for _command in (*BATCH_COMMANDS, *ENGINE_COMMANDS, watch, worker):
     main.add_command(_command)

@@ -35,6 +35,7 @@ __all__ = [
     "Kind",
     "RateLimit",
     "bearer_token",
+    "boolean",
     "format_seconds",
     "invalid",
     "module_names",
@@ -106,6 +107,20 @@ def seconds(*, positive: bool) -> Kind:
         return float(number)
 
     return kind
+
+
+_TRUE = ("1", "true")
+_FALSE = ("0", "false")
+
+
+def boolean(value: object, source: str) -> bool:
+    """A ``bool``, or its text: ``1`` / ``true`` or ``0`` / ``false`` (any case)."""
+    if isinstance(value, bool):
+        return value
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise invalid(source, value, "is not a boolean: expected 1 or 0 (true or false)")
 
 
 def optional(kind: Kind) -> Kind:

@@ -185,7 +185,16 @@ class Settings:
     # A lease outlives any stall of a healthy engine (a slow fsync, a long GC)
     # by a wide margin, yet a dead engine's jobs come back within a minute.
     lease_seconds: float = _setting(
-        30.0, parsers.seconds(positive=True), None, "seconds a claimed job stays leased unrenewed"
+        30.0,
+        parsers.seconds(positive=True),
+        "LEASE_SECONDS",
+        "seconds after which a silent engine's runs and jobs are taken over",
+    )
+    auto_start: bool = _setting(
+        False,
+        parsers.boolean,
+        "AUTO_START",
+        "1: start any batch with due pending jobs that runs nowhere, within capacity",
     )
     event_ring_size: int = _setting(
         10_000, parsers.whole_number(1), None, "events kept for replay (Last-Event-ID, resumeFrom)"
@@ -211,6 +220,7 @@ class Settings:
         profile: str | None = None,
         config_path: str | Path | None = None,
         overrides: Mapping[str, Any] | None = None,
+        defaults: Mapping[str, Any] | None = None,
     ) -> Settings:
         """Settings from every source, by the precedence of ``engine.config.sources``.
 
@@ -221,6 +231,8 @@ class Settings:
                 optional ``[types.NAME]`` tables.
             overrides: command-line values by field name; None values are
                 ignored (flags that were not given).
+            defaults: the command's own defaults by field name, beneath every
+                source (``batchyard worker`` starts work by itself).
 
         Returns:
             The settings.
@@ -229,10 +241,11 @@ class Settings:
             ConfigError: a value is invalid, a profile, table or key is
                 unknown, or the file is missing, unreadable or not TOML.
         """
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = dict(defaults or {})
         types: dict[str, TypeOverrides] = {}
         if config_path is not None:
-            values, types = from_file(Path(config_path), _SPECS)
+            in_file, types = from_file(Path(config_path), _SPECS)
+            values |= in_file
         values |= from_environment(environ, _SPECS)
         values |= from_flags(profile, overrides or {}, _SPECS)
         return cls(type_overrides=types, **values)
@@ -262,6 +275,8 @@ class Settings:
         ]
         if self.type_overrides:
             parts.append(f"types={','.join(sorted(self.type_overrides))}")
+        if self.auto_start:
+            parts.append("auto_start=1")
         if self.token is not None:
             parts.append("auth=token")
         return " ".join(parts)
@@ -281,6 +296,8 @@ _SPECS: Mapping[str, SettingSpec] = MappingProxyType(
 
 
 def _default_text(value: object) -> str | None:
+    if isinstance(value, bool):
+        return "1" if value else "0"
     if isinstance(value, RateLimit):
         return value.format()
     if isinstance(value, float):

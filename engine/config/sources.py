@@ -26,8 +26,8 @@ flags win), while ``--profile dev --concurrency 4``, or
 Keys of ``[engine]`` and of the flags are field names (``concurrency``),
 not variable names: TOML keys are lower case, and ``[types.NAME]`` uses the
 same words. Only the contract's variables exist in the environment; the
-internal tunables (``lease_seconds``, ``event_ring_size``,
-``subscriber_buffer``, ``max_body_bytes``) come from the file or the flags.
+internal tunables (``event_ring_size``, ``subscriber_buffer``,
+``max_body_bytes``) come from the file or the flags.
 A string is read exactly as the environment variable would be
 (``rate_limit = "5/2s"``); other TOML values are taken as they are
 (``rate_limit = 20``, ``job_modules = ["a", "b"]``). A variable set to the

@@ -6,12 +6,17 @@ Design notes
 ``async with`` block shuts it down (gracefully, within the grace period).
 The facade keeps its store and bus to itself (callers read batches, jobs
 and events through its methods) and hands the work to the runs
-(``engine.core.runs``), the lease keeper and remembered runs
-(``engine.core.leases``) and the settings applied (``engine.core.policy``).
+(``engine.core.runs``), its part in the cluster: heartbeat, leases,
+takeover, auto-start (``engine.core.cluster``) and the settings applied
+(``engine.core.policy``).
+
+A batch runs on at most one engine of the cluster, so what a caller sees
+of runs is cluster-wide: ``runner_of`` names the engine that runs a batch,
+and a batch running anywhere cannot be deleted.
 
 Shutdown drains the runs with one deadline, ``now + grace``; a second
-request ends the wait at once. Runs stopped by shutdown are resumed by the
-next engine on the same store.
+request ends the wait at once. Runs stopped by shutdown are handed over,
+so another engine of the cluster resumes them at once.
 
 On a store with an event log (Redis) the bus is joined to it
 (``EventBus.serve_log``), so seqs and replay are cluster-wide; the engine's
@@ -33,6 +38,7 @@ import trio
 
 from engine.config.settings import Settings
 from engine.core.bus import BusStatistics, EventBus, Subscription
+from engine.core.cluster import Cluster, EngineIdentity
 from engine.core.leases import recover_expired_leases
 from engine.core.limits import PauseSwitch
 from engine.core.policy import EnginePolicy
@@ -41,7 +47,17 @@ from engine.core.runs import Runs
 from engine.core.values import EngineStatus, JobRequest, StartResult
 from engine.errors import BatchNotRunning, BatchRunning, ShuttingDown, StoreError, StoreUnavailable
 from engine.jobs.registry import REGISTRY, JobRegistry, load_job_modules
-from engine.store import AddResult, BatchRecord, Counts, EventLog, JobPage, Store, open_store
+from engine.store import (
+    AddResult,
+    BatchRecord,
+    Counts,
+    EngineRecord,
+    EventLog,
+    JobPage,
+    Store,
+    open_store,
+)
+from engine.store.base import starts_by_itself
 from engine.supervisor.children import ChildSupervisor
 from engine.supervisor.spawner import ProcessSpawner, Spawner
 from protocols.events import Event, EventData
@@ -100,7 +116,22 @@ class Engine:
             gate=self._gate,
             clock=clock,
             retry=self._store_retry,
+            on_change=self._wake_cluster,
         )
+        self._nursery = nursery
+        self._cluster = Cluster(
+            store=store,
+            runs=self._runs,
+            identity=EngineIdentity.of_this_process(self.owner),
+            lease_seconds=settings.lease_seconds,
+            auto_start=settings.auto_start,
+            clock=clock,
+            renew_slots=self._policy.renew_type_slots,
+            retry=self._store_retry,
+        )
+
+    def _wake_cluster(self) -> None:
+        self._cluster.wake()
 
     # --- batches and jobs ----------------------------------------------------
 
@@ -123,7 +154,10 @@ class Engine:
         new_jobs = self._policy.new_jobs(type, jobs)
         batch_id = batch_id or uuid.uuid4().hex
         await self._store.create_batch(batch_id, type, options or {})
-        return batch_id, await self._store.add_jobs(batch_id, new_jobs)
+        result = await self._store.add_jobs(batch_id, new_jobs)
+        if self.settings.auto_start or starts_by_itself(options or {}):
+            self._cluster.wake()
+        return batch_id, result
 
     async def add_jobs(self, batch_id: str, jobs: Sequence[JobRequest]) -> AddResult:
         """Add jobs to an existing batch; a running batch picks them up.
@@ -137,6 +171,7 @@ class Engine:
         batch = await self._store.get_batch(batch_id)
         result = await self._store.add_jobs(batch_id, self._policy.new_jobs(batch.type, jobs))
         self._runs.wake(batch_id, result.enqueued)
+        self._cluster.wake()
         return result
 
     async def get_batch(self, batch_id: str) -> BatchRecord:
@@ -192,11 +227,12 @@ class Engine:
         Cancellation: atomic.
 
         Raises:
-            BatchRunning: it is running.
+            BatchRunning: it is running, here or on another engine.
             BatchNotFound: no such batch.
         """
-        if batch_id in self._runs:
-            raise BatchRunning(f"batch {batch_id!r} is running")
+        runner = self.runner_of(await self._store.get_batch(batch_id))
+        if runner is not None:
+            raise BatchRunning(f"batch {batch_id!r} is running on engine {runner!r}")
         await self._store.delete_batch(batch_id)
 
     async def retry(self, batch_id: str) -> int:
@@ -209,6 +245,7 @@ class Engine:
         """
         requeued = await self._store.retry_failed(batch_id)
         self._runs.wake(batch_id)
+        self._cluster.wake()
         return requeued
 
     # --- events --------------------------------------------------------------
@@ -250,6 +287,21 @@ class Engine:
     def is_running(self, batch_id: str) -> bool:
         """Whether this engine runs the batch now."""
         return batch_id in self._runs
+
+    def runner_of(self, record: BatchRecord) -> str | None:
+        """The id of the engine of the cluster that runs the batch (this
+        one's ``owner`` included), or None when it runs nowhere."""
+        if record.run_owner is not None:
+            return record.run_owner
+        return self.owner if record.batch_id in self._runs else None
+
+    async def engines(self) -> list[EngineRecord]:
+        """The live engines of the cluster (this one included once it has
+        sent its first heartbeat), by engine id.
+
+        Cancellation: atomic.
+        """
+        return await self._cluster.live_engines()
 
     async def start(self, batch_id: str) -> StartResult:
         """Start processing every pending job of the batch in a child.
@@ -353,7 +405,10 @@ class Engine:
 
     async def _open(self) -> None:
         self._supervisor.keep_warm()
-        await self._runs.open(self.settings.lease_seconds)
+        await self._cluster.open(self._nursery)
+
+    async def _leave(self) -> None:
+        await self._cluster.leave()
 
     def _refuse_when_draining(self) -> None:
         if self._runs.draining:
@@ -417,5 +472,6 @@ async def open_engine(
             finally:
                 with trio.move_on_after(settings.shutdown_grace_seconds + 15, shield=True):
                     await engine.shutdown()
+                    await engine._leave()
                 engine.end_subscriptions()
                 nursery.cancel_scope.cancel()

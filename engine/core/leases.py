@@ -1,15 +1,18 @@
 """Keeping the store's work owned: job leases renewed, expired ones
-recovered, remembered runs resumed.
+recovered, interrupted runs resumed.
 
 Design notes
 ------------
 A claimed job carries a lease of ``LEASE_SECONDS`` in its owner's name, and
 so does the slot its type's gate took for it (see ``engine.core.limits``).
-While the engine lives, ``keep_leases`` renews every lease it holds each
-third of that, so a renewal or two may fail (the store hiccupped) before a
-lease runs out. The same loop recovers the leases that did run out (their
-engine died): those jobs are pending again, so every run is woken to claim
-them. An engine also recovers expired leases once as it opens.
+While the engine lives, ``keep_leases`` registers the engine (its
+heartbeat) and renews every lease it holds each third of that, so a
+renewal or two may fail (the store hiccupped) before a lease runs out. The
+heartbeat comes first: an engine's record then never outlives its leases,
+so whoever sees the record expired may take it for dead. The same loop
+recovers the leases that did run out (their engine died): those jobs are
+pending again, so every run is woken to claim them. An engine also
+recovers expired leases once as it opens.
 
 While the store is away, renewal keeps trying every round (telling the
 engine's ``StoreRetry``, which logs the outage once, not each round). A
@@ -21,18 +24,19 @@ store. Whatever this engine's runs still hold of those jobs is then
 recorded as best it can: an outcome for a job that is no longer active is
 skipped by the store, and a job recovered to pending runs again.
 
-A run stopped by shutdown is handed over in the store (its run record kept
-with no owner), so the next engine on the same store resumes it.
-``RememberedRuns`` starts, in batch-id order within capacity, the
+A run stopped early is handed over in the store (its run record kept with
+no owner), or left behind by an engine that died (its lease runs out).
+``RememberedRuns.resume`` starts, in batch-id order within capacity, the
 remembered runs that are free (handed over, or their lease expired) or
-already this engine's: a run that meets ``CAPACITY_REACHED`` waits at the
-head of the queue, and ``resume_next`` is called again whenever a run ends;
-so does one that cannot start because the store is away. A run that cannot
-start at all is logged and dropped from the queue; its record does not
+already this engine's (a run whose failure could not be handed over); the
+cluster (``engine.core.cluster``) calls it whenever capacity may be free. A
+run that cannot start at all is logged and skipped; its record does not
 outlive that (a deleted batch takes its record with it, and a run whose
-first child cannot start forgets its own), so it is not retried on every
-restart. Nothing is resumed once the engine is shutting down: such a start
-would be refused, and the run must stay remembered for the next engine.
+first child cannot start forgets its own), so it is not retried forever.
+A store error is the caller's (the cluster's loop tries again in its next
+round). Nothing is resumed once the engine is shutting down:
+such a start would be refused, and the run must stay remembered for
+another engine.
 """
 
 from __future__ import annotations
@@ -71,14 +75,16 @@ async def keep_leases(
     owner: str,
     lease_seconds: float,
     wake_runs: Callable[[], None],
+    *,
+    heartbeat: Callable[[], Awaitable[object]],
     renew_slots: Callable[[], Awaitable[None]],
     retry: StoreRetry,
 ) -> None:
-    """Every ``lease_seconds / 3``: renew ``owner``'s leases and (with
-    ``renew_slots``) its type slots, recover the expired leases and, when
-    some were, call ``wake_runs``. Runs until cancelled; a store that is away
-    is told to ``retry`` (which logs the outage once), any other store error
-    is logged, and the next round tries again.
+    """Every ``lease_seconds / 3``: ``heartbeat``, renew ``owner``'s leases
+    and (with ``renew_slots``) its type slots, recover the expired leases
+    and, when some were, call ``wake_runs``. Runs until cancelled; a store
+    that is away is told to ``retry`` (which logs the outage once), any other
+    store error is logged, and the next round tries again.
 
     Cancellation: the way it ends; a renewal cut short leaves the leases as
     they were (each store call is one transaction).
@@ -87,6 +93,7 @@ async def keep_leases(
     while True:
         await trio.sleep(interval)
         try:
+            await heartbeat()
             await store.renew_leases(owner, lease_seconds)
             await renew_slots()
             recovered = await recover_expired_leases(store)
@@ -102,15 +109,16 @@ async def keep_leases(
 
 
 class RememberedRuns:
-    """The runs a previous engine left remembered as running, started again
+    """The runs remembered in the store that no live engine holds, started
     here as capacity allows.
 
     Args:
         store: where runs are remembered.
         owner: this engine's owner name (its runs are resumed too).
         clock: wall-clock seconds, the store's clock (lease expiry).
-        start: starts a batch's run (the engine's ``start``).
+        start: starts a batch's run (the runs' ``start``).
         draining: whether the engine is shutting down.
+        resting: whether a batch's run is not to be resumed now.
     """
 
     def __init__(
@@ -121,51 +129,49 @@ class RememberedRuns:
         clock: Callable[[], float],
         start: Callable[[str], Awaitable[StartResult]],
         draining: Callable[[], bool],
+        resting: Callable[[str], bool] = lambda _: False,
     ) -> None:
         self._store = store
         self._owner = owner
         self._clock = clock
         self._start = start
         self._draining = draining
-        self._queue: list[str] = []
+        self._resting = resting
 
-    async def resume(self) -> None:
+    async def resume(self) -> int:
         """Read the remembered runs that are free or this engine's, and start
-        as many as capacity allows.
+        them in order until capacity is reached or the engine drains.
 
         Cancellation: may have partially happened (some runs started).
+
+        Returns:
+            How many runs started.
 
         Raises:
             StoreError: the store did not answer.
         """
         runs = await self._store.runs()
         now = self._clock()
-        self._queue = sorted(
+        waiting = sorted(
             run.batch_id
             for run in runs
-            if run.owner in (None, self._owner) or run.expires_at <= now
+            if (run.owner in (None, self._owner) or run.expires_at <= now)
+            and not self._resting(run.batch_id)
         )
-        await self.resume_next()
-
-    async def resume_next(self) -> None:
-        """Start the waiting runs in order until capacity is reached, the
-        queue is empty or the engine is shutting down.
-
-        Cancellation: may have partially happened (some runs started).
-        """
-        while self._queue and not self._draining():
-            batch_id = self._queue[0]
+        started = 0
+        for batch_id in waiting:
+            if self._draining():
+                break
             try:
                 result = await self._start(batch_id)
-            except StoreUnavailable as exc:
-                log.warning("[batch %s] cannot resume while the store is away: %s", batch_id, exc)
-                return
+            except StoreError:
+                raise
             except Exception as exc:
                 log.error("[batch %s] cannot resume: %s", batch_id, exc)
-                self._queue.pop(0)
                 continue
             if result is StartResult.CAPACITY_REACHED:
-                return
-            self._queue.pop(0)
+                break
             if result is StartResult.STARTED:
                 log.info("[batch %s] resumed", batch_id)
+                started += 1
+        return started

@@ -1,5 +1,5 @@
 """The batch runs of one engine: each a task of the engine's nursery, at
-most ``MAX_ACTIVE_BATCHES`` at once, and the runs a previous engine left.
+most ``MAX_ACTIVE_BATCHES`` at once.
 
 Design notes
 ------------
@@ -9,14 +9,17 @@ for the length of its run; ``start`` never waits for it, it answers
 
 Before it has started, a run's failure is the caller's (``start`` raises
 it); after, it is that run's alone and must not take the engine down with
-it: subscribers get an ``error`` event instead. However a run ends, it is
-forgotten (its capacity freed) and, unless the engine is draining, a
-remembered run waiting for capacity is started in its place.
+it: subscribers get an ``error`` event instead, and its run record is
+handed over, so the cluster (this engine included) resumes it as a run
+interrupted. However a run ends, it is forgotten (its capacity freed) and
+``on_change`` is called, as it is once a run has started, so whatever
+waits for capacity looks again and the engine's heartbeat names its runs
+(the cluster, ``engine.core.cluster``).
 
 Draining is one deadline for everyone: stop claiming, ask every child to
 finish what it holds, SIGKILL what is left at the deadline. Runs stopped so
-are handed over in the store, so the next engine on the same store resumes
-them.
+are handed over in the store, so another engine of the cluster (or the
+next one on the same store) resumes them at once.
 """
 
 from __future__ import annotations
@@ -27,13 +30,13 @@ from collections.abc import Callable
 import trio
 
 from engine.core.bus import EventBus
-from engine.core.leases import RememberedRuns, keep_leases
 from engine.core.limits import PauseSwitch
 from engine.core.policy import EnginePolicy
+from engine.core.recorder import CLEANUP_SECONDS
 from engine.core.retry import StoreRetry
 from engine.core.runner import BatchRunner, StopReason
 from engine.core.values import EngineStatus, StartResult
-from engine.errors import BatchRunning
+from engine.errors import BatchRunning, StoreError
 from engine.store import Store
 from engine.supervisor.children import ChildSupervisor
 
@@ -54,6 +57,8 @@ class Runs:
         gate: the engine's pause switch.
         clock: wall-clock seconds, the store's clock (due times, backoffs).
         retry: the engine's policy for store steps met by an outage.
+        on_change: called (quick, never raising) whenever a run has
+            started or ended.
     """
 
     def __init__(
@@ -69,6 +74,7 @@ class Runs:
         gate: PauseSwitch,
         clock: Callable[[], float],
         retry: StoreRetry,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self._nursery = nursery
         self._capacity = trio.CapacityLimiter(capacity)
@@ -84,9 +90,8 @@ class Runs:
         self._all_stopped = trio.Event()  # set while no run is going
         self._all_stopped.set()
         self._draining = False
-        self._remembered = RememberedRuns(
-            store, owner=owner, clock=clock, start=self.start, draining=lambda: self._draining
-        )
+        self._on_change = on_change
+        self._failed_at: dict[str, float] = {}  # trio time of a run's failure here
 
     @property
     def draining(self) -> bool:
@@ -96,36 +101,22 @@ class Runs:
     def __contains__(self, batch_id: object) -> bool:
         return batch_id in self._runners
 
+    @property
+    def free(self) -> int:
+        """How many more runs may start now."""
+        return int(self._capacity.available_tokens)
+
     def status(self) -> EngineStatus:
         """A snapshot: the batches running now (oldest run first), capacity,
         whether draining or paused."""
         return EngineStatus(
+            engine_id=self._owner,
             running_batches=tuple(self._runners),
             active_batches=len(self._runners),
             max_batches=int(self._capacity.total_tokens),
             is_shutting_down=self._draining,
             paused=not self._gate.is_open,
         )
-
-    async def open(self, lease_seconds: float) -> None:
-        """Keep this engine's leases (``keep_leases``) as long as the nursery
-        lives, and start the runs remembered in the store as capacity allows.
-
-        Cancellation: may have partially happened (some runs started).
-
-        Raises:
-            StoreError: the store did not answer.
-        """
-        self._nursery.start_soon(
-            keep_leases,
-            self._store,
-            self._owner,
-            lease_seconds,
-            self.wake_all,
-            self._policy.renew_type_slots,
-            self._retry,
-        )
-        await self._remembered.resume()
 
     async def start(self, batch_id: str) -> StartResult:
         """Start the batch's run unless it runs already (here, or on another
@@ -137,9 +128,9 @@ class Runs:
             BatchNotFound: no such batch.
             ChildCrashed: the run's first child could not be started.
         """
-        await self._store.get_batch(batch_id)
         if batch_id in self._runners:
             return StartResult.ALREADY_RUNNING
+        await self._store.get_batch(batch_id)
         try:
             self._capacity.acquire_on_behalf_of_nowait(batch_id)
         except trio.WouldBlock:
@@ -166,20 +157,38 @@ class Runs:
         except BaseException:
             self._forget(runner)
             raise
+        self._on_change()
         return StartResult.STARTED
+
+    def failed_at(self, batch_id: str) -> float | None:
+        """When (``trio.current_time()``) the batch's last run here failed
+        after it had started, unless a later run ended in order."""
+        return self._failed_at.get(batch_id)
 
     async def _run(self, runner: BatchRunner, task_status: trio.TaskStatus[None]) -> None:
         try:
             await runner.run(task_status=task_status)
+            self._failed_at.pop(runner.batch_id, None)
         except Exception as exc:
             if not runner.started:
                 raise
             log.exception("[batch %s] run failed", runner.batch_id)
+            self._failed_at[runner.batch_id] = trio.current_time()
             runner.publish_failure(exc)
+            await self._hand_over(runner.batch_id)
         finally:
             self._forget(runner)
-            if not self._draining:
-                self._nursery.start_soon(self._remembered.resume_next)
+            self._on_change()
+
+    async def _hand_over(self, batch_id: str) -> None:
+        # The run did not end in order, so it is not finished: handed over,
+        # any engine of the cluster resumes it. When the store is what broke,
+        # the record stays this engine's, and its takeover resumes it here.
+        with trio.move_on_after(CLEANUP_SECONDS, shield=True):
+            try:
+                await self._store.release_run(batch_id, self._owner, finished=False)
+            except StoreError as exc:
+                log.error("[batch %s] cannot hand the run over: %s", batch_id, exc)
 
     def _forget(self, runner: BatchRunner) -> None:
         if self._runners.get(runner.batch_id) is runner:

@@ -38,8 +38,10 @@ class JobRequest:
 
 @attrs.frozen(kw_only=True)
 class EngineStatus:
-    """A snapshot for ``GET /api/status``."""
+    """A snapshot of one engine for ``GET /api/status``; ``engine_id`` is
+    its id in the cluster (``Engine.owner``)."""
 
+    engine_id: str
     running_batches: tuple[str, ...]
     active_batches: int
     max_batches: int

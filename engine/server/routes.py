@@ -99,8 +99,7 @@ class _Api:
     async def list_batches(self, request: Request) -> Response:
         records = await self._engine.list_batches()
         views = tuple(
-            batch_view(record, running=self._engine.is_running(record.batch_id))
-            for record in records
+            batch_view(record, runner=self._engine.runner_of(record)) for record in records
         )
         return json_response(api.BatchList(batches=views))
 
@@ -109,7 +108,7 @@ class _Api:
 
     async def _batch(self, batch_id: str) -> api.BatchView:
         record = await self._engine.get_batch(batch_id)
-        return batch_view(record, running=self._engine.is_running(batch_id))
+        return batch_view(record, runner=self._engine.runner_of(record))
 
     async def delete_batch(self, request: Request) -> Response:
         await self._engine.delete_batch(request.path_params["batchId"])
@@ -145,14 +144,15 @@ class _Api:
 
     async def pause(self, request: Request) -> Response:
         self._engine.pause()
-        return json_response(status_view(self._engine.status()))
+        return await self.status(request)
 
     async def resume(self, request: Request) -> Response:
         self._engine.resume()
-        return json_response(status_view(self._engine.status()))
+        return await self.status(request)
 
     async def status(self, request: Request) -> Response:
-        return json_response(status_view(self._engine.status()))
+        engines = await self._engine.engines()
+        return json_response(status_view(self._engine.status(), engines))
 
     async def health(self, request: Request) -> Response:
         engine = self._engine

@@ -7,7 +7,8 @@ and serves it until SIGINT or SIGTERM; ``serve_engine`` serves an engine
 that is already open until its ``stop_requests`` say so (tests feed it from
 a memory channel instead of signals).
 
-Shutdown runs in the contract's order:
+Shutdown runs in the contract's order (the engine's part is
+``engine.core.signals``, shared with ``batchyard worker``):
 
 1. the first stop request calls ``engine.shutdown()``: work-adding calls
    answer 503, children finish what they hold within the grace period and
@@ -31,11 +32,9 @@ says ``insecure_no_auth``): the API starts processes on this machine.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import logging
-import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from importlib.metadata import version
 from typing import cast
 from urllib.parse import urlsplit
@@ -48,7 +47,8 @@ from starlette.applications import Starlette
 
 from engine.config.settings import Settings
 from engine.core.engine import Engine, open_engine
-from engine.errors import ConfigError, EngineError
+from engine.core.signals import drain_on_request, single_engine_error, sole_error, stop_signals
+from engine.errors import ConfigError
 from engine.server.app import create_app
 from engine.server.stragglers import shut_down_connections
 
@@ -114,26 +114,6 @@ def _config(host: str, port: int) -> Config:
     return config
 
 
-def _sole_error(exc: BaseException) -> BaseException:
-    """``exc``, or the one error inside it when it is a group of exactly one."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
-
-
-@contextlib.contextmanager
-def _single_engine_error() -> Iterator[None]:
-    # A failure to start surfaces through nested nurseries as an exception
-    # group; a caller that reports "cannot start: why" wants the one error.
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        sole = _sole_error(group)
-        if not isinstance(sole, EngineError):
-            raise
-        raise sole from None
-
-
 class _HttpServer:
     """hypercorn serving one app: started, then stopped within a bound."""
 
@@ -167,7 +147,7 @@ class _HttpServer:
         try:
             binds: list[str] = await nursery.start(self._run)
         except (OSError, BaseExceptionGroup) as exc:
-            sole = _sole_error(exc)
+            sole = sole_error(exc)
             if not isinstance(sole, OSError):
                 raise
             bind = self._config.bind[0]
@@ -189,25 +169,6 @@ class _HttpServer:
         stuck = shut_down_connections((url.hostname or "", url.port or 0) for url in listening)
         log.warning("shut down %d connections still open after the grace", stuck)
         await self._finished.wait()
-
-
-async def _drain(engine: Engine, stop_requests: AsyncIterator[object]) -> None:
-    with contextlib.suppress(StopAsyncIteration):
-        await anext(stop_requests)
-    log.info(
-        "shutting down: running children get %gs to finish",
-        engine.settings.shutdown_grace_seconds,
-    )
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_hurry, engine, stop_requests)
-        await engine.shutdown()
-        nursery.cancel_scope.cancel()
-
-
-async def _hurry(engine: Engine, stop_requests: AsyncIterator[object]) -> None:
-    async for _ in stop_requests:
-        log.warning("second stop request: killing children now")
-        await engine.shutdown()
 
 
 async def serve_engine(
@@ -244,7 +205,7 @@ async def serve_engine(
             engine.settings.describe(),
         )
         task_status.started(url)
-        await _drain(engine, stop_requests)
+        await drain_on_request(engine, stop_requests)
         engine.end_subscriptions()
         await http.stop()
     log.info("stopped")
@@ -277,10 +238,7 @@ async def serve(
         StoreUnavailable: the store cannot be opened.
     """
     check_exposure(host, settings, insecure_no_auth=insecure_no_auth)
-    with (
-        trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
-        _single_engine_error(),
-    ):
+    with stop_signals() as signals, single_engine_error():
         async with open_engine(settings) as engine:
             await serve_engine(
                 engine, host=host, port=port, stop_requests=signals, task_status=task_status

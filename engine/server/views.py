@@ -13,7 +13,7 @@ from typing import Any
 from starlette.responses import Response
 
 from engine.core.engine import EngineStatus, JobRequest
-from engine.store import BatchRecord, JobRecord
+from engine.store import BatchRecord, EngineRecord, JobRecord
 from protocols import api
 
 __all__ = ["batch_view", "job_requests", "job_view", "json_response", "status_view"]
@@ -28,13 +28,15 @@ def json_response(
     )
 
 
-def batch_view(record: BatchRecord, *, running: bool) -> api.BatchView:
-    """A stored batch as ``GET /api/batches/{batchId}`` shows it."""
+def batch_view(record: BatchRecord, *, runner: str | None) -> api.BatchView:
+    """A stored batch as ``GET /api/batches/{batchId}`` shows it; ``runner``
+    is the engine that runs it (``Engine.runner_of``)."""
     counts = record.counts
     return api.BatchView(
         batch_id=record.batch_id,
         type=record.type,
-        running=running,
+        running=runner is not None,
+        engine_id=runner,
         counts=api.Counts(
             pending=counts.pending,
             active=counts.active,
@@ -62,14 +64,27 @@ def job_view(record: JobRecord) -> api.JobView:
     )
 
 
-def status_view(status: EngineStatus) -> api.StatusView:
-    """The engine's snapshot as ``GET /api/status`` shows it."""
+def status_view(status: EngineStatus, engines: Sequence[EngineRecord]) -> api.StatusView:
+    """The engine's snapshot and the cluster's live engines as
+    ``GET /api/status`` shows them."""
     return api.StatusView(
         running_batches=status.running_batches,
         active_batches=status.active_batches,
         max_batches=status.max_batches,
         is_shutting_down=status.is_shutting_down,
         paused=status.paused,
+        engine_id=status.engine_id,
+        engines=tuple(
+            api.EngineView(
+                engine_id=record.engine_id,
+                host=record.host,
+                pid=record.pid,
+                running_batches=record.running_batches,
+                max_batches=record.max_batches,
+                last_seen=datetime.fromtimestamp(record.last_seen, UTC),
+            )
+            for record in engines
+        ),
     )
 
 

@@ -137,7 +137,8 @@ async def open_fake_engine(*, store: Store | None = None, **changes: Any) -> Asy
     ``settings_for_tests`` with ``changes``: in-process children
     (``FakeSpawner``), an in-memory store that never leaves the Trio thread
     (or ``store``, say a ``FailingStore`` around ``open_fake_store()``,
-    which stays the caller's), and ``trio_wall_clock`` as its wall clock."""
+    which stays the caller's), and ``trio_wall_clock`` as its wall clock.
+    Engines of one cluster share a ``store`` (``open_fake_store``)."""
     settings = _settings(**{"store_url": "sqlite:///:memory:", **changes})
     async with contextlib.AsyncExitStack() as stack:
         if store is None:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
+import socket
+import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +19,13 @@ from starlette.routing import Route, WebSocketRoute
 from engine.core.engine import Engine
 from engine.server.app import create_app
 from engine.store import open_store
-from engine.testing import FailingStore, open_test_engine, open_test_server, settings_for_tests
+from engine.testing import (
+    FailingStore,
+    collect_until,
+    open_test_engine,
+    open_test_server,
+    settings_for_tests,
+)
 from protocols.events import JobUpdate
 from protocols.lifecycle import JobState
 from tests.conftest import Served
@@ -204,13 +214,24 @@ async def test_pause_resume_and_status(tmp_path: Path) -> None:
             open_test_server(tmp_path, max_active_batches=3) as (engine, url),
             httpx.AsyncClient(base_url=url) as client,
         ):
-            status = await client.get("/api/status")
-            assert status.json() == {
+            status = (await client.get("/api/status")).json()
+            (me,) = status.pop("engines")
+            assert status == {
                 "runningBatches": [],
                 "activeBatches": 0,
                 "maxBatches": 3,
                 "isShuttingDown": False,
                 "paused": False,
+                "engineId": engine.owner,
+            }
+            last_seen = datetime.fromisoformat(me.pop("lastSeen"))
+            assert abs(last_seen.timestamp() - time.time()) < 30
+            assert me == {
+                "engineId": engine.owner,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "runningBatches": [],
+                "maxBatches": 3,
             }
             paused = await client.post("/api/pause")
             assert paused.status_code == 200 and paused.json()["paused"] is True
@@ -454,3 +475,25 @@ async def test_the_metrics_follower_catches_up_after_being_dropped(tmp_path: Pat
             text = (await client.get("/metrics")).text
     assert 'batchyard_jobs_finished_total{state="completed",type="t"} 20.0' in text
     assert "batchyard_subscribers_dropped_total 1.0" in text
+
+
+async def test_a_flow_shows_its_options_and_runs_after_its_batches(
+    server: Served, client: httpx.AsyncClient
+) -> None:
+    with trio.fail_after(30):
+        bad = await client.post(
+            "/api/batches", json={"type": "noop", "jobs": [], "options": {"after": ["a b"]}}
+        )
+        assert bad.status_code == 400 and "options" in bad.json()["error"]["message"]
+        first = await create_batch(client, "sleep", [{"seconds": 0.5}])
+        options = {"after": [first], "autoStart": False}
+        step = await create_batch(client, "noop", [None], options=options)
+        assert (await client.get(f"/api/batches/{step}")).json()["options"] == options
+        with server.engine.subscribe([step]) as sub:
+            assert (await client.post(f"/api/jobs/process/all/{first}")).status_code == 200
+            running = (await client.get(f"/api/batches/{first}")).json()
+            assert (running["running"], running["engineId"]) == (True, server.engine.owner)
+            assert (await client.delete(f"/api/batches/{first}")).status_code == 409
+            assert (await collect_until(sub))[-1].data.completed == 1
+        idle = (await client.get(f"/api/batches/{first}")).json()
+        assert (idle["running"], idle["engineId"], idle["counts"]["completed"]) == (False, None, 1)

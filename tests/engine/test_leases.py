@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 import pytest
 import trio
@@ -44,6 +45,14 @@ async def test_leases_are_renewed_every_third_and_recovery_wakes_the_runs(
     retry = StoreRetry()
     woken_at: list[float] = []
     slots_renewed_at: list[float] = []
+    beats: list[float] = []
+
+    async def heartbeat() -> None:
+        await trio.lowlevel.checkpoint()
+        if store.down:
+            raise StoreUnavailable("the store is down (simulated)")
+        beats.append(trio.current_time())
+
     start = trio.current_time()
 
     async def renew_slots() -> None:
@@ -52,13 +61,16 @@ async def test_leases_are_renewed_every_third_and_recovery_wakes_the_runs(
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
-            keep_leases,
-            store,
-            "me",
-            30.0,
-            lambda: woken_at.append(trio.current_time()),
-            renew_slots,
-            retry,
+            partial(
+                keep_leases,
+                store,
+                "me",
+                30.0,
+                lambda: woken_at.append(trio.current_time()),
+                heartbeat=heartbeat,
+                renew_slots=renew_slots,
+                retry=retry,
+            )
         )
         await trio.sleep(25)
         store.expired = 2
@@ -72,6 +84,7 @@ async def test_leases_are_renewed_every_third_and_recovery_wakes_the_runs(
     # Down from 35 to 56: the rounds at 40 and 50 fail, the one at 60 renews.
     assert [t - start for t in store.renewed_at] == [10, 20, 30, 60]
     assert [t - start for t in slots_renewed_at] == [10, 20, 30, 60]
+    assert [t - start for t in beats] == [10, 20, 30, 60]  # each with its renewal
     assert [t - start for t in woken_at] == [30]
     assert retry.store_available
     assert "recovered 2 jobs from expired leases" in caplog.text
@@ -118,26 +131,34 @@ class _Starter:
 async def test_remembered_runs_start_in_order_within_capacity(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    store = _RunStore({"d", "c", "b", "a"})
+    store = _RunStore({"e", "d", "c", "b", "a"})
     starter = _Starter(
         {
             "a": StartResult.STARTED,
             "b": BatchNotFound("batch 'b' does not exist"),
-            "c": StartResult.CAPACITY_REACHED,
-            "d": StartResult.ALREADY_RUNNING,
+            "c": StartResult.ALREADY_RUNNING,
+            "d": StartResult.CAPACITY_REACHED,
+            "e": StartResult.STARTED,
         }
     )
     remembered = _remembered(store, starter, draining=False)
     with caplog.at_level(logging.INFO, logger="batchyard.engine"):
-        await remembered.resume()
-    # b cannot start at all: dropped. c meets full capacity: it waits.
-    assert starter.asked == ["a", "b", "c"]
+        assert await remembered.resume() == 1
+    # b cannot start at all: skipped. d meets full capacity: the rest waits.
+    assert starter.asked == ["a", "b", "c", "d"]
     assert "[batch a] resumed" in caplog.text and "[batch b] cannot resume" in caplog.text
 
-    starter.answers["c"] = StartResult.STARTED
-    await remembered.resume_next()
-    await remembered.resume_next()
-    assert starter.asked == ["a", "b", "c", "c", "d"]
+    starter.answers["d"] = StartResult.STARTED
+    store.records = [r for r in store.records if r.batch_id in "de"]
+    assert await remembered.resume() == 2
+    assert starter.asked[4:] == ["d", "e"]
+
+
+async def test_a_store_failure_while_resuming_is_the_callers() -> None:
+    store = _RunStore({"a"})
+    starter = _Starter({"a": StoreUnavailable("the store is down (simulated)")})
+    with pytest.raises(StoreUnavailable):
+        await _remembered(store, starter, draining=False).resume()
 
 
 def _remembered(store: _RunStore, starter: _Starter, *, draining: bool) -> RememberedRuns:
@@ -156,17 +177,6 @@ async def test_only_free_runs_and_this_engines_own_are_resumed() -> None:
     starter = _Starter(dict.fromkeys("abcd", StartResult.STARTED))
     await _remembered(store, starter, draining=False).resume()
     assert starter.asked == ["a", "b", "d"]
-
-
-async def test_a_remembered_run_waits_while_the_store_is_away() -> None:
-    store = _RunStore({"a", "b"})
-    starter = _Starter({"a": StoreUnavailable("the store is down (simulated)")})
-    remembered = _remembered(store, starter, draining=False)
-    await remembered.resume()
-    assert starter.asked == ["a"]
-    starter.answers |= {"a": StartResult.STARTED, "b": StartResult.STARTED}
-    await remembered.resume_next()
-    assert starter.asked == ["a", "a", "b"]
 
 
 async def test_nothing_is_resumed_while_the_engine_drains() -> None:

@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "job_modules": (),
     "token": None,
     "lease_seconds": 30.0,
+    "auto_start": False,
     "event_ring_size": 10_000,
     "subscriber_buffer": 1_000,
     "max_body_bytes": 10 * 1024 * 1024,
@@ -63,6 +64,8 @@ def test_env_variables_are_the_contracts_in_its_order() -> None:
         "BATCHYARD_STORE": ("store_url", "sqlite:///batchyard.db"),
         "BATCHYARD_JOBS": ("job_modules", None),
         "BATCHYARD_TOKEN": ("token", None),
+        "LEASE_SECONDS": ("lease_seconds", "30"),
+        "AUTO_START": ("auto_start", "0"),
     }
     assert list(ENV_VARIABLES)[:4] == list(PROFILES["dev"])
     for name, variable in ENV_VARIABLES.items():
@@ -70,6 +73,12 @@ def test_env_variables_are_the_contracts_in_its_order() -> None:
         assert variable.help
         if variable.default is not None:
             assert Settings.load({name: variable.default}) == Settings()
+
+
+def test_a_commands_defaults_lie_beneath_every_source() -> None:
+    assert Settings.load({}, defaults={"auto_start": True}).auto_start is True
+    assert Settings.load({"AUTO_START": "0"}, defaults={"auto_start": True}).auto_start is False
+    assert Settings.load({}, defaults={"auto_start": True}).describe().endswith("auto_start=1")
 
 
 def test_load_reads_the_process_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -100,6 +109,10 @@ def test_load_reads_the_process_environment_by_default(monkeypatch: pytest.Monke
         ("BATCHYARD_JOBS", "", "job_modules", ()),
         ("BATCHYARD_TOKEN", "s3cret", "token", "s3cret"),
         ("BATCHYARD_TOKEN", "", "token", None),
+        ("LEASE_SECONDS", "9", "lease_seconds", 9.0),
+        ("AUTO_START", "1", "auto_start", True),
+        ("AUTO_START", " True ", "auto_start", True),
+        ("AUTO_START", "0", "auto_start", False),
     ],
 )
 def test_every_variable_is_read(variable: str, text: str, field: str, expected: Any) -> None:
@@ -143,6 +156,9 @@ def test_every_variable_is_read(variable: str, text: str, field: str, expected: 
         ("BATCHYARD_STORE", "redis://[::1:6379/0"),
         ("BATCHYARD_JOBS", "my-jobs"),
         ("BATCHYARD_JOBS", "a..b"),
+        ("LEASE_SECONDS", "0"),
+        ("AUTO_START", "yes please"),
+        ("AUTO_START", ""),
         (PROFILE_VARIABLE, "turbo"),
         (PROFILE_VARIABLE, ""),
     ],

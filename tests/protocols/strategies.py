@@ -168,6 +168,7 @@ BATCH_VIEWS = st.builds(
     batch_id=BATCH_IDS,
     type=NAMES,
     running=st.booleans(),
+    engine_id=st.none() | NAMES,
     counts=COUNTS_VIEWS,
     created_at=AWARE_DATETIMES,
     options=JSON_OBJECTS,
@@ -191,7 +192,8 @@ BODIES: st.SearchStrategy[Any] = st.one_of(
         jobs=JOB_LISTS,
         type=NAMES,
         batch_id=st.none() | BATCH_IDS,
-        options=JSON_OBJECTS,
+        # The options the engine acts on have tests of their own.
+        options=JSON_OBJECTS.filter(lambda o: not {"after", "autoStart"} & o.keys()),
     ),
     st.builds(api.AddJobs, jobs=JOB_LISTS),
     st.builds(api.EnqueueResult, batch_id=BATCH_IDS, enqueued=COUNTS, duplicates=COUNTS),
@@ -216,6 +218,19 @@ BODIES: st.SearchStrategy[Any] = st.one_of(
         max_batches=COUNTS,
         is_shutting_down=st.booleans(),
         paused=st.booleans(),
+        engine_id=NAMES,
+        engines=st.lists(
+            st.builds(
+                api.EngineView,
+                engine_id=NAMES,
+                host=NAMES,
+                pid=COUNTS,
+                running_batches=st.lists(BATCH_IDS, max_size=2).map(tuple),
+                max_batches=COUNTS,
+                last_seen=AWARE_DATETIMES,
+            ),
+            max_size=2,
+        ).map(tuple),
     ),
     st.builds(
         api.HealthView,

@@ -127,17 +127,19 @@ def test_batch_view_of_the_contract() -> None:
         batch_id="b1",
         type="cpu",
         running=True,
+        engine_id="engine-1",
         counts=api.Counts(pending=3, active=2, completed=4, failed=1),
         created_at=datetime(2024, 6, 1, 12, 30, tzinfo=UTC),
-        options={},
+        options={"after": ["b0"]},
     )
     assert orjson.loads(api.encode_body(view)) == {
         "batchId": "b1",
         "type": "cpu",
         "running": True,
+        "engineId": "engine-1",
         "counts": {"pending": 3, "active": 2, "completed": 4, "failed": 1},
         "createdAt": "2024-06-01T12:30:00+00:00",
-        "options": {},
+        "options": {"after": ["b0"]},
     }
 
 
@@ -159,6 +161,17 @@ def test_batch_view_of_the_contract() -> None:
                 max_batches=2,
                 is_shutting_down=False,
                 paused=True,
+                engine_id="engine-1",
+                engines=(
+                    api.EngineView(
+                        engine_id="engine-1",
+                        host="h",
+                        pid=7,
+                        running_batches=("a",),
+                        max_batches=2,
+                        last_seen=datetime(2024, 6, 1, 12, 30, tzinfo=UTC),
+                    ),
+                ),
             ),
             {
                 "runningBatches": ["a"],
@@ -166,6 +179,17 @@ def test_batch_view_of_the_contract() -> None:
                 "maxBatches": 2,
                 "isShuttingDown": False,
                 "paused": True,
+                "engineId": "engine-1",
+                "engines": [
+                    {
+                        "engineId": "engine-1",
+                        "host": "h",
+                        "pid": 7,
+                        "runningBatches": ["a"],
+                        "maxBatches": 2,
+                        "lastSeen": "2024-06-01T12:30:00+00:00",
+                    }
+                ],
             },
         ),
         (
@@ -225,6 +249,7 @@ _VIEW = {
     "batchId": "b",
     "type": "t",
     "running": True,
+    "engineId": None,
     "counts": _COUNTS,
     "createdAt": "2024-01-01T00:00:00Z",
     "options": {},
@@ -243,6 +268,26 @@ STRICT_CASES = [
     (api.CreateBatch, b'{"jobs": []}', r"required field missing @ \$\.type"),
     (api.CreateBatch, b'{"type": "t"}', r"required field missing @ \$\.jobs"),
     (api.CreateBatch, _create(type=""), r"type must not be empty @ \$\.type"),
+    (
+        api.CreateBatch,
+        _create(options={"autoStart": 1}),
+        r"autoStart must be a boolean, got 1 @ \$\.options",
+    ),
+    (
+        api.CreateBatch,
+        _create(options={"after": "b"}),
+        r"after must be a list of at most 1000 batch ids @ \$\.options",
+    ),
+    (
+        api.CreateBatch,
+        _create(options={"after": ["ok", "not ok"]}),
+        r"after must list batch ids .*'not ok' @ \$\.options",
+    ),
+    (
+        api.CreateBatch,
+        _create(batchId="b", options={"after": ["a", "b"]}),
+        r"after must not list the batch itself @ \$\.options",
+    ),
     (api.CreateBatch, _create(type=1), r"expected a string, got an integer @ \$\.type"),
     (api.CreateBatch, _create(jobs={}), r"expected an array, got an object @ \$\.jobs"),
     (api.CreateBatch, _create(jobs=""), r"expected an array, got a string @ \$\.jobs"),
@@ -317,6 +362,8 @@ STRICT_CASES = [
                 "maxBatches": 1,
                 "isShuttingDown": False,
                 "paused": False,
+                "engineId": "e",
+                "engines": [],
             }
         ),
         r"expected an array, got a string @ \$\.runningBatches",
@@ -425,12 +472,20 @@ def test_batch_id_pattern(batch_id: str, valid: bool) -> None:
             api.CreateBatch(jobs=(), type="t", batch_id=batch_id)
 
 
+def test_flow_options_are_kept_as_given() -> None:
+    body = api.decode_body(
+        _create(options={"after": ["a", "b"], "autoStart": True, "mine": 1}), api.CreateBatch
+    )
+    assert body.options == {"after": ["a", "b"], "autoStart": True, "mine": 1}
+
+
 def test_naive_timestamps_are_refused() -> None:
     with pytest.raises(ValueError, match="createdAt"):
         api.BatchView(
             batch_id="b",
             type="t",
             running=False,
+            engine_id=None,
             counts=api.Counts(pending=0, active=0, completed=0, failed=0),
             created_at=datetime(2024, 1, 1),
             options={},

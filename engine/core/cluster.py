@@ -1,0 +1,413 @@
+"""This engine as one of the cluster: it registers itself, takes over runs
+that no live engine holds, takes back what its dead predecessor on this
+host held, and starts batches by itself.
+
+Design notes
+------------
+Every engine on one store is one cluster (SQLite and Redis alike). An
+engine is known by its id (``Engine.owner``), host, pid and boot id
+(``EngineIdentity``); its record lives in the store for ``LEASE_SECONDS``
+past each heartbeat, which ``keep_leases`` sends with every lease renewal.
+
+*Take-back at open.* An engine restarted on the same host need not wait
+for its predecessor's leases: a record of this host and boot whose process
+no longer lives is a dead engine for sure, so its jobs go back to pending
+(no attempt used) and its runs are handed over at once
+(``recover_engine``), its record is forgotten, and the runs are resumed
+right away. A pid may have been reused: a record is only taken for dead
+when no process has its pid, or the one that has it is no batchyard
+engine (its command line says so, where ``/proc`` tells). Engines in one
+process (tests) share a pid, and each one's record is then live. The
+check needs every engine on a host to see the others' processes (one pid
+namespace) or to have a host name of its own, as containers do.
+
+*Takeover and auto-start* are one loop (``_keep_starting``): whenever this
+engine has free capacity it resumes the remembered runs no live engine
+holds (handed over at a graceful shutdown, or whose lease expired), then
+starts the batches ``startable_batches`` offers: every batch with due work
+that runs nowhere under ``AUTO_START=1``, else those flagged ``autoStart``
+or with ``after``. A start that loses the race to another engine answers
+``ALREADY_RUNNING`` and is simply not counted. The loop looks again soon
+after it found work, backs off to ``_IDLE_PAUSE`` when idle, and is woken
+at once by local events (a run ended, a batch or jobs were added), so a
+single engine reacts at once and a cluster within a second.
+
+*A run that failed here* after it started (the store broke, say) is handed
+over like an interrupted one, but this engine leaves it alone for a renewal
+period: a failure that repeats does not become a loop, and other work gets
+the capacity; any other engine may resume it at once.
+
+*Flows.* A batch with ``after`` starts only once every batch it lists
+exists and has no pending or active job. A listed batch that does not
+exist holds the flow back (logged once): starting a step before the one
+it follows cannot be undone, while a flow waiting for a batch that is
+created later, or deleted on purpose, is the operator's to resolve.
+Batches held back still come first in ``startable_batches`` (oldest
+first), so each round asks for as many more as were held back the last
+time; the prerequisites of a candidate are one ``get_batch`` each.
+
+*Heartbeats* go with every lease renewal, and also whenever a run started
+or ended here, so the cluster's list of engines names each one's runs
+within a look of the change.
+
+*Leaving.* A graceful exit stops the loops and forgets the engine's
+record; a dead engine's record is forgotten by whichever engine sees it
+expired and holding no run record any more (its runs taken over).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import socket
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
+from pathlib import Path
+
+import attrs
+import psutil
+import trio
+
+from engine.core.leases import RememberedRuns, keep_leases
+from engine.core.retry import StoreRetry
+from engine.core.runs import Runs
+from engine.core.values import StartResult
+from engine.errors import BatchNotFound, EngineError, StoreError, StoreUnavailable
+from engine.store import BatchRecord, EngineRecord, Store
+
+__all__ = ["Cluster", "EngineIdentity", "engine_process_lives"]
+
+log = logging.getLogger("batchyard.cluster")
+
+#: After a round that started something, the next comes this soon: there
+#: may be more to start, and one round is a store read or two.
+_BUSY_PAUSE = 0.05
+#: The longest an idle engine waits before it looks again: how long a batch
+#: flagged ``autoStart`` or handed over by another engine may wait for it.
+_IDLE_PAUSE = 1.0
+
+
+@attrs.frozen(kw_only=True)
+class EngineIdentity:
+    """Who an engine is: its id, and the host, boot and process it runs in."""
+
+    engine_id: str
+    host: str
+    pid: int
+    boot_id: str
+
+    @classmethod
+    def of_this_process(cls, engine_id: str) -> EngineIdentity:
+        """The identity of an engine ``engine_id`` running in this process."""
+        host, pid = socket.gethostname(), os.getpid()
+        return cls(engine_id=engine_id, host=host, pid=pid, boot_id=_boot_id())
+
+    def outlives(self, record: EngineRecord) -> bool:
+        """Whether ``record`` is another engine of this host and boot whose
+        process is gone (so what it held can be taken back at once)."""
+        return (
+            record.engine_id != self.engine_id
+            and record.host == self.host
+            and record.boot_id == self.boot_id
+            and record.pid != self.pid
+            and not engine_process_lives(record.pid)
+        )
+
+
+def _boot_id() -> str:
+    # Linux names each boot; elsewhere the boot time tells boots apart.
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return f"boot-{psutil.boot_time():.0f}"
+
+
+def engine_process_lives(pid: int) -> bool:
+    """Whether a process with ``pid`` lives and may be a batchyard engine:
+    False when there is none, or ``/proc`` shows it runs something else."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: it lives
+    except OverflowError:  # no pid at all
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return sys.platform != "linux"  # cannot tell: assume it is the engine
+    return _is_engine_command(argv)
+
+
+def _is_engine_command(argv: Sequence[bytes]) -> bool:
+    # ``batchyard serve|worker`` or ``python -m engine ...``; a child is
+    # ``python -m engine.child``, which is not an engine.
+    named = any(Path(os.fsdecode(arg)).name == "batchyard" for arg in argv)
+    module = any(a == b"-m" and b == b"engine" for a, b in itertools.pairwise(argv))
+    return named or module
+
+
+class Cluster:
+    """This engine's part in the cluster. ``open`` starts it in the engine's
+    nursery; ``leave`` stops it and unregisters the engine.
+
+    Args:
+        store: the cluster's store (not owned).
+        runs: this engine's runs (started here, counted for capacity).
+        identity: who this engine is.
+        lease_seconds: the lease and heartbeat time to live.
+        auto_start: start any batch with due work, not only those that
+            start by themselves.
+        clock: wall-clock seconds, the store's clock.
+        renew_slots: renews the type slots this engine's jobs hold.
+        retry: the engine's view of the store, told of each renewal.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        runs: Runs,
+        identity: EngineIdentity,
+        lease_seconds: float,
+        auto_start: bool,
+        clock: Callable[[], float],
+        renew_slots: Callable[[], Awaitable[None]],
+        retry: StoreRetry,
+    ) -> None:
+        self.identity = identity
+        self._renew_slots = renew_slots
+        self._retry = retry
+        self._store = store
+        self._runs = runs
+        self._lease_seconds = lease_seconds
+        self._auto_start = auto_start
+        self._clock = clock
+        self._remembered = RememberedRuns(
+            store,
+            owner=identity.engine_id,
+            clock=clock,
+            start=runs.start,
+            draining=lambda: runs.draining,
+            resting=self._resting,
+        )
+        self._woken = trio.Event()
+        self._news = False  # what runs here changed since the last heartbeat
+        self._scope = trio.CancelScope()
+        self._stopped: trio.Event | None = None
+        self._held_back: set[str] = set()
+        self._missing_told: set[tuple[str, str]] = set()
+
+    def wake(self) -> None:
+        """Something happened here that may make work startable or changes
+        what this engine runs (a run started or ended, a batch or jobs were
+        added): look again now, and tell the cluster what runs here."""
+        self._woken.set()
+        self._news = True
+
+    async def open(self, nursery: trio.Nursery) -> None:
+        """Take back what dead predecessors on this host held, register this
+        engine, resume the runs free to take, then keep going in ``nursery``.
+
+        Cancellation: may have partially happened (some runs taken back or
+        started).
+
+        Raises:
+            StoreError: the store did not answer.
+        """
+        await self._take_back_from_dead_predecessors()
+        await self._heartbeat()
+        await self._remembered.resume()
+        self._stopped = trio.Event()
+        nursery.start_soon(self._serve, self._stopped)
+
+    async def leave(self) -> None:
+        """Stop taking and starting work and unregister this engine (call it
+        once the runs have stopped). A store error is logged: the record
+        then expires by itself.
+
+        Cancellation: may have partially happened (stopped, not unregistered).
+        """
+        self._scope.cancel()
+        if self._stopped is not None:
+            await self._stopped.wait()
+        try:
+            await self._store.forget_engine(self.identity.engine_id)
+        except StoreError as exc:
+            log.warning("cannot unregister engine %s: %s", self.identity.engine_id, exc)
+
+    async def live_engines(self) -> list[EngineRecord]:
+        """The engines of the cluster whose heartbeat has not expired.
+
+        Cancellation: atomic: it only reads.
+
+        Raises:
+            StoreError: the store did not answer.
+        """
+        now = self._clock()
+        return [record for record in await self._store.engines() if record.expires_at > now]
+
+    # --- the background work ------------------------------------------------
+
+    async def _serve(self, stopped: trio.Event) -> None:
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(
+                        partial(
+                            keep_leases,
+                            self._store,
+                            self.identity.engine_id,
+                            self._lease_seconds,
+                            self._runs.wake_all,
+                            heartbeat=self._heartbeat_and_tidy,
+                            renew_slots=self._renew_slots,
+                            retry=self._retry,
+                        )
+                    )
+                    await self._keep_starting()
+        finally:
+            stopped.set()
+
+    async def _heartbeat(self) -> None:
+        status = self._runs.status()
+        record = EngineRecord(
+            engine_id=self.identity.engine_id,
+            host=self.identity.host,
+            pid=self.identity.pid,
+            boot_id=self.identity.boot_id,
+            max_batches=status.max_batches,
+            running_batches=status.running_batches,
+        )
+        self._news = False
+        await self._store.heartbeat(record, self._lease_seconds)
+
+    async def _heartbeat_and_tidy(self) -> None:
+        await self._heartbeat()
+        try:
+            await self._forget_the_departed()
+        except StoreError as exc:  # tidying only: the heartbeat went through
+            log.warning("cannot tidy the engine registry: %s", exc)
+
+    async def _forget_the_departed(self) -> None:
+        now = self._clock()
+        departed = [r.engine_id for r in await self._store.engines() if r.expires_at <= now]
+        if not departed:
+            return
+        holding = {run.owner for run in await self._store.runs()}
+        for engine_id in departed:
+            if engine_id not in holding:
+                await self._store.forget_engine(engine_id)
+                log.info("engine %s is gone; its runs were taken over", engine_id)
+
+    async def _take_back_from_dead_predecessors(self) -> None:
+        for record in await self._store.engines():
+            if not self.identity.outlives(record):
+                continue
+            jobs = await self._store.recover_engine(record.engine_id)
+            await self._store.forget_engine(record.engine_id)
+            log.warning(
+                "engine %s (pid %d on this host) is gone: took back its runs, "
+                "%d jobs back to pending",
+                record.engine_id,
+                record.pid,
+                jobs,
+            )
+
+    async def _keep_starting(self) -> None:
+        pause = _BUSY_PAUSE
+        while True:
+            with trio.move_on_after(pause):
+                await self._woken.wait()
+            self._woken = trio.Event()
+            try:
+                started = await self._round()
+                if self._news:
+                    await self._heartbeat()
+            except StoreUnavailable as exc:
+                self._retry.failed(exc)  # logged once for the whole outage
+                started = 0
+            except StoreError as exc:
+                log.error("cannot look for work: %s", exc)
+                started = 0
+            pause = _BUSY_PAUSE if started else min(pause * 2, _IDLE_PAUSE)
+
+    async def _round(self) -> int:
+        """Resume free runs, then start startable batches; how many started."""
+        if self._runs.draining or self._runs.free <= 0:
+            return 0
+        started = await self._remembered.resume()
+        return started + await self._start_startable()
+
+    # --- auto-start ---------------------------------------------------------
+
+    async def _start_startable(self) -> int:
+        free = self._runs.free
+        if free <= 0:
+            return 0
+        candidates = await self._store.startable_batches(
+            free + len(self._held_back), any_batch=self._auto_start
+        )
+        held_back: set[str] = set()
+        finished: dict[str, bool] = {}
+        started = 0
+        for batch in candidates:
+            if self._runs.draining or self._runs.free <= 0:
+                break
+            if batch.batch_id in self._runs or self._resting(batch.batch_id):
+                continue
+            if not await self._prerequisites_done(batch, finished):
+                held_back.add(batch.batch_id)
+            elif await self._start(batch.batch_id):
+                started += 1
+        self._held_back = held_back
+        return started
+
+    def _resting(self, batch_id: str) -> bool:
+        """Whether the batch's run failed here less than a renewal period
+        ago: it is left to other engines (or a later look) for that long."""
+        failed_at = self._runs.failed_at(batch_id)
+        return failed_at is not None and trio.current_time() - failed_at < self._lease_seconds / 3
+
+    async def _prerequisites_done(self, batch: BatchRecord, finished: dict[str, bool]) -> bool:
+        """Whether every batch ``batch`` runs after exists and has no pending
+        or active job; ``finished`` caches the answer per batch id."""
+        for before in _after(batch.options):
+            if before not in finished:
+                finished[before] = await self._finished(batch.batch_id, before)
+            if not finished[before]:
+                return False
+        return True
+
+    async def _finished(self, batch_id: str, before: str) -> bool:
+        try:
+            counts = (await self._store.get_batch(before)).counts
+        except BatchNotFound:
+            told = (batch_id, before)
+            if told not in self._missing_told:
+                self._missing_told.add(told)
+                log.warning("[batch %s] waits for batch %r, which does not exist", *told)
+            return False
+        return counts.pending == 0 and counts.active == 0
+
+    async def _start(self, batch_id: str) -> bool:
+        try:
+            result = await self._runs.start(batch_id)
+        except StoreError:
+            raise
+        except BatchNotFound:
+            return False  # deleted since it was offered
+        except EngineError as exc:
+            log.error("[batch %s] cannot start: %s", batch_id, exc)
+            return False
+        if result is StartResult.STARTED:
+            log.info("[batch %s] started by itself", batch_id)
+        return result is StartResult.STARTED
+
+
+def _after(options: Mapping[str, object]) -> list[str]:
+    after = options.get("after")
+    return [item for item in after if isinstance(item, str)] if isinstance(after, list) else []
