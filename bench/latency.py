@@ -29,7 +29,7 @@ import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 from engine.testing import open_test_server
-from protocols.events import parse_ws_frame
+from protocols.frames import parse_ws_frame
 
 __all__ = ["main"]
 

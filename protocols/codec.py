@@ -29,10 +29,11 @@ Every choice about how a Python value looks on the wire is made here:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import attrs
 import cattrs
+import orjson
 from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory
 from cattrs.errors import AttributeValidationNote
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
@@ -42,17 +43,23 @@ from cattrs.strategies import configure_tagged_union
 from cattrs.v import format_exception
 
 from protocols import ipc
+from protocols.errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
     "CONVERTER",
     "OMIT_WHEN_DEFAULT",
     "camel_case",
     "configure_converter",
+    "decode_json",
     "describe_error",
+    "encode_json",
     "invalid_field",
     "json_kind",
     "make_converter",
+    "structure_as",
 ]
+
+T = TypeVar("T")
 
 _Hook = Callable[[Any, Any], Any]
 
@@ -248,3 +255,42 @@ def _describe(exc: BaseException, cl: Any) -> str:
 
 #: The shared instance; converters are immutable once configured.
 CONVERTER = make_converter()
+
+
+def encode_json(value: Any, what: str) -> bytes:
+    """``value`` (already unstructured) as JSON; ``what`` names it in the error.
+
+    Raises:
+        LocalProtocolError: ``value`` holds something JSON cannot carry.
+    """
+    try:
+        return orjson.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise LocalProtocolError(f"cannot encode {what}: {exc}") from exc
+
+
+def decode_json(raw: str | bytes, what: str) -> Any:
+    """The JSON value of ``raw``; ``what`` names it in the error.
+
+    Raises:
+        RemoteProtocolError: ``raw`` is not JSON (the decoder's error is its
+            ``__cause__``).
+    """
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise RemoteProtocolError(f"{what} is not JSON: {exc}") from exc
+
+
+def structure_as(value: Any, cls: type[T], what: str, path: str = "$") -> T:
+    """``value`` (decoded JSON found at ``path``) as a ``cls``, through ``CONVERTER``.
+
+    Raises:
+        RemoteProtocolError: ``value`` does not fit ``cls``; the message
+            lists every problem with its wire path.
+    """
+    try:
+        return CONVERTER.structure(value, cls)
+    except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
+        problems = "; ".join(describe_error(exc, path))
+        raise RemoteProtocolError(f"invalid {what}: {problems}") from exc

@@ -24,15 +24,13 @@ not know).
 A run ends with exactly one ``done`` or one ``error`` that is not
 ``restarting``; ``ends_run`` is that rule, for every client to share.
 
-The same event is framed two ways: a WebSocket text frame ``{"event", "seq",
-"data"}`` and an SSE chunk ``id:``/``event:``/``data:`` whose data is one
-line of JSON (orjson never writes a raw newline, so one ``data:`` line is
-always enough). An event log shared by several engines stores a third
-form, ``stored_frame``: the WebSocket frame without its ``seq``, which the
-log assigns when it appends. All go through the one converter, so field names are
-camelCase on the wire; fields that exist only in some states (a job's
-``progress`` while active, its ``error`` once failed) are left out while
-they are ``None``.
+How subscribers receive an event (WebSocket and SSE frames) is
+``protocols.frames``. An event log shared by several engines stores it as
+``stored_frame``: the WebSocket frame without its ``seq``, which the log
+assigns when it appends. Every form goes through the one converter, so
+field names are camelCase on the wire; fields that exist only in some states
+(a job's ``progress`` while active, its ``error`` once failed) are left out
+while they are ``None``.
 
 A WebSocket client steers its subscription with three control messages, each
 an object with exactly one key: ``{"subscribe": [ids]}``,
@@ -47,21 +45,22 @@ from __future__ import annotations
 import enum
 import types
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import attrs
-import cattrs
 import orjson
 
 from protocols.api import BATCH_ID_PATTERN
 from protocols.codec import (
     CONVERTER,
     OMIT_WHEN_DEFAULT,
-    describe_error,
+    decode_json,
+    encode_json,
     invalid_field,
     json_kind,
+    structure_as,
 )
-from protocols.errors import LocalProtocolError, RemoteProtocolError
+from protocols.errors import RemoteProtocolError
 from protocols.lifecycle import JobState
 
 __all__ = [
@@ -80,16 +79,12 @@ __all__ = [
     "Subscribe",
     "Unsubscribe",
     "control_frame",
+    "decode_event",
     "ends_run",
     "parse_control",
     "parse_stored_frame",
-    "parse_ws_frame",
-    "sse_frame",
     "stored_frame",
-    "ws_frame",
 ]
-
-T = TypeVar("T")
 
 
 class CloseCode(enum.IntEnum):
@@ -273,47 +268,6 @@ def ends_run(event: Event) -> bool:
 
 
 @attrs.frozen(kw_only=True)
-class _Frame:
-    """A WebSocket frame as it travels: ``data`` is decoded once the name
-    has picked its class."""
-
-    event: str
-    seq: int = attrs.field(validator=_positive)
-    data: Any
-
-
-def ws_frame(event: Event) -> str:
-    """``event`` as a WebSocket text frame: ``{"event", "seq", "data"}``.
-
-    Raises:
-        LocalProtocolError: ``data`` holds something JSON cannot carry.
-    """
-    frame = _Frame(event=event.event, seq=event.seq, data=event.data)
-    return _dumps(CONVERTER.unstructure(frame), f"{event.event} #{event.seq}").decode()
-
-
-def sse_frame(event: Event) -> bytes:
-    """``event`` as one Server-Sent Events chunk, blank line included.
-
-    Raises:
-        LocalProtocolError: ``data`` holds something JSON cannot carry.
-    """
-    data = _dumps(CONVERTER.unstructure(event.data), f"{event.event} #{event.seq}")
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.seq, event.event.encode(), data)
-
-
-def parse_ws_frame(raw: str | bytes) -> Event:
-    """The event a WebSocket text frame carries (the client's side of ``ws_frame``).
-
-    Raises:
-        RemoteProtocolError: the frame is not JSON, not a valid event, or
-            an event this version does not know.
-    """
-    frame = _structure(_load(raw, "event"), _Frame, "event")
-    return _event(frame.event, frame.seq, frame.data, "event")
-
-
-@attrs.frozen(kw_only=True)
 class _StoredFrame:
     """An event as an event log keeps it: the log holds the ``seq`` beside it."""
 
@@ -328,7 +282,7 @@ def stored_frame(data: EventData) -> str:
         LocalProtocolError: ``data`` holds something JSON cannot carry.
     """
     name = _NAMES[type(data)]
-    return _dumps(CONVERTER.unstructure(_StoredFrame(event=name, data=data)), name).decode()
+    return encode_json(CONVERTER.unstructure(_StoredFrame(event=name, data=data)), name).decode()
 
 
 def parse_stored_frame(seq: int, raw: str | bytes) -> Event:
@@ -339,37 +293,22 @@ def parse_stored_frame(seq: int, raw: str | bytes) -> Event:
         RemoteProtocolError: ``raw`` is not JSON, not a valid event, or an
             event this version does not know (a newer engine wrote it).
     """
-    frame = _structure(_load(raw, "stored event"), _StoredFrame, "stored event")
-    return _event(frame.event, seq, frame.data, "stored event")
+    frame = structure_as(decode_json(raw, "stored event"), _StoredFrame, "stored event")
+    return decode_event(frame.event, seq, frame.data, "stored event")
 
 
-def _event(name: str, seq: int, data: Any, what: str) -> Event:
+def decode_event(name: str, seq: int, data: Any, what: str, path: str = "$") -> Event:
+    """The event named ``name`` with decoded JSON ``data``, stamped ``seq``;
+    ``what`` and ``path`` (where the frame sits in a message) locate errors.
+
+    Raises:
+        RemoteProtocolError: an event this version does not know, or data
+            that does not fit its class.
+    """
     cls = EVENT_TYPES.get(name)
     if cls is None:
-        raise RemoteProtocolError(f"invalid {what}: unknown event {name!r:.80} @ $.event")
-    return Event(seq=seq, data=_structure(data, cls, what, "$.data"))
-
-
-def _dumps(value: Any, what: str) -> bytes:
-    try:
-        return orjson.dumps(value)
-    except (TypeError, ValueError) as exc:
-        raise LocalProtocolError(f"cannot encode {what}: {exc}") from exc
-
-
-def _load(raw: str | bytes, what: str) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise RemoteProtocolError(f"{what} is not JSON: {exc}") from exc
-
-
-def _structure(value: Any, cls: type[T], what: str, path: str = "$") -> T:
-    try:
-        return CONVERTER.structure(value, cls)
-    except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
-        problems = "; ".join(describe_error(exc, path))
-        raise RemoteProtocolError(f"invalid {what}: {problems}") from exc
+        raise RemoteProtocolError(f"invalid {what}: unknown event {name!r:.80} @ {path}.event")
+    return Event(seq=seq, data=structure_as(data, cls, what, f"{path}.data"))
 
 
 # --- client → server control messages -----------------------------------------
@@ -417,7 +356,7 @@ def parse_control(raw: str | bytes) -> ControlMessage:
             ``subscribe``, ``unsubscribe`` and ``resumeFrom``, or a value of
             the wrong shape.
     """
-    value = _load(raw, "control message")
+    value = decode_json(raw, "control message")
     keys = sorted(value) if isinstance(value, dict) else []
     if len(keys) != 1 or keys[0] not in _CONTROL_BY_KEY:
         found = f"keys {keys!r:.140}" if isinstance(value, dict) else json_kind(value)
@@ -425,7 +364,7 @@ def parse_control(raw: str | bytes) -> ControlMessage:
             "control message must be an object with exactly one of the keys "
             f"{', '.join(sorted(_CONTROL_BY_KEY))}; got {found}"
         )
-    return _structure(value, _CONTROL_BY_KEY[keys[0]], "control message")
+    return structure_as(value, _CONTROL_BY_KEY[keys[0]], "control message")
 
 
 def control_frame(message: ControlMessage) -> str:

@@ -130,7 +130,8 @@ async def _handshake(stream: trio.SocketStream, host: str, target: str) -> bytes
 
 @asynccontextmanager
 async def open_raw_subscriber(ws_url: str, batch_id: str) -> AsyncIterator[RawSubscriber]:
-    """A subscription to ``/ws?batchId=batch_id``, open once this yields.
+    """A subscription to ``/ws?batchId=batch_id&batch=1`` (messages are
+    arrays of frames), open once this yields.
 
     Raises:
         Closed: the upgrade was refused or the connection ended first.
@@ -140,5 +141,5 @@ async def open_raw_subscriber(ws_url: str, batch_id: str) -> AsyncIterator[RawSu
     assert parts.hostname is not None and parts.port is not None
     stream = await trio.open_tcp_stream(parts.hostname, parts.port)
     async with stream:
-        leftover = await _handshake(stream, parts.netloc, f"/ws?batchId={batch_id}")
+        leftover = await _handshake(stream, parts.netloc, f"/ws?batchId={batch_id}&batch=1")
         yield RawSubscriber(stream, leftover)

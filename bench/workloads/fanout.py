@@ -7,7 +7,9 @@ gives that engine an observer (``Engine.observe_events``) that records
 nothing else. The subscribers run in ``bench.workloads.fanout_client``
 subprocesses (up to ``_SUBSCRIBERS_PER_PROCESS`` each), stamp each frame's
 arrival with the same system-wide clock, and resume after a
-slow-subscriber drop as a client should. From both sides:
+slow-subscriber drop as a client should; they ask for ``?batch=1`` (each
+message an array of the frames queued for them), as ``batchyard watch``
+does. From both sides:
 
 * delivery latency of every frame received: arrival minus publication;
 * frames lost: events of the batch that a subscriber never received, even
@@ -259,7 +261,8 @@ async def _one(ctx: Context, subscribers: int, jobs: int) -> Result:
         config=(
             f"served in the bench process; {jobs} sleep jobs of "
             f"{sizes.w6_job_seconds * 1000:g} ms at concurrency {sizes.w6_concurrency}; "
-            f"{subscribers} WebSocket clients in {_client_processes(subscribers)} processes, "
+            f"{subscribers} WebSocket clients (?batch=1) in "
+            f"{_client_processes(subscribers)} processes, "
             f"subscriber buffer {engine.settings.subscriber_buffer} events"
         ),
         metrics=metrics,

@@ -1,11 +1,14 @@
 """``python -m bench.workloads.fanout_client``: many WebSocket subscribers of
 one batch in one process, for W6.
 
-It opens ``--subscribers`` subscriptions to ``--batch``, prints ``READY``
-once all are open, then reads every frame of each until the run's ``done``
-(or ``error``), resuming after a slow-subscriber drop as a client should
-(``bench.live.wire``: a client light enough that a thousand of them measure
-the server, not themselves).
+It opens ``--subscribers`` subscriptions to ``--batch`` with ``?batch=1``
+(each message an array of frames, as ``batchyard watch`` asks), prints
+``READY`` once all are open, then reads every frame of each until the run's
+``done`` (or ``error``), resuming after a slow-subscriber drop as a client
+should (``bench.live.wire``: a client light enough that a thousand of them
+measure the server, not themselves). A subscriber whose connection breaks
+(refused, reset) is a finding for the report, not a reason to stop the
+others.
 It writes ``OUT.json`` (per subscriber: frames, drops, whether it saw the
 end) and ``OUT.bin``: for every frame received, its seq and arrival time
 (``time.monotonic()``), as two stdlib arrays, so the parent can compute the
@@ -92,7 +95,7 @@ async def _subscriber(
                     if exc.code != _TRY_AGAIN_LATER:
                         raise
                     tally.drops += 1
-    except (OSError, Closed) as exc:
+    except (OSError, trio.BrokenResourceError, Closed) as exc:
         tally.error = f"{type(exc).__name__}: {exc}"
         if not ready:
             opened.release()
@@ -107,16 +110,17 @@ async def _read(
     arrivals: array[float],
 ) -> None:
     async for payload, arrived in subscriber.frames():
-        frame = orjson.loads(payload)
-        seq = frame["seq"]
-        if not seen.add(seq):
-            continue
-        tally.frames += 1
-        seqs.append(seq)
-        arrivals.append(arrived)
-        if frame["event"] in ("done", "error") and frame["data"].get("batchId") == batch_id:
-            tally.ended = True
-            return
+        message = orjson.loads(payload)
+        for frame in message if isinstance(message, list) else [message]:
+            seq = frame["seq"]
+            if not seen.add(seq):
+                continue
+            tally.frames += 1
+            seqs.append(seq)
+            arrivals.append(arrived)
+            if frame["event"] in ("done", "error") and frame["data"].get("batchId") == batch_id:
+                tally.ended = True
+                return
 
 
 async def _run(args: argparse.Namespace) -> None:

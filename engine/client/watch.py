@@ -10,6 +10,13 @@ in a task of its own (``_hold``), so a handshake the server refuses fails that
 task's start and surfaces as one ``ClientError``, never as an exception group
 torn out of the watch's nursery.
 
+It asks for ``?batch=1``: each message is an array of the frames queued
+for it, so a burst of events costs one message, not one per event, and a
+watch that keeps up is not dropped as slow because a burst was large. The
+events of a message wait in the stream and are delivered one by one; a new
+message is read only once they are all delivered, so a reconnect never
+happens with events still waiting.
+
 The stream remembers the last ``seq`` it delivered. When the connection
 drops it reconnects with backoff, naming every watched batch and
 ``resumeFrom=seq`` in the query: the server subscribes the new connection
@@ -31,6 +38,7 @@ event that ends the last watched run, unless it follows.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ssl
 from collections.abc import AsyncIterator, Sequence
@@ -41,7 +49,7 @@ import trio_websocket
 
 from engine.client.errors import ClientError, translate_errors
 from engine.client.http import CONNECT_TIMEOUT, BatchyardClient, ServerAddress
-from protocols import events
+from protocols import events, frames
 
 __all__ = ["EventStream", "open_watch"]
 
@@ -62,8 +70,10 @@ _CLOSE_TIMEOUT = 1.0
 
 
 def _resource(client: BatchyardClient, batch_ids: Sequence[str], resume_from: int) -> str:
-    """``/ws`` under the server's prefix: the batches, the replay point, the token."""
+    """``/ws`` under the server's prefix: the batches, arrays of frames, the
+    replay point, the token."""
     query: list[tuple[str, str | int]] = [("batchId", batch_id) for batch_id in batch_ids]
+    query.append(("batch", 1))
     if resume_from:
         query.append(("resumeFrom", resume_from))
     if client.token:
@@ -160,6 +170,7 @@ class EventStream:
         self._ws: trio_websocket.WebSocketConnection | None = None
         self._scope: trio.CancelScope | None = None
         self._resumed_from = 0  # set by a resume until the next frame arrives
+        self._waiting: collections.deque[events.Event] = collections.deque()
         self._closed = False
         self._done = False
         self.last_seq = 0
@@ -194,10 +205,10 @@ class EventStream:
                 self._done = True
 
     async def _receive(self) -> events.Event | None:
-        """The next frame's event, reconnecting as needed; ``None`` at the end."""
-        while True:
+        """The next event received, reconnecting as needed; ``None`` at the end."""
+        while not self._waiting:
             try:
-                return await self._next_frame()
+                self._waiting.extend(await self._next_message())
             except ClientError as exc:
                 if exc.close_code == events.CloseCode.GOING_AWAY:
                     self.ended_by = str(exc)
@@ -205,11 +216,12 @@ class EventStream:
                 if not exc.transient:
                     raise
                 await self._reconnect()
+        return self._waiting.popleft()
 
-    async def _next_frame(self) -> events.Event:
+    async def _next_message(self) -> list[events.Event]:
         assert self._ws is not None
         with translate_errors(self._where):
-            return events.parse_ws_frame(await self._ws.get_message())
+            return frames.parse_ws_message(await self._ws.get_message())
 
     async def connect(self) -> None:
         """Open a connection, subscribe, and resume after ``last_seq`` if any.

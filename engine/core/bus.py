@@ -141,6 +141,21 @@ class Subscription:
         self.last_seq = event.seq
         return event
 
+    def receive_nowait(self) -> Event:
+        """The next event if one is queued, without waiting: how a consumer
+        takes everything queued at once.
+
+        Raises:
+            trio.WouldBlock: nothing is queued now.
+            trio.EndOfChannel: the subscription ended; see ``dropped_reason``.
+        """
+        try:
+            event = self._receive.receive_nowait()
+        except trio.ClosedResourceError:
+            raise trio.EndOfChannel from None
+        self.last_seq = event.seq
+        return event
+
     def __aiter__(self) -> Subscription:
         return self
 

@@ -319,9 +319,10 @@ def _other_paths() -> dict[str, Any]:
         },
         "/ws": {
             "get": _op(
-                "WebSocket of frames {event, seq, data}; send {subscribe}, {unsubscribe}, "
-                "{resumeFrom}; ?resumeFrom= replays from the start; token may be passed "
-                "as ?token=",
+                "WebSocket of frames {event, seq, data} (with ?batch=1, each message a JSON "
+                "array of the frames queued since the last one, in seq order); send "
+                "{subscribe}, {unsubscribe}, {resumeFrom}; ?resumeFrom= replays from the "
+                "start; token may be passed as ?token=",
                 {"101": {"description": "switching protocols"}, **_errors(400)},
                 params=(
                     _FILTER,
@@ -329,6 +330,11 @@ def _other_paths() -> dict[str, Any]:
                         "resumeFrom",
                         "replay every retained event with a greater seq first",
                         {"type": "integer", "minimum": 0},
+                    ),
+                    _query(
+                        "batch",
+                        "1: each message is a JSON array of frames",
+                        {"type": "integer", "enum": [0, 1]},
                     ),
                     _query("token", "the bearer token", {"type": "string"}),
                 ),

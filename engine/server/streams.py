@@ -17,6 +17,18 @@ server's ``send`` blocks on a full socket), so a client that stops reading
 stalls only its own handler, whose subscription then overflows and is
 dropped; the engine and the other clients never wait for it.
 
+A client's pending events go out together: once its handler has an event
+to send, it also takes everything else its subscription holds
+(``receive_nowait``, up to ``_WRITE_BUDGET`` bytes of frames) and writes it
+at once: one SSE chunk, or with ``?batch=1`` one WebSocket message holding
+a JSON array of the frames. The subscription's buffer counts events, so a
+client that keeps up with one write per burst is never dropped because a
+burst held many events. Without ``batch=1`` each event stays a WebSocket
+message of its own, and each message is a write of its own: an ASGI
+``websocket.send`` carries one message, and the server writes each one to
+the socket as it comes. Each event's frames are encoded once for every
+client (``_Frames``); an array joins those frames.
+
 A WebSocket session is two tasks: one pumps events out, the other reads
 control messages. A reconnecting client passes ``resumeFrom=n`` in the query
 (beside its ``batchId``s), so its subscription replays from ``n`` before the
@@ -60,9 +72,8 @@ from protocols.events import (
     ResumeFrom,
     Subscribe,
     parse_control,
-    sse_frame,
-    ws_frame,
 )
+from protocols.frames import sse_frame, ws_array, ws_frame
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
@@ -74,6 +85,12 @@ KEEPALIVE_SECONDS = 15.0
 
 #: RFC 6455 allows 123 bytes of close reason.
 _MAX_REASON_BYTES = 123
+
+#: How many bytes of frames one write to a client takes from its queue
+#: (a frame that crosses the mark still goes): a ``?batch=1`` message stays
+#: far below the 1 MiB a WebSocket client commonly accepts, and one write
+#: holds its handler only briefly.
+_WRITE_BUDGET = 256 * 1024
 
 Close = tuple[CloseCode, str]
 
@@ -91,6 +108,14 @@ def _seq(name: str, value: str | None) -> int | None:
     if not (value.isascii() and value.isdigit()):
         raise RequestError(400, "invalid-query", f"{name}={value!r:.80} is not a seq")
     return int(value)
+
+
+def _flag(name: str, value: str | None) -> bool:
+    if value is None or value == "0":
+        return False
+    if value == "1":
+        return True
+    raise RequestError(400, "invalid-query", f"{name}={value!r:.80} is not 0 or 1")
 
 
 def _reason(text: str) -> str:
@@ -136,6 +161,23 @@ def _kept(
         if len(frames) > _FRAMES_KEPT:
             frames.popitem(last=False)
     return frame
+
+
+def _with_queued(
+    subscription: Subscription, first: Event, frame: Callable[[Event], _F], budget: int
+) -> list[_F]:
+    """The frames of ``first`` and of what ``subscription`` holds after it,
+    taken until their size reaches ``budget`` or nothing is queued."""
+    taken = [frame(first)]
+    room = budget - len(taken[0])
+    while room > 0:
+        try:
+            event = subscription.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            break
+        taken.append(frame(event))
+        room -= len(taken[-1])
+    return taken
 
 
 # --- Server-Sent Events ------------------------------------------------------------
@@ -193,9 +235,10 @@ async def _pump_sse(subscription: Subscription, frames: _Frames, send: Send) -> 
         chunk = b": keep-alive\n\n"
         with trio.move_on_after(KEEPALIVE_SECONDS):
             try:
-                chunk = frames.sse(await subscription.receive())
+                first = await subscription.receive()
             except trio.EndOfChannel:
                 break
+            chunk = b"".join(_with_queued(subscription, first, frames.sse, _WRITE_BUDGET))
         await _send_chunk(send, chunk)
     await _send_chunk(send, b": %s\n\n" % (subscription.dropped_reason or BUS_CLOSED).encode())
 
@@ -204,7 +247,8 @@ async def _pump_sse(subscription: Subscription, frames: _Frames, send: Send) -> 
 
 
 class _Feed:
-    """The subscription a WebSocket session reads now; ``resumeFrom`` replaces it."""
+    """The subscription a WebSocket session reads now (``resumeFrom`` replaces
+    it), and whether the client takes arrays of frames (``?batch=1``)."""
 
     def __init__(
         self,
@@ -212,9 +256,12 @@ class _Feed:
         frames: _Frames,
         batch_ids: Collection[str] | None,
         resume_from: int | None,
+        *,
+        batch: bool,
     ) -> None:
         self._engine = engine
         self.frames = frames
+        self.batch = batch
         self.current = engine.subscribe(batch_ids, resume_from=resume_from)
 
     def apply(self, message: ControlMessage) -> None:
@@ -237,13 +284,18 @@ async def _pump_ws(websocket: WebSocket, feed: _Feed) -> Close:
         if subscription.dropped_reason == SLOW_SUBSCRIBER:
             return _ended(subscription)
         try:
-            event = await subscription.receive()
+            first = await subscription.receive()
         except trio.EndOfChannel:
             if subscription is feed.current:
                 return _ended(subscription)
             continue
-        if subscription is feed.current:
-            await websocket.send_text(feed.frames.ws(event))
+        if subscription is not feed.current:
+            continue
+        if feed.batch:
+            frames = _with_queued(subscription, first, feed.frames.ws, _WRITE_BUDGET)
+            await websocket.send_text(ws_array(frames))
+        else:
+            await websocket.send_text(feed.frames.ws(first))
 
 
 async def _read_controls(websocket: WebSocket, feed: _Feed) -> Close | None:
@@ -298,10 +350,11 @@ class _Endpoints:
         try:
             batch_ids = _batch_ids(websocket.query_params.getlist("batchId"))
             resume_from = _seq("resumeFrom", websocket.query_params.get("resumeFrom"))
+            batch = _flag("batch", websocket.query_params.get("batch"))
         except RequestError as exc:
             await websocket.send_denial_response(error_response(exc))
             return
-        feed = _Feed(self._engine, self._frames, batch_ids, resume_from)
+        feed = _Feed(self._engine, self._frames, batch_ids, resume_from, batch=batch)
         try:
             await websocket.accept()
             with self._metrics.connected("ws"):

@@ -15,7 +15,8 @@ import trio
 from trio_websocket import WebSocketConnection, wrap_client_stream
 
 from protocols.codec import CONVERTER
-from protocols.events import EVENT_TYPES, Event, parse_ws_frame
+from protocols.events import EVENT_TYPES, Event
+from protocols.frames import parse_ws_frame
 
 __all__ = ["SseClient", "create_batch", "is_done", "open_sse", "open_ws", "read_ws"]
 
@@ -66,7 +67,8 @@ class SseClient:
 
     httpx's streaming iterators are nested async generators that cannot all
     be closed when a test stops reading mid-stream; this reads the socket
-    itself.
+    itself. ``chunks`` counts the HTTP chunks of the body read so far: one
+    per write of the server.
     """
 
     def __init__(self, stream: trio.SocketStream) -> None:
@@ -76,6 +78,7 @@ class SseClient:
         self._ended = False
         self.status = 0
         self.headers: dict[str, str] = {}
+        self.chunks = 0
 
     async def _send(self, *events: h11.Event) -> None:
         for event in events:
@@ -106,6 +109,7 @@ class SseClient:
             event = await self._next_http_event()
             if isinstance(event, h11.Data):
                 self._text += bytes(event.data).decode()
+                self.chunks += event.chunk_end
             elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
                 self._ended = True
         block, _, self._text = self._text.partition("\n\n")

@@ -11,7 +11,8 @@ import trio
 from trio_websocket import ConnectionClosed
 
 from engine.testing import open_test_server
-from protocols.events import ProcessingStarted, parse_ws_frame
+from protocols.events import ProcessingStarted
+from protocols.frames import parse_ws_frame
 from tests.e2e.helpers import open_ws
 
 TOKEN = "s3cret-token"

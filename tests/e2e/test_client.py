@@ -261,11 +261,15 @@ async def test_watch_ends_quietly_when_the_server_shuts_down() -> None:
 class Feed:
     """A ``/ws`` that drops its first subscriber after ``drop_after`` events
     and serves later ones from the ``resumeFrom`` of their query, replaying
-    the resume point itself too (a duplicate the client must skip)."""
+    the resume point itself too (a duplicate the client must skip). Asked
+    for ``batch=1`` it sends arrays of up to ``per_message`` frames."""
 
-    def __init__(self, frames: list[dict[str, Any]], drop_after: int) -> None:
+    def __init__(
+        self, frames: list[dict[str, Any]], drop_after: int, per_message: int = 3
+    ) -> None:
         self.frames = frames
         self.drop_after = drop_after
+        self.per_message = per_message
         self.queries: list[str] = []
         self.connections = 0
 
@@ -283,8 +287,12 @@ class Feed:
             await ws.receive_text()
 
     async def _send(self, ws: WebSocket, frames: list[dict[str, Any]]) -> None:
-        for frame in frames:
-            await ws.send_text(orjson.dumps(frame).decode())
+        if ws.query_params.get("batch") != "1":
+            for frame in frames:
+                await ws.send_text(orjson.dumps(frame).decode())
+            return
+        for start in range(0, len(frames), self.per_message):
+            await ws.send_text(orjson.dumps(frames[start : start + self.per_message]).decode())
 
 
 async def test_watch_reconnects_resumes_and_ends_at_done() -> None:
@@ -295,11 +303,12 @@ async def test_watch_reconnects_resumes_and_ends_at_done() -> None:
     with trio.fail_after(10):
         async with watching(feed.endpoint) as stream:
             seqs = [e.seq async for e in stream]
+    # The message holding ``done`` (seq 8) holds seq 9 too; the watch ends at 8.
     assert seqs == list(range(1, 9))
     assert stream.reconnects == 1 and stream.ended_by is None
     # The replay point travels with the reconnect itself, so no live event
     # can come ahead of the replay.
-    assert feed.queries == ["batchId=b", "batchId=b&resumeFrom=4"]
+    assert feed.queries == ["batchId=b&batch=1", "batchId=b&batch=1&resumeFrom=4"]
 
 
 async def test_watch_keeps_going_through_a_restarting_error() -> None:
@@ -329,7 +338,7 @@ async def test_watch_sends_token_and_every_batch_in_the_query() -> None:
     with trio.fail_after(10):
         async with watching(endpoint, ["a", "b"], token="t") as stream:
             assert [e async for e in stream] == []
-    assert queries == ["batchId=a&batchId=b&token=t"]
+    assert queries == ["batchId=a&batchId=b&batch=1&token=t"]
     assert headers == ["Bearer t"]
 
 

@@ -14,7 +14,8 @@ from trio_websocket import ConnectionClosed, ConnectionRejected
 
 from engine.server import streams as server_streams
 from engine.testing import open_test_server
-from protocols.events import Event, JobUpdate, ProcessingStarted, RunDone, parse_ws_frame
+from protocols.events import Event, JobUpdate, ProcessingStarted, RunDone
+from protocols.frames import parse_ws_frame
 from protocols.lifecycle import JobState
 from tests.e2e.helpers import create_batch, open_sse, open_ws, read_ws
 

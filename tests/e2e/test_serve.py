@@ -24,7 +24,8 @@ from engine.config.settings import Settings
 from engine.errors import ConfigError
 from engine.server.serve import check_exposure
 from engine.testing import settings_for_tests
-from protocols.events import Event, parse_ws_frame
+from protocols.events import Event
+from protocols.frames import parse_ws_frame
 from tests.e2e.helpers import create_batch, open_ws, read_ws
 
 _LISTENING = re.compile(r"listening on (http://\S+?);")

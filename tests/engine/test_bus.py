@@ -260,6 +260,26 @@ async def test_a_cancelled_receive_loses_no_event() -> None:
         assert sub.last_seq == 1
 
 
+def test_receive_nowait_takes_what_is_queued_then_says_why_it_stopped() -> None:
+    bus = EventBus(buffer=2)
+    sub = bus.subscribe()
+    with pytest.raises(trio.WouldBlock):
+        sub.receive_nowait()
+    _publish(bus, "ab")
+    assert [sub.receive_nowait().seq, sub.receive_nowait().seq] == [1, 2]
+    assert sub.last_seq == 2
+    with pytest.raises(trio.WouldBlock):
+        sub.receive_nowait()
+    _publish(bus, "cde")
+    assert sub.dropped_reason == "slow-subscriber"
+    assert [sub.receive_nowait().seq, sub.receive_nowait().seq] == [3, 4]
+    with pytest.raises(trio.EndOfChannel):
+        sub.receive_nowait()
+    sub.close()
+    with pytest.raises(trio.EndOfChannel):
+        sub.receive_nowait()
+
+
 async def test_an_observer_sees_each_event_after_the_subscribers_were_offered_it() -> None:
     bus = EventBus(buffer=1)
     seen: list[tuple[int, int]] = []

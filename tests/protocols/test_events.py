@@ -1,8 +1,7 @@
-"""Subscriber events: the table, each event's data, WebSocket and SSE framing, control messages."""
+"""Subscriber events: the table, each event's data, control messages."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import attrs
@@ -11,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocols import events
+from protocols import events, frames
 from protocols.codec import CONVERTER
 from protocols.errors import RemoteProtocolError
 from protocols.events import Event
@@ -20,7 +19,6 @@ from tests.protocols.strategies import (
     BATCH_IDS,
     CONTROL_MESSAGES,
     EVENT_DATA,
-    EVENTS,
     JSON,
     JSON_OBJECTS,
     SETTINGS,
@@ -81,55 +79,7 @@ def test_close_codes_of_the_contract() -> None:
     assert events.CloseCode.TRY_AGAIN_LATER == 1013
 
 
-# --- framing ----------------------------------------------------------------------
-
-
-def test_websocket_frame_of_the_contract() -> None:
-    data = events.JobUpdate(batch_id="b1", job_id="j1", status=JobState.ACTIVE, progress=40)
-    assert orjson.loads(events.ws_frame(Event(seq=7, data=data))) == {
-        "event": "job:progress",
-        "seq": 7,
-        "data": {"batchId": "b1", "jobId": "j1", "status": "active", "progress": 40},
-    }
-
-
-def test_sse_frame_of_the_contract() -> None:
-    event = Event(seq=12, data=events.RunDone(batch_id="b1", completed=3, failed=1))
-    assert events.sse_frame(event) == (
-        b'id: 12\nevent: done\ndata: {"batchId":"b1","completed":3,"failed":1}\n\n'
-    )
-
-
-@SETTINGS
-@given(EVENTS)
-def test_websocket_round_trip(event: Event) -> None:
-    frame = events.ws_frame(event)
-    assert isinstance(frame, str)
-    assert sorted(orjson.loads(frame)) == ["data", "event", "seq"]
-    assert events.parse_ws_frame(frame) == event
-    assert events.parse_ws_frame(frame.encode()) == event
-
-
-@SETTINGS
-@given(EVENTS)
-def test_sse_frame_is_three_fields_and_a_blank_line(event: Event) -> None:
-    frame = events.sse_frame(event)
-    assert frame.endswith(b"\n\n")
-    lines = frame[:-2].split(b"\n")
-    assert all(b"\r" not in line for line in lines)
-    pairs = [line.split(b": ", 1) for line in lines]
-    assert [name for name, _ in pairs] == [b"id", b"event", b"data"]
-    fields = dict(pairs)
-    assert int(fields[b"id"]) == event.seq
-    assert fields[b"event"].decode() == event.event
-    assert CONVERTER.structure(orjson.loads(fields[b"data"]), type(event.data)) == event.data
-
-
-def test_data_with_line_breaks_stays_on_one_sse_line() -> None:
-    data = events.RunError(batch_id="b", error="line one\nline two\r\n\u2028end")
-    frame = events.sse_frame(Event(seq=1, data=data))
-    assert frame.count(b"\n") == 4
-    assert frame.count(b"\r") == 0
+# --- events ----------------------------------------------------------------------
 
 
 def test_an_event_is_immutable() -> None:
@@ -145,50 +95,11 @@ def test_a_seq_starts_at_one() -> None:
         Event(seq=0, data=events.ProcessingStarted(batch_id="b"))
 
 
-@pytest.mark.parametrize(
-    ("fields", "path"),
-    [
-        (
-            {"event": "done", "seq": 0, "data": {"batchId": "b", "completed": 0, "failed": 0}},
-            "seq",
-        ),
-        ({"event": "done\nid: 9", "seq": 1, "data": {"batchId": "b"}}, "event"),
-        ({"event": "", "seq": 1, "data": {"batchId": "b"}}, "event"),
-        ({"event": "test:ping", "seq": 1, "data": {"batchId": "b"}}, "event"),
-        ({"event": "processing:started", "seq": 1, "data": {}}, "data.batchId"),
-        ({"event": "processing:started", "seq": 1, "data": {"batchId": 5}}, "data.batchId"),
-        ({"event": "processing:started", "seq": 1, "data": []}, "data"),
-        (
-            {"event": "processing:started", "seq": 1, "data": {"batchId": "b", "more": 1}},
-            "data",
-        ),
-        (
-            {"event": "job:progress", "seq": 1, "data": {"batchId": "b", "jobId": "j"}},
-            "data.status",
-        ),
-    ],
-)
-def test_invalid_frames_are_refused(fields: dict[str, Any], path: str) -> None:
-    with pytest.raises(RemoteProtocolError, match=rf"@ \$\.{re.escape(path)}\b"):
-        events.parse_ws_frame(orjson.dumps(fields))
-
-
-@SETTINGS
-@given(JSON | st.binary(max_size=100))
-def test_junk_frames_raise_only_remote_protocol_error(junk: Any) -> None:
-    raw = junk if isinstance(junk, bytes) else orjson.dumps(junk)
-    try:
-        event = events.parse_ws_frame(raw)
-    except RemoteProtocolError:
-        return
-    assert isinstance(event, Event)
-
-
 # --- data of each event -------------------------------------------------------------
 
 
 def _wire(data: events.EventData) -> Any:
-    return orjson.loads(events.sse_frame(Event(seq=1, data=data)).split(b"data: ")[1])
+    return orjson.loads(frames.sse_frame(Event(seq=1, data=data)).split(b"data: ")[1])
 
 
 def test_started_and_progress_data() -> None:

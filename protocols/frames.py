@@ -1,0 +1,126 @@
+"""How subscribers receive events: WebSocket text frames, arrays of them,
+and Server-Sent Events chunks.
+
+Design notes
+------------
+An event is framed two ways: a WebSocket text frame ``{"event", "seq",
+"data"}`` and an SSE chunk ``id:``/``event:``/``data:`` whose data is one
+line of JSON (orjson never writes a raw newline, so one ``data:`` line is
+always enough).
+
+With ``?batch=1`` on ``/ws`` each WebSocket message is a JSON array of such
+frames, in seq order: everything queued for that client since the server's
+last write to it. The server encodes each event's frame once for all its
+subscribers, so an array is made of those very frames, joined
+(``ws_array``), never encoded again per client. ``parse_ws_message`` reads
+either shape, so a client's reading does not depend on what it asked for;
+an array holds at least one frame and its seqs increase, as the server
+writes it, and anything else is refused with the path of the first fault
+(``@ $[3].seq``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+from protocols.codec import (
+    CONVERTER,
+    decode_json,
+    encode_json,
+    invalid_field,
+    json_kind,
+    structure_as,
+)
+from protocols.errors import RemoteProtocolError
+from protocols.events import Event, decode_event
+
+__all__ = ["parse_ws_frame", "parse_ws_message", "sse_frame", "ws_array", "ws_frame"]
+
+
+def _positive(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    if value < 1:
+        raise invalid_field(attribute, f"must be at least 1, got {value}")
+
+
+@attrs.frozen(kw_only=True)
+class _Frame:
+    """A WebSocket frame as it travels: ``data`` is decoded once the name
+    has picked its class."""
+
+    event: str
+    seq: int = attrs.field(validator=_positive)
+    data: Any
+
+
+def ws_frame(event: Event) -> str:
+    """``event`` as a WebSocket text frame: ``{"event", "seq", "data"}``.
+
+    Raises:
+        LocalProtocolError: ``data`` holds something JSON cannot carry.
+    """
+    frame = _Frame(event=event.event, seq=event.seq, data=event.data)
+    return encode_json(CONVERTER.unstructure(frame), f"{event.event} #{event.seq}").decode()
+
+
+def ws_array(frames: Iterable[str]) -> str:
+    """Frames made by ``ws_frame``, in seq order, as one ``?batch=1`` message."""
+    return f"[{','.join(frames)}]"
+
+
+def sse_frame(event: Event) -> bytes:
+    """``event`` as one Server-Sent Events chunk, blank line included.
+
+    Raises:
+        LocalProtocolError: ``data`` holds something JSON cannot carry.
+    """
+    data = encode_json(CONVERTER.unstructure(event.data), f"{event.event} #{event.seq}")
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.seq, event.event.encode(), data)
+
+
+def _frame_event(value: Any, path: str) -> Event:
+    frame = structure_as(value, _Frame, "event", path)
+    return decode_event(frame.event, frame.seq, frame.data, "event", path)
+
+
+def parse_ws_frame(raw: str | bytes) -> Event:
+    """The event a WebSocket text frame carries (the client's side of ``ws_frame``).
+
+    Raises:
+        RemoteProtocolError: the frame is not JSON, not a valid event, or
+            an event this version does not know.
+    """
+    return _frame_event(decode_json(raw, "event"), "$")
+
+
+def parse_ws_message(raw: str | bytes) -> list[Event]:
+    """The events of one WebSocket message: a single frame, or a ``?batch=1``
+    array of frames (the client's side of ``ws_frame`` and ``ws_array``).
+
+    Returns:
+        The events in the order they came, which is seq order.
+
+    Raises:
+        RemoteProtocolError: not JSON; neither an object nor an array; an
+            empty array; a frame that is not a valid event, or an event
+            this version does not know; seqs that do not increase.
+    """
+    value = decode_json(raw, "event message")
+    if isinstance(value, dict):
+        return [_frame_event(value, "$")]
+    if not isinstance(value, list):
+        raise RemoteProtocolError(
+            f"event message must be a frame object or an array of frames; got {json_kind(value)}"
+        )
+    if not value:
+        raise RemoteProtocolError("event message is an empty array; it must hold frames")
+    found = [_frame_event(item, f"$[{index}]") for index, item in enumerate(value)]
+    for index in range(1, len(found)):
+        if found[index].seq <= found[index - 1].seq:
+            raise RemoteProtocolError(
+                f"invalid event message: seq {found[index].seq} follows seq "
+                f"{found[index - 1].seq}, out of seq order @ $[{index}].seq"
+            )
+    return found

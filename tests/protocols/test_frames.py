@@ -1,0 +1,179 @@
+"""WebSocket and SSE frames of events, and ``?batch=1`` arrays of frames."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protocols import events, frames
+from protocols.codec import CONVERTER
+from protocols.errors import RemoteProtocolError
+from protocols.events import Event
+from protocols.lifecycle import JobState
+from tests.protocols.strategies import EVENT_DATA, EVENTS, JSON, SETTINGS
+
+
+def test_websocket_frame_of_the_contract() -> None:
+    data = events.JobUpdate(batch_id="b1", job_id="j1", status=JobState.ACTIVE, progress=40)
+    assert orjson.loads(frames.ws_frame(Event(seq=7, data=data))) == {
+        "event": "job:progress",
+        "seq": 7,
+        "data": {"batchId": "b1", "jobId": "j1", "status": "active", "progress": 40},
+    }
+
+
+def test_sse_frame_of_the_contract() -> None:
+    event = Event(seq=12, data=events.RunDone(batch_id="b1", completed=3, failed=1))
+    assert frames.sse_frame(event) == (
+        b'id: 12\nevent: done\ndata: {"batchId":"b1","completed":3,"failed":1}\n\n'
+    )
+
+
+@SETTINGS
+@given(EVENTS)
+def test_websocket_round_trip(event: Event) -> None:
+    frame = frames.ws_frame(event)
+    assert isinstance(frame, str)
+    assert sorted(orjson.loads(frame)) == ["data", "event", "seq"]
+    assert frames.parse_ws_frame(frame) == event
+    assert frames.parse_ws_frame(frame.encode()) == event
+
+
+@SETTINGS
+@given(EVENTS)
+def test_sse_frame_is_three_fields_and_a_blank_line(event: Event) -> None:
+    frame = frames.sse_frame(event)
+    assert frame.endswith(b"\n\n")
+    lines = frame[:-2].split(b"\n")
+    assert all(b"\r" not in line for line in lines)
+    pairs = [line.split(b": ", 1) for line in lines]
+    assert [name for name, _ in pairs] == [b"id", b"event", b"data"]
+    fields = dict(pairs)
+    assert int(fields[b"id"]) == event.seq
+    assert fields[b"event"].decode() == event.event
+    assert CONVERTER.structure(orjson.loads(fields[b"data"]), type(event.data)) == event.data
+
+
+def test_data_with_line_breaks_stays_on_one_sse_line() -> None:
+    data = events.RunError(batch_id="b", error="line one\nline two\r\n\u2028end")
+    frame = frames.sse_frame(Event(seq=1, data=data))
+    assert frame.count(b"\n") == 4
+    assert frame.count(b"\r") == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "path"),
+    [
+        (
+            {"event": "done", "seq": 0, "data": {"batchId": "b", "completed": 0, "failed": 0}},
+            "seq",
+        ),
+        ({"event": "done\nid: 9", "seq": 1, "data": {"batchId": "b"}}, "event"),
+        ({"event": "", "seq": 1, "data": {"batchId": "b"}}, "event"),
+        ({"event": "test:ping", "seq": 1, "data": {"batchId": "b"}}, "event"),
+        ({"event": "processing:started", "seq": 1, "data": {}}, "data.batchId"),
+        ({"event": "processing:started", "seq": 1, "data": {"batchId": 5}}, "data.batchId"),
+        ({"event": "processing:started", "seq": 1, "data": []}, "data"),
+        (
+            {"event": "processing:started", "seq": 1, "data": {"batchId": "b", "more": 1}},
+            "data",
+        ),
+        (
+            {"event": "job:progress", "seq": 1, "data": {"batchId": "b", "jobId": "j"}},
+            "data.status",
+        ),
+    ],
+)
+def test_invalid_frames_are_refused(fields: dict[str, Any], path: str) -> None:
+    with pytest.raises(RemoteProtocolError, match=rf"@ \$\.{re.escape(path)}\b"):
+        frames.parse_ws_frame(orjson.dumps(fields))
+
+
+@SETTINGS
+@given(JSON | st.binary(max_size=100))
+def test_junk_frames_raise_only_remote_protocol_error(junk: Any) -> None:
+    raw = junk if isinstance(junk, bytes) else orjson.dumps(junk)
+    try:
+        event = frames.parse_ws_frame(raw)
+    except RemoteProtocolError:
+        return
+    assert isinstance(event, Event)
+
+
+# --- ?batch=1 arrays -----------------------------------------------------------------
+
+
+def _in_seq_order(steps: list[tuple[events.EventData, int]]) -> list[Event]:
+    seqs = itertools.accumulate(gap for _, gap in steps)
+    return [Event(seq=seq, data=data) for (data, _), seq in zip(steps, seqs, strict=True)]
+
+
+#: Runs of events as a server sends them in one message: seqs increasing, with gaps.
+RUNS = st.lists(
+    st.tuples(EVENT_DATA, st.integers(min_value=1, max_value=1_000)), min_size=1, max_size=12
+).map(_in_seq_order)
+
+
+@SETTINGS
+@given(RUNS)
+def test_an_array_message_round_trip(run: list[Event]) -> None:
+    message = frames.ws_array(frames.ws_frame(event) for event in run)
+    assert [frame["seq"] for frame in orjson.loads(message)] == [event.seq for event in run]
+    assert frames.parse_ws_message(message) == run
+    assert frames.parse_ws_message(message.encode()) == run
+
+
+@SETTINGS
+@given(EVENTS)
+def test_a_single_frame_message_is_one_event(event: Event) -> None:
+    assert frames.parse_ws_message(frames.ws_frame(event)) == [event]
+
+
+def _frame(seq: int, batch_id: Any = "b") -> dict[str, Any]:
+    return {"event": "processing:started", "seq": seq, "data": {"batchId": batch_id}}
+
+
+@pytest.mark.parametrize(
+    ("message", "says"),
+    [
+        ("[]", "empty array"),
+        ("5", "frame object or an array of frames; got an integer"),
+        ('"text"', "frame object or an array of frames; got a string"),
+        ("null", "got null"),
+        ("[1, 2]", r"@ $[0]"),
+        (orjson.dumps([_frame(1), "x"]), r"@ $[1]"),
+        (orjson.dumps([_frame(1), _frame(2, batch_id=5)]), r"@ $[1].data.batchId"),
+        (orjson.dumps([_frame(1), {**_frame(2), "event": "nope"}]), r"@ $[1].event"),
+        (orjson.dumps([_frame(1), _frame(0)]), r"@ $[1].seq"),
+        (orjson.dumps([_frame(1), {**_frame(2), "extra": 1}]), r"unknown fields: extra @ $[1]"),
+        (
+            orjson.dumps([_frame(3), _frame(2)]),
+            r"seq 2 follows seq 3, out of seq order @ $[1].seq",
+        ),
+        (
+            orjson.dumps([_frame(3), _frame(3)]),
+            r"seq 3 follows seq 3, out of seq order @ $[1].seq",
+        ),
+        ("[{", "event message is not JSON"),
+    ],
+)
+def test_bad_array_messages_are_refused(message: str | bytes, says: str) -> None:
+    with pytest.raises(RemoteProtocolError, match=re.escape(says)):
+        frames.parse_ws_message(message)
+
+
+@SETTINGS
+@given(st.lists(JSON | st.builds(_frame, st.integers(min_value=-2, max_value=3)), max_size=4))
+def test_junk_arrays_raise_only_remote_protocol_error(items: list[Any]) -> None:
+    try:
+        found = frames.parse_ws_message(orjson.dumps(items))
+    except RemoteProtocolError:
+        return
+    assert len(found) == len(items)
+    assert [event.seq for event in found] == sorted({event.seq for event in found})
