@@ -169,7 +169,9 @@ class JobUpdate:
 
     ``progress`` (percent) is given while the job is active, ``error`` once
     it failed; a finished job also says its ``type``, the ``attempt`` that
-    finished it and, when its start was seen, ``duration_ms``.
+    finished it and, when its start was seen, ``duration_ms``. The event
+    that marks a start carries ``started_at``: the child's wall clock (epoch
+    seconds) when the handler started.
     """
 
     batch_id: str
@@ -180,6 +182,7 @@ class JobUpdate:
     type: str | None = _omitted_when_none()
     attempt: int | None = _omitted_when_none()
     duration_ms: float | None = _omitted_when_none()
+    started_at: float | None = _omitted_when_none()
 
     @property
     def finished(self) -> bool:

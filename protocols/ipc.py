@@ -133,9 +133,12 @@ class JobStarted:
 
     Sent before the handler runs, so that a handler which takes the process
     down with it is known to have started (its attempt counts).
+    ``started_at`` is the child's wall clock (epoch seconds) at that moment:
+    the start as a rate-limited API would see it.
     """
 
     job_id: str
+    started_at: float
 
 
 @attrs.frozen(kw_only=True)

@@ -178,7 +178,7 @@ class ChildProgram:
         # Jobs that start together share one write: each queues its line,
         # lets the others of this scheduling round queue theirs, then
         # flushes (the first flush writes them all; the rest find nothing).
-        self.send(ipc.JobStarted(job_id=job.job_id))
+        self.send(ipc.JobStarted(job_id=job.job_id, started_at=time.time()))
         await trio.lowlevel.checkpoint()
         self.flush()
         expose_raw_ipc_writer(self._write)

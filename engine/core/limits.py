@@ -106,8 +106,12 @@ class RateLimiter:
         return self._count
 
     def _in_window(self) -> deque[tuple[float, float]]:
-        cutoff = trio.current_time() - self._per_seconds
-        while self._starts and self._starts[0][0] <= cutoff:
+        # A start at ``at`` leaves the window at ``at + per_seconds``, computed
+        # exactly as ``next_start_at`` computes it: ``now - per_seconds``
+        # rounds differently, and a start could then share a window with one
+        # that waited for it to leave.
+        now = trio.current_time()
+        while self._starts and self._starts[0][0] + self._per_seconds <= now:
             self._starts.popleft()
         return self._starts
 

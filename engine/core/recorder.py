@@ -318,13 +318,17 @@ class Recorder:
         elif not isinstance(message, _JOB_FACTS) or message.job_id not in held:
             return  # Ready, Done and ChildFailed say nothing subscribers need
         elif isinstance(message, ipc.JobStarted | ipc.JobProgress):
-            progress = message.progress if isinstance(message, ipc.JobProgress) else 0.0
+            if isinstance(message, ipc.JobStarted):
+                progress, started_at = 0.0, message.started_at
+            else:
+                progress, started_at = message.progress, None
             self.publish(
                 events.JobUpdate(
                     batch_id=self.batch_id,
                     job_id=message.job_id,
                     status=JobState.ACTIVE,
                     progress=progress,
+                    started_at=started_at,
                 )
             )
         else:

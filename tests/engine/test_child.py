@@ -475,7 +475,8 @@ async def test_eof_from_the_engine_ends_the_child_at_once_with_code_3(
             engine = _start_child(nursery)
             await engine.begin()
             await engine.send(_run(_job("j1", "nap", {"seconds": 100})))
-            assert await engine.receive() == ipc.JobStarted(job_id="j1")
+            started = await engine.receive()
+            assert isinstance(started, ipc.JobStarted) and started.job_id == "j1"
             t0 = trio.current_time()
             await engine.close()
             messages = await engine.rest()

@@ -74,7 +74,7 @@ PARENT_MESSAGES: st.SearchStrategy[ipc.ParentMessage] = st.one_of(
 CHILD_MESSAGES: st.SearchStrategy[ipc.ChildMessage] = st.one_of(
     st.builds(ipc.Ready, pid=st.integers(min_value=1, max_value=2**31)),
     st.builds(ipc.BatchStarted, batch_id=TEXT),
-    st.builds(ipc.JobStarted, job_id=TEXT),
+    st.builds(ipc.JobStarted, job_id=TEXT, started_at=st.floats(0, 2e9)),
     st.builds(ipc.JobProgress, job_id=TEXT, progress=st.floats(min_value=0, max_value=100)),
     st.builds(ipc.JobCompleted, job_id=TEXT, result=JSON),
     st.builds(ipc.JobFailed, job_id=TEXT, error=TEXT, traceback=st.none() | TEXT),
