@@ -22,7 +22,8 @@ import trio
 
 from bench.cpu import tree_cpu_seconds
 from engine.config.settings import RateLimit, Settings
-from engine.core.engine import JobRequest, open_engine
+from engine.core.engine import JobRequest
+from engine.core.startup import open_engine
 
 
 @attrs.frozen(kw_only=True)

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from engine.client.http import BatchyardClient
     from engine.config.settings import RateLimit, Settings
     from engine.core.bus import EventBus, Subscription
-    from engine.core.engine import Engine, EngineStatus, JobRequest, StartResult, open_engine
+    from engine.core.engine import Engine, EngineStatus, JobRequest, StartResult
+    from engine.core.startup import open_engine
     from engine.errors import EngineError
     from engine.jobs.registry import JobContext, JobRegistry, job_type
 
@@ -51,7 +52,7 @@ _HOMES = {
     "StartResult": "engine.core.engine",
     "Subscription": "engine.core.bus",
     "job_type": "engine.jobs.registry",
-    "open_engine": "engine.core.engine",
+    "open_engine": "engine.core.startup",
 }
 
 

@@ -18,7 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from engine.config.settings import RateLimit, Settings
-from engine.core.engine import Engine, JobRequest, open_engine
+from engine.core.engine import Engine, JobRequest
+from engine.core.startup import open_engine
 from protocols.events import ProcessingProgress, RunDone, ends_run
 
 __all__ = ["DemoSummary", "run_demo"]

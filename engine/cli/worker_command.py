@@ -14,8 +14,8 @@ import trio
 
 from engine.config.parsers import redact_url
 from engine.config.settings import Settings
-from engine.core.engine import open_engine
 from engine.core.signals import drain_on_request, single_engine_error, stop_signals
+from engine.core.startup import open_engine
 from engine.errors import EngineError
 
 __all__ = ["run_worker", "worker"]

@@ -12,7 +12,8 @@ from protocols._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from engine.core.bus import EventBus, Subscription
-    from engine.core.engine import Engine, EngineStatus, JobRequest, StartResult, open_engine
+    from engine.core.engine import Engine, EngineStatus, JobRequest, StartResult
+    from engine.core.startup import open_engine
 
 __all__ = [
     "Engine",
@@ -31,7 +32,7 @@ _HOMES = {
     "JobRequest": "engine.core.engine",
     "StartResult": "engine.core.engine",
     "Subscription": "engine.core.bus",
-    "open_engine": "engine.core.engine",
+    "open_engine": "engine.core.startup",
 }
 
 __getattr__ = lazy_exports(__name__, _HOMES)

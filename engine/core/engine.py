@@ -2,8 +2,9 @@
 
 Design notes
 ------------
-``open_engine(settings)`` is the only way to get an engine; leaving its
-``async with`` block shuts it down (gracefully, within the grace period).
+``open_engine(settings)`` (``engine.core.startup``) is the only way to get
+an engine; leaving its ``async with`` block shuts it down (gracefully,
+within the grace period).
 The facade keeps its store and bus to itself (callers read batches, jobs
 and events through its methods) and hands the work to the runs
 (``engine.core.runs``), its part in the cluster: heartbeat, leases,
@@ -27,11 +28,8 @@ before subscriptions end.
 
 from __future__ import annotations
 
-import contextlib
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import trio
@@ -39,27 +37,23 @@ import trio
 from engine.config.settings import Settings
 from engine.core.bus import BusStatistics, EventBus, Subscription
 from engine.core.cluster import Cluster, EngineIdentity
-from engine.core.leases import recover_expired_leases
 from engine.core.limits import PauseSwitch
 from engine.core.policy import EnginePolicy
 from engine.core.retry import StoreRetry
 from engine.core.runs import Runs
 from engine.core.values import EngineStatus, JobRequest, StartResult
-from engine.errors import BatchNotRunning, BatchRunning, ShuttingDown, StoreError, StoreUnavailable
-from engine.jobs.registry import REGISTRY, JobRegistry, load_job_modules
+from engine.errors import BatchNotRunning, BatchRunning, ShuttingDown
+from engine.jobs.registry import JobRegistry
 from engine.store import (
     AddResult,
     BatchRecord,
     Counts,
     EngineRecord,
-    EventLog,
     JobPage,
     Store,
-    open_store,
 )
 from engine.store.base import starts_by_itself
 from engine.supervisor.children import ChildSupervisor
-from engine.supervisor.spawner import ProcessSpawner, Spawner
 from protocols.events import Event, EventData
 from protocols.lifecycle import JobState
 
@@ -69,7 +63,6 @@ __all__ = [
     "EngineStatus",
     "JobRequest",
     "StartResult",
-    "open_engine",
 ]
 
 #: How long shutdown waits for the events published here to come back from
@@ -366,23 +359,12 @@ class Engine:
         return self._runs.draining
 
     async def store_healthy(self, timeout: float = 2.0) -> bool:
-        """Whether the store answers a ping within ``timeout`` seconds (a
-        ping that hangs is abandoned then) and takes what the runs write
-        (none is waiting for it). A ping's answer also tells the engine's
-        view of the store, so a change is logged once.
+        """Whether the store answers a ping within ``timeout`` seconds and
+        takes what the runs write (``StoreRetry.check``).
 
         Cancellation: atomic.
         """
-        with trio.move_on_after(timeout):
-            try:
-                await self._store.ping()
-            except StoreError as exc:
-                self._store_retry.failed(exc)
-                return False
-            self._store_retry.answered()
-            return self._store_retry.store_available
-        self._store_retry.failed(StoreUnavailable(f"no answer to a ping within {timeout} s"))
-        return False
+        return await self._store_retry.check(self._store, timeout)
 
     async def shutdown(self) -> None:
         """Stop accepting work, let children finish within the grace period,
@@ -413,65 +395,3 @@ class Engine:
     def _refuse_when_draining(self) -> None:
         if self._runs.draining:
             raise ShuttingDown("the engine is shutting down")
-
-
-@asynccontextmanager
-async def open_engine(
-    settings: Settings,
-    *,
-    registry: JobRegistry = REGISTRY,
-    store: Store | None = None,
-    spawner: Spawner | None = None,
-    clock: Callable[[], float] = time.time,
-) -> AsyncIterator[Engine]:
-    """Open the store, start the warm children, resume remembered runs.
-
-    Leaving the block shuts the engine down gracefully (``Engine.shutdown``).
-    ``store``, when given, is used instead of opening ``settings.store_url``
-    (and stays the caller's to close). ``spawner`` makes the children
-    (default: ``python -m engine.child`` processes). ``clock`` is the wall
-    clock of due times and backoffs; it must be the store's own (tests drive
-    both from trio's clock).
-
-    Cancellation: if the enclosing scope is cancelled, children still get
-    their grace period (each child's cancel delivery is bounded by it).
-
-    Raises:
-        ConfigError: the store URL is unusable.
-        JobError: a job module cannot be imported.
-        StoreUnavailable: the store cannot be opened.
-    """
-    load_job_modules(settings.job_modules)
-    async with contextlib.AsyncExitStack() as stack:
-        if store is None:
-            store = await stack.enter_async_context(open_store(settings.store_url))
-        await recover_expired_leases(store)
-        async with trio.open_nursery() as nursery:
-            supervisor = ChildSupervisor(
-                nursery,
-                spawner=spawner or ProcessSpawner(settings.job_modules),
-                warm=settings.warm_children,
-                grace_seconds=settings.shutdown_grace_seconds,
-            )
-            bus = EventBus(ring_size=settings.event_ring_size, buffer=settings.subscriber_buffer)
-            if isinstance(store, EventLog):
-                # The nursery owns the bus's publisher and follower.
-                await nursery.start(bus.serve_log, store)
-            engine = Engine(
-                settings=settings,
-                store=store,
-                bus=bus,
-                registry=registry,
-                nursery=nursery,
-                supervisor=supervisor,
-                clock=clock,
-            )
-            await engine._open()
-            try:
-                yield engine
-            finally:
-                with trio.move_on_after(settings.shutdown_grace_seconds + 15, shield=True):
-                    await engine.shutdown()
-                    await engine._leave()
-                engine.end_subscriptions()
-                nursery.cancel_scope.cancel()

@@ -38,12 +38,15 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 import trio
 
-from engine.errors import StoreUnavailable
+from engine.errors import StoreError, StoreUnavailable
+
+if TYPE_CHECKING:
+    from engine.store import Store
 
 __all__ = ["Backoff", "Patience", "StoreRetry"]
 
@@ -136,6 +139,25 @@ class StoreRetry:
         store is back (logged when it was away)."""
         if not self._retrying:
             self._back()
+
+    async def check(self, store: Store, timeout: float) -> bool:
+        """Whether ``store`` answers a ping within ``timeout`` seconds (a ping
+        that hangs is abandoned then) and no step is waiting for it. The
+        answer is news of the store like any other call's: a change is
+        logged once.
+
+        Cancellation: atomic.
+        """
+        with trio.move_on_after(timeout):
+            try:
+                await store.ping()
+            except StoreError as exc:
+                self.failed(exc)
+                return False
+            self.answered()
+            return self.store_available
+        self.failed(StoreUnavailable(f"no answer to a ping within {timeout} s"))
+        return False
 
     def _back(self) -> None:
         if self._down_since is not None:

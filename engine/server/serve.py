@@ -46,8 +46,9 @@ from hypercorn.typing import ASGIFramework
 from starlette.applications import Starlette
 
 from engine.config.settings import Settings
-from engine.core.engine import Engine, open_engine
+from engine.core.engine import Engine
 from engine.core.signals import drain_on_request, single_engine_error, sole_error, stop_signals
+from engine.core.startup import open_engine
 from engine.errors import ConfigError
 from engine.server.app import create_app
 from engine.server.stragglers import shut_down_connections

@@ -26,7 +26,8 @@ import trio
 
 from engine.config.settings import RateLimit, Settings
 from engine.core.bus import Subscription
-from engine.core.engine import Engine, JobRequest, open_engine
+from engine.core.engine import Engine, JobRequest
+from engine.core.startup import open_engine
 from engine.errors import StoreError, StoreUnavailable
 from engine.jobs.registry import REGISTRY
 from engine.store import Store

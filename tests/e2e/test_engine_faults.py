@@ -7,7 +7,7 @@ from pathlib import Path
 
 import trio
 
-from engine.core.engine import open_engine
+from engine.core.startup import open_engine
 from engine.store import open_store
 from engine.testing import (
     FailingStore,

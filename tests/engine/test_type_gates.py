@@ -20,7 +20,8 @@ from trio.testing import MockClock
 
 from engine.config.settings import RateLimit, Settings
 from engine.config.sources import TypeOverrides
-from engine.core.engine import Engine, JobRequest, open_engine
+from engine.core.engine import Engine, JobRequest
+from engine.core.startup import open_engine
 from engine.errors import JobError
 from engine.jobs.registry import REGISTRY
 from engine.store import NewJob, Store
