@@ -9,7 +9,7 @@ so each method is one script, one round trip, atomic on the server and
 shielded from cancellation through the store's ``_run`` (see
 ``engine.store.redis``). The keys (``runs``, ``runs:expiry``,
 ``runs-of:<owner>``, ``engines``, ``queued``, ``starts-itself``) are
-documented with the others in ``engine.store._redis_scripts``, whose
+documented with the others in ``engine.store._redis_layout``, whose
 prelude every script here starts with.
 
 A run record is an entry of ``runs:expiry`` (every remembered run) with its
@@ -32,7 +32,7 @@ import attrs
 
 from engine.errors import BatchNotFound
 from engine.store import _json
-from engine.store._redis_scripts import PRELUDE
+from engine.store._redis_layout import PRELUDE
 from engine.store._redis_values import batch_record, number
 from engine.store.base import BatchRecord, EngineRecord, RunRecord
 

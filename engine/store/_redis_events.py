@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from engine.store._redis_errors import translate_redis_errors
-from engine.store._redis_scripts import PREFIX
+from engine.store._redis_layout import PREFIX
 from protocols.errors import RemoteProtocolError
 from protocols.events import Event, EventData, parse_stored_frame, stored_frame
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from engine.store._limits import check_rate, check_slot
-from engine.store._redis_scripts import PREFIX
+from engine.store._redis_layout import PREFIX
 from engine.store._redis_values import number
 
 __all__ = ["LIMIT_SCRIPTS", "RedisLimits"]

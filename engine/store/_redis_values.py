@@ -3,7 +3,7 @@
 Script arguments are strings: floats as ``repr`` (read back exactly by
 Redis, Lua and Python), optional strings as ``"n"`` or ``"s" + value``,
 priorities as the 16-hex-digit ``rank`` that orders the ready set (see
-``engine.store._redis_scripts``), and JSON through ``engine.store._json``.
+``engine.store._redis_layout``), and JSON through ``engine.store._json``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.store import _json
-from engine.store._redis_scripts import JOB_FIELDS, RANK_DIGITS
+from engine.store._redis_layout import JOB_FIELDS, RANK_DIGITS
 from engine.store.base import BatchRecord, Complete, Counts, Fail, JobRecord, Outcome
 from protocols.lifecycle import JobState
 

@@ -5,7 +5,7 @@ Design notes
 coredis runs on anyio, so on Trio: a client is an async context manager that
 owns its connection pool's tasks, and ``open_redis_store`` holds it open for
 the life of the store. Every method is one round trip: one Lua script from
-``engine.store._redis_scripts`` (which documents the keys), so that a claim
+``engine.store._redis_scripts`` (``_redis_layout`` documents the keys), so that a claim
 of N jobs, the outcomes of a burst or an add of many jobs is one atomic step
 on the server, whatever N. The cluster's methods (engine registry, run
 ownership, startable batches) come from ``RedisClusterMethods`` in
