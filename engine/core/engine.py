@@ -52,7 +52,7 @@ from engine.store import (
     JobPage,
     Store,
 )
-from engine.store.base import starts_by_itself
+from engine.store.records import starts_by_itself
 from engine.supervisor.children import ChildSupervisor
 from protocols.events import Event, EventData
 from protocols.lifecycle import JobState

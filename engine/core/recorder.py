@@ -46,7 +46,8 @@ from engine.core.bus import EventBus
 from engine.core.limits import TypeGate
 from engine.core.retry import Patience, StoreRetry
 from engine.errors import StoreUnavailable
-from engine.store.base import Complete, Counts, Fail, JobRecord, Outcome, Release, Store
+from engine.store.base import Store
+from engine.store.records import Complete, Counts, Fail, JobRecord, Outcome, Release
 from protocols import events, ipc
 from protocols.lifecycle import JobState
 

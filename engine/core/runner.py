@@ -64,7 +64,8 @@ from engine.core.limits import PauseGate, RateLimiter, TypeGate
 from engine.core.recorder import CLEANUP_SECONDS, HeldJobs, Recorder
 from engine.core.retry import Patience, StoreRetry
 from engine.errors import BatchRunning, ChildCrashed, StoreError, StoreUnavailable
-from engine.store.base import JobRecord, Store
+from engine.store.base import Store
+from engine.store.records import JobRecord
 from engine.supervisor.children import Child, ChildSupervisor
 from protocols import events, ipc
 

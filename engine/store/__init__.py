@@ -21,7 +21,9 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from engine.errors import ConfigError
-from engine.store.base import (
+from engine.store.base import Store
+from engine.store.event_log import EventLog
+from engine.store.records import (
     AddResult,
     BatchRecord,
     Complete,
@@ -34,9 +36,7 @@ from engine.store.base import (
     Outcome,
     Release,
     RunRecord,
-    Store,
 )
-from engine.store.event_log import EventLog
 from engine.store.sqlite import open_sqlite_store
 
 if TYPE_CHECKING:

@@ -34,7 +34,7 @@ from engine.errors import BatchNotFound
 from engine.store import _json
 from engine.store._redis_layout import PRELUDE
 from engine.store._redis_values import batch_record, number
-from engine.store.base import BatchRecord, EngineRecord, RunRecord
+from engine.store.records import BatchRecord, EngineRecord, RunRecord
 
 if TYPE_CHECKING:
     from collections.abc import Callable

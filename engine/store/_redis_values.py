@@ -13,7 +13,7 @@ from typing import Any
 
 from engine.store import _json
 from engine.store._redis_layout import JOB_FIELDS, RANK_DIGITS
-from engine.store.base import BatchRecord, Complete, Counts, Fail, JobRecord, Outcome
+from engine.store.records import BatchRecord, Complete, Counts, Fail, JobRecord, Outcome
 from protocols.lifecycle import JobState
 
 __all__ = [

@@ -39,7 +39,7 @@ from engine.store._sqlite_ops import (
     require_batch,
     target,
 )
-from engine.store.base import BatchRecord, EngineRecord, RunRecord
+from engine.store.records import BatchRecord, EngineRecord, RunRecord
 from protocols.lifecycle import JobEvent
 
 if TYPE_CHECKING:

@@ -31,7 +31,7 @@ from typing import Any
 from engine.errors import BatchExists, BatchNotFound, StoreUnavailable
 from engine.store import _json, _sqlite_limits
 from engine.store._sqlite_schema import create_schema
-from engine.store.base import (
+from engine.store.records import (
     AddResult,
     BatchRecord,
     Complete,

@@ -31,7 +31,7 @@ from __future__ import annotations
 import sqlite3
 
 from engine.store import _json
-from engine.store.base import starts_by_itself
+from engine.store.records import starts_by_itself
 
 __all__ = ["SCHEMA", "create_schema"]
 

@@ -62,7 +62,7 @@ from engine.store._redis_values import (
     parse_cursor,
     rank,
 )
-from engine.store.base import (
+from engine.store.records import (
     AddResult,
     BatchRecord,
     Counts,

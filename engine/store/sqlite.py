@@ -64,7 +64,7 @@ from engine.store._sqlite_limits import SqliteLimits
 if TYPE_CHECKING:
     import sqlite3
 
-    from engine.store.base import (
+    from engine.store.records import (
         AddResult,
         BatchRecord,
         Counts,
