@@ -6,8 +6,8 @@ client, and turns any error into one line on stderr and a non-zero exit.
 
 from __future__ import annotations
 
-import logging
 from functools import partial
+from typing import Any
 
 import click
 import trio
@@ -15,10 +15,9 @@ import trio
 from engine.cli.batch_commands import BATCH_COMMANDS
 from engine.cli.demo import run_demo
 from engine.cli.engine_commands import ENGINE_COMMANDS
+from engine.cli.engine_options import engine_options, run_engine_command
 from engine.cli.watch_command import watch
 from engine.cli.worker_command import worker
-from engine.config.settings import Settings
-from engine.errors import EngineError
 
 __all__ = ["main"]
 
@@ -48,61 +47,23 @@ def demo() -> None:
     type=click.IntRange(0, 65535),
     help="Port to listen on; 0 picks a free one (the start-up line names it).",
 )
-@click.option("--store", metavar="URL", help="Store URL (else BATCHYARD_STORE).")
-@click.option(
-    "--jobs",
-    "job_modules",
-    metavar="MODULE",
-    multiple=True,
-    help="Module whose job types to register; repeatable (else BATCHYARD_JOBS).",
-)
-@click.option("--profile", help="dev, production or high-performance.")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    help="TOML file with [engine] and [types.NAME] tables.",
+@engine_options(
+    "Also start, within capacity, any batch with due work that runs nowhere "
+    "(else AUTO_START; off by default)."
 )
 @click.option(
     "--insecure-no-auth",
     is_flag=True,
     help="Listen beyond loopback without BATCHYARD_TOKEN (anyone reaching it can run jobs).",
 )
-@click.option(
-    "--auto-start/--no-auto-start",
-    default=None,
-    help="Also start, within capacity, any batch with due work that runs nowhere "
-    "(else AUTO_START; off by default).",
-)
-def serve(
-    host: str,
-    port: int,
-    store: str | None,
-    job_modules: tuple[str, ...],
-    profile: str | None,
-    config_path: str | None,
-    insecure_no_auth: bool,
-    auto_start: bool | None,
-) -> None:
+def serve(host: str, port: int, insecure_no_auth: bool, **engine_flags: Any) -> None:
     """Run the engine behind the HTTP and WebSocket API until SIGINT or SIGTERM
     (a second one ends the children's grace period)."""
     # Imported here: the client commands need none of the server stack.
     from engine.server.serve import serve as serve_http
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    overrides = {"store_url": store, "job_modules": job_modules or None, "auto_start": auto_start}
-    try:
-        settings = Settings.load(profile=profile, config_path=config_path, overrides=overrides)
-        trio.run(
-            partial(serve_http, settings, host=host, port=port, insecure_no_auth=insecure_no_auth)
-        )
-    except EngineError as exc:
-        click.echo(f"batchyard serve: {exc}", err=True)
-        raise SystemExit(1) from None
-    except KeyboardInterrupt:  # before the signal handlers were installed
-        raise SystemExit(130) from None
+    run = partial(serve_http, host=host, port=port, insecure_no_auth=insecure_no_auth)
+    run_engine_command("serve", run, **engine_flags)
 
 
 for _command in (*BATCH_COMMANDS, *ENGINE_COMMANDS, watch, worker):

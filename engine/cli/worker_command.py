@@ -6,17 +6,17 @@ sharing them with every other engine on the store, until SIGINT or SIGTERM
 from __future__ import annotations
 
 import logging
-from functools import partial
 from importlib.metadata import version
+from typing import Any
 
 import click
 import trio
 
+from engine.cli.engine_options import engine_options, run_engine_command
 from engine.config.parsers import redact_url
 from engine.config.settings import Settings
 from engine.core.signals import drain_on_request, single_engine_error, stop_signals
 from engine.core.startup import open_engine
-from engine.errors import EngineError
 
 __all__ = ["run_worker", "worker"]
 
@@ -56,51 +56,12 @@ async def run_worker(
 
 
 @click.command()
-@click.option("--store", metavar="URL", help="Store URL (else BATCHYARD_STORE).")
-@click.option(
-    "--jobs",
-    "job_modules",
-    metavar="MODULE",
-    multiple=True,
-    help="Module whose job types to register; repeatable (else BATCHYARD_JOBS).",
+@engine_options(
+    "Start any batch with due work (default; else AUTO_START), or only "
+    "batches flagged autoStart or with after, and runs to take over."
 )
-@click.option("--profile", help="dev, production or high-performance.")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    help="TOML file with [engine] and [types.NAME] tables.",
-)
-@click.option(
-    "--auto-start/--no-auto-start",
-    default=None,
-    help="Start any batch with due work (default; else AUTO_START), or only "
-    "batches flagged autoStart or with after, and runs to take over.",
-)
-def worker(
-    store: str | None,
-    job_modules: tuple[str, ...],
-    profile: str | None,
-    config_path: str | None,
-    auto_start: bool | None,
-) -> None:
+def worker(**engine_flags: Any) -> None:
     """Run an engine without the HTTP server: it starts whatever batches have
     work, shared with every engine on the store, until SIGINT or SIGTERM (a
     second one ends the children's grace period)."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    overrides = {"store_url": store, "job_modules": job_modules or None, "auto_start": auto_start}
-    try:
-        settings = Settings.load(
-            profile=profile,
-            config_path=config_path,
-            overrides=overrides,
-            defaults={"auto_start": True},
-        )
-        trio.run(partial(run_worker, settings))
-    except EngineError as exc:
-        click.echo(f"batchyard worker: {exc}", err=True)
-        raise SystemExit(1) from None
-    except KeyboardInterrupt:  # before the signal handlers were installed
-        raise SystemExit(130) from None
+    run_engine_command("worker", run_worker, defaults={"auto_start": True}, **engine_flags)
