@@ -13,7 +13,7 @@ import argparse
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,11 +23,13 @@ from bench.context import Context
 from bench.machine import describe_machine, versions
 from bench.model import SCHEMA_VERSION, Report, Result, failed, skipped, write_report
 from bench.peers import bullmq_peer
+from bench.redis_keys import REDIS_STORE
 from bench.registry import PEERS, WORKLOADS
 from bench.render.charts import can_draw, draw_charts
 from bench.render.markdown import render_markdown, side_by_side_table, summary_table
 from bench.sizes import FULL, QUICK, Sizes
 from bench.targets import judge
+from engine.config.parsers import redact_url
 
 __all__ = ["main"]
 
@@ -52,7 +54,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--store",
         default="sqlite",
-        help="batchyard's store: 'sqlite' (a fresh file per workload) or a store URL",
+        help="batchyard's store: 'sqlite' (a fresh file per workload) or a store URL such as "
+        f"{REDIS_STORE} (batchyard's keys there are deleted before each workload, nothing else)",
+    )
+    parser.add_argument(
+        "--scale-out-store",
+        default=REDIS_STORE,
+        help="the Redis store of W8 (scale-out) when --store is not Redis; batchyard's keys "
+        "there are deleted before each run, nothing else",
     )
     parser.add_argument(
         "--redis",
@@ -81,6 +90,13 @@ def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
+async def _on_fresh_store(
+    run: Callable[[Context], Awaitable[list[Result]]], ctx: Context
+) -> list[Result]:
+    await ctx.fresh_store()
+    return await run(ctx)
+
+
 def _run_workloads(ctx: Context, keys: Sequence[str]) -> list[Result]:
     results: list[Result] = []
     for workload in WORKLOADS:
@@ -89,7 +105,7 @@ def _run_workloads(ctx: Context, keys: Sequence[str]) -> list[Result]:
         ctx.say(f"{workload.key} {workload.title} ...")
         began = time.monotonic()
         try:
-            results += trio.run(workload.run, ctx)
+            results += trio.run(_on_fresh_store, workload.run, ctx)
         except Exception as exc:
             results.append(failed(workload.key, "batchyard", _error(exc)))
             ctx.say(f"  failed: {_error(exc)}")
@@ -120,7 +136,13 @@ def _caps(sizes: Sizes, quick: bool) -> tuple[str, ...]:
     return (f"arq at its default poll_delay: W1 only, on {sizes.arq_default_jobs:,} jobs",)
 
 
-def _notes(load_before: float, charts_note: str | None) -> tuple[str, ...]:
+def _store_words(ctx: Context) -> str:
+    if ctx.store == "sqlite":
+        return "SQLite (a fresh file per workload)"
+    return f"{redact_url(ctx.store)} (batchyard's keys deleted before each workload)"
+
+
+def _notes(ctx: Context, load_before: float, charts_note: str | None) -> tuple[str, ...]:
     load_after = os.getloadavg()[0]
     notes = [
         f"1-minute load average {load_before:.2f} before the run, {load_after:.2f} after "
@@ -131,6 +153,8 @@ def _notes(load_before: float, charts_note: str | None) -> tuple[str, ...]:
         "W3 and W6 serve the engine in the bench process (open_test_server): W3 waits for the "
         "warm child between runs, W6 takes each event's publication time where it is published",
         "W1, W2, W4, W5 and W7 run the engine behind its HTTP/WebSocket server in a subprocess",
+        f"batchyard's store: {_store_words(ctx)}; W8 runs `batchyard worker` processes on "
+        f"{redact_url(ctx.scale_out_redis)}",
     ]
     if charts_note:
         notes.append(charts_note)
@@ -154,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workdir=Path(workdir),
             store=args.store,
             redis_url=args.redis,
+            scale_out_store=args.scale_out_store,
             quick=args.quick,
             say=lambda line: print(line, flush=True),
         )
@@ -175,13 +200,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         versions=versions(args.redis, bullmq_peer.version())
         if peer_names
         else versions(args.redis, None),
-        store=ctx.store_name if args.store == "sqlite" else args.store,
+        store=ctx.store_name if args.store == "sqlite" else redact_url(args.store),
         sizes=sizes.as_dict(),
         caps=_caps(sizes, args.quick),
         results=tuple(results),
         targets=judge(results),
         charts=charts,
-        notes=_notes(load_before, charts_note),
+        notes=_notes(ctx, load_before, charts_note),
     )
     write_report(report, out / "latest.json")
     (out / "latest.md").write_text(render_markdown(report), encoding="utf-8")

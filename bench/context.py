@@ -8,6 +8,7 @@ from pathlib import Path
 
 import attrs
 
+from bench.redis_keys import clear_batchyard_keys, is_redis
 from bench.sizes import Sizes
 
 __all__ = ["Context"]
@@ -19,9 +20,13 @@ class Context:
 
     sizes: Sizes
     workdir: Path
-    #: "sqlite" (a fresh file per workload) or a store URL used as it is.
+    #: "sqlite" (a fresh file per workload) or a store URL used as it is; on
+    #: Redis, batchyard's keys are deleted before each workload (``fresh_store``).
     store: str
+    #: The peers' Redis database, which they empty (FLUSHDB) before each run.
     redis_url: str
+    #: The Redis store W8 (scale-out) runs on when ``store`` is not Redis.
+    scale_out_store: str
     quick: bool
     say: Callable[[str], None] = print
 
@@ -31,10 +36,28 @@ class Context:
             return f"sqlite:///{self.workdir / f'{name}.db'}"
         return self.store
 
+    async def fresh_store(self) -> None:
+        """Make the store empty of batchyard's data before a workload (or a
+        run of one): under SQLite each workload's file is new anyway; on Redis
+        batchyard's keys are deleted, and nothing else of the database.
+
+        Cancellation: may have partially happened.
+        """
+        if is_redis(self.store):
+            await clear_batchyard_keys(self.store)
+
+    @property
+    def scale_out_redis(self) -> str:
+        """The Redis store of W8: ``store`` when that is Redis, else
+        ``scale_out_store``."""
+        return self.store if is_redis(self.store) else self.scale_out_store
+
     @property
     def store_name(self) -> str:
         """The store in words, for configuration strings."""
-        return "SQLite" if self.store == "sqlite" else self.store.split("://", 1)[0]
+        if self.store == "sqlite":
+            return "SQLite"
+        return "Redis" if is_redis(self.store) else self.store.split("://", 1)[0]
 
     def server_env(self, name: str, **variables: str | int | float) -> dict[str, str]:
         """Environment variables of a served engine for workload ``name``."""

@@ -2,7 +2,7 @@
 
     python -m bench.overhead [--jobs 10000] [--concurrency 16]
 
-One engine on a throwaway SQLite store, one batch of ``noop`` jobs, no rate
+One engine on a throwaway SQLite store (or the store given), one batch of ``noop`` jobs, no rate
 limit, a warm child: the time from ``start`` to the batch's ``done`` event is
 everything batchyard adds per job (claim, IPC both ways, the store write,
 two events), since the job itself does nothing. Beside the time, the CPU
@@ -36,11 +36,20 @@ class Overhead:
     cpu_seconds: float
 
 
-async def measure(jobs: int, concurrency: int, batch_size: int) -> Overhead:
-    """Submit ``jobs`` no-op jobs and run them; what that took."""
+async def measure(
+    jobs: int, concurrency: int, batch_size: int, store_url: str | None = None
+) -> Overhead:
+    """Submit ``jobs`` no-op jobs and run them; what that took.
+
+    Args:
+        jobs: how many no-op jobs the batch holds.
+        concurrency: jobs in flight at once.
+        batch_size: jobs claimed per store round trip.
+        store_url: the engine's store; None: a SQLite file of its own.
+    """
     with tempfile.TemporaryDirectory(prefix="batchyard-bench-") as directory:
         settings = Settings(
-            store_url=f"sqlite:///{Path(directory) / 'bench.db'}",
+            store_url=store_url or f"sqlite:///{Path(directory) / 'bench.db'}",
             concurrency=concurrency,
             batch_size=batch_size,
             rate_limit=RateLimit(count=0, per_seconds=60),

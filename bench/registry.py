@@ -23,6 +23,7 @@ from bench.peers.base import PythonPeer, run_python_peer
 from bench.workloads.fanout import w6_fan_out
 from bench.workloads.memory import w7_memory
 from bench.workloads.rate import w4_rate_accuracy
+from bench.workloads.scale_out import w8_scale_out
 from bench.workloads.shutdown import w5_shutdown_accuracy
 from bench.workloads.start_latency import w3_start_latency
 from bench.workloads.throughput import w1_overhead, w2_io_efficiency
@@ -55,6 +56,7 @@ WORKLOADS = (
     Workload(key="W5", title="shutdown accuracy", run=w5_shutdown_accuracy),
     Workload(key="W6", title="fan-out", run=w6_fan_out),
     Workload(key="W7", title="memory", run=w7_memory),
+    Workload(key="W8", title="scale-out (batchyard workers on Redis)", run=w8_scale_out),
 )
 
 

@@ -40,6 +40,10 @@ class Sizes:
     w6_job_seconds: float
     w6_concurrency: int
     w7_pending: int
+    # W8: w1_jobs no-op jobs spread over w8_batches batches, run by 1, 2, ...
+    # up to w8_max_workers `batchyard worker` processes.
+    w8_batches: int
+    w8_max_workers: int
     latency_runs: int
     # arq at its default poll_delay (0.5 s) drains about 200 jobs/s, so its
     # no-op run is capped to keep the whole bench within minutes.
@@ -74,6 +78,8 @@ FULL = Sizes(
     w6_job_seconds=0.01,
     w6_concurrency=16,
     w7_pending=100_000,
+    w8_batches=30,
+    w8_max_workers=3,
     latency_runs=50,
     arq_default_jobs=2_000,
 )
@@ -99,6 +105,8 @@ QUICK = Sizes(
     w6_job_seconds=0.01,
     w6_concurrency=4,
     w7_pending=2_000,
+    w8_batches=4,
+    w8_max_workers=2,
     latency_runs=4,
     arq_default_jobs=50,
 )

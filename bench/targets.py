@@ -11,10 +11,11 @@ __all__ = ["judge"]
 #: Exit within grace (or the jobs' remaining time) plus this much.
 _EXIT_SLACK = 0.3
 
-#: W4 times starts by the arrival of their frames at a client. A raw count
-#: over the limit that disappears when the window is this much shorter is
-#: delivery jitter (frames of one burst arriving a few ms apart), not a
-#: start too many; anything more is counted as over the limit.
+#: W4 times each start by the handler's clock (batchyard: ``startedAt``), read
+#: a moment after the limiter let the job start. A raw count over the limit
+#: that disappears when the window is this much shorter is that moment (a
+#: task switch, the IPC write of the jobs starting together), not a start
+#: too many; anything more is counted as over the limit.
 _JITTER_TOLERANCE_MS = 10
 
 
@@ -102,7 +103,7 @@ def _w4(results: Sequence[Result]) -> Iterator[Target]:
     over = raw is not None and limit is not None and raw > limit
     how = f"max {raw} in any window (limit {limit})"
     if over and jitter is not None:
-        how += f"; <= {limit} with windows {jitter} ms shorter (arrival jitter)"
+        how += f"; <= {limit} with windows {jitter} ms shorter (clock read after the start)"
     within_jitter = jitter is not None and jitter <= _JITTER_TOLERANCE_MS
     yield _target("W4", "never over the limit (sliding window)", not over or within_jitter, how)
     fraction = ours.metric("fraction_of_limit")

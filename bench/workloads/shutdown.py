@@ -41,6 +41,9 @@ _SETUP_TIMEOUT = 60.0
 
 async def _run(ctx: Context, name: str, sleep: float) -> tuple[dict[str, float | int], str]:
     sizes = ctx.sizes
+    # On Redis, the run the other server handed over at its SIGTERM would be
+    # taken over by this one: each run starts on a store of its own.
+    await ctx.fresh_store()
     environment = ctx.server_env(
         name,
         EMBEDDING_CONCURRENCY=sizes.w5_concurrency,

@@ -114,13 +114,16 @@ async def w1_overhead(ctx: Context) -> list[Result]:
             "submit_jobs_per_second": jobs / run.submit_seconds,
         },
     )
-    alone = await overhead.measure(jobs, sizes.w1_concurrency, sizes.w1_batch_size)
+    await ctx.fresh_store()
+    alone = await overhead.measure(
+        jobs, sizes.w1_concurrency, sizes.w1_batch_size, ctx.store_url("w1-engine")
+    )
     engine_only = Result(
         workload="W1",
         system="batchyard (engine only)",
         config=(
             f"open_engine in the bench process, no server, no watcher; concurrency "
-            f"{sizes.w1_concurrency}, claims of {sizes.w1_batch_size}, SQLite store"
+            f"{sizes.w1_concurrency}, claims of {sizes.w1_batch_size}, {ctx.store_name} store"
         ),
         metrics={
             "jobs": jobs,
