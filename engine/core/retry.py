@@ -17,7 +17,7 @@ then a step is retried for as long as it takes.
 
 A step retried after a failure may have happened already: on Redis a
 script whose reply was lost ran entirely or not at all. Every step retried
-here is one that is safe to repeat: reads, ``clear_running``, ``apply``
+here is one that is safe to repeat: reads, ``release_run``, ``apply``
 (outcomes for jobs no longer active are skipped, never applied twice) and
 claims. A claim whose reply was lost leaves its jobs active under this
 engine's name, unknown to any run: they are not run twice, but they wait

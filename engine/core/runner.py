@@ -12,7 +12,7 @@ and runs two loops against it until the child exits:
   due and nothing is held, the batch is finished: it sends ``Shutdown`` and
   the child exits 0.
 * the **reader** hands each burst of child messages to the ``Recorder``
-  (``engine.recorder``): one store transaction, then the events, and the
+  (``engine.core.recorder``): one store transaction, then the events, and the
   credits go back.
 
 Every claimed job is in ``HeldJobs`` until its outcome is recorded, so when
