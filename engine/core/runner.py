@@ -198,7 +198,7 @@ class BatchRunner:
                 child = await self._supervisor.take()
             except ChildCrashed as exc:
                 if not self.started:
-                    await self._store.release_run(self.batch_id, self._owner, finished=True)
+                    await self._release_run(finished=True)
                     raise
                 crash: str | None = str(exc)
             else:
@@ -213,7 +213,7 @@ class BatchRunner:
                 events.RunError(batch_id=self.batch_id, error=crash, restarting=restarting)
             )
             if not restarting:
-                await self._store.release_run(self.batch_id, self._owner, finished=True)
+                await self._release_run(finished=True)
                 return
             retries_left -= 1
         await self._finish()
@@ -221,14 +221,12 @@ class BatchRunner:
     async def _finish(self) -> None:
         # Stopped by shutdown, the run is handed over: resumed at once by
         # whichever engine comes first (this one's next start included).
-        finished = self.stop_reason != StopReason.SHUTDOWN
-        release = partial(self._store.release_run, self.batch_id, self._owner, finished=finished)
         try:
             counts = await self._store_step(partial(self._store.counts, self.batch_id))
-            await self._store_step(release)
         except StoreUnavailable as exc:
             log.warning("[batch %s] the run ends without the store: %s", self.batch_id, exc)
             counts = self._recorder.finished_counts()
+        await self._release_run(finished=self.stop_reason != StopReason.SHUTDOWN)
         self._recorder.publish(
             events.RunDone(
                 batch_id=self.batch_id,
@@ -237,6 +235,17 @@ class BatchRunner:
                 reason=self.stop_reason,
             )
         )
+
+    async def _release_run(self, *, finished: bool) -> None:
+        """Forget the batch's run record (``finished``) or hand it over,
+        through an outage until the run's deadline. A store still away then
+        leaves the record to this engine's lease: renewed while it lives, so
+        the batch resumes here (or, once it is gone, anywhere)."""
+        release = partial(self._store.release_run, self.batch_id, self._owner, finished=finished)
+        try:
+            await self._store_step(release)
+        except StoreUnavailable as exc:
+            log.warning("[batch %s] cannot release the run record: %s", self.batch_id, exc)
 
     async def _run_child(self, child: Child) -> str | None:
         """One child's life. None when it ended in order; else why it crashed."""

@@ -130,7 +130,9 @@ class Runs:
         """
         if batch_id in self._runners:
             return StartResult.ALREADY_RUNNING
-        await self._store.get_batch(batch_id)
+        record = await self._store.get_batch(batch_id)
+        if record.run_owner not in (None, self._owner):  # before capacity: 202, never 429
+            return StartResult.ALREADY_RUNNING
         try:
             self._capacity.acquire_on_behalf_of_nowait(batch_id)
         except trio.WouldBlock:

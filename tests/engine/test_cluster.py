@@ -282,3 +282,24 @@ async def test_a_run_that_fails_after_starting_is_handed_over_and_resumed(
             assert 10 <= resumed - failed < 11
             assert done[-1].data.completed == 3
             assert await real.runs() == []
+
+
+@_bounded
+async def test_a_full_engine_answers_already_running_for_a_batch_run_elsewhere(
+    autojump_clock: MockClock,
+) -> None:
+    """202, not 429: the batch runs, only not here."""
+    async with (
+        _store() as store,
+        open_fake_engine(store=store, max_active_batches=1) as first,
+        open_fake_engine(store=store, max_active_batches=1) as second,
+    ):
+        long, _ = await first.create_batch(None, "sleep", _sleeps(60))
+        busy, _ = await second.create_batch(None, "sleep", _sleeps(60))
+        assert await first.start(long) is StartResult.STARTED
+        assert await second.start(busy) is StartResult.STARTED
+        assert await second.start(long) is StartResult.ALREADY_RUNNING
+        other, _ = await second.create_batch(None, "sleep", _sleeps(1))
+        assert await second.start(other) is StartResult.CAPACITY_REACHED
+        await first.cancel(long)
+        await second.cancel(busy)
