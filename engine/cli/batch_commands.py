@@ -217,11 +217,12 @@ def cancel(batch_id: str, url: str, token: str | None) -> None:
 
 
 def _batches_table(batches: Sequence[api.BatchView]) -> Table:
-    table = Table("batch", "type", "running", "pending", "active", "completed", "failed")
+    table = Table("batch", "type", "running on", "pending", "active", "completed", "failed")
     for view in batches:
         c = view.counts
         cells = (c.pending, c.active, c.completed, c.failed)
-        table.add_row(view.batch_id, view.type, "yes" if view.running else "no", *map(str, cells))
+        runner = (view.engine_id or "an engine") if view.running else "-"
+        table.add_row(view.batch_id, view.type, runner, *map(str, cells))
     return table
 
 
@@ -233,7 +234,16 @@ def _engine_line(view: api.StatusView) -> str:
         if on
     ]
     tail = f"; {', '.join(flags)}" if flags else ""
-    return f"engine: {view.active_batches} of {view.max_batches} batches running ({running}){tail}"
+    here = f"engine {view.engine_id}: {view.active_batches} of {view.max_batches} batches"
+    lines = [f"{here} running ({running}){tail}"]
+    for other in view.engines:
+        if other.engine_id != view.engine_id:
+            batches = ", ".join(other.running_batches) or "none"
+            lines.append(
+                f"engine {other.engine_id} ({other.host}, pid {other.pid}): "
+                f"{len(other.running_batches)} of {other.max_batches} batches running ({batches})"
+            )
+    return "\n".join(lines)
 
 
 async def _status(client: BatchyardClient, batch_id: str | None, as_json: bool) -> int:

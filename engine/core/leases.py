@@ -48,7 +48,7 @@ import trio
 
 from engine.core.retry import StoreRetry
 from engine.core.values import StartResult
-from engine.errors import StoreError, StoreUnavailable
+from engine.errors import EngineError, StoreError, StoreUnavailable
 from engine.store import Store
 
 __all__ = ["RememberedRuns", "keep_leases", "recover_expired_leases"]
@@ -166,7 +166,7 @@ class RememberedRuns:
                 result = await self._start(batch_id)
             except StoreError:
                 raise
-            except Exception as exc:
+            except EngineError as exc:  # its batch is gone, no child would start
                 log.error("[batch %s] cannot resume: %s", batch_id, exc)
                 continue
             if result is StartResult.CAPACITY_REACHED:

@@ -217,7 +217,9 @@ async def test_submit_count_then_status(tmp_path: Path) -> None:
     listed = document(every.out)
     assert listed["engine"]["paused"] is False and listed["engine"]["maxBatches"] == 1
     assert [b["batchId"] for b in listed["batches"]] == ["c"]
-    assert "engine: 0 of 1 batches running (none)" in table.out and "│ c " in table.out
+    here = listed["engine"]["engineId"]
+    assert f"engine {here}: 0 of 1 batches running (none)" in table.out
+    assert "│ c " in table.out
     assert again.code == 1 and again.err_lines == [
         "batchyard: 409 batch-exists: batch 'c' already exists"
     ]

@@ -34,12 +34,14 @@ class CountingLog:
         self._log = log
         self.appends: list[int] = []
         self.down = False
+        self.refused = trio.Event()  # set once an append met the log down
 
     async def append_events(
         self, data: Sequence[EventData], *, retain: int, publisher: str, burst: int
     ) -> list[Event]:
         await trio.lowlevel.checkpoint()
         if self.down:
+            self.refused.set()
             raise StoreUnavailable("down (simulated)")
         self.appends.append(len(data))
         return await self._log.append_events(data, retain=retain, publisher=publisher, burst=burst)
@@ -179,7 +181,7 @@ async def test_unsent_events_wait_for_the_store_up_to_a_bound(redis_url: str) ->
                 sub = bus.subscribe()
                 log.down = True
                 _publish(bus, "ab")
-                await trio.sleep(0.1)  # the publisher retries this burst meanwhile
+                await log.refused.wait()  # the publisher holds this burst, retrying
                 _publish(bus, "cdefghi")
                 stats = bus.statistics()
                 assert (stats.unsent, stats.lost) == (7, 2)
