@@ -335,12 +335,18 @@ class Engine:
         Cancellation: atomic.
 
         Raises:
-            BatchNotRunning: it is not running here.
+            BatchNotRunning: it is not running here (the message names the
+                engine of the cluster that runs it, if one does).
+            BatchNotFound: no such batch.
         """
-        await trio.lowlevel.checkpoint()
         deadline = trio.current_time() + self.settings.shutdown_grace_seconds
-        if not self._runs.cancel(batch_id, deadline):
-            raise BatchNotRunning(f"batch {batch_id!r} is not running")
+        if self._runs.cancel(batch_id, deadline):
+            await trio.lowlevel.checkpoint()
+            return
+        runner = self.runner_of(await self._store.get_batch(batch_id))
+        if runner is not None:
+            raise BatchNotRunning(f"batch {batch_id!r} runs on engine {runner!r}: cancel it there")
+        raise BatchNotRunning(f"batch {batch_id!r} is not running")
 
     def pause(self) -> None:
         """Stop handing out jobs; children finish what they hold."""

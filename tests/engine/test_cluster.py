@@ -19,7 +19,7 @@ from trio.testing import MockClock
 
 from engine.core.cluster import EngineIdentity, engine_process_lives
 from engine.core.engine import Engine, JobRequest, StartResult
-from engine.errors import BatchRunning, StoreError
+from engine.errors import BatchNotRunning, BatchRunning, StoreError
 from engine.store import EngineRecord, NewJob, Store
 from engine.testing import (
     FailingStore,
@@ -303,3 +303,19 @@ async def test_a_full_engine_answers_already_running_for_a_batch_run_elsewhere(
         assert await second.start(other) is StartResult.CAPACITY_REACHED
         await first.cancel(long)
         await second.cancel(busy)
+
+
+@_bounded
+async def test_cancel_on_another_engine_names_the_engine_that_runs_it(
+    autojump_clock: MockClock,
+) -> None:
+    async with (
+        _store() as store,
+        open_fake_engine(store=store) as first,
+        open_fake_engine(store=store) as second,
+    ):
+        batch_id, _ = await first.create_batch(None, "sleep", _sleeps(60))
+        assert await first.start(batch_id) is StartResult.STARTED
+        with pytest.raises(BatchNotRunning, match=f"runs on engine '{first.owner}'"):
+            await second.cancel(batch_id)
+        await first.cancel(batch_id)
