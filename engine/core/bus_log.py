@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FIRST_RETRY_SECONDS", "MAX_BURST", "MAX_RETRY_SECONDS", "MIN_RETAINED", "LogLink"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("batchyard.events")
 
 #: The most events in one append. A burst is one Lua script that runs
 #: alone on the server; a thousand events take it about a millisecond.
@@ -184,16 +184,24 @@ class LogLink:
         delay = FIRST_RETRY_SECONDS
         while True:
             try:
-                return await self._log.append_events(
+                appended = await self._log.append_events(
                     burst, retain=self._retain, publisher=self._publisher, burst=self._burst
                 )
             except LocalProtocolError as exc:
                 log.error("events JSON cannot carry are not published: %s", exc)
                 burst = [data for data in burst if _encodable(data)]
+                continue
             except StoreUnavailable as exc:
-                log.warning("cannot publish events, retrying in %.2fs: %s", delay, str(exc))
+                if delay == FIRST_RETRY_SECONDS:  # once per outage, not per retry
+                    log.warning(
+                        "cannot publish events, retrying while the store is away: %s", str(exc)
+                    )
                 await trio.sleep(delay)
                 delay = min(delay * 2, MAX_RETRY_SECONDS)
+                continue
+            if delay != FIRST_RETRY_SECONDS:
+                log.warning("publishing events again")
+            return appended
 
     async def _follow(self) -> None:
         delay = FIRST_RETRY_SECONDS
@@ -201,10 +209,15 @@ class LogLink:
             try:
                 await self._read(wait_seconds=_TAIL_WAIT_SECONDS)
             except StoreUnavailable as exc:
-                log.warning("cannot read events, retrying in %.2fs: %s", delay, str(exc))
+                if delay == FIRST_RETRY_SECONDS:  # once per outage, not per retry
+                    log.warning(
+                        "cannot read events, retrying while the store is away: %s", str(exc)
+                    )
                 await trio.sleep(delay)
                 delay = min(delay * 2, MAX_RETRY_SECONDS)
             else:
+                if delay != FIRST_RETRY_SECONDS:
+                    log.warning("reading events again")
                 delay = FIRST_RETRY_SECONDS
 
     async def _read(self, *, wait_seconds: float) -> list[Event]:
