@@ -68,11 +68,16 @@ from engine.store.base import JobRecord, Store
 from engine.supervisor.children import Child, ChildSupervisor
 from protocols import events, ipc
 
-__all__ = ["BatchRunner", "RunLimits", "StopReason"]
+__all__ = ["BatchRunner", "NothingToRun", "RunLimits", "StopReason"]
 
 log = logging.getLogger("batchyard.runner")
 
 _T = TypeVar("_T")
+
+
+class NothingToRun(Exception):
+    """A run asked for only with work found none once it held the batch
+    (another engine ran the batch meanwhile); it did not start."""
 
 
 class StopReason:
@@ -111,6 +116,9 @@ class BatchRunner:
         gate: dispatching waits while it is closed (the engine's pause).
         clock: wall-clock seconds, the store's clock (due times, backoffs).
         retry: the engine's policy for store steps met by an outage.
+        only_with_work: start only if the batch has pending jobs once this
+            engine holds its run (a batch offered as startable may have been
+            run to its end elsewhere since it was offered).
     """
 
     def __init__(
@@ -125,8 +133,10 @@ class BatchRunner:
         gate: PauseGate,
         clock: Callable[[], float],
         retry: StoreRetry,
+        only_with_work: bool = False,
     ) -> None:
         self.batch_id = batch_id
+        self._only_with_work = only_with_work
         self._store = store
         self._supervisor = supervisor
         self._limits = limits
@@ -183,6 +193,8 @@ class BatchRunner:
         Raises:
             BatchRunning: another engine holds the batch's run (before
                 ``started``).
+            NothingToRun: ``only_with_work`` and the batch has no pending
+                job (before ``started``; the run record is released).
             ChildCrashed: the first child could not be started (before
                 ``started``); later crashes are reported as ``error`` events.
         """
@@ -191,6 +203,9 @@ class BatchRunner:
         runner = await self._store.acquire_run(self.batch_id, self._owner, lease)
         if runner != self._owner:
             raise BatchRunning(f"batch {self.batch_id!r} runs on engine {runner!r}")
+        if self._only_with_work and await self._store.next_due_at(self.batch_id) is None:
+            await self._store.release_run(self.batch_id, self._owner, finished=True)
+            raise NothingToRun(f"batch {self.batch_id!r} has no pending job")
         retries_left = self._limits.batch_retries
         while True:
             try:
