@@ -121,8 +121,9 @@ class Runs:
     async def start(self, batch_id: str, *, only_with_work: bool = False) -> StartResult:
         """Start the batch's run unless it runs already (here, or on another
         engine of the cluster) or capacity is reached; with ``only_with_work``,
-        also unless it has no pending job once this engine holds its run (it
-        ran to its end elsewhere: ``ALREADY_RUNNING``, as if it still ran).
+        also unless it has no pending or active job once this engine holds
+        its run (it ran to its end elsewhere: ``ALREADY_RUNNING``, as if it
+        still ran).
 
         Cancellation: may have partially happened (the run may have started).
 

@@ -106,9 +106,11 @@ async def run_engines(
                 )
                 engines.append(EngineProcess(process))
                 nursery.start_soon(engines[-1].read_stderr)
-            with trio.fail_after(_START_SECONDS):
+            with trio.move_on_after(_START_SECONDS):
                 for engine in engines:
                     await engine.ready.wait()
+            late = [engine.lines[-5:] for engine in engines if not engine.ready.is_set()]
+            assert not late, f"engines not ready in {_START_SECONDS}s, their last lines: {late}"
             yield engines
         finally:
             with trio.CancelScope(shield=True):
@@ -129,8 +131,8 @@ async def _end(engines: list[EngineProcess]) -> None:
 
 @asynccontextmanager
 async def run_engine(
-    command: str, store_url: str, *args: str, **env: str
+    command: str, store_url: str, *args: str, wrapper: Sequence[str] = (), **env: str
 ) -> AsyncIterator[EngineProcess]:
     """One engine, as ``run_engines`` starts them."""
-    async with run_engines(1, command, store_url, *args, **env) as (engine,):
+    async with run_engines(1, command, store_url, *args, wrapper=wrapper, **env) as (engine,):
         yield engine
