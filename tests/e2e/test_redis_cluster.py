@@ -211,7 +211,7 @@ async def test_a_types_rate_and_concurrency_hold_across_three_servers(
     fullest = _fullest_window(starts, 1.0)
     hop = max(1.0 - (u - t) for t, u in zip(starts, starts[10:], strict=False))
     print(f"type rate 10/1s on three engines: {fullest} handler starts in the fullest 1 s")
-    print(f"  (the 11th start after a start came {max(hop, 0.0) * 1000:.0f} ms early at most)")
+    print(f"  (the 11th start after a start came {max(hop, 0.0) * 1000:.1f} ms early at most)")
     assert _fullest_window(starts, 0.9) <= 10
     assert _peak_active(events, batches["sleep"]) == 2
 
