@@ -211,7 +211,8 @@ class JobRetrying:
 @attrs.frozen(kw_only=True)
 class RunDone:
     """``done``: the run is over; ``reason`` says why when it was stopped
-    early (``shutdown``, ``cancelled``)."""
+    early (``shutdown``, ``cancelled``, ``taken-over``: another engine of the
+    cluster runs the batch now)."""
 
     batch_id: str
     completed: int = attrs.field(validator=_non_negative)

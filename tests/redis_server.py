@@ -14,7 +14,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -51,9 +51,10 @@ def redis_command(port: int, *words: str) -> bytes:
 
 @contextlib.contextmanager
 def running_redis(
-    workdir: Path, port: int, *, persistent: bool = False
+    workdir: Path, port: int, *, persistent: bool = False, also_bind: Sequence[str] = ()
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A ``redis-server`` on ``127.0.0.1:port``, answering pings; killed on exit.
+    """A ``redis-server`` on ``127.0.0.1:port`` (and on the ``also_bind``
+    addresses of this host), answering pings; killed on exit.
 
     With ``persistent`` every write is in its append-only file in ``workdir``
     before it is answered, so a server killed and started again on the same
@@ -66,8 +67,11 @@ def running_redis(
             pytest.fail(message)
         pytest.skip(message)
     durability = ["--appendonly", "yes", "--appendfsync", "always"] if persistent else []
-    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    args = ["--port", str(port), "--bind", "127.0.0.1", *also_bind, "--save", ""]
     args += durability or ["--appendonly", "no"]
+    # Protected mode answers only loopback clients; the other addresses are
+    # this host's own (a veth pair to a network namespace of a test).
+    args += ["--protected-mode", "no"] if also_bind else []
     args += ["--dir", str(workdir)]
     server = subprocess.Popen([binary, *args], stdout=subprocess.DEVNULL)
     try:

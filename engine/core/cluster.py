@@ -27,7 +27,10 @@ holds (handed over at a graceful shutdown, or whose lease expired), then
 starts the batches ``startable_batches`` offers: every batch with due work
 that runs nowhere under ``AUTO_START=1``, else those flagged ``autoStart``
 or with ``after``. A start that loses the race to another engine answers
-``ALREADY_RUNNING`` and is simply not counted. The loop looks again soon
+``ALREADY_RUNNING`` and is simply not counted; so does one that finds, once
+it holds the run, that the batch has no pending or active job left
+(another engine ran it to its end after it was offered, or a run handed
+over at a shutdown had nothing left), so no batch runs twice for nothing. The loop looks again soon
 after it found work, backs off to ``_IDLE_PAUSE`` when idle, and is woken
 at once by local events (a run ended, a batch or jobs were added), so a
 single engine reacts at once and a cluster within a second.
@@ -190,7 +193,7 @@ class Cluster:
             store,
             owner=identity.engine_id,
             clock=clock,
-            start=runs.start,
+            start=partial(runs.start, only_with_work=True),
             draining=lambda: runs.draining,
             resting=self._resting,
         )
@@ -395,7 +398,7 @@ class Cluster:
 
     async def _start(self, batch_id: str) -> bool:
         try:
-            result = await self._runs.start(batch_id)
+            result = await self._runs.start(batch_id, only_with_work=True)
         except StoreError:
             raise
         except BatchNotFound:

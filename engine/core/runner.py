@@ -36,6 +36,17 @@ outcome is recorded (``HeldJobs``). A claimed job waiting at a limit is
 ``active`` in the store meanwhile (its lease renewed), so nothing is
 claimed ahead of the limits beyond the batch's free credits.
 
+Ownership: the run record is this engine's while its leases are renewed,
+but an engine cut off from the store for longer than its lease has lost it
+to another engine without knowing (a renewal does not say what it could
+not renew). So before a claim the dispatcher makes sure the run is still
+its own (``acquire_run``, which also renews it) whenever it last did so a
+renewal period ago or more: one store call per run and period, off the
+hot path. When another engine holds the run, this run stops claiming and
+ends (``taken-over``); its child finishes what it holds within a renewal
+period. A claim already on its way when the link was cut may still land
+after the takeover: its jobs are this engine's and run here once.
+
 A crash (non-zero exit, broken pipe, malformed IPC) publishes ``error`` and,
 while ``batch_retries`` allow, the run starts over with a fresh child.
 
@@ -69,11 +80,17 @@ from engine.store.records import JobRecord
 from engine.supervisor.children import Child, ChildSupervisor
 from protocols import events, ipc
 
-__all__ = ["BatchRunner", "RunLimits", "StopReason"]
+__all__ = ["BatchRunner", "NothingToRun", "RunLimits", "StopReason"]
 
 log = logging.getLogger("batchyard.runner")
 
 _T = TypeVar("_T")
+
+
+class NothingToRun(Exception):
+    """A run asked for only with work found the batch without pending or
+    active jobs once it held it (another engine ran it to its end
+    meanwhile); it did not start."""
 
 
 class StopReason:
@@ -81,6 +98,10 @@ class StopReason:
 
     SHUTDOWN = "shutdown"
     CANCELLED = "cancelled"
+    #: Another engine holds the run now: this engine's lease ran out while
+    #: it could not reach the store (cut off, frozen), and the cluster took
+    #: the run over.
+    TAKEN_OVER = "taken-over"
 
 
 @attrs.frozen(kw_only=True)
@@ -112,6 +133,9 @@ class BatchRunner:
         gate: dispatching waits while it is closed (the engine's pause).
         clock: wall-clock seconds, the store's clock (due times, backoffs).
         retry: the engine's policy for store steps met by an outage.
+        only_with_work: start only if the batch has pending or active jobs
+            once this engine holds its run (a batch offered as startable, or
+            a run handed over, may have been run to its end elsewhere since).
     """
 
     def __init__(
@@ -126,8 +150,10 @@ class BatchRunner:
         gate: PauseGate,
         clock: Callable[[], float],
         retry: StoreRetry,
+        only_with_work: bool = False,
     ) -> None:
         self.batch_id = batch_id
+        self._only_with_work = only_with_work
         self._store = store
         self._supervisor = supervisor
         self._limits = limits
@@ -141,6 +167,7 @@ class BatchRunner:
         self._wake = trio.Event()
         self._dispatch_scope = trio.CancelScope()
         self._retry = retry
+        self._owned_at = 0.0  # trio time this engine last made sure it holds the run
         self._patience = Patience()
         self._recorder = Recorder(
             batch_id=batch_id,
@@ -184,6 +211,8 @@ class BatchRunner:
         Raises:
             BatchRunning: another engine holds the batch's run (before
                 ``started``).
+            NothingToRun: ``only_with_work`` and the batch has no pending or
+                active job (before ``started``; the run record is released).
             ChildCrashed: the first child could not be started (before
                 ``started``); later crashes are reported as ``error`` events.
         """
@@ -192,6 +221,12 @@ class BatchRunner:
         runner = await self._store.acquire_run(self.batch_id, self._owner, lease)
         if runner != self._owner:
             raise BatchRunning(f"batch {self.batch_id!r} runs on engine {runner!r}")
+        self._owned_at = trio.current_time()
+        if self._only_with_work:
+            counts = await self._store.counts(self.batch_id)
+            if counts.pending == counts.active == 0:
+                await self._store.release_run(self.batch_id, self._owner, finished=True)
+                raise NothingToRun(f"batch {self.batch_id!r} has no pending or active job")
         retries_left = self._limits.batch_retries
         while True:
             try:
@@ -308,6 +343,10 @@ class BatchRunner:
             while True:
                 await self._gate.wait_open()
                 credits = await _take_credits(held.credits, self._limits.batch_size)
+                if not await self._still_runs_here():
+                    for credit in credits:
+                        held.credits.release_on_behalf_of(credit)
+                    return
                 jobs = await self._claim(held, credits)
                 if jobs:
                     await self._send(child, jobs, held)
@@ -316,6 +355,23 @@ class BatchRunner:
                     await child.channel.send(ipc.Shutdown())
                     return
                 await self._wait_for_work()
+
+    async def _still_runs_here(self) -> bool:
+        """Whether this engine still holds the run, asking the store (and
+        renewing the run) when it last did a renewal period ago or more;
+        when another engine holds it, the run is stopped."""
+        now = trio.current_time()
+        lease = self._limits.lease_seconds
+        if now - self._owned_at < lease / 3:
+            return True
+        acquire = partial(self._store.acquire_run, self.batch_id, self._owner, lease)
+        runner = await self._store_step(acquire)
+        if runner == self._owner:
+            self._owned_at = now
+            return True
+        log.warning("[batch %s] engine %s took the run over: it stops here", self.batch_id, runner)
+        self.stop(StopReason.TAKEN_OVER, trio.current_time() + lease / 3)
+        return False
 
     async def _store_step(self, step: Callable[[], Awaitable[_T]]) -> _T:
         """``step()`` retried while the store is away; once the run is

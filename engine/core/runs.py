@@ -34,7 +34,7 @@ from engine.core.limits import PauseSwitch
 from engine.core.policy import EnginePolicy
 from engine.core.recorder import CLEANUP_SECONDS
 from engine.core.retry import StoreRetry
-from engine.core.runner import BatchRunner, StopReason
+from engine.core.runner import BatchRunner, NothingToRun, StopReason
 from engine.core.values import EngineStatus, StartResult
 from engine.errors import BatchRunning, StoreError
 from engine.store import Store
@@ -118,9 +118,12 @@ class Runs:
             paused=not self._gate.is_open,
         )
 
-    async def start(self, batch_id: str) -> StartResult:
+    async def start(self, batch_id: str, *, only_with_work: bool = False) -> StartResult:
         """Start the batch's run unless it runs already (here, or on another
-        engine of the cluster) or capacity is reached.
+        engine of the cluster) or capacity is reached; with ``only_with_work``,
+        also unless it has no pending or active job once this engine holds
+        its run (it ran to its end elsewhere: ``ALREADY_RUNNING``, as if it
+        still ran).
 
         Cancellation: may have partially happened (the run may have started).
 
@@ -147,13 +150,14 @@ class Runs:
             gate=self._gate,
             clock=self._clock,
             retry=self._retry,
+            only_with_work=only_with_work,
         )
         self._runners[batch_id] = runner
         if self._all_stopped.is_set():
             self._all_stopped = trio.Event()
         try:
             await self._nursery.start(self._run, runner)
-        except BatchRunning:  # another engine holds the run
+        except (BatchRunning, NothingToRun):  # another engine holds (or held) the run
             self._forget(runner)
             return StartResult.ALREADY_RUNNING
         except BaseException:

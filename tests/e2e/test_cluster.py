@@ -5,11 +5,6 @@ lease expires, and a restart on the same host takes it back at once."""
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,75 +17,11 @@ from engine.store import NewJob, Store
 from engine.store.sqlite import open_sqlite_store
 from protocols.lifecycle import JobState
 from tests.e2e.helpers import create_batch
-
-_READY = re.compile(r"listening on (http://\S+?);|worker (engine-\S+) on ")
-
-
-class EngineProcess:
-    """A ``python -m engine serve|worker`` process and what it wrote to stderr."""
-
-    def __init__(self, process: trio.Process) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self.url = ""
-        self.ready = trio.Event()
-
-    async def read_stderr(self) -> None:
-        assert self.process.stderr is not None
-        buffer = b""
-        async for chunk in self.process.stderr:
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                self.lines.append(line.decode(errors="replace"))
-                match = _READY.search(self.lines[-1])
-                if match:
-                    self.url = match.group(1) or ""
-                    self.ready.set()
-
-    async def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return await self.process.wait()
+from tests.e2e.processes import run_engine, run_engines
 
 
-def _environment(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHYARD_", "EMBEDDING_"))}
-    env.pop("LEASE_SECONDS", None)
-    env.pop("AUTO_START", None)
-    return env | {
-        "BATCHYARD_STORE": f"sqlite:///{tmp_path / 'batchyard.db'}",
-        "SHUTDOWN_GRACE_SECONDS": "5",
-        "EMBEDDING_RATE_LIMIT": "0",
-        "EMBEDDING_CONCURRENCY": "2",
-        **extra,
-    }
-
-
-@asynccontextmanager
-async def run_engine(tmp_path: Path, command: str, **env: str) -> AsyncIterator[EngineProcess]:
-    """``batchyard serve --port 0`` or ``batchyard worker`` until the block
-    ends (killed if still running)."""
-    argv = [sys.executable, "-m", "engine", command, "--jobs", "engine.testing"]
-    if command == "serve":
-        argv += ["--port", "0"]
-    process = await trio.lowlevel.open_process(
-        argv,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        env=_environment(tmp_path, **env),
-    )
-    engine = EngineProcess(process)
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(engine.read_stderr)
-            with trio.fail_after(30):
-                await engine.ready.wait()
-            yield engine
-    finally:
-        if process.returncode is None:
-            process.kill()
-        with trio.move_on_after(5, shield=True):
-            await process.wait()
+def _sqlite(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'batchyard.db'}"
 
 
 @asynccontextmanager
@@ -118,12 +49,7 @@ async def test_workers_share_the_batches_and_run_each_once(tmp_path: Path) -> No
     batch_ids = [f"b{i}" for i in range(9)]
     with trio.fail_after(120):
         async with _store(tmp_path) as store:
-            async with (
-                run_engine(tmp_path, "worker") as one,
-                run_engine(tmp_path, "worker") as two,
-                run_engine(tmp_path, "worker") as three,
-            ):
-                workers = (one, two, three)
+            async with run_engines(3, "worker", _sqlite(tmp_path)) as workers:
                 for batch_id in batch_ids:
                     await store.create_batch(batch_id, "sleep")
                     await store.add_jobs(
@@ -155,8 +81,8 @@ async def _status(client: httpx.AsyncClient) -> dict[str, Any]:
 async def test_a_batch_runs_on_one_engine_and_every_engine_says_so(tmp_path: Path) -> None:
     with trio.fail_after(90):
         async with (
-            run_engine(tmp_path, "serve") as a,
-            run_engine(tmp_path, "serve") as b,
+            run_engine("serve", _sqlite(tmp_path)) as a,
+            run_engine("serve", _sqlite(tmp_path)) as b,
             httpx.AsyncClient(base_url=a.url) as on_a,
             httpx.AsyncClient(base_url=b.url) as on_b,
         ):
@@ -200,17 +126,16 @@ async def test_a_sigkilled_engines_run_goes_on_elsewhere_within_the_lease(
     with trio.fail_after(120):
         async with (
             _store(tmp_path) as store,
-            run_engine(tmp_path, "serve", LEASE_SECONDS=str(lease)) as survivor,
+            run_engine("serve", _sqlite(tmp_path), LEASE_SECONDS=str(lease)) as survivor,
             httpx.AsyncClient(base_url=survivor.url) as on_survivor,
         ):
             survivor_id = (await _status(on_survivor))["engineId"]
             async with (
-                run_engine(tmp_path, "serve", LEASE_SECONDS=str(lease)) as doomed,
+                run_engine("serve", _sqlite(tmp_path), LEASE_SECONDS=str(lease)) as doomed,
                 httpx.AsyncClient(base_url=doomed.url) as on_doomed,
             ):
                 batch_id = await _start_on(on_doomed)
-                doomed.process.send_signal(signal.SIGKILL)
-                await doomed.process.wait()
+                await doomed.kill()
                 killed = trio.current_time()
             went_on = await _wait_runner(on_survivor, batch_id, survivor_id)
             print(f"SIGKILL -> run going on elsewhere: {went_on - killed:.2f}s (lease {lease}s)")
@@ -226,15 +151,14 @@ async def test_a_restart_on_the_same_host_takes_the_run_back_at_once(tmp_path: P
     with trio.fail_after(120):
         async with _store(tmp_path) as store:
             async with (
-                run_engine(tmp_path, "serve") as doomed,
+                run_engine("serve", _sqlite(tmp_path)) as doomed,
                 httpx.AsyncClient(base_url=doomed.url) as on_doomed,
             ):
                 batch_id = await _start_on(on_doomed)
-                doomed.process.send_signal(signal.SIGKILL)
-                await doomed.process.wait()
+                await doomed.kill()
             restarted = trio.current_time()
             async with (
-                run_engine(tmp_path, "serve") as successor,
+                run_engine("serve", _sqlite(tmp_path)) as successor,
                 httpx.AsyncClient(base_url=successor.url) as on_successor,
             ):
                 listening = trio.current_time()
