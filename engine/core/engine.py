@@ -215,7 +215,8 @@ class Engine:
         return await self._store.queue_length()
 
     async def delete_batch(self, batch_id: str) -> None:
-        """Delete an idle batch with its jobs.
+        """Delete an idle batch with its jobs. The store refuses in the same
+        step as the delete if an engine took the run after this one looked.
 
         Cancellation: atomic.
 

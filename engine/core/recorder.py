@@ -27,10 +27,14 @@ While the store is away, the outcomes a child reported stay with their
 ``HeldJob`` (``outcome``) and the store write is retried (``StoreRetry``)
 until the store takes them; once the run is stopped, only until its
 deadline, and then ``release`` writes those kept outcomes instead of
-putting the jobs back. A write retried after a failure may have been done
-by the failed attempt (a Redis reply lost): the store then skips those
-outcomes, since their jobs are no longer active, and the recorder takes the
-state the outcome leads to as the state the store took.
+putting the jobs back. The burst's other events (``processing:started``, a
+job's ``active`` updates) are published all the same; the kept outcomes
+are announced by ``release`` once written. Either way a job's terminal
+event is published when it leaves ``HeldJobs``, so exactly once. A write
+retried after a failure may have been done by the failed attempt (a Redis
+reply lost): the store then skips those outcomes, since their jobs are no
+longer active, and the recorder takes the state the outcome leads to as
+the state the store took.
 """
 
 from __future__ import annotations
@@ -73,13 +77,15 @@ class Tally:
 @attrs.define
 class HeldJob:
     """A claimed job: its record, its credit, when the child started it, and
-    the outcome the child reported while the store has not taken it yet."""
+    the outcome the child reported (and when) while the store has not taken
+    it yet."""
 
     record: JobRecord
     credit: object
     active_since: float | None = None
     type_gate: TypeGate | None = None
     outcome: Outcome | None = None
+    finished_at: float | None = None
 
 
 class HeldJobs:
@@ -189,8 +195,8 @@ class Recorder:
         """Record one burst of child messages in one store write, then
         publish their events in the order the child sent them. While the
         store is away the write is retried; once the run's patience ran
-        out, the burst's outcomes stay held (``release`` writes them) and
-        nothing of it is published.
+        out, the burst's outcomes stay held (``release`` writes and
+        announces them) and the rest of its events are published.
 
         Cancellation: each store write is shielded (bounded), so what the
         child reported is never half recorded; cancelled between attempts,
@@ -211,12 +217,15 @@ class Recorder:
                     job.active_since = trio.current_time()
             elif not isinstance(message, ipc.JobProgress):
                 outcomes[message.job_id] = job.outcome = self._outcome(message, job.record)
+                job.finished_at = trio.current_time()
         states: dict[str, JobState] = {}
         if outcomes:
             try:
                 states = await self._apply(list(outcomes.values()), held)
             except StoreUnavailable:
-                return
+                # Held for ``release``, which announces them once written;
+                # the rest of the burst is news now.
+                outcomes = {}
         for message in messages:
             self._publish_message(message, outcomes, states, held)
         await held.free_type_slots()
@@ -225,7 +234,10 @@ class Recorder:
         """Write the outcomes the child reported and the store did not take
         yet, and put every other held job back: refunded, unless the child
         crashed while it had started the job (then the attempt counts, and a
-        job out of attempts fails). While the store is away the write is
+        job out of attempts fails). Each job written is announced like a
+        recorded one (its terminal ``job:progress`` or ``job:retrying``,
+        counted in the tally); none was announced before, since a job
+        leaves ``held`` when it is. While the store is away the write is
         retried until the run's patience runs out; then the jobs are left
         to come back through their lease (logged).
 
@@ -244,8 +256,10 @@ class Recorder:
             )
             for job in held
         ]
+        # A kept outcome met a failed write already, which may have taken it.
+        kept = {job.record.job_id for job in held if job.outcome is not None}
         try:
-            states = await self._apply(outcomes, held) if outcomes else {}
+            states = await self._apply(outcomes, held, tried=kept) if outcomes else {}
         except StoreUnavailable as exc:
             log.error(
                 "[batch %s] cannot release %d jobs (%s); they come back to pending"
@@ -262,39 +276,39 @@ class Recorder:
             await held.free_type_slots(of_every_job=True)
             raise
         for outcome in outcomes:
-            job = held.pop(outcome.job_id)
-            if states.get(outcome.job_id) is JobState.FAILED:
-                self._announce(outcome, JobState.FAILED, job)
+            self._announce(outcome, states.get(outcome.job_id), held.pop(outcome.job_id))
         await held.free_type_slots()
 
     def publish(self, data: events.EventData) -> None:
         """Publish one of this batch's events."""
         self._bus.publish(data)
 
-    async def _apply(self, outcomes: list[Outcome], held: HeldJobs) -> dict[str, JobState]:
-        """``store.apply``, retried while the store is away; after a failed
-        attempt, a skipped outcome is taken as applied by that attempt."""
-        failed_before = False
+    async def _apply(
+        self, outcomes: list[Outcome], held: HeldJobs, *, tried: set[str] | None = None
+    ) -> dict[str, JobState]:
+        """``store.apply``, retried while the store is away; a skipped
+        outcome that a failed attempt (of this call, or for the jobs of
+        ``tried``, of an earlier one) may have written is taken as applied."""
+        maybe_written = set(tried or ())
 
         async def attempt() -> dict[str, JobState]:
-            nonlocal failed_before
             # Shielded: the write either happened or not, never abandoned
             # half-way; the bound only matters for a store that hangs.
             with trio.move_on_after(CLEANUP_SECONDS, shield=True):
                 try:
                     return await self._store.apply(outcomes)
                 except StoreUnavailable:
-                    failed_before = True
+                    maybe_written.update(outcome.job_id for outcome in outcomes)
                     raise
-            failed_before = True
+            maybe_written.update(outcome.job_id for outcome in outcomes)
             raise StoreUnavailable("the store did not record results in time")
 
         states = await self._retry.call(attempt, patience=self._patience)
-        if failed_before:
-            for outcome in outcomes:
-                job = held.get(outcome.job_id)
-                if outcome.job_id not in states and job is not None:
-                    states[outcome.job_id] = _state_after(outcome, job.record)
+        unanswered = maybe_written - states.keys()
+        for outcome in outcomes:
+            job = held.get(outcome.job_id)
+            if job is not None and outcome.job_id in unanswered:
+                states[outcome.job_id] = _state_after(outcome, job.record)
         return states
 
     def _publish_message(
@@ -332,7 +346,7 @@ class Recorder:
                     started_at=started_at,
                 )
             )
-        else:
+        elif message.job_id in outcomes:  # else held for ``release``
             job = held.pop(message.job_id)
             self._announce(outcomes[message.job_id], states.get(message.job_id), job)
 
@@ -376,7 +390,8 @@ class Recorder:
         error = outcome.error if isinstance(outcome, Fail | Release) else None
         duration_ms = None
         if held.active_since is not None:
-            duration_ms = round((trio.current_time() - held.active_since) * 1000, 3)
+            ended = trio.current_time() if held.finished_at is None else held.finished_at
+            duration_ms = round((ended - held.active_since) * 1000, 3)
         self.publish(
             events.JobUpdate(
                 batch_id=self.batch_id,

@@ -56,7 +56,8 @@ the engine's ``StoreRetry``, so the dispatcher claims nothing meanwhile, the
 child keeps what it holds, and what it reported waits in ``HeldJobs`` until
 the store takes it. A stop gives the run's ``Patience`` its deadline: store
 steps give up there, and held jobs that cannot be released come back
-through their lease.
+through their lease. Releasing them waits for the store a lease at most
+in any case (a run cancelled without a stop has no deadline).
 """
 
 from __future__ import annotations
@@ -325,14 +326,25 @@ class BatchRunner:
         return crash
 
     async def _release(self, held: HeldJobs, *, crashed: bool) -> None:
-        # Shielded with no bound of its own: it waits for the store only as
-        # long as the run's patience lasts, and every stop (the engine's
-        # shutdown included) gives that a deadline.
-        with trio.CancelScope(shield=True):
+        # Shielded, so a cancelled run still gives its jobs back. A stop
+        # gives the run's patience a deadline, but a run cancelled without
+        # one (its nursery torn down without a drain) would wait for the
+        # store without end: at most a lease, then, since by then the jobs
+        # come back through their lease anyway.
+        lease = self._limits.lease_seconds
+        with trio.move_on_after(lease, shield=True) as bounded:
             try:
                 await self._recorder.release(held, crashed=crashed)
             except StoreError as exc:
                 log.error("[batch %s] cannot release jobs: %s", self.batch_id, exc)
+        if bounded.cancelled_caught:
+            log.error(
+                "[batch %s] cannot release %d jobs within a lease (%s s); they come back"
+                " to pending when their lease runs out, and their type slots with it",
+                self.batch_id,
+                len(held),
+                lease,
+            )
 
     # --- dispatching --------------------------------------------------------
 

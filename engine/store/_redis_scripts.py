@@ -41,10 +41,13 @@ end
 return out
 """
 
-# ARGV: batch id → 1, or 0 for no such batch.
+# ARGV: batch id, now → 1, 0 for no such batch, or the owner of the
+# batch's live run record (then nothing is deleted).
 _DELETE_BATCH = """
 local n = batch_num(ARGV[1])
 if not n then return 0 end
+local running = live_owner(ARGV[1], ARGV[2])
+if running then return running end
 for _, jid in ipairs(redis.call('ZRANGE', bk(n, 's:' .. ACTIVE), 0, -1)) do
   drop_lease(load(jid))
 end

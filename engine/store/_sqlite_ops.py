@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from engine.errors import BatchExists, BatchNotFound, StoreUnavailable
+from engine.errors import BatchExists, BatchNotFound, BatchRunning, StoreUnavailable
 from engine.store import _json, _sqlite_limits
 from engine.store._sqlite_schema import create_schema
 from engine.store.records import (
@@ -253,8 +253,12 @@ def list_batches(conn: sqlite3.Connection, now: float) -> list[BatchRecord]:
 
 
 def delete_batch(conn: sqlite3.Connection, now: float, batch_id: str) -> None:
-    if conn.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,)).rowcount == 0:
-        raise BatchNotFound(f"no batch {batch_id!r}")
+    require_batch(conn, batch_id)
+    sql = "SELECT owner FROM runs WHERE batch_id = ? AND owner IS NOT NULL AND expires_at > ?"
+    live = conn.execute(sql, (batch_id, now)).fetchone()
+    if live is not None:
+        raise BatchRunning(f"batch {batch_id!r} is running on engine {live[0]!r}")
+    conn.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
     conn.execute("DELETE FROM jobs WHERE batch_id = ?", (batch_id,))
     conn.execute("DELETE FROM runs WHERE batch_id = ?", (batch_id,))
 

@@ -98,10 +98,14 @@ class Store(Protocol):
         ...
 
     async def delete_batch(self, batch_id: str) -> None:
-        """Delete the batch, all its jobs and its run record.
+        """Delete the batch, all its jobs and its run record, unless the run
+        record has a live owner (an owner whose lease has not expired): the
+        check and the delete are one atomic step, so a run acquired at the
+        same moment is never deleted from under its engine.
 
         Raises:
             BatchNotFound: no such batch.
+            BatchRunning: the batch runs on an engine; nothing was deleted.
         """
         ...
 

@@ -44,7 +44,7 @@ import coredis
 import trio
 from coredis.retry import NoRetryPolicy
 
-from engine.errors import BatchExists, BatchNotFound
+from engine.errors import BatchExists, BatchNotFound, BatchRunning
 from engine.store import _json
 from engine.store._redis_cluster import CLUSTER_SCRIPTS, RedisClusterMethods
 from engine.store._redis_errors import checked_location, sole_exception, translate_redis_errors
@@ -173,15 +173,20 @@ class RedisStore(RedisClusterMethods, RedisLimits, RedisEventMethods):
         return [batch_record(*row) for row in rows]
 
     async def delete_batch(self, batch_id: str) -> None:
-        """Delete the batch, all its jobs and its run record.
+        """Delete the batch, all its jobs and its run record, unless an
+        engine's lease on the run record is live.
 
         Cancellation: shielded: it returns or raises, never half-done.
 
         Raises:
             BatchNotFound: no such batch.
+            BatchRunning: it runs on an engine (nothing deleted).
         """
-        if not await self._run("delete_batch", batch_id):
+        deleted = await self._run("delete_batch", batch_id, number(self._clock()))
+        if deleted == 0:
             raise BatchNotFound(f"no batch {batch_id!r}")
+        if deleted != 1:  # the owner's name
+            raise BatchRunning(f"batch {batch_id!r} is running on engine {deleted!r}")
 
     async def add_jobs(self, batch_id: str, jobs: Sequence[NewJob]) -> AddResult:
         """Add jobs, refusing (and counting) those whose key the batch holds.

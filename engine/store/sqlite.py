@@ -177,12 +177,14 @@ class SqliteStore(SqliteClusterMethods, SqliteLimits):
         return await self._run(ops.list_batches, write=False)
 
     async def delete_batch(self, batch_id: str) -> None:
-        """Delete the batch, all its jobs and its run record.
+        """Delete the batch, all its jobs and its run record, unless an
+        engine's lease on the run record is live.
 
         Cancellation: atomic: if it raises ``Cancelled``, nothing happened.
 
         Raises:
             BatchNotFound: no such batch.
+            BatchRunning: it runs on an engine (nothing deleted).
         """
         await self._run(lambda conn, now: ops.delete_batch(conn, now, batch_id), write=True)
 

@@ -9,8 +9,9 @@ import trio
 from trio.testing import MockClock
 
 from engine.core.engine import StartResult
-from engine.errors import BatchNotRunning, ShuttingDown
-from engine.testing import collect_until, jobs_of
+from engine.errors import BatchNotRunning, BatchRunning, ShuttingDown
+from engine.store import BatchRecord
+from engine.testing import FailingStore, collect_until, jobs_of, open_fake_store
 from tests.conftest import FakeEngineOpener
 
 
@@ -130,3 +131,25 @@ async def test_pause_holds_dispatch_until_resume(
             assert not engine.status().paused
             seen = await collect_until(sub)
     assert seen[-1].data.completed == 3
+
+
+class _StartedElsewhereMeanwhile(FailingStore):
+    """A store on which another engine starts the batch right after each
+    ``get_batch`` read it: between a check and what follows it."""
+
+    async def get_batch(self, batch_id: str) -> BatchRecord:
+        record: BatchRecord = await self._store.get_batch(batch_id)
+        await self._store.acquire_run(batch_id, "other-engine", 60.0)
+        return record
+
+
+async def test_delete_refuses_a_batch_started_elsewhere_after_the_check(
+    fake_engine: FakeEngineOpener, autojump_clock: MockClock
+) -> None:
+    async with open_fake_store() as real:
+        async with fake_engine(store=_StartedElsewhereMeanwhile(real)) as engine:
+            batch_id, _ = await engine.create_batch(None, "noop", jobs_of("noop", [None]))
+            with pytest.raises(BatchRunning, match="other-engine"):
+                await engine.delete_batch(batch_id)
+        assert (await real.counts(batch_id)).total == 1
+        assert [run.owner for run in await real.runs()] == ["other-engine"]

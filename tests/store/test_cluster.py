@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import trio
 
+from engine.errors import BatchNotFound, BatchRunning
 from engine.store import Complete, EngineRecord, Fail, JobRecord, Release, RunRecord, Store
 from protocols.lifecycle import JobState
 from tests.store.conftest import Opener
@@ -92,6 +93,35 @@ async def test_only_the_owner_releases(store: Store, clock: FakeClock) -> None:
         assert [(run.owner, run.expires_at) for run in await store.runs()] == [
             ("e2", clock.now + LEASE)
         ]
+
+
+async def test_a_batch_with_a_live_run_is_not_deleted(store: Store, clock: FakeClock) -> None:
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("b", "echo")
+        await store.add_jobs("b", jobs_of(2))
+        await store.claim_jobs("b", 1, owner="e1", lease_seconds=LEASE)
+        await store.acquire_run("b", "e1", LEASE)
+        with pytest.raises(BatchRunning, match="e1"):
+            await store.delete_batch("b")
+        assert (await store.counts("b")).total == 2
+        assert [run.owner for run in await store.runs()] == ["e1"]
+        # Handed over, the run is nobody's: the batch goes, run record and all.
+        await store.release_run("b", "e1", finished=False)
+        await store.delete_batch("b")
+        assert await store.runs() == []
+        with pytest.raises(BatchNotFound):
+            await store.get_batch("b")
+
+
+async def test_a_batch_whose_run_lease_expired_is_deleted(store: Store, clock: FakeClock) -> None:
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("b", "echo")
+        await store.acquire_run("b", "e1", LEASE)
+        clock.advance(LEASE)
+        await store.delete_batch("b")
+        assert await store.runs() == []
+        with pytest.raises(BatchNotFound):
+            await store.delete_batch("b")
 
 
 async def test_two_connections_race_for_a_run(open_backend: Opener, clock: FakeClock) -> None:

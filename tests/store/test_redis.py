@@ -112,7 +112,7 @@ async def test_deleting_every_batch_leaves_no_index_behind(
                         Release(job_id=ids[3], refund_attempt=True),
                     ]
                 )
-                await store.acquire_run(batch_id, "e", LEASE)
+                await store.acquire_run(batch_id, "e", 1)  # expired when deleted
             clock.advance(2)
             assert await store.recover_expired_leases() == 2
             await store.claim_jobs("b", 2, owner="e2", lease_seconds=LEASE)

@@ -58,6 +58,7 @@ async def test_create_get_list_delete_batch(store: Store, clock: FakeClock) -> N
         assert (await store.get_batch("b0")).options == {}
 
         await store.acquire_run("b1", "engine-1", LEASE)
+        await store.release_run("b1", "engine-1", finished=False)  # a run record remains
         await store.delete_batch("b1")
         with pytest.raises(BatchNotFound):
             await store.get_batch("b1")
