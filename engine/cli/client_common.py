@@ -108,6 +108,12 @@ def run_client(main: Callable[..., Awaitable[int]], *args: Any) -> None:
         raise Failed(_with_hint(exc)) from None
     except KeyboardInterrupt:
         raise _Interrupted("interrupted") from None
+    except BaseExceptionGroup as group:
+        # Ctrl-C that lands in a task of a nursery (the watch's reader)
+        # comes out wrapped; it is the same interruption.
+        if group.split(KeyboardInterrupt)[1] is not None:
+            raise
+        raise _Interrupted("interrupted") from None
     if code:
         raise SystemExit(code)
 
