@@ -12,7 +12,7 @@ import coredis
 
 from engine.errors import ConfigError, StoreUnavailable
 from engine.store import open_store
-from engine.store._redis_scripts import PREFIX
+from engine.store._redis_layout import PREFIX
 
 __all__ = ["REDIS_STORE", "clear_batchyard_keys", "is_redis", "why_unreachable"]
 

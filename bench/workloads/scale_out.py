@@ -45,7 +45,8 @@ from bench.model import Result, skipped
 from bench.redis_keys import clear_batchyard_keys, is_redis, why_unreachable
 from engine.config.parsers import redact_url
 from engine.config.settings import Settings
-from engine.core.engine import JobRequest, open_engine
+from engine.core.engine import JobRequest
+from engine.core.startup import open_engine
 from engine.store.redis import RedisStore, open_redis_store
 
 __all__ = ["w8_scale_out"]
