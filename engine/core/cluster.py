@@ -6,8 +6,9 @@ Design notes
 ------------
 Every engine on one store is one cluster (SQLite and Redis alike). An
 engine is known by its id (``Engine.owner``), host, pid and boot id
-(``EngineIdentity``, ``engine.core.identity``); its record lives in the store for ``LEASE_SECONDS``
-past each heartbeat, which ``keep_leases`` sends with every lease renewal.
+(``EngineIdentity``, ``engine.core.identity``); its record lives in the
+store for ``LEASE_SECONDS`` past each heartbeat, which ``keep_leases``
+sends with every lease renewal.
 
 *Take-back at open.* An engine restarted on the same host need not wait
 for its predecessor's leases: a record of this host and boot whose process
