@@ -6,20 +6,16 @@ Design notes
 ------------
 Every engine on one store is one cluster (SQLite and Redis alike). An
 engine is known by its id (``Engine.owner``), host, pid and boot id
-(``EngineIdentity``); its record lives in the store for ``LEASE_SECONDS``
-past each heartbeat, which ``keep_leases`` sends with every lease renewal.
+(``EngineIdentity``, ``engine.core.identity``); its record lives in the
+store for ``LEASE_SECONDS`` past each heartbeat, which ``keep_leases``
+sends with every lease renewal.
 
 *Take-back at open.* An engine restarted on the same host need not wait
 for its predecessor's leases: a record of this host and boot whose process
-no longer lives is a dead engine for sure, so its jobs go back to pending
-(no attempt used) and its runs are handed over at once
-(``recover_engine``), its record is forgotten, and the runs are resumed
-right away. A pid may have been reused: a record is only taken for dead
-when no process has its pid, or the one that has it is no batchyard
-engine (its command line says so, where ``/proc`` tells). Engines in one
-process (tests) share a pid, and each one's record is then live. The
-check needs every engine on a host to see the others' processes (one pid
-namespace) or to have a host name of its own, as containers do.
+no longer lives (``EngineIdentity.outlives``, ``engine.core.identity``) is
+a dead engine for sure, so its jobs go back to pending (no attempt used)
+and its runs are handed over at once (``recover_engine``), its record is
+forgotten, and the runs are resumed right away.
 
 *Takeover and auto-start* are one loop (``_keep_starting``): whenever this
 engine has free capacity it resumes the remembered runs no live engine
@@ -60,19 +56,13 @@ expired and holding no run record any more (its runs taken over).
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
-import socket
-import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
-from pathlib import Path
 
-import attrs
-import psutil
 import trio
 
+from engine.core.identity import EngineIdentity
 from engine.core.leases import RememberedRuns, keep_leases
 from engine.core.retry import StoreRetry
 from engine.core.runs import Runs
@@ -80,7 +70,7 @@ from engine.core.values import StartResult
 from engine.errors import BatchNotFound, EngineError, StoreError, StoreUnavailable
 from engine.store import BatchRecord, EngineRecord, Store
 
-__all__ = ["Cluster", "EngineIdentity", "engine_process_lives"]
+__all__ = ["Cluster"]
 
 log = logging.getLogger("batchyard.cluster")
 
@@ -90,67 +80,6 @@ _BUSY_PAUSE = 0.05
 #: The longest an idle engine waits before it looks again: how long a batch
 #: flagged ``autoStart`` or handed over by another engine may wait for it.
 _IDLE_PAUSE = 1.0
-
-
-@attrs.frozen(kw_only=True)
-class EngineIdentity:
-    """Who an engine is: its id, and the host, boot and process it runs in."""
-
-    engine_id: str
-    host: str
-    pid: int
-    boot_id: str
-
-    @classmethod
-    def of_this_process(cls, engine_id: str) -> EngineIdentity:
-        """The identity of an engine ``engine_id`` running in this process."""
-        host, pid = socket.gethostname(), os.getpid()
-        return cls(engine_id=engine_id, host=host, pid=pid, boot_id=_boot_id())
-
-    def outlives(self, record: EngineRecord) -> bool:
-        """Whether ``record`` is another engine of this host and boot whose
-        process is gone (so what it held can be taken back at once)."""
-        return (
-            record.engine_id != self.engine_id
-            and record.host == self.host
-            and record.boot_id == self.boot_id
-            and record.pid != self.pid
-            and not engine_process_lives(record.pid)
-        )
-
-
-def _boot_id() -> str:
-    # Linux names each boot; elsewhere the boot time tells boots apart.
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return f"boot-{psutil.boot_time():.0f}"
-
-
-def engine_process_lives(pid: int) -> bool:
-    """Whether a process with ``pid`` lives and may be a batchyard engine:
-    False when there is none, or ``/proc`` shows it runs something else."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # another user's process: it lives
-    except OverflowError:  # no pid at all
-        return False
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return sys.platform != "linux"  # cannot tell: assume it is the engine
-    return _is_engine_command(argv)
-
-
-def _is_engine_command(argv: Sequence[bytes]) -> bool:
-    # ``batchyard serve|worker`` or ``python -m engine ...``; a child is
-    # ``python -m engine.child``, which is not an engine.
-    named = any(Path(os.fsdecode(arg)).name == "batchyard" for arg in argv)
-    module = any(a == b"-m" and b == b"engine" for a, b in itertools.pairwise(argv))
-    return named or module
 
 
 class Cluster:

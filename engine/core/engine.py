@@ -1,10 +1,9 @@
-"""The Engine: one nursery that owns the store, the bus, every child and run.
+"""The Engine: the facade every server and command-line call goes through.
 
 Design notes
 ------------
-``open_engine(settings)`` (``engine.core.startup``) is the only way to get
-an engine; leaving its ``async with`` block shuts it down (gracefully,
-within the grace period).
+An engine comes from ``open_engine(settings)`` (``engine.core.startup``),
+whose nursery owns the store, the bus, every child and run.
 The facade keeps its store and bus to itself (callers read batches, jobs
 and events through its methods) and hands the work to the runs
 (``engine.core.runs``), its part in the cluster: heartbeat, leases,
@@ -19,11 +18,9 @@ Shutdown drains the runs with one deadline, ``now + grace``; a second
 request ends the wait at once. Runs stopped by shutdown are handed over,
 so another engine of the cluster resumes them at once.
 
-On a store with an event log (Redis) the bus is joined to it
-(``EventBus.serve_log``), so seqs and replay are cluster-wide; the engine's
-nursery owns the bus's publisher and follower, and shutdown waits (at most
-``EVENT_FLUSH_SECONDS``) for the runs' final events to go through the log
-before subscriptions end.
+With an event log (``engine.core.startup`` joins the bus to it), shutdown
+waits (at most ``EVENT_FLUSH_SECONDS``) for the runs' final events to go
+through the log before subscriptions end.
 """
 
 from __future__ import annotations
@@ -36,7 +33,8 @@ import trio
 
 from engine.config.settings import Settings
 from engine.core.bus import BusStatistics, EventBus, Subscription
-from engine.core.cluster import Cluster, EngineIdentity
+from engine.core.cluster import Cluster
+from engine.core.identity import EngineIdentity
 from engine.core.limits import PauseSwitch
 from engine.core.policy import EnginePolicy
 from engine.core.retry import StoreRetry
@@ -44,14 +42,7 @@ from engine.core.runs import Runs
 from engine.core.values import EngineStatus, JobRequest, StartResult
 from engine.errors import BatchNotRunning, BatchRunning, ShuttingDown
 from engine.jobs.registry import JobRegistry
-from engine.store import (
-    AddResult,
-    BatchRecord,
-    Counts,
-    EngineRecord,
-    JobPage,
-    Store,
-)
+from engine.store import AddResult, BatchRecord, Counts, EngineRecord, JobPage, Store
 from engine.store.records import starts_by_itself
 from engine.supervisor.children import ChildSupervisor
 from protocols.events import Event, EventData

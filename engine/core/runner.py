@@ -5,47 +5,23 @@ Design notes
 A run takes a child from the supervisor, binds it to the batch (``Begin``),
 and runs two loops against it until the child exits:
 
-* the **dispatcher** claims up to ``batch_size`` due jobs at a time, never
-  more than the free concurrency *credits* (a ``trio.CapacityLimiter`` of
-  the batch's concurrency), and sends them in one ``RunJobs`` once the rate
-  limiters and type gates admit them (see "Limits" below). When nothing is
-  due and nothing is held, the batch is finished: it sends ``Shutdown`` and
-  the child exits 0.
+* the **dispatcher** (``engine.core.dispatcher``) claims due jobs within
+  the batch's concurrency credits and sends them to the child once the
+  rate limiters and type gates admit them; when nothing is due and nothing
+  is held, the batch is finished: it sends ``Shutdown`` and the child exits
+  0. It also makes sure, once a renewal period, that the run is still this
+  engine's, and stops the run (``taken-over``) when it is not.
 * the **reader** hands each burst of child messages to the ``Recorder``
   (``engine.core.recorder``): one store transaction, then the events, and the
   credits go back.
 
-Every claimed job is in ``HeldJobs`` until its outcome is recorded, so when
-the child exits, whatever is left goes back to the store at once: refunded
-(not counted as an attempt) after a shutdown or cancel; after a crash,
-counted (and failed when out of attempts) for each job the child had
-reported active, since it may be what crashed it, and refunded for jobs
-still queued in the child. The child reports a job active before its
-handler runs. Claims are shielded so that a cancellation can never strand a
-claimed job outside ``HeldJobs``.
-
-Limits: each claimed job passes, on its way to the child, the batch's rate
-limiter (its ``cost``) and, for a type with limits of its own
-(``[types.NAME]``), the type's ``TypeGate``, whose slots and window every
-engine on the store shares. Jobs of types without a gate go first; the
-jobs admitted so far go out before any wait, so a job waiting at a limit
-never holds back the jobs ahead of it. It does hold back the jobs behind
-it in the same claim, and the batch's next claim (head-of-line within one
-batch; other batches' runs go on). A job's type slot is freed once its
-outcome is recorded (``HeldJobs``). A claimed job waiting at a limit is
-``active`` in the store meanwhile (its lease renewed), so nothing is
-claimed ahead of the limits beyond the batch's free credits.
-
-Ownership: the run record is this engine's while its leases are renewed,
-but an engine cut off from the store for longer than its lease has lost it
-to another engine without knowing (a renewal does not say what it could
-not renew). So before a claim the dispatcher makes sure the run is still
-its own (``acquire_run``, which also renews it) whenever it last did so a
-renewal period ago or more: one store call per run and period, off the
-hot path. When another engine holds the run, this run stops claiming and
-ends (``taken-over``); its child finishes what it holds within a renewal
-period. A claim already on its way when the link was cut may still land
-after the takeover: its jobs are this engine's and run here once.
+Every claimed job is in ``HeldJobs`` (``engine.core.held``) until its
+outcome is recorded, so when the child exits, whatever is left goes back
+to the store at once: refunded (not counted as an attempt) after a shutdown
+or cancel; after a crash, counted (and failed when out of attempts) for
+each job the child had reported active, since it may be what crashed it,
+and refunded for jobs still queued in the child. The child reports a job
+active before its handler runs.
 
 A crash (non-zero exit, broken pipe, malformed IPC) publishes ``error`` and,
 while ``batch_retries`` allow, the run starts over with a fresh child.
@@ -62,9 +38,8 @@ in any case (a run cancelled without a stop has no deadline).
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TypeVar
 
@@ -72,12 +47,13 @@ import attrs
 import trio
 
 from engine.core.bus import EventBus
+from engine.core.dispatcher import Dispatcher
+from engine.core.held import CLEANUP_SECONDS, HeldJobs
 from engine.core.limits import PauseGate, RateLimiter, TypeGate
-from engine.core.recorder import CLEANUP_SECONDS, HeldJobs, Recorder
+from engine.core.recorder import Recorder
 from engine.core.retry import Patience, StoreRetry
 from engine.errors import BatchRunning, ChildCrashed, StoreError, StoreUnavailable
 from engine.store.base import Store
-from engine.store.records import JobRecord
 from engine.supervisor.children import Child, ChildSupervisor
 from protocols import events, ipc
 
@@ -159,17 +135,23 @@ class BatchRunner:
         self._supervisor = supervisor
         self._limits = limits
         self._owner = owner
-        self._gate = gate
-        self._clock = clock
         self.stop_reason: str | None = None
         self.started = False
         self.stopped = trio.Event()
         self._child: Child | None = None
-        self._wake = trio.Event()
-        self._dispatch_scope = trio.CancelScope()
         self._retry = retry
-        self._owned_at = 0.0  # trio time this engine last made sure it holds the run
         self._patience = Patience()
+        self._dispatcher = Dispatcher(
+            batch_id=batch_id,
+            store=store,
+            limits=limits,
+            owner=owner,
+            gate=gate,
+            clock=clock,
+            retry=retry,
+            patience=self._patience,
+            taken_over=self._taken_over,
+        )
         self._recorder = Recorder(
             batch_id=batch_id,
             store=store,
@@ -185,7 +167,7 @@ class BatchRunner:
     def wake(self, added: int = 0) -> None:
         """New jobs were added (or dispatching resumed): look again."""
         self._recorder.count_added(added)
-        self._wake.set()
+        self._dispatcher.wake()
 
     def stop(self, reason: str, deadline: float) -> None:
         """Stop claiming; stop the child (``Shutdown`` or ``Cancel``) and
@@ -193,12 +175,15 @@ class BatchRunner:
         if self.stop_reason is None:
             self.stop_reason = reason
         self._patience.end_at(deadline)
-        self._dispatch_scope.cancel()
+        self._dispatcher.cancel()
         if self._child is not None:
             message: ipc.ParentMessage = (
                 ipc.Cancel() if self.stop_reason == StopReason.CANCELLED else ipc.Shutdown()
             )
             self._child.stop(message, deadline)
+
+    def _taken_over(self) -> None:
+        self.stop(StopReason.TAKEN_OVER, trio.current_time() + self._limits.lease_seconds / 3)
 
     # --- the run ------------------------------------------------------------
 
@@ -222,7 +207,7 @@ class BatchRunner:
         runner = await self._store.acquire_run(self.batch_id, self._owner, lease)
         if runner != self._owner:
             raise BatchRunning(f"batch {self.batch_id!r} runs on engine {runner!r}")
-        self._owned_at = trio.current_time()
+        self._dispatcher.owned_now()
         if self._only_with_work:
             counts = await self._store.counts(self.batch_id)
             if counts.pending == counts.active == 0:
@@ -287,7 +272,7 @@ class BatchRunner:
         """One child's life. None when it ended in order; else why it crashed."""
         self._child = child
         child.assign(self.batch_id)
-        self._dispatch_scope = trio.CancelScope()
+        self._dispatcher.rearm()
         held = HeldJobs(trio.CapacityLimiter(self._limits.concurrency + self._limits.prefetch))
         crash: str | None = None
         try:
@@ -298,7 +283,7 @@ class BatchRunner:
                     ipc.Begin(batch_id=self.batch_id, concurrency=self._limits.concurrency)
                 )
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._dispatch, child, held)
+                    nursery.start_soon(self._dispatcher.run, child, held)
                     crash = await self._read(child, held)
                     if crash is not None:
                         child.kill()
@@ -346,123 +331,10 @@ class BatchRunner:
                 lease,
             )
 
-    # --- dispatching --------------------------------------------------------
-
-    async def _dispatch(self, child: Child, held: HeldJobs) -> None:
-        # A send to a child that died is not this task's to report: the
-        # reader sees the same death as EOF or a broken pipe.
-        with self._dispatch_scope, contextlib.suppress(ChildCrashed):
-            while True:
-                await self._gate.wait_open()
-                credits = await _take_credits(held.credits, self._limits.batch_size)
-                if not await self._still_runs_here():
-                    for credit in credits:
-                        held.credits.release_on_behalf_of(credit)
-                    return
-                jobs = await self._claim(held, credits)
-                if jobs:
-                    await self._send(child, jobs, held)
-                    continue
-                if not held and await self._finished():
-                    await child.channel.send(ipc.Shutdown())
-                    return
-                await self._wait_for_work()
-
-    async def _still_runs_here(self) -> bool:
-        """Whether this engine still holds the run, asking the store (and
-        renewing the run) when it last did a renewal period ago or more;
-        when another engine holds it, the run is stopped."""
-        now = trio.current_time()
-        lease = self._limits.lease_seconds
-        if now - self._owned_at < lease / 3:
-            return True
-        acquire = partial(self._store.acquire_run, self.batch_id, self._owner, lease)
-        runner = await self._store_step(acquire)
-        if runner == self._owner:
-            self._owned_at = now
-            return True
-        log.warning("[batch %s] engine %s took the run over: it stops here", self.batch_id, runner)
-        self.stop(StopReason.TAKEN_OVER, trio.current_time() + lease / 3)
-        return False
-
     async def _store_step(self, step: Callable[[], Awaitable[_T]]) -> _T:
         """``step()`` retried while the store is away; once the run is
         stopped, only until its deadline (then ``StoreUnavailable``)."""
         return await self._retry.call(step, patience=self._patience)
-
-    async def _next_due_at(self) -> float | None:
-        return await self._store_step(partial(self._store.next_due_at, self.batch_id))
-
-    async def _take_start(
-        self, job: JobRecord, before_waiting: Callable[[], Awaitable[None]]
-    ) -> None:
-        """The job's start of the batch's rate (its cost; a whole window at
-        most, for a job stored before the limit was lowered), waiting for room."""
-        rate = self._limits.rate
-        if rate is None:
-            return
-        cost = min(job.cost, rate.count)
-        if rate.next_start_at(cost) > trio.current_time():
-            await before_waiting()
-        await rate.acquire(cost)
-
-    async def _claim(self, held: HeldJobs, credits: Sequence[object]) -> list[JobRecord]:
-        jobs = await self._store_step(partial(self._claim_once, len(credits)))
-        for job, credit in zip(jobs, credits, strict=False):
-            held.add(job, credit)
-        for credit in credits[len(jobs) :]:
-            held.credits.release_on_behalf_of(credit)
-        return jobs
-
-    async def _claim_once(self, limit: int) -> list[JobRecord]:
-        # Shielded: once the store hands jobs out they must be held, or a
-        # cancellation here would strand them as active until their lease
-        # expires.
-        with trio.move_on_after(CLEANUP_SECONDS, shield=True):
-            return await self._store.claim_jobs(
-                self.batch_id, limit, owner=self._owner, lease_seconds=self._limits.lease_seconds
-            )
-        raise StoreUnavailable("the store did not hand out jobs in time")
-
-    async def _send(self, child: Child, jobs: list[JobRecord], held: HeldJobs) -> None:
-        ready: list[JobRecord] = []
-
-        async def send_ready() -> None:
-            if ready:
-                message = ipc.RunJobs(
-                    jobs=tuple(
-                        ipc.JobToRun(
-                            job_id=j.job_id, type=j.type, payload=j.payload, attempt=j.attempts
-                        )
-                        for j in ready
-                    )
-                )
-                ready.clear()
-                await child.channel.send(message)
-
-        gate_of = self._limits.type_gate
-        for job in sorted(jobs, key=lambda j: gate_of(j.type) is not None):
-            await self._take_start(job, send_ready)
-            gate = gate_of(job.type)
-            if gate is not None:
-                if await gate.take_slot(job.job_id, send_ready):
-                    held.add_type_slot(job.job_id, gate)
-                await gate.take_rate(job.cost, send_ready)
-            ready.append(job)
-        await send_ready()
-
-    async def _finished(self) -> bool:
-        if await self._next_due_at() is not None:
-            return False
-        counts = await self._store_step(partial(self._store.counts, self.batch_id))
-        return counts.active == 0
-
-    async def _wait_for_work(self) -> None:
-        due = await self._next_due_at()
-        delay = self._limits.lease_seconds / 2 if due is None else max(0.0, due - self._clock())
-        with trio.move_on_after(delay):
-            await self._wake.wait()
-        self._wake = trio.Event()
 
     # --- reading ------------------------------------------------------------
 
@@ -477,26 +349,10 @@ class BatchRunner:
             if not messages:
                 return None
             await self._recorder.record(messages, held)
-            self._wake.set()
+            self._dispatcher.wake()
 
     def publish_failure(self, error: BaseException) -> None:
         """End the run's event sequence after it broke (not a child crash)."""
         self._recorder.publish(
             events.RunError(batch_id=self.batch_id, error=f"the run failed: {error}")
         )
-
-
-async def _take_credits(credits: trio.CapacityLimiter, most: int) -> list[object]:
-    """At least one credit (waiting for it), plus what else is free now, up
-    to ``most``; each is borrowed on behalf of a fresh token."""
-    first = object()
-    await credits.acquire_on_behalf_of(first)
-    taken = [first]
-    while len(taken) < most:
-        token = object()
-        try:
-            credits.acquire_on_behalf_of_nowait(token)
-        except trio.WouldBlock:
-            break
-        taken.append(token)
-    return taken

@@ -30,9 +30,9 @@ from collections.abc import Callable
 import trio
 
 from engine.core.bus import EventBus
+from engine.core.held import CLEANUP_SECONDS
 from engine.core.limits import PauseSwitch
 from engine.core.policy import EnginePolicy
-from engine.core.recorder import CLEANUP_SECONDS
 from engine.core.retry import StoreRetry
 from engine.core.runner import BatchRunner, NothingToRun, StopReason
 from engine.core.values import EngineStatus, StartResult

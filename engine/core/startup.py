@@ -9,6 +9,9 @@ store with an event log, and the cluster's loops. Leaving the block shuts
 the engine down (``Engine.shutdown``, bounded by the grace period plus a
 margin, shielded), unregisters it from the cluster, ends the subscriptions
 and then cancels what is left.
+
+On a store with an event log (Redis) the bus is joined to it
+(``EventBus.serve_log``), so seqs and replay are cluster-wide.
 """
 
 from __future__ import annotations

@@ -7,9 +7,10 @@ owns its connection pool's tasks, and ``open_redis_store`` holds it open for
 the life of the store. Every method is one round trip: one Lua script from
 ``engine.store._redis_scripts`` (``_redis_layout`` documents the keys), so that a claim
 of N jobs, the outcomes of a burst or an add of many jobs is one atomic step
-on the server, whatever N. The cluster's methods (engine registry, run
-ownership, startable batches) come from ``RedisClusterMethods`` in
-``engine.store._redis_cluster``, with their scripts. Arguments are
+on the server, whatever N. The reads of batches and jobs come from
+``RedisReads`` (``engine.store._redis_reads``), the cluster's methods
+(engine registry, run ownership, startable batches) with their scripts
+from ``RedisClusterMethods`` (``engine.store._redis_cluster``). Arguments are
 validated and encoded (``engine.store._redis_values``) before anything is
 sent, so a script never stops half-way on bad input.
 
@@ -50,23 +51,19 @@ from engine.store._redis_cluster import CLUSTER_SCRIPTS, RedisClusterMethods
 from engine.store._redis_errors import checked_location, sole_exception, translate_redis_errors
 from engine.store._redis_events import RedisEventLog, RedisEventMethods
 from engine.store._redis_limits import LIMIT_SCRIPTS, RedisLimits
+from engine.store._redis_reads import RedisReads
 from engine.store._redis_scripts import SCRIPTS
 from engine.store._redis_values import (
     STATES,
-    batch_record,
-    counts_of,
     job_record,
     number,
     optional,
     outcome_args,
-    parse_cursor,
     rank,
 )
 from engine.store.records import (
     AddResult,
     BatchRecord,
-    Counts,
-    JobPage,
     JobRecord,
     NewJob,
     Outcome,
@@ -90,15 +87,16 @@ CONNECT_TIMEOUT_SECONDS = 3.0
 COMMAND_TIMEOUT_SECONDS = 10.0
 
 
-class RedisStore(RedisClusterMethods, RedisLimits, RedisEventMethods):
+class RedisStore(RedisReads, RedisClusterMethods, RedisLimits, RedisEventMethods):
     """``Store`` and ``EventLog`` on one Redis database; get one from
     ``open_redis_store``.
 
     Every method is one script, atomic on the server, and (but ``ping``)
     shielded from cancellation (see the module notes). Every method raises
     ``StoreUnavailable`` when Redis cannot be reached and
-    ``trio.ClosedResourceError`` once the store is closed. The cluster
-    methods come from ``RedisClusterMethods``, the limit methods from
+    ``trio.ClosedResourceError`` once the store is closed. The reads of
+    batches and jobs come from ``RedisReads``, the cluster methods from
+    ``RedisClusterMethods``, the limit methods from
     ``RedisLimits`` (on Redis's clock unless ``limit_clock`` is given), the
     event log's from ``RedisEventMethods``.
     """
@@ -150,27 +148,6 @@ class RedisStore(RedisClusterMethods, RedisLimits, RedisEventMethods):
         if not await self._run("create_batch", *args):
             raise BatchExists(f"batch {batch_id!r} already exists")
         return BatchRecord(batch_id=batch_id, type=type, created_at=now, options=opts)
-
-    async def get_batch(self, batch_id: str) -> BatchRecord:
-        """The batch with its counts and live run owner.
-
-        Cancellation: shielded; it only reads.
-
-        Raises:
-            BatchNotFound: no such batch.
-        """
-        found = await self._run("get_batch", batch_id, number(self._clock()))
-        if found is None:
-            raise BatchNotFound(f"no batch {batch_id!r}")
-        return batch_record(batch_id, *found)
-
-    async def list_batches(self) -> list[BatchRecord]:
-        """Every batch with its counts and live run owner, oldest first.
-
-        Cancellation: shielded; it only reads.
-        """
-        rows = await self._run("list_batches", number(self._clock()))
-        return [batch_record(*row) for row in rows]
 
     async def delete_batch(self, batch_id: str) -> None:
         """Delete the batch, all its jobs and its run record, unless an
@@ -245,17 +222,6 @@ class RedisStore(RedisClusterMethods, RedisLimits, RedisEventMethods):
         rows = await self._run("claim_jobs", batch_id, limit, owner, number(now), expires)
         return [job_record(row) for row in rows]
 
-    async def next_due_at(self, batch_id: str) -> float | None:
-        """When the batch's earliest pending job is due (maybe in the past).
-
-        Cancellation: shielded; it only reads.
-
-        Returns:
-            Wall-clock seconds, or None when the batch has no pending job.
-        """
-        due = await self._run("next_due_at", batch_id)
-        return None if due is None else float(due)
-
     async def apply(self, outcomes: Sequence[Outcome]) -> dict[str, JobState]:
         """Record what became of active jobs, all in one script.
 
@@ -284,64 +250,6 @@ class RedisStore(RedisClusterMethods, RedisLimits, RedisEventMethods):
         return {
             job_id: STATES[state] for job_id, state in zip(moved[::2], moved[1::2], strict=True)
         }
-
-    async def counts(self, batch_id: str) -> Counts:
-        """Jobs of the batch per state (kept by Redis, never counted).
-
-        Cancellation: shielded; it only reads.
-
-        Raises:
-            BatchNotFound: no such batch.
-        """
-        counts = await self._run("counts", batch_id)
-        if counts is None:
-            raise BatchNotFound(f"no batch {batch_id!r}")
-        return counts_of(counts)
-
-    async def queue_length(self) -> int:
-        """Pending jobs across all batches (a counter, never a scan).
-
-        Cancellation: shielded; it only reads.
-        """
-        return int(await self._run("queue_length"))
-
-    async def list_jobs(
-        self,
-        batch_id: str,
-        *,
-        state: JobState | None = None,
-        limit: int = 100,
-        cursor: str | None = None,
-    ) -> JobPage:
-        """Jobs in insertion order, ``limit`` at a time, resuming after ``cursor``.
-
-        Cancellation: shielded; it only reads.
-
-        Args:
-            batch_id: the batch.
-            state: only jobs in this state.
-            limit: the most jobs on the page, at least 1.
-            cursor: the previous page's ``next_cursor``; None to start.
-
-        Returns:
-            The page; its ``next_cursor`` is None when no job follows it.
-
-        Raises:
-            BatchNotFound: no such batch.
-            ValueError: ``limit`` is below 1, or the cursor is not one this
-                store gave out.
-        """
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, not {limit}")
-        after = parse_cursor(cursor)
-        which = "all" if state is None else f"s:{state.value}"
-        rows = await self._run("list_jobs", batch_id, which, after, limit + 1)
-        if rows is None:
-            raise BatchNotFound(f"no batch {batch_id!r}")
-        next_cursor = str(rows[limit - 1][0]) if len(rows) > limit else None
-        return JobPage(
-            jobs=tuple(job_record(row) for row in rows[:limit]), next_cursor=next_cursor
-        )
 
     async def retry_failed(self, batch_id: str) -> int:
         """Failed jobs back to pending, due now, with attempts and error reset.

@@ -26,10 +26,11 @@ autojump would move time on (and fire deadlines) while a worker thread works.
 
 The bodies of the transactions and the SQL live in
 ``engine.store._sqlite_ops``, the schema in ``engine.store._sqlite_schema``,
-and the cluster's methods (engine registry, run ownership, startable
-batches) in ``engine.store._sqlite_cluster``, whose ``SqliteClusterMethods``
-this store inherits; this module owns the connection, the thread and the
-lock.
+the reads of batches and jobs in ``engine.store._sqlite_reads`` and the
+cluster's methods (engine registry, run ownership, startable batches) in
+``engine.store._sqlite_cluster``, whose ``SqliteReads`` and
+``SqliteClusterMethods`` this store inherits; this module owns the
+connection, the thread and the lock.
 
 Cancellation: the worker thread is never abandoned, since that would leave
 the connection in the middle of a transaction. A call cancelled while waiting
@@ -60,19 +61,12 @@ import trio
 from engine.store import _sqlite_ops as ops
 from engine.store._sqlite_cluster import SqliteClusterMethods
 from engine.store._sqlite_limits import SqliteLimits
+from engine.store._sqlite_reads import SqliteReads
 
 if TYPE_CHECKING:
     import sqlite3
 
-    from engine.store.records import (
-        AddResult,
-        BatchRecord,
-        Counts,
-        JobPage,
-        JobRecord,
-        NewJob,
-        Outcome,
-    )
+    from engine.store.records import AddResult, BatchRecord, JobRecord, NewJob, Outcome
     from protocols.lifecycle import JobState
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT_SECONDS", "SqliteStore", "open_sqlite_store"]
@@ -92,15 +86,15 @@ DEFAULT_BUSY_TIMEOUT_SECONDS = 5.0
 _CLOSE_MARGIN_SECONDS = 2.0
 
 
-class SqliteStore(SqliteClusterMethods, SqliteLimits):
+class SqliteStore(SqliteReads, SqliteClusterMethods, SqliteLimits):
     """``Store`` on one SQLite connection; get one from ``open_sqlite_store``.
 
     Every method is one transaction and atomic under cancellation (see the
     module notes). Every method raises ``StoreUnavailable`` when SQLite
     cannot do the work, having written nothing, and
-    ``trio.ClosedResourceError`` once the store is closed. The cluster
-    methods come from ``SqliteClusterMethods``, the limit methods from
-    ``SqliteLimits``.
+    ``trio.ClosedResourceError`` once the store is closed. The reads of
+    batches and jobs come from ``SqliteReads``, the cluster methods from
+    ``SqliteClusterMethods``, the limit methods from ``SqliteLimits``.
     """
 
     def __init__(
@@ -159,23 +153,6 @@ class SqliteStore(SqliteClusterMethods, SqliteLimits):
             lambda conn, now: ops.create_batch(conn, now, batch_id, type, opts), write=True
         )
 
-    async def get_batch(self, batch_id: str) -> BatchRecord:
-        """The batch with its counts and live run owner.
-
-        Cancellation: atomic: it only reads.
-
-        Raises:
-            BatchNotFound: no such batch.
-        """
-        return await self._run(lambda conn, now: ops.get_batch(conn, now, batch_id), write=False)
-
-    async def list_batches(self) -> list[BatchRecord]:
-        """Every batch with its counts and live run owner, oldest first.
-
-        Cancellation: atomic: it only reads.
-        """
-        return await self._run(ops.list_batches, write=False)
-
     async def delete_batch(self, batch_id: str) -> None:
         """Delete the batch, all its jobs and its run record, unless an
         engine's lease on the run record is live.
@@ -233,16 +210,6 @@ class SqliteStore(SqliteClusterMethods, SqliteLimits):
             write=True,
         )
 
-    async def next_due_at(self, batch_id: str) -> float | None:
-        """When the batch's earliest pending job is due (maybe in the past).
-
-        Cancellation: atomic: it only reads.
-
-        Returns:
-            Wall-clock seconds, or None when the batch has no pending job.
-        """
-        return await self._run(lambda conn, now: ops.next_due_at(conn, now, batch_id), write=False)
-
     async def apply(self, outcomes: Sequence[Outcome]) -> dict[str, JobState]:
         """Record what became of active jobs, all in one transaction.
 
@@ -259,56 +226,6 @@ class SqliteStore(SqliteClusterMethods, SqliteLimits):
         if not outcomes:
             return {}
         return await self._run(lambda conn, now: ops.apply(conn, now, outcomes), write=True)
-
-    async def counts(self, batch_id: str) -> Counts:
-        """Jobs of the batch per state.
-
-        Cancellation: atomic: it only reads.
-
-        Raises:
-            BatchNotFound: no such batch.
-        """
-        return await self._run(lambda conn, now: ops.counts(conn, now, batch_id), write=False)
-
-    async def queue_length(self) -> int:
-        """Pending jobs across all batches.
-
-        Cancellation: atomic: it only reads.
-        """
-        return await self._run(ops.queue_length, write=False)
-
-    async def list_jobs(
-        self,
-        batch_id: str,
-        *,
-        state: JobState | None = None,
-        limit: int = 100,
-        cursor: str | None = None,
-    ) -> JobPage:
-        """Jobs in insertion order, ``limit`` at a time, resuming after ``cursor``.
-
-        Cancellation: atomic: it only reads.
-
-        Args:
-            batch_id: the batch.
-            state: only jobs in this state.
-            limit: the most jobs on the page, at least 1.
-            cursor: the previous page's ``next_cursor``; None to start.
-
-        Returns:
-            The page; its ``next_cursor`` is None when no job follows it.
-
-        Raises:
-            BatchNotFound: no such batch.
-            ValueError: ``limit`` is below 1, or the cursor is not one this
-                store gave out.
-        """
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, not {limit}")
-        after = ops.parse_cursor(cursor)
-        return await self._run(
-            lambda conn, now: ops.list_jobs(conn, now, batch_id, state, limit, after), write=False
-        )
 
     async def retry_failed(self, batch_id: str) -> int:
         """Failed jobs back to pending, due now, with attempts and error reset.

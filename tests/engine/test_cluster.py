@@ -17,8 +17,8 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from engine.core.cluster import EngineIdentity, engine_process_lives
 from engine.core.engine import Engine, JobRequest, StartResult
+from engine.core.identity import EngineIdentity, engine_process_lives
 from engine.errors import BatchNotRunning, BatchRunning, StoreError
 from engine.store import EngineRecord, NewJob, Store
 from engine.testing import (

@@ -12,7 +12,8 @@ import trio
 from trio.testing import MockClock
 
 from engine.core.bus import EventBus
-from engine.core.recorder import HeldJobs, Recorder
+from engine.core.held import HeldJobs
+from engine.core.recorder import Recorder
 from engine.core.retry import Patience, StoreRetry
 from engine.errors import StoreUnavailable
 from engine.store.records import Counts, NewJob, Outcome

@@ -1,0 +1,276 @@
+"""The dispatcher of a run: claiming a batch's due jobs and sending them to
+its child, within the run's credits and limits.
+
+Design notes
+------------
+The dispatcher claims up to ``batch_size`` due jobs at a time, never more
+than the free concurrency *credits* (a ``trio.CapacityLimiter`` of the
+batch's concurrency, held in ``HeldJobs``), and sends them in one
+``RunJobs`` once the rate limiters and type gates admit them. When nothing
+is due and nothing is held, the batch is finished: it sends ``Shutdown``
+and the child exits 0. Otherwise it waits for the next due time, or until
+it is woken (jobs added, outcomes recorded, dispatching resumed). Claims
+are shielded so that a cancellation can never strand a claimed job outside
+``HeldJobs``.
+
+Limits: each claimed job passes, on its way to the child, the batch's rate
+limiter (its ``cost``) and, for a type with limits of its own
+(``[types.NAME]``), the type's ``TypeGate``, whose slots and window every
+engine on the store shares. Jobs of types without a gate go first; the
+jobs admitted so far go out before any wait, so a job waiting at a limit
+never holds back the jobs ahead of it. It does hold back the jobs behind
+it in the same claim, and the batch's next claim (head-of-line within one
+batch; other batches' runs go on). A job's type slot is freed once its
+outcome is recorded (``HeldJobs``). A claimed job waiting at a limit is
+``active`` in the store meanwhile (its lease renewed), so nothing is
+claimed ahead of the limits beyond the batch's free credits.
+
+Ownership: the run record is this engine's while its leases are renewed,
+but an engine cut off from the store for longer than its lease has lost it
+to another engine without knowing (a renewal does not say what it could
+not renew). So before a claim the dispatcher makes sure the run is still
+its own (``acquire_run``, which also renews it) whenever it last did so a
+renewal period ago or more: one store call per run and period, off the
+hot path. When another engine holds the run, this run stops claiming and
+ends (``taken-over``); its child finishes what it holds within a renewal
+period. A claim already on its way when the link was cut may still land
+after the takeover: its jobs are this engine's and run here once.
+
+Every store step here goes through the run's ``StoreRetry`` and
+``Patience``: while the store is away nothing is claimed, and once the run
+is stopped a step gives up at its deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
+
+import trio
+
+from engine.core.held import CLEANUP_SECONDS, HeldJobs
+from engine.core.limits import PauseGate
+from engine.core.retry import Patience, StoreRetry
+from engine.errors import ChildCrashed, StoreUnavailable
+from engine.store.base import Store
+from engine.store.records import JobRecord
+from engine.supervisor.children import Child
+from protocols import ipc
+
+if TYPE_CHECKING:
+    from engine.core.runner import RunLimits
+
+__all__ = ["Dispatcher"]
+
+log = logging.getLogger("batchyard.runner")
+
+_T = TypeVar("_T")
+
+
+class Dispatcher:
+    """Claims a batch's due jobs and sends them to the run's child, one
+    child at a time (``run``), until the batch is finished or it is stopped.
+
+    Args:
+        batch_id: the batch.
+        store: the shared store (not owned).
+        limits: what bounds the run.
+        owner: the lease owner name of this engine.
+        gate: dispatching waits while it is closed (the engine's pause).
+        clock: wall-clock seconds, the store's clock (due times).
+        retry: the engine's policy for store steps met by an outage.
+        patience: the run's: once it is stopped, store steps end at its
+            deadline.
+        taken_over: called (quick, never raising) when another engine
+            holds the run; it stops the run.
+    """
+
+    def __init__(
+        self,
+        *,
+        batch_id: str,
+        store: Store,
+        limits: RunLimits,
+        owner: str,
+        gate: PauseGate,
+        clock: Callable[[], float],
+        retry: StoreRetry,
+        patience: Patience,
+        taken_over: Callable[[], None],
+    ) -> None:
+        self._batch_id = batch_id
+        self._store = store
+        self._limits = limits
+        self._owner = owner
+        self._gate = gate
+        self._clock = clock
+        self._retry = retry
+        self._patience = patience
+        self._taken_over = taken_over
+        self._wake = trio.Event()
+        self._scope = trio.CancelScope()
+        self._owned_at = 0.0  # trio time this engine last made sure it holds the run
+
+    def wake(self) -> None:
+        """Look for due jobs again now (jobs added, outcomes recorded,
+        dispatching resumed)."""
+        self._wake.set()
+
+    def owned_now(self) -> None:
+        """The engine has just made sure it holds the run (it acquired it)."""
+        self._owned_at = trio.current_time()
+
+    def rearm(self) -> None:
+        """A new child: ``cancel`` from now on ends its dispatching."""
+        self._scope = trio.CancelScope()
+
+    def cancel(self) -> None:
+        """Stop claiming for the current child. Never blocks; idempotent."""
+        self._scope.cancel()
+
+    async def run(self, child: Child, held: HeldJobs) -> None:
+        """Claim and send jobs to ``child`` until the batch is finished
+        (then ``Shutdown``), the run is taken over, or ``cancel``.
+
+        Cancellation: may have partially happened; every job claimed is in
+        ``held``.
+
+        Raises:
+            StoreError: the store refused a step.
+            StoreUnavailable: the store was away past the run's deadline.
+        """
+        # A send to a child that died is not this task's to report: the
+        # reader sees the same death as EOF or a broken pipe.
+        with self._scope, contextlib.suppress(ChildCrashed):
+            while True:
+                await self._gate.wait_open()
+                credits = await _take_credits(held.credits, self._limits.batch_size)
+                if not await self._still_runs_here():
+                    for credit in credits:
+                        held.credits.release_on_behalf_of(credit)
+                    return
+                jobs = await self._claim(held, credits)
+                if jobs:
+                    await self._send(child, jobs, held)
+                    continue
+                if not held and await self._finished():
+                    await child.channel.send(ipc.Shutdown())
+                    return
+                await self._wait_for_work()
+
+    async def _still_runs_here(self) -> bool:
+        """Whether this engine still holds the run, asking the store (and
+        renewing the run) when it last did a renewal period ago or more;
+        when another engine holds it, the run is stopped."""
+        now = trio.current_time()
+        lease = self._limits.lease_seconds
+        if now - self._owned_at < lease / 3:
+            return True
+        acquire = partial(self._store.acquire_run, self._batch_id, self._owner, lease)
+        runner = await self._store_step(acquire)
+        if runner == self._owner:
+            self._owned_at = now
+            return True
+        log.warning(
+            "[batch %s] engine %s took the run over: it stops here", self._batch_id, runner
+        )
+        self._taken_over()
+        return False
+
+    async def _store_step(self, step: Callable[[], Awaitable[_T]]) -> _T:
+        """``step()`` retried while the store is away; once the run is
+        stopped, only until its deadline (then ``StoreUnavailable``)."""
+        return await self._retry.call(step, patience=self._patience)
+
+    async def _next_due_at(self) -> float | None:
+        return await self._store_step(partial(self._store.next_due_at, self._batch_id))
+
+    async def _take_start(
+        self, job: JobRecord, before_waiting: Callable[[], Awaitable[None]]
+    ) -> None:
+        """The job's start of the batch's rate (its cost; a whole window at
+        most, for a job stored before the limit was lowered), waiting for room."""
+        rate = self._limits.rate
+        if rate is None:
+            return
+        cost = min(job.cost, rate.count)
+        if rate.next_start_at(cost) > trio.current_time():
+            await before_waiting()
+        await rate.acquire(cost)
+
+    async def _claim(self, held: HeldJobs, credits: Sequence[object]) -> list[JobRecord]:
+        jobs = await self._store_step(partial(self._claim_once, len(credits)))
+        for job, credit in zip(jobs, credits, strict=False):
+            held.add(job, credit)
+        for credit in credits[len(jobs) :]:
+            held.credits.release_on_behalf_of(credit)
+        return jobs
+
+    async def _claim_once(self, limit: int) -> list[JobRecord]:
+        # Shielded: once the store hands jobs out they must be held, or a
+        # cancellation here would strand them as active until their lease
+        # expires.
+        with trio.move_on_after(CLEANUP_SECONDS, shield=True):
+            return await self._store.claim_jobs(
+                self._batch_id, limit, owner=self._owner, lease_seconds=self._limits.lease_seconds
+            )
+        raise StoreUnavailable("the store did not hand out jobs in time")
+
+    async def _send(self, child: Child, jobs: list[JobRecord], held: HeldJobs) -> None:
+        ready: list[JobRecord] = []
+
+        async def send_ready() -> None:
+            if ready:
+                message = ipc.RunJobs(
+                    jobs=tuple(
+                        ipc.JobToRun(
+                            job_id=j.job_id, type=j.type, payload=j.payload, attempt=j.attempts
+                        )
+                        for j in ready
+                    )
+                )
+                ready.clear()
+                await child.channel.send(message)
+
+        gate_of = self._limits.type_gate
+        for job in sorted(jobs, key=lambda j: gate_of(j.type) is not None):
+            await self._take_start(job, send_ready)
+            gate = gate_of(job.type)
+            if gate is not None:
+                if await gate.take_slot(job.job_id, send_ready):
+                    held.add_type_slot(job.job_id, gate)
+                await gate.take_rate(job.cost, send_ready)
+            ready.append(job)
+        await send_ready()
+
+    async def _finished(self) -> bool:
+        if await self._next_due_at() is not None:
+            return False
+        counts = await self._store_step(partial(self._store.counts, self._batch_id))
+        return counts.active == 0
+
+    async def _wait_for_work(self) -> None:
+        due = await self._next_due_at()
+        delay = self._limits.lease_seconds / 2 if due is None else max(0.0, due - self._clock())
+        with trio.move_on_after(delay):
+            await self._wake.wait()
+        self._wake = trio.Event()
+
+
+async def _take_credits(credits: trio.CapacityLimiter, most: int) -> list[object]:
+    """At least one credit (waiting for it), plus what else is free now, up
+    to ``most``; each is borrowed on behalf of a fresh token."""
+    first = object()
+    await credits.acquire_on_behalf_of(first)
+    taken = [first]
+    while len(taken) < most:
+        token = object()
+        try:
+            credits.acquire_on_behalf_of_nowait(token)
+        except trio.WouldBlock:
+            break
+        taken.append(token)
+    return taken

@@ -1,0 +1,101 @@
+"""The jobs a run holds: every job it claimed and has not finished.
+
+Design notes
+------------
+Each job in ``HeldJobs`` holds one of the run's concurrency credits (and,
+for a type with a concurrency limit of its own, a slot of its
+``TypeGate``) until ``pop`` gives them back. Nothing claimed is ever
+outside it, so whatever is left when a child exits can be released. A
+type's slots live in the store, so ``pop`` only notes them; the recorder
+frees them (``free_type_slots``) once the outcomes that ended their jobs
+are recorded and published, in one store call per type.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+import attrs
+import trio
+
+from engine.core.limits import TypeGate
+from engine.store.records import JobRecord, Outcome
+
+__all__ = ["CLEANUP_SECONDS", "HeldJob", "HeldJobs"]
+
+#: How long a store write may take once the run is being torn down by a
+#: cancellation; the store answers in milliseconds, so this only bounds a
+#: store that stopped answering.
+CLEANUP_SECONDS = 10.0
+
+
+@attrs.define
+class HeldJob:
+    """A claimed job: its record, its credit, when the child started it, and
+    the outcome the child reported (and when) while the store has not taken
+    it yet."""
+
+    record: JobRecord
+    credit: object
+    active_since: float | None = None
+    type_gate: TypeGate | None = None
+    outcome: Outcome | None = None
+    finished_at: float | None = None
+
+
+class HeldJobs:
+    """The jobs a run holds, each with a credit of ``credits`` borrowed on
+    behalf of its ``credit`` token."""
+
+    def __init__(self, credits: trio.CapacityLimiter) -> None:
+        self.credits = credits
+        self._jobs: dict[str, HeldJob] = {}
+        self._slots_to_free: dict[TypeGate, list[str]] = defaultdict(list)
+
+    def add(self, record: JobRecord, credit: object) -> HeldJob:
+        """Hold a claimed job with a credit already borrowed for it."""
+        held = self._jobs[record.job_id] = HeldJob(record=record, credit=credit)
+        return held
+
+    def add_type_slot(self, job_id: str, gate: TypeGate) -> None:
+        """The job also holds a slot of ``gate`` (its type's), in its id's name."""
+        self._jobs[job_id].type_gate = gate
+
+    def get(self, job_id: str) -> HeldJob | None:
+        return self._jobs.get(job_id)
+
+    def pop(self, job_id: str) -> HeldJob:
+        """Stop holding the job; its credit goes back, and its type slot is
+        to be freed (``free_type_slots``)."""
+        held = self._jobs.pop(job_id)
+        self.credits.release_on_behalf_of(held.credit)
+        if held.type_gate is not None:
+            self._slots_to_free[held.type_gate].append(job_id)
+        return held
+
+    async def free_type_slots(self, *, of_every_job: bool = False) -> None:
+        """Free the type slots of the jobs popped so far (and, with
+        ``of_every_job``, of those still held too), one store call per type.
+
+        Cancellation: shielded (bounded); a slot not freed comes back when
+        its lease runs out.
+        """
+        if of_every_job:
+            for job in self._jobs.values():
+                if job.type_gate is not None:
+                    self._slots_to_free[job.type_gate].append(job.record.job_id)
+                    job.type_gate = None
+        with trio.move_on_after(CLEANUP_SECONDS, shield=True):
+            while self._slots_to_free:
+                gate, holders = self._slots_to_free.popitem()
+                await gate.release(holders)
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._jobs
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __iter__(self) -> Iterator[HeldJob]:
+        return iter(list(self._jobs.values()))
