@@ -19,10 +19,10 @@ A step retried after a failure may have happened already: on Redis a
 script whose reply was lost ran entirely or not at all. Every step retried
 here is one that is safe to repeat: reads, ``release_run``, ``apply``
 (outcomes for jobs no longer active are skipped, never applied twice) and
-claims. A claim whose reply was lost leaves its jobs active under this
-engine's name, unknown to any run: they are not run twice, but they wait
-for their lease, which this engine renews while it lives, so they come
-back when it stops (a restart takes them back at once).
+claims. A claim whose reply was lost took jobs no run knows of, active
+under this engine's name, whose leases it would renew while it lives: the
+run would wait for them without end. Its retry gets them first instead
+(``Store.claim_jobs``), so they run once, here.
 
 One ``StoreRetry`` per engine is shared by every run, the lease keeper and
 the health check, so the engine logs one line when the store goes away and

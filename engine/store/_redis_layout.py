@@ -14,7 +14,9 @@ batch's *number* (from the one counter ``seq``), which cannot collide::
 
     seq                   counter: batch numbers and job seqs (insertion order)
     batches               zset: batch id by number (oldest first)
-    batch:<id>            hash: num, type, created_at, options
+    batch:<id>            hash: num, type, created_at, options, and per
+                          engine claim:<owner>: its latest claim's token
+                          and job ids (``claim_jobs``)
     pending               counter: pending jobs of every batch (queue_length)
     b<n>:all              zset: job id by seq (pages of every job)
     b<n>:s:<state>        zset: job id by seq, one per state (pages, counts)

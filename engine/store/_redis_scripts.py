@@ -96,25 +96,55 @@ end
 return added
 """
 
-# ARGV: batch id, limit, owner, now, lease expiry. The claimed jobs' fields.
+# ARGV: batch id, limit, owner, now, lease expiry, claim token. The claimed
+# jobs' fields. The batch's field claim:<owner> keeps "<token> <job id>..." of
+# the owner's latest claim: a claim under that token again (the caller never
+# had its reply) first hands out anew those of its jobs that are still the
+# owner's, lease renewed and no attempt counted; beyond the limit they go
+# back to pending, their attempt refunded. Then it claims due jobs as usual.
 _CLAIM_JOBS = """
 local n = batch_num(ARGV[1])
 if not n then return {} end
-local owner, now, expires = ARGV[3], ARGV[4], ARGV[5]
-for _, jid in ipairs(redis.call('ZRANGEBYSCORE', bk(n, 'delayed'), '-inf', now)) do
-  redis.call('ZREM', bk(n, 'delayed'), jid)
-  redis.call('ZADD', bk(n, 'ready'), 0, redis.call('HGET', jk(jid), 'ord'))
+local limit, owner, now, expires, token = tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local batch, mark = P .. 'batch:' .. ARGV[1], 'claim:' .. owner
+local out, ids = {}, {}
+local function hand_out(jid)
+  redis.call('HSET', jk(jid), 'lease_owner', owner, 'lease_expires', expires)
+  redis.call('ZADD', P .. 'leases', expires, jid)
+  redis.call('SADD', P .. 'owner:' .. owner, jid)
+  ids[#ids + 1] = jid
+  out[#out + 1] = job_fields(jid)
 end
-local out = {}
-for _, ord in ipairs(redis.call('ZRANGE', bk(n, 'ready'), 0, tonumber(ARGV[2]) - 1)) do
-  local job = load(string.sub(ord, ORD_HEAD + 1))
-  if move(job, 'claim', nil, now) then
-    redis.call('HINCRBY', jk(job.jid), 'attempts', 1)
-    redis.call('HSET', jk(job.jid), 'lease_owner', owner, 'lease_expires', expires)
-    redis.call('ZADD', P .. 'leases', expires, job.jid)
-    redis.call('SADD', P .. 'owner:' .. owner, job.jid)
-    out[#out + 1] = job_fields(job.jid)
+local seen = redis.call('HGET', batch, mark)
+if seen and string.sub(seen, 1, #token + 1) == token .. ' ' then
+  for jid in string.gmatch(string.sub(seen, #token + 2), '%S+') do
+    local job = load(jid)
+    if job and job.state == ACTIVE and job.owner == owner then
+      if #out < limit then
+        hand_out(jid)
+      elseif move(job, 'release', redis.call('HGET', jk(jid), 'available_at'), now) then
+        redis.call('HSET', jk(jid), 'attempts', math.max(job.attempts - 1, 0))
+      end
+    end
   end
+end
+if #out < limit then
+  for _, jid in ipairs(redis.call('ZRANGEBYSCORE', bk(n, 'delayed'), '-inf', now)) do
+    redis.call('ZREM', bk(n, 'delayed'), jid)
+    redis.call('ZADD', bk(n, 'ready'), 0, redis.call('HGET', jk(jid), 'ord'))
+  end
+  for _, ord in ipairs(redis.call('ZRANGE', bk(n, 'ready'), 0, limit - #out - 1)) do
+    local job = load(string.sub(ord, ORD_HEAD + 1))
+    if move(job, 'claim', nil, now) then
+      redis.call('HINCRBY', jk(job.jid), 'attempts', 1)
+      hand_out(job.jid)
+    end
+  end
+end
+if #ids > 0 then
+  redis.call('HSET', batch, mark, token .. ' ' .. table.concat(ids, ' '))
+else
+  redis.call('HDEL', batch, mark)
 end
 return out
 """

@@ -122,7 +122,13 @@ class Store(Protocol):
         self, batch_id: str, limit: int, *, owner: str, lease_seconds: float
     ) -> list[JobRecord]:
         """Up to ``limit`` due pending jobs, now active under ``owner``'s lease,
-        each with one more attempt counted. Two claimers never get the same job."""
+        each with one more attempt counted. Two claimers never get the same job.
+
+        A claim that raised may have taken jobs all the same (a Redis reply
+        lost): the next claim of the same owner for the same batch on this
+        store object hands out first those it took that the owner still
+        holds (lease renewed, no attempt counted), so none is left active
+        with no run to finish it."""
         ...
 
     async def next_due_at(self, batch_id: str) -> float | None:

@@ -16,19 +16,23 @@ sent, so a script never stops half-way on bad input.
 
 Cancellation: each call but ``ping`` (which writes nothing) is shielded from
 cancellation and bounded instead by the connection's timeouts
-(``CONNECT_TIMEOUT_SECONDS``, ``COMMAND_TIMEOUT_SECONDS``). A script that
-reached Redis runs to the end there whatever happens to the caller, so
-abandoning the reply would leave the caller not knowing what was written;
-shielded, a call either returns or raises, and a cancellation is delivered
-at the caller's next checkpoint, as with the SQLite store.
+(``CONNECT_TIMEOUT_SECONDS`` to connect and to take a connection from the
+pool, ``_redis_pool.SlotKeepingPool``; ``COMMAND_TIMEOUT_SECONDS`` for a
+reply), which coredis applies on Trio too: a server that stops answering
+without closing (a cut link) makes a call raise ``StoreUnavailable``. A
+script that reached Redis runs to the end there whatever happens to the
+caller, so abandoning the reply would leave the caller not knowing what was
+written; shielded, a call either returns or raises, and a cancellation is
+delivered at the caller's next checkpoint, as with the SQLite store.
 
 Errors: coredis's errors become ``StoreUnavailable`` (the server cannot be
 reached, is loading, is read-only or out of memory) or ``StoreError`` (it
 refused a command) in ``_redis_errors.translate_redis_errors`` and nowhere else. Unlike
 SQLite, a connection lost after a script was sent leaves it unknown whether
-the script ran (it ran entirely or not at all): a claim lost that way is
-recovered when its lease expires, and outcomes applied twice are skipped
-the second time. coredis retries nothing by itself (``NoRetryPolicy``), so
+the script ran (it ran entirely or not at all): the jobs of a claim lost
+that way are handed out by the owner's next claim of the batch (the claim
+carries a token, kept until a claim returns), and outcomes applied twice
+are skipped the second time. coredis retries nothing by itself (``NoRetryPolicy``), so
 no script ever runs twice without the caller asking. Calls after ``aclose``
 raise ``trio.ClosedResourceError``.
 """
@@ -51,6 +55,7 @@ from engine.store._redis_cluster import CLUSTER_SCRIPTS, RedisClusterMethods
 from engine.store._redis_errors import checked_location, sole_exception, translate_redis_errors
 from engine.store._redis_events import RedisEventLog, RedisEventMethods
 from engine.store._redis_limits import LIMIT_SCRIPTS, RedisLimits
+from engine.store._redis_pool import SlotKeepingPool
 from engine.store._redis_reads import RedisReads
 from engine.store._redis_scripts import SCRIPTS
 from engine.store._redis_values import (
@@ -118,6 +123,9 @@ class RedisStore(RedisReads, RedisClusterMethods, RedisLimits, RedisEventMethods
             for name, source in {**SCRIPTS, **CLUSTER_SCRIPTS, **LIMIT_SCRIPTS}.items()
         }
         self._events = RedisEventLog(client, where=where)
+        # (batch id, owner) -> the token of a claim that raised instead of
+        # returning: it may have claimed jobs whose ids were lost with its reply.
+        self._unanswered_claims: dict[tuple[str, str], str] = {}
 
     async def _run(self, script: str, *args: str | int) -> Any:
         if self._client is None:
@@ -213,13 +221,23 @@ class RedisStore(RedisReads, RedisClusterMethods, RedisLimits, RedisEventMethods
 
         Returns:
             The jobs, highest priority first and then oldest first, each with
-            its new attempt counted.
+            its new attempt counted. After a claim for the same batch and
+            owner that raised (its reply lost, the script maybe run), first
+            the jobs that claim took and the owner still holds, renewed.
         """
         if limit <= 0:
             return []
         now = self._clock()
         expires = number(now + lease_seconds)
-        rows = await self._run("claim_jobs", batch_id, limit, owner, number(now), expires)
+        asked = (batch_id, owner)
+        token = self._unanswered_claims.pop(asked, None) or uuid.uuid4().hex
+        try:
+            rows = await self._run(
+                "claim_jobs", batch_id, limit, owner, number(now), expires, token
+            )
+        except BaseException:
+            self._unanswered_claims[asked] = token
+            raise
         return [job_record(row) for row in rows]
 
     async def apply(self, outcomes: Sequence[Outcome]) -> dict[str, JobState]:
@@ -318,13 +336,15 @@ async def open_redis_store(
         StoreUnavailable: Redis cannot be reached.
     """
     where = checked_location(url)
-    client: coredis.Redis[str] = coredis.Redis.from_url(
+    pool = SlotKeepingPool.from_url(
         url,
         decode_responses=True,
-        retry_policy=NoRetryPolicy(),
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         stream_timeout=COMMAND_TIMEOUT_SECONDS,
-        pool_timeout=CONNECT_TIMEOUT_SECONDS,
+        timeout=CONNECT_TIMEOUT_SECONDS,
+    )
+    client: coredis.Redis[str] = coredis.Redis(
+        decode_responses=True, retry_policy=NoRetryPolicy(), connection_pool=pool
     )
     try:
         async with client:

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from typing import Any
 
+import coredis
+import coredis.exceptions
 import pytest
 import trio
+from coredis.retry import NoRetryPolicy
 
 from engine.errors import BatchNotFound, StoreUnavailable
 from engine.store import Complete, Fail, Release, open_store
+from engine.store._redis_pool import SlotKeepingPool
 from engine.store.redis import open_redis_store
 from tests.redis_server import FAILED_CONNECTS_LEAK, free_port, redis_command, running_redis
 from tests.store.helpers import DEADLINE, LEASE, FakeClock, jobs_of
@@ -88,6 +93,93 @@ async def test_a_ping_to_a_server_that_stopped_answering_can_be_abandoned(
             assert waited.cancelled_caught
             await store.ping()
             assert (await store.get_batch("b")).type == "echo"
+
+
+async def test_calls_to_a_server_that_stopped_answering_fail_in_bounded_time(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that neither answers nor closes (a cut link; here stopped)
+    makes every call, shielded or not, raise ``StoreUnavailable`` once the
+    connection's timeouts run out; once it answers again, so does the store."""
+    monkeypatch.setattr("engine.store.redis.COMMAND_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr("engine.store.redis.CONNECT_TIMEOUT_SECONDS", 0.5)
+    port = free_port()
+    with trio.fail_after(DEADLINE), running_redis(tmp_path, port) as server:
+        async with open_redis_store(f"redis://127.0.0.1:{port}/0", clock=clock) as store:
+            await store.create_batch("b", "echo")
+            server.send_signal(signal.SIGSTOP)
+            try:
+                with pytest.raises(StoreUnavailable, match="timed out"):
+                    await store.get_batch("b")
+                with pytest.raises(StoreUnavailable, match="timed out"):
+                    await store.read_events(0, limit=10, wait_seconds=0.1)
+                with pytest.raises(StoreUnavailable):
+                    await store.add_jobs("b", jobs_of(1))
+            finally:
+                server.send_signal(signal.SIGCONT)
+            assert (await store.get_batch("b")).type == "echo"
+            assert await store.read_events(0, limit=10) == []
+
+
+async def test_a_claim_whose_reply_was_lost_hands_its_jobs_to_the_next(
+    redis_url: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim that ran on the server but whose reply never came took jobs
+    that no caller knows of: the owner's next claim of the batch hands them
+    out (up to its limit; the rest go back to pending, attempt refunded),
+    and a claim after that does not hand them out again."""
+    with trio.fail_after(DEADLINE):
+        async with open_redis_store(redis_url, clock=clock) as store:
+            await store.create_batch("b", "echo")
+            await store.add_jobs("b", jobs_of(5))
+            script = store._scripts["claim_jobs"]
+
+            async def reply_lost(**kwargs: Any) -> Any:
+                await script(**kwargs)
+                raise coredis.exceptions.ConnectionError("Connection lost")
+
+            monkeypatch.setitem(store._scripts, "claim_jobs", reply_lost)
+            with pytest.raises(StoreUnavailable):
+                await store.claim_jobs("b", 3, owner="e", lease_seconds=LEASE)
+            monkeypatch.setitem(store._scripts, "claim_jobs", script)
+            others = await store.claim_jobs("b", 9, owner="e2", lease_seconds=LEASE)
+            found = await store.claim_jobs("b", 2, owner="e", lease_seconds=LEASE)
+            assert (len(others), len(found)) == (2, 2)
+            assert {job.attempts for job in found} == {1}
+            assert (await store.counts("b")).pending == 1
+            last = await store.claim_jobs("b", 9, owner="e", lease_seconds=LEASE)
+            assert [job.attempts for job in last] == [1]
+            ids = [job.job_id for job in others + found + last]
+            assert len(set(ids)) == 5
+            assert await store.claim_jobs("b", 9, owner="e", lease_seconds=LEASE) == []
+
+
+async def test_a_connection_lost_while_taken_from_the_pool_gives_its_slot_back(
+    tmp_path: Path,
+) -> None:
+    """A blocking read's connection lost with its server takes no pool slot
+    with it: on a pool of one, the next call still gets a connection."""
+    port = free_port()
+    pool = SlotKeepingPool.from_url(
+        f"redis://127.0.0.1:{port}/0", decode_responses=True, max_connections=1, timeout=1.0
+    )
+    client = coredis.Redis(
+        decode_responses=True, retry_policy=NoRetryPolicy(), connection_pool=pool
+    )
+    with trio.fail_after(DEADLINE), running_redis(tmp_path, port) as server:
+        async with client:
+            async with trio.open_nursery() as nursery:
+
+                async def read() -> None:
+                    with pytest.raises(coredis.exceptions.ConnectionError):
+                        await client.xread({"k": "0-0"}, block=5000)
+
+                nursery.start_soon(read)
+                await trio.sleep(0.2)
+                server.kill()
+                server.wait()
+            with running_redis(tmp_path, port):
+                assert await client.ping() == "PONG"
 
 
 async def test_deleting_every_batch_leaves_no_index_behind(
