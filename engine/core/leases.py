@@ -21,8 +21,10 @@ that lets the engine's leases run out in the store, and then another engine
 of the cluster (or this one, once the store is back) may recover its jobs
 and resume its runs, as the contract says of an engine cut off from the
 store. Whatever this engine's runs still hold of those jobs is then
-recorded as best it can: an outcome for a job that is no longer active is
-skipped by the store, and a job recovered to pending runs again.
+recorded as best it can: an outcome for a job that is no longer active
+under this engine's lease is skipped by the store (so it never overwrites
+the engine that claimed the job since), and a job recovered to pending runs
+again.
 
 A run stopped early is handed over in the store (its run record kept with
 no owner), or left behind by an engine that died (its lease runs out).

@@ -22,11 +22,22 @@ deadline, and then ``release`` writes those kept outcomes instead of
 putting the jobs back. The burst's other events (``processing:started``, a
 job's ``active`` updates) are published all the same; the kept outcomes
 are announced by ``release`` once written. Either way a job's terminal
-event is published when it leaves ``HeldJobs``, so exactly once. A write
-retried after a failure may have been done by the failed attempt (a Redis
-reply lost): the store then skips those outcomes, since their jobs are no
-longer active, and the recorder takes the state the outcome leads to as
-the state the store took.
+event is published when it leaves ``HeldJobs``, so exactly once.
+
+The store records an outcome only for a job still active under this
+engine's lease, and skips the others. A skip means one of two things:
+- No attempt to write the outcome failed before: the job is not this
+  engine's any more. Its lease ran out (the engine was cut off from the
+  store), it was recovered, and maybe another engine runs it now. It
+  leaves ``HeldJobs`` (its credit and type slot go back) with no terminal
+  event from here (logged): the engine that holds it now announces it.
+- An earlier attempt at writing this very outcome failed (this call's, or
+  for a kept outcome, ``record``'s before ``release``): that attempt may
+  have written it and lost only its reply (Redis), which leaves the job
+  no longer active. The recorder takes the state the outcome leads to as
+  the state the store took and announces it. The store cannot tell this
+  apart from a lease lost during the same outage; a lost reply is the
+  likely one, as the outage is short next to a lease.
 """
 
 from __future__ import annotations
@@ -66,6 +77,8 @@ class Recorder:
     Args:
         batch_id: the batch.
         store, bus: shared engine services (not owned).
+        owner: the engine's lease owner name: only the jobs under its
+            leases are recorded.
         backoff_seconds: the base of the exponential backoff between a
             job's attempts.
         clock: wall-clock seconds, the store's clock (when a retry is due).
@@ -78,6 +91,7 @@ class Recorder:
         *,
         batch_id: str,
         store: Store,
+        owner: str,
         bus: EventBus,
         backoff_seconds: float,
         clock: Callable[[], float],
@@ -86,6 +100,7 @@ class Recorder:
     ) -> None:
         self.batch_id = batch_id
         self._store = store
+        self._owner = owner
         self._bus = bus
         self._backoff_seconds = backoff_seconds
         self._clock = clock
@@ -201,9 +216,11 @@ class Recorder:
     async def _apply(
         self, outcomes: list[Outcome], held: HeldJobs, *, tried: set[str] | None = None
     ) -> dict[str, JobState]:
-        """``store.apply``, retried while the store is away; a skipped
-        outcome that a failed attempt (of this call, or for the jobs of
-        ``tried``, of an earlier one) may have written is taken as applied."""
+        """``store.apply`` under this engine's leases, retried while the
+        store is away. A skipped outcome that a failed attempt (of this
+        call, or for the jobs of ``tried``, of an earlier one) may have
+        written is taken as applied; any other skipped outcome is for a job
+        no longer this engine's, absent from the states returned (logged)."""
         maybe_written = set(tried or ())
 
         async def attempt() -> dict[str, JobState]:
@@ -211,7 +228,7 @@ class Recorder:
             # half-way; the bound only matters for a store that hangs.
             with trio.move_on_after(CLEANUP_SECONDS, shield=True):
                 try:
-                    return await self._store.apply(outcomes)
+                    return await self._store.apply(outcomes, owner=self._owner)
                 except StoreUnavailable:
                     maybe_written.update(outcome.job_id for outcome in outcomes)
                     raise
@@ -219,11 +236,23 @@ class Recorder:
             raise StoreUnavailable("the store did not record results in time")
 
         states = await self._retry.call(attempt, patience=self._patience)
-        unanswered = maybe_written - states.keys()
+        lost = []
         for outcome in outcomes:
             job = held.get(outcome.job_id)
-            if job is not None and outcome.job_id in unanswered:
+            if job is None or outcome.job_id in states:
+                continue
+            if outcome.job_id in maybe_written:
                 states[outcome.job_id] = _state_after(outcome, job.record)
+            else:
+                lost.append(outcome.job_id)
+        if lost:
+            log.warning(
+                "[batch %s] %d outcomes not recorded: their jobs are no longer under"
+                " this engine's lease (it ran out, and they were recovered), such as %s",
+                self.batch_id,
+                len(lost),
+                ", ".join(lost[:3]),
+            )
         return states
 
     def _publish_message(

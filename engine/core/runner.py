@@ -155,6 +155,7 @@ class BatchRunner:
         self._recorder = Recorder(
             batch_id=batch_id,
             store=store,
+            owner=owner,
             bus=bus,
             backoff_seconds=limits.backoff_seconds,
             clock=clock,

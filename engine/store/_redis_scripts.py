@@ -157,15 +157,16 @@ local first = redis.call('ZRANGE', bk(n, 'due'), 0, 0)[1]
 return first and redis.call('HGET', jk(first), 'available_at') or false
 """
 
-# ARGV: now, then per outcome: job id, kind, and three arguments:
+# ARGV: now, owner, then per outcome: job id, kind, and three arguments:
 #   complete: result;  fail: error, traceback (optional);
 #   retry: error, traceback (optional), retry_at;  release: refund (1/0), error.
+# Only jobs under the owner's lease move (only active jobs have one).
 # Returns job id, new state, ... for the jobs moved.
 _APPLY = """
-local now, out = ARGV[1], {}
-for i = 2, #ARGV, 5 do
+local now, owner, out = ARGV[1], ARGV[2], {}
+for i = 3, #ARGV, 5 do
   local job, kind, a, b, c = load(ARGV[i]), ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  if job then
+  if job and job.owner == owner then
     local event, target = kind, nil
     if kind == 'retry' then event = 'retry-later'
     elseif kind == 'release' and a == '0' and job.attempts >= job.max_attempts then

@@ -103,7 +103,7 @@ RETURNING priority, seq, {_JOB_COLUMNS}
 # One statement per event; ``:state`` comes from the lifecycle table.
 _APPLY = {
     event: f"UPDATE jobs SET state = :state, {columns}, {_NO_LEASE}"
-    f" WHERE seq = :seq AND {guard(event)}"
+    f" WHERE seq = :seq AND lease_owner = :owner AND {guard(event)}"
     for event, columns in {
         JobEvent.COMPLETE: "result = :result, error = NULL, traceback = NULL",
         JobEvent.FAIL: "error = :error, traceback = :traceback",
@@ -111,10 +111,12 @@ _APPLY = {
         JobEvent.RELEASE: "attempts = MAX(attempts - :refund, 0), error = COALESCE(:error, error)",
     }.items()
 }
-# The jobs some outcome may move, among those named.
+# The jobs some outcome may move, among those named: those under the
+# owner's lease.
 _HELD = f"""
 SELECT seq, job_id, state, attempts, max_attempts FROM jobs
-WHERE job_id {_IN_JSON} AND {guard(*_APPLY)}
+WHERE job_id IN (SELECT value FROM json_each(:job_ids)) AND lease_owner = :owner
+    AND {guard(*_APPLY)}
 """
 _RENEW = f"UPDATE jobs SET lease_expires = ? WHERE lease_owner = ? AND {guard(JobEvent.EXPIRE)}"
 _RECOVER = f"""
@@ -315,12 +317,12 @@ def _plan(outcome: Outcome, attempts: int, max_attempts: int) -> tuple[JobEvent,
 
 
 def apply(
-    conn: sqlite3.Connection, now: float, outcomes: Sequence[Outcome]
+    conn: sqlite3.Connection, now: float, outcomes: Sequence[Outcome], owner: str
 ) -> dict[str, JobState]:
     first: dict[str, Outcome] = {}
     for outcome in outcomes:  # the first outcome for a job moves it out of active
         first.setdefault(outcome.job_id, outcome)
-    held = conn.execute(_HELD, (_json.dump(list(first)),)).fetchall()
+    held = conn.execute(_HELD, {"job_ids": _json.dump(list(first)), "owner": owner}).fetchall()
     by_event: dict[JobEvent, list[dict[str, Any]]] = {}
     states: dict[str, JobState] = {}
     for seq, job_id, state, attempts, max_attempts in held:
@@ -329,7 +331,7 @@ def apply(
         if target is None:  # not an outcome this job's state allows
             continue
         states[job_id] = target
-        params.update(seq=seq, state=target.value)
+        params.update(seq=seq, state=target.value, owner=owner)
         by_event.setdefault(event, []).append(params)
     for event, rows in by_event.items():
         conn.executemany(_APPLY[event], rows)

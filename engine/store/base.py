@@ -16,7 +16,8 @@ using up an attempt.
 
 What happens to a claimed job is written with ``apply`` as a list of
 outcomes in one transaction: completions, failures, retries with a backoff,
-and releases (shutdown, cancel, crash). Grouping many outcomes into one
+and releases (shutdown, cancel, crash), by the owner of their leases only.
+Grouping many outcomes into one
 write is what lets the SQLite backend keep up with thousands of jobs a
 second.
 
@@ -136,12 +137,16 @@ class Store(Protocol):
         the past), or None when the batch has no pending job."""
         ...
 
-    async def apply(self, outcomes: Sequence[Outcome]) -> dict[str, JobState]:
-        """Record outcomes of active jobs in one transaction.
+    async def apply(self, outcomes: Sequence[Outcome], *, owner: str) -> dict[str, JobState]:
+        """Record outcomes of jobs active under ``owner``'s lease in one
+        transaction.
 
         Returns:
             The state each job is in afterwards. An outcome for a job that is
-            not active (already recovered, deleted) is skipped and absent.
+            not active under ``owner``'s lease (already recovered, claimed
+            again by another owner, deleted) is skipped and absent: an
+            engine cut off from the store never writes over the jobs another
+            engine took over meanwhile.
         """
         ...
 

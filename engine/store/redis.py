@@ -240,18 +240,21 @@ class RedisStore(RedisReads, RedisClusterMethods, RedisLimits, RedisEventMethods
             raise
         return [job_record(row) for row in rows]
 
-    async def apply(self, outcomes: Sequence[Outcome]) -> dict[str, JobState]:
-        """Record what became of active jobs, all in one script.
+    async def apply(self, outcomes: Sequence[Outcome], *, owner: str) -> dict[str, JobState]:
+        """Record what became of jobs active under ``owner``'s lease, all in
+        one script.
 
         Cancellation: shielded: it returns or raises, never half-done.
 
         Args:
             outcomes: completions, failures and releases; of several for one
                 job, the first counts.
+            owner: whose leases the jobs must be under.
 
         Returns:
             The state each job is in afterwards; an outcome for a job that is
-            not active (recovered, deleted, unknown) is skipped and absent.
+            not active under ``owner``'s lease (recovered, claimed by another
+            owner, deleted, unknown) is skipped and absent.
 
         Raises:
             TypeError: a result is not JSON-serialisable; nothing was recorded.
@@ -261,7 +264,7 @@ class RedisStore(RedisReads, RedisClusterMethods, RedisLimits, RedisEventMethods
             first.setdefault(outcome.job_id, outcome)
         if not first:
             return {}
-        args = [number(self._clock())]
+        args = [number(self._clock()), owner]
         for outcome in first.values():
             args += outcome_args(outcome)
         moved = await self._run("apply", *args)

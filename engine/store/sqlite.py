@@ -210,22 +210,25 @@ class SqliteStore(SqliteReads, SqliteClusterMethods, SqliteLimits):
             write=True,
         )
 
-    async def apply(self, outcomes: Sequence[Outcome]) -> dict[str, JobState]:
-        """Record what became of active jobs, all in one transaction.
+    async def apply(self, outcomes: Sequence[Outcome], *, owner: str) -> dict[str, JobState]:
+        """Record what became of jobs active under ``owner``'s lease, all in
+        one transaction.
 
         Cancellation: atomic: if it raises ``Cancelled``, nothing happened.
 
         Args:
             outcomes: completions, failures and releases; of several for one
                 job, the first counts.
+            owner: whose leases the jobs must be under.
 
         Returns:
             The state each job is in afterwards; an outcome for a job that is
-            not active (recovered, deleted, unknown) is skipped and absent.
+            not active under ``owner``'s lease (recovered, claimed by another
+            owner, deleted, unknown) is skipped and absent.
         """
         if not outcomes:
             return {}
-        return await self._run(lambda conn, now: ops.apply(conn, now, outcomes), write=True)
+        return await self._run(lambda conn, now: ops.apply(conn, now, outcomes, owner), write=True)
 
     async def retry_failed(self, batch_id: str) -> int:
         """Failed jobs back to pending, due now, with attempts and error reset.

@@ -75,16 +75,20 @@ class FailingStore:
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._store, name)
-        error = self._failing.get(name)
-        if error is None:
+        if name not in _STORE_METHODS:
             return attribute
 
-        async def failing(*args: Any, **kwargs: Any) -> Any:
+        # Whether it fails is decided at each call, so a method looked up
+        # before ``fail`` or ``recover`` (a retried step) follows them.
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            error = self._failing.get(name)
+            if error is None:
+                return await attribute(*args, **kwargs)
             await trio.lowlevel.checkpoint()
             self.failed_calls += 1
             raise error(f"{name}: the disk is full (simulated)")
 
-        return failing
+        return call
 
 
 #: What ``FailingStore.fail()`` fails: every call of the ``Store`` protocol

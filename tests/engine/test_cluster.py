@@ -1,7 +1,8 @@
 """The cluster on trio's MockClock: engines sharing one in-memory store
 take over runs (after a lease expires, or at once when handed over or left
 by a dead predecessor on this host), start batches by themselves in order
-and within capacity, wait for the batches of a flow, and list each other."""
+and within capacity, wait for the batches of a flow, and list each other;
+an engine cut off past its lease records nothing over the new owner."""
 
 from __future__ import annotations
 
@@ -319,3 +320,49 @@ async def test_cancel_on_another_engine_names_the_engine_that_runs_it(
         with pytest.raises(BatchNotRunning, match=f"runs on engine '{first.owner}'"):
             await second.cancel(batch_id)
         await first.cancel(batch_id)
+
+
+@_bounded
+async def test_an_engine_cut_off_past_its_lease_does_not_record_over_the_new_owner(
+    fake_engine: FakeEngineOpener, autojump_clock: MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with _store() as store, trio.open_nursery() as nursery:
+        cut_off = FailingStore(store)
+        terminal: list[tuple[str, JobState]] = []
+
+        async def collect_terminal(engine: Engine) -> None:
+            with engine.subscribe() as sub:
+                async for event in sub:
+                    status = getattr(event.data, "status", JobState.ACTIVE)
+                    if event.event == "job:progress" and status is not JobState.ACTIVE:
+                        terminal.append((engine.owner, status))
+
+        async with (
+            fake_engine(store=cut_off, lease_seconds=3.0) as a,
+            fake_engine(store=store, lease_seconds=3.0) as b,
+        ):
+            nursery.start_soon(collect_terminal, a)
+            nursery.start_soon(collect_terminal, b)
+            batch_id, _ = await a.create_batch(None, "sleep", _sleeps(10))
+            await a.start(batch_id)
+            await trio.sleep(0.1)
+            assert (await store.counts(batch_id)).active == 1
+            # A is cut off from the store but for ``apply``: its job and run
+            # leases run out, and B recovers the job and takes the run over
+            # while A's handler still sleeps.
+            cut_off.fail()
+            cut_off.recover("apply")
+            await trio.sleep(4.5)  # the leases ran out at 3 s; B looks each second
+            assert b.runner_of(await store.get_batch(batch_id)) == b.owner
+            await trio.sleep(6)  # A's handler ended (at 10 s); B's runs on
+            assert (await store.counts(batch_id)).active == 1  # B's, untouched
+            assert terminal == []
+            cut_off.recover()
+            await a.wait_stopped(batch_id)  # A sees the run is B's now
+            await b.wait_stopped(batch_id)
+            page = await store.list_jobs(batch_id)
+            assert [(j.state, j.attempts) for j in page.jobs] == [(JobState.COMPLETED, 1)]
+            await trio.sleep(1)  # every event has reached its subscriber
+            assert terminal == [(b.owner, JobState.COMPLETED)]
+            nursery.cancel_scope.cancel()
+    assert "1 outcomes not recorded: their jobs are no longer under" in caplog.text

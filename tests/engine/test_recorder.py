@@ -52,8 +52,8 @@ class _LostReplies(FailingStore):
 
     losing = False
 
-    async def apply(self, outcomes: Sequence[Outcome]) -> dict[str, JobState]:
-        states: dict[str, JobState] = await self._store.apply(outcomes)
+    async def apply(self, outcomes: Sequence[Outcome], *, owner: str) -> dict[str, JobState]:
+        states: dict[str, JobState] = await self._store.apply(outcomes, owner=owner)
         if self.losing:
             raise StoreUnavailable("the connection dropped (simulated)")
         return states
@@ -76,6 +76,7 @@ async def _run(
         recorder = Recorder(
             batch_id="b",
             store=store,
+            owner=_OWNER,
             bus=bus,
             backoff_seconds=1.0,
             clock=trio_wall_clock,
@@ -194,3 +195,26 @@ async def test_a_burst_whose_outcomes_are_kept_still_publishes_its_other_events(
         ]
         assert run.terminal() == []
         assert a in run.held and b in run.held
+
+
+async def test_an_outcome_for_a_job_another_engine_took_over_is_dropped_unannounced(
+    autojump_clock: MockClock,
+) -> None:
+    async with _run(2, max_attempts=2) as run:
+        a, b = run.job_ids
+        started = [ipc.JobStarted(job_id=j, started_at=0.0) for j in run.job_ids]
+        await run.record(*started)
+        # The leases ran out (60 s), the jobs were recovered, another engine
+        # claimed them again.
+        await trio.sleep(61.0)
+        assert await run.store.recover_expired_leases() == 2
+        assert len(await run.store.claim_jobs("b", 2, owner="engine-2", lease_seconds=60)) == 2
+        await run.record(ipc.JobCompleted(job_id=a))
+        assert a not in run.held
+        assert run.held.credits.borrowed_tokens == 1  # a's credit went back
+        await run.recorder.release(run.held, crashed=False)  # b's Release
+        assert not run.held and run.held.credits.borrowed_tokens == 0
+        assert run.terminal() == []
+        assert run.recorder.finished_counts() == Counts(completed=0, failed=0)
+        stored = {j.job_id: j.state for j in (await run.store.list_jobs("b")).jobs}
+        assert stored == {a: JobState.ACTIVE, b: JobState.ACTIVE}  # still engine-2's

@@ -141,8 +141,8 @@ class _LostReplies(FailingStore):
         super().__init__(store)
         self.lost = lost
 
-    async def apply(self, outcomes: Sequence[Outcome]) -> dict[str, JobState]:
-        states: dict[str, JobState] = await self._store.apply(outcomes)
+    async def apply(self, outcomes: Sequence[Outcome], *, owner: str) -> dict[str, JobState]:
+        states: dict[str, JobState] = await self._store.apply(outcomes, owner=owner)
         if self.lost:
             self.lost -= 1
             raise StoreUnavailable("the connection dropped (simulated)")

@@ -149,7 +149,7 @@ async def test_recover_engine_takes_back_what_it_held(store: Store, clock: FakeC
             await store.create_batch(batch_id, "echo")
         await store.add_jobs("b", jobs_of(4, max_attempts=1))
         dead = await store.claim_jobs("b", 2, owner="e1", lease_seconds=LEASE)
-        await store.apply([Complete(job_id=dead[1].job_id)])
+        await store.apply([Complete(job_id=dead[1].job_id)], owner="e1")
         dead = dead[:1] + await store.claim_jobs("b", 1, owner="e1", lease_seconds=LEASE)
         alive = await store.claim_jobs("b", 1, owner="e2", lease_seconds=LEASE)
         await store.acquire_run("b", "e1", LEASE)
@@ -178,9 +178,41 @@ async def test_recover_engine_takes_back_what_it_held(store: Store, clock: FakeC
         assert [j.attempts for j in again] == [1, 1]
         assert await store.recover_expired_leases() == 0
         # The other engine's job was left alone: its outcome still counts.
-        assert await store.apply([Complete(job_id=alive[0].job_id)]) == {
+        assert await store.apply([Complete(job_id=alive[0].job_id)], owner="e2") == {
             alive[0].job_id: JobState.COMPLETED
         }
+
+
+async def test_only_the_lease_owner_records_outcomes(store: Store, clock: FakeClock) -> None:
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("b", "echo")
+        (job_id,) = (await store.add_jobs("b", jobs_of(1, max_attempts=3))).job_ids
+        await store.claim_jobs("b", 1, owner="e1", lease_seconds=LEASE)
+        # e1 is cut off: its lease runs out, the job is recovered, e2 claims it.
+        clock.advance(LEASE)
+        assert await store.recover_expired_leases() == 1
+        (again,) = await store.claim_jobs("b", 1, owner="e2", lease_seconds=LEASE)
+        assert again.job_id == job_id
+        # e1 comes back: none of its outcomes lands on e2's job.
+        cut_off = [
+            Complete(job_id=job_id, result="e1"),
+            Release(job_id=job_id, refund_attempt=True),
+            Release(job_id=job_id, refund_attempt=False, error="crashed"),
+            Fail(job_id=job_id, error="e1 failed"),
+        ]
+        for outcome in cut_off:
+            assert await store.apply([outcome], owner="e1") == {}
+        (job,) = await all_jobs(store, "b")
+        assert (job.state, job.attempts, job.result, job.error) == (JobState.ACTIVE, 1, None, None)
+        assert await store.renew_leases("e2", LEASE) == 1  # still under e2's lease
+        assert await store.apply([Complete(job_id=job_id, result="e2")], owner="e2") == {
+            job_id: JobState.COMPLETED
+        }
+        (job,) = await all_jobs(store, "b")
+        assert (job.state, job.result) == (JobState.COMPLETED, "e2")
+        assert await store.apply([Complete(job_id=job_id, result="e1")], owner="e1") == {}
+        (job,) = await all_jobs(store, "b")
+        assert job.result == "e2"
 
 
 # -- the engine registry ----------------------------------------------------------------
@@ -299,7 +331,8 @@ async def test_startable_batches_follow_job_states(store: Store, clock: FakeCloc
             [
                 Fail(job_id=claimed[0].job_id, error="x", retry_at=clock.now + 10),
                 Release(job_id=claimed[1].job_id, refund_attempt=False),
-            ]
+            ],
+            owner="e",
         )
         assert await startable(store) == ["b"]  # the released job is due at once
         assert [j.job_id for j in await claim(store, "b")] == [claimed[1].job_id]
@@ -310,9 +343,9 @@ async def test_startable_batches_follow_job_states(store: Store, clock: FakeCloc
         assert await startable(store) == ["b", "c"]
 
         again = await claim(store, "b")
-        await store.apply([Fail(job_id=again[0].job_id, error="x")])
+        await store.apply([Fail(job_id=again[0].job_id, error="x")], owner="e")
         assert await startable(store) == ["c"]
-        await store.apply([Complete(job_id=claimed[1].job_id)])
+        await store.apply([Complete(job_id=claimed[1].job_id)], owner="e")
         assert await store.retry_failed("b") == 1
         assert await startable(store) == ["b", "c"]
 

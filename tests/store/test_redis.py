@@ -202,7 +202,8 @@ async def test_deleting_every_batch_leaves_no_index_behind(
                         Fail(job_id=ids[1], error="x"),
                         Fail(job_id=ids[2], error="x", retry_at=clock.now + 5),
                         Release(job_id=ids[3], refund_attempt=True),
-                    ]
+                    ],
+                    owner="e",
                 )
                 await store.acquire_run(batch_id, "e", 1)  # expired when deleted
             clock.advance(2)
@@ -260,12 +261,13 @@ async def test_the_startable_indexes_hold_exactly_their_batches(
                 [
                     Fail(job_id=claimed[0].job_id, error="x", retry_at=clock.now + 5),
                     Complete(job_id=claimed[1].job_id),
-                ]
+                ],
+                owner="e",
             )
             assert queued() == ["z", "y"]
             clock.advance(5)
             again = await store.claim_jobs("y", 9, owner="e", lease_seconds=1)
-            await store.apply([Release(job_id=again[0].job_id, refund_attempt=False)])
+            await store.apply([Release(job_id=again[0].job_id, refund_attempt=False)], owner="e")
             assert queued() == ["z"]  # out of attempts: failed
             assert await store.retry_failed("y") == 1
             assert queued() == ["z", "y"]

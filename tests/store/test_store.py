@@ -226,7 +226,7 @@ async def test_apply_each_outcome(store: Store, clock: FakeClock) -> None:
             Complete(job_id="no-such-job"),
         ]
         pending, failed = JobState.PENDING, JobState.FAILED
-        assert await store.apply(outcomes) == {
+        assert await store.apply(outcomes, owner="e") == {
             ids[0]: JobState.COMPLETED,
             ids[1]: pending,
             ids[2]: failed,
@@ -263,11 +263,13 @@ async def test_apply_touches_only_active_jobs(store: Store) -> None:
         a, b, pending = (await store.add_jobs("b", jobs_of(3))).job_ids
         await store.claim_jobs("b", 2, owner="e", lease_seconds=LEASE)
         # Of two outcomes for one job, the first counts.
-        first = await store.apply([Complete(job_id=a, result=1), Fail(job_id=a, error="late")])
+        first = await store.apply(
+            [Complete(job_id=a, result=1), Fail(job_id=a, error="late")], owner="e"
+        )
         assert first == {a: JobState.COMPLETED}
         stale = [Fail(job_id=a, error="stale"), Complete(job_id=pending), Complete(job_id=b)]
-        assert await store.apply(stale) == {b: JobState.COMPLETED}
-        assert await store.apply([]) == {}
+        assert await store.apply(stale, owner="e") == {b: JobState.COMPLETED}
+        assert await store.apply([], owner="e") == {}
         jobs = await all_jobs(store, "b")
         assert [(j.state, j.error, j.result) for j in jobs] == [
             (JobState.COMPLETED, None, 1),
@@ -282,14 +284,15 @@ async def test_retry_failed(store: Store, clock: FakeClock) -> None:
         ids = (await store.add_jobs("b", jobs_of(3, max_attempts=3))).job_ids
         for _ in range(2):
             await store.claim_jobs("b", 3, owner="e", lease_seconds=LEASE)
-            await store.apply([Release(job_id=i, refund_attempt=False) for i in ids])
+            await store.apply([Release(job_id=i, refund_attempt=False) for i in ids], owner="e")
         await store.claim_jobs("b", 3, owner="e", lease_seconds=LEASE)
         await store.apply(
             [
                 Fail(job_id=ids[0], error="x", traceback="tb"),
                 Complete(job_id=ids[1]),
                 Release(job_id=ids[2], refund_attempt=False, error="y"),
-            ]
+            ],
+            owner="e",
         )
         assert (await store.counts("b")).failed == 2
         clock.advance(5)
@@ -327,7 +330,7 @@ async def test_leases_renew_and_expire(store: Store, clock: FakeClock) -> None:
         # A recovered job's lease is gone: renewing its old owner finds nothing.
         assert await store.renew_leases("e2", 10) == 0
         # Done jobs hold no lease either.
-        await store.apply([Complete(job_id=mine[0].job_id)])
+        await store.apply([Complete(job_id=mine[0].job_id)], owner="e1")
         assert await store.renew_leases("e1", 10) == 1
         clock.advance(10)
         assert await store.recover_expired_leases() == 1
@@ -373,7 +376,7 @@ async def test_pages_by_state(store: Store) -> None:
         ids = (await store.add_jobs("b", jobs_of(11))).job_ids
         await store.claim_jobs("b", 11, owner="e", lease_seconds=LEASE)
         done = ids[1::2]
-        await store.apply([Complete(job_id=i, result=i) for i in done])
+        await store.apply([Complete(job_id=i, result=i) for i in done], owner="e")
         completed = await all_jobs(store, "b", state=JobState.COMPLETED, limit=2)
         assert [(j.job_id, j.result) for j in completed] == [(i, i) for i in done]
         active = await all_jobs(store, "b", state=JobState.ACTIVE, limit=4)
@@ -420,7 +423,7 @@ async def test_integers_of_any_size_round_trip(store: Store) -> None:
         (job_id,) = (await store.add_jobs("b", [NewJob(type="echo", payload=huge)])).job_ids
         (claimed,) = await store.claim_jobs("b", 1, owner="e", lease_seconds=LEASE)
         assert claimed.payload == huge
-        await store.apply([Complete(job_id=job_id, result=[huge, -(2**99)])])
+        await store.apply([Complete(job_id=job_id, result=[huge, -(2**99)])], owner="e")
         (done,) = await all_jobs(store, "b")
         assert (done.payload, done.result) == (huge, [huge, -(2**99)])
         assert (await store.get_batch("b")).options == {"limit": 2**65}
@@ -580,16 +583,19 @@ class StoreMachine(RuleBasedStateMachine):
     @precondition(has_active)
     @rule(data=st.data())
     def settle(self, data: st.DataObject) -> None:
-        """One grouped ``apply``: mostly active jobs, some stale, some twice."""
+        """One grouped ``apply``: mostly active jobs, some stale, some twice;
+        sometimes by an owner that holds none of their leases."""
         active, every = self.ids_in(JobState.ACTIVE), list(self.model)
         pick = st.one_of(st.sampled_from(active), st.sampled_from(every))
         picks = data.draw(st.lists(st.tuples(pick, OUTCOME_KINDS), min_size=1, max_size=5))
+        owner = data.draw(st.sampled_from(["m", "not-m"]))
         outcomes, expected = [], {}
         for job_id, kind in picks:
             outcomes.append(self.outcome(job_id, kind))
-            if self.model[job_id].state is JobState.ACTIVE:  # so only the first counts
+            # Only the owner's outcomes count, and the first for a job only.
+            if owner == "m" and self.model[job_id].state is JobState.ACTIVE:
                 expected[job_id] = self.move(self.model[job_id], job_id, kind)
-        assert self.call(self.store.apply, outcomes) == expected
+        assert self.call(self.store.apply, outcomes, owner=owner) == expected
 
     def outcome(self, job_id: str, kind: str) -> Complete | Fail | Release:
         return {
