@@ -202,7 +202,18 @@ class Dispatcher:
         await rate.acquire(cost)
 
     async def _claim(self, held: HeldJobs, credits: Sequence[object]) -> list[JobRecord]:
-        jobs = await self._store_step(partial(self._claim_once, len(credits)))
+        claimed = await self._store_step(partial(self._claim_once, len(credits)))
+        # A job this run holds already can come back to it: its lease lapsed
+        # while the child ran it (renewals failed), it was recovered to
+        # pending, and this claim took it again. It still runs here, so it
+        # is neither held twice nor sent to the child again.
+        jobs = [job for job in claimed if job.job_id not in held]
+        if len(jobs) < len(claimed):
+            log.warning(
+                "[batch %s] %d jobs still running here came back to this run: not sent again",
+                self._batch_id,
+                len(claimed) - len(jobs),
+            )
         for job, credit in zip(jobs, credits, strict=False):
             held.add(job, credit)
         for credit in credits[len(jobs) :]:

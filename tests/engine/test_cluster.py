@@ -366,3 +366,26 @@ async def test_an_engine_cut_off_past_its_lease_does_not_record_over_the_new_own
             assert terminal == [(b.owner, JobState.COMPLETED)]
             nursery.cancel_scope.cancel()
     assert "1 outcomes not recorded: their jobs are no longer under" in caplog.text
+
+
+@_bounded
+async def test_a_job_handed_back_to_the_run_that_still_runs_it_is_not_sent_twice(
+    fake_engine: FakeEngineOpener, autojump_clock: MockClock
+) -> None:
+    """Its lease lapsed while its handler ran (renewals failed), another
+    engine recovered it to pending, and this run's next claim took it again:
+    it is still running here, so the child does not get it a second time."""
+    async with _store() as store:
+        renewals_fail = FailingStore(store)
+        async with fake_engine(store=renewals_fail, lease_seconds=3.0, concurrency=2) as engine:
+            batch_id, _ = await engine.create_batch(None, "sleep", _sleeps(10, 10))
+            with engine.subscribe([batch_id]) as sub:
+                await engine.start(batch_id)
+                await trio.sleep(0.1)
+                renewals_fail.fail("renew_leases")
+                await trio.sleep(4)  # the leases ran out at 3 s
+                # As another engine of the cluster would, seeing them lapse:
+                assert await store.recover_expired_leases() == 2
+                seen = await collect_until(sub, lambda e: e.event in ("done", "error"))
+    assert [e.event for e in seen].count("error") == 0
+    assert seen[-1].event == "done" and seen[-1].data.completed == 2
