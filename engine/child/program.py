@@ -69,11 +69,18 @@ class ChildProgram:
         registry: where job types are looked up.
         write: writes bytes to the engine, all of them, blocking if it must;
             raises ``OSError`` when the engine's end is gone.
+        clock: wall-clock seconds, when each job started (``JobStarted``).
     """
 
-    def __init__(self, registry: JobRegistry, write: Callable[[bytes], None]) -> None:
+    def __init__(
+        self,
+        registry: JobRegistry,
+        write: Callable[[bytes], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._registry = registry
         self._write = write
+        self._clock = clock
         self._lines: list[bytes] = []
         self._has_lines = trio.Event()
         self._broken = False
@@ -178,7 +185,7 @@ class ChildProgram:
         # Jobs that start together share one write: each queues its line,
         # lets the others of this scheduling round queue theirs, then
         # flushes (the first flush writes them all; the rest find nothing).
-        self.send(ipc.JobStarted(job_id=job.job_id, started_at=time.time()))
+        self.send(ipc.JobStarted(job_id=job.job_id, started_at=self._clock()))
         await trio.lowlevel.checkpoint()
         self.flush()
         expose_raw_ipc_writer(self._write)
@@ -247,9 +254,13 @@ class _Inbox:
 
 
 async def serve_child(
-    ipc_in: trio.abc.ReceiveStream, write: Callable[[bytes], None], registry: JobRegistry
+    ipc_in: trio.abc.ReceiveStream,
+    write: Callable[[bytes], None],
+    registry: JobRegistry,
+    clock: Callable[[], float] = time.time,
 ) -> int:
-    """Run the child protocol: messages from ``ipc_in``, lines to ``write``.
+    """Run the child protocol: messages from ``ipc_in``, lines to ``write``;
+    ``clock`` is the wall clock of the starts it reports (the engine's).
 
     Returns:
         The process exit code: 0 after ``Done`` or an orderly stop, 3 when
@@ -258,7 +269,7 @@ async def serve_child(
     Cancellation: may have partially happened; in-flight jobs are reported
     interrupted where the stream still takes it.
     """
-    program = ChildProgram(registry, write)
+    program = ChildProgram(registry, write, clock)
     async with trio.open_nursery() as root:
         root.start_soon(program.write_loop)
         program.send(ipc.Ready(pid=os.getpid()))

@@ -23,7 +23,9 @@ it in the same claim, and the batch's next claim (head-of-line within one
 batch; other batches' runs go on). A job's type slot is freed once its
 outcome is recorded (``HeldJobs``). A claimed job waiting at a limit is
 ``active`` in the store meanwhile (its lease renewed), so nothing is
-claimed ahead of the limits beyond the batch's free credits.
+claimed ahead of the limits beyond the batch's free credits. Each take is
+in the job's name and its grant time (this engine's wall clock) is noted
+on the held job, so the recorder can move it to the job's real start.
 
 Ownership: the run record is this engine's while its leases are renewed,
 but an engine cut off from the store for longer than its lease has lost it
@@ -189,17 +191,27 @@ class Dispatcher:
         return await self._store_step(partial(self._store.next_due_at, self._batch_id))
 
     async def _take_start(
-        self, job: JobRecord, before_waiting: Callable[[], Awaitable[None]]
+        self, job: JobRecord, held: HeldJobs, before_waiting: Callable[[], Awaitable[None]]
     ) -> None:
         """The job's start of the batch's rate (its cost; a whole window at
-        most, for a job stored before the limit was lowered), waiting for room."""
-        rate = self._limits.rate
-        if rate is None:
+        most, for a job stored before the limit was lowered), waiting for
+        room, then of its type's gate, each in the job's name; when each
+        was granted is noted on the held job (the recorder restamps them)."""
+        rate, held_job = self._limits.rate, held.get(job.job_id)
+        if rate is not None:
+            cost = min(job.cost, rate.count)
+            if rate.next_start_at(cost) > trio.current_time():
+                await before_waiting()
+            await rate.acquire(cost, holder=job.job_id)
+            if held_job is not None:
+                held_job.rate_grant = (rate, self._clock())
+        gate = self._limits.type_gate(job.type)
+        if gate is None:
             return
-        cost = min(job.cost, rate.count)
-        if rate.next_start_at(cost) > trio.current_time():
-            await before_waiting()
-        await rate.acquire(cost)
+        if await gate.take_slot(job.job_id, before_waiting):
+            held.add_type_slot(job.job_id, gate)
+        if await gate.take_rate(job.job_id, job.cost, before_waiting) and held_job is not None:
+            held_job.type_rate_grant = (gate, self._clock())
 
     async def _claim(self, held: HeldJobs, credits: Sequence[object]) -> list[JobRecord]:
         claimed = await self._store_step(partial(self._claim_once, len(credits)))
@@ -248,12 +260,7 @@ class Dispatcher:
 
         gate_of = self._limits.type_gate
         for job in sorted(jobs, key=lambda j: gate_of(j.type) is not None):
-            await self._take_start(job, send_ready)
-            gate = gate_of(job.type)
-            if gate is not None:
-                if await gate.take_slot(job.job_id, send_ready):
-                    held.add_type_slot(job.job_id, gate)
-                await gate.take_rate(job.cost, send_ready)
+            await self._take_start(job, held, send_ready)
             ready.append(job)
         await send_ready()
 

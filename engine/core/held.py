@@ -9,6 +9,12 @@ outside it, so whatever is left when a child exits can be released. A
 type's slots live in the store, so ``pop`` only notes them; the recorder
 frees them (``free_type_slots``) once the outcomes that ended their jobs
 are recorded and published, in one store call per type.
+
+A job also remembers which rate limits let it start, and when (the
+engine's wall clock): when the child reports the real start, ``restamp``
+moves those takes later by the difference (``limits``): the batch's at
+once, in memory; the type's, kept in the store, with ``move_type_starts``,
+one store call per type and burst.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from collections.abc import Iterator
 import attrs
 import trio
 
-from engine.core.limits import TypeGate
+from engine.core.limits import RateLimiter, TypeGate
 from engine.store.records import JobRecord, Outcome
 
 __all__ = ["CLEANUP_SECONDS", "HeldJob", "HeldJobs"]
@@ -32,14 +38,17 @@ CLEANUP_SECONDS = 10.0
 
 @attrs.define
 class HeldJob:
-    """A claimed job: its record, its credit, when the child started it, and
-    the outcome the child reported (and when) while the store has not taken
-    it yet."""
+    """A claimed job: its record, its credit, the batch's rate and its
+    type's gate that granted its start (each with the wall-clock time of the
+    grant), when the child started it, and the outcome the child reported
+    (and when) while the store has not taken it yet."""
 
     record: JobRecord
     credit: object
     active_since: float | None = None
     type_gate: TypeGate | None = None
+    rate_grant: tuple[RateLimiter, float] | None = None
+    type_rate_grant: tuple[TypeGate, float] | None = None
     outcome: Outcome | None = None
     finished_at: float | None = None
 
@@ -52,6 +61,7 @@ class HeldJobs:
         self.credits = credits
         self._jobs: dict[str, HeldJob] = {}
         self._slots_to_free: dict[TypeGate, list[str]] = defaultdict(list)
+        self._starts_to_move: dict[TypeGate, dict[str, float]] = defaultdict(dict)
 
     def add(self, record: JobRecord, credit: object) -> HeldJob:
         """Hold a claimed job with a credit already borrowed for it."""
@@ -61,6 +71,31 @@ class HeldJobs:
     def add_type_slot(self, job_id: str, gate: TypeGate) -> None:
         """The job also holds a slot of ``gate`` (its type's), in its id's name."""
         self._jobs[job_id].type_gate = gate
+
+    def restamp(self, job: HeldJob, started_at: float) -> None:
+        """The child started ``job`` at ``started_at`` (wall clock): its
+        batch rate's take moves there now, its type's is to be moved
+        (``move_type_starts``); only ever later, and once."""
+        job_id = job.record.job_id
+        if job.rate_grant is not None:
+            rate, granted_at = job.rate_grant
+            rate.delay(job_id, started_at - granted_at)
+        if job.type_rate_grant is not None:
+            gate, granted_at = job.type_rate_grant
+            if started_at > granted_at:
+                self._starts_to_move[gate][job_id] = started_at - granted_at
+        job.rate_grant = job.type_rate_grant = None
+
+    async def move_type_starts(self) -> None:
+        """Move the type rates' takes ``restamp`` noted, one store call per type.
+
+        Cancellation: shielded (bounded); a take not moved counts from its
+        hand-off.
+        """
+        with trio.move_on_after(CLEANUP_SECONDS, shield=True):
+            while self._starts_to_move:
+                gate, delays = self._starts_to_move.popitem()
+                await gate.delay_rate(delays)
 
     def get(self, job_id: str) -> HeldJob | None:
         return self._jobs.get(job_id)

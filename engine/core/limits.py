@@ -31,6 +31,16 @@ not together, each as a job is handed to the child: so a job waiting at its
 type's gate has taken a start of its batch's rate; that can only slow the
 batch, never let a window of either limit hold more than its count.
 
+A start counts from when its handler really starts, not from when it was
+handed to the child: the child reports each start (``JobStarted``) one
+pipe hop after the hand-off, or later when the job queued there, and the
+recorder moves the job's take that much later (``RateLimiter.delay``,
+``TypeGate.delay_rate``; only ever later). Every later take is then
+weighed against real starts, so no window of handler starts holds more
+than N, provided a start's report reaches the limiter before a take that
+could share a window with it: within about T of the hand-off, since a take
+that left the window is no longer moved.
+
 The pause is a limit too: a run dispatches only while its ``PauseGate`` is
 open. The runner sees the gate through that ``Protocol``; the engine's
 ``PauseSwitch`` is the one it is given.
@@ -41,7 +51,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
 import attrs
@@ -98,14 +108,15 @@ class RateLimiter:
             raise ValueError(f"per_seconds must be positive and finite, got {per_seconds!r}")
         self._count = count
         self._per_seconds = per_seconds
-        self._starts: deque[tuple[float, float]] = deque()  # (time, cost), oldest first
+        # (time, cost, holder), oldest first
+        self._starts: deque[tuple[float, float, str | None]] = deque()
 
     @property
     def count(self) -> int:
         """The cost allowed per window."""
         return self._count
 
-    def _in_window(self) -> deque[tuple[float, float]]:
+    def _in_window(self) -> deque[tuple[float, float, str | None]]:
         # A start at ``at`` leaves the window at ``at + per_seconds``, computed
         # exactly as ``next_start_at`` computes it: ``now - per_seconds``
         # rounds differently, and a start could then share a window with one
@@ -128,8 +139,8 @@ class RateLimiter:
         """
         self._check(cost)
         now = trio.current_time()
-        held = sum(taken for _, taken in self._in_window())
-        for at, taken in self._starts:
+        held = sum(taken for _, taken, _ in self._in_window())
+        for at, taken, _ in self._starts:
             if held + cost <= self._count:
                 break
             held -= taken
@@ -138,10 +149,10 @@ class RateLimiter:
 
     def available(self) -> float:
         """How much cost the window admits right now."""
-        return self._count - sum(taken for _, taken in self._in_window())
+        return self._count - sum(taken for _, taken, _ in self._in_window())
 
-    def acquire_nowait(self, cost: float = 1.0) -> None:
-        """Take a start of ``cost`` now.
+    def acquire_nowait(self, cost: float = 1.0, holder: str | None = None) -> None:
+        """Take a start of ``cost`` now, in ``holder``'s name (see ``delay``).
 
         Raises:
             trio.WouldBlock: the window has no room for it.
@@ -149,10 +160,11 @@ class RateLimiter:
         """
         if self.next_start_at(cost) > trio.current_time():
             raise trio.WouldBlock
-        self._starts.append((trio.current_time(), cost))
+        self._starts.append((trio.current_time(), cost, holder))
 
-    async def acquire(self, cost: float = 1.0) -> None:
-        """Take a start of ``cost``, waiting until the window has room.
+    async def acquire(self, cost: float = 1.0, holder: str | None = None) -> None:
+        """Take a start of ``cost``, waiting until the window has room, in
+        ``holder``'s name (a job id: ``delay`` moves it later).
 
         Cancellation: atomic; if cancelled, no start was taken.
 
@@ -164,10 +176,26 @@ class RateLimiter:
             ready_at = self.next_start_at(cost)
             if ready_at <= trio.current_time():
                 await trio.lowlevel.checkpoint_if_cancelled()
-                self._starts.append((trio.current_time(), cost))
+                self._starts.append((trio.current_time(), cost, holder))
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return
             await trio.sleep_until(ready_at)
+
+    def delay(self, holder: str, seconds: float) -> None:
+        """Move ``holder``'s latest start ``seconds`` later (its job started
+        then): later starts wait for it that much longer. A start that left
+        the window, and a delay that is not positive, change nothing."""
+        if not (seconds > 0 and math.isfinite(seconds)):
+            return
+        for index in range(len(self._starts) - 1, -1, -1):
+            at, cost, name = self._starts[index]
+            if name == holder:
+                del self._starts[index]
+                moved_at = at + seconds
+                while index < len(self._starts) and self._starts[index][0] <= moved_at:
+                    index += 1
+                self._starts.insert(index, (moved_at, cost, holder))
+                return
 
     def statistics(self) -> RateLimiterStatistics:
         """A snapshot of the limiter."""
@@ -241,28 +269,33 @@ class TypeGate:
                 await freed.wait()
             poll = min(poll * 2, SLOT_POLL_SECONDS)
 
-    async def take_rate(self, cost: float, before_waiting: Callable[[], Awaitable[None]]) -> None:
-        """Take ``cost`` from the type's window, sleeping until it has room
-        (at once when the type has no rate); ``before_waiting`` is awaited
-        once, before the first wait.
+    async def take_rate(
+        self, holder: str, cost: float, before_waiting: Callable[[], Awaitable[None]]
+    ) -> bool:
+        """Take ``cost`` from the type's window in ``holder``'s name (a job
+        id: ``delay_rate`` moves it later), sleeping until it has room;
+        ``before_waiting`` is awaited once, before the first wait.
 
         A cost above the rate's count (a job stored before the limit was
         lowered) takes a whole window instead of waiting forever.
 
         Cancellation: atomic: if cancelled, nothing was taken.
 
+        Returns:
+            True once taken; False at once when the type has no rate.
+
         Raises:
             StoreError: the store did not answer.
         """
         if self.rate is None:
-            return
+            return False
         cost, waited = min(cost, self.rate.count), False
         while True:
             wait = await self._store.take_rate(
-                self.type_name, self.rate.count, self.rate.per_seconds, cost
+                self.type_name, self.rate.count, self.rate.per_seconds, cost, holder=holder
             )
             if wait <= 0:
-                return
+                return True
             if not waited:
                 await before_waiting()
                 waited = True
@@ -287,6 +320,21 @@ class TypeGate:
         finally:
             self._freed.set()
             self._freed = trio.Event()
+
+    async def delay_rate(self, delays: Mapping[str, float]) -> None:
+        """Move the takes of the holders in ``delays`` later by their delays
+        in seconds (their jobs started then), in one store call. A store
+        that does not answer is logged: those takes count from their
+        hand-off, a little early.
+
+        Cancellation: atomic (one store call).
+        """
+        if self.rate is None or not delays:
+            return
+        try:
+            await self._store.delay_rate(self.type_name, delays)
+        except StoreError as exc:
+            log.error("cannot move %d starts of type %r: %s", len(delays), self.type_name, exc)
 
     async def renew(self) -> None:
         """Renew the leases of the slots this engine holds.

@@ -12,6 +12,10 @@ took). A failed job with attempts left goes back to pending after an
 exponential backoff (``job:retrying``); its one terminal ``job:progress``
 comes when it finally completes or fails.
 
+A job's start (``JobStarted``) also moves the rate limits' takes of the
+job to the moment its handler started (``HeldJobs.restamp``), before the
+burst's outcomes are written, so the next grants see it soon.
+
 Batch-wide counts for ``processing:progress`` are kept from outcomes
 (``Tally``), so progress costs no store query.
 
@@ -145,9 +149,11 @@ class Recorder:
             if isinstance(message, ipc.JobStarted):
                 if job.active_since is None:
                     job.active_since = trio.current_time()
+                held.restamp(job, message.started_at)
             elif not isinstance(message, ipc.JobProgress):
                 outcomes[message.job_id] = job.outcome = self._outcome(message, job.record)
                 job.finished_at = trio.current_time()
+        await held.move_type_starts()
         states: dict[str, JobState] = {}
         if outcomes:
             try:

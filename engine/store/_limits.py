@@ -11,9 +11,9 @@ script (``engine.store._redis_limits``) does the same arithmetic in Lua.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-__all__ = ["check_rate", "check_slot", "seconds_until_room"]
+__all__ = ["check_rate", "check_slot", "positive_delays", "seconds_until_room"]
 
 
 def check_rate(limit: float, per_seconds: float, cost: float) -> None:
@@ -53,3 +53,12 @@ def seconds_until_room(
         if held + cost <= limit:
             return max(at + per_seconds - now, 0.0)
     return per_seconds  # only float rounding gets here: look again a window later
+
+
+def positive_delays(delays: Mapping[str, float]) -> list[tuple[str, float]]:
+    """The (holder, seconds) of ``delays`` that move a take: positive and finite."""
+    return [
+        (holder, seconds)
+        for holder, seconds in delays.items()
+        if math.isfinite(seconds) and seconds > 0
+    ]

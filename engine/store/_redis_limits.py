@@ -5,8 +5,11 @@ concurrency slots with a lease, each one Lua script.
 the store's prefix::
 
     rate:<key>     zset: the takes still in the window, scored by the time
-                   they were taken; member ``<cost>:<unique id>`` (unique, so
-                   two takes at one instant are two members)
+                   they were taken (or moved to: ``delay_rate``); member
+                   ``<cost>:<unique id>`` (unique, so two takes at one
+                   instant are two members), or ``<cost>:h:<holder>`` for
+                   a holder's latest take (an earlier one of the same
+                   holder is renamed to a unique id)
     slots:<key>    zset: holder by lease expiry
 
 A script trims what no longer counts (takes that left the window, slots
@@ -26,10 +29,10 @@ number handed to ``redis.call`` would be cut to 14 digits).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from engine.store._limits import check_rate, check_slot
+from engine.store._limits import check_rate, check_slot, positive_delays
 from engine.store._redis_layout import PREFIX
 from engine.store._redis_values import number
 
@@ -52,8 +55,9 @@ local function keep_for(key, seconds)
 end
 """
 
-# ARGV: key, limit, per_seconds, cost, unique id, now ('' = Redis's clock).
-# '0' when taken; else the seconds until the cost would fit (as a string).
+# ARGV: key, limit, per_seconds, cost, unique id, now ('' = Redis's clock),
+# holder ('' = none). '0' when taken; else the seconds until the cost would
+# fit (as a string).
 _TAKE_RATE = """
 local key = P .. 'rate:' .. ARGV[1]
 local limit, per, cost = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -63,8 +67,19 @@ local takes = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
 local held = 0
 for i = 1, #takes, 2 do held = held + tonumber(string.match(takes[i], '^[^:]+')) end
 if held + cost <= limit then
-  redis.call('ZADD', key, fmt(now), ARGV[4] .. ':' .. ARGV[5])
-  redis.call('PEXPIRE', key, math.ceil(per * 1000) + 1)
+  local name = ARGV[4] .. ':' .. ARGV[5]
+  if ARGV[7] ~= '' then
+    name = ARGV[4] .. ':h:' .. ARGV[7]
+    for i = 1, #takes, 2 do
+      local taken, holder = string.match(takes[i], '^([^:]+):h:(.*)$')
+      if holder == ARGV[7] then
+        redis.call('ZREM', key, takes[i])
+        redis.call('ZADD', key, takes[i + 1], taken .. ':' .. ARGV[5])
+      end
+    end
+  end
+  redis.call('ZADD', key, fmt(now), name)
+  keep_for(key, per)
   return '0'
 end
 for i = 1, #takes, 2 do
@@ -72,6 +87,28 @@ for i = 1, #takes, 2 do
   if held + cost <= limit then return fmt(math.max(tonumber(takes[i + 1]) + per - now, 0)) end
 end
 return fmt(per)
+"""
+
+# ARGV: key, then holder and delay (seconds, positive) pairs. Moves each
+# holder's latest take later by its delay; a take that left the window stays
+# gone.
+_DELAY_RATE = """
+local key = P .. 'rate:' .. ARGV[1]
+local delays = {}
+for i = 2, #ARGV, 2 do delays[ARGV[i]] = tonumber(ARGV[i + 1]) end
+local takes = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+local longest = 0
+for i = 1, #takes, 2 do
+  local delay = delays[string.match(takes[i], '^[^:]+:h:(.*)$') or '']
+  if delay then
+    redis.call('ZADD', key, 'XX', fmt(tonumber(takes[i + 1]) + delay), takes[i])
+    longest = math.max(longest, delay)
+  end
+end
+-- A take moved later counts that much longer: so must the key live.
+local ttl = redis.call('PTTL', key)
+if longest > 0 and ttl > 0 then keep_for(key, ttl / 1000 + longest) end
+return 1
 """
 
 # ARGV: key, holder, limit, lease seconds, now ('' = Redis's clock). 1 or 0.
@@ -114,6 +151,7 @@ LIMIT_SCRIPTS = {
     name: _PRELUDE + body
     for name, body in {
         "take_rate": _TAKE_RATE,
+        "delay_rate": _DELAY_RATE,
         "take_slot": _TAKE_SLOT,
         "release_slots": _RELEASE_SLOTS,
         "renew_slots": _RENEW_SLOTS,
@@ -132,7 +170,9 @@ class RedisLimits:
     def _limit_now(self) -> str:
         return "" if self._limit_clock is None else number(self._limit_clock())
 
-    async def take_rate(self, key: str, limit: float, per_seconds: float, cost: float) -> float:
+    async def take_rate(
+        self, key: str, limit: float, per_seconds: float, cost: float, *, holder: str | None = None
+    ) -> float:
         """Take ``cost`` from the sliding window ``key`` if it fits.
 
         The window is on Redis's clock (see the module notes). Cancellation:
@@ -143,6 +183,7 @@ class RedisLimits:
             limit: the most cost any window of ``per_seconds`` may hold.
             per_seconds: the window's length.
             cost: what this take weighs, at most ``limit``.
+            holder: names the take, so ``delay_rate`` can move it later.
 
         Returns:
             0.0 when the cost was taken now; else the seconds until it would
@@ -153,7 +194,20 @@ class RedisLimits:
         """
         check_rate(limit, per_seconds, cost)
         args = (number(limit), number(per_seconds), number(cost), uuid.uuid4().hex)
-        return float(await self._run("take_rate", key, *args, self._limit_now()))
+        return float(await self._run("take_rate", key, *args, self._limit_now(), holder or ""))
+
+    async def delay_rate(self, key: str, delays: Mapping[str, float]) -> None:
+        """Move the latest take of each holder in ``delays`` later in the
+        window ``key`` by its delay in seconds (a delay, not a time, so the
+        window stays on its clock); a holder whose take left the window (or
+        never was), and a delay that is not positive, change nothing.
+
+        Cancellation: shielded: it returns or raises, never half-done.
+        """
+        moves = positive_delays(delays)
+        if moves:
+            pairs = [arg for holder, seconds in moves for arg in (holder, number(seconds))]
+            await self._run("delay_rate", key, *pairs)
 
     async def take_slot(self, key: str, holder: str, limit: int, lease_seconds: float) -> bool:
         """Take a slot of ``key`` for ``holder`` under a lease, if one is free.

@@ -9,8 +9,11 @@ function here. The clock is the store's own (``time.time`` unless a test
 injects one), read once the transaction has begun: the engines of a SQLite
 cluster are on one host and read one clock.
 
-Tables: ``rate_takes`` holds each take (key, time, cost) while it may still
-count; older ones are deleted by the next take of the key. ``limit_slots``
+Tables: ``rate_takes`` holds each take (key, time, cost, holder) while it
+may still count; older ones are deleted by the next take of the key. A
+take named after its holder can be moved later (``delay_rate``); only a
+holder's latest take carries its name. A file made before takes had
+holders gets the column when it is opened (``create_limit_tables``). ``limit_slots``
 holds each slot (key, holder) with its lease expiry; expired slots are
 deleted by the next take of the key, so an engine that died frees its slots
 one lease after its last renewal.
@@ -20,21 +23,22 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from engine.store._limits import check_rate, check_slot, seconds_until_room
+from engine.store._limits import check_rate, check_slot, positive_delays, seconds_until_room
 
-__all__ = ["SCHEMA", "SqliteLimits"]
+__all__ = ["SqliteLimits", "create_limit_tables"]
 
 _T = TypeVar("_T")
 
-SCHEMA = """
+_SCHEMA = """
 BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS rate_takes (
     key TEXT NOT NULL,
     at REAL NOT NULL,
-    cost REAL NOT NULL
+    cost REAL NOT NULL,
+    holder TEXT
 );
 CREATE INDEX IF NOT EXISTS rate_takes_key ON rate_takes (key, at);
 CREATE TABLE IF NOT EXISTS limit_slots (
@@ -49,15 +53,49 @@ COMMIT;
 _HOLDERS = "holder IN (SELECT value FROM json_each(?))"
 
 
+def create_limit_tables(conn: sqlite3.Connection) -> None:
+    """Create the limit tables the file lacks, and give ``rate_takes`` its
+    ``holder`` column in a file made before it had one (one write
+    transaction, so two processes opening it at once cannot both add it)."""
+    conn.executescript(_SCHEMA)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(rate_takes)")}
+        if "holder" not in columns:
+            conn.execute("ALTER TABLE rate_takes ADD COLUMN holder TEXT")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def _take_rate(
-    conn: sqlite3.Connection, now: float, key: str, limit: float, per: float, cost: float
+    conn: sqlite3.Connection,
+    now: float,
+    key: str,
+    limit: float,
+    per: float,
+    cost: float,
+    holder: str | None,
 ) -> float:
     conn.execute("DELETE FROM rate_takes WHERE key = ? AND at <= ?", (key, now - per))
     sql = "SELECT at, cost FROM rate_takes WHERE key = ? ORDER BY at, rowid"
     wait = seconds_until_room(conn.execute(sql, (key,)).fetchall(), now, limit, per, cost)
     if wait == 0.0:
-        conn.execute("INSERT INTO rate_takes VALUES (?, ?, ?)", (key, now, cost))
+        if holder is not None:
+            unname = "UPDATE rate_takes SET holder = NULL WHERE key = ? AND holder = ?"
+            conn.execute(unname, (key, holder))
+        insert = "INSERT INTO rate_takes (key, at, cost, holder) VALUES (?, ?, ?, ?)"
+        conn.execute(insert, (key, now, cost, holder))
     return wait
+
+
+def _delay_rate(
+    conn: sqlite3.Connection, now: float, key: str, delays: list[tuple[str, float]]
+) -> None:
+    sql = "UPDATE rate_takes SET at = at + ? WHERE key = ? AND holder = ?"
+    conn.executemany(sql, [(seconds, key, holder) for holder, seconds in delays])
 
 
 def _take_slot(
@@ -95,7 +133,9 @@ class SqliteLimits:
             self, work: Callable[[sqlite3.Connection, float], _T], *, write: bool
         ) -> _T: ...
 
-    async def take_rate(self, key: str, limit: float, per_seconds: float, cost: float) -> float:
+    async def take_rate(
+        self, key: str, limit: float, per_seconds: float, cost: float, *, holder: str | None = None
+    ) -> float:
         """Take ``cost`` from the sliding window ``key`` if it fits.
 
         The window is the store's clock (one host's). Cancellation: atomic:
@@ -106,6 +146,7 @@ class SqliteLimits:
             limit: the most cost any window of ``per_seconds`` may hold.
             per_seconds: the window's length.
             cost: what this take weighs, at most ``limit``.
+            holder: names the take, so ``delay_rate`` can move it later.
 
         Returns:
             0.0 when the cost was taken now; else the seconds until it would
@@ -116,8 +157,21 @@ class SqliteLimits:
         """
         check_rate(limit, per_seconds, cost)
         return await self._run(
-            lambda conn, now: _take_rate(conn, now, key, limit, per_seconds, cost), write=True
+            lambda conn, now: _take_rate(conn, now, key, limit, per_seconds, cost, holder),
+            write=True,
         )
+
+    async def delay_rate(self, key: str, delays: Mapping[str, float]) -> None:
+        """Move the latest take of each holder in ``delays`` later in the
+        window ``key`` by its delay in seconds; a holder whose take left
+        the window (or never was), and a delay that is not positive, change
+        nothing.
+
+        Cancellation: atomic: if it raises ``Cancelled``, nothing moved.
+        """
+        moves = positive_delays(delays)
+        if moves:
+            await self._run(lambda conn, now: _delay_rate(conn, now, key, moves), write=True)
 
     async def take_slot(self, key: str, holder: str, limit: int, lease_seconds: float) -> bool:
         """Take a slot of ``key`` for ``holder`` under a lease, if one is free.

@@ -172,7 +172,7 @@ def connect(path: str, busy_timeout_seconds: float) -> sqlite3.Connection:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             create_schema(conn)
-            conn.executescript(_sqlite_limits.SCHEMA)
+            _sqlite_limits.create_limit_tables(conn)
         except BaseException:
             conn.close()
             raise

@@ -242,12 +242,17 @@ class Store(Protocol):
         themselves (``starts_by_itself``). Never a scan of jobs."""
         ...
 
-    async def take_rate(self, key: str, limit: float, per_seconds: float, cost: float) -> float:
+    async def take_rate(
+        self, key: str, limit: float, per_seconds: float, cost: float, *, holder: str | None = None
+    ) -> float:
         """Take ``cost`` from the sliding window ``key``, shared by every
         engine on the store, if the cost taken in the last ``per_seconds``
         plus ``cost`` stays within ``limit``; else take nothing. Never a
         fixed window: no half-open window of ``per_seconds`` ever holds more
-        than ``limit``. One atomic step; each backend names its clock.
+        than ``limit``. One atomic step; each backend names its clock. A
+        take with a ``holder`` (a job id) carries its name, so
+        ``delay_rate`` can move it later; only the holder's latest take
+        does.
 
         Returns:
             0.0 when taken; else the seconds until ``cost`` would fit.
@@ -256,6 +261,15 @@ class Store(Protocol):
             ValueError: an argument is not positive and finite, or ``cost``
                 exceeds ``limit`` (it could never fit).
         """
+        ...
+
+    async def delay_rate(self, key: str, delays: Mapping[str, float]) -> None:
+        """Move the latest take of each holder in ``delays`` later in the
+        window ``key`` by that many seconds, in one atomic step: it then
+        counts from the moment its job really started, so later takes wait
+        for it that much longer. A delay, not a time, so the window stays
+        on its backend's clock. A take that left the window (or never was
+        named) and a delay that is not positive change nothing."""
         ...
 
     async def take_slot(self, key: str, holder: str, limit: int, lease_seconds: float) -> bool:

@@ -25,6 +25,9 @@ get in-process twins bound to the child that runs them: ``crash`` calls
 until ``seconds`` pass or the child is killed, and ``garble`` writes a line
 that is not a message onto the child's IPC pipe.
 
+Its wall clock, what it reports as a job's start, is ``trio_wall_clock``:
+trio's clock, as a fake engine's is, so the two agree on a mock clock.
+
 Handlers that are plain ``def`` functions run in a worker thread; on a mock
 clock with autojump, time moves on while a thread works, so tests on a mock
 clock use ``async def`` handlers.
@@ -43,10 +46,19 @@ from engine.child.program import serve_child
 from engine.jobs.registry import JobContext, JobRegistry
 from engine.supervisor.spawner import ChildProcess, DeliverCancel
 
-__all__ = ["FakeChild", "FakeSpawner"]
+__all__ = ["FakeChild", "FakeSpawner", "trio_wall_clock"]
+
+#: The wall-clock reading of a fake engine at trio time 0. Any fixed value
+#: works; a recent one keeps timestamps looking like timestamps.
+_FAKE_EPOCH = 1_700_000_000.0
 
 #: Fake process ids, far above any real one so a log line cannot confuse them.
 _PIDS = itertools.count(10_000_000)
+
+
+def trio_wall_clock() -> float:
+    """Wall-clock seconds that follow trio's clock (a fake engine's clock)."""
+    return _FAKE_EPOCH + trio.current_time()
 
 
 class FakeSpawner:
@@ -134,7 +146,7 @@ class FakeChild:
 
     async def _live(self) -> None:
         with self._life:
-            code = await serve_child(self._inbound, self._write, self._registry)
+            code = await serve_child(self._inbound, self._write, self._registry, trio_wall_clock)
         if self.returncode is None:
             self.returncode = code
             self._close_pipes()

@@ -32,7 +32,7 @@ from engine.errors import StoreError, StoreUnavailable
 from engine.jobs.registry import REGISTRY
 from engine.store import Store
 from engine.store.sqlite import open_sqlite_store
-from engine.testing.fake_child import FakeSpawner
+from engine.testing.fake_child import FakeSpawner, trio_wall_clock
 from protocols.events import Event
 
 __all__ = [
@@ -46,10 +46,6 @@ __all__ = [
     "settings_for_tests",
     "trio_wall_clock",
 ]
-
-#: The wall-clock reading of a fake engine at trio time 0. Any fixed value
-#: works; a recent one keeps timestamps looking like timestamps.
-_FAKE_EPOCH = 1_700_000_000.0
 
 
 class FailingStore:
@@ -123,11 +119,6 @@ async def open_test_engine(
     settings' one (it stays the caller's to close)."""
     async with open_engine(settings_for_tests(tmp_path, **changes), store=store) as engine:
         yield engine
-
-
-def trio_wall_clock() -> float:
-    """Wall-clock seconds that follow trio's clock (a fake engine's clock)."""
-    return _FAKE_EPOCH + trio.current_time()
 
 
 def open_fake_store() -> AbstractAsyncContextManager[Store]:
