@@ -202,16 +202,19 @@ class Dispatcher:
             cost = min(job.cost, rate.count)
             if rate.next_start_at(cost) > trio.current_time():
                 await before_waiting()
-            await rate.acquire(cost, holder=job.job_id)
+            taken_at = await rate.acquire(cost, holder=job.job_id)
             if held_job is not None:
-                held_job.rate_grant = (rate, self._clock())
+                # The grant on the wall clock: trio's reading carried over.
+                granted_at = self._clock() - (trio.current_time() - taken_at)
+                held_job.rate_grant = (rate, granted_at)
         gate = self._limits.type_gate(job.type)
         if gate is None:
             return
         if await gate.take_slot(job.job_id, before_waiting):
             held.add_type_slot(job.job_id, gate)
-        if await gate.take_rate(job.job_id, job.cost, before_waiting) and held_job is not None:
-            held_job.type_rate_grant = (gate, self._clock())
+        asked_at = await gate.take_rate(job.job_id, job.cost, before_waiting, self._clock)
+        if asked_at is not None and held_job is not None:
+            held_job.type_rate_grant = (gate, asked_at)
 
     async def _claim(self, held: HeldJobs, credits: Sequence[object]) -> list[JobRecord]:
         claimed = await self._store_step(partial(self._claim_once, len(credits)))

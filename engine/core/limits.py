@@ -31,15 +31,15 @@ not together, each as a job is handed to the child: so a job waiting at its
 type's gate has taken a start of its batch's rate; that can only slow the
 batch, never let a window of either limit hold more than its count.
 
-A start counts from when its handler really starts, not from when it was
-handed to the child: the child reports each start (``JobStarted``) one
-pipe hop after the hand-off, or later when the job queued there, and the
-recorder moves the job's take that much later (``RateLimiter.delay``,
-``TypeGate.delay_rate``; only ever later). Every later take is then
-weighed against real starts, so no window of handler starts holds more
-than N, provided a start's report reaches the limiter before a take that
-could share a window with it: within about T of the hand-off, since a take
-that left the window is no longer moved.
+A start counts from its handler's real start, not from the hand-off: the
+child reports it (``JobStarted``) a pipe hop later, or later still when the
+job queued there, and the recorder moves the job's takes by the difference
+on the engine's wall clock (``RateLimiter.delay``, ``TypeGate.delay_rate``;
+only ever later; a type's hand-off is read just before the store call, so
+a moved take never lands before the start). Later takes are weighed
+against real starts, so no window of handler starts holds more than N,
+provided each report arrives within about T of its hand-off (a take that
+left the window is no longer moved).
 
 The pause is a limit too: a run dispatches only while its ``PauseGate`` is
 open. The runner sees the gate through that ``Protocol``; the engine's
@@ -48,6 +48,7 @@ open. The runner sees the gate through that ``Protocol``; the engine's
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 from collections import deque
@@ -162,11 +163,14 @@ class RateLimiter:
             raise trio.WouldBlock
         self._starts.append((trio.current_time(), cost, holder))
 
-    async def acquire(self, cost: float = 1.0, holder: str | None = None) -> None:
+    async def acquire(self, cost: float = 1.0, holder: str | None = None) -> float:
         """Take a start of ``cost``, waiting until the window has room, in
         ``holder``'s name (a job id: ``delay`` moves it later).
 
         Cancellation: atomic; if cancelled, no start was taken.
+
+        Returns:
+            When the start was taken (``trio.current_time()``).
 
         Raises:
             ValueError: ``cost`` is not within (0, count].
@@ -176,25 +180,22 @@ class RateLimiter:
             ready_at = self.next_start_at(cost)
             if ready_at <= trio.current_time():
                 await trio.lowlevel.checkpoint_if_cancelled()
-                self._starts.append((trio.current_time(), cost, holder))
+                taken_at = trio.current_time()
+                self._starts.append((taken_at, cost, holder))
                 await trio.lowlevel.cancel_shielded_checkpoint()
-                return
+                return taken_at
             await trio.sleep_until(ready_at)
 
     def delay(self, holder: str, seconds: float) -> None:
         """Move ``holder``'s latest start ``seconds`` later (its job started
-        then): later starts wait for it that much longer. A start that left
-        the window, and a delay that is not positive, change nothing."""
+        then); one that left the window, or a delay not positive: nothing."""
         if not (seconds > 0 and math.isfinite(seconds)):
             return
         for index in range(len(self._starts) - 1, -1, -1):
             at, cost, name = self._starts[index]
             if name == holder:
                 del self._starts[index]
-                moved_at = at + seconds
-                while index < len(self._starts) and self._starts[index][0] <= moved_at:
-                    index += 1
-                self._starts.insert(index, (moved_at, cost, holder))
+                bisect.insort(self._starts, (at + seconds, cost, holder), key=lambda s: s[0])
                 return
 
     def statistics(self) -> RateLimiterStatistics:
@@ -270,8 +271,12 @@ class TypeGate:
             poll = min(poll * 2, SLOT_POLL_SECONDS)
 
     async def take_rate(
-        self, holder: str, cost: float, before_waiting: Callable[[], Awaitable[None]]
-    ) -> bool:
+        self,
+        holder: str,
+        cost: float,
+        before_waiting: Callable[[], Awaitable[None]],
+        clock: Callable[[], float],
+    ) -> float | None:
         """Take ``cost`` from the type's window in ``holder``'s name (a job
         id: ``delay_rate`` moves it later), sleeping until it has room;
         ``before_waiting`` is awaited once, before the first wait.
@@ -282,20 +287,22 @@ class TypeGate:
         Cancellation: atomic: if cancelled, nothing was taken.
 
         Returns:
-            True once taken; False at once when the type has no rate.
+            ``clock()`` read just before the store call that took it; None
+            at once when the type has no rate.
 
         Raises:
             StoreError: the store did not answer.
         """
         if self.rate is None:
-            return False
+            return None
         cost, waited = min(cost, self.rate.count), False
         while True:
+            asked_at = clock()
             wait = await self._store.take_rate(
                 self.type_name, self.rate.count, self.rate.per_seconds, cost, holder=holder
             )
             if wait <= 0:
-                return True
+                return asked_at
             if not waited:
                 await before_waiting()
                 waited = True
@@ -323,12 +330,9 @@ class TypeGate:
 
     async def delay_rate(self, delays: Mapping[str, float]) -> None:
         """Move the takes of the holders in ``delays`` later by their delays
-        in seconds (their jobs started then), in one store call. A store
-        that does not answer is logged: those takes count from their
-        hand-off, a little early.
-
-        Cancellation: atomic (one store call).
-        """
+        in seconds (their jobs started then). Cancellation: atomic (one store
+        call). A store that does not answer is logged: those takes count
+        from their hand-off."""
         if self.rate is None or not delays:
             return
         try:

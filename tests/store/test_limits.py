@@ -64,6 +64,37 @@ async def test_a_window_counts_cost(store: Store, clock: FakeClock) -> None:
         assert await store.take_rate("tokens", 10, 60.0, 2.5) == 2.0
 
 
+async def test_a_delayed_take_keeps_later_takes_waiting_longer(
+    store: Store, clock: FakeClock
+) -> None:
+    with trio.fail_after(DEADLINE):
+        assert await store.take_rate("embed", 2, 10.0, 1, holder="job-a") == 0.0
+        clock.advance(1)
+        assert await store.take_rate("embed", 2, 10.0, 1, holder="job-b") == 0.0
+        # job-a's handler started 3 s after its take: it counts from then
+        # (until 13), so job-b (until 11) leaves first; an unknown holder and
+        # a delay that is not positive move nothing.
+        await store.delay_rate("embed", {"job-a": 3.0, "job-z": 5.0})
+        await store.delay_rate("embed", {"job-a": -2.0, "job-b": 0.0})
+        assert await store.take_rate("embed", 2, 10.0, 1) == 10.0
+        clock.advance(10)
+        assert await store.take_rate("embed", 2, 10.0, 1) == 0.0
+        assert await store.take_rate("embed", 2, 10.0, 1) == 2.0
+
+
+async def test_only_a_holders_latest_take_is_delayed(store: Store, clock: FakeClock) -> None:
+    with trio.fail_after(DEADLINE):
+        assert await store.take_rate("embed", 2, 10.0, 1, holder="job-a") == 0.0
+        clock.advance(2)
+        assert await store.take_rate("embed", 2, 10.0, 1, holder="job-a") == 0.0
+        await store.delay_rate("embed", {"job-a": 4.0})
+        # Both takes still count: the first until 10, the second until 16.
+        assert await store.take_rate("embed", 2, 10.0, 1) == 8.0
+        clock.advance(8)
+        assert await store.take_rate("embed", 2, 10.0, 1) == 0.0
+        assert await store.take_rate("embed", 2, 10.0, 1) == 6.0
+
+
 @pytest.mark.parametrize(
     ("limit", "per_seconds", "cost"),
     [(5, 1.0, 6), (5, 1.0, 0), (5, 1.0, -1), (0, 1.0, 1), (5, 0.0, 1), (5, float("inf"), 1)],

@@ -159,6 +159,23 @@ async def test_an_older_file_is_migrated(db_path: str, clock: FakeClock) -> None
             assert (await store.get_batch("plain")).run_owner == "e"
 
 
+async def test_rate_takes_of_an_older_file_get_holders(db_path: str, clock: FakeClock) -> None:
+    """A window's takes from before takes had holders still count."""
+    old = sqlite3.connect(db_path)
+    old.executescript(
+        "CREATE TABLE rate_takes (key TEXT NOT NULL, at REAL NOT NULL, cost REAL NOT NULL);"
+        f"INSERT INTO rate_takes VALUES ('embed', {clock.now}, 1);"
+    )
+    old.close()
+    with trio.fail_after(DEADLINE):
+        for _ in range(2):  # and opening it again changes nothing
+            async with open_sqlite_store(db_path, clock=clock) as store:
+                assert await store.take_rate("embed", 3, 10.0, 1, holder="j") == 0.0
+        async with open_sqlite_store(db_path, clock=clock) as store:
+            await store.delay_rate("embed", {"j": 2.0})
+            assert await store.take_rate("embed", 3, 10.0, 1) == 10.0
+
+
 async def test_cancelled_during_transaction_completes(
     store: SqliteStore, clock: FakeClock
 ) -> None:
