@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, TypeVar
 import trio
 
 from engine.core.held import CLEANUP_SECONDS, HeldJobs
-from engine.core.limits import PauseGate
+from engine.core.pause import PauseGate
 from engine.core.retry import Patience, StoreRetry
 from engine.errors import ChildCrashed, StoreUnavailable
 from engine.store.base import Store

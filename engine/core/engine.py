@@ -35,7 +35,7 @@ from engine.config.settings import Settings
 from engine.core.bus import BusStatistics, EventBus, Subscription
 from engine.core.cluster import Cluster
 from engine.core.identity import EngineIdentity
-from engine.core.limits import PauseSwitch
+from engine.core.pause import PauseSwitch
 from engine.core.policy import EnginePolicy
 from engine.core.retry import StoreRetry
 from engine.core.runs import Runs

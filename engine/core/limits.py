@@ -41,9 +41,8 @@ against real starts, so no window of handler starts holds more than N,
 provided each report arrives within about T of its hand-off (a take that
 left the window is no longer moved).
 
-The pause is a limit too: a run dispatches only while its ``PauseGate`` is
-open. The runner sees the gate through that ``Protocol``; the engine's
-``PauseSwitch`` is the one it is given.
+The pause is a limit too: a run dispatches only while its ``PauseGate``
+(``engine.core.pause``) is open.
 """
 
 from __future__ import annotations
@@ -53,7 +52,6 @@ import logging
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Protocol
 
 import attrs
 import trio
@@ -64,8 +62,6 @@ from engine.store.base import Store
 
 __all__ = [
     "SLOT_POLL_SECONDS",
-    "PauseGate",
-    "PauseSwitch",
     "RateLimiter",
     "RateLimiterStatistics",
     "TypeGate",
@@ -358,48 +354,3 @@ class TypeGate:
                 len(holders) - renewed,
                 self.type_name,
             )
-
-
-class PauseGate(Protocol):
-    """What a run asks before it hands out jobs: whether dispatching is allowed."""
-
-    @property
-    def is_open(self) -> bool:
-        """Whether dispatching is allowed now."""
-        ...
-
-    async def wait_open(self) -> None:
-        """Return once dispatching is allowed (at once while it is).
-
-        Cancellation: atomic.
-        """
-        ...
-
-
-class PauseSwitch:
-    """The engine's ``PauseGate``: open unless paused."""
-
-    def __init__(self) -> None:
-        self._open = trio.Event()
-        self._open.set()
-
-    @property
-    def is_open(self) -> bool:
-        """Whether dispatching is allowed now."""
-        return self._open.is_set()
-
-    def close(self) -> None:
-        """Pause: runs stop handing out jobs until ``open``."""
-        if self._open.is_set():
-            self._open = trio.Event()
-
-    def open(self) -> None:
-        """Resume: every waiting run goes on at once."""
-        self._open.set()
-
-    async def wait_open(self) -> None:
-        """Return once dispatching is allowed (at once while it is).
-
-        Cancellation: atomic.
-        """
-        await self._open.wait()

@@ -49,7 +49,8 @@ import trio
 from engine.core.bus import EventBus
 from engine.core.dispatcher import Dispatcher
 from engine.core.held import CLEANUP_SECONDS, HeldJobs
-from engine.core.limits import PauseGate, RateLimiter, TypeGate
+from engine.core.limits import RateLimiter, TypeGate
+from engine.core.pause import PauseGate
 from engine.core.recorder import Recorder
 from engine.core.retry import Patience, StoreRetry
 from engine.errors import BatchRunning, ChildCrashed, StoreError, StoreUnavailable

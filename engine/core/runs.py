@@ -31,7 +31,7 @@ import trio
 
 from engine.core.bus import EventBus
 from engine.core.held import CLEANUP_SECONDS
-from engine.core.limits import PauseSwitch
+from engine.core.pause import PauseSwitch
 from engine.core.policy import EnginePolicy
 from engine.core.retry import StoreRetry
 from engine.core.runner import BatchRunner, NothingToRun, StopReason

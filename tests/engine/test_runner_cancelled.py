@@ -9,7 +9,7 @@ import trio
 from trio.testing import MockClock
 
 from engine.core.bus import EventBus
-from engine.core.limits import PauseSwitch
+from engine.core.pause import PauseSwitch
 from engine.core.retry import StoreRetry
 from engine.core.runner import BatchRunner, RunLimits
 from engine.errors import StoreError
