@@ -33,12 +33,14 @@ import attrs
 
 from engine.config import parsers
 from engine.config.parsers import Kind, RateLimit, format_seconds, redact_url
+from engine.config.schedules import Schedule, read_schedules
 from engine.config.sources import (
     SettingSpec,
     TypeOverrides,
     from_environment,
     from_file,
     from_flags,
+    read_document,
 )
 
 __all__ = [
@@ -101,8 +103,17 @@ def _type_overrides(value: object, source: str) -> Mapping[str, TypeOverrides]:
     return value
 
 
-def _freeze(value: Mapping[str, TypeOverrides]) -> Mapping[str, TypeOverrides]:
+def _freeze(value: Mapping[str, _T]) -> Mapping[str, _T]:
     return MappingProxyType(dict(value))
+
+
+def _schedules(value: object, source: str) -> Mapping[str, Schedule]:
+    if not isinstance(value, Mapping) or not all(
+        isinstance(schedule, Schedule) and schedule.name == name
+        for name, schedule in value.items()
+    ):
+        raise parsers.invalid(source, value, "is not a mapping of names to their Schedule")
+    return value
 
 
 _DEFAULT_RATE = RateLimit(count=20, per_seconds=60.0)
@@ -211,6 +222,10 @@ class Settings:
     type_overrides: Mapping[str, TypeOverrides] = attrs.field(
         factory=dict, converter=_freeze, validator=parsers.validator(_type_overrides)
     )
+    #: The ``[schedules.NAME]`` tables of the TOML file, by name.
+    schedules: Mapping[str, Schedule] = attrs.field(
+        factory=dict, converter=_freeze, validator=parsers.validator(_schedules)
+    )
 
     @classmethod
     def load(
@@ -228,7 +243,7 @@ class Settings:
             environ: the environment to read.
             profile: a profile named on the command line.
             config_path: a TOML file with an optional ``[engine]`` table and
-                optional ``[types.NAME]`` tables.
+                optional ``[types.NAME]`` and ``[schedules.NAME]`` tables.
             overrides: command-line values by field name; None values are
                 ignored (flags that were not given).
             defaults: the command's own defaults by field name, beneath every
@@ -243,12 +258,15 @@ class Settings:
         """
         values: dict[str, Any] = dict(defaults or {})
         types: dict[str, TypeOverrides] = {}
+        schedules: dict[str, Schedule] = {}
         if config_path is not None:
             in_file, types = from_file(Path(config_path), _SPECS)
             values |= in_file
+            tables = read_document(Path(config_path)).get("schedules", {})
+            schedules = read_schedules(tables, str(config_path))
         values |= from_environment(environ, _SPECS)
         values |= from_flags(profile, overrides or {}, _SPECS)
-        return cls(type_overrides=types, **values)
+        return cls(type_overrides=types, schedules=schedules, **values)
 
     def for_type(self, name: str) -> EffectiveTypeLimits:
         """The limits of job type ``name``: its overrides, else the batch-level settings."""
@@ -275,6 +293,8 @@ class Settings:
         ]
         if self.type_overrides:
             parts.append(f"types={','.join(sorted(self.type_overrides))}")
+        if self.schedules:
+            parts.append(f"schedules={','.join(sorted(self.schedules))}")
         if self.auto_start:
             parts.append("auto_start=1")
         if self.token is not None:

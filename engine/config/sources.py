@@ -69,6 +69,7 @@ __all__ = [
     "from_environment",
     "from_file",
     "from_flags",
+    "read_document",
 ]
 
 #: The environment variable that names a profile.
@@ -163,16 +164,8 @@ def from_file(path: Path, specs: Specs) -> tuple[dict[str, Any], dict[str, TypeO
         ConfigError: the file is missing, unreadable or not TOML, or has an
             unknown table or key, or an invalid value.
     """
-    try:
-        with path.open("rb") as file:
-            document = tomllib.load(file)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: configuration file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the configuration file: {exc.strerror}") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    _refuse_unknown(document, {"engine": None, "types": None}, str(path))
+    document = read_document(path)
+    _refuse_unknown(document, {"engine": None, "types": None, "schedules": None}, str(path))
     engine = _table(document.get("engine", {}), f"{path}: [engine]")
     _refuse_unknown(engine, {"profile": None, **specs}, f"{path}: [engine]")
     values = _layer(
@@ -189,6 +182,23 @@ def from_file(path: Path, specs: Specs) -> tuple[dict[str, Any], dict[str, TypeO
             **{k: specs[_TYPE_KEYS[k]].kind(v, f"{where} {k}") for k, v in table.items()}
         )
     return values, types
+
+
+def read_document(path: Path) -> dict[str, Any]:
+    """The TOML file at ``path``, parsed.
+
+    Raises:
+        ConfigError: the file is missing, unreadable or not TOML.
+    """
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration file: {exc.strerror}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
 
 
 def _layer(

@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from engine.errors import BatchExists, BatchNotFound, BatchRunning, StoreUnavailable
-from engine.store import _json, _sqlite_limits
+from engine.store import _json, _sqlite_limits, _sqlite_schedules
 from engine.store._sqlite_schema import create_schema
 from engine.store.records import (
     AddResult,
@@ -173,6 +173,7 @@ def connect(path: str, busy_timeout_seconds: float) -> sqlite3.Connection:
             conn.execute("PRAGMA synchronous = NORMAL")
             create_schema(conn)
             _sqlite_limits.create_limit_tables(conn)
+            _sqlite_schedules.create_schedule_table(conn)
         except BaseException:
             conn.close()
             raise

@@ -45,6 +45,8 @@ with ``finished=False``), or left behind by an engine that died (its lease
 runs out, or ``recover_engine`` hands it over at once); either way some
 engine resumes it. The *queue*: ``startable_batches`` finds batches with due
 work that no engine runs, for engines that start work by themselves.
+*Schedules*: ``claim_firing`` lets exactly one engine fire each due time
+of a schedule, and ``last_firings`` tells when each one last fired.
 """
 
 from __future__ import annotations
@@ -293,6 +295,24 @@ class Store(Protocol):
     async def renew_slots(self, key: str, holders: Sequence[str], lease_seconds: float) -> int:
         """Renew the leases of the slots of ``key`` that ``holders`` still
         hold (an expired one stays lost); how many."""
+        ...
+
+    async def claim_firing(self, name: str, due_at: float) -> bool:
+        """Claim the firing of schedule ``name`` due at ``due_at`` (epoch
+        seconds) for the caller: it succeeds, in one atomic step, only when
+        ``due_at`` is later than every firing of ``name`` claimed before on
+        the store, and records it as the schedule's last firing. So of the
+        engines that claim one due time, exactly one succeeds, and a due
+        time earlier than one already fired never fires.
+
+        Returns:
+            Whether the caller fires it.
+        """
+        ...
+
+    async def last_firings(self) -> dict[str, float]:
+        """The due time of the last firing claimed of each schedule, by name
+        (a schedule never fired is absent)."""
         ...
 
     async def ping(self) -> None:

@@ -57,6 +57,7 @@ from engine.store._redis_events import RedisEventLog, RedisEventMethods
 from engine.store._redis_limits import LIMIT_SCRIPTS, RedisLimits
 from engine.store._redis_pool import SlotKeepingPool
 from engine.store._redis_reads import RedisReads
+from engine.store._redis_schedules import SCHEDULE_SCRIPTS, RedisSchedules
 from engine.store._redis_scripts import SCRIPTS
 from engine.store._redis_values import (
     STATES,
@@ -92,7 +93,7 @@ CONNECT_TIMEOUT_SECONDS = 3.0
 COMMAND_TIMEOUT_SECONDS = 10.0
 
 
-class RedisStore(RedisReads, RedisClusterMethods, RedisLimits, RedisEventMethods):
+class RedisStore(RedisReads, RedisClusterMethods, RedisLimits, RedisSchedules, RedisEventMethods):
     """``Store`` and ``EventLog`` on one Redis database; get one from
     ``open_redis_store``.
 
@@ -103,7 +104,8 @@ class RedisStore(RedisReads, RedisClusterMethods, RedisLimits, RedisEventMethods
     batches and jobs come from ``RedisReads``, the cluster methods from
     ``RedisClusterMethods``, the limit methods from
     ``RedisLimits`` (on Redis's clock unless ``limit_clock`` is given), the
-    event log's from ``RedisEventMethods``.
+    schedule firings from ``RedisSchedules``, the event log's from
+    ``RedisEventMethods``.
     """
 
     def __init__(
@@ -120,7 +122,12 @@ class RedisStore(RedisReads, RedisClusterMethods, RedisLimits, RedisEventMethods
         self._limit_clock = limit_clock
         self._scripts: dict[str, Script[str]] = {
             name: client.register_script(source)
-            for name, source in {**SCRIPTS, **CLUSTER_SCRIPTS, **LIMIT_SCRIPTS}.items()
+            for name, source in {
+                **SCRIPTS,
+                **CLUSTER_SCRIPTS,
+                **LIMIT_SCRIPTS,
+                **SCHEDULE_SCRIPTS,
+            }.items()
         }
         self._events = RedisEventLog(client, where=where)
         # (batch id, owner) -> the token of a claim that raised instead of

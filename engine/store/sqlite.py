@@ -62,6 +62,7 @@ from engine.store import _sqlite_ops as ops
 from engine.store._sqlite_cluster import SqliteClusterMethods
 from engine.store._sqlite_limits import SqliteLimits
 from engine.store._sqlite_reads import SqliteReads
+from engine.store._sqlite_schedules import SqliteSchedules
 
 if TYPE_CHECKING:
     import sqlite3
@@ -86,7 +87,7 @@ DEFAULT_BUSY_TIMEOUT_SECONDS = 5.0
 _CLOSE_MARGIN_SECONDS = 2.0
 
 
-class SqliteStore(SqliteReads, SqliteClusterMethods, SqliteLimits):
+class SqliteStore(SqliteReads, SqliteClusterMethods, SqliteLimits, SqliteSchedules):
     """``Store`` on one SQLite connection; get one from ``open_sqlite_store``.
 
     Every method is one transaction and atomic under cancellation (see the
@@ -94,7 +95,8 @@ class SqliteStore(SqliteReads, SqliteClusterMethods, SqliteLimits):
     cannot do the work, having written nothing, and
     ``trio.ClosedResourceError`` once the store is closed. The reads of
     batches and jobs come from ``SqliteReads``, the cluster methods from
-    ``SqliteClusterMethods``, the limit methods from ``SqliteLimits``.
+    ``SqliteClusterMethods``, the limit methods from ``SqliteLimits``, the
+    schedule firings from ``SqliteSchedules``.
     """
 
     def __init__(
