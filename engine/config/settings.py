@@ -103,7 +103,7 @@ def _type_overrides(value: object, source: str) -> Mapping[str, TypeOverrides]:
     return value
 
 
-def _freeze(value: Mapping[str, _T]) -> Mapping[str, _T]:
+def _freeze(value: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(value))
 
 

@@ -39,6 +39,7 @@ from engine.core.pause import PauseSwitch
 from engine.core.policy import EnginePolicy
 from engine.core.retry import StoreRetry
 from engine.core.runs import Runs
+from engine.core.scheduler import Scheduler
 from engine.core.values import EngineStatus, JobRequest, StartResult
 from engine.errors import BatchNotRunning, BatchRunning, ShuttingDown
 from engine.jobs.registry import JobRegistry
@@ -112,6 +113,14 @@ class Engine:
             clock=clock,
             renew_slots=self._policy.renew_type_slots,
             retry=self._store_retry,
+        )
+        #: Fires the schedules; ``statuses()`` lists them (``GET /api/schedules``).
+        self.scheduler = Scheduler(
+            settings.schedules,
+            store=store,
+            create=self.create_batch,
+            clock=clock,
+            draining=lambda: self._runs.draining,
         )
 
     def _wake_cluster(self) -> None:
@@ -386,6 +395,7 @@ class Engine:
     async def _open(self) -> None:
         self._supervisor.keep_warm()
         await self._cluster.open(self._nursery)
+        self._nursery.start_soon(self.scheduler.serve)
 
     async def _leave(self) -> None:
         await self._cluster.leave()

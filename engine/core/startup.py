@@ -27,6 +27,7 @@ from engine.config.settings import Settings
 from engine.core.bus import EventBus
 from engine.core.engine import Engine
 from engine.core.leases import recover_expired_leases
+from engine.core.scheduler import check_schedule_types
 from engine.jobs.registry import REGISTRY, JobRegistry, load_job_modules
 from engine.store import EventLog, Store, open_store
 from engine.supervisor.children import ChildSupervisor
@@ -57,11 +58,13 @@ async def open_engine(
     their grace period (each child's cancel delivery is bounded by it).
 
     Raises:
-        ConfigError: the store URL is unusable.
+        ConfigError: the store URL is unusable, or a schedule names a job
+            type that is not registered.
         JobError: a job module cannot be imported.
         StoreUnavailable: the store cannot be opened.
     """
     load_job_modules(settings.job_modules)
+    check_schedule_types(settings.schedules, registry)
     async with contextlib.AsyncExitStack() as stack:
         if store is None:
             store = await stack.enter_async_context(open_store(settings.store_url))

@@ -44,9 +44,10 @@ DEFAULTS: dict[str, Any] = {
 
 def test_every_default() -> None:
     settings = Settings.load({})
-    assert {a.name for a in attrs.fields(Settings)} == {*DEFAULTS, "type_overrides"}
+    assert {a.name for a in attrs.fields(Settings)} == {*DEFAULTS, "type_overrides", "schedules"}
     assert {name: getattr(settings, name) for name in DEFAULTS} == DEFAULTS
     assert settings.type_overrides == {}
+    assert settings.schedules == {}
     assert settings == Settings()
 
 
