@@ -36,6 +36,7 @@ __all__ = [
     "RateLimit",
     "bearer_token",
     "boolean",
+    "choice",
     "format_seconds",
     "invalid",
     "module_names",
@@ -121,6 +122,18 @@ def boolean(value: object, source: str) -> bool:
     if text in _TRUE or text in _FALSE:
         return text in _TRUE
     raise invalid(source, value, "is not a boolean: expected 1 or 0 (true or false)")
+
+
+def choice(*names: str) -> Kind:
+    """One of ``names``, as written (any case)."""
+
+    def kind(value: object, source: str) -> str:
+        text = value.strip().lower() if isinstance(value, str) else None
+        if text not in names:
+            raise invalid(source, value, f"is not one of {', '.join(names)}")
+        return text
+
+    return kind
 
 
 def optional(kind: Kind) -> Kind:

@@ -207,6 +207,18 @@ class Settings:
         "AUTO_START",
         "1: start any batch with due pending jobs that runs nowhere, within capacity",
     )
+    status_log_seconds: float = _setting(
+        30.0,
+        parsers.seconds(positive=False),
+        "STATUS_LOG_SECONDS",
+        "seconds between status lines (running batches, jobs per state and type); 0 = off",
+    )
+    log_format: str = _setting(
+        "text",
+        parsers.choice("text", "json"),
+        "BATCHYARD_LOG_FORMAT",
+        "text, or json: one JSON object per line (time, level, logger, message, batchId, jobId)",
+    )
     event_ring_size: int = _setting(
         10_000, parsers.whole_number(1), None, "events kept for replay (Last-Event-ID, resumeFrom)"
     )

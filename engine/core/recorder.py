@@ -54,6 +54,7 @@ import trio
 
 from engine.core.bus import EventBus
 from engine.core.held import CLEANUP_SECONDS, HeldJob, HeldJobs
+from engine.core.job_log import job_active, job_ended, job_retrying
 from engine.core.retry import Patience, StoreRetry
 from engine.errors import StoreUnavailable
 from engine.store.base import Store
@@ -149,6 +150,7 @@ class Recorder:
             if isinstance(message, ipc.JobStarted):
                 if job.active_since is None:
                     job.active_since = trio.current_time()
+                job_active(self.batch_id, job.record)
                 held.restamp(job, message.started_at)
             elif not isinstance(message, ipc.JobProgress):
                 outcomes[message.job_id] = job.outcome = self._outcome(message, job.record)
@@ -320,6 +322,7 @@ class Recorder:
     def _announce(self, outcome: Outcome, state: JobState | None, held: HeldJob) -> None:
         job = held.record
         if state is JobState.PENDING and isinstance(outcome, Fail):
+            job_retrying(self.batch_id, job, error=outcome.error)
             self.publish(
                 events.JobRetrying(
                     batch_id=self.batch_id,
@@ -342,6 +345,8 @@ class Recorder:
         if held.active_since is not None:
             ended = trio.current_time() if held.finished_at is None else held.finished_at
             duration_ms = round((ended - held.active_since) * 1000, 3)
+        failed = error if state is JobState.FAILED else None
+        job_ended(self.batch_id, job, error=failed, duration_ms=duration_ms)
         self.publish(
             events.JobUpdate(
                 batch_id=self.batch_id,

@@ -144,6 +144,21 @@ _SCHEMAS: dict[str, Any] = {
         ),
     ),
     "Requeued": _object(["requeued"], requeued=_COUNT),
+    "ScheduleView": _object(
+        ["name", "cron", "type", "nextRunAt", "lastRunAt"],
+        name={"type": "string"},
+        cron={"type": "string", "description": "five fields, UTC"},
+        type={"type": "string"},
+        nextRunAt={"type": ["string", "null"], "format": "date-time"},
+        lastRunAt={
+            "type": ["string", "null"],
+            "format": "date-time",
+            "description": "due time of the last firing on any engine of the cluster",
+        },
+    ),
+    "ScheduleList": _object(
+        ["schedules"], schedules={"type": "array", "items": _ref("ScheduleView")}
+    ),
 }
 
 
@@ -291,6 +306,12 @@ def _engine_paths() -> dict[str, Any]:
         "/api/pause": {"post": _op("stop handing out jobs", dict(status))},
         "/api/resume": {"post": _op("hand out jobs again", dict(status))},
         "/api/status": {"get": _op("what the engine is doing", dict(status))},
+        "/api/schedules": {
+            "get": _op(
+                "every schedule with its next and last firing",
+                {"200": _json("schedules", _ref("ScheduleList"))},
+            )
+        },
         "/health": {
             "get": _op(
                 "store and engine health",

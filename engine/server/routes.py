@@ -1,4 +1,5 @@
-"""The JSON routes of the API: batches, jobs, runs, pause, status, health.
+"""The JSON routes of the API: batches, jobs, runs, pause, status, schedules,
+health.
 
 Design notes
 ------------
@@ -18,17 +19,20 @@ retry costs the server one store read.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from engine.core.engine import Engine, StartResult
+from engine.core.scheduler import ScheduleStatus
 from engine.errors import StoreError
 from engine.server.errors import RequestError
 from engine.server.views import batch_view, job_requests, job_view, json_response, status_view
 from engine.store import AddResult
 from protocols import api
+from protocols.api_schedules import ScheduleList, ScheduleView
 from protocols.lifecycle import JobState
 
 __all__ = ["MAX_PAGE", "api_routes"]
@@ -154,6 +158,10 @@ class _Api:
         engines = await self._engine.engines()
         return json_response(status_view(self._engine.status(), engines))
 
+    async def schedules(self, request: Request) -> Response:
+        statuses = await self._engine.scheduler.statuses()
+        return json_response(ScheduleList(schedules=tuple(map(_schedule_view, statuses))))
+
     async def health(self, request: Request) -> Response:
         engine = self._engine
         store_ok = await engine.store_healthy()
@@ -175,6 +183,19 @@ class _Api:
             ),
         )
         return json_response(view, 503 if degraded else 200)
+
+
+def _schedule_view(status: ScheduleStatus) -> ScheduleView:
+    def utc(seconds: float | None) -> datetime | None:
+        return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+    return ScheduleView(
+        name=status.name,
+        cron=status.cron,
+        type=status.type,
+        next_run_at=utc(status.next_run_at),
+        last_run_at=utc(status.last_run_at),
+    )
 
 
 def _by_method(handlers: Mapping[str, Endpoint]) -> Endpoint:
@@ -200,6 +221,7 @@ def api_routes(engine: Engine) -> list[BaseRoute]:
         "/api/pause": {"POST": a.pause},
         "/api/resume": {"POST": a.resume},
         "/api/status": {"GET": a.status},
+        "/api/schedules": {"GET": a.schedules},
         "/health": {"GET": a.health},
     }
     return [

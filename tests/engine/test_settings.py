@@ -33,6 +33,8 @@ DEFAULTS: dict[str, Any] = {
     "token": None,
     "lease_seconds": 30.0,
     "auto_start": False,
+    "status_log_seconds": 30.0,
+    "log_format": "text",
     "event_ring_size": 10_000,
     "subscriber_buffer": 1_000,
     "max_body_bytes": 10 * 1024 * 1024,
@@ -67,6 +69,8 @@ def test_env_variables_are_the_contracts_in_its_order() -> None:
         "BATCHYARD_TOKEN": ("token", None),
         "LEASE_SECONDS": ("lease_seconds", "30"),
         "AUTO_START": ("auto_start", "0"),
+        "STATUS_LOG_SECONDS": ("status_log_seconds", "30"),
+        "BATCHYARD_LOG_FORMAT": ("log_format", "text"),
     }
     assert list(ENV_VARIABLES)[:4] == list(PROFILES["dev"])
     for name, variable in ENV_VARIABLES.items():
@@ -114,6 +118,10 @@ def test_load_reads_the_process_environment_by_default(monkeypatch: pytest.Monke
         ("AUTO_START", "1", "auto_start", True),
         ("AUTO_START", " True ", "auto_start", True),
         ("AUTO_START", "0", "auto_start", False),
+        ("STATUS_LOG_SECONDS", "0", "status_log_seconds", 0.0),
+        ("STATUS_LOG_SECONDS", "2.5", "status_log_seconds", 2.5),
+        ("BATCHYARD_LOG_FORMAT", " JSON ", "log_format", "json"),
+        ("BATCHYARD_LOG_FORMAT", "text", "log_format", "text"),
     ],
 )
 def test_every_variable_is_read(variable: str, text: str, field: str, expected: Any) -> None:
@@ -160,6 +168,9 @@ def test_every_variable_is_read(variable: str, text: str, field: str, expected: 
         ("LEASE_SECONDS", "0"),
         ("AUTO_START", "yes please"),
         ("AUTO_START", ""),
+        ("STATUS_LOG_SECONDS", "-1"),
+        ("BATCHYARD_LOG_FORMAT", "xml"),
+        ("BATCHYARD_LOG_FORMAT", ""),
         (PROFILE_VARIABLE, "turbo"),
         (PROFILE_VARIABLE, ""),
     ],

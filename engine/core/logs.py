@@ -1,0 +1,88 @@
+"""The one logging setup of every command that runs an engine (``serve``,
+``worker``, ``demo``): text lines, or one JSON object per line.
+
+Design notes
+------------
+``configure_logging`` puts one handler on the root logger, writing to
+stderr, so every logger of the process goes through it: the engine's own
+(``batchyard.*``), hypercorn's error log (``batchyard.http``) and the
+lines the engine relays from its children's stdout and stderr
+(``batchyard.child``, each as its own record). So with ``json`` every line
+the process writes is one JSON object, a child's included.
+
+A JSON line has ``time`` (ISO 8601, UTC, milliseconds), ``level``,
+``logger`` and ``message`` (with the traceback appended when the record
+has one), plus ``batchId`` and ``jobId`` where they apply. A record says
+which through the ``extra`` keys ``batchId`` and ``jobId``
+(``log_fields``); a record that names no batch that way but whose message
+begins ``[batch ID]``, as the engine's lines about one batch do, gets that
+``batchId``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+from typing import Literal
+
+import orjson
+
+__all__ = ["TEXT_FORMAT", "JsonFormatter", "configure_logging", "log_fields"]
+
+#: The text format: time, level, logger, message.
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+_BATCH_PREFIX = re.compile(r"\[batch ([^\]\s]+)\]")
+
+
+def log_fields(batch_id: str | None = None, job_id: str | None = None) -> dict[str, str]:
+    """The ``extra`` of a log call about a batch or a job."""
+    fields = {}
+    if batch_id is not None:
+        fields["batchId"] = batch_id
+    if job_id is not None:
+        fields["jobId"] = job_id
+    return fields
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON object on one line (see the module notes)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.exc_info:
+            message = f"{message}\n{self.formatException(record.exc_info)}"
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": message,
+        }
+        batch_id = getattr(record, "batchId", None)
+        if batch_id is None and (prefix := _BATCH_PREFIX.match(message)):
+            batch_id = prefix[1]
+        if batch_id is not None:
+            line["batchId"] = batch_id
+        job_id = getattr(record, "jobId", None)
+        if job_id is not None:
+            line["jobId"] = job_id
+        return orjson.dumps(line, default=str).decode()
+
+
+def configure_logging(
+    log_format: Literal["text", "json"] | str, *, level: int = logging.INFO
+) -> None:
+    """Make the root logger write ``log_format`` lines to stderr at
+    ``level``, replacing the handlers it had (so calling it again switches
+    the format)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
