@@ -5,7 +5,6 @@ turns an error into one line on stderr."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -13,6 +12,7 @@ import click
 import trio
 
 from engine.config.settings import Settings
+from engine.core.logs import configure_logging
 from engine.errors import EngineError
 
 __all__ = ["engine_options", "run_engine_command"]
@@ -63,18 +63,17 @@ def run_engine_command(
     defaults: Mapping[str, Any] | None = None,
 ) -> None:
     """Load the settings (flags over environment over file over
-    ``defaults``), log to stderr, and run ``run(settings)`` under Trio until
-    it returns. An ``EngineError`` (a bad setting, a store that cannot be
-    opened) is one line naming the command, exit 1; an interrupt before the
-    engine's own signal handlers were installed is exit 130."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    ``defaults``), log to stderr as they say (``engine.core.logs``), and run
+    ``run(settings)`` under Trio until it returns. An ``EngineError`` (a bad
+    setting, a store that cannot be opened) is one line naming the command,
+    exit 1; an interrupt before the engine's own signal handlers were
+    installed is exit 130."""
     overrides = {"store_url": store, "job_modules": job_modules or None, "auto_start": auto_start}
     try:
         settings = Settings.load(
             profile=profile, config_path=config_path, overrides=overrides, defaults=defaults
         )
+        configure_logging(settings.log_format, settings.log_level)
         trio.run(run, settings)
     except EngineError as exc:
         click.echo(f"batchyard {name}: {exc}", err=True)

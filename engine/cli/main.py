@@ -6,6 +6,7 @@ client, and turns any error into one line on stderr and a non-zero exit.
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from typing import Any
 
@@ -18,6 +19,8 @@ from engine.cli.engine_commands import ENGINE_COMMANDS
 from engine.cli.engine_options import engine_options, run_engine_command
 from engine.cli.watch_command import watch
 from engine.cli.worker_command import worker
+from engine.core.logs import configure_logging_from
+from engine.errors import EngineError
 
 __all__ = ["main"]
 
@@ -33,6 +36,11 @@ def main() -> None:
 def demo() -> None:
     """Run two batches in child processes on a throwaway store, with live
     progress bars and a summary."""
+    try:
+        configure_logging_from(os.environ)
+    except EngineError as exc:
+        click.echo(f"batchyard demo: {exc}", err=True)
+        raise SystemExit(1) from None
     summary = trio.run(run_demo)
     if summary.failed:
         raise SystemExit(1)

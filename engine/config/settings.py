@@ -219,6 +219,12 @@ class Settings:
         "BATCHYARD_LOG_FORMAT",
         "text, or json: one JSON object per line (time, level, logger, message, batchId, jobId)",
     )
+    log_level: str = _setting(
+        "info",
+        parsers.choice("debug", "info", "warning", "error"),
+        "BATCHYARD_LOG_LEVEL",
+        "lowest level logged: debug (job lifecycle lines too), info, warning or error",
+    )
     event_ring_size: int = _setting(
         10_000, parsers.whole_number(1), None, "events kept for replay (Last-Event-ID, resumeFrom)"
     )

@@ -14,9 +14,10 @@ A JSON line has ``time`` (ISO 8601, UTC, milliseconds), ``level``,
 ``logger`` and ``message`` (with the traceback appended when the record
 has one), plus ``batchId`` and ``jobId`` where they apply. A record says
 which through the ``extra`` keys ``batchId`` and ``jobId``
-(``log_fields``); a record that names no batch that way but whose message
-begins ``[batch ID]``, as the engine's lines about one batch do, gets that
-``batchId``.
+(``log_fields``); a record without a ``batchId`` key whose message begins
+``[batch ID]``, as the engine's lines about one batch do, gets that
+``batchId`` (a record may set the key to None: no batch, whatever the
+message says).
 """
 
 from __future__ import annotations
@@ -24,15 +25,25 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Literal
 
 import orjson
 
-__all__ = ["TEXT_FORMAT", "JsonFormatter", "configure_logging", "log_fields"]
+from engine.config.settings import Settings
+
+__all__ = [
+    "TEXT_FORMAT",
+    "JsonFormatter",
+    "configure_logging",
+    "configure_logging_from",
+    "log_fields",
+]
 
 #: The text format: time, level, logger, message.
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+_LOG_VARIABLES = ("BATCHYARD_LOG_FORMAT", "BATCHYARD_LOG_LEVEL")
 
 _BATCH_PREFIX = re.compile(r"\[batch ([^\]\s]+)\]")
 
@@ -61,7 +72,7 @@ class JsonFormatter(logging.Formatter):
             "message": message,
         }
         batch_id = getattr(record, "batchId", None)
-        if batch_id is None and (prefix := _BATCH_PREFIX.match(message)):
+        if not hasattr(record, "batchId") and (prefix := _BATCH_PREFIX.match(message)):
             batch_id = prefix[1]
         if batch_id is not None:
             line["batchId"] = batch_id
@@ -71,12 +82,11 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
-def configure_logging(
-    log_format: Literal["text", "json"] | str, *, level: int = logging.INFO
-) -> None:
-    """Make the root logger write ``log_format`` lines to stderr at
-    ``level``, replacing the handlers it had (so calling it again switches
-    the format)."""
+def configure_logging(log_format: str = "text", level: str = "info") -> None:
+    """Make the root logger write ``log_format`` (``text`` or ``json``)
+    lines to stderr from ``level`` (``debug``, ``info``, ``warning``,
+    ``error``) up, replacing the handlers it had (so calling it again
+    switches the format)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
@@ -85,4 +95,16 @@ def configure_logging(
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level)
+    root.setLevel(level.upper())
+
+
+def configure_logging_from(environ: Mapping[str, str]) -> None:
+    """``configure_logging`` as ``BATCHYARD_LOG_FORMAT`` and
+    ``BATCHYARD_LOG_LEVEL`` in ``environ`` say, for a command that reads no
+    other setting (``demo``).
+
+    Raises:
+        ConfigError: either variable's value is invalid.
+    """
+    settings = Settings.load({name: environ[name] for name in _LOG_VARIABLES if name in environ})
+    configure_logging(settings.log_format, settings.log_level)

@@ -5,7 +5,8 @@ Design notes
 ------------
 Everything an engine starts lives in the nursery ``open_engine`` opens: the
 supervisor's children, the runs, the bus's publisher and follower on a
-store with an event log, and the cluster's loops. Leaving the block shuts
+store with an event log, the cluster's loops, the scheduler and the status
+line. Leaving the block shuts
 the engine down (``Engine.shutdown``, bounded by the grace period plus a
 margin, shielded), unregisters it from the cluster, ends the subscriptions
 and then cancels what is left.
@@ -28,6 +29,7 @@ from engine.core.bus import EventBus
 from engine.core.engine import Engine
 from engine.core.leases import recover_expired_leases
 from engine.core.scheduler import check_schedule_types
+from engine.core.status_log import serve_status_log
 from engine.jobs.registry import REGISTRY, JobRegistry, load_job_modules
 from engine.store import EventLog, Store, open_store
 from engine.supervisor.children import ChildSupervisor
@@ -90,6 +92,7 @@ async def open_engine(
                 clock=clock,
             )
             await engine._open()
+            nursery.start_soon(serve_status_log, engine, settings.status_log_seconds)
             try:
                 yield engine
             finally:

@@ -278,6 +278,12 @@ async def _relay(child: Child, stream: trio.abc.ReceiveStream, level: int) -> No
         while data := await stream.receive_some(65536):
             *lines, buffer = (buffer + data).split(b"\n")
             for line in lines:
-                log.log(level, "[batch %s] %s", child.label, line.decode(errors="replace"))
+                _relay_line(child, level, line)
     if buffer:
-        log.log(level, "[batch %s] %s", child.label, buffer.decode(errors="replace"))
+        _relay_line(child, level, buffer)
+
+
+def _relay_line(child: Child, level: int, line: bytes) -> None:
+    # ``batchId`` for the JSON log format: None while the child is warm.
+    extra = {"batchId": child.label if child.taken else None}
+    log.log(level, "[batch %s] %s", child.label, line.decode(errors="replace"), extra=extra)

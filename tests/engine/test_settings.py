@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "auto_start": False,
     "status_log_seconds": 30.0,
     "log_format": "text",
+    "log_level": "info",
     "event_ring_size": 10_000,
     "subscriber_buffer": 1_000,
     "max_body_bytes": 10 * 1024 * 1024,
@@ -71,6 +72,7 @@ def test_env_variables_are_the_contracts_in_its_order() -> None:
         "AUTO_START": ("auto_start", "0"),
         "STATUS_LOG_SECONDS": ("status_log_seconds", "30"),
         "BATCHYARD_LOG_FORMAT": ("log_format", "text"),
+        "BATCHYARD_LOG_LEVEL": ("log_level", "info"),
     }
     assert list(ENV_VARIABLES)[:4] == list(PROFILES["dev"])
     for name, variable in ENV_VARIABLES.items():
@@ -122,6 +124,7 @@ def test_load_reads_the_process_environment_by_default(monkeypatch: pytest.Monke
         ("STATUS_LOG_SECONDS", "2.5", "status_log_seconds", 2.5),
         ("BATCHYARD_LOG_FORMAT", " JSON ", "log_format", "json"),
         ("BATCHYARD_LOG_FORMAT", "text", "log_format", "text"),
+        ("BATCHYARD_LOG_LEVEL", "DEBUG", "log_level", "debug"),
     ],
 )
 def test_every_variable_is_read(variable: str, text: str, field: str, expected: Any) -> None:
@@ -171,6 +174,7 @@ def test_every_variable_is_read(variable: str, text: str, field: str, expected: 
         ("STATUS_LOG_SECONDS", "-1"),
         ("BATCHYARD_LOG_FORMAT", "xml"),
         ("BATCHYARD_LOG_FORMAT", ""),
+        ("BATCHYARD_LOG_LEVEL", "loud"),
         (PROFILE_VARIABLE, "turbo"),
         (PROFILE_VARIABLE, ""),
     ],
