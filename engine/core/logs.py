@@ -86,7 +86,8 @@ def configure_logging(log_format: str = "text", level: str = "info") -> None:
     """Make the root logger write ``log_format`` (``text`` or ``json``)
     lines to stderr from ``level`` (``debug``, ``info``, ``warning``,
     ``error``) up, replacing the handlers it had (so calling it again
-    switches the format)."""
+    switches the format). ``debug`` applies to batchyard's loggers only;
+    Python's warnings are logged too (logger ``py.warnings``)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
@@ -95,7 +96,11 @@ def configure_logging(log_format: str = "text", level: str = "info") -> None:
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level.upper())
+    # DEBUG is for batchyard's own lines; other libraries stay at INFO.
+    numeric = logging.getLevelNamesMapping()[level.upper()]
+    root.setLevel(max(numeric, logging.INFO))
+    logging.getLogger("batchyard").setLevel(numeric)
+    logging.captureWarnings(True)
 
 
 def configure_logging_from(environ: Mapping[str, str]) -> None:
