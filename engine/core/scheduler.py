@@ -15,7 +15,9 @@ an old one).
 *No replay.* A schedule's first due time is the first one after the
 engine opened, and after each firing the next is the first one after the
 later of that due time and now: due times that passed while no engine ran,
-or while this one was held up, are skipped, not made up.
+or while this one was held up, are skipped, not made up. A task that wakes
+after several due times passed (the wall clock was set forward while it
+slept) fires only the latest of them.
 
 *Sleeping on a wall clock.* The wall clock may be set while the task
 sleeps (trio's sleeps are on the monotonic clock), so a sleep lasts at
@@ -110,6 +112,14 @@ def check_schedule_types(schedules: Mapping[str, Schedule], registry: JobRegistr
             )
 
 
+def _latest_passed(schedule: Schedule, due: float, now: float) -> float:
+    """The last due time of ``schedule`` at or before ``now``, from ``due``
+    on: the one to fire when the task woke after later ones passed too."""
+    while (later := schedule.next_due(due)) is not None and later <= now:
+        due = later
+    return due
+
+
 def _utc(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -184,6 +194,7 @@ class Scheduler:
             await self._sleep_until(due)
             if self._draining():
                 return
+            due = _latest_passed(schedule, due, self._clock())
             give_up_at = schedule.next_due(due) or due + _LONGEST_RETRY
             try:
                 await self._fire(schedule, due, give_up_at)

@@ -7,7 +7,9 @@ the due time, and due times that passed while no engine ran are skipped."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -15,7 +17,10 @@ import trio
 from engine.config.schedules import Schedule
 from engine.config.settings import Settings
 from engine.core.engine import Engine
+from engine.core.scheduler import Scheduler
+from engine.core.values import JobRequest
 from engine.errors import ConfigError
+from engine.store import AddResult
 from engine.testing import FailingStore, open_fake_engine, open_fake_store, trio_wall_clock
 from protocols.lifecycle import JobState
 from tests.conftest import FakeEngineOpener
@@ -228,3 +233,39 @@ async def test_an_unknown_job_type_stops_the_engine(
     with pytest.raises(ConfigError, match=r"^\[schedules\.nightly\] type='nosuch' is not a"):
         async with fake_engine(schedules={"nightly": schedule}):
             pass
+
+
+async def test_a_wall_clock_jump_fires_the_current_due_time_only(autojump_clock: object) -> None:
+    """The wall clock is set ten minutes ahead while the scheduler sleeps:
+    it wakes within ``_LONGEST_SLEEP``, fires the latest due time that
+    passed, and makes up none of the nine before it."""
+    offset = [0.0]
+    created: list[tuple[str | None, float]] = []
+
+    def clock() -> float:
+        return trio_wall_clock() + offset[0]
+
+    async def create(
+        batch_id: str | None, type: str, jobs: Sequence[JobRequest], options: Any
+    ) -> tuple[str, AddResult]:
+        created.append((batch_id, clock()))
+        await trio.lowlevel.checkpoint()
+        return batch_id or "", AddResult(enqueued=1, duplicates=0, job_ids=("j",))
+
+    with trio.fail_after(600):
+        async with open_fake_store() as store, trio.open_nursery() as nursery:
+            scheduler = Scheduler(
+                _every_minute(), store=store, create=create, clock=clock, draining=lambda: False
+            )
+            nursery.start_soon(scheduler.serve)
+            await _sleep_until_wall(FIRST + 1)
+            offset[0] = 600.0  # wall time is now 22:24:01
+            await _sleep_until_wall(FIRST + 120)
+            nursery.cancel_scope.cancel()
+    assert [batch_id for batch_id, _ in created] == [
+        "tick-20231114T2214",
+        "tick-20231114T2224",
+        "tick-20231114T2225",
+    ]
+    # The jump is noticed at the end of a sleep of at most 30 seconds.
+    assert FIRST + 600 < created[1][1] <= FIRST + 600 + 30
