@@ -119,6 +119,7 @@ class Engine:
             settings.schedules,
             store=store,
             create=self.create_batch,
+            add=self.add_jobs,
             clock=clock,
             draining=lambda: self._runs.draining,
         )

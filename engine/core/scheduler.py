@@ -26,21 +26,21 @@ never early, and at most that late after the clock jumps ahead.
 
 *The firing.* The batch is named ``PREFIX-YYYYmmddTHHMM`` after its due
 time (``Schedule.batch_id``), holds one job of the schedule's type and
-payload, and is created through the engine (``Engine.create_batch``), with
-``autoStart`` when the schedule starts it: the cluster then starts it on
-whichever engine has capacity, now or as soon as one has. Its options also
-name the schedule (``schedule``).
+payload (keyed by the batch id), and is created through the engine
+(``Engine.create_batch``), with ``autoStart`` when the schedule starts it:
+the cluster then starts it on whichever engine has capacity, now or as
+soon as one has. Its options also name the schedule (``schedule``).
 
 *Store outages.* A claim or a create that meets ``StoreUnavailable`` is
 tried again with a backoff until the schedule's next due time; then the
-firing is missed (logged). A create tried again after a lost reply finds
-its batch there (``BatchExists``): that is the firing done. A draining
+firing is missed (logged). A create tried again after a partial or lost
+one finds its batch there (``BatchExists``) and adds the job, which its
+key keeps from being added twice. A draining
 engine (``ShuttingDown``) fires nothing more.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -73,6 +73,8 @@ CreateBatch = Callable[
     [str | None, str, Sequence[JobRequest], dict[str, Any] | None],
     Awaitable[tuple[str, AddResult]],
 ]
+#: Adds jobs to a batch as ``Engine.add_jobs`` does.
+AddJobs = Callable[[str, Sequence[JobRequest]], Awaitable[AddResult]]
 
 
 @attrs.frozen(kw_only=True)
@@ -131,6 +133,8 @@ class Scheduler:
         schedules: the schedules, by name.
         store: the cluster's store (not owned): claims and last firings.
         create: creates a firing's batch (``Engine.create_batch``).
+        add: adds its job to a batch an earlier try created
+            (``Engine.add_jobs``).
         clock: wall-clock seconds, the store's clock.
         draining: whether the engine drains (it then claims nothing more).
     """
@@ -141,6 +145,7 @@ class Scheduler:
         *,
         store: Store,
         create: CreateBatch,
+        add: AddJobs,
         clock: Callable[[], float],
         draining: Callable[[], bool],
     ) -> None:
@@ -148,6 +153,7 @@ class Scheduler:
         self._draining = draining
         self._store = store
         self._create = create
+        self._add = add
         self._clock = clock
         self._fired = self._lost = self._missed = 0
 
@@ -236,10 +242,13 @@ class Scheduler:
         options: dict[str, Any] = {"schedule": schedule.name}
         if schedule.start:
             options["autoStart"] = True
-        job = JobRequest(type=schedule.type, payload=schedule.payload)
-        # BatchExists: an earlier try whose reply was lost created it.
-        with contextlib.suppress(BatchExists):
+        # The key makes adding the job again (below) a no-op once it is there.
+        job = JobRequest(type=schedule.type, payload=schedule.payload, key=batch_id)
+        try:
             await self._create(batch_id, schedule.type, [job], options)
+        except BatchExists:
+            # An earlier try created the batch, and maybe not its job.
+            await self._add(batch_id, [job])
         return True
 
     async def _retrying(

@@ -164,6 +164,26 @@ async def test_a_store_outage_shorter_than_a_period_delays_the_firing(
                 ]
 
 
+async def test_a_batch_created_without_its_job_gets_it_once(autojump_clock: object) -> None:
+    """The store takes the batch, then fails to add its job: the firing is
+    tried again, finds the batch, and adds the job, exactly once."""
+    with trio.fail_after(600):
+        async with open_fake_store() as real:
+            store = FailingStore(real)
+            async with open_fake_engine(store=store, schedules=_every_minute()) as engine:
+                await _sleep_until_wall(FIRST - 1)
+                store.fail("add_jobs")
+                await _sleep_until_wall(FIRST + 3)
+                assert (await engine.get_batch("tick-20231114T2214")).counts.pending == 0
+                store.recover()
+                await _sleep_until_wall(FIRST + 30)
+                jobs = (await engine.list_jobs("tick-20231114T2214")).jobs
+                assert [(j.key, j.payload) for j in jobs] == [
+                    ("tick-20231114T2214", {"from": "tick"})
+                ]
+                assert engine.scheduler.statistics().fired == 1
+
+
 def test_next_due_is_strictly_after_and_in_utc() -> None:
     [schedule] = _every_minute().values()
     nightly = Schedule(name="n", cron="30 2 * * *", type="echo", batch_prefix="n")
@@ -235,6 +255,10 @@ async def test_an_unknown_job_type_stops_the_engine(
             pass
 
 
+async def _never(batch_id: str, jobs: Sequence[JobRequest]) -> AddResult:
+    raise AssertionError(f"no batch was created before: {batch_id}")
+
+
 async def test_a_wall_clock_jump_fires_the_current_due_time_only(autojump_clock: object) -> None:
     """The wall clock is set ten minutes ahead while the scheduler sleeps:
     it wakes within ``_LONGEST_SLEEP``, fires the latest due time that
@@ -255,7 +279,12 @@ async def test_a_wall_clock_jump_fires_the_current_due_time_only(autojump_clock:
     with trio.fail_after(600):
         async with open_fake_store() as store, trio.open_nursery() as nursery:
             scheduler = Scheduler(
-                _every_minute(), store=store, create=create, clock=clock, draining=lambda: False
+                _every_minute(),
+                store=store,
+                create=create,
+                add=_never,
+                clock=clock,
+                draining=lambda: False,
             )
             nursery.start_soon(scheduler.serve)
             await _sleep_until_wall(FIRST + 1)
