@@ -5,6 +5,7 @@ turns an error into one line on stderr."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -65,18 +66,23 @@ def run_engine_command(
     """Load the settings (flags over environment over file over
     ``defaults``), log to stderr as they say (``engine.core.logs``), and run
     ``run(settings)`` under Trio until it returns. An ``EngineError`` (a bad
-    setting, a store that cannot be opened) is one line naming the command,
-    exit 1; an interrupt before the engine's own signal handlers were
-    installed is exit 130."""
+    setting, a store that cannot be opened) is one line naming the command
+    (a JSON object once the settings chose JSON), exit 1; an interrupt
+    before the engine's own signal handlers were installed is exit 130."""
     overrides = {"store_url": store, "job_modules": job_modules or None, "auto_start": auto_start}
+    as_json = False
     try:
         settings = Settings.load(
             profile=profile, config_path=config_path, overrides=overrides, defaults=defaults
         )
         configure_logging(settings.log_format, settings.log_level)
+        as_json = settings.log_format == "json"
         trio.run(run, settings)
     except EngineError as exc:
-        click.echo(f"batchyard {name}: {exc}", err=True)
+        if as_json:  # the line is one JSON object like every other
+            logging.getLogger("batchyard.cli").error("batchyard %s: %s", name, exc)
+        else:
+            click.echo(f"batchyard {name}: {exc}", err=True)
         raise SystemExit(1) from None
     except KeyboardInterrupt:  # before the signal handlers were installed
         raise SystemExit(130) from None

@@ -7,13 +7,14 @@ its children's relayed lines included (with their ``batchId``), and at
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime
 from pathlib import Path
 
 import trio
 
 from engine.store import NewJob, open_store
-from tests.e2e.processes import run_engine
+from tests.e2e.processes import engine_environment, run_engine
 
 _SHOUT = """
 import sys
@@ -76,3 +77,20 @@ async def test_a_json_worker_writes_only_json_lines(tmp_path: Path) -> None:
     assert failed["level"] == "DEBUG" and "it went boom" in failed["message"]
     status = [line["message"] for line in lines if line["logger"] == "batchyard.status"]
     assert "status: running 0 of 1; shout: pending 0, active 0, completed 1, failed 1" in status
+
+
+async def test_a_json_worker_that_cannot_start_says_why_in_one_json_line(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "batchyard.toml"
+    config.write_text('[schedules.nightly]\ncron = "30 2 * * *"\ntype = "embed"\n')
+    argv = [sys.executable, "-m", "engine", "worker", "--config", str(config)]
+    env = engine_environment(f"sqlite:///{tmp_path / 'batchyard.db'}", BATCHYARD_LOG_FORMAT="json")
+    with trio.fail_after(30):
+        done = await trio.run_process(argv, env=env, capture_stderr=True, check=False)
+    assert done.returncode == 1
+    [line] = [json.loads(text) for text in done.stderr.decode().splitlines()]
+    assert (line["level"], line["logger"]) == ("ERROR", "batchyard.cli")
+    assert line["message"].startswith(
+        "batchyard worker: [schedules.nightly] type='embed' is not a registered job type"
+    )
