@@ -6,10 +6,9 @@ Design notes
 Everything an engine starts lives in the nursery ``open_engine`` opens: the
 supervisor's children, the runs, the bus's publisher and follower on a
 store with an event log, the cluster's loops, the scheduler and the status
-line. Leaving the block shuts
-the engine down (``Engine.shutdown``, bounded by the grace period plus a
-margin, shielded), unregisters it from the cluster, ends the subscriptions
-and then cancels what is left.
+line. Leaving the block shuts the engine down (``Engine.shutdown``, bounded
+by the grace period plus a margin, shielded), unregisters it from the
+cluster, ends the subscriptions and then cancels what is left.
 
 On a store with an event log (Redis) the bus is joined to it
 (``EventBus.serve_log``), so seqs and replay are cluster-wide.
