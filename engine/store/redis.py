@@ -54,6 +54,7 @@ from engine.store import _json
 from engine.store._redis_cluster import CLUSTER_SCRIPTS, RedisClusterMethods
 from engine.store._redis_errors import checked_location, sole_exception, translate_redis_errors
 from engine.store._redis_events import RedisEventLog, RedisEventMethods
+from engine.store._redis_jobs import JOB_SCRIPTS, RedisJobs
 from engine.store._redis_limits import LIMIT_SCRIPTS, RedisLimits
 from engine.store._redis_pool import SlotKeepingPool
 from engine.store._redis_reads import RedisReads
@@ -92,7 +93,7 @@ CONNECT_TIMEOUT_SECONDS = 3.0
 COMMAND_TIMEOUT_SECONDS = 10.0
 
 
-class RedisStore(RedisReads, RedisClusterMethods, RedisLimits, RedisEventMethods):
+class RedisStore(RedisReads, RedisJobs, RedisClusterMethods, RedisLimits, RedisEventMethods):
     """``Store`` and ``EventLog`` on one Redis database; get one from
     ``open_redis_store``.
 
@@ -120,7 +121,7 @@ class RedisStore(RedisReads, RedisClusterMethods, RedisLimits, RedisEventMethods
         self._limit_clock = limit_clock
         self._scripts: dict[str, Script[str]] = {
             name: client.register_script(source)
-            for name, source in {**SCRIPTS, **CLUSTER_SCRIPTS, **LIMIT_SCRIPTS}.items()
+            for name, source in {**SCRIPTS, **CLUSTER_SCRIPTS, **LIMIT_SCRIPTS, **JOB_SCRIPTS}.items()
         }
         self._events = RedisEventLog(client, where=where)
         # (batch id, owner) -> the token of a claim that raised instead of
@@ -198,6 +199,8 @@ class RedisStore(RedisReads, RedisClusterMethods, RedisLimits, RedisEventMethods
             args += [uuid.uuid4().hex, job.type, _json.dump(job.payload), optional(job.key)]
             args += [rank(job.priority), due, job.max_attempts, str(job.priority)]
             args.append(number(job.cost))
+            timeout = job.timeout_seconds
+            args.append(optional(None if timeout is None else number(timeout)))
         added = await self._run("add_jobs", *args)
         if added is None:
             raise BatchNotFound(f"no batch {batch_id!r}")
