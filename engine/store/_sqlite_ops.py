@@ -288,7 +288,16 @@ def add_jobs(
         due = now + max(job.delay_seconds, 0.0)
         row = (uuid.uuid4().hex, batch_id, job.type, _PENDING, _json.dump(job.payload))
         rows.append(
-            (*row, job.max_attempts, job.key, job.priority, now, due, job.cost, job.timeout_seconds)
+            (
+                *row,
+                job.max_attempts,
+                job.key,
+                job.priority,
+                now,
+                due,
+                job.cost,
+                job.timeout_seconds,
+            )
         )
     conn.executemany(_INSERT_JOB, rows)
     job_ids = tuple(row[0] for row in rows)

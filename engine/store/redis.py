@@ -121,7 +121,12 @@ class RedisStore(RedisReads, RedisJobs, RedisClusterMethods, RedisLimits, RedisE
         self._limit_clock = limit_clock
         self._scripts: dict[str, Script[str]] = {
             name: client.register_script(source)
-            for name, source in {**SCRIPTS, **CLUSTER_SCRIPTS, **LIMIT_SCRIPTS, **JOB_SCRIPTS}.items()
+            for name, source in {
+                **SCRIPTS,
+                **CLUSTER_SCRIPTS,
+                **LIMIT_SCRIPTS,
+                **JOB_SCRIPTS,
+            }.items()
         }
         self._events = RedisEventLog(client, where=where)
         # (batch id, owner) -> the token of a claim that raised instead of

@@ -23,7 +23,12 @@ async def test_get_job_with_its_times(store: Store, clock: FakeClock) -> None:
     with trio.fail_after(DEADLINE):
         job_id = await _one_job(store, cost=2.5, timeout_seconds=7.0)
         job = await store.get_job(job_id)
-        assert (job.batch_id, job.state, job.payload, job.cost) == ("b", JobState.PENDING, {"n": 1}, 2.5)
+        assert (job.batch_id, job.state, job.payload, job.cost) == (
+            "b",
+            JobState.PENDING,
+            {"n": 1},
+            2.5,
+        )
         assert (job.created_at, job.started_at, job.finished_at, job.progress) == (
             clock.now,
             None,
@@ -42,7 +47,11 @@ async def test_get_job_with_its_times(store: Store, clock: FakeClock) -> None:
         await store.apply([Complete(job_id=job_id, result=[1])], owner="e1")
         done = await store.get_job(job_id)
         assert (done.state, done.result) == (JobState.COMPLETED, [1])
-        assert (done.started_at, done.finished_at, done.progress) == (created + 3, created + 5, 42.5)
+        assert (done.started_at, done.finished_at, done.progress) == (
+            created + 3,
+            created + 5,
+            42.5,
+        )
         with pytest.raises(JobNotFound):
             await store.get_job("nope")
 
