@@ -45,8 +45,8 @@ from functools import partial
 import trio
 
 from engine.child.hooks import expose_raw_ipc_writer
-from engine.errors import JobError
 from engine.child.job_control import JobScopes, JobTimedOut, call_within
+from engine.errors import JobError
 from engine.jobs.registry import REGISTRY, JobContext, JobRegistry, load_job_modules
 from protocols import ipc
 from protocols.errors import LocalProtocolError, ProtocolError

@@ -35,6 +35,7 @@ from engine.config.settings import Settings
 from engine.core.bus import BusStatistics, EventBus, Subscription
 from engine.core.cluster import Cluster
 from engine.core.identity import EngineIdentity
+from engine.core.job_control import JobControl
 from engine.core.pause import PauseSwitch
 from engine.core.policy import EnginePolicy
 from engine.core.retry import StoreRetry
@@ -112,6 +113,14 @@ class Engine:
             clock=clock,
             renew_slots=self._policy.renew_type_slots,
             retry=self._store_retry,
+        )
+
+        #: Requests on one job by id (``engine.core.job_control``).
+        self.jobs = JobControl(
+            store=store,
+            runs=self._runs,
+            grace_seconds=settings.shutdown_grace_seconds,
+            wake=self._wake_cluster,
         )
 
     def _wake_cluster(self) -> None:
