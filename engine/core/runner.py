@@ -152,6 +152,7 @@ class BatchRunner:
         self.stopped = trio.Event()
         self._child: Child | None = None
         self._watch: ChildWatch | None = None
+        self._continued = False  # the run goes on in a replacement child
         self._clock = clock
         self._retry = retry
         self._patience = Patience()
@@ -260,6 +261,7 @@ class BatchRunner:
                 crash = await self._run_child(child)
                 replaced = self._watch_ended_in_replacement()
                 if replaced and crash is None and self.stop_reason is None:
+                    self._continued = True  # one processing:started per run
                     continue
             if crash is None or self.stop_reason is not None:
                 break
@@ -389,6 +391,8 @@ class BatchRunner:
             if not messages:
                 return None
             assert self._watch is not None
+            if self._continued:
+                messages = [m for m in messages if not isinstance(m, ipc.BatchStarted)]
             self._watch.observe(messages)
             await record_progress(self._store, messages, self._owner, self._store_step)
             await self._recorder.record(messages, held)
