@@ -104,10 +104,10 @@ async def test_a_running_batch_shows_its_child(tmp_path: Path) -> None:
             await client.post("/api/batches", json={"batchId": "b", "type": "sleep", "jobs": jobs})
             assert (await client.get("/api/batches/b")).json()["child"] is None
             await client.post("/api/jobs/process/all/b")
-            while (child := (await client.get("/api/batches/b")).json()["child"]) is None or (
-                child["rssBytes"] == 0 or child["jobsRun"] < 2
-            ):
+            child = None
+            while child is None or child["rssBytes"] == 0 or child["jobsRun"] < 2:
                 await trio.sleep(0.1)
+                child = (await client.get("/api/batches/b")).json()["child"]
             process = psutil.Process(child["pid"])
             assert "engine.child" in " ".join(process.cmdline())
             assert child["cpuSeconds"] > 0
