@@ -164,24 +164,6 @@ class Settings:
         "JOB_BACKOFF_SECONDS",
         "base delay of the exponential backoff between a job's attempts",
     )
-    job_timeout_seconds: float = _setting(
-        0.0,
-        parsers.seconds(positive=False),
-        "JOB_TIMEOUT_SECONDS",
-        "a job running longer fails (timed out, retried while attempts remain); 0 = no limit",
-    )
-    max_jobs_per_child: int = _setting(
-        0,
-        parsers.whole_number(0),
-        "MAX_JOBS_PER_CHILD",
-        "after this many jobs a batch's child is replaced by a fresh one; 0 = never",
-    )
-    max_child_memory_mb: int = _setting(
-        0,
-        parsers.whole_number(0),
-        "MAX_CHILD_MEMORY_MB",
-        "a child whose RSS passes this many MB is replaced by a fresh one; 0 = never",
-    )
     store_url: str = _setting(
         "sqlite:///batchyard.db",
         parsers.store_url,
@@ -215,6 +197,24 @@ class Settings:
         parsers.boolean,
         "AUTO_START",
         "1: start any batch with due pending jobs that runs nowhere, within capacity",
+    )
+    job_timeout_seconds: float = _setting(
+        0.0,
+        parsers.seconds(positive=False),
+        "JOB_TIMEOUT_SECONDS",
+        "a job running longer fails (timed out, retried while attempts remain); 0 = no limit",
+    )
+    max_jobs_per_child: int = _setting(
+        0,
+        parsers.whole_number(0),
+        "MAX_JOBS_PER_CHILD",
+        "after this many jobs a batch's child is replaced by a fresh one; 0 = never",
+    )
+    max_child_memory_mb: int = _setting(
+        0,
+        parsers.whole_number(0),
+        "MAX_CHILD_MEMORY_MB",
+        "a child whose RSS passes this many MB is replaced by a fresh one; 0 = never",
     )
     event_ring_size: int = _setting(
         10_000, parsers.whole_number(1), None, "events kept for replay (Last-Event-ID, resumeFrom)"

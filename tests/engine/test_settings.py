@@ -33,6 +33,9 @@ DEFAULTS: dict[str, Any] = {
     "token": None,
     "lease_seconds": 30.0,
     "auto_start": False,
+    "job_timeout_seconds": 0.0,
+    "max_jobs_per_child": 0,
+    "max_child_memory_mb": 0,
     "event_ring_size": 10_000,
     "subscriber_buffer": 1_000,
     "max_body_bytes": 10 * 1024 * 1024,
@@ -66,6 +69,9 @@ def test_env_variables_are_the_contracts_in_its_order() -> None:
         "BATCHYARD_TOKEN": ("token", None),
         "LEASE_SECONDS": ("lease_seconds", "30"),
         "AUTO_START": ("auto_start", "0"),
+        "JOB_TIMEOUT_SECONDS": ("job_timeout_seconds", "0"),
+        "MAX_JOBS_PER_CHILD": ("max_jobs_per_child", "0"),
+        "MAX_CHILD_MEMORY_MB": ("max_child_memory_mb", "0"),
     }
     assert list(ENV_VARIABLES)[:4] == list(PROFILES["dev"])
     for name, variable in ENV_VARIABLES.items():
@@ -113,6 +119,9 @@ def test_load_reads_the_process_environment_by_default(monkeypatch: pytest.Monke
         ("AUTO_START", "1", "auto_start", True),
         ("AUTO_START", " True ", "auto_start", True),
         ("AUTO_START", "0", "auto_start", False),
+        ("JOB_TIMEOUT_SECONDS", "2.5", "job_timeout_seconds", 2.5),
+        ("MAX_JOBS_PER_CHILD", "100", "max_jobs_per_child", 100),
+        ("MAX_CHILD_MEMORY_MB", "512", "max_child_memory_mb", 512),
     ],
 )
 def test_every_variable_is_read(variable: str, text: str, field: str, expected: Any) -> None:
@@ -159,6 +168,10 @@ def test_every_variable_is_read(variable: str, text: str, field: str, expected: 
         ("LEASE_SECONDS", "0"),
         ("AUTO_START", "yes please"),
         ("AUTO_START", ""),
+        ("JOB_TIMEOUT_SECONDS", "-1"),
+        ("JOB_TIMEOUT_SECONDS", "nan"),
+        ("MAX_JOBS_PER_CHILD", "-1"),
+        ("MAX_CHILD_MEMORY_MB", "lots"),
         (PROFILE_VARIABLE, "turbo"),
         (PROFILE_VARIABLE, ""),
     ],
