@@ -46,7 +46,8 @@ local job = load(ARGV[1])
 if not job then return false end
 if not move(job, 'requeue', ARGV[2], ARGV[2]) then return 0 end
 redis.call('HSET', jk(job.jid), 'attempts', 0, 'available_at', ARGV[2])
-redis.call('HDEL', jk(job.jid), 'error', 'traceback', 'result', 'finished_at')
+redis.call('HDEL', jk(job.jid), 'error', 'traceback', 'result', 'finished_at',
+  'started_at', 'progress')
 return 1
 """
 

@@ -226,7 +226,8 @@ local moved = 0
 for _, jid in ipairs(redis.call('ZRANGE', bk(n, 's:' .. FAILED), 0, -1)) do
   if move(load(jid), 'requeue', ARGV[2], ARGV[2]) then
     redis.call('HSET', jk(jid), 'attempts', 0, 'available_at', ARGV[2])
-    redis.call('HDEL', jk(jid), 'error', 'traceback', 'result', 'finished_at')
+    redis.call('HDEL', jk(jid), 'error', 'traceback', 'result', 'finished_at',
+      'started_at', 'progress')
     moved = moved + 1
   end
 end

@@ -31,7 +31,8 @@ WHERE job_id = :job_id AND {guard(JobEvent.CANCEL)}
 """
 _RETRY = f"""
 UPDATE jobs SET state = {target(JobEvent.REQUEUE)}, attempts = 0, error = NULL,
-    traceback = NULL, result = NULL, available_at = :now, finished_at = NULL
+    traceback = NULL, result = NULL, available_at = :now, finished_at = NULL,
+    started_at = NULL, progress = NULL
 WHERE job_id = :job_id AND {guard(JobEvent.REQUEUE)}
 """
 _PROGRESS = (

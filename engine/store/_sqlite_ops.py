@@ -127,7 +127,8 @@ WHERE lease_owner IS NOT NULL AND lease_expires <= ? AND {guard(JobEvent.EXPIRE)
 """
 _REQUEUE = f"""
 UPDATE jobs SET state = {target(JobEvent.REQUEUE)}, attempts = 0, error = NULL,
-    traceback = NULL, result = NULL, available_at = ?, finished_at = NULL
+    traceback = NULL, result = NULL, available_at = ?, finished_at = NULL,
+    started_at = NULL, progress = NULL
 WHERE batch_id = ? AND {guard(JobEvent.REQUEUE)}
 """
 _NEXT_DUE = f"SELECT MIN(available_at) FROM jobs WHERE batch_id = ? AND {guard(JobEvent.CLAIM)}"

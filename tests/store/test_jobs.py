@@ -95,9 +95,10 @@ async def test_retry_job_only_when_failed(store: Store, clock: FakeClock) -> Non
         clock.advance(4)
         assert await store.retry_job(a) is True
         job = await store.get_job(a)
-        assert (job.state, job.attempts, job.error, job.finished_at) == (
+        assert (job.state, job.attempts, job.error, job.started_at, job.finished_at) == (
             JobState.PENDING,
             0,
+            None,
             None,
             None,
         )
