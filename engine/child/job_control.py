@@ -4,17 +4,20 @@ Design notes
 ------------
 Each job the child holds runs in a cancel scope of its own, kept by
 ``JobScopes`` under the job's id, so ``CancelJob`` stops that job alone:
-an ``async def`` handler where it waits, a plain ``def`` handler by
-abandoning its thread (a thread cannot be interrupted), a queued job before
-it starts. ``call_within`` puts a handler under its job's time limit and
-turns the deadline into ``JobTimedOut``, whose message is the job's error.
-A handler that blocks the loop itself is deaf to both; the engine replaces
-the child then (``engine.core.watch``).
+an ``async def`` handler where it waits, a queued job before it starts.
+``call_within`` puts a handler under its job's time limit and turns the
+deadline into ``JobTimedOut``, whose message is the job's error.
+A ``def`` handler's thread cannot be interrupted: a stop of its job waits
+for it to return (then it is reported stopped), and a handler that blocks
+the loop itself hears nothing; either way the engine replaces the child
+once the grace is over (``engine.core.watch``). Only when the whole child
+stops (``Cancel``, the engine gone) are threads abandoned.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,6 +38,14 @@ class JobScopes:
 
     def __init__(self) -> None:
         self._scopes: dict[str, trio.CancelScope] = {}
+        #: The shields of the ``def`` handlers' threads now running.
+        self.threads: set[trio.CancelScope] = set()
+
+    def abandon_threads(self) -> None:
+        """The whole child stops: the threads of ``def`` handlers are
+        abandoned (their jobs reported interrupted) instead of waited for."""
+        for thread in self.threads:
+            thread.cancel()
 
     @contextlib.contextmanager
     def scope_of(self, job_id: str) -> Iterator[None]:
@@ -57,19 +68,35 @@ class JobScopes:
 
 
 async def call_within(
-    timeout: float | None, job_type: JobType, payload: Any, ctx: JobContext
+    timeout: float | None, job_type: JobType, payload: Any, ctx: JobContext, scopes: JobScopes
 ) -> Any:
     """The handler's result, or ``JobTimedOut`` once it ran ``timeout``
     seconds (None: no limit).
 
-    Cancellation: the handler is cancelled (a thread abandoned) with the call.
+    A plain ``def`` handler's thread is waited for when only its job is
+    stopped (``JobScopes.cancel``, the time limit): the stop takes effect
+    when the thread returns, and the engine replaces the child if it does
+    not within the grace. When the whole child stops
+    (``JobScopes.abandon_threads``) the thread is abandoned.
+
+    Cancellation: an ``async def`` handler is cancelled where it waits; a
+    ``def`` handler as said above.
 
     Raises:
         JobTimedOut: the deadline passed first.
         Exception: whatever the handler raised.
     """
-    if timeout is None:
-        return await call_handler(job_type, payload, ctx)
-    with trio.move_on_after(timeout):
-        return await call_handler(job_type, payload, ctx)
+    with trio.move_on_after(math.inf if timeout is None else timeout):
+        if job_type.is_async:
+            return await call_handler(job_type, payload, ctx)
+        with trio.CancelScope(shield=True) as thread:
+            scopes.threads.add(thread)
+            try:
+                result = await call_handler(job_type, payload, ctx)
+            finally:
+                scopes.threads.discard(thread)
+        # Where a stop of the job (or of the whole child) came meanwhile, it
+        # is delivered now.
+        await trio.lowlevel.checkpoint()
+        return result
     raise JobTimedOut(f"timed out after {timeout:g}s")

@@ -212,7 +212,9 @@ class ChildProgram:
                 attempt=job.attempt,
                 report=self._reporter(job.job_id, in_thread=not job_type.is_async),
             )
-            result = await call_within(job.timeout_seconds, job_type, job.payload, ctx)
+            result = await call_within(
+                job.timeout_seconds, job_type, job.payload, ctx, self.job_scopes
+            )
         except Exception as exc:
             self._finish_failed(job.job_id, exc)
             return
@@ -342,11 +344,13 @@ async def _run_batch(program: ChildProgram, begin: ipc.Begin, inbox: _Inbox) -> 
             elif isinstance(message, ipc.Shutdown | ipc.Cancel):
                 program.start_draining()
                 if isinstance(message, ipc.Cancel):
+                    program.job_scopes.abandon_threads()
                     jobs.cancel_scope.cancel()
                 stop.set()
             else:
                 raise ProtocolError(f"unexpected {type(message).__name__} after begin")
         engine_gone = True
+        program.job_scopes.abandon_threads()
         jobs.cancel_scope.cancel()
         stop.set()
 

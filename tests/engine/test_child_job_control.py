@@ -3,11 +3,22 @@ driven in-process on the mock clock with ``test_child``'s engine end."""
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import trio
 import trio.testing
 
+from engine.jobs.registry import JobContext, JobRegistry
 from protocols import ipc
-from tests.engine.test_child import _interrupted, _job, _run, _start_child, _terminal
+from tests.engine.test_child import (
+    _interrupted,
+    _job,
+    _registry,
+    _run,
+    _start_child,
+    _terminal,
+)
 
 
 def _timed(job_id: str, type: str, payload: object, timeout: float) -> ipc.JobToRun:
@@ -84,3 +95,71 @@ async def test_a_job_past_its_timeout_fails_timed_out(
     assert isinstance(slow, ipc.JobFailed)
     assert slow.error == "timed out after 2.5s"
     assert messages[-1] == ipc.Done(completed=1, failed=1)
+
+
+def _gated_registry(release: threading.Event) -> JobRegistry:
+    registry = _registry()
+
+    def gated(payload: Any, ctx: JobContext) -> str:
+        release.wait(10)
+        return "returned"
+
+    registry.register("gated", gated)
+    return registry
+
+
+async def test_a_def_handlers_job_stops_when_its_thread_returns() -> None:
+    # Real time: the handler's thread is what the child waits for.
+    release = threading.Event()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            engine = _start_child(nursery, _gated_registry(release))
+            await engine.begin(concurrency=2)
+            await engine.send(_run(_job("gated", "gated"), _job("quick", "nap", {"seconds": 0.3})))
+            await engine.receive_until(ipc.JobStarted)
+            await engine.send(ipc.CancelJob(job_id="gated"))
+            # The thread still runs: the job is not reported, the other one finishes.
+            seen = await engine.receive_until(ipc.JobCompleted)
+            assert _terminal(seen) == {"quick": ipc.JobCompleted(job_id="quick", result=0.3)}
+            assert _interrupted(seen) == []
+            release.set()
+            stopped = await engine.receive_until(ipc.JobInterrupted)
+            await engine.send(ipc.Shutdown())
+            messages = seen + stopped + await engine.rest()
+    assert _interrupted(messages) == ["gated"]
+    assert messages[-1] == ipc.Done(completed=1, failed=0)
+
+
+async def test_cancel_of_the_whole_child_abandons_def_handlers() -> None:
+    release = threading.Event()
+    try:
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                engine = _start_child(nursery, _gated_registry(release))
+                await engine.begin(concurrency=1)
+                await engine.send(_run(_job("gated", "gated")))
+                await engine.receive_until(ipc.JobStarted)
+                await engine.send(ipc.Cancel())
+                messages = await engine.rest()
+                assert await engine.wait() == 0
+    finally:
+        release.set()
+    assert _interrupted(messages) == ["gated"]
+    assert messages[-1] == ipc.Done(completed=0, failed=0)
+
+
+async def test_a_def_handler_past_its_time_limit_fails_when_its_thread_returns() -> None:
+    release = threading.Event()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            engine = _start_child(nursery, _gated_registry(release))
+            await engine.begin(concurrency=1)
+            await engine.send(_run(_timed("gated", "gated", None, 0.2)))
+            await engine.receive_until(ipc.JobStarted)
+            await trio.sleep(0.5)  # past the limit; the thread still runs
+            release.set()
+            failed = await engine.receive_until(ipc.JobFailed)
+            await engine.send(ipc.Shutdown())
+            await engine.rest()
+    (report,) = _terminal(failed).values()
+    assert isinstance(report, ipc.JobFailed) and report.error == "timed out after 0.2s"
