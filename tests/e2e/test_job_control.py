@@ -116,3 +116,37 @@ async def test_max_jobs_per_child_recycles_children_without_errors(tmp_path: Pat
     # A child takes no new job once it started 3 (those it held may finish),
     # so 10 jobs take more than two children.
     assert len(per_child) >= 3
+
+
+async def test_a_def_handler_that_keeps_running_after_its_cancel_loses_its_child(
+    tmp_path: Path,
+) -> None:
+    async with open_test_engine(
+        tmp_path, concurrency=3, shutdown_grace_seconds=1.0, job_max_attempts=2
+    ) as engine:
+        # Tens of millions of hashing rounds: a thread busy far beyond the grace.
+        jobs = jobs_of("cpu", [{"iterations": 200_000_000}])
+        jobs += jobs_of("sleep", [{"seconds": 0.3}] * 6)
+        batch_id, added = await engine.create_batch(None, "sleep", jobs)
+        busy = added.job_ids[0]
+        with trio.fail_after(60), engine.subscribe([batch_id]) as sub:
+            await engine.start(batch_id)
+            await collect_until(sub, _is_active(busy))
+            pid_before = engine.jobs.child_of(batch_id)
+            cancelled = await engine.jobs.cancel(busy)
+            pid_after = None
+            while pid_after is None:  # the replacement may be on its way
+                await trio.sleep(0.05)
+                pid_after = engine.jobs.child_of(batch_id)
+            seen = await collect_until(sub, lambda e: e.event in ("done", "error"))
+        stored = await _jobs(engine, batch_id)
+    assert (cancelled.state, cancelled.error, cancelled.attempts) == (
+        JobState.FAILED,
+        "cancelled",
+        1,
+    )
+    assert pid_before is not None and pid_after is not None
+    assert pid_before.pid != pid_after.pid  # the child was replaced
+    assert [e.event for e in seen].count("error") == 0
+    others = [job for job_id, job in stored.items() if job_id != busy]
+    assert all(job.state is JobState.COMPLETED and job.attempts == 1 for job in others)  # type: ignore[attr-defined]
