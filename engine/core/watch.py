@@ -226,7 +226,9 @@ class ChildWatch:
         if usage is None:
             return
         self.usage = usage
-        if self._max_rss and usage.rss_bytes > self._max_rss:
+        # A child recycled before it ran a job would be replaced by another
+        # as big, for ever: each child runs at least one.
+        if self._max_rss and usage.rss_bytes > self._max_rss and self.jobs_run > 0:
             self._start_recycling()
 
     def _enforce(self, now: float) -> None:

@@ -147,3 +147,30 @@ async def test_a_def_handler_that_keeps_running_after_its_cancel_loses_its_child
     assert [e.event for e in seen].count("error") == 0
     others = [job for job_id, job in stored.items() if job_id != busy]
     assert all(job.state is JobState.COMPLETED and job.attempts == 1 for job in others)  # type: ignore[attr-defined]
+
+
+async def test_max_child_memory_recycles_a_child_that_grew_past_it(tmp_path: Path) -> None:
+    # Every Python child is far above 1 MB: each is recycled at its first sample.
+    async with open_test_engine(tmp_path, concurrency=2, max_child_memory_mb=1) as engine:
+        batch_id, _ = await engine.create_batch(
+            None, "sleep", jobs_of("sleep", [{"seconds": 0.4}] * 8)
+        )
+        pids: set[int] = set()
+        with trio.fail_after(60), engine.subscribe([batch_id]) as sub:
+            await engine.start(batch_id)
+            async with trio.open_nursery() as nursery:
+
+                async def note_children() -> None:
+                    while True:
+                        stats = engine.jobs.child_of(batch_id)
+                        if stats is not None:
+                            pids.add(stats.pid)
+                        await trio.sleep(0.05)
+
+                nursery.start_soon(note_children)
+                seen = await collect_until(sub, lambda e: e.event in ("done", "error"))
+                nursery.cancel_scope.cancel()
+        stored = list((await _jobs(engine, batch_id)).values())
+    assert seen[-1].event == "done" and seen[-1].data.completed == 8
+    assert len(pids) >= 2
+    assert all(job.attempts == 1 for job in stored)  # type: ignore[attr-defined]

@@ -211,9 +211,11 @@ async def test_memory_over_the_limit_recycles_at_the_next_sample(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     child, held = _Child(rss=1000), HeldJobs(trio.CapacityLimiter(4))
+    (job,) = _hold(held, _record("a"))
     watch = _watch(child, held, max_rss=5000)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(watch.run)
+        _start(watch, job)
         await trio.sleep(SAMPLE_SECONDS * 3.5)
         assert child.recycled == []
         assert watch.statistics().rss_bytes == 1000 and watch.statistics().cpu_seconds == 1.5
@@ -224,3 +226,19 @@ async def test_memory_over_the_limit_recycles_at_the_next_sample(
     assert len(child.recycled) == 1
     assert t0 < child.recycled[0] <= t0 + SAMPLE_SECONDS
     assert watch.statistics().pid == 42 and watch.statistics().rss_bytes == 5001
+
+
+async def test_a_child_over_the_memory_limit_runs_a_job_before_it_is_recycled(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    child, held = _Child(rss=10_000), HeldJobs(trio.CapacityLimiter(4))
+    (job,) = _hold(held, _record("a"))
+    watch = _watch(child, held, max_rss=5000)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch.run)
+        await trio.sleep(SAMPLE_SECONDS * 5)
+        assert child.recycled == []  # a fresh child as big would follow it
+        _start(watch, job)
+        await trio.sleep(SAMPLE_SECONDS * 1.5)
+        nursery.cancel_scope.cancel()
+    assert len(child.recycled) == 1
