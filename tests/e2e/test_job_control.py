@@ -114,9 +114,9 @@ async def test_max_jobs_per_child_recycles_children_without_errors(tmp_path: Pat
     for job in stored:
         assert job.state is JobState.COMPLETED and job.attempts == 1  # type: ignore[attr-defined]
         per_child[job.result] = per_child.get(job.result, 0) + 1  # type: ignore[attr-defined]
-    # A child takes no new job once it started 3 (those it held may finish),
-    # so 10 jobs take more than two children.
-    assert len(per_child) >= 3
+    # A child is fed no more once it started 3 (what it was sent by then may
+    # still run there), so 10 jobs take more than one child.
+    assert len(per_child) >= 2
 
 
 async def test_a_def_handler_that_keeps_running_after_its_cancel_loses_its_child(
