@@ -119,8 +119,10 @@ class Engine:
         self.jobs = JobControl(
             store=store,
             runs=self._runs,
+            owner=self.owner,
             grace_seconds=settings.shutdown_grace_seconds,
             wake=self._wake_cluster,
+            retry=self._store_retry,
         )
 
     def _wake_cluster(self) -> None:
@@ -395,8 +397,10 @@ class Engine:
     async def _open(self) -> None:
         self._supervisor.keep_warm()
         await self._cluster.open(self._nursery)
+        self._nursery.start_soon(self.jobs.serve_asks)
 
     async def _leave(self) -> None:
+        self.jobs.close()
         await self._cluster.leave()
 
     def _refuse_when_draining(self) -> None:

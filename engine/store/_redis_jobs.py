@@ -28,7 +28,8 @@ if redis.call('EXISTS', jk(ARGV[1])) == 0 then return false end
 return job_fields(ARGV[1])
 """
 
-# ARGV: job id, now, error → the state it was in, or false. Pending → failed.
+# ARGV: job id, now, error → the state it was in, or false. Pending → failed;
+# an active job is asked of its lease owner (set cancels:<owner>).
 _CANCEL_JOB = """
 local job = load(ARGV[1])
 if not job then return false end
@@ -36,6 +37,8 @@ local found = job.state
 if move(job, 'cancel', nil, ARGV[2]) then
   redis.call('HSET', jk(job.jid), 'error', ARGV[3], 'finished_at', ARGV[2])
   redis.call('HDEL', jk(job.jid), 'traceback')
+elseif found == ACTIVE and job.owner then
+  redis.call('SADD', P .. 'cancels:' .. job.owner, job.jid)
 end
 return found
 """
@@ -62,6 +65,19 @@ end
 return 1
 """
 
+# ARGV: owner → the ids asked since the last call of jobs still active
+# under the owner's lease; the asks are taken.
+_TAKE_CANCEL_REQUESTS = """
+local key = P .. 'cancels:' .. ARGV[1]
+local out = {}
+for _, jid in ipairs(redis.call('SMEMBERS', key)) do
+  local job = load(jid)
+  if job and job.state == ACTIVE and job.owner == ARGV[1] then out[#out + 1] = jid end
+end
+redis.call('DEL', key)
+return out
+"""
+
 JOB_SCRIPTS = {
     name: PRELUDE + body
     for name, body in {
@@ -69,6 +85,7 @@ JOB_SCRIPTS = {
         "cancel_job": _CANCEL_JOB,
         "retry_job": _RETRY_JOB,
         "record_progress": _RECORD_PROGRESS,
+        "take_cancel_requests": _TAKE_CANCEL_REQUESTS,
     }.items()
 }
 
@@ -97,7 +114,9 @@ class RedisJobs:
         return job_record(fields)
 
     async def cancel_job(self, job_id: str, error: str = "cancelled") -> JobState:
-        """A pending job becomes failed with ``error``; any other is left as it is.
+        """A pending job becomes failed with ``error``; an active one is
+        marked for its engine (``take_cancel_requests``); any other is left
+        as it is.
 
         Cancellation: shielded: it returns or raises, never half-done.
 
@@ -127,6 +146,14 @@ class RedisJobs:
         if moved is None:
             raise JobNotFound(f"no job {job_id!r}")
         return bool(moved)
+
+    async def take_cancel_requests(self, owner: str) -> list[str]:
+        """The active jobs under ``owner``'s lease whose cancel was asked
+        (``cancel_job``) since the last call; each is handed out once.
+
+        Cancellation: shielded: it returns or raises, never half-done.
+        """
+        return list(await self._run("take_cancel_requests", owner))
 
     async def record_progress(self, progress: Mapping[str, float], *, owner: str) -> None:
         """Note the percentage each job's handler last reported, for the

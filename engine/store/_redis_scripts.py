@@ -141,6 +141,7 @@ if #out < limit then
       redis.call('HINCRBY', jk(job.jid), 'attempts', 1)
       redis.call('HSET', jk(job.jid), 'started_at', now)
       redis.call('HDEL', jk(job.jid), 'progress')
+      redis.call('SREM', P .. 'cancels:' .. owner, job.jid)
       hand_out(job.jid)
     end
   end

@@ -35,6 +35,14 @@ UPDATE jobs SET state = {target(JobEvent.REQUEUE)}, attempts = 0, error = NULL,
     started_at = NULL, progress = NULL
 WHERE job_id = :job_id AND {guard(JobEvent.REQUEUE)}
 """
+# An active job's cancel is asked of the engine holding its lease.
+_ASK = (
+    f"UPDATE jobs SET cancel_requested = 1 WHERE job_id = ? AND state = '{JobState.ACTIVE.value}'"
+)
+_TAKE_ASKS = (
+    "UPDATE jobs SET cancel_requested = NULL WHERE lease_owner = ? AND cancel_requested = 1"
+    f" AND state = '{JobState.ACTIVE.value}' RETURNING job_id"
+)
 _PROGRESS = (
     "UPDATE jobs SET progress = ? WHERE job_id = ? AND lease_owner = ?"
     f" AND state = '{JobState.ACTIVE.value}'"
@@ -51,6 +59,8 @@ def _get(conn: sqlite3.Connection, job_id: str) -> JobRecord:
 def _cancel(conn: sqlite3.Connection, now: float, job_id: str, error: str) -> JobState:
     found = _get(conn, job_id).state
     conn.execute(_CANCEL, {"job_id": job_id, "error": error, "now": now})
+    if found is JobState.ACTIVE:
+        conn.execute(_ASK, (job_id,))
     return found
 
 
@@ -81,7 +91,9 @@ class SqliteJobs:
         return await self._run(lambda conn, now: _get(conn, job_id), write=False)
 
     async def cancel_job(self, job_id: str, error: str = "cancelled") -> JobState:
-        """A pending job becomes failed with ``error``; any other is left as it is.
+        """A pending job becomes failed with ``error``; an active one is
+        marked for its engine (``take_cancel_requests``); any other is left
+        as it is.
 
         Cancellation: atomic: if it raises ``Cancelled``, nothing happened.
 
@@ -105,6 +117,16 @@ class SqliteJobs:
             JobNotFound: no such job.
         """
         return await self._run(lambda conn, now: _retry(conn, now, job_id), write=True)
+
+    async def take_cancel_requests(self, owner: str) -> list[str]:
+        """The active jobs under ``owner``'s lease whose cancel was asked
+        (``cancel_job``) since the last call; each is handed out once.
+
+        Cancellation: atomic: if it raises ``Cancelled``, nothing happened.
+        """
+        return await self._run(
+            lambda conn, now: [row[0] for row in conn.execute(_TAKE_ASKS, (owner,))], write=True
+        )
 
     async def record_progress(self, progress: Mapping[str, float], *, owner: str) -> None:
         """Note the percentage each job's handler last reported, for the

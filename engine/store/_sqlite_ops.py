@@ -95,7 +95,8 @@ _INSERT_JOB = (
 )
 _CLAIM = f"""
 UPDATE jobs SET state = {target(JobEvent.CLAIM)}, attempts = attempts + 1,
-    lease_owner = :owner, lease_expires = :expires, started_at = :now, progress = NULL
+    lease_owner = :owner, lease_expires = :expires, started_at = :now, progress = NULL,
+    cancel_requested = NULL
 WHERE seq IN (
     SELECT seq FROM jobs
     WHERE batch_id = :batch_id AND {guard(JobEvent.CLAIM)} AND available_at <= :now

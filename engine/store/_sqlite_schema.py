@@ -13,8 +13,8 @@ at once cannot both migrate it:
   JSON) is added to an older ``batches`` table and filled in from the
   stored options;
 * ``jobs.cost`` is added to an older ``jobs`` table (every job then costs 1),
-  and ``started_at``, ``finished_at``, ``progress`` and ``timeout_seconds``
-  (all NULL: unknown) to one that lacks them;
+  and ``started_at``, ``finished_at``, ``progress``, ``timeout_seconds``
+  and ``cancel_requested`` (all NULL: unknown, none) to one that lacks them;
 * the ``running`` table of files made before run ownership becomes rows of
   ``runs``, handed over (owner NULL), so the next engine resumes those runs
   as the old one would have.
@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     started_at REAL,
     finished_at REAL,
     progress REAL,
-    timeout_seconds REAL
+    timeout_seconds REAL,
+    cancel_requested INTEGER
 );
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_key ON jobs (batch_id, key) WHERE key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_claim ON jobs (batch_id, state, priority DESC, seq);
@@ -115,6 +116,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
     for column in ("started_at", "finished_at", "progress", "timeout_seconds"):
         if column not in job_columns:
             conn.execute(f"ALTER TABLE jobs ADD COLUMN {column} REAL")
+    if "cancel_requested" not in job_columns:
+        conn.execute("ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER")
     columns = {row[1] for row in conn.execute("PRAGMA table_info(batches)")}
     if "starts_itself" not in columns:
         conn.execute("ALTER TABLE batches ADD COLUMN starts_itself INTEGER NOT NULL DEFAULT 0")

@@ -189,7 +189,9 @@ class Store(Protocol):
 
     async def cancel_job(self, job_id: str, error: str = "cancelled") -> JobState:
         """A pending job becomes failed with ``error`` (its ``finished_at``
-        now); a job in any other state is left as it is. One atomic step.
+        now); an active one is asked of the engine holding its lease
+        (``take_cancel_requests``); a job in any other state is left as it
+        is. One atomic step.
 
         Returns:
             The state the job was in: ``pending`` means it is failed now;
@@ -198,6 +200,11 @@ class Store(Protocol):
         Raises:
             JobNotFound: no such job.
         """
+        ...
+
+    async def take_cancel_requests(self, owner: str) -> list[str]:
+        """The ids of the jobs active under ``owner``'s lease whose cancel
+        was asked since the last call; each ask is handed out once."""
         ...
 
     async def retry_job(self, job_id: str) -> bool:

@@ -174,3 +174,23 @@ async def test_max_child_memory_recycles_a_child_that_grew_past_it(tmp_path: Pat
     assert seen[-1].event == "done" and seen[-1].data.completed == 8
     assert len(pids) >= 2
     assert all(job.attempts == 1 for job in stored)  # type: ignore[attr-defined]
+
+
+async def test_a_job_active_on_another_engine_is_cancelled_there(tmp_path: Path) -> None:
+    settings = {"concurrency": 2, "shutdown_grace_seconds": 1.0}
+    async with (
+        open_test_engine(tmp_path, **settings) as runner,
+        open_test_engine(tmp_path, **settings) as other,
+    ):
+        jobs = jobs_of("hang", [{"seconds": 120}]) + jobs_of("sleep", [{"seconds": 0.2}] * 4)
+        batch_id, added = await runner.create_batch(None, "sleep", jobs)
+        hung = added.job_ids[0]
+        with trio.fail_after(60), runner.subscribe([batch_id]) as sub:
+            await runner.start(batch_id)
+            await collect_until(sub, _is_active(hung))
+            cancelled = await other.jobs.cancel(hung)  # asked through the store
+            seen = await collect_until(sub, lambda e: e.event in ("done", "error"))
+        stored = await _jobs(runner, batch_id)
+    assert (cancelled.state, cancelled.error) == (JobState.FAILED, "cancelled")
+    assert seen[-1].event == "done" and seen[-1].data.completed == 4
+    assert all(job.attempts == 1 for job in stored.values())  # type: ignore[attr-defined]

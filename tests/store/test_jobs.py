@@ -107,3 +107,34 @@ async def test_retry_job_only_when_failed(store: Store, clock: FakeClock) -> Non
         assert (again.job_id, again.attempts) == (a, 1)
         with pytest.raises(JobNotFound):
             await store.retry_job("nope")
+
+
+async def test_an_active_jobs_cancel_is_asked_of_its_engine_once(store: Store) -> None:
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("b", "echo")
+        a, b, c = (await store.add_jobs("b", jobs_of(3))).job_ids
+        await store.claim_jobs("b", 2, owner="e1", lease_seconds=LEASE)
+        await store.claim_jobs("b", 1, owner="e2", lease_seconds=LEASE)
+        assert await store.take_cancel_requests("e1") == []
+        assert await store.cancel_job(a) is JobState.ACTIVE
+        assert await store.cancel_job(c) is JobState.ACTIVE
+        assert await store.take_cancel_requests("e1") == [a]
+        assert await store.take_cancel_requests("e1") == []  # handed out once
+        assert await store.take_cancel_requests("e2") == [c]
+        # An ask for a job that ended meanwhile is not handed out.
+        assert await store.cancel_job(b) is JobState.ACTIVE
+        await store.apply([Complete(job_id=b)], owner="e1")
+        assert await store.take_cancel_requests("e1") == []
+        assert (await store.get_job(a)).state is JobState.ACTIVE
+
+
+async def test_an_ask_not_taken_does_not_cancel_the_jobs_next_attempt(store: Store) -> None:
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("b", "echo")
+        (a,) = (await store.add_jobs("b", jobs_of(1, max_attempts=1))).job_ids
+        await store.claim_jobs("b", 1, owner="e1", lease_seconds=LEASE)
+        assert await store.cancel_job(a) is JobState.ACTIVE
+        await store.apply([Fail(job_id=a, error="boom")], owner="e1")  # ended first
+        assert await store.retry_job(a) is True
+        await store.claim_jobs("b", 1, owner="e1", lease_seconds=LEASE)
+        assert await store.take_cancel_requests("e1") == []
