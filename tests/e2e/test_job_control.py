@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import psutil
+import pytest
 import trio
 
 from engine.core.engine import Engine
@@ -176,8 +177,13 @@ async def test_max_child_memory_recycles_a_child_that_grew_past_it(tmp_path: Pat
     assert all(job.attempts == 1 for job in stored)  # type: ignore[attr-defined]
 
 
-async def test_a_job_active_on_another_engine_is_cancelled_there(tmp_path: Path) -> None:
-    settings = {"concurrency": 2, "shutdown_grace_seconds": 1.0}
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+async def test_a_job_active_on_another_engine_is_cancelled_there(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    settings: dict[str, object] = {"concurrency": 2, "shutdown_grace_seconds": 1.0}
+    if backend == "redis":
+        settings["store_url"] = request.getfixturevalue("redis_url")
     async with (
         open_test_engine(tmp_path, **settings) as runner,
         open_test_engine(tmp_path, **settings) as other,
