@@ -18,6 +18,8 @@ __all__ = [
     "Conflict",
     "EngineError",
     "JobError",
+    "JobNotFound",
+    "JobStateConflict",
     "NotFound",
     "ShuttingDown",
     "StoreError",
@@ -42,6 +44,10 @@ class BatchNotFound(NotFound):
     """No batch has this id."""
 
 
+class JobNotFound(NotFound):
+    """No job has this id."""
+
+
 class Conflict(EngineError):
     """The request clashes with the current state of a batch."""
 
@@ -56,6 +62,11 @@ class BatchRunning(Conflict):
 
 class BatchNotRunning(Conflict):
     """The batch is idle, and the request needs it running."""
+
+
+class JobStateConflict(Conflict):
+    """The job is not in a state the request can act on (say, cancelling a
+    completed job, or retrying one that has not failed)."""
 
 
 class ShuttingDown(EngineError):

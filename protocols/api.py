@@ -46,6 +46,7 @@ import orjson
 
 from protocols.codec import CONVERTER, describe_error, invalid_field
 from protocols.errors import InvalidBody, LocalProtocolError
+from protocols.job_api import ChildView
 from protocols.lifecycle import JobState
 
 __all__ = [
@@ -162,6 +163,16 @@ def _aware(instance: object, attribute: attrs.Attribute[Any], value: datetime) -
         raise invalid_field(attribute, f"must carry a UTC offset, got {value.isoformat()}")
 
 
+def _aware_or_none(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, datetime):
+        _aware(instance, attribute, value)
+
+
+def _timeout(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise invalid_field(attribute, f"must be a finite number > 0, got {value!r}")
+
+
 # --- requests -----------------------------------------------------------------
 
 
@@ -183,6 +194,8 @@ class JobSpec:
     priority: int = attrs.field(default=0, validator=_priority)
     delay_seconds: float = attrs.field(default=0.0, validator=_delay)
     cost: float = attrs.field(default=1.0, validator=_cost)
+    #: Seconds the job may run, over its type's and the engine's limit.
+    timeout_seconds: float | None = attrs.field(default=None, validator=_timeout)
 
 
 @attrs.frozen(kw_only=True)
@@ -236,6 +249,8 @@ class BatchView:
     counts: Counts
     created_at: datetime = attrs.field(validator=_aware)
     options: dict[str, Any]
+    #: The batch's child while it runs on the engine answering, else None.
+    child: ChildView | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -247,18 +262,25 @@ class BatchList:
 
 @attrs.frozen(kw_only=True)
 class JobView:
-    """One job, as ``GET /api/batches/{batchId}/jobs`` lists it."""
+    """One job, as ``GET /api/batches/{batchId}/jobs`` lists it and
+    ``GET /api/jobs/{jobId}`` shows it; ``progress`` is the percentage its
+    handler last reported, ``started_at`` its latest start."""
 
     job_id: str
+    batch_id: str
     type: str
     state: JobState
     payload: Any
     attempts: int
     key: str | None
     priority: int
+    cost: float = 1.0
+    progress: float | None = None
     result: Any
     error: str | None
-    cost: float = 1.0
+    created_at: datetime | None = attrs.field(default=None, validator=_aware_or_none)
+    started_at: datetime | None = attrs.field(default=None, validator=_aware_or_none)
+    finished_at: datetime | None = attrs.field(default=None, validator=_aware_or_none)
 
 
 @attrs.frozen(kw_only=True)

@@ -16,7 +16,9 @@ handler's result), ``JobFailed`` (with why) or ``JobInterrupted``.
 ``Shutdown`` means "take nothing new, finish what you hold, say ``Done``,
 exit 0"; the parent sends it both when the batch has no more work and when
 the engine stops. ``Cancel`` means "cancel what you hold, report each job as
-``JobInterrupted``, say ``Done``, exit 0".
+``JobInterrupted``, say ``Done``, exit 0". ``CancelJob`` cancels one job
+only. A job sent with ``timeout_seconds`` is cancelled by the child once its
+handler has run that long and reported ``JobFailed``.
 
 Every class is a frozen attrs value. The wire tag of each message (the
 ``"type"`` key) is given by ``PARENT_MESSAGE_TAGS`` / ``CHILD_MESSAGE_TAGS``;
@@ -35,6 +37,7 @@ __all__ = [
     "BatchStarted",
     "Begin",
     "Cancel",
+    "CancelJob",
     "ChildFailed",
     "ChildMessage",
     "Done",
@@ -73,6 +76,9 @@ class JobToRun:
     type: str
     payload: Any
     attempt: int = attrs.field(validator=_positive)
+    #: Seconds the handler may run; past them the child cancels it and
+    #: reports the job failed ``timed out after Ns``. None: no limit.
+    timeout_seconds: float | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -100,13 +106,22 @@ class Cancel:
     """Cancel what is in flight, report each job as interrupted, exit 0."""
 
 
-ParentMessage = Begin | RunJobs | Shutdown | Cancel
+@attrs.frozen(kw_only=True)
+class CancelJob:
+    """Cancel this one job if the child holds it (reported ``JobInterrupted``);
+    the child's other jobs go on. A job the child does not hold is ignored."""
+
+    job_id: str
+
+
+ParentMessage = Begin | RunJobs | Shutdown | Cancel | CancelJob
 
 PARENT_MESSAGE_TAGS: dict[type[Any], str] = {
     Begin: "begin",
     RunJobs: "run-jobs",
     Shutdown: "shutdown",
     Cancel: "cancel",
+    CancelJob: "cancel-job",
 }
 
 

@@ -34,10 +34,11 @@ class JobEvent(enum.Enum):
     RELEASE = "release"  # cut short (shutdown, cancel, crash) with attempts left
     EXPIRE = "expire"  # its lease ran out: the engine that held it died
     REQUEUE = "requeue"  # an operator asked to retry a failed job
+    CANCEL = "cancel"  # an operator cancelled a job before it started
 
 
 TRANSITIONS: dict[JobState, dict[JobEvent, JobState]] = {
-    JobState.PENDING: {JobEvent.CLAIM: JobState.ACTIVE},
+    JobState.PENDING: {JobEvent.CLAIM: JobState.ACTIVE, JobEvent.CANCEL: JobState.FAILED},
     JobState.ACTIVE: {
         JobEvent.COMPLETE: JobState.COMPLETED,
         JobEvent.FAIL: JobState.FAILED,

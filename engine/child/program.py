@@ -16,6 +16,8 @@ slot. ``Shutdown``: take nothing new (queued jobs are answered
 ``JobInterrupted``), let what is in flight finish, say ``Done``, exit 0.
 ``Cancel``: cancel what is in flight, report each job ``JobInterrupted``,
 say ``Done``, exit 0. A handler's exception fails that job only.
+``CancelJob`` and a job's ``timeout_seconds`` stop one job alone
+(``engine.child.job_control``).
 
 Noticing the engine's death: EOF on ``--ipc-in`` ends the child at once. A
 job that blocks the main thread (a ``hang``) would keep the loop from seeing
@@ -43,8 +45,9 @@ from functools import partial
 import trio
 
 from engine.child.hooks import expose_raw_ipc_writer
+from engine.child.job_control import JobScopes, JobTimedOut, call_within
 from engine.errors import JobError
-from engine.jobs.registry import REGISTRY, JobContext, JobRegistry, call_handler, load_job_modules
+from engine.jobs.registry import REGISTRY, JobContext, JobRegistry, load_job_modules
 from protocols import ipc
 from protocols.errors import LocalProtocolError, ProtocolError
 from protocols.framing import NEED_DATA, LineFramer
@@ -92,6 +95,7 @@ class ChildProgram:
         self.finished_since_progress = 0
         self.draining = False
         self._queued: set[trio.CancelScope] = set()
+        self.job_scopes = JobScopes()
 
     def assign(self, batch_id: str) -> None:
         """This child now runs ``batch_id``; what it reports names it."""
@@ -162,6 +166,17 @@ class ChildProgram:
         finally:
             self.in_flight -= 1
 
+    async def run_cancellable(
+        self, job: ipc.JobToRun, limiter: trio.CapacityLimiter, *, has_slot: bool
+    ) -> None:
+        """``run_job`` in the job's own scope (``job_scopes``), so that
+        ``CancelJob`` stops it alone, reported interrupted.
+
+        Cancellation: as ``run_job``.
+        """
+        with self.job_scopes.scope_of(job.job_id):
+            await self.run_job(job, limiter, has_slot=has_slot)
+
     async def _queue_for_slot(self, job_id: str, limiter: trio.CapacityLimiter) -> bool:
         """Wait for a slot; False (holding none) when draining began first."""
         with trio.CancelScope() as queued:
@@ -197,7 +212,9 @@ class ChildProgram:
                 attempt=job.attempt,
                 report=self._reporter(job.job_id, in_thread=not job_type.is_async),
             )
-            result = await call_handler(job_type, job.payload, ctx)
+            result = await call_within(
+                job.timeout_seconds, job_type, job.payload, ctx, self.job_scopes
+            )
         except Exception as exc:
             self._finish_failed(job.job_id, exc)
             return
@@ -210,10 +227,11 @@ class ChildProgram:
         self.finished_since_progress += 1
 
     def _finish_failed(self, job_id: str, exc: BaseException) -> None:
+        error = str(exc) if isinstance(exc, JobTimedOut) else f"{type(exc).__name__}: {exc}"
         self.send(
             ipc.JobFailed(
                 job_id=job_id,
-                error=f"{type(exc).__name__}: {exc}",
+                error=error,
                 traceback="".join(traceback.format_exception(exc)),
             )
         )
@@ -319,15 +337,20 @@ async def _run_batch(program: ChildProgram, begin: ipc.Begin, inbox: _Inbox) -> 
                         has_slot = False
                     else:
                         has_slot = True
-                    jobs.start_soon(partial(program.run_job, job, limiter, has_slot=has_slot))
+                    run = partial(program.run_cancellable, job, limiter, has_slot=has_slot)
+                    jobs.start_soon(run)
+            elif isinstance(message, ipc.CancelJob):
+                program.job_scopes.cancel(message.job_id)
             elif isinstance(message, ipc.Shutdown | ipc.Cancel):
                 program.start_draining()
                 if isinstance(message, ipc.Cancel):
+                    program.job_scopes.abandon_threads()
                     jobs.cancel_scope.cancel()
                 stop.set()
             else:
                 raise ProtocolError(f"unexpected {type(message).__name__} after begin")
         engine_gone = True
+        program.job_scopes.abandon_threads()
         jobs.cancel_scope.cancel()
         stop.set()
 

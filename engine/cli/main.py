@@ -17,6 +17,7 @@ from engine.cli.batch_commands import BATCH_COMMANDS
 from engine.cli.demo import run_demo
 from engine.cli.engine_commands import ENGINE_COMMANDS
 from engine.cli.engine_options import engine_options, run_engine_command
+from engine.cli.job_commands import JOB_COMMANDS
 from engine.cli.watch_command import watch
 from engine.cli.worker_command import worker
 from engine.core.logs import configure_logging_from
@@ -74,5 +75,5 @@ def serve(host: str, port: int, insecure_no_auth: bool, **engine_flags: Any) -> 
     run_engine_command("serve", run, **engine_flags)
 
 
-for _command in (*BATCH_COMMANDS, *ENGINE_COMMANDS, watch, worker):
+for _command in (*BATCH_COMMANDS, *JOB_COMMANDS, *ENGINE_COMMANDS, watch, worker):
     main.add_command(_command)

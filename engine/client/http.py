@@ -28,6 +28,7 @@ import httpx
 
 from engine.client.errors import ClientError, error_from_answer, translate_errors
 from protocols import api
+from protocols.job_api import JobStateView
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -286,6 +287,42 @@ class BatchyardClient:
         Cancellation: may have partially happened: the run may be stopping.
         """
         await self._request("POST", f"api/batches/{_segment(batch_id)}/cancel")
+
+    async def get_job(self, job_id: str) -> api.JobView:
+        """One job by id.
+
+        Raises:
+            ClientError: unreachable, or refused (404 unknown job).
+
+        Cancellation: atomic: nothing happened.
+        """
+        response = await self._request("GET", f"api/jobs/{_segment(job_id)}")
+        return self._decode(response, api.JobView)
+
+    async def cancel_job(self, job_id: str) -> JobStateView:
+        """Cancel one job: a pending one fails ``cancelled`` at once, an
+        active one is stopped in its child (the answer comes once it ended,
+        or after the server's grace).
+
+        Raises:
+            ClientError: unreachable, or refused (409 finished already or
+                active on another engine, 404 unknown job).
+
+        Cancellation: may have partially happened: the job may be cancelled.
+        """
+        response = await self._request("POST", f"api/jobs/{_segment(job_id)}/cancel")
+        return self._decode(response, JobStateView)
+
+    async def retry_job(self, job_id: str) -> JobStateView:
+        """Put one failed job back to pending.
+
+        Raises:
+            ClientError: unreachable, or refused (409 not failed, 404 unknown job).
+
+        Cancellation: may have partially happened: the job may be pending.
+        """
+        response = await self._request("POST", f"api/jobs/{_segment(job_id)}/retry")
+        return self._decode(response, JobStateView)
 
     async def pause(self) -> None:
         """Stop handing out jobs; running children finish what they hold.

@@ -62,6 +62,8 @@ class EffectiveTypeLimits:
     concurrency: int
     rate_limit: RateLimit
     max_attempts: int
+    #: Seconds a job of the type may run; None: no limit.
+    timeout_seconds: float | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -207,6 +209,24 @@ class Settings:
         "AUTO_START",
         "1: start any batch with due pending jobs that runs nowhere, within capacity",
     )
+    job_timeout_seconds: float = _setting(
+        0.0,
+        parsers.seconds(positive=False),
+        "JOB_TIMEOUT_SECONDS",
+        "a job running longer fails (timed out, retried while attempts remain); 0 = no limit",
+    )
+    max_jobs_per_child: int = _setting(
+        0,
+        parsers.whole_number(0),
+        "MAX_JOBS_PER_CHILD",
+        "after this many jobs a batch's child is replaced by a fresh one; 0 = never",
+    )
+    max_child_memory_mb: int = _setting(
+        0,
+        parsers.whole_number(0),
+        "MAX_CHILD_MEMORY_MB",
+        "a child whose RSS passes this many MB is replaced by a fresh one; 0 = never",
+    )
     status_log_seconds: float = _setting(
         30.0,
         parsers.seconds(positive=False),
@@ -293,6 +313,7 @@ class Settings:
             concurrency=_first(limits.concurrency, self.concurrency),
             rate_limit=_first(limits.rate_limit, self.rate_limit),
             max_attempts=_first(limits.max_attempts, self.job_max_attempts),
+            timeout_seconds=_first(limits.timeout_seconds, self.job_timeout_seconds) or None,
         )
 
     def describe(self) -> str:

@@ -55,6 +55,7 @@ from engine.config.parsers import (
     invalid,
     optional,
     rate,
+    seconds,
     validator,
     whole_number,
 )
@@ -120,6 +121,9 @@ class TypeOverrides:
     max_attempts: int | None = attrs.field(
         default=None, validator=validator(optional(whole_number(1)))
     )
+    timeout_seconds: float | None = attrs.field(
+        default=None, validator=validator(optional(seconds(positive=False)))
+    )
 
 
 def from_environment(environ: Mapping[str, str], specs: Specs) -> dict[str, Any]:
@@ -153,6 +157,7 @@ _TYPE_KEYS = {
     "concurrency": "concurrency",
     "rate_limit": "rate_limit",
     "max_attempts": "job_max_attempts",
+    "timeout_seconds": "job_timeout_seconds",
 }
 
 

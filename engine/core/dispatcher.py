@@ -253,7 +253,11 @@ class Dispatcher:
                 message = ipc.RunJobs(
                     jobs=tuple(
                         ipc.JobToRun(
-                            job_id=j.job_id, type=j.type, payload=j.payload, attempt=j.attempts
+                            job_id=j.job_id,
+                            type=j.type,
+                            payload=j.payload,
+                            attempt=j.attempts,
+                            timeout_seconds=self._limits.timeout_of(j),
                         )
                         for j in ready
                     )

@@ -35,6 +35,7 @@ from engine.config.settings import Settings
 from engine.core.bus import BusStatistics, EventBus, Subscription
 from engine.core.cluster import Cluster
 from engine.core.identity import EngineIdentity
+from engine.core.job_control import JobControl
 from engine.core.pause import PauseSwitch
 from engine.core.policy import EnginePolicy
 from engine.core.retry import StoreRetry
@@ -122,6 +123,16 @@ class Engine:
             add=self.add_jobs,
             clock=clock,
             draining=lambda: self._runs.draining,
+        )
+
+        #: Requests on one job by id (``engine.core.job_control``).
+        self.jobs = JobControl(
+            store=store,
+            runs=self._runs,
+            owner=self.owner,
+            grace_seconds=settings.shutdown_grace_seconds,
+            wake=self._wake_cluster,
+            retry=self._store_retry,
         )
 
     def _wake_cluster(self) -> None:
@@ -397,8 +408,10 @@ class Engine:
         self._supervisor.keep_warm()
         await self._cluster.open(self._nursery)
         self._nursery.start_soon(self.scheduler.serve)
+        self._nursery.start_soon(self.jobs.serve_asks)
 
     async def _leave(self) -> None:
+        self.jobs.close()
         await self._cluster.leave()
 
     def _refuse_when_draining(self) -> None:

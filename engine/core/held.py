@@ -51,6 +51,9 @@ class HeldJob:
     type_rate_grant: tuple[TypeGate, float] | None = None
     outcome: Outcome | None = None
     finished_at: float | None = None
+    #: What the job is being stopped as (cancel, timeout): written instead
+    #: of an interruption the child reports, or when its child is replaced.
+    ended_by: Outcome | None = None
 
 
 class HeldJobs:

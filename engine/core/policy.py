@@ -29,7 +29,7 @@ from engine.core.runner import RunLimits
 from engine.core.values import JobRequest
 from engine.errors import JobError, UnknownJobType
 from engine.jobs.registry import JobRegistry
-from engine.store import NewJob, Store
+from engine.store import JobRecord, NewJob, Store
 
 __all__ = ["EnginePolicy"]
 
@@ -88,6 +88,7 @@ class EnginePolicy:
                 delay_seconds=job.delay_seconds,
                 max_attempts=attempts[job.type or default_type],
                 cost=job.cost,
+                timeout_seconds=job.timeout_seconds,
             )
             for job in jobs
         ]
@@ -121,7 +122,17 @@ class EnginePolicy:
             prefetch=self._prefetch(),
             rate=_limiter(settings.rate_limit),
             type_gate=self._type_gates.get,
+            timeout_of=self._timeout_of,
+            grace_seconds=settings.shutdown_grace_seconds,
+            max_jobs_per_child=settings.max_jobs_per_child,
+            max_child_rss_bytes=settings.max_child_memory_mb * 1024 * 1024,
         )
+
+    def _timeout_of(self, job: JobRecord) -> float | None:
+        """The job's own time limit, else its type's, else the engine's."""
+        if job.timeout_seconds is not None:
+            return job.timeout_seconds
+        return self._settings.for_type(job.type).timeout_seconds
 
     async def renew_type_slots(self) -> None:
         """Renew the leases of the type slots this engine holds.

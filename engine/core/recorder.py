@@ -153,7 +153,10 @@ class Recorder:
                 job_active(self.batch_id, job.record)
                 held.restamp(job, message.started_at)
             elif not isinstance(message, ipc.JobProgress):
-                outcomes[message.job_id] = job.outcome = self._outcome(message, job.record)
+                outcome = self._outcome(message, job.record)
+                if job.ended_by is not None and isinstance(message, ipc.JobInterrupted):
+                    outcome = job.ended_by  # it was stopped on purpose (cancel)
+                outcomes[message.job_id] = job.outcome = outcome
                 job.finished_at = trio.current_time()
         await held.move_type_starts()
         states: dict[str, JobState] = {}

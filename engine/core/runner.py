@@ -51,10 +51,13 @@ from engine.core.dispatcher import Dispatcher
 from engine.core.held import CLEANUP_SECONDS, HeldJobs
 from engine.core.limits import RateLimiter, TypeGate
 from engine.core.pause import PauseGate
+from engine.core.progress import record_progress
 from engine.core.recorder import Recorder
 from engine.core.retry import Patience, StoreRetry
+from engine.core.watch import ChildStats, ChildWatch, watch_child
 from engine.errors import BatchRunning, ChildCrashed, StoreError, StoreUnavailable
 from engine.store.base import Store
+from engine.store.records import JobRecord
 from engine.supervisor.children import Child, ChildSupervisor
 from protocols import events, ipc
 
@@ -98,6 +101,14 @@ class RunLimits:
     rate: RateLimiter | None = None
     #: The gate of a job type with limits of its own, None for the others.
     type_gate: Callable[[str], TypeGate | None] = lambda _: None
+    #: A job's time limit (its own, its type's, the engine's), None for none.
+    timeout_of: Callable[[JobRecord], float | None] = lambda job: job.timeout_seconds
+    #: How long a job asked to stop (cancel, timeout) may take before its
+    #: child is replaced.
+    grace_seconds: float = 10.0
+    #: Jobs, and RSS bytes, after which a child is recycled; 0: never.
+    max_jobs_per_child: int = 0
+    max_child_rss_bytes: int = 0
 
 
 class BatchRunner:
@@ -140,6 +151,9 @@ class BatchRunner:
         self.started = False
         self.stopped = trio.Event()
         self._child: Child | None = None
+        self._watch: ChildWatch | None = None
+        self._continued = False  # the run goes on in a replacement child
+        self._clock = clock
         self._retry = retry
         self._patience = Patience()
         self._dispatcher = Dispatcher(
@@ -183,6 +197,22 @@ class BatchRunner:
                 ipc.Cancel() if self.stop_reason == StopReason.CANCELLED else ipc.Shutdown()
             )
             self._child.stop(message, deadline)
+
+    def cancel_job(self, job_id: str) -> bool:
+        """Stop one job this run holds as ``cancelled``: the child is asked
+        at once and replaced if its handler still runs after the grace
+        (``engine.core.watch``). Whether the run holds the job. Never blocks."""
+        return self._watch is not None and self._watch.cancel(job_id)
+
+    def child_stats(self) -> ChildStats | None:
+        """The current child's pid, resources and jobs run; None between children."""
+        return None if self._watch is None else self._watch.statistics()
+
+    def _watch_ended_in_replacement(self) -> bool:
+        """Whether the last child was recycled or replaced on purpose (the
+        run goes on in a fresh child)."""
+        watch, self._watch = self._watch, None
+        return watch is not None and (watch.recycling or watch.replaced)
 
     def _taken_over(self) -> None:
         self.stop(StopReason.TAKEN_OVER, trio.current_time() + self._limits.lease_seconds / 3)
@@ -229,6 +259,10 @@ class BatchRunner:
                     task_status.started()
                     self.started = True
                 crash = await self._run_child(child)
+                replaced = self._watch_ended_in_replacement()
+                if replaced and crash is None and self.stop_reason is None:
+                    self._continued = True  # one processing:started per run
+                    continue
             if crash is None or self.stop_reason is not None:
                 break
             restarting = retries_left > 0
@@ -276,6 +310,9 @@ class BatchRunner:
         child.assign(self.batch_id)
         self._dispatcher.rearm()
         held = HeldJobs(trio.CapacityLimiter(self._limits.concurrency + self._limits.prefetch))
+        watch = self._watch = watch_child(
+            child, held, self._limits, self._clock, stop_feeding=self._dispatcher.cancel
+        )
         crash: str | None = None
         try:
             if self.stop_reason is not None:
@@ -286,6 +323,7 @@ class BatchRunner:
                 )
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._dispatcher.run, child, held)
+                    nursery.start_soon(watch.run)
                     crash = await self._read(child, held)
                     if crash is not None:
                         child.kill()
@@ -306,6 +344,8 @@ class BatchRunner:
             else:
                 if crash is None and code != 0 and self.stop_reason is None:
                     crash = f"the child exited with code {code}"
+                if watch.replaced:
+                    crash = None  # killed on purpose: not a crash
                 await self._release(held, crashed=crash is not None)
             self._child = None
             with trio.CancelScope(shield=True):
@@ -350,6 +390,11 @@ class BatchRunner:
                 return str(exc)
             if not messages:
                 return None
+            assert self._watch is not None
+            if self._continued:
+                messages = [m for m in messages if not isinstance(m, ipc.BatchStarted)]
+            self._watch.observe(messages)
+            await record_progress(self._store, messages, self._owner, self._store_step)
             await self._recorder.record(messages, held)
             self._dispatcher.wake()
 

@@ -98,6 +98,10 @@ class Runs:
         """Whether ``drain`` was called: no run starts any more."""
         return self._draining
 
+    def get(self, batch_id: str) -> BatchRunner | None:
+        """The run of ``batch_id`` on this engine, None when it runs not here."""
+        return self._runners.get(batch_id)
+
     def __contains__(self, batch_id: object) -> bool:
         return batch_id in self._runners
 

@@ -34,6 +34,7 @@ class JobRequest:
     priority: int = 0
     delay_seconds: float = 0.0
     cost: float = 1.0
+    timeout_seconds: float | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -37,6 +37,8 @@ from engine.errors import (
     ChildCrashed,
     Conflict,
     JobError,
+    JobNotFound,
+    JobStateConflict,
     NotFound,
     ShuttingDown,
     StoreError,
@@ -58,10 +60,12 @@ JSON = "application/json"
 
 _BY_ERROR: Mapping[type[Exception], tuple[int, str]] = {
     BatchNotFound: (404, "batch-not-found"),
+    JobNotFound: (404, "job-not-found"),
     NotFound: (404, "not-found"),
     BatchExists: (409, "batch-exists"),
     BatchRunning: (409, "batch-running"),
     BatchNotRunning: (409, "batch-not-running"),
+    JobStateConflict: (409, "job-state"),
     Conflict: (409, "conflict"),
     UnknownJobType: (400, "unknown-job-type"),
     JobError: (400, "invalid-job"),

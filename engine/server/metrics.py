@@ -13,7 +13,8 @@ Where each number comes from:
   ``batchyard_store_up``, ``batchyard_subscribers{transport}`` (WebSocket
   and SSE clients connected to this server), and, from the bus's own
   counters, ``batchyard_events_published_total`` and
-  ``batchyard_subscribers_dropped_total``;
+  ``batchyard_subscribers_dropped_total``; each running batch's child
+  (``engine.server.child_metrics``);
 * counted from events, by one bus subscription this module follows:
   ``batchyard_jobs_finished_total{type,state}``,
   ``batchyard_job_duration_seconds{type,state}`` (from ``duration_ms``),
@@ -41,6 +42,7 @@ from starlette.responses import Response
 from engine.core.bus import SLOW_SUBSCRIBER
 from engine.core.engine import Engine
 from engine.errors import StoreError
+from engine.server.child_metrics import ChildCollector
 from protocols.events import Event, JobRetrying, JobUpdate, RunError
 from protocols.lifecycle import JobState
 
@@ -117,6 +119,7 @@ class ServerMetrics:
             registry=registry,
         )
         registry.register(_BusCollector(engine))
+        registry.register(ChildCollector(engine))
         for transport in ("ws", "sse"):
             self._subscribers.labels(transport)
 

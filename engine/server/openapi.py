@@ -2,7 +2,7 @@
 
 Design notes
 ------------
-Written by hand, next to nothing but itself, because the routes decode their
+Written by hand (the schemas in ``engine.server.openapi_schemas``), because the routes decode their
 bodies with ``protocols.api`` rather than with annotations a generator could
 read. A test checks that every route of the app appears here with each of its
 methods, so a route cannot be added without being described. ``/ws`` appears
@@ -13,153 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.server.openapi_schemas import BATCH_ID as _BATCH_ID
+from engine.server.openapi_schemas import ERROR as _ERROR
+from engine.server.openapi_schemas import SCHEMAS as _SCHEMAS
+from engine.server.openapi_schemas import ref as _ref
+
 __all__ = ["openapi_document"]
-
-_ERROR = {"$ref": "#/components/schemas/ErrorBody"}
-_BATCH_ID = {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"}
-_COUNT = {"type": "integer", "minimum": 0}
-
-
-def _object(required: list[str], **properties: Any) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": required,
-        "properties": properties,
-        "additionalProperties": False,
-    }
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-_SCHEMAS: dict[str, Any] = {
-    "ErrorBody": _object(
-        ["error"],
-        error=_object(["code", "message"], code={"type": "string"}, message={"type": "string"}),
-    ),
-    "JobSpec": _object(
-        [],
-        payload={},
-        type={"type": "string", "minLength": 1},
-        key={"type": "string", "minLength": 1, "maxLength": 1024},
-        priority={"type": "integer", "minimum": -(2**21), "maximum": 2**21},
-        delaySeconds={"type": "number", "minimum": 0},
-        cost={"type": "number", "exclusiveMinimum": 0},
-    ),
-    "CreateBatch": _object(
-        ["type", "jobs"],
-        batchId=_BATCH_ID,
-        type={"type": "string", "minLength": 1},
-        jobs={"type": "array", "items": _ref("JobSpec")},
-        options={
-            "type": "object",
-            "properties": {
-                "after": {"type": "array", "items": _BATCH_ID, "maxItems": 1000},
-                "autoStart": {"type": "boolean"},
-            },
-        },
-    ),
-    "AddJobs": _object(["jobs"], jobs={"type": "array", "items": _ref("JobSpec")}),
-    "EnqueueResult": _object(
-        ["batchId", "enqueued", "duplicates"],
-        batchId=_BATCH_ID,
-        enqueued=_COUNT,
-        duplicates=_COUNT,
-    ),
-    "Counts": _object(
-        ["pending", "active", "completed", "failed"],
-        pending=_COUNT,
-        active=_COUNT,
-        completed=_COUNT,
-        failed=_COUNT,
-    ),
-    "BatchView": _object(
-        ["batchId", "type", "running", "engineId", "counts", "createdAt", "options"],
-        batchId=_BATCH_ID,
-        type={"type": "string"},
-        running={"type": "boolean"},
-        engineId={"type": ["string", "null"]},
-        counts=_ref("Counts"),
-        createdAt={"type": "string", "format": "date-time"},
-        options={"type": "object"},
-    ),
-    "BatchList": _object(["batches"], batches={"type": "array", "items": _ref("BatchView")}),
-    "JobView": _object(
-        ["jobId", "type", "state", "payload", "attempts", "key", "priority", "result", "error"],
-        jobId={"type": "string"},
-        type={"type": "string"},
-        state={"enum": ["pending", "active", "completed", "failed"]},
-        payload={},
-        attempts=_COUNT,
-        key={"type": ["string", "null"]},
-        priority={"type": "integer"},
-        result={},
-        error={"type": ["string", "null"]},
-        cost={"type": "number", "exclusiveMinimum": 0},
-    ),
-    "JobList": _object(
-        ["jobs", "nextCursor"],
-        jobs={"type": "array", "items": _ref("JobView")},
-        nextCursor={"type": ["string", "null"]},
-    ),
-    "ProcessResult": _object(
-        ["status", "batchId"],
-        status={"enum": ["started", "already-running", "capacity-reached"]},
-        batchId=_BATCH_ID,
-    ),
-    "EngineView": _object(
-        ["engineId", "host", "pid", "runningBatches", "maxBatches", "lastSeen"],
-        engineId={"type": "string"},
-        host={"type": "string"},
-        pid={"type": "integer"},
-        runningBatches={"type": "array", "items": _BATCH_ID},
-        maxBatches={"type": "integer", "minimum": 1},
-        lastSeen={"type": "string", "format": "date-time"},
-    ),
-    "StatusView": _object(
-        [
-            "runningBatches",
-            "activeBatches",
-            "maxBatches",
-            "isShuttingDown",
-            "paused",
-            "engineId",
-            "engines",
-        ],
-        runningBatches={"type": "array", "items": _BATCH_ID},
-        activeBatches=_COUNT,
-        maxBatches={"type": "integer", "minimum": 1},
-        isShuttingDown={"type": "boolean"},
-        paused={"type": "boolean"},
-        engineId={"type": "string"},
-        engines={"type": "array", "items": _ref("EngineView")},
-    ),
-    "HealthView": _object(
-        ["status", "services", "metrics"],
-        status={"enum": ["ok", "degraded"]},
-        services={"type": "object", "additionalProperties": {"type": "string"}},
-        metrics=_object(
-            ["queueLength", "activeWorkers"], queueLength=_COUNT, activeWorkers=_COUNT
-        ),
-    ),
-    "Requeued": _object(["requeued"], requeued=_COUNT),
-    "ScheduleView": _object(
-        ["name", "cron", "type", "nextRunAt", "lastRunAt"],
-        name={"type": "string"},
-        cron={"type": "string", "description": "five fields, UTC"},
-        type={"type": "string"},
-        nextRunAt={"type": ["string", "null"], "format": "date-time"},
-        lastRunAt={
-            "type": ["string", "null"],
-            "format": "date-time",
-            "description": "due time of the last firing on any engine of the cluster",
-        },
-    ),
-    "ScheduleList": _object(
-        ["schedules"], schedules={"type": "array", "items": _ref("ScheduleView")}
-    ),
-}
 
 
 def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -169,8 +28,8 @@ def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 def _errors(*statuses: int) -> dict[str, Any]:
     meaning = {
         400: "bad input: the message names the field",
-        404: "no such batch",
-        409: "conflict with the batch's state",
+        404: "no such batch (or job)",
+        409: "conflict with the batch's (or job's) state",
         413: "body over the size limit",
         500: "the child process could not be started",
         503: "the engine is shutting down, or the store is unavailable",
@@ -283,6 +142,31 @@ def _batch_paths() -> dict[str, Any]:
     }
 
 
+def _job_paths() -> dict[str, Any]:
+    p = ({"name": "jobId", "in": "path", "required": True, "schema": {"type": "string"}},)
+    state = _json("the job's state afterwards", _ref("JobStateView"))
+    return {
+        "/api/jobs/{jobId}": {
+            "get": _op(
+                "one job", {"200": _json("the job", _ref("JobView")), **_errors(404)}, params=p
+            )
+        },
+        "/api/jobs/{jobId}/cancel": {
+            "post": _op(
+                "pending: failed 'cancelled'; active: cancelled in its child (replaced "
+                "after SHUTDOWN_GRACE_SECONDS if its handler does not return)",
+                {"200": state, **_errors(404, 409)},
+                params=p,
+            )
+        },
+        "/api/jobs/{jobId}/retry": {
+            "post": _op(
+                "a failed job back to pending", {"200": state, **_errors(404, 409)}, params=p
+            )
+        },
+    }
+
+
 def _engine_paths() -> dict[str, Any]:
     started = _json("the run's state", _ref("ProcessResult"))
     status = {"200": _json("the engine's state", _ref("StatusView"))}
@@ -384,7 +268,13 @@ def openapi_document(version: str, *, secured: bool) -> dict[str, Any]:
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "batchyard", "version": version},
-        "paths": {**_collection_paths(), **_batch_paths(), **_engine_paths(), **_other_paths()},
+        "paths": {
+            **_collection_paths(),
+            **_batch_paths(),
+            **_job_paths(),
+            **_engine_paths(),
+            **_other_paths(),
+        },
         "components": {"schemas": _SCHEMAS},
     }
     if secured:

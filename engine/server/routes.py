@@ -29,6 +29,7 @@ from engine.core.engine import Engine, StartResult
 from engine.core.scheduler import ScheduleStatus
 from engine.errors import StoreError
 from engine.server.errors import RequestError
+from engine.server.job_routes import job_routes
 from engine.server.views import batch_view, job_requests, job_view, json_response, status_view
 from engine.store import AddResult
 from protocols import api
@@ -112,7 +113,8 @@ class _Api:
 
     async def _batch(self, batch_id: str) -> api.BatchView:
         record = await self._engine.get_batch(batch_id)
-        return batch_view(record, runner=self._engine.runner_of(record))
+        child = self._engine.jobs.child_of(batch_id)
+        return batch_view(record, runner=self._engine.runner_of(record), child=child)
 
     async def delete_batch(self, request: Request) -> Response:
         await self._engine.delete_batch(request.path_params["batchId"])
@@ -211,7 +213,7 @@ def api_routes(engine: Engine) -> list[BaseRoute]:
     """Every JSON route of the API, bound to ``engine``."""
     a = _Api(engine)
     batch = "/api/batches/{batchId}"
-    table: dict[str, dict[str, Endpoint]] = {
+    table: dict[str, Mapping[str, Endpoint]] = {
         "/api/batches": {"GET": a.list_batches, "POST": a.create_batch},
         batch: {"GET": a.get_batch, "DELETE": a.delete_batch},
         f"{batch}/jobs": {"GET": a.list_jobs, "POST": a.add_jobs},
@@ -223,6 +225,7 @@ def api_routes(engine: Engine) -> list[BaseRoute]:
         "/api/status": {"GET": a.status},
         "/api/schedules": {"GET": a.schedules},
         "/health": {"GET": a.health},
+        **job_routes(engine),
     }
     return [
         Route(path, _by_method(handlers), methods=list(handlers))

@@ -13,10 +13,12 @@ from typing import Any
 from starlette.responses import Response
 
 from engine.core.engine import EngineStatus, JobRequest
+from engine.core.watch import ChildStats
 from engine.store import BatchRecord, EngineRecord, JobRecord
 from protocols import api
+from protocols.job_api import ChildView
 
-__all__ = ["batch_view", "job_requests", "job_view", "json_response", "status_view"]
+__all__ = ["batch_view", "child_view", "job_requests", "job_view", "json_response", "status_view"]
 
 
 def json_response(
@@ -28,9 +30,12 @@ def json_response(
     )
 
 
-def batch_view(record: BatchRecord, *, runner: str | None) -> api.BatchView:
+def batch_view(
+    record: BatchRecord, *, runner: str | None, child: ChildStats | None = None
+) -> api.BatchView:
     """A stored batch as ``GET /api/batches/{batchId}`` shows it; ``runner``
-    is the engine that runs it (``Engine.runner_of``)."""
+    is the engine that runs it (``Engine.runner_of``), ``child`` its child
+    when it runs on this engine."""
     counts = record.counts
     return api.BatchView(
         batch_id=record.batch_id,
@@ -45,23 +50,43 @@ def batch_view(record: BatchRecord, *, runner: str | None) -> api.BatchView:
         ),
         created_at=datetime.fromtimestamp(record.created_at, UTC),
         options=dict(record.options),
+        child=None if child is None else child_view(child),
+    )
+
+
+def child_view(stats: ChildStats) -> ChildView:
+    """A running batch's child as the batch view shows it."""
+    return ChildView(
+        pid=stats.pid,
+        rss_bytes=stats.rss_bytes,
+        cpu_seconds=stats.cpu_seconds,
+        jobs_run=stats.jobs_run,
     )
 
 
 def job_view(record: JobRecord) -> api.JobView:
-    """A stored job as the job list shows it."""
+    """A stored job as the job list and ``GET /api/jobs/{jobId}`` show it."""
     return api.JobView(
         job_id=record.job_id,
+        batch_id=record.batch_id,
         type=record.type,
         state=record.state,
         payload=record.payload,
         attempts=record.attempts,
         key=record.key,
         priority=record.priority,
+        cost=record.cost,
+        progress=record.progress,
         result=record.result,
         error=record.error,
-        cost=record.cost,
+        created_at=_utc(record.created_at),
+        started_at=_utc(record.started_at),
+        finished_at=_utc(record.finished_at),
     )
+
+
+def _utc(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
 def status_view(status: EngineStatus, engines: Sequence[EngineRecord]) -> api.StatusView:
@@ -98,6 +123,7 @@ def job_requests(specs: Sequence[api.JobSpec]) -> list[JobRequest]:
             priority=spec.priority,
             delay_seconds=spec.delay_seconds,
             cost=spec.cost,
+            timeout_seconds=spec.timeout_seconds,
         )
         for spec in specs
     ]

@@ -95,6 +95,10 @@ JOB_FIELDS = (
     "created_at",
     "available_at",
     "cost",
+    "started_at",
+    "finished_at",
+    "progress",
+    "timeout_seconds",
 )
 
 

@@ -71,12 +71,13 @@ return 1
 """
 
 # ARGV: batch id, now, then per job: id, type, payload, key (optional),
-# rank, available_at, max_attempts, priority, cost. The ids added, or false.
+# rank, available_at, max_attempts, priority, cost, timeout (optional). The
+# ids added, or false.
 _ADD_JOBS = """
 local n = batch_num(ARGV[1])
 if not n then return false end
 local now, added = ARGV[2], {}
-for i = 3, #ARGV, 9 do
+for i = 3, #ARGV, 10 do
   local jid, key = ARGV[i], ARGV[i + 3]
   local fresh = key == 'n' or redis.call('HSETNX', bk(n, 'keys'), string.sub(key, 2), jid) == 1
   if fresh then
@@ -87,6 +88,7 @@ for i = 3, #ARGV, 9 do
       'max_attempts', ARGV[i + 6], 'priority', ARGV[i + 7], 'created_at', now,
       'available_at', ARGV[i + 5], 'cost', ARGV[i + 8])
     set_opt(jid, 'key', key)
+    set_opt(jid, 'timeout_seconds', ARGV[i + 9])
     redis.call('ZADD', bk(n, 'all'), seq, jid)
     redis.call('ZADD', bk(n, 's:' .. PENDING), seq, jid)
     enter_pending({jid = jid, n = n, ord = ord, batch = ARGV[1]}, ARGV[i + 5], now)
@@ -137,6 +139,9 @@ if #out < limit then
     local job = load(string.sub(ord, ORD_HEAD + 1))
     if move(job, 'claim', nil, now) then
       redis.call('HINCRBY', jk(job.jid), 'attempts', 1)
+      redis.call('HSET', jk(job.jid), 'started_at', now)
+      redis.call('HDEL', jk(job.jid), 'progress')
+      redis.call('SREM', P .. 'cancels:' .. owner, job.jid)
       hand_out(job.jid)
     end
   end
@@ -176,6 +181,7 @@ for i = 3, #ARGV, 5 do
     target = move(job, event, available_at, now)
     if target then
       local key = jk(job.jid)
+      if target ~= PENDING then redis.call('HSET', key, 'finished_at', now) end
       if kind == 'complete' then
         redis.call('HSET', key, 'result', a)
         redis.call('HDEL', key, 'error', 'traceback')
@@ -221,7 +227,8 @@ local moved = 0
 for _, jid in ipairs(redis.call('ZRANGE', bk(n, 's:' .. FAILED), 0, -1)) do
   if move(load(jid), 'requeue', ARGV[2], ARGV[2]) then
     redis.call('HSET', jk(jid), 'attempts', 0, 'available_at', ARGV[2])
-    redis.call('HDEL', jk(jid), 'error', 'traceback', 'result')
+    redis.call('HDEL', jk(jid), 'error', 'traceback', 'result', 'finished_at',
+      'started_at', 'progress')
     moved = moved + 1
   end
 end

@@ -65,7 +65,15 @@ def job_record(fields: Sequence[Any]) -> JobRecord:
         created_at=float(row["created_at"]),
         available_at=float(row["available_at"]),
         cost=1.0 if row["cost"] is None else float(row["cost"]),
+        started_at=_float_or_none(row["started_at"]),
+        finished_at=_float_or_none(row["finished_at"]),
+        progress=_float_or_none(row["progress"]),
+        timeout_seconds=_float_or_none(row["timeout_seconds"]),
     )
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def counts_of(values: Sequence[int]) -> Counts:

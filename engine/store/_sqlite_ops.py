@@ -75,7 +75,8 @@ def target(event: JobEvent) -> str:
 
 _JOB_COLUMNS = (
     "job_id, batch_id, type, state, payload, attempts, max_attempts, key, priority,"
-    " result, error, traceback, created_at, available_at, cost"
+    " result, error, traceback, created_at, available_at, cost,"
+    " started_at, finished_at, progress, timeout_seconds"
 )
 _PENDING = JobState.PENDING.value  # where every job starts
 _NO_LEASE = "lease_owner = NULL, lease_expires = NULL"
@@ -89,11 +90,13 @@ BATCHES = (
 
 _INSERT_JOB = (
     "INSERT INTO jobs (job_id, batch_id, type, state, payload, max_attempts, key, priority,"
-    " created_at, available_at, cost) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " created_at, available_at, cost, timeout_seconds)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _CLAIM = f"""
 UPDATE jobs SET state = {target(JobEvent.CLAIM)}, attempts = attempts + 1,
-    lease_owner = :owner, lease_expires = :expires
+    lease_owner = :owner, lease_expires = :expires, started_at = :now, progress = NULL,
+    cancel_requested = NULL
 WHERE seq IN (
     SELECT seq FROM jobs
     WHERE batch_id = :batch_id AND {guard(JobEvent.CLAIM)} AND available_at <= :now
@@ -105,8 +108,8 @@ _APPLY = {
     event: f"UPDATE jobs SET state = :state, {columns}, {_NO_LEASE}"
     f" WHERE seq = :seq AND lease_owner = :owner AND {guard(event)}"
     for event, columns in {
-        JobEvent.COMPLETE: "result = :result, error = NULL, traceback = NULL",
-        JobEvent.FAIL: "error = :error, traceback = :traceback",
+        JobEvent.COMPLETE: "result = :result, error = NULL, traceback = NULL, finished_at = :now",
+        JobEvent.FAIL: "error = :error, traceback = :traceback, finished_at = :now",
         JobEvent.RETRY_LATER: "error = :error, traceback = :traceback, available_at = :retry_at",
         JobEvent.RELEASE: "attempts = MAX(attempts - :refund, 0), error = COALESCE(:error, error)",
     }.items()
@@ -125,7 +128,8 @@ WHERE lease_owner IS NOT NULL AND lease_expires <= ? AND {guard(JobEvent.EXPIRE)
 """
 _REQUEUE = f"""
 UPDATE jobs SET state = {target(JobEvent.REQUEUE)}, attempts = 0, error = NULL,
-    traceback = NULL, result = NULL, available_at = ?
+    traceback = NULL, result = NULL, available_at = ?, finished_at = NULL,
+    started_at = NULL, progress = NULL
 WHERE batch_id = ? AND {guard(JobEvent.REQUEUE)}
 """
 _NEXT_DUE = f"SELECT MIN(available_at) FROM jobs WHERE batch_id = ? AND {guard(JobEvent.CLAIM)}"
@@ -182,7 +186,8 @@ def connect(path: str, busy_timeout_seconds: float) -> sqlite3.Connection:
 
 def _job(row: Sequence[Any]) -> JobRecord:
     job_id, batch_id, type_, state, payload, attempts, max_attempts = row[:7]
-    key, priority, result, error, traceback, created_at, available_at, cost = row[7:]
+    key, priority, result, error, traceback, created_at, available_at, cost = row[7:15]
+    started_at, finished_at, progress, timeout_seconds = row[15:]
     return JobRecord(
         job_id=job_id,
         batch_id=batch_id,
@@ -199,6 +204,10 @@ def _job(row: Sequence[Any]) -> JobRecord:
         created_at=created_at,
         available_at=available_at,
         cost=cost,
+        started_at=started_at,
+        finished_at=finished_at,
+        progress=progress,
+        timeout_seconds=timeout_seconds,
     )
 
 
@@ -281,7 +290,18 @@ def add_jobs(
             taken.add(job.key)
         due = now + max(job.delay_seconds, 0.0)
         row = (uuid.uuid4().hex, batch_id, job.type, _PENDING, _json.dump(job.payload))
-        rows.append((*row, job.max_attempts, job.key, job.priority, now, due, job.cost))
+        rows.append(
+            (
+                *row,
+                job.max_attempts,
+                job.key,
+                job.priority,
+                now,
+                due,
+                job.cost,
+                job.timeout_seconds,
+            )
+        )
     conn.executemany(_INSERT_JOB, rows)
     job_ids = tuple(row[0] for row in rows)
     return AddResult(enqueued=len(rows), duplicates=len(jobs) - len(rows), job_ids=job_ids)
@@ -332,7 +352,7 @@ def apply(
         if target is None:  # not an outcome this job's state allows
             continue
         states[job_id] = target
-        params.update(seq=seq, state=target.value, owner=owner)
+        params.update(seq=seq, state=target.value, owner=owner, now=now)
         by_event.setdefault(event, []).append(params)
     for event, rows in by_event.items():
         conn.executemany(_APPLY[event], rows)

@@ -12,7 +12,9 @@ at once cannot both migrate it:
   at creation, so ``startable_batches`` filters on a column rather than on
   JSON) is added to an older ``batches`` table and filled in from the
   stored options;
-* ``jobs.cost`` is added to an older ``jobs`` table (every job then costs 1);
+* ``jobs.cost`` is added to an older ``jobs`` table (every job then costs 1),
+  and ``started_at``, ``finished_at``, ``progress``, ``timeout_seconds``
+  and ``cancel_requested`` (all NULL: unknown, none) to one that lacks them;
 * the ``running`` table of files made before run ownership becomes rows of
   ``runs``, handed over (owner NULL), so the next engine resumes those runs
   as the old one would have.
@@ -62,7 +64,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     available_at REAL NOT NULL,
     lease_owner TEXT,
     lease_expires REAL,
-    cost REAL NOT NULL DEFAULT 1
+    cost REAL NOT NULL DEFAULT 1,
+    started_at REAL,
+    finished_at REAL,
+    progress REAL,
+    timeout_seconds REAL,
+    cancel_requested INTEGER
 );
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_key ON jobs (batch_id, key) WHERE key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_claim ON jobs (batch_id, state, priority DESC, seq);
@@ -106,6 +113,11 @@ def _migrate(conn: sqlite3.Connection) -> None:
     job_columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
     if "cost" not in job_columns:
         conn.execute("ALTER TABLE jobs ADD COLUMN cost REAL NOT NULL DEFAULT 1")
+    for column in ("started_at", "finished_at", "progress", "timeout_seconds"):
+        if column not in job_columns:
+            conn.execute(f"ALTER TABLE jobs ADD COLUMN {column} REAL")
+    if "cancel_requested" not in job_columns:
+        conn.execute("ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER")
     columns = {row[1] for row in conn.execute("PRAGMA table_info(batches)")}
     if "starts_itself" not in columns:
         conn.execute("ALTER TABLE batches ADD COLUMN starts_itself INTEGER NOT NULL DEFAULT 0")

@@ -185,6 +185,41 @@ class Store(Protocol):
         """
         ...
 
+    async def get_job(self, job_id: str) -> JobRecord:
+        """The job as stored. Raises ``JobNotFound``."""
+        ...
+
+    async def cancel_job(self, job_id: str, error: str = "cancelled") -> JobState:
+        """A pending job becomes failed with ``error`` (its ``finished_at``
+        now); an active one is asked of the engine holding its lease
+        (``take_cancel_requests``); a job in any other state is left as it
+        is. One atomic step.
+
+        Returns:
+            The state the job was in: ``pending`` means it is failed now;
+            for ``active`` the engine holding it must stop it.
+
+        Raises:
+            JobNotFound: no such job.
+        """
+        ...
+
+    async def take_cancel_requests(self, owner: str) -> list[str]:
+        """The ids of the jobs active under ``owner``'s lease whose cancel
+        was asked since the last call; each ask is handed out once."""
+        ...
+
+    async def retry_job(self, job_id: str) -> bool:
+        """A failed job back to pending, due now, with its attempts, error
+        and result reset; whether it was failed. Raises ``JobNotFound``."""
+        ...
+
+    async def record_progress(self, progress: Mapping[str, float], *, owner: str) -> None:
+        """Note each job's last reported percentage (``JobRecord.progress``),
+        for the jobs active under ``owner``'s lease; the others are skipped.
+        A claim clears it."""
+        ...
+
     async def renew_leases(self, owner: str, lease_seconds: float) -> int:
         """Push the expiry of every job lease and run record ``owner`` holds
         to now + lease_seconds, in one step; how many job leases."""

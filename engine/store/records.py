@@ -44,6 +44,8 @@ class NewJob:
     delay_seconds: float = 0.0
     max_attempts: int = 1
     cost: float = 1.0
+    #: The job's own limit on its run time, None to follow its type's.
+    timeout_seconds: float | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -141,6 +143,13 @@ class JobRecord:
     created_at: float
     available_at: float
     cost: float = 1.0
+    #: When its latest claim handed it out, and when it completed or failed
+    #: for good (None while it has not); wall-clock seconds.
+    started_at: float | None = None
+    finished_at: float | None = None
+    #: The percentage its handler last reported, None before any.
+    progress: float | None = None
+    timeout_seconds: float | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -54,6 +54,7 @@ from engine.store import _json
 from engine.store._redis_cluster import CLUSTER_SCRIPTS, RedisClusterMethods
 from engine.store._redis_errors import checked_location, sole_exception, translate_redis_errors
 from engine.store._redis_events import RedisEventLog, RedisEventMethods
+from engine.store._redis_jobs import JOB_SCRIPTS, RedisJobs
 from engine.store._redis_limits import LIMIT_SCRIPTS, RedisLimits
 from engine.store._redis_pool import SlotKeepingPool
 from engine.store._redis_reads import RedisReads
@@ -93,7 +94,9 @@ CONNECT_TIMEOUT_SECONDS = 3.0
 COMMAND_TIMEOUT_SECONDS = 10.0
 
 
-class RedisStore(RedisReads, RedisClusterMethods, RedisLimits, RedisSchedules, RedisEventMethods):
+class RedisStore(
+    RedisReads, RedisJobs, RedisClusterMethods, RedisLimits, RedisSchedules, RedisEventMethods
+):
     """``Store`` and ``EventLog`` on one Redis database; get one from
     ``open_redis_store``.
 
@@ -126,6 +129,7 @@ class RedisStore(RedisReads, RedisClusterMethods, RedisLimits, RedisSchedules, R
                 **SCRIPTS,
                 **CLUSTER_SCRIPTS,
                 **LIMIT_SCRIPTS,
+                **JOB_SCRIPTS,
                 **SCHEDULE_SCRIPTS,
             }.items()
         }
@@ -205,6 +209,8 @@ class RedisStore(RedisReads, RedisClusterMethods, RedisLimits, RedisSchedules, R
             args += [uuid.uuid4().hex, job.type, _json.dump(job.payload), optional(job.key)]
             args += [rank(job.priority), due, job.max_attempts, str(job.priority)]
             args.append(number(job.cost))
+            timeout = job.timeout_seconds
+            args.append(optional(None if timeout is None else number(timeout)))
         added = await self._run("add_jobs", *args)
         if added is None:
             raise BatchNotFound(f"no batch {batch_id!r}")

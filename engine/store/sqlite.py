@@ -60,6 +60,7 @@ import trio
 
 from engine.store import _sqlite_ops as ops
 from engine.store._sqlite_cluster import SqliteClusterMethods
+from engine.store._sqlite_jobs import SqliteJobs
 from engine.store._sqlite_limits import SqliteLimits
 from engine.store._sqlite_reads import SqliteReads
 from engine.store._sqlite_schedules import SqliteSchedules
@@ -87,7 +88,7 @@ DEFAULT_BUSY_TIMEOUT_SECONDS = 5.0
 _CLOSE_MARGIN_SECONDS = 2.0
 
 
-class SqliteStore(SqliteReads, SqliteClusterMethods, SqliteLimits, SqliteSchedules):
+class SqliteStore(SqliteReads, SqliteJobs, SqliteClusterMethods, SqliteLimits, SqliteSchedules):
     """``Store`` on one SQLite connection; get one from ``open_sqlite_store``.
 
     Every method is one transaction and atomic under cancellation (see the

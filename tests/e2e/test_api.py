@@ -34,6 +34,11 @@ from tests.e2e.helpers import create_batch, open_ws
 _JOB_FIELDS = {
     "cost",
     "jobId",
+    "batchId",
+    "progress",
+    "createdAt",
+    "startedAt",
+    "finishedAt",
     "type",
     "state",
     "payload",

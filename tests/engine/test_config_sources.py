@@ -156,6 +156,7 @@ TYPES_FILE = """
 concurrency = 1
 rate_limit = "10/1s"
 max_attempts = 3
+timeout_seconds = 90
 
 [types.resize]
 rate_limit = 0
@@ -167,7 +168,9 @@ rate_limit = 0
 def test_file_type_overrides(tmp_path: Path) -> None:
     settings = Settings.load({}, config_path=write_config(tmp_path, TYPES_FILE))
     assert settings.type_overrides == {
-        "embed": TypeOverrides(concurrency=1, rate_limit=rate(10, 1.0), max_attempts=3),
+        "embed": TypeOverrides(
+            concurrency=1, rate_limit=rate(10, 1.0), max_attempts=3, timeout_seconds=90.0
+        ),
         "resize": TypeOverrides(rate_limit=rate(0)),
         "plain": TypeOverrides(),
     }
@@ -176,12 +179,20 @@ def test_file_type_overrides(tmp_path: Path) -> None:
 
 
 def test_for_type_merges_overrides_over_the_batch_settings(tmp_path: Path) -> None:
-    env = {"EMBEDDING_CONCURRENCY": "6", "EMBEDDING_RATE_LIMIT": "7", "JOB_MAX_ATTEMPTS": "2"}
+    env = {
+        "EMBEDDING_CONCURRENCY": "6",
+        "EMBEDDING_RATE_LIMIT": "7",
+        "JOB_MAX_ATTEMPTS": "2",
+        "JOB_TIMEOUT_SECONDS": "30",
+    }
     settings = Settings.load(env, config_path=write_config(tmp_path, TYPES_FILE))
-    batch = EffectiveTypeLimits(concurrency=6, rate_limit=rate(7), max_attempts=2)
-    assert settings.for_type("embed") == EffectiveTypeLimits(
-        concurrency=1, rate_limit=rate(10, 1.0), max_attempts=3
+    batch = EffectiveTypeLimits(
+        concurrency=6, rate_limit=rate(7), max_attempts=2, timeout_seconds=30.0
     )
+    assert settings.for_type("embed") == EffectiveTypeLimits(
+        concurrency=1, rate_limit=rate(10, 1.0), max_attempts=3, timeout_seconds=90.0
+    )
+    assert Settings.load({}).for_type("embed").timeout_seconds is None  # 0: no limit
     assert settings.for_type("resize") == attrs.evolve(batch, rate_limit=rate(0))
     assert settings.for_type("plain") == batch
     assert settings.for_type("unknown") == batch
@@ -208,6 +219,7 @@ def test_for_type_merges_overrides_over_the_batch_settings(tmp_path: Path) -> No
         ("[types.embed]\nretries = 2\n", "[types.embed] has unknown key 'retries'"),
         ("[types.embed]\nconcurrency = 0\n", "[types.embed] concurrency=0 must be at least 1"),
         ("[types.embed]\nmax_attempts = 0\n", "[types.embed] max_attempts=0 must be at least"),
+        ("[types.embed]\ntimeout_seconds = -2\n", "[types.embed] timeout_seconds=-2"),
         ('[types.embed]\nrate_limit = "fast"\n', "[types.embed] rate_limit='fast' is not a rate"),
         ("[types.embed]\nrate_limit = 2.5\n", "[types.embed] rate_limit=2.5 is not a rate"),
         ("[types.embed]\nrate_limit = -1\n", "[types.embed] rate_limit='-1' is not a rate"),

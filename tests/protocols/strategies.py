@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from protocols import api, events, ipc
 from protocols.framing import NEED_DATA, LineFramer
+from protocols.job_api import ChildView, JobStateView
 from protocols.lifecycle import JobState
 
 SETTINGS = settings(
@@ -62,6 +63,7 @@ JOBS_TO_RUN = st.builds(
     type=TEXT,
     payload=JSON,
     attempt=st.integers(min_value=1, max_value=2**31),
+    timeout_seconds=st.none() | st.floats(min_value=0, exclude_min=True, max_value=1e9),
 )
 
 PARENT_MESSAGES: st.SearchStrategy[ipc.ParentMessage] = st.one_of(
@@ -69,6 +71,7 @@ PARENT_MESSAGES: st.SearchStrategy[ipc.ParentMessage] = st.one_of(
     st.builds(ipc.RunJobs, jobs=st.lists(JOBS_TO_RUN, max_size=3).map(tuple)),
     st.builds(ipc.Shutdown),
     st.builds(ipc.Cancel),
+    st.builds(ipc.CancelJob, job_id=TEXT),
 )
 
 CHILD_MESSAGES: st.SearchStrategy[ipc.ChildMessage] = st.one_of(
@@ -158,6 +161,7 @@ JOB_SPECS = st.builds(
     priority=st.integers(min_value=api.MIN_PRIORITY, max_value=api.MAX_PRIORITY),
     delay_seconds=st.floats(min_value=0, allow_infinity=False),
     cost=st.floats(min_value=0, exclude_min=True, allow_infinity=False),
+    timeout_seconds=st.none() | st.floats(min_value=0, exclude_min=True, allow_infinity=False),
 )
 JOB_LISTS = st.lists(JOB_SPECS, max_size=3).map(tuple)
 COUNTS_VIEWS = st.builds(
@@ -172,10 +176,19 @@ BATCH_VIEWS = st.builds(
     counts=COUNTS_VIEWS,
     created_at=AWARE_DATETIMES,
     options=JSON_OBJECTS,
+    child=st.none()
+    | st.builds(
+        ChildView,
+        pid=COUNTS,
+        rss_bytes=COUNTS,
+        cpu_seconds=st.floats(min_value=0, allow_infinity=False),
+        jobs_run=COUNTS,
+    ),
 )
 JOB_VIEWS = st.builds(
     api.JobView,
     job_id=TEXT,
+    batch_id=BATCH_IDS,
     type=NAMES,
     state=st.sampled_from(JobState),
     payload=JSON,
@@ -184,6 +197,10 @@ JOB_VIEWS = st.builds(
     priority=st.integers(min_value=api.MIN_PRIORITY, max_value=api.MAX_PRIORITY),
     result=JSON,
     error=st.none() | TEXT,
+    progress=st.none() | st.floats(min_value=0, max_value=100),
+    created_at=st.none() | AWARE_DATETIMES,
+    started_at=st.none() | AWARE_DATETIMES,
+    finished_at=st.none() | AWARE_DATETIMES,
 )
 
 BODIES: st.SearchStrategy[Any] = st.one_of(
@@ -239,6 +256,7 @@ BODIES: st.SearchStrategy[Any] = st.one_of(
         metrics=st.builds(api.HealthMetrics, queue_length=COUNTS, active_workers=COUNTS),
     ),
     st.builds(api.Requeued, requeued=COUNTS),
+    st.builds(JobStateView, job_id=TEXT, state=st.sampled_from(JobState)),
     st.builds(api.ErrorBody, error=st.builds(api.ErrorDetail, code=NAMES, message=TEXT)),
 )
 

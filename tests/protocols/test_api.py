@@ -138,6 +138,7 @@ def test_batch_view_of_the_contract() -> None:
         "running": True,
         "engineId": "engine-1",
         "counts": {"pending": 3, "active": 2, "completed": 4, "failed": 1},
+        "child": None,
         "createdAt": "2024-06-01T12:30:00+00:00",
         "options": {"after": ["b0"]},
     }
@@ -220,17 +221,24 @@ def test_response_shapes_of_the_contract(body: Any, wire: dict[str, Any]) -> Non
 def test_job_view_of_the_contract() -> None:
     wire = {
         "jobId": "j1",
+        "batchId": "b1",
         "type": "echo",
         "state": "completed",
         "payload": {"x": 1},
         "attempts": 1,
         "key": None,
         "priority": 0,
+        "cost": 2.5,
+        "progress": 40.0,
         "result": {"x": 1},
         "error": None,
-        "cost": 2.5,
+        "createdAt": "2024-06-01T12:30:00+00:00",
+        "startedAt": "2024-06-01T12:30:01.500000+00:00",
+        "finishedAt": None,
     }
-    assert orjson.loads(api.encode_body(api.decode_body(orjson.dumps(wire), api.JobView))) == wire
+    encoded = api.encode_body(api.decode_body(orjson.dumps(wire), api.JobView))
+    assert orjson.loads(encoded) == wire
+    assert list(orjson.loads(encoded)) == list(wire)  # the contract's order
 
 
 # --- strict decoding ----------------------------------------------------------------
