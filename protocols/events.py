@@ -50,6 +50,7 @@ from typing import Any
 import attrs
 import orjson
 
+from protocols import jsontext
 from protocols.api import BATCH_ID_PATTERN
 from protocols.codec import (
     CONVERTER,
@@ -297,7 +298,11 @@ def parse_stored_frame(seq: int, raw: str | bytes) -> Event:
         RemoteProtocolError: ``raw`` is not JSON, not a valid event, or an
             event this version does not know (a newer engine wrote it).
     """
-    frame = structure_as(decode_json(raw, "stored event"), _StoredFrame, "stored event")
+    try:
+        value = jsontext.load_own(raw)
+    except orjson.JSONDecodeError as exc:
+        raise RemoteProtocolError(f"stored event is not JSON: {exc}") from exc
+    frame = structure_as(value, _StoredFrame, "stored event")
     return decode_event(frame.event, seq, frame.data, "stored event")
 
 

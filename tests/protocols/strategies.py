@@ -36,7 +36,9 @@ COUNTS = st.integers(min_value=0, max_value=2**31)
 TEXT = st.text(st.characters(codec="utf-8"), max_size=20)
 FLOATS = st.floats(allow_nan=False, allow_infinity=False)
 
-JSON_SCALARS = st.none() | st.booleans() | INT64 | FLOATS | TEXT
+# Payloads and results hold integers of any size; most fit in 64 bits.
+WIDE_INTS = INT64 | st.integers(min_value=-(2**200), max_value=2**200)
+JSON_SCALARS = st.none() | st.booleans() | WIDE_INTS | FLOATS | TEXT
 JSON = st.recursive(
     JSON_SCALARS,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
