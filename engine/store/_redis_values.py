@@ -8,12 +8,21 @@ priorities as the 16-hex-digit ``rank`` that orders the ready set (see
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from engine.store import _json
 from engine.store._redis_layout import JOB_FIELDS, RANK_DIGITS
-from engine.store.records import BatchRecord, Complete, Counts, Fail, JobRecord, Outcome
+from engine.store.records import (
+    BatchRecord,
+    Complete,
+    Counts,
+    Fail,
+    JobRecord,
+    NewJob,
+    Outcome,
+)
 from protocols.lifecycle import JobState
 
 __all__ = [
@@ -83,6 +92,26 @@ def batch_record(
         counts=counts_of(counts),
         run_owner=run_owner,
     )
+
+
+def new_job_args(job: NewJob, now: float) -> list[str | int]:
+    """The nine fields of the scripts' ``insert_job`` for ``job``, added at
+    ``now`` under a fresh id."""
+    due = number(now + max(job.delay_seconds, 0.0))
+    args: list[str | int] = [uuid.uuid4().hex, job.type, _json.dump(job.payload)]
+    args += [optional(job.key), rank(job.priority), due, job.max_attempts, str(job.priority)]
+    args.append(number(job.cost))
+    return args
+
+
+def follow_up_args(outcomes: Sequence[Outcome], now: float) -> list[str | int]:
+    """Per follow-up of each completion: its job's id, its batch, its fields."""
+    args: list[str | int] = []
+    for outcome in outcomes:
+        if isinstance(outcome, Complete):
+            for follow_up in outcome.follow_ups:
+                args += [outcome.job_id, follow_up.batch_id, *new_job_args(follow_up.job, now)]
+    return args
 
 
 def outcome_args(outcome: Outcome) -> tuple[str, str, str, str, str]:

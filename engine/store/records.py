@@ -22,6 +22,7 @@ __all__ = [
     "Counts",
     "EngineRecord",
     "Fail",
+    "FollowUp",
     "JobPage",
     "JobRecord",
     "NewJob",
@@ -152,11 +153,23 @@ class JobPage:
 
 
 @attrs.frozen(kw_only=True)
+class FollowUp:
+    """A job a handler added (``ctx.enqueue``), to ``batch_id``."""
+
+    batch_id: str
+    job: NewJob
+
+
+@attrs.frozen(kw_only=True)
 class Complete:
-    """The handler returned ``result``: active → completed."""
+    """The handler returned ``result``: active → completed. Its
+    ``follow_ups`` are added in the same step, only if the job does complete
+    there (as ``add_jobs`` adds them: a known ``key`` is skipped); one for a
+    batch that no longer exists is dropped."""
 
     job_id: str
     result: Any = None
+    follow_ups: tuple[FollowUp, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
