@@ -46,6 +46,7 @@ from cattrs.v import format_exception
 
 from protocols import ipc, jsontext
 from protocols.errors import LocalProtocolError, RemoteProtocolError
+from protocols.fields import OMIT_WHEN_DEFAULT
 
 __all__ = [
     "CONVERTER",
@@ -65,8 +66,6 @@ T = TypeVar("T")
 
 _Hook = Callable[[Any, Any], Any]
 
-#: Field metadata key: leave the field off the wire while it holds its default.
-OMIT_WHEN_DEFAULT = "batchyard.omit_when_default"
 
 #: Error lines go back to whoever sent the bad value, and some messages quote
 #: it (an unparsable date, an unknown enum value); a cap keeps a megabyte of

@@ -11,7 +11,9 @@ A child may be started before it knows its batch (a *warm* child). It says
 say ``BatchStarted`` and accept ``RunJobs``. A job's life is told in facts:
 ``JobStarted`` (its handler is about to run), any number of ``JobProgress``
 (the handler reported a percentage), then one of ``JobCompleted`` (with the
-handler's result), ``JobFailed`` (with why) or ``JobInterrupted``.
+handler's result, and the jobs it enqueued as ``FollowUp`` values, which the
+engine records with the completion), ``JobFailed`` (with why) or
+``JobInterrupted``.
 
 ``Shutdown`` means "take nothing new, finish what you hold, say ``Done``,
 exit 0"; the parent sends it both when the batch has no more work and when
@@ -29,6 +31,8 @@ from typing import Any
 
 import attrs
 
+from protocols.fields import OMIT_WHEN_DEFAULT
+
 __all__ = [
     "CHILD_MESSAGE_TAGS",
     "PARENT_MESSAGE_TAGS",
@@ -38,6 +42,7 @@ __all__ = [
     "ChildFailed",
     "ChildMessage",
     "Done",
+    "FollowUp",
     "JobCompleted",
     "JobFailed",
     "JobInterrupted",
@@ -150,11 +155,28 @@ class JobProgress:
 
 
 @attrs.frozen(kw_only=True)
+class FollowUp:
+    """A job the handler enqueued (``ctx.enqueue``): to ``batch_id``, or to
+    the job's own batch when None. The fields are those of a job in the
+    HTTP API."""
+
+    batch_id: str | None = None
+    type: str
+    payload: Any = None
+    key: str | None = None
+    priority: int = 0
+    delay_seconds: float = 0.0
+    cost: float = 1.0
+
+
+@attrs.frozen(kw_only=True)
 class JobCompleted:
-    """The job's handler returned ``result``."""
+    """The job's handler returned ``result``, having enqueued ``follow_ups``
+    (left off the wire when there are none)."""
 
     job_id: str
     result: Any = None
+    follow_ups: tuple[FollowUp, ...] = attrs.field(default=(), metadata={OMIT_WHEN_DEFAULT: True})
 
 
 @attrs.frozen(kw_only=True)

@@ -44,6 +44,7 @@ import trio
 
 from engine.child.hooks import expose_raw_ipc_writer
 from engine.errors import JobError
+from engine.jobs.follow_ups import FollowUps
 from engine.jobs.registry import REGISTRY, JobContext, JobRegistry, call_handler, load_job_modules
 from protocols import ipc
 from protocols.errors import LocalProtocolError, ProtocolError
@@ -189,6 +190,7 @@ class ChildProgram:
         await trio.lowlevel.checkpoint()
         self.flush()
         expose_raw_ipc_writer(self._write)
+        follow_ups = FollowUps(self._registry)
         try:
             job_type = self._registry.get(job.type)
             ctx = JobContext(
@@ -196,13 +198,17 @@ class ChildProgram:
                 batch_id=self.batch_id,
                 attempt=job.attempt,
                 report=self._reporter(job.job_id, in_thread=not job_type.is_async),
+                enqueue_to=follow_ups.enqueue,
             )
             result = await call_handler(job_type, job.payload, ctx)
         except Exception as exc:
             self._finish_failed(job.job_id, exc)
             return
         try:
-            self.send(ipc.JobCompleted(job_id=job.job_id, result=result))
+            completed = ipc.JobCompleted(
+                job_id=job.job_id, result=result, follow_ups=follow_ups.taken()
+            )
+            self.send(completed)
         except LocalProtocolError as exc:
             self._finish_failed(job.job_id, TypeError(f"result is not JSON: {exc}"))
             return

@@ -53,6 +53,7 @@ import attrs
 import trio
 
 from engine.core.bus import EventBus
+from engine.core.follow_ups import FollowUpRecorder, FollowUpRules
 from engine.core.held import CLEANUP_SECONDS, HeldJob, HeldJobs
 from engine.core.retry import Patience, StoreRetry
 from engine.errors import StoreUnavailable
@@ -88,6 +89,8 @@ class Recorder:
         clock: wall-clock seconds, the store's clock (when a retry is due).
         retry: how store writes are retried while the store is away.
         patience: the run's: once it is stopped, retries end at its deadline.
+        follow_ups: the engine's rules for jobs handlers enqueue; without
+            them, a job that enqueues fails.
     """
 
     def __init__(
@@ -101,8 +104,10 @@ class Recorder:
         clock: Callable[[], float],
         retry: StoreRetry,
         patience: Patience,
+        follow_ups: FollowUpRules | None = None,
     ) -> None:
         self.batch_id = batch_id
+        self._follow_ups = FollowUpRecorder(batch_id=batch_id, store=store, rules=follow_ups)
         self._store = store
         self._owner = owner
         self._bus = bus
@@ -153,6 +158,7 @@ class Recorder:
             elif not isinstance(message, ipc.JobProgress):
                 outcomes[message.job_id] = job.outcome = self._outcome(message, job.record)
                 job.finished_at = trio.current_time()
+        await self._refuse_follow_ups(outcomes, held)
         await held.move_type_starts()
         states: dict[str, JobState] = {}
         if outcomes:
@@ -259,7 +265,16 @@ class Recorder:
                 len(lost),
                 ", ".join(lost[:3]),
             )
+        self._follow_ups.announce(outcomes, states)
         return states
+
+    async def _refuse_follow_ups(self, outcomes: dict[str, Outcome], held: HeldJobs) -> None:
+        """Fail the jobs whose follow-ups name a batch that does not exist."""
+        for job_id, error in (await self._follow_ups.refused(outcomes.values())).items():
+            job = held.get(job_id)
+            if job is not None:
+                refusal = ipc.JobFailed(job_id=job_id, error=error)
+                outcomes[job_id] = job.outcome = self._outcome(refusal, job.record)
 
     def _publish_message(
         self,
@@ -306,7 +321,10 @@ class Recorder:
         if isinstance(message, ipc.JobInterrupted):
             return Release(job_id=job.job_id, refund_attempt=True)
         if isinstance(message, ipc.JobCompleted):
-            return Complete(job_id=job.job_id, result=message.result)
+            checked = self._follow_ups.complete(message)
+            if isinstance(checked, Complete):
+                return checked
+            message = ipc.JobFailed(job_id=job.job_id, error=checked)
         retry_at = None
         if job.attempts < job.max_attempts:
             retry_at = self._clock() + self._backoff_seconds * 2 ** (job.attempts - 1)

@@ -48,6 +48,7 @@ import trio
 
 from engine.core.bus import EventBus
 from engine.core.dispatcher import Dispatcher
+from engine.core.follow_ups import FollowUpRules
 from engine.core.held import CLEANUP_SECONDS, HeldJobs
 from engine.core.limits import RateLimiter, TypeGate
 from engine.core.pause import PauseGate
@@ -114,6 +115,7 @@ class BatchRunner:
         only_with_work: start only if the batch has pending or active jobs
             once this engine holds its run (a batch offered as startable, or
             a run handed over, may have been run to its end elsewhere since).
+        follow_ups: the engine's rules for jobs handlers enqueue.
     """
 
     def __init__(
@@ -129,6 +131,7 @@ class BatchRunner:
         clock: Callable[[], float],
         retry: StoreRetry,
         only_with_work: bool = False,
+        follow_ups: FollowUpRules | None = None,
     ) -> None:
         self.batch_id = batch_id
         self._only_with_work = only_with_work
@@ -162,6 +165,7 @@ class BatchRunner:
             clock=clock,
             retry=retry,
             patience=self._patience,
+            follow_ups=follow_ups,
         )
 
     # --- control, called by the engine --------------------------------------

@@ -73,12 +73,28 @@ PARENT_MESSAGES: st.SearchStrategy[ipc.ParentMessage] = st.one_of(
     st.builds(ipc.Cancel),
 )
 
+FOLLOW_UPS = st.builds(
+    ipc.FollowUp,
+    batch_id=st.none() | TEXT,
+    type=TEXT,
+    payload=JSON,
+    key=st.none() | TEXT,
+    priority=INT64,
+    delay_seconds=FLOATS,
+    cost=FLOATS,
+)
+
 CHILD_MESSAGES: st.SearchStrategy[ipc.ChildMessage] = st.one_of(
     st.builds(ipc.Ready, pid=st.integers(min_value=1, max_value=2**31)),
     st.builds(ipc.BatchStarted, batch_id=TEXT),
     st.builds(ipc.JobStarted, job_id=TEXT, started_at=st.floats(0, 2e9)),
     st.builds(ipc.JobProgress, job_id=TEXT, progress=st.floats(min_value=0, max_value=100)),
-    st.builds(ipc.JobCompleted, job_id=TEXT, result=JSON),
+    st.builds(
+        ipc.JobCompleted,
+        job_id=TEXT,
+        result=JSON,
+        follow_ups=st.lists(FOLLOW_UPS, max_size=3).map(tuple),
+    ),
     st.builds(ipc.JobFailed, job_id=TEXT, error=TEXT, traceback=st.none() | TEXT),
     st.builds(ipc.JobInterrupted, job_id=TEXT),
     st.builds(ipc.Progress, in_flight=COUNTS, completed=COUNTS, failed=COUNTS),

@@ -1,0 +1,38 @@
+"""Job types for testing what a handler does to the flow of work, registered
+with the fault types wherever ``engine.testing`` is imported:
+
+* ``fan-out`` (``async def``) and ``fan-out-sync`` (plain ``def``), payload
+  ``{"type": str, "payloads": [...], "batch"?: str, "fields"?: {...},
+  "raise"?: str}``: ``ctx.enqueue`` one job of ``type`` per payload (to
+  ``batch``, or the job's own), each with the keyword ``fields``; then raise
+  ``raise`` if given (so the job fails having enqueued), else return how
+  many were enqueued.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.jobs.registry import JobContext, job_type
+
+__all__ = ["fan_out", "fan_out_sync"]
+
+
+def _fan_out(payload: Any, ctx: JobContext) -> int:
+    for item in payload["payloads"]:
+        ctx.enqueue(payload["type"], item, payload.get("batch"), **payload.get("fields", {}))
+    if payload.get("raise"):
+        raise RuntimeError(payload["raise"])
+    return len(payload["payloads"])
+
+
+@job_type("fan-out")
+async def fan_out(payload: Any, ctx: JobContext) -> int:
+    """Enqueues from the child's Trio loop."""
+    return _fan_out(payload, ctx)
+
+
+@job_type("fan-out-sync")
+def fan_out_sync(payload: Any, ctx: JobContext) -> int:
+    """Enqueues from a worker thread."""
+    return _fan_out(payload, ctx)
