@@ -3,14 +3,16 @@ with the fault types wherever ``engine.testing`` is imported:
 
 * ``fan-out`` (``async def``) and ``fan-out-sync`` (plain ``def``), payload
   ``{"type": str, "payloads": [...], "batch"?: str, "fields"?: {...},
-  "raise"?: str}``: ``ctx.enqueue`` one job of ``type`` per payload (to
-  ``batch``, or the job's own), each with the keyword ``fields``; then raise
-  ``raise`` if given (so the job fails having enqueued), else return how
-  many were enqueued.
+  "raise"?: str, "exit"?: int}``: ``ctx.enqueue`` one job of ``type`` per
+  payload (to ``batch``, or the job's own), each with the keyword
+  ``fields``; then raise ``raise`` if given (the job fails having
+  enqueued), or end the child process with the code ``exit`` (it crashes
+  having enqueued), else return how many were enqueued.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from engine.jobs.registry import JobContext, job_type
@@ -23,6 +25,8 @@ def _fan_out(payload: Any, ctx: JobContext) -> int:
         ctx.enqueue(payload["type"], item, payload.get("batch"), **payload.get("fields", {}))
     if payload.get("raise"):
         raise RuntimeError(payload["raise"])
+    if payload.get("exit"):
+        os._exit(payload["exit"])
     return len(payload["payloads"])
 
 
