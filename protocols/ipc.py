@@ -12,7 +12,9 @@ say ``BatchStarted`` and accept ``RunJobs``. A job's life is told in facts:
 ``JobStarted`` (its handler is about to run), any number of ``JobProgress``
 (the handler reported a percentage), then one of ``JobCompleted`` (with the
 handler's result, and the jobs it enqueued as ``FollowUp`` values, which the
-engine records with the completion), ``JobFailed`` (with why) or
+engine records with the completion), ``JobFailed`` (with why),
+``JobRateLimited`` (the handler's API said "too many requests": the job goes
+back without using an attempt, and the batch starts nothing for a while) or
 ``JobInterrupted``.
 
 ``Shutdown`` means "take nothing new, finish what you hold, say ``Done``,
@@ -47,6 +49,7 @@ __all__ = [
     "JobFailed",
     "JobInterrupted",
     "JobProgress",
+    "JobRateLimited",
     "JobStarted",
     "JobToRun",
     "ParentMessage",
@@ -189,6 +192,21 @@ class JobFailed:
     traceback: str | None = None
 
 
+def _seconds(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not 0.0 <= value < float("inf"):
+        raise ValueError(f"{attribute.name} must be finite seconds >= 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class JobRateLimited:
+    """The job's handler raised ``RateLimited``: the job did not finish and
+    goes back to pending without using an attempt; the child starts none of
+    its other jobs for ``retry_after`` seconds."""
+
+    job_id: str
+    retry_after: float = attrs.field(validator=_seconds)
+
+
 @attrs.frozen(kw_only=True)
 class JobInterrupted:
     """A job was cut short by ``Cancel``; it did not finish."""
@@ -227,6 +245,7 @@ ChildMessage = (
     | JobProgress
     | JobCompleted
     | JobFailed
+    | JobRateLimited
     | JobInterrupted
     | Progress
     | Done
@@ -240,6 +259,7 @@ CHILD_MESSAGE_TAGS: dict[type[Any], str] = {
     JobProgress: "job-progress",
     JobCompleted: "job-completed",
     JobFailed: "job-failed",
+    JobRateLimited: "job-rate-limited",
     JobInterrupted: "job-interrupted",
     Progress: "progress",
     Done: "done",

@@ -97,6 +97,7 @@ CHILD_MESSAGES: st.SearchStrategy[ipc.ChildMessage] = st.one_of(
     ),
     st.builds(ipc.JobFailed, job_id=TEXT, error=TEXT, traceback=st.none() | TEXT),
     st.builds(ipc.JobInterrupted, job_id=TEXT),
+    st.builds(ipc.JobRateLimited, job_id=TEXT, retry_after=st.floats(0, 1e6)),
     st.builds(ipc.Progress, in_flight=COUNTS, completed=COUNTS, failed=COUNTS),
     st.builds(ipc.Done, completed=COUNTS, failed=COUNTS),
     st.builds(ipc.ChildFailed, error=TEXT),
@@ -147,6 +148,15 @@ EVENT_DATA: st.SearchStrategy[events.EventData] = st.one_of(
         retry_at=st.none() | FLOATS,
         type=NAMES,
         attempt=st.integers(min_value=1, max_value=2**31),
+    ),
+    st.builds(
+        events.RateLimitedJob,
+        batch_id=BATCH_IDS,
+        job_id=TEXT,
+        type=NAMES,
+        retry_after=st.floats(0, 1e6),
+        resume_at=FLOATS,
+        type_wide=st.booleans(),
     ),
     st.builds(
         events.RunDone,

@@ -33,6 +33,7 @@ def test_the_table_holds_the_contracts_events() -> None:
         "processing:progress",
         "job:progress",
         "job:retrying",
+        "job:rate-limited",
         "done",
         "error",
     }

@@ -307,7 +307,7 @@ def _typed_fields(cls: type[Any], raw: dict[str, Any]) -> list[tuple[dict[str, A
     found: list[tuple[dict[str, Any], str, Any]] = []
     for field in attrs.fields(cls):
         hint, key = hints[field.name], camel_case(field.name)
-        if hint is Any:
+        if hint is Any or key not in raw:  # left off the wire while at its default
             continue
         found.append((raw, key, hint))
         element = _element_class(hint)
