@@ -15,7 +15,9 @@ work; those queue for the limiter). A job is in flight once it holds a
 slot. ``Shutdown``: take nothing new (queued jobs are answered
 ``JobInterrupted``), let what is in flight finish, say ``Done``, exit 0.
 ``Cancel``: cancel what is in flight, report each job ``JobInterrupted``,
-say ``Done``, exit 0. A handler's exception fails that job only.
+say ``Done``, exit 0. A handler's exception fails that job only; its
+``RateLimited`` hands the job back (``JobRateLimited``) and holds back the
+start of every job that has not started for that long.
 
 Noticing the engine's death: EOF on ``--ipc-in`` ends the child at once. A
 job that blocks the main thread (a ``hang``) would keep the loop from seeing
@@ -42,8 +44,9 @@ from functools import partial
 
 import trio
 
+from engine.child.holds import StartHold
 from engine.child.hooks import expose_raw_ipc_writer
-from engine.errors import JobError
+from engine.errors import JobError, RateLimited
 from engine.jobs.follow_ups import FollowUps
 from engine.jobs.registry import REGISTRY, JobContext, JobRegistry, call_handler, load_job_modules
 from protocols import ipc
@@ -93,6 +96,7 @@ class ChildProgram:
         self.finished_since_progress = 0
         self.draining = False
         self._queued: set[trio.CancelScope] = set()
+        self._hold = StartHold()
 
     def assign(self, batch_id: str) -> None:
         """This child now runs ``batch_id``; what it reports names it."""
@@ -154,7 +158,10 @@ class ChildProgram:
                 self.send(ipc.JobInterrupted(job_id=job.job_id))
                 return
             try:
-                await self._run_reported(job)
+                if await self._wait_out_hold():
+                    await self._run_reported(job)
+                else:
+                    self.send(ipc.JobInterrupted(job_id=job.job_id))
             finally:
                 limiter.release_on_behalf_of(job.job_id)
         except trio.Cancelled:
@@ -169,6 +176,21 @@ class ChildProgram:
             self._queued.add(queued)
             try:
                 await limiter.acquire_on_behalf_of(job_id)
+            finally:
+                self._queued.discard(queued)
+        return not queued.cancelled_caught
+
+    async def _wait_out_hold(self) -> bool:
+        """Wait while a handler's ``RateLimited`` holds starts back; False
+        (the job does not start) when draining began first."""
+        if not self._hold.holding():
+            return True
+        if self.draining:
+            return False
+        with trio.CancelScope() as queued:
+            self._queued.add(queued)
+            try:
+                await self._hold.wait_out()
             finally:
                 self._queued.discard(queued)
         return not queued.cancelled_caught
@@ -201,6 +223,10 @@ class ChildProgram:
                 enqueue_to=follow_ups.enqueue,
             )
             result = await call_handler(job_type, job.payload, ctx)
+        except RateLimited as exc:  # back to the engine, no attempt used
+            self._hold.hold_for(exc.retry_after)
+            self.send(ipc.JobRateLimited(job_id=job.job_id, retry_after=exc.retry_after))
+            return
         except Exception as exc:
             self._finish_failed(job.job_id, exc)
             return

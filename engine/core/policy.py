@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from engine.config.settings import RateLimit, Settings
 from engine.core.limits import RateLimiter, TypeGate
 from engine.core.runner import RunLimits
+from engine.core.throttle import Throttle
 from engine.core.values import JobRequest
 from engine.errors import JobError, UnknownJobType
 from engine.jobs.registry import JobRegistry
@@ -121,6 +122,7 @@ class EnginePolicy:
             prefetch=self._prefetch(),
             rate=_limiter(settings.rate_limit),
             type_gate=self._type_gates.get,
+            throttle=Throttle(self._type_gates.get),
         )
 
     async def renew_type_slots(self) -> None:

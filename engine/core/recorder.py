@@ -56,6 +56,7 @@ from engine.core.bus import EventBus
 from engine.core.follow_ups import FollowUpRecorder, FollowUpRules
 from engine.core.held import CLEANUP_SECONDS, HeldJob, HeldJobs
 from engine.core.retry import Patience, StoreRetry
+from engine.core.throttle import Throttle
 from engine.errors import StoreUnavailable
 from engine.store.base import Store
 from engine.store.records import Complete, Counts, Fail, JobRecord, Outcome, Release
@@ -91,6 +92,8 @@ class Recorder:
         patience: the run's: once it is stopped, retries end at its deadline.
         follow_ups: the engine's rules for jobs handlers enqueue; without
             them, a job that enqueues fails.
+        throttle: the run's hold on starts, which a handler's
+            ``RateLimited`` puts on.
     """
 
     def __init__(
@@ -105,8 +108,11 @@ class Recorder:
         retry: StoreRetry,
         patience: Patience,
         follow_ups: FollowUpRules | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
         self.batch_id = batch_id
+        self._throttle = throttle or Throttle()
+        self._rate_limited: dict[str, events.RateLimitedJob] = {}
         self._follow_ups = FollowUpRecorder(batch_id=batch_id, store=store, rules=follow_ups)
         self._store = store
         self._owner = owner
@@ -158,6 +164,10 @@ class Recorder:
             elif not isinstance(message, ipc.JobProgress):
                 outcomes[message.job_id] = job.outcome = self._outcome(message, job.record)
                 job.finished_at = trio.current_time()
+                if isinstance(message, ipc.JobRateLimited):  # its event goes out below
+                    self._rate_limited[message.job_id] = await self._throttle.hold(
+                        job.record, message.retry_after, now=self._clock()
+                    )
         await self._refuse_follow_ups(outcomes, held)
         await held.move_type_starts()
         states: dict[str, JobState] = {}
@@ -311,14 +321,21 @@ class Recorder:
                     started_at=started_at,
                 )
             )
+        elif isinstance(message, ipc.JobRateLimited):
+            rate_limited = self._rate_limited.pop(message.job_id, None)
+            if message.job_id in outcomes and rate_limited is not None:
+                held.pop(message.job_id)
+                self.publish(rate_limited)
         elif message.job_id in outcomes:  # else held for ``release``
             job = held.pop(message.job_id)
             self._announce(outcomes[message.job_id], states.get(message.job_id), job)
 
     def _outcome(
-        self, message: ipc.JobCompleted | ipc.JobFailed | ipc.JobInterrupted, job: JobRecord
+        self,
+        message: ipc.JobCompleted | ipc.JobFailed | ipc.JobInterrupted | ipc.JobRateLimited,
+        job: JobRecord,
     ) -> Outcome:
-        if isinstance(message, ipc.JobInterrupted):
+        if isinstance(message, ipc.JobInterrupted | ipc.JobRateLimited):
             return Release(job_id=job.job_id, refund_attempt=True)
         if isinstance(message, ipc.JobCompleted):
             checked = self._follow_ups.complete(message)
@@ -391,4 +408,5 @@ _JOB_FACTS = (
     ipc.JobCompleted,
     ipc.JobFailed,
     ipc.JobInterrupted,
+    ipc.JobRateLimited,
 )

@@ -54,6 +54,7 @@ from engine.core.limits import RateLimiter, TypeGate
 from engine.core.pause import PauseGate
 from engine.core.recorder import Recorder
 from engine.core.retry import Patience, StoreRetry
+from engine.core.throttle import Throttle
 from engine.errors import BatchRunning, ChildCrashed, StoreError, StoreUnavailable
 from engine.store.base import Store
 from engine.supervisor.children import Child, ChildSupervisor
@@ -99,6 +100,8 @@ class RunLimits:
     rate: RateLimiter | None = None
     #: The gate of a job type with limits of its own, None for the others.
     type_gate: Callable[[str], TypeGate | None] = lambda _: None
+    #: The run's hold on starts after a handler raised ``RateLimited``.
+    throttle: Throttle = attrs.field(factory=Throttle)
 
 
 class BatchRunner:
@@ -166,6 +169,7 @@ class BatchRunner:
             retry=retry,
             patience=self._patience,
             follow_ups=follow_ups,
+            throttle=limits.throttle,
         )
 
     # --- control, called by the engine --------------------------------------

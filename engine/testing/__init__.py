@@ -4,11 +4,12 @@ imports it; an engine loads it only when ``BATCHYARD_JOBS`` names it.
 Importing the package registers the fault-injection job types of
 ``engine.testing.faults``, so ``BATCHYARD_JOBS=engine.testing`` gives an
 engine and its children ``crash``, ``hang``, ``garble``, ``pid`` and
-``steps``, and those of ``engine.testing.flows`` (``fan-out``,
-``fan-out-sync``). The harness (``engine.testing.harness``: test settings, engines
-and servers, a failing store, helpers that build jobs and collect events;
-and ``engine.testing.fake_child``, the in-process child spawner) is
-imported only when one of its names is used, so a child never pays for it.
+``steps``, and those of ``engine.testing.flows``: ``fan-out``,
+``fan-out-sync``, ``rate-limited`` and ``rate-limited-sync``. The harness
+(``engine.testing.harness``: test settings, engines and servers, a failing
+store, helpers that build jobs and collect events; and
+``engine.testing.fake_child``, the in-process child spawner) is imported
+only when one of its names is used, so a child never pays for it.
 """
 
 from __future__ import annotations
