@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 
@@ -13,9 +14,10 @@ from engine.config.settings import RateLimit
 from engine.config.sources import TypeOverrides
 from engine.core.engine import Engine
 from engine.core.values import JobRequest
-from engine.testing import collect_until, open_test_engine
+from engine.testing import collect_until, open_test_engine, open_test_server
 from protocols.events import Event, JobUpdate, RateLimitedJob, RunDone
 from protocols.lifecycle import JobState
+from tests.e2e.helpers import open_ws, read_ws
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -98,3 +100,27 @@ async def test_a_type_with_a_rate_is_held_for_its_other_batches(
     (b_start, _), (c_start, _) = _starts(seen, b)[0], _starts(seen, c)[0]
     assert b_start >= raised_at + 1.0
     assert c_start < b_start  # another type is not held
+
+
+async def test_subscribers_and_metrics_see_the_hold(tmp_path: Path) -> None:
+    async with (
+        open_test_server(tmp_path) as (_, url),
+        httpx.AsyncClient(base_url=url) as client,
+    ):
+        body = {
+            "batchId": "api",
+            "type": "rate-limited",
+            "jobs": [{"payload": {"times": 1, "retryAfter": 0.2}}],
+        }
+        assert (await client.post("/api/batches", json=body)).status_code == 201
+        with trio.fail_after(60):
+            async with open_ws(url, "batchId=api") as ws:
+                assert (await client.post("/api/jobs/process/all/api")).status_code == 200
+                frames = await read_ws(ws)
+        metrics = (await client.get("/metrics")).text
+    (hold,) = [f.data for f in frames if f.event == "job:rate-limited"]
+    assert isinstance(hold, RateLimitedJob)
+    assert (hold.batch_id, hold.type, hold.retry_after) == ("api", "rate-limited", 0.2)
+    terminal = [f.data for f in frames if isinstance(f.data, JobUpdate) and f.data.finished]
+    assert [(u.status, u.attempt) for u in terminal] == [(JobState.COMPLETED, 1)]
+    assert 'batchyard_jobs_rate_limited_total{type="rate-limited"} 1.0' in metrics.splitlines()
