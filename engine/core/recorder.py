@@ -56,7 +56,7 @@ from engine.core.bus import EventBus
 from engine.core.follow_ups import FollowUpRecorder, FollowUpRules
 from engine.core.held import CLEANUP_SECONDS, HeldJob, HeldJobs
 from engine.core.retry import Patience, StoreRetry
-from engine.core.throttle import Throttle
+from engine.core.throttle import Throttle, hold_seconds
 from engine.errors import StoreUnavailable
 from engine.store.base import Store
 from engine.store.records import Complete, Counts, Fail, JobRecord, Outcome, Release
@@ -335,8 +335,11 @@ class Recorder:
         message: ipc.JobCompleted | ipc.JobFailed | ipc.JobInterrupted | ipc.JobRateLimited,
         job: JobRecord,
     ) -> Outcome:
-        if isinstance(message, ipc.JobInterrupted | ipc.JobRateLimited):
+        if isinstance(message, ipc.JobInterrupted):
             return Release(job_id=job.job_id, refund_attempt=True)
+        if isinstance(message, ipc.JobRateLimited):  # not handed out before the hold ends
+            due = self._clock() + hold_seconds(message.retry_after)
+            return Release(job_id=job.job_id, refund_attempt=True, retry_at=due)
         if isinstance(message, ipc.JobCompleted):
             checked = self._follow_ups.complete(message)
             if isinstance(checked, Complete):

@@ -3,8 +3,10 @@ raised ``RateLimited`` (its API answered 429).
 
 Design notes
 ------------
-The job itself goes back to pending with its attempt refunded (the
-recorder writes it as a refunded ``Release``). What the 429 says is "not
+The job itself goes back to pending with its attempt refunded, and not
+due before the hold ends (the recorder writes it as a refunded ``Release``
+with a ``retry_at``), so no engine hands it out during the hold, and the
+run's next claim cannot take it back before the recorder let go of it. What the 429 says is "not
 now, not from you": so for ``retry_after`` seconds the run starts nothing
 more. The hold is kept where starts happen: the dispatcher claims and sends
 nothing while it lasts (``Throttle.wait``, before a claim and before each
@@ -35,9 +37,22 @@ from engine.errors import StoreError
 from engine.store.records import JobRecord
 from protocols import events
 
-__all__ = ["Throttle"]
+__all__ = ["MIN_HOLD_SECONDS", "Throttle", "hold_seconds"]
 
 log = logging.getLogger("batchyard.limits")
+
+#: The shortest hold, whatever ``retry_after`` says. A job released due at
+#: once could be claimed again by its own run in the instant between the
+#: store taking the release and the recorder letting go of the job, which
+#: would leave it active with nobody to run it; 50 ms is far longer than
+#: that instant and far shorter than any API's ``Retry-After``.
+MIN_HOLD_SECONDS = 0.05
+
+
+def hold_seconds(retry_after: float) -> float:
+    """How long a handler's ``retry_after`` holds starts: at least
+    ``MIN_HOLD_SECONDS``."""
+    return max(retry_after, MIN_HOLD_SECONDS)
 
 
 async def _nothing() -> None:
@@ -102,6 +117,7 @@ class Throttle:
         Returns:
             The ``job:rate-limited`` event's data.
         """
+        retry_after = hold_seconds(retry_after)
         self._until = max(self._until, trio.current_time() + retry_after)
         type_wide = False
         gate = self._type_gate(job.type)

@@ -171,7 +171,8 @@ return first and redis.call('HGET', jk(first), 'available_at') or false
 # ARGV: now, owner, how many outcome arguments follow, then per outcome:
 # job id, kind, and three arguments:
 #   complete: result;  fail: error, traceback (optional);
-#   retry: error, traceback (optional), retry_at;  release: refund (1/0), error.
+#   retry: error, traceback (optional), retry_at;
+#   release: refund (1/0), error (optional), due again at ('' = as before).
 # Then per follow-up job: the id of the job that enqueued it, its batch id,
 # and the nine fields of ``insert_job``; added only when that job completed
 # here, to a batch that still exists.
@@ -190,7 +191,8 @@ for i = 4, follow_ups - 1, 5 do
     elseif kind == 'release' and a == '0' and job.attempts >= job.max_attempts then
       event, kind, a, b = 'fail', 'fail', string.sub(b, 2), 'n'
     end
-    local available_at = kind == 'retry' and c or redis.call('HGET', jk(job.jid), 'available_at')
+    local due = kind == 'retry' or (kind == 'release' and c ~= '')
+    local available_at = due and c or redis.call('HGET', jk(job.jid), 'available_at')
     target = move(job, event, available_at, now)
     if target then
       local key = jk(job.jid)
@@ -201,10 +203,13 @@ for i = 4, follow_ups - 1, 5 do
         redis.call('HSET', key, 'error', a)
         set_opt(job.jid, 'traceback', b)
         if kind == 'retry' then redis.call('HSET', key, 'available_at', c) end
-      elseif a == '1' then
-        redis.call('HSET', key, 'attempts', math.max(job.attempts - 1, 0))
       else
-        set_opt(job.jid, 'error', b)
+        if a == '1' then
+          redis.call('HSET', key, 'attempts', math.max(job.attempts - 1, 0))
+        else
+          set_opt(job.jid, 'error', b)
+        end
+        if due then redis.call('HSET', key, 'available_at', c) end
       end
       out[#out + 1] = job.jid
       out[#out + 1] = target

@@ -123,7 +123,8 @@ def outcome_args(outcome: Outcome) -> tuple[str, str, str, str, str]:
             return outcome.job_id, "fail", outcome.error, traceback, ""
         return outcome.job_id, "retry", outcome.error, traceback, number(outcome.retry_at)
     refund = "1" if outcome.refund_attempt else "0"
-    return outcome.job_id, "release", refund, optional(outcome.error), ""
+    due = "" if outcome.retry_at is None else number(outcome.retry_at)
+    return outcome.job_id, "release", refund, optional(outcome.error), due
 
 
 def parse_cursor(cursor: str | None) -> int:

@@ -189,12 +189,15 @@ class Release:
 
     ``refund_attempt`` gives back the attempt its claim counted (shutdown,
     cancel). Without it (a crashed child) the attempt stays used, and a job
-    that has used all its attempts becomes failed with ``error``.
+    that has used all its attempts becomes failed with ``error``. With
+    ``retry_at`` (wall clock) the job is not handed out again before then
+    (its handler said its API is rate limited).
     """
 
     job_id: str
     refund_attempt: bool
     error: str = "interrupted"
+    retry_at: float | None = None
 
 
 Outcome = Complete | Fail | Release

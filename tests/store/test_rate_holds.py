@@ -1,14 +1,17 @@
-"""``Store.hold_rate`` on every backend: a window held full for a while
-(a job type's API answered 429), shorter or longer than the window itself.
-The stores run on a ``FakeClock``, so every wait asserted is exact."""
+"""What a handler's ``RateLimited`` asks of the store, on every backend: a
+rate window held full for a while (``hold_rate``), shorter or longer than
+the window itself, and a job released not to be handed out before the hold
+ends (``Release.retry_at``). The stores run on a ``FakeClock``, so every
+wait asserted is exact."""
 
 from __future__ import annotations
 
 import pytest
 import trio
 
-from engine.store import Store
-from tests.store.helpers import DEADLINE, FakeClock
+from engine.store import NewJob, Release, Store
+from protocols.lifecycle import JobState
+from tests.store.helpers import DEADLINE, LEASE, FakeClock
 
 
 async def test_a_hold_shorter_than_the_window_refuses_every_take_until_it_ends(
@@ -53,3 +56,21 @@ async def test_a_hold_of_no_time_holds_nothing_and_bad_limits_are_refused(
         for limit, per in [(0, 10.0), (5, 0.0), (5, float("inf"))]:
             with pytest.raises(ValueError):
                 await store.hold_rate("embed", limit, per, 1.0)
+
+
+async def test_a_release_with_a_due_time_is_not_handed_out_before_it(
+    store: Store, clock: FakeClock
+) -> None:
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("b", "echo")
+        await store.add_jobs("b", [NewJob(type="echo", max_attempts=1)])
+        (job,) = await store.claim_jobs("b", 1, owner="e", lease_seconds=LEASE)
+        due = clock.now + 2.0
+        release = Release(job_id=job.job_id, refund_attempt=True, retry_at=due)
+        assert await store.apply([release], owner="e") == {job.job_id: JobState.PENDING}
+        assert await store.next_due_at("b") == due
+        assert await store.claim_jobs("b", 1, owner="e", lease_seconds=LEASE) == []
+        clock.advance(2.0)
+        (again,) = await store.claim_jobs("b", 1, owner="e", lease_seconds=LEASE)
+        # Refunded: its one attempt is the one it uses now, with no error kept.
+        assert (again.job_id, again.attempts, again.error) == (job.job_id, 1, None)
