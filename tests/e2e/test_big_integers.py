@@ -1,5 +1,5 @@
-"""Integers beyond 64 bits, end to end: through the HTTP API, the store
-(SQLite and Redis) and a real child's IPC."""
+"""Integers beyond 64 bits, end to end: through the HTTP API and its
+client, the store (SQLite and Redis) and a real child's IPC."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import httpx
 import pytest
 import trio
 
+from engine.client.http import BatchyardClient
 from engine.testing import collect_until, open_test_server
-from protocols import jsontext
+from protocols import api, jsontext
 from protocols.events import RunDone
 
 WIDE = {"n": 2**70, "list": [-(2**64), 2**64 - 1, -(2**63) - 1, 1.5], "deep": {"x": 10**40}}
@@ -55,3 +56,16 @@ async def test_a_child_returns_integers_of_any_size_exactly(
     assert sorted(map(repr, (job["payload"] for job in body["jobs"]))) == sorted(
         map(repr, payloads)
     )
+
+
+async def test_the_client_sends_and_reads_integers_of_any_size(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with (
+            open_test_server(tmp_path) as (_, url),
+            BatchyardClient(url) as client,
+        ):
+            jobs = [api.JobSpec(payload={"n": 2**70})]
+            await client.create_batch("echo", jobs, batch_id="b", options={"tag": -(2**80)})
+            view = await client.get_batch("b")
+    assert view.options == {"tag": -(2**80)}
+    assert view.counts.pending == 1
