@@ -76,30 +76,29 @@ async def test_a_rate_limited_job_comes_back_and_its_batch_waits(
 async def test_a_type_with_a_rate_is_held_for_its_other_batches(
     tmp_path: Path, store_url: str
 ) -> None:
+    # Whether another type goes on meanwhile is timed exactly on a mock clock
+    # (tests/engine/test_throttle.py); here a child's start-up would blur it.
     types = {"rate-limited": TypeOverrides(rate_limit=RateLimit(count=100, per_seconds=1.0))}
     async with open_test_engine(
-        tmp_path, store_url=store_url, max_active_batches=3, type_overrides=types
+        tmp_path, store_url=store_url, max_active_batches=2, type_overrides=types
     ) as engine:
         seen = _observe(engine)
         a, _ = await engine.create_batch(None, "noop", [_raising("rate-limited", 1, 1.0)])
         b, _ = await engine.create_batch(None, "noop", [_raising("rate-limited", 0, 0)])
-        c, _ = await engine.create_batch(None, "noop", [JobRequest(type="noop")])
-        with trio.fail_after(60), engine.subscribe([a, b, c]) as sub:
+        with trio.fail_after(60), engine.subscribe([a, b]) as sub:
             await engine.start(a)
             await collect_until(sub, lambda e: e.event == "job:rate-limited")
             await engine.start(b)
-            await engine.start(c)
             ends = 0
             async for event in sub:
                 ends += event.event == "done"
-                if ends == 3:
+                if ends == 2:
                     break
     (hold,) = [e.data for e in seen if isinstance(e.data, RateLimitedJob)]
     assert hold.type_wide
     raised_at = _starts(seen, a)[0][0]
-    (b_start, _), (c_start, _) = _starts(seen, b)[0], _starts(seen, c)[0]
+    ((b_start, _),) = _starts(seen, b)
     assert b_start >= raised_at + 1.0
-    assert c_start < b_start  # another type is not held
 
 
 async def test_subscribers_and_metrics_see_the_hold(tmp_path: Path) -> None:
