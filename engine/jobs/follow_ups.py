@@ -26,10 +26,14 @@ import attrs
 from engine.errors import UnknownJobType
 from engine.jobs.registry import JobRegistry
 from protocols import api, ipc, jsontext
+from protocols.codec import camel_case
 
 __all__ = ["FollowUps"]
 
 _FIELDS = tuple(field.name for field in attrs.fields(ipc.FollowUp) if field.name != "batch_id")
+
+#: A job field may be named as in Python or as on the wire (``delaySeconds``).
+_PYTHON_NAMES = {camel_case(name): name for name in _FIELDS}
 
 
 class FollowUps:
@@ -59,6 +63,7 @@ class FollowUps:
             not isinstance(batch, str) or api.BATCH_ID_PATTERN.fullmatch(batch) is None
         ):
             raise ValueError(f"ctx.enqueue: invalid batch id {batch!r}")
+        fields = {_PYTHON_NAMES.get(name, name): value for name, value in fields.items()}
         try:
             spec = api.JobSpec(type=type, payload=payload, **fields)
         except TypeError as exc:

@@ -115,6 +115,7 @@ async def test_a_refused_follow_up_fails_its_job_with_a_clear_error(
 def test_enqueue_checks_at_the_call() -> None:
     follow_ups = FollowUps(REGISTRY)
     follow_ups.enqueue("echo", {"n": 2**70}, "other", priority=2, delay_seconds=1.5, cost=2)
+    follow_ups.enqueue("echo", None, delaySeconds=2.5)  # as the wire spells it
     with pytest.raises(UnknownJobType, match=r"ctx\.enqueue: unknown job type 'nope'"):
         follow_ups.enqueue("nope", 1)
     with pytest.raises(ValueError, match="invalid batch id"):
@@ -123,7 +124,8 @@ def test_enqueue_checks_at_the_call() -> None:
         follow_ups.enqueue("echo", object())
     with pytest.raises(TypeError, match="colour"):
         follow_ups.enqueue("echo", 1, colour="red")
-    (job,) = follow_ups.taken()
+    job, wire_named = follow_ups.taken()
+    assert (wire_named.batch_id, wire_named.delay_seconds) == (None, 2.5)
     assert (job.batch_id, job.type, job.payload, job.priority) == (
         "other",
         "echo",
