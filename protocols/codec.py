@@ -120,7 +120,7 @@ def _finite_float(value: Any, cl: Any) -> Any:
     try:
         return _number(value, cl)
     except OverflowError:  # an integer too large for a float
-        raise ValueError("an integer this large is too large for a number field") from None
+        raise ValueError(f"expected a number, got an integer of {value.bit_length()} bits") from None
 
 
 def _is_array(cl: Any) -> bool:
