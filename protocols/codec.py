@@ -120,7 +120,8 @@ def _finite_float(value: Any, cl: Any) -> Any:
     try:
         return _number(value, cl)
     except OverflowError:  # an integer too large for a float
-        raise ValueError(f"expected a number, got an integer of {value.bit_length()} bits") from None
+        bits = value.bit_length()
+        raise ValueError(f"expected a number, got an integer of {bits} bits") from None
 
 
 def _is_array(cl: Any) -> bool:

@@ -536,7 +536,8 @@ def test_integers_of_any_size_round_trip_exactly() -> None:
 
 def test_a_number_field_refuses_an_integer_beyond_a_float() -> None:
     raw = b'{"payload":null,"cost":1' + b"0" * 400 + b"}"
-    with pytest.raises(InvalidBody, match=r"expected a number, got an integer of 1329 bits @ \$\.cost"):
+    expected = r"expected a number, got an integer of 1329 bits @ \$\.cost"
+    with pytest.raises(InvalidBody, match=expected):
         api.decode_body(raw, api.JobSpec)
 
 
