@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from engine.core.bus import EventBus, Subscription
     from engine.core.engine import Engine, EngineStatus, JobRequest, StartResult
     from engine.core.startup import open_engine
-    from engine.errors import EngineError
+    from engine.errors import EngineError, RateLimited
     from engine.jobs.registry import JobContext, JobRegistry, job_type
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "JobRegistry",
     "JobRequest",
     "RateLimit",
+    "RateLimited",
     "Settings",
     "StartResult",
     "Subscription",
@@ -48,6 +49,7 @@ _HOMES = {
     "JobRegistry": "engine.jobs.registry",
     "JobRequest": "engine.core.engine",
     "RateLimit": "engine.config.settings",
+    "RateLimited": "engine.errors",
     "Settings": "engine.config.settings",
     "StartResult": "engine.core.engine",
     "Subscription": "engine.core.bus",

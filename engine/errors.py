@@ -7,6 +7,8 @@ batchyard.
 
 from __future__ import annotations
 
+import math
+
 __all__ = [
     "BatchExists",
     "BatchNotFound",
@@ -21,6 +23,7 @@ __all__ = [
     "JobNotFound",
     "JobStateConflict",
     "NotFound",
+    "RateLimited",
     "ShuttingDown",
     "StoreError",
     "StoreUnavailable",
@@ -79,6 +82,24 @@ class JobError(EngineError):
 
 class UnknownJobType(JobError, ValueError):
     """No handler is registered under this job type."""
+
+
+class RateLimited(JobError):
+    """Raised by a handler whose API said "too many requests" (HTTP 429):
+    the job goes back to pending without using an attempt, and its batch
+    (and its type, when the type has a rate limit of its own, across the
+    cluster) starts nothing more for ``retry_after`` seconds.
+
+    Raises:
+        ValueError: ``retry_after`` is not a finite number of seconds >= 0.
+    """
+
+    def __init__(self, retry_after: float, message: str = "rate limited") -> None:
+        seconds = float(retry_after)
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise ValueError(f"retry_after must be finite seconds >= 0, got {retry_after!r}")
+        super().__init__(f"{message} (retry after {seconds:g} s)")
+        self.retry_after = seconds
 
 
 class StoreError(EngineError):

@@ -44,6 +44,7 @@ import attrs
 import cattrs
 import orjson
 
+from protocols import jsontext
 from protocols.codec import CONVERTER, describe_error, invalid_field
 from protocols.errors import InvalidBody, LocalProtocolError
 from protocols.job_api import ChildView
@@ -383,7 +384,7 @@ def decode_body(raw: bytes | str, cls: type[T]) -> T:
             ``errors`` name each fault with its wire path.
     """
     try:
-        value = orjson.loads(raw)
+        value = jsontext.load_any(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidBody(f"body is not JSON: {exc} @ $") from exc
     try:
@@ -400,6 +401,6 @@ def encode_body(body: Any) -> bytes:
             payload with an integer beyond 64 bits, an arbitrary object).
     """
     try:
-        return orjson.dumps(CONVERTER.unstructure(body))
+        return jsontext.dumps(CONVERTER.unstructure(body))
     except (TypeError, ValueError) as exc:
         raise LocalProtocolError(f"cannot encode {type(body).__name__}: {exc}") from exc

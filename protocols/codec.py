@@ -4,7 +4,9 @@ Every choice about how a Python value looks on the wire is made here:
 
 * JSON through orjson (``cattrs.preconf.orjson``): UTF-8, no NaN/Infinity.
   Our float fields refuse them by validation; inside a payload or result
-  orjson writes them as ``null``.
+  orjson writes them as ``null``. Integers of any size are exact: text goes
+  through ``protocols.jsontext``, which falls back to the standard library
+  where orjson cannot hold an integer (see there).
 * Field names are ``snake_case`` in Python and ``camelCase`` on the wire
   (``batch_id`` ↔ ``batchId``); this holds for IPC frames and HTTP bodies,
   and for the field paths of decoding errors (``$.jobs[0].delaySeconds``).
@@ -42,8 +44,9 @@ from cattrs.preconf.orjson import make_converter as _make_orjson_converter
 from cattrs.strategies import configure_tagged_union
 from cattrs.v import format_exception
 
-from protocols import ipc
+from protocols import ipc, jsontext
 from protocols.errors import LocalProtocolError, RemoteProtocolError
+from protocols.fields import OMIT_WHEN_DEFAULT
 
 __all__ = [
     "CONVERTER",
@@ -63,8 +66,6 @@ T = TypeVar("T")
 
 _Hook = Callable[[Any, Any], Any]
 
-#: Field metadata key: leave the field off the wire while it holds its default.
-OMIT_WHEN_DEFAULT = "batchyard.omit_when_default"
 
 #: Error lines go back to whoever sent the bad value, and some messages quote
 #: it (an unparsable date, an unknown enum value); a cap keeps a megabyte of
@@ -110,6 +111,17 @@ def _strict(kind: type[Any], accepts: tuple[type[Any], ...], expected: str) -> _
         return kind(value)
 
     return structure
+
+
+_number = _strict(float, (int, float), "a number")
+
+
+def _finite_float(value: Any, cl: Any) -> Any:
+    try:
+        return _number(value, cl)
+    except OverflowError:  # an integer too large for a float
+        bits = value.bit_length()
+        raise ValueError(f"expected a number, got an integer of {bits} bits") from None
 
 
 def _is_array(cl: Any) -> bool:
@@ -175,7 +187,7 @@ def configure_converter(converter: OrjsonConverter) -> None:
     """Teach ``converter`` every wire choice listed in this module's docstring."""
     converter.register_structure_hook(str, _strict(str, (str,), "a string"))
     converter.register_structure_hook(int, _strict(int, (int,), "an integer"))
-    converter.register_structure_hook(float, _strict(float, (int, float), "a number"))
+    converter.register_structure_hook(float, _finite_float)
     converter.register_structure_hook(bool, _strict(bool, (bool,), "a boolean"))
     converter.register_structure_hook_factory(_is_array, lambda cl: _array_hook(cl, converter))
     converter.register_structure_hook_factory(_is_literal, _literal_hook)
@@ -264,7 +276,7 @@ def encode_json(value: Any, what: str) -> bytes:
         LocalProtocolError: ``value`` holds something JSON cannot carry.
     """
     try:
-        return orjson.dumps(value)
+        return jsontext.dumps(value)
     except (TypeError, ValueError) as exc:
         raise LocalProtocolError(f"cannot encode {what}: {exc}") from exc
 
@@ -277,7 +289,7 @@ def decode_json(raw: str | bytes, what: str) -> Any:
             ``__cause__``).
     """
     try:
-        return orjson.loads(raw)
+        return jsontext.load_any(raw)
     except orjson.JSONDecodeError as exc:
         raise RemoteProtocolError(f"{what} is not JSON: {exc}") from exc
 

@@ -15,11 +15,11 @@ split as ``protocols.ipc`` tells them: ``BatchStarted`` → ``processing:started
 ``Progress`` → ``processing:progress``; ``JobStarted`` and ``JobProgress`` →
 ``job:progress`` (active); ``JobCompleted`` → ``job:progress`` (completed);
 ``JobFailed`` → ``job:progress`` (failed), or ``job:retrying`` while attempts
-remain; ``Done`` → ``done`` once the run has no more work; a crash the engine
-sees → ``error``. ``Ready`` and ``JobInterrupted`` are bookkeeping that no
-subscriber sees. The data is the engine's view, not a copy of the message
-(``processing:progress`` carries the batch's ``total``, which the child does
-not know).
+remain; ``JobRateLimited`` → ``job:rate-limited``; ``Done`` → ``done`` once
+the run has no more work; a crash the engine sees → ``error``. ``Ready``
+and ``JobInterrupted`` are bookkeeping that no subscriber sees. The data is
+the engine's view, not a copy of the message (``processing:progress``
+carries the batch's ``total``, which the child does not know).
 
 A run ends with exactly one ``done`` or one ``error`` that is not
 ``restarting``; ``ends_run`` is that rule, for every client to share.
@@ -50,6 +50,7 @@ from typing import Any
 import attrs
 import orjson
 
+from protocols import jsontext
 from protocols.api import BATCH_ID_PATTERN
 from protocols.codec import (
     CONVERTER,
@@ -73,6 +74,7 @@ __all__ = [
     "JobUpdate",
     "ProcessingProgress",
     "ProcessingStarted",
+    "RateLimitedJob",
     "ResumeFrom",
     "RunDone",
     "RunError",
@@ -209,6 +211,27 @@ class JobRetrying:
 
 
 @attrs.frozen(kw_only=True)
+class RateLimitedJob:
+    """``job:rate-limited``: the job's handler raised ``RateLimited`` (its
+    API answered 429). The job is pending again with no attempt used; the
+    batch starts nothing before ``resume_at`` (epoch seconds), ``retry_after``
+    seconds from the report, and with ``type_wide`` neither does any batch of
+    the job's ``type`` on any engine of the cluster (the type has a rate
+    limit of its own).
+
+    Beyond the contract's mapping, and not terminal (the job's one terminal
+    ``job:progress`` comes when it runs again and finishes).
+    """
+
+    batch_id: str
+    job_id: str
+    type: str
+    retry_after: float
+    resume_at: float
+    type_wide: bool = False
+
+
+@attrs.frozen(kw_only=True)
 class RunDone:
     """``done``: the run is over; ``reason`` says why when it was stopped
     early (``shutdown``, ``cancelled``, ``taken-over``: another engine of the
@@ -231,7 +254,15 @@ class RunError:
     restarting: bool = False
 
 
-EventData = ProcessingStarted | ProcessingProgress | JobUpdate | JobRetrying | RunDone | RunError
+EventData = (
+    ProcessingStarted
+    | ProcessingProgress
+    | JobUpdate
+    | JobRetrying
+    | RateLimitedJob
+    | RunDone
+    | RunError
+)
 
 #: The one table of events: each name a subscriber can see, and its data.
 EVENT_TYPES: Mapping[str, type[EventData]] = types.MappingProxyType(
@@ -240,6 +271,7 @@ EVENT_TYPES: Mapping[str, type[EventData]] = types.MappingProxyType(
         "processing:progress": ProcessingProgress,
         "job:progress": JobUpdate,
         "job:retrying": JobRetrying,
+        "job:rate-limited": RateLimitedJob,
         "done": RunDone,
         "error": RunError,
     }
@@ -297,7 +329,11 @@ def parse_stored_frame(seq: int, raw: str | bytes) -> Event:
         RemoteProtocolError: ``raw`` is not JSON, not a valid event, or an
             event this version does not know (a newer engine wrote it).
     """
-    frame = structure_as(decode_json(raw, "stored event"), _StoredFrame, "stored event")
+    try:
+        value = jsontext.load_own(raw)
+    except orjson.JSONDecodeError as exc:
+        raise RemoteProtocolError(f"stored event is not JSON: {exc}") from exc
+    frame = structure_as(value, _StoredFrame, "stored event")
     return decode_event(frame.event, seq, frame.data, "stored event")
 
 

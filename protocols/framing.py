@@ -20,6 +20,7 @@ from typing import Any, Generic, NoReturn, TypeVar, Union, get_args, get_origin
 import cattrs
 import orjson
 
+from protocols import jsontext
 from protocols.codec import CONVERTER, describe_error, json_kind
 from protocols.errors import LocalProtocolError, RemoteProtocolError
 
@@ -102,13 +103,13 @@ class LineFramer(Generic[M]):
             )
         try:
             unstructured = CONVERTER.unstructure(message, self._message_type)
-            return orjson.dumps(unstructured) + b"\n"
-        except (TypeError, ValueError, orjson.JSONEncodeError) as exc:
+            return jsontext.dumps(unstructured) + b"\n"
+        except (TypeError, ValueError) as exc:
             raise LocalProtocolError(f"cannot encode {type(message).__name__}: {exc}") from exc
 
     def _decode(self, line: bytes) -> M:
         try:
-            raw = orjson.loads(line)
+            raw = jsontext.load_own(line)
         except orjson.JSONDecodeError as exc:
             self._fail(f"frame is not JSON: {exc}")
         if not isinstance(raw, dict):

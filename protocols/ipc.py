@@ -11,7 +11,11 @@ A child may be started before it knows its batch (a *warm* child). It says
 say ``BatchStarted`` and accept ``RunJobs``. A job's life is told in facts:
 ``JobStarted`` (its handler is about to run), any number of ``JobProgress``
 (the handler reported a percentage), then one of ``JobCompleted`` (with the
-handler's result), ``JobFailed`` (with why) or ``JobInterrupted``.
+handler's result, and the jobs it enqueued as ``FollowUp`` values, which the
+engine records with the completion), ``JobFailed`` (with why),
+``JobRateLimited`` (the handler's API said "too many requests": the job goes
+back without using an attempt, and the batch starts nothing for a while) or
+``JobInterrupted``.
 
 ``Shutdown`` means "take nothing new, finish what you hold, say ``Done``,
 exit 0"; the parent sends it both when the batch has no more work and when
@@ -31,6 +35,8 @@ from typing import Any
 
 import attrs
 
+from protocols.fields import OMIT_WHEN_DEFAULT
+
 __all__ = [
     "CHILD_MESSAGE_TAGS",
     "PARENT_MESSAGE_TAGS",
@@ -41,10 +47,12 @@ __all__ = [
     "ChildFailed",
     "ChildMessage",
     "Done",
+    "FollowUp",
     "JobCompleted",
     "JobFailed",
     "JobInterrupted",
     "JobProgress",
+    "JobRateLimited",
     "JobStarted",
     "JobToRun",
     "ParentMessage",
@@ -165,11 +173,29 @@ class JobProgress:
 
 
 @attrs.frozen(kw_only=True)
+class FollowUp:
+    """A job the handler enqueued (``ctx.enqueue``): to ``batch_id``, or to
+    the job's own batch when None. The fields are those of a job in the
+    HTTP API."""
+
+    batch_id: str | None = None
+    type: str
+    payload: Any = None
+    key: str | None = None
+    priority: int = 0
+    delay_seconds: float = 0.0
+    cost: float = 1.0
+    timeout_seconds: float | None = None
+
+
+@attrs.frozen(kw_only=True)
 class JobCompleted:
-    """The job's handler returned ``result``."""
+    """The job's handler returned ``result``, having enqueued ``follow_ups``
+    (left off the wire when there are none)."""
 
     job_id: str
     result: Any = None
+    follow_ups: tuple[FollowUp, ...] = attrs.field(default=(), metadata={OMIT_WHEN_DEFAULT: True})
 
 
 @attrs.frozen(kw_only=True)
@@ -180,6 +206,21 @@ class JobFailed:
     job_id: str
     error: str
     traceback: str | None = None
+
+
+def _seconds(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not 0.0 <= value < float("inf"):
+        raise ValueError(f"{attribute.name} must be finite seconds >= 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class JobRateLimited:
+    """The job's handler raised ``RateLimited``: the job did not finish and
+    goes back to pending without using an attempt; the child starts none of
+    its other jobs for ``retry_after`` seconds."""
+
+    job_id: str
+    retry_after: float = attrs.field(validator=_seconds)
 
 
 @attrs.frozen(kw_only=True)
@@ -220,6 +261,7 @@ ChildMessage = (
     | JobProgress
     | JobCompleted
     | JobFailed
+    | JobRateLimited
     | JobInterrupted
     | Progress
     | Done
@@ -233,6 +275,7 @@ CHILD_MESSAGE_TAGS: dict[type[Any], str] = {
     JobProgress: "job-progress",
     JobCompleted: "job-completed",
     JobFailed: "job-failed",
+    JobRateLimited: "job-rate-limited",
     JobInterrupted: "job-interrupted",
     Progress: "progress",
     Done: "done",

@@ -15,7 +15,9 @@ work; those queue for the limiter). A job is in flight once it holds a
 slot. ``Shutdown``: take nothing new (queued jobs are answered
 ``JobInterrupted``), let what is in flight finish, say ``Done``, exit 0.
 ``Cancel``: cancel what is in flight, report each job ``JobInterrupted``,
-say ``Done``, exit 0. A handler's exception fails that job only.
+say ``Done``, exit 0. A handler's exception fails that job only; its
+``RateLimited`` hands the job back (``JobRateLimited``) and holds back the
+start of every job that has not started for that long.
 ``CancelJob`` and a job's ``timeout_seconds`` stop one job alone
 (``engine.child.job_control``).
 
@@ -44,9 +46,11 @@ from functools import partial
 
 import trio
 
+from engine.child.holds import StartHold
 from engine.child.hooks import expose_raw_ipc_writer
 from engine.child.job_control import JobScopes, JobTimedOut, call_within
-from engine.errors import JobError
+from engine.errors import JobError, RateLimited
+from engine.jobs.follow_ups import FollowUps
 from engine.jobs.registry import REGISTRY, JobContext, JobRegistry, load_job_modules
 from protocols import ipc
 from protocols.errors import LocalProtocolError, ProtocolError
@@ -96,6 +100,7 @@ class ChildProgram:
         self.draining = False
         self._queued: set[trio.CancelScope] = set()
         self.job_scopes = JobScopes()
+        self._hold = StartHold()
 
     def assign(self, batch_id: str) -> None:
         """This child now runs ``batch_id``; what it reports names it."""
@@ -157,7 +162,10 @@ class ChildProgram:
                 self.send(ipc.JobInterrupted(job_id=job.job_id))
                 return
             try:
-                await self._run_reported(job)
+                if await self._wait_out_hold():
+                    await self._run_reported(job)
+                else:
+                    self.send(ipc.JobInterrupted(job_id=job.job_id))
             finally:
                 limiter.release_on_behalf_of(job.job_id)
         except trio.Cancelled:
@@ -187,6 +195,21 @@ class ChildProgram:
                 self._queued.discard(queued)
         return not queued.cancelled_caught
 
+    async def _wait_out_hold(self) -> bool:
+        """Wait while a handler's ``RateLimited`` holds starts back; False
+        (the job does not start) when draining began first."""
+        if not self._hold.holding():
+            return True
+        if self.draining:
+            return False
+        with trio.CancelScope() as queued:
+            self._queued.add(queued)
+            try:
+                await self._hold.wait_out()
+            finally:
+                self._queued.discard(queued)
+        return not queued.cancelled_caught
+
     def start_draining(self) -> None:
         """Take nothing new; queued jobs are handed back at once."""
         self.draining = True
@@ -204,6 +227,7 @@ class ChildProgram:
         await trio.lowlevel.checkpoint()
         self.flush()
         expose_raw_ipc_writer(self._write)
+        follow_ups = FollowUps(self._registry)
         try:
             job_type = self._registry.get(job.type)
             ctx = JobContext(
@@ -211,15 +235,23 @@ class ChildProgram:
                 batch_id=self.batch_id,
                 attempt=job.attempt,
                 report=self._reporter(job.job_id, in_thread=not job_type.is_async),
+                enqueue_to=follow_ups.enqueue,
             )
             result = await call_within(
                 job.timeout_seconds, job_type, job.payload, ctx, self.job_scopes
             )
+        except RateLimited as exc:  # back to the engine, no attempt used
+            self._hold.hold_for(exc.retry_after)
+            self.send(ipc.JobRateLimited(job_id=job.job_id, retry_after=exc.retry_after))
+            return
         except Exception as exc:
             self._finish_failed(job.job_id, exc)
             return
         try:
-            self.send(ipc.JobCompleted(job_id=job.job_id, result=result))
+            completed = ipc.JobCompleted(
+                job_id=job.job_id, result=result, follow_ups=follow_ups.taken()
+            )
+            self.send(completed)
         except LocalProtocolError as exc:
             self._finish_failed(job.job_id, TypeError(f"result is not JSON: {exc}"))
             return

@@ -35,7 +35,7 @@ from engine.cli.client_common import (
     run_client,
 )
 from engine.client.http import BatchyardClient, StartOutcome
-from protocols import api
+from protocols import api, jsontext
 from protocols.codec import CONVERTER
 from protocols.errors import InvalidBody
 
@@ -51,7 +51,7 @@ _CHUNK = 1000
 
 def _payload(text: str) -> Any:
     try:
-        return orjson.loads(text)
+        return jsontext.load_any(text)
     except orjson.JSONDecodeError as exc:
         raise BadInput(f"--payload is not JSON: {exc}") from None
 
@@ -107,7 +107,7 @@ async def _submit(
         document = CONVERTER.unstructure(result)
         if outcome is not None:
             document["start"] = {"status": outcome.status, "retryAfter": outcome.retry_after}
-        click.echo(orjson.dumps(document).decode())
+        click.echo(jsontext.dumps(document).decode().lstrip())
     else:
         Console().print(
             f"batch {result.batch_id}: {result.enqueued} jobs enqueued, "

@@ -25,12 +25,12 @@ from collections.abc import Awaitable, Callable
 from typing import IO, Any, TypeVar
 
 import click
-import orjson
 import trio
 from rich.console import Console
 
 from engine.client.errors import ClientError
 from engine.client.http import DEFAULT_URL, BatchyardClient
+from protocols import jsontext
 from protocols.codec import CONVERTER
 from protocols.events import CloseCode
 
@@ -157,7 +157,7 @@ def make_client(url: str, token: str | None) -> BatchyardClient:
 
 def print_json(value: Any) -> None:
     """Print ``value`` as the API would encode it, on one line."""
-    click.echo(orjson.dumps(CONVERTER.unstructure(value)).decode())
+    click.echo(jsontext.dumps(CONVERTER.unstructure(value)).decode().lstrip())
 
 
 async def print_said(

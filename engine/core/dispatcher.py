@@ -21,7 +21,9 @@ jobs admitted so far go out before any wait, so a job waiting at a limit
 never holds back the jobs ahead of it. It does hold back the jobs behind
 it in the same claim, and the batch's next claim (head-of-line within one
 batch; other batches' runs go on). A job's type slot is freed once its
-outcome is recorded (``HeldJobs``). A claimed job waiting at a limit is
+outcome is recorded (``HeldJobs``). While a handler's ``RateLimited``
+holds the run (``engine.core.throttle``), nothing is claimed and no claimed
+job is sent. A claimed job waiting at a limit is
 ``active`` in the store meanwhile (its lease renewed), so nothing is
 claimed ahead of the limits beyond the batch's free credits. Each take is
 in the job's name and its grant time (this engine's wall clock) is noted
@@ -149,6 +151,7 @@ class Dispatcher:
         with self._scope, contextlib.suppress(ChildCrashed):
             while True:
                 await self._gate.wait_open()
+                await self._limits.throttle.wait()
                 credits = await _take_credits(held.credits, self._limits.batch_size)
                 if not await self._still_runs_here():
                     for credit in credits:
@@ -197,6 +200,7 @@ class Dispatcher:
         most, for a job stored before the limit was lowered), waiting for
         room, then of its type's gate, each in the job's name; when each
         was granted is noted on the held job (the recorder restamps them)."""
+        await self._limits.throttle.wait(before_waiting)
         rate, held_job = self._limits.rate, held.get(job.job_id)
         if rate is not None:
             cost = min(job.cost, rate.count)

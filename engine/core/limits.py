@@ -304,6 +304,20 @@ class TypeGate:
                 waited = True
             await trio.sleep(wait)
 
+    async def hold(self, seconds: float) -> None:
+        """Hold the type's rate window full for ``seconds`` across the
+        cluster (its API said "too many requests"); nothing without a rate.
+
+        Cancellation: atomic (one store call).
+
+        Raises:
+            StoreError: the store did not answer.
+        """
+        if self.rate is not None:
+            await self._store.hold_rate(
+                self.type_name, self.rate.count, self.rate.per_seconds, seconds
+            )
+
     async def release(self, holders: Sequence[str]) -> None:
         """Give back the slots of ``holders`` and wake this engine's waiters.
         A store that does not answer is logged: those slots come back when

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from engine.config.settings import RateLimit, Settings
 from engine.core.limits import RateLimiter, TypeGate
 from engine.core.runner import RunLimits
+from engine.core.throttle import Throttle
 from engine.core.values import JobRequest
 from engine.errors import JobError, UnknownJobType
 from engine.jobs.registry import JobRegistry
@@ -126,6 +127,7 @@ class EnginePolicy:
             grace_seconds=settings.shutdown_grace_seconds,
             max_jobs_per_child=settings.max_jobs_per_child,
             max_child_rss_bytes=settings.max_child_memory_mb * 1024 * 1024,
+            throttle=Throttle(self._type_gates.get),
         )
 
     def _timeout_of(self, job: JobRecord) -> float | None:

@@ -53,9 +53,11 @@ import attrs
 import trio
 
 from engine.core.bus import EventBus
+from engine.core.follow_ups import FollowUpRecorder, FollowUpRules
 from engine.core.held import CLEANUP_SECONDS, HeldJob, HeldJobs
 from engine.core.job_log import job_active, job_ended, job_retrying
 from engine.core.retry import Patience, StoreRetry
+from engine.core.throttle import Throttle, hold_seconds
 from engine.errors import StoreUnavailable
 from engine.store.base import Store
 from engine.store.records import Complete, Counts, Fail, JobRecord, Outcome, Release
@@ -89,6 +91,10 @@ class Recorder:
         clock: wall-clock seconds, the store's clock (when a retry is due).
         retry: how store writes are retried while the store is away.
         patience: the run's: once it is stopped, retries end at its deadline.
+        follow_ups: the engine's rules for jobs handlers enqueue; without
+            them, a job that enqueues fails.
+        throttle: the run's hold on starts, which a handler's
+            ``RateLimited`` puts on.
     """
 
     def __init__(
@@ -102,8 +108,13 @@ class Recorder:
         clock: Callable[[], float],
         retry: StoreRetry,
         patience: Patience,
+        follow_ups: FollowUpRules | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
         self.batch_id = batch_id
+        self._throttle = throttle or Throttle()
+        self._rate_limited: dict[str, events.RateLimitedJob] = {}
+        self._follow_ups = FollowUpRecorder(batch_id=batch_id, store=store, rules=follow_ups)
         self._store = store
         self._owner = owner
         self._bus = bus
@@ -158,6 +169,11 @@ class Recorder:
                     outcome = job.ended_by  # it was stopped on purpose (cancel)
                 outcomes[message.job_id] = job.outcome = outcome
                 job.finished_at = trio.current_time()
+                if isinstance(message, ipc.JobRateLimited):  # its event goes out below
+                    self._rate_limited[message.job_id] = await self._throttle.hold(
+                        job.record, message.retry_after, now=self._clock()
+                    )
+        await self._refuse_follow_ups(outcomes, held)
         await held.move_type_starts()
         states: dict[str, JobState] = {}
         if outcomes:
@@ -264,7 +280,16 @@ class Recorder:
                 len(lost),
                 ", ".join(lost[:3]),
             )
+        self._follow_ups.announce(outcomes, states)
         return states
+
+    async def _refuse_follow_ups(self, outcomes: dict[str, Outcome], held: HeldJobs) -> None:
+        """Fail the jobs whose follow-ups name a batch that does not exist."""
+        for job_id, error in (await self._follow_ups.refused(outcomes.values())).items():
+            job = held.get(job_id)
+            if job is not None:
+                refusal = ipc.JobFailed(job_id=job_id, error=error)
+                outcomes[job_id] = job.outcome = self._outcome(refusal, job.record)
 
     def _publish_message(
         self,
@@ -301,17 +326,30 @@ class Recorder:
                     started_at=started_at,
                 )
             )
+        elif isinstance(message, ipc.JobRateLimited):
+            rate_limited = self._rate_limited.pop(message.job_id, None)
+            if message.job_id in outcomes and rate_limited is not None:
+                held.pop(message.job_id)
+                self.publish(rate_limited)
         elif message.job_id in outcomes:  # else held for ``release``
             job = held.pop(message.job_id)
             self._announce(outcomes[message.job_id], states.get(message.job_id), job)
 
     def _outcome(
-        self, message: ipc.JobCompleted | ipc.JobFailed | ipc.JobInterrupted, job: JobRecord
+        self,
+        message: ipc.JobCompleted | ipc.JobFailed | ipc.JobInterrupted | ipc.JobRateLimited,
+        job: JobRecord,
     ) -> Outcome:
         if isinstance(message, ipc.JobInterrupted):
             return Release(job_id=job.job_id, refund_attempt=True)
+        if isinstance(message, ipc.JobRateLimited):  # not handed out before the hold ends
+            due = self._clock() + hold_seconds(message.retry_after)
+            return Release(job_id=job.job_id, refund_attempt=True, retry_at=due)
         if isinstance(message, ipc.JobCompleted):
-            return Complete(job_id=job.job_id, result=message.result)
+            checked = self._follow_ups.complete(message)
+            if isinstance(checked, Complete):
+                return checked
+            message = ipc.JobFailed(job_id=job.job_id, error=checked)
         retry_at = None
         if job.attempts < job.max_attempts:
             retry_at = self._clock() + self._backoff_seconds * 2 ** (job.attempts - 1)
@@ -381,4 +419,5 @@ _JOB_FACTS = (
     ipc.JobCompleted,
     ipc.JobFailed,
     ipc.JobInterrupted,
+    ipc.JobRateLimited,
 )

@@ -48,12 +48,14 @@ import trio
 
 from engine.core.bus import EventBus
 from engine.core.dispatcher import Dispatcher
+from engine.core.follow_ups import FollowUpRules
 from engine.core.held import CLEANUP_SECONDS, HeldJobs
 from engine.core.limits import RateLimiter, TypeGate
 from engine.core.pause import PauseGate
 from engine.core.progress import record_progress
 from engine.core.recorder import Recorder
 from engine.core.retry import Patience, StoreRetry
+from engine.core.throttle import Throttle
 from engine.core.watch import ChildStats, ChildWatch, watch_child
 from engine.errors import BatchRunning, ChildCrashed, StoreError, StoreUnavailable
 from engine.store.base import Store
@@ -109,6 +111,8 @@ class RunLimits:
     #: Jobs, and RSS bytes, after which a child is recycled; 0: never.
     max_jobs_per_child: int = 0
     max_child_rss_bytes: int = 0
+    #: The run's hold on starts after a handler raised ``RateLimited``.
+    throttle: Throttle = attrs.field(factory=Throttle)
 
 
 class BatchRunner:
@@ -125,6 +129,7 @@ class BatchRunner:
         only_with_work: start only if the batch has pending or active jobs
             once this engine holds its run (a batch offered as startable, or
             a run handed over, may have been run to its end elsewhere since).
+        follow_ups: the engine's rules for jobs handlers enqueue.
     """
 
     def __init__(
@@ -140,6 +145,7 @@ class BatchRunner:
         clock: Callable[[], float],
         retry: StoreRetry,
         only_with_work: bool = False,
+        follow_ups: FollowUpRules | None = None,
     ) -> None:
         self.batch_id = batch_id
         self._only_with_work = only_with_work
@@ -176,6 +182,8 @@ class BatchRunner:
             clock=clock,
             retry=retry,
             patience=self._patience,
+            follow_ups=follow_ups,
+            throttle=limits.throttle,
         )
 
     # --- control, called by the engine --------------------------------------

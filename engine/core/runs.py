@@ -30,6 +30,7 @@ from collections.abc import Callable
 import trio
 
 from engine.core.bus import EventBus
+from engine.core.follow_ups import FollowUpRules
 from engine.core.held import CLEANUP_SECONDS
 from engine.core.pause import PauseSwitch
 from engine.core.policy import EnginePolicy
@@ -155,6 +156,7 @@ class Runs:
             clock=self._clock,
             retry=self._retry,
             only_with_work=only_with_work,
+            follow_ups=FollowUpRules(new_jobs=self._policy.new_jobs, added=self._jobs_added),
         )
         self._runners[batch_id] = runner
         if self._all_stopped.is_set():
@@ -214,6 +216,12 @@ class Runs:
         runner = self._runners.get(batch_id)
         if runner is not None:
             runner.wake(added)
+
+    def _jobs_added(self, batch_id: str, added: int) -> None:
+        """A handler added jobs to the batch: its run here (if any) and the
+        cluster (which starts batches by themselves) look again."""
+        self.wake(batch_id, added)
+        self._on_change()
 
     def wake_all(self) -> None:
         """Tell every run to look for due jobs again."""

@@ -42,23 +42,48 @@ H = TypeVar("H", bound=Handler)
 _TYPE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-")
 
 
+def _cannot_enqueue(type: str, payload: Any = None, batch: str | None = None, **_: Any) -> None:
+    raise JobError("ctx.enqueue: this context cannot add jobs")
+
+
 @attrs.frozen(kw_only=True)
 class JobContext:
     """What a handler knows about the job it runs.
 
-    ``report_progress(percent)`` may be called from the Trio loop (async
-    handlers) or from the worker thread (sync handlers); values are clamped
-    to 0..100.
+    ``report_progress(percent)`` and ``enqueue(...)`` may be called from the
+    Trio loop (async handlers) or from the worker thread (sync handlers);
+    progress values are clamped to 0..100.
     """
 
     job_id: str
     batch_id: str
     attempt: int
     _report: Callable[[float], None] = attrs.field(alias="report", repr=False)
+    _enqueue: Callable[..., None] = attrs.field(
+        alias="enqueue_to", default=_cannot_enqueue, repr=False
+    )
 
     def report_progress(self, percent: float) -> None:
         """Tell subscribers how far along the job is, in percent."""
         self._report(min(100.0, max(0.0, float(percent))))
+
+    def enqueue(
+        self, type: str, payload: Any = None, batch: str | None = None, **fields: Any
+    ) -> None:
+        """Add a job of ``type`` with ``payload`` once this job completes: to
+        this job's batch, or to the existing batch ``batch``. ``fields`` are
+        those of a job in the HTTP API (``key``, ``priority``,
+        ``delay_seconds`` or ``delaySeconds``, ``cost``). The jobs are recorded in
+        the same store step as this job's completion, so a job that fails
+        (or is retried) adds nothing; a running batch picks up the jobs
+        added to it.
+
+        Raises:
+            UnknownJobType: no job type ``type`` is registered.
+            TypeError, ValueError: a field or the payload is not one the
+                HTTP API would take.
+        """
+        self._enqueue(type, payload, batch, **fields)
 
 
 @attrs.frozen(kw_only=True)

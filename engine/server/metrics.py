@@ -18,7 +18,8 @@ Where each number comes from:
 * counted from events, by one bus subscription this module follows:
   ``batchyard_jobs_finished_total{type,state}``,
   ``batchyard_job_duration_seconds{type,state}`` (from ``duration_ms``),
-  ``batchyard_job_retries_total{type}`` and
+  ``batchyard_job_retries_total{type}``,
+  ``batchyard_jobs_rate_limited_total{type}`` and
   ``batchyard_child_restarts_total`` (``error`` events with ``restarting``).
 
 The follower must not lose events quietly: if the bus drops it as slow, it
@@ -43,7 +44,7 @@ from engine.core.bus import SLOW_SUBSCRIBER
 from engine.core.engine import Engine
 from engine.errors import StoreError
 from engine.server.child_metrics import ChildCollector
-from protocols.events import Event, JobRetrying, JobUpdate, RunError
+from protocols.events import Event, JobRetrying, JobUpdate, RateLimitedJob, RunError
 from protocols.lifecycle import JobState
 
 __all__ = ["ServerMetrics"]
@@ -113,6 +114,12 @@ class ServerMetrics:
         self._retries = Counter(
             "batchyard_job_retries", "failed attempts that run again", ["type"], registry=registry
         )
+        self._rate_limited = Counter(
+            "batchyard_jobs_rate_limited",
+            "jobs handed back by a handler's RateLimited (no attempt used)",
+            ["type"],
+            registry=registry,
+        )
         self._restarts = Counter(
             "batchyard_child_restarts",
             "crashed children restarted within a run",
@@ -143,6 +150,8 @@ class ServerMetrics:
                 self._durations.labels(*labels).observe(data.duration_ms / 1000)
         elif isinstance(data, JobRetrying):
             self._retries.labels(data.type).inc()
+        elif isinstance(data, RateLimitedJob):
+            self._rate_limited.labels(data.type).inc()
         elif isinstance(data, RunError) and data.restarting:
             self._restarts.inc()
 

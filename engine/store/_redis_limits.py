@@ -28,6 +28,7 @@ number handed to ``redis.call`` would be cut to 14 digits).
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -111,6 +112,18 @@ if longest > 0 and ttl > 0 then keep_for(key, ttl / 1000 + longest) end
 return 1
 """
 
+# ARGV: key, limit, per_seconds, seconds, unique id, now ('' = Redis's
+# clock). A take of the whole limit that leaves the window ``seconds`` from
+# now (in the future when the hold outlasts the window).
+_HOLD_RATE = """
+local key = P .. 'rate:' .. ARGV[1]
+local per, seconds = tonumber(ARGV[3]), tonumber(ARGV[4])
+local now = now_or_server(ARGV[6])
+redis.call('ZADD', key, fmt(now + seconds - per), ARGV[2] .. ':' .. ARGV[5])
+keep_for(key, math.max(per, seconds))
+return 1
+"""
+
 # ARGV: key, holder, limit, lease seconds, now ('' = Redis's clock). 1 or 0.
 _TAKE_SLOT = """
 local key = P .. 'slots:' .. ARGV[1]
@@ -152,6 +165,7 @@ LIMIT_SCRIPTS = {
     for name, body in {
         "take_rate": _TAKE_RATE,
         "delay_rate": _DELAY_RATE,
+        "hold_rate": _HOLD_RATE,
         "take_slot": _TAKE_SLOT,
         "release_slots": _RELEASE_SLOTS,
         "renew_slots": _RENEW_SLOTS,
@@ -208,6 +222,21 @@ class RedisLimits:
         if moves:
             pairs = [arg for holder, seconds in moves for arg in (holder, number(seconds))]
             await self._run("delay_rate", key, *pairs)
+
+    async def hold_rate(self, key: str, limit: float, per_seconds: float, seconds: float) -> None:
+        """Fill the window ``key`` for ``seconds`` from now on its clock: a
+        take of the whole ``limit`` that leaves it then (see
+        ``Store.hold_rate``).
+
+        Cancellation: shielded: it returns or raises, never half-done.
+
+        Raises:
+            ValueError: ``limit`` or ``per_seconds`` is not positive and finite.
+        """
+        check_rate(limit, per_seconds, limit)
+        if math.isfinite(seconds) and seconds > 0:
+            args = (number(limit), number(per_seconds), number(seconds), uuid.uuid4().hex)
+            await self._run("hold_rate", key, *args, self._limit_now())
 
     async def take_slot(self, key: str, holder: str, limit: int, lease_seconds: float) -> bool:
         """Take a slot of ``key`` for ``holder`` under a lease, if one is free.

@@ -70,33 +70,44 @@ redis.call('ZREM', P .. 'runs:expiry', ARGV[1])
 return 1
 """
 
-# ARGV: batch id, now, then per job: id, type, payload, key (optional),
-# rank, available_at, max_attempts, priority, cost, timeout (optional). The
+# Adds one job to the batch numbered n (id ``batch``) unless its key is
+# taken there: a[i] .. a[i + 9] are its id, type, payload, key (optional),
+# rank, available_at, max_attempts, priority, cost, timeout (optional).
+# Whether it was added.
+_INSERT_JOB = """
+local function insert_job(n, batch, now, a, i)
+  local jid, key = a[i], a[i + 3]
+  local fresh = key == 'n' or redis.call('HSETNX', bk(n, 'keys'), string.sub(key, 2), jid) == 1
+  if not fresh then return false end
+  local seq = redis.call('INCR', P .. 'seq')
+  local ord = a[i + 4] .. string.format('%016x', seq) .. jid
+  redis.call('HSET', jk(jid), 'n', n, 'seq', seq, 'ord', ord, 'job_id', jid, 'batch', batch,
+    'type', a[i + 1], 'state', PENDING, 'payload', a[i + 2], 'attempts', 0,
+    'max_attempts', a[i + 6], 'priority', a[i + 7], 'created_at', now,
+    'available_at', a[i + 5], 'cost', a[i + 8])
+  set_opt(jid, 'key', key)
+  set_opt(jid, 'timeout_seconds', a[i + 9])
+  redis.call('ZADD', bk(n, 'all'), seq, jid)
+  redis.call('ZADD', bk(n, 's:' .. PENDING), seq, jid)
+  enter_pending({jid = jid, n = n, ord = ord, batch = batch}, a[i + 5], now)
+  return true
+end
+"""
+
+# ARGV: batch id, now, then per job the ten fields of ``insert_job``. The
 # ids added, or false.
-_ADD_JOBS = """
+_ADD_JOBS = (
+    _INSERT_JOB
+    + """
 local n = batch_num(ARGV[1])
 if not n then return false end
-local now, added = ARGV[2], {}
+local added = {}
 for i = 3, #ARGV, 10 do
-  local jid, key = ARGV[i], ARGV[i + 3]
-  local fresh = key == 'n' or redis.call('HSETNX', bk(n, 'keys'), string.sub(key, 2), jid) == 1
-  if fresh then
-    local seq = redis.call('INCR', P .. 'seq')
-    local ord = ARGV[i + 4] .. string.format('%016x', seq) .. jid
-    redis.call('HSET', jk(jid), 'n', n, 'seq', seq, 'ord', ord, 'job_id', jid, 'batch', ARGV[1],
-      'type', ARGV[i + 1], 'state', PENDING, 'payload', ARGV[i + 2], 'attempts', 0,
-      'max_attempts', ARGV[i + 6], 'priority', ARGV[i + 7], 'created_at', now,
-      'available_at', ARGV[i + 5], 'cost', ARGV[i + 8])
-    set_opt(jid, 'key', key)
-    set_opt(jid, 'timeout_seconds', ARGV[i + 9])
-    redis.call('ZADD', bk(n, 'all'), seq, jid)
-    redis.call('ZADD', bk(n, 's:' .. PENDING), seq, jid)
-    enter_pending({jid = jid, n = n, ord = ord, batch = ARGV[1]}, ARGV[i + 5], now)
-    added[#added + 1] = jid
-  end
+  if insert_job(n, ARGV[1], ARGV[2], ARGV, i) then added[#added + 1] = ARGV[i] end
 end
 return added
 """
+)
 
 # ARGV: batch id, limit, owner, now, lease expiry, claim token. The claimed
 # jobs' fields. The batch's field claim:<owner> keeps "<token> <job id>..." of
@@ -162,14 +173,22 @@ local first = redis.call('ZRANGE', bk(n, 'due'), 0, 0)[1]
 return first and redis.call('HGET', jk(first), 'available_at') or false
 """
 
-# ARGV: now, owner, then per outcome: job id, kind, and three arguments:
+# ARGV: now, owner, how many outcome arguments follow, then per outcome:
+# job id, kind, and three arguments:
 #   complete: result;  fail: error, traceback (optional);
-#   retry: error, traceback (optional), retry_at;  release: refund (1/0), error.
+#   retry: error, traceback (optional), retry_at;
+#   release: refund (1/0), error (optional), due again at ('' = as before).
+# Then per follow-up job: the id of the job that enqueued it, its batch id,
+# and the ten fields of ``insert_job``; added only when that job completed
+# here, to a batch that still exists.
 # Only jobs under the owner's lease move (only active jobs have one).
 # Returns job id, new state, ... for the jobs moved.
-_APPLY = """
-local now, owner, out = ARGV[1], ARGV[2], {}
-for i = 3, #ARGV, 5 do
+_APPLY = (
+    _INSERT_JOB
+    + """
+local now, owner, out, completed = ARGV[1], ARGV[2], {}, {}
+local follow_ups = 4 + tonumber(ARGV[3])
+for i = 4, follow_ups - 1, 5 do
   local job, kind, a, b, c = load(ARGV[i]), ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   if job and job.owner == owner then
     local event, target = kind, nil
@@ -177,7 +196,8 @@ for i = 3, #ARGV, 5 do
     elseif kind == 'release' and a == '0' and job.attempts >= job.max_attempts then
       event, kind, a, b = 'fail', 'fail', string.sub(b, 2), 'n'
     end
-    local available_at = kind == 'retry' and c or redis.call('HGET', jk(job.jid), 'available_at')
+    local due = kind == 'retry' or (kind == 'release' and c ~= '')
+    local available_at = due and c or redis.call('HGET', jk(job.jid), 'available_at')
     target = move(job, event, available_at, now)
     if target then
       local key = jk(job.jid)
@@ -189,18 +209,27 @@ for i = 3, #ARGV, 5 do
         redis.call('HSET', key, 'error', a)
         set_opt(job.jid, 'traceback', b)
         if kind == 'retry' then redis.call('HSET', key, 'available_at', c) end
-      elseif a == '1' then
-        redis.call('HSET', key, 'attempts', math.max(job.attempts - 1, 0))
       else
-        set_opt(job.jid, 'error', b)
+        if a == '1' then
+          redis.call('HSET', key, 'attempts', math.max(job.attempts - 1, 0))
+        else
+          set_opt(job.jid, 'error', b)
+        end
+        if due then redis.call('HSET', key, 'available_at', c) end
       end
       out[#out + 1] = job.jid
       out[#out + 1] = target
+      if kind == 'complete' then completed[job.jid] = true end
     end
   end
 end
+for i = follow_ups, #ARGV, 12 do
+  local n = completed[ARGV[i]] and batch_num(ARGV[i + 1])
+  if n then insert_job(n, ARGV[i + 1], now, ARGV, i + 2) end
+end
 return out
 """
+)
 
 _COUNTS = """
 local n = batch_num(ARGV[1])

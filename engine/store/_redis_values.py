@@ -8,12 +8,21 @@ priorities as the 16-hex-digit ``rank`` that orders the ready set (see
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from engine.store import _json
 from engine.store._redis_layout import JOB_FIELDS, RANK_DIGITS
-from engine.store.records import BatchRecord, Complete, Counts, Fail, JobRecord, Outcome
+from engine.store.records import (
+    BatchRecord,
+    Complete,
+    Counts,
+    Fail,
+    JobRecord,
+    NewJob,
+    Outcome,
+)
 from protocols.lifecycle import JobState
 
 __all__ = [
@@ -93,6 +102,28 @@ def batch_record(
     )
 
 
+def new_job_args(job: NewJob, now: float) -> list[str | int]:
+    """The ten fields of the scripts' ``insert_job`` for ``job``, added at
+    ``now`` under a fresh id."""
+    due = number(now + max(job.delay_seconds, 0.0))
+    args: list[str | int] = [uuid.uuid4().hex, job.type, _json.dump(job.payload)]
+    args += [optional(job.key), rank(job.priority), due, job.max_attempts, str(job.priority)]
+    args.append(number(job.cost))
+    timeout = job.timeout_seconds
+    args.append(optional(None if timeout is None else number(timeout)))
+    return args
+
+
+def follow_up_args(outcomes: Sequence[Outcome], now: float) -> list[str | int]:
+    """Per follow-up of each completion: its job's id, its batch, its fields."""
+    args: list[str | int] = []
+    for outcome in outcomes:
+        if isinstance(outcome, Complete):
+            for follow_up in outcome.follow_ups:
+                args += [outcome.job_id, follow_up.batch_id, *new_job_args(follow_up.job, now)]
+    return args
+
+
 def outcome_args(outcome: Outcome) -> tuple[str, str, str, str, str]:
     if isinstance(outcome, Complete):
         return outcome.job_id, "complete", _json.dump(outcome.result), "", ""
@@ -102,7 +133,8 @@ def outcome_args(outcome: Outcome) -> tuple[str, str, str, str, str]:
             return outcome.job_id, "fail", outcome.error, traceback, ""
         return outcome.job_id, "retry", outcome.error, traceback, number(outcome.retry_at)
     refund = "1" if outcome.refund_attempt else "0"
-    return outcome.job_id, "release", refund, optional(outcome.error), ""
+    due = "" if outcome.retry_at is None else number(outcome.retry_at)
+    return outcome.job_id, "release", refund, optional(outcome.error), due
 
 
 def parse_cursor(cursor: str | None) -> int:

@@ -22,6 +22,7 @@ one lease after its last renewal.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
@@ -98,6 +99,13 @@ def _delay_rate(
     conn.executemany(sql, [(seconds, key, holder) for holder, seconds in delays])
 
 
+def _hold_rate(
+    conn: sqlite3.Connection, now: float, key: str, limit: float, per: float, seconds: float
+) -> None:
+    insert = "INSERT INTO rate_takes (key, at, cost, holder) VALUES (?, ?, ?, NULL)"
+    conn.execute(insert, (key, now + seconds - per, limit))
+
+
 def _take_slot(
     conn: sqlite3.Connection, now: float, key: str, holder: str, limit: int, lease: float
 ) -> bool:
@@ -172,6 +180,22 @@ class SqliteLimits:
         moves = positive_delays(delays)
         if moves:
             await self._run(lambda conn, now: _delay_rate(conn, now, key, moves), write=True)
+
+    async def hold_rate(self, key: str, limit: float, per_seconds: float, seconds: float) -> None:
+        """Fill the window ``key`` for ``seconds`` from now: a take of the
+        whole ``limit`` that leaves it then (see ``Store.hold_rate``).
+
+        Cancellation: atomic: if it raises ``Cancelled``, nothing was held.
+
+        Raises:
+            ValueError: ``limit`` or ``per_seconds`` is not positive and finite.
+        """
+        check_rate(limit, per_seconds, limit)
+        if math.isfinite(seconds) and seconds > 0:
+            await self._run(
+                lambda conn, now: _hold_rate(conn, now, key, limit, per_seconds, seconds),
+                write=True,
+            )
 
     async def take_slot(self, key: str, holder: str, limit: int, lease_seconds: float) -> bool:
         """Take a slot of ``key`` for ``holder`` under a lease, if one is free.

@@ -111,7 +111,8 @@ _APPLY = {
         JobEvent.COMPLETE: "result = :result, error = NULL, traceback = NULL, finished_at = :now",
         JobEvent.FAIL: "error = :error, traceback = :traceback, finished_at = :now",
         JobEvent.RETRY_LATER: "error = :error, traceback = :traceback, available_at = :retry_at",
-        JobEvent.RELEASE: "attempts = MAX(attempts - :refund, 0), error = COALESCE(:error, error)",
+        JobEvent.RELEASE: "attempts = MAX(attempts - :refund, 0), error = COALESCE(:error, error),"
+        " available_at = COALESCE(:due, available_at)",
     }.items()
 }
 # The jobs some outcome may move, among those named: those under the
@@ -331,10 +332,10 @@ def _plan(outcome: Outcome, attempts: int, max_attempts: int) -> tuple[JobEvent,
             return JobEvent.FAIL, failure
         return JobEvent.RETRY_LATER, {**failure, "retry_at": outcome.retry_at}
     if outcome.refund_attempt:
-        return JobEvent.RELEASE, {"refund": 1, "error": None}
+        return JobEvent.RELEASE, {"refund": 1, "error": None, "due": outcome.retry_at}
     if attempts >= max_attempts:
         return JobEvent.FAIL, {"error": outcome.error, "traceback": None}
-    return JobEvent.RELEASE, {"refund": 0, "error": outcome.error}
+    return JobEvent.RELEASE, {"refund": 0, "error": outcome.error, "due": outcome.retry_at}
 
 
 def apply(

@@ -309,6 +309,19 @@ class Store(Protocol):
         named) and a delay that is not positive change nothing."""
         ...
 
+    async def hold_rate(self, key: str, limit: float, per_seconds: float, seconds: float) -> None:
+        """Fill the sliding window ``key`` (of ``limit`` per ``per_seconds``)
+        for ``seconds`` from now on its backend's clock: no take succeeds
+        before then, whatever its cost, and ``take_rate`` answers the wait.
+        The hold is a take of the whole ``limit``, placed so that it leaves
+        the window ``seconds`` from now; a longer hold already there stays.
+        One atomic step; ``seconds`` not positive changes nothing.
+
+        Raises:
+            ValueError: ``limit`` or ``per_seconds`` is not positive and finite.
+        """
+        ...
+
     async def take_slot(self, key: str, holder: str, limit: int, lease_seconds: float) -> bool:
         """Take one of the ``limit`` slots of ``key`` for ``holder``, leased
         for ``lease_seconds``. Slots whose lease ran out are freed first, so

@@ -22,6 +22,7 @@ __all__ = [
     "Counts",
     "EngineRecord",
     "Fail",
+    "FollowUp",
     "JobPage",
     "JobRecord",
     "NewJob",
@@ -161,11 +162,23 @@ class JobPage:
 
 
 @attrs.frozen(kw_only=True)
+class FollowUp:
+    """A job a handler added (``ctx.enqueue``), to ``batch_id``."""
+
+    batch_id: str
+    job: NewJob
+
+
+@attrs.frozen(kw_only=True)
 class Complete:
-    """The handler returned ``result``: active → completed."""
+    """The handler returned ``result``: active → completed. Its
+    ``follow_ups`` are added in the same step, only if the job does complete
+    there (as ``add_jobs`` adds them: a known ``key`` is skipped); one for a
+    batch that no longer exists is dropped."""
 
     job_id: str
     result: Any = None
+    follow_ups: tuple[FollowUp, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -185,12 +198,15 @@ class Release:
 
     ``refund_attempt`` gives back the attempt its claim counted (shutdown,
     cancel). Without it (a crashed child) the attempt stays used, and a job
-    that has used all its attempts becomes failed with ``error``.
+    that has used all its attempts becomes failed with ``error``. With
+    ``retry_at`` (wall clock) the job is not handed out again before then
+    (its handler said its API is rate limited).
     """
 
     job_id: str
     refund_attempt: bool
     error: str = "interrupted"
+    retry_at: float | None = None
 
 
 Outcome = Complete | Fail | Release

@@ -62,11 +62,11 @@ from engine.store._redis_schedules import SCHEDULE_SCRIPTS, RedisSchedules
 from engine.store._redis_scripts import SCRIPTS
 from engine.store._redis_values import (
     STATES,
+    follow_up_args,
     job_record,
+    new_job_args,
     number,
-    optional,
     outcome_args,
-    rank,
 )
 from engine.store.records import (
     AddResult,
@@ -205,12 +205,7 @@ class RedisStore(
         now = self._clock()
         args: list[str | int] = [batch_id, number(now)]
         for job in jobs:
-            due = number(now + max(job.delay_seconds, 0.0))
-            args += [uuid.uuid4().hex, job.type, _json.dump(job.payload), optional(job.key)]
-            args += [rank(job.priority), due, job.max_attempts, str(job.priority)]
-            args.append(number(job.cost))
-            timeout = job.timeout_seconds
-            args.append(optional(None if timeout is None else number(timeout)))
+            args += new_job_args(job, now)
         added = await self._run("add_jobs", *args)
         if added is None:
             raise BatchNotFound(f"no batch {batch_id!r}")
@@ -267,7 +262,8 @@ class RedisStore(
         Returns:
             The state each job is in afterwards; an outcome for a job that is
             not active under ``owner``'s lease (recovered, claimed by another
-            owner, deleted, unknown) is skipped and absent.
+            owner, deleted, unknown) is skipped and absent. A completion's
+            follow-ups are added in the same script.
 
         Raises:
             TypeError: a result is not JSON-serialisable; nothing was recorded.
@@ -277,9 +273,11 @@ class RedisStore(
             first.setdefault(outcome.job_id, outcome)
         if not first:
             return {}
-        args = [number(self._clock()), owner]
+        now = self._clock()
+        args: list[str | int] = [number(now), owner, 5 * len(first)]
         for outcome in first.values():
             args += outcome_args(outcome)
+        args += follow_up_args(list(first.values()), now)
         moved = await self._run("apply", *args)
         return {
             job_id: STATES[state] for job_id, state in zip(moved[::2], moved[1::2], strict=True)

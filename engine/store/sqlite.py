@@ -60,6 +60,7 @@ import trio
 
 from engine.store import _sqlite_ops as ops
 from engine.store._sqlite_cluster import SqliteClusterMethods
+from engine.store._sqlite_follow_ups import add_follow_ups
 from engine.store._sqlite_jobs import SqliteJobs
 from engine.store._sqlite_limits import SqliteLimits
 from engine.store._sqlite_reads import SqliteReads
@@ -227,11 +228,18 @@ class SqliteStore(SqliteReads, SqliteJobs, SqliteClusterMethods, SqliteLimits, S
         Returns:
             The state each job is in afterwards; an outcome for a job that is
             not active under ``owner``'s lease (recovered, claimed by another
-            owner, deleted, unknown) is skipped and absent.
+            owner, deleted, unknown) is skipped and absent. A completion's
+            follow-ups are added in the same transaction.
         """
         if not outcomes:
             return {}
-        return await self._run(lambda conn, now: ops.apply(conn, now, outcomes, owner), write=True)
+
+        def apply(conn: sqlite3.Connection, now: float) -> dict[str, JobState]:
+            states = ops.apply(conn, now, outcomes, owner)
+            add_follow_ups(conn, now, outcomes, states)
+            return states
+
+        return await self._run(apply, write=True)
 
     async def retry_failed(self, batch_id: str) -> int:
         """Failed jobs back to pending, due now, with attempts and error reset.

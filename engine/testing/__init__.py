@@ -4,10 +4,12 @@ imports it; an engine loads it only when ``BATCHYARD_JOBS`` names it.
 Importing the package registers the fault-injection job types of
 ``engine.testing.faults``, so ``BATCHYARD_JOBS=engine.testing`` gives an
 engine and its children ``crash``, ``hang``, ``garble``, ``pid`` and
-``steps``. The harness (``engine.testing.harness``: test settings, engines
-and servers, a failing store, helpers that build jobs and collect events;
-and ``engine.testing.fake_child``, the in-process child spawner) is
-imported only when one of its names is used, so a child never pays for it.
+``steps``, and those of ``engine.testing.flows``: ``fan-out``,
+``fan-out-sync``, ``rate-limited`` and ``rate-limited-sync``. The harness
+(``engine.testing.harness``: test settings, engines and servers, a failing
+store, helpers that build jobs and collect events; and
+``engine.testing.fake_child``, the in-process child spawner) is imported
+only when one of its names is used, so a child never pays for it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from engine.testing import faults as faults
+from engine.testing import flows as flows
 from protocols._lazy import lazy_exports
 
 if TYPE_CHECKING:
@@ -37,6 +40,7 @@ __all__ = [
     "FakeSpawner",
     "collect_until",
     "faults",
+    "flows",
     "jobs_of",
     "open_fake_engine",
     "open_fake_store",

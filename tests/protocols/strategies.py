@@ -37,7 +37,9 @@ COUNTS = st.integers(min_value=0, max_value=2**31)
 TEXT = st.text(st.characters(codec="utf-8"), max_size=20)
 FLOATS = st.floats(allow_nan=False, allow_infinity=False)
 
-JSON_SCALARS = st.none() | st.booleans() | INT64 | FLOATS | TEXT
+# Payloads and results hold integers of any size; most fit in 64 bits.
+WIDE_INTS = INT64 | st.integers(min_value=-(2**200), max_value=2**200)
+JSON_SCALARS = st.none() | st.booleans() | WIDE_INTS | FLOATS | TEXT
 JSON = st.recursive(
     JSON_SCALARS,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
@@ -74,14 +76,31 @@ PARENT_MESSAGES: st.SearchStrategy[ipc.ParentMessage] = st.one_of(
     st.builds(ipc.CancelJob, job_id=TEXT),
 )
 
+FOLLOW_UPS = st.builds(
+    ipc.FollowUp,
+    batch_id=st.none() | TEXT,
+    type=TEXT,
+    payload=JSON,
+    key=st.none() | TEXT,
+    priority=INT64,
+    delay_seconds=FLOATS,
+    cost=FLOATS,
+)
+
 CHILD_MESSAGES: st.SearchStrategy[ipc.ChildMessage] = st.one_of(
     st.builds(ipc.Ready, pid=st.integers(min_value=1, max_value=2**31)),
     st.builds(ipc.BatchStarted, batch_id=TEXT),
     st.builds(ipc.JobStarted, job_id=TEXT, started_at=st.floats(0, 2e9)),
     st.builds(ipc.JobProgress, job_id=TEXT, progress=st.floats(min_value=0, max_value=100)),
-    st.builds(ipc.JobCompleted, job_id=TEXT, result=JSON),
+    st.builds(
+        ipc.JobCompleted,
+        job_id=TEXT,
+        result=JSON,
+        follow_ups=st.lists(FOLLOW_UPS, max_size=3).map(tuple),
+    ),
     st.builds(ipc.JobFailed, job_id=TEXT, error=TEXT, traceback=st.none() | TEXT),
     st.builds(ipc.JobInterrupted, job_id=TEXT),
+    st.builds(ipc.JobRateLimited, job_id=TEXT, retry_after=st.floats(0, 1e6)),
     st.builds(ipc.Progress, in_flight=COUNTS, completed=COUNTS, failed=COUNTS),
     st.builds(ipc.Done, completed=COUNTS, failed=COUNTS),
     st.builds(ipc.ChildFailed, error=TEXT),
@@ -132,6 +151,15 @@ EVENT_DATA: st.SearchStrategy[events.EventData] = st.one_of(
         retry_at=st.none() | FLOATS,
         type=NAMES,
         attempt=st.integers(min_value=1, max_value=2**31),
+    ),
+    st.builds(
+        events.RateLimitedJob,
+        batch_id=BATCH_IDS,
+        job_id=TEXT,
+        type=NAMES,
+        retry_after=st.floats(0, 1e6),
+        resume_at=FLOATS,
+        type_wide=st.booleans(),
     ),
     st.builds(
         events.RunDone,

@@ -6,12 +6,11 @@ import itertools
 import re
 from typing import Any
 
-import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocols import events, frames
+from protocols import events, frames, jsontext
 from protocols.codec import CONVERTER
 from protocols.errors import RemoteProtocolError
 from protocols.events import Event
@@ -21,7 +20,7 @@ from tests.protocols.strategies import EVENT_DATA, EVENTS, JSON, SETTINGS
 
 def test_websocket_frame_of_the_contract() -> None:
     data = events.JobUpdate(batch_id="b1", job_id="j1", status=JobState.ACTIVE, progress=40)
-    assert orjson.loads(frames.ws_frame(Event(seq=7, data=data))) == {
+    assert jsontext.load_any(frames.ws_frame(Event(seq=7, data=data))) == {
         "event": "job:progress",
         "seq": 7,
         "data": {"batchId": "b1", "jobId": "j1", "status": "active", "progress": 40},
@@ -40,7 +39,7 @@ def test_sse_frame_of_the_contract() -> None:
 def test_websocket_round_trip(event: Event) -> None:
     frame = frames.ws_frame(event)
     assert isinstance(frame, str)
-    assert sorted(orjson.loads(frame)) == ["data", "event", "seq"]
+    assert sorted(jsontext.load_any(frame)) == ["data", "event", "seq"]
     assert frames.parse_ws_frame(frame) == event
     assert frames.parse_ws_frame(frame.encode()) == event
 
@@ -57,7 +56,7 @@ def test_sse_frame_is_three_fields_and_a_blank_line(event: Event) -> None:
     fields = dict(pairs)
     assert int(fields[b"id"]) == event.seq
     assert fields[b"event"].decode() == event.event
-    assert CONVERTER.structure(orjson.loads(fields[b"data"]), type(event.data)) == event.data
+    assert CONVERTER.structure(jsontext.load_any(fields[b"data"]), type(event.data)) == event.data
 
 
 def test_data_with_line_breaks_stays_on_one_sse_line() -> None:
@@ -92,13 +91,13 @@ def test_data_with_line_breaks_stays_on_one_sse_line() -> None:
 )
 def test_invalid_frames_are_refused(fields: dict[str, Any], path: str) -> None:
     with pytest.raises(RemoteProtocolError, match=rf"@ \$\.{re.escape(path)}\b"):
-        frames.parse_ws_frame(orjson.dumps(fields))
+        frames.parse_ws_frame(jsontext.dumps(fields))
 
 
 @SETTINGS
 @given(JSON | st.binary(max_size=100))
 def test_junk_frames_raise_only_remote_protocol_error(junk: Any) -> None:
-    raw = junk if isinstance(junk, bytes) else orjson.dumps(junk)
+    raw = junk if isinstance(junk, bytes) else jsontext.dumps(junk)
     try:
         event = frames.parse_ws_frame(raw)
     except RemoteProtocolError:
@@ -124,7 +123,7 @@ RUNS = st.lists(
 @given(RUNS)
 def test_an_array_message_round_trip(run: list[Event]) -> None:
     message = frames.ws_array(frames.ws_frame(event) for event in run)
-    assert [frame["seq"] for frame in orjson.loads(message)] == [event.seq for event in run]
+    assert [frame["seq"] for frame in jsontext.load_any(message)] == [event.seq for event in run]
     assert frames.parse_ws_message(message) == run
     assert frames.parse_ws_message(message.encode()) == run
 
@@ -147,17 +146,17 @@ def _frame(seq: int, batch_id: Any = "b") -> dict[str, Any]:
         ('"text"', "frame object or an array of frames; got a string"),
         ("null", "got null"),
         ("[1, 2]", r"@ $[0]"),
-        (orjson.dumps([_frame(1), "x"]), r"@ $[1]"),
-        (orjson.dumps([_frame(1), _frame(2, batch_id=5)]), r"@ $[1].data.batchId"),
-        (orjson.dumps([_frame(1), {**_frame(2), "event": "nope"}]), r"@ $[1].event"),
-        (orjson.dumps([_frame(1), _frame(0)]), r"@ $[1].seq"),
-        (orjson.dumps([_frame(1), {**_frame(2), "extra": 1}]), r"unknown fields: extra @ $[1]"),
+        (jsontext.dumps([_frame(1), "x"]), r"@ $[1]"),
+        (jsontext.dumps([_frame(1), _frame(2, batch_id=5)]), r"@ $[1].data.batchId"),
+        (jsontext.dumps([_frame(1), {**_frame(2), "event": "nope"}]), r"@ $[1].event"),
+        (jsontext.dumps([_frame(1), _frame(0)]), r"@ $[1].seq"),
+        (jsontext.dumps([_frame(1), {**_frame(2), "extra": 1}]), r"unknown fields: extra @ $[1]"),
         (
-            orjson.dumps([_frame(3), _frame(2)]),
+            jsontext.dumps([_frame(3), _frame(2)]),
             r"seq 2 follows seq 3, out of seq order @ $[1].seq",
         ),
         (
-            orjson.dumps([_frame(3), _frame(3)]),
+            jsontext.dumps([_frame(3), _frame(3)]),
             r"seq 3 follows seq 3, out of seq order @ $[1].seq",
         ),
         ("[{", "event message is not JSON"),
@@ -172,7 +171,7 @@ def test_bad_array_messages_are_refused(message: str | bytes, says: str) -> None
 @given(st.lists(JSON | st.builds(_frame, st.integers(min_value=-2, max_value=3)), max_size=4))
 def test_junk_arrays_raise_only_remote_protocol_error(items: list[Any]) -> None:
     try:
-        found = frames.parse_ws_message(orjson.dumps(items))
+        found = frames.parse_ws_message(jsontext.dumps(items))
     except RemoteProtocolError:
         return
     assert len(found) == len(items)

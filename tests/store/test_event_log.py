@@ -13,7 +13,7 @@ from engine.store import EventLog
 from engine.store.redis import open_redis_store
 from engine.store.sqlite import open_sqlite_store
 from protocols.errors import LocalProtocolError
-from protocols.events import JobUpdate, ProcessingStarted, RunDone
+from protocols.events import JobUpdate, ProcessingStarted, RunDone, RunError
 from protocols.lifecycle import JobState
 from tests.redis_server import redis_command
 from tests.store.helpers import DEADLINE
@@ -72,6 +72,7 @@ async def test_events_travel_with_every_field(redis_url: str) -> None:
         JobUpdate(batch_id="b", job_id="j", status=JobState.ACTIVE, progress=12.5),
         JobUpdate(batch_id="b", job_id="j", status=JobState.FAILED, error="boom\n", attempt=2),
         RunDone(batch_id="b", completed=3, failed=1, reason="cancelled"),
+        RunDone(batch_id="b", completed=2**70, failed=2**64),
     ]
     with trio.fail_after(DEADLINE):
         async with open_redis_store(redis_url) as log:
@@ -80,7 +81,7 @@ async def test_events_travel_with_every_field(redis_url: str) -> None:
 
 
 async def test_a_burst_with_an_event_json_cannot_carry_appends_nothing(redis_url: str) -> None:
-    bad = RunDone(batch_id="b", completed=2**70, failed=0)
+    bad = RunError(batch_id="b", error="lone \ud800 surrogate")
     with trio.fail_after(DEADLINE):
         async with open_redis_store(redis_url) as log:
             with pytest.raises(LocalProtocolError):

@@ -473,6 +473,7 @@ def test_exports() -> None:
         "EngineRecord",
         "EventLog",
         "Fail",
+        "FollowUp",
         "JobPage",
         "JobRecord",
         "NewJob",
