@@ -51,7 +51,9 @@ def create_app(engine: Engine) -> Starlette:
     settings = engine.settings
     metrics = ServerMetrics(engine)
     server_version = version("batchyard")
-    document = openapi_document(server_version, secured=settings.token is not None)
+    document = openapi_document(
+        server_version, secured=settings.token is not None, job_types=engine.registry.names()
+    )
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)

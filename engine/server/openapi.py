@@ -1,370 +1,305 @@
-"""``GET /openapi.json``: an OpenAPI 3.1 description of the API.
+"""``GET /openapi.json``: the OpenAPI 3.1 document, built from what the server checks.
 
 Design notes
 ------------
-Written by hand, next to nothing but itself, because the routes decode their
-bodies with ``protocols.api`` rather than with annotations a generator could
-read. A test checks that every route of the app appears here with each of its
-methods, so a route cannot be added without being described. ``/ws`` appears
-as the ``GET`` that upgrades to a WebSocket, which is as far as OpenAPI goes.
+Nothing in the document is written twice. Bodies are the ``protocols.api``
+classes the routes decode and encode, turned into JSON Schema by
+``protocols.jsonschema`` (each bound read off the validator that enforces
+it); query parameters are the ``engine.server.queries`` objects the routes
+parse with; path parameters are listed once in ``_PATH_PARAMS``. What is
+left to write by hand is one entry per route in ``_OPERATIONS``: a summary,
+the body class, the query parameters and the answers by status. A test
+checks that every route of the app has its entry, with each of its methods.
+
+Job types are named by the server that serves the document (a type it does
+not know is refused with 400), so the document lists them.
+
+The two event routes are streams, and OpenAPI describes only their opening:
+``GET /api/events`` answers ``text/event-stream``, ``/ws`` is the ``GET``
+that upgrades to a WebSocket (101), and a plain ``GET`` of it is answered
+426 with ``Upgrade: websocket``. The frames are described in words.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection, Mapping
 from typing import Any
+
+import attrs
+
+from engine.server import queries
+from engine.server.queries import Query
+from protocols import api
+from protocols.events import EVENT_TYPES
+from protocols.jsonschema import REF_PREFIX, component_schemas, field_schema
 
 __all__ = ["openapi_document"]
 
-_ERROR = {"$ref": "#/components/schemas/ErrorBody"}
-_BATCH_ID = {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"}
-_COUNT = {"type": "integer", "minimum": 0}
+
+@attrs.frozen(kw_only=True)
+class Answer:
+    """One documented answer: what it means, its JSON body class or media
+    type, and its headers."""
+
+    description: str
+    body: type[Any] | None = None
+    media: str | None = None
+    headers: Mapping[str, Any] = attrs.field(factory=dict)
+    media_schema: Mapping[str, Any] = attrs.field(factory=lambda: {"type": "string"})
 
 
-def _object(required: list[str], **properties: Any) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": required,
-        "properties": properties,
-        "additionalProperties": False,
-    }
+@attrs.frozen(kw_only=True)
+class Op:
+    """One operation: ``answers`` maps a status to its body class or an ``Answer``.
+
+    ``open`` operations need no token; every other one may answer 401.
+    """
+
+    summary: str
+    answers: Mapping[int, type[Any] | Answer]
+    body: type[Any] | None = None
+    query: tuple[Query[Any], ...] = ()
+    open: bool = False
 
 
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
+ERROR = api.ErrorBody
 
-
-_SCHEMAS: dict[str, Any] = {
-    "ErrorBody": _object(
-        ["error"],
-        error=_object(["code", "message"], code={"type": "string"}, message={"type": "string"}),
-    ),
-    "JobSpec": _object(
-        [],
-        payload={},
-        type={"type": "string", "minLength": 1},
-        key={"type": "string", "minLength": 1, "maxLength": 1024},
-        priority={"type": "integer", "minimum": -(2**21), "maximum": 2**21},
-        delaySeconds={"type": "number", "minimum": 0},
-        cost={"type": "number", "exclusiveMinimum": 0},
-    ),
-    "CreateBatch": _object(
-        ["type", "jobs"],
-        batchId=_BATCH_ID,
-        type={"type": "string", "minLength": 1},
-        jobs={"type": "array", "items": _ref("JobSpec")},
-        options={
-            "type": "object",
-            "properties": {
-                "after": {"type": "array", "items": _BATCH_ID, "maxItems": 1000},
-                "autoStart": {"type": "boolean"},
-            },
-        },
-    ),
-    "AddJobs": _object(["jobs"], jobs={"type": "array", "items": _ref("JobSpec")}),
-    "EnqueueResult": _object(
-        ["batchId", "enqueued", "duplicates"],
-        batchId=_BATCH_ID,
-        enqueued=_COUNT,
-        duplicates=_COUNT,
-    ),
-    "Counts": _object(
-        ["pending", "active", "completed", "failed"],
-        pending=_COUNT,
-        active=_COUNT,
-        completed=_COUNT,
-        failed=_COUNT,
-    ),
-    "BatchView": _object(
-        ["batchId", "type", "running", "engineId", "counts", "createdAt", "options"],
-        batchId=_BATCH_ID,
-        type={"type": "string"},
-        running={"type": "boolean"},
-        engineId={"type": ["string", "null"]},
-        counts=_ref("Counts"),
-        createdAt={"type": "string", "format": "date-time"},
-        options={"type": "object"},
-    ),
-    "BatchList": _object(["batches"], batches={"type": "array", "items": _ref("BatchView")}),
-    "JobView": _object(
-        ["jobId", "type", "state", "payload", "attempts", "key", "priority", "result", "error"],
-        jobId={"type": "string"},
-        type={"type": "string"},
-        state={"enum": ["pending", "active", "completed", "failed"]},
-        payload={},
-        attempts=_COUNT,
-        key={"type": ["string", "null"]},
-        priority={"type": "integer"},
-        result={},
-        error={"type": ["string", "null"]},
-        cost={"type": "number", "exclusiveMinimum": 0},
-    ),
-    "JobList": _object(
-        ["jobs", "nextCursor"],
-        jobs={"type": "array", "items": _ref("JobView")},
-        nextCursor={"type": ["string", "null"]},
-    ),
-    "ProcessResult": _object(
-        ["status", "batchId"],
-        status={"enum": ["started", "already-running", "capacity-reached"]},
-        batchId=_BATCH_ID,
-    ),
-    "EngineView": _object(
-        ["engineId", "host", "pid", "runningBatches", "maxBatches", "lastSeen"],
-        engineId={"type": "string"},
-        host={"type": "string"},
-        pid={"type": "integer"},
-        runningBatches={"type": "array", "items": _BATCH_ID},
-        maxBatches={"type": "integer", "minimum": 1},
-        lastSeen={"type": "string", "format": "date-time"},
-    ),
-    "StatusView": _object(
-        [
-            "runningBatches",
-            "activeBatches",
-            "maxBatches",
-            "isShuttingDown",
-            "paused",
-            "engineId",
-            "engines",
-        ],
-        runningBatches={"type": "array", "items": _BATCH_ID},
-        activeBatches=_COUNT,
-        maxBatches={"type": "integer", "minimum": 1},
-        isShuttingDown={"type": "boolean"},
-        paused={"type": "boolean"},
-        engineId={"type": "string"},
-        engines={"type": "array", "items": _ref("EngineView")},
-    ),
-    "HealthView": _object(
-        ["status", "services", "metrics"],
-        status={"enum": ["ok", "degraded"]},
-        services={"type": "object", "additionalProperties": {"type": "string"}},
-        metrics=_object(
-            ["queueLength", "activeWorkers"], queueLength=_COUNT, activeWorkers=_COUNT
-        ),
-    ),
-    "Requeued": _object(["requeued"], requeued=_COUNT),
+_MEANINGS = {
+    200: "done",
+    201: "created",
+    202: "accepted",
+    204: "done, no body",
+    400: "bad input: the message names the field",
+    401: "missing or wrong token",
+    404: "no such batch",
+    409: "conflict with the batch's state",
+    413: "body over the size limit",
+    426: "not a WebSocket handshake",
+    429: "capacity reached",
+    500: "the child process could not be started",
+    503: "the engine is shutting down, or the store is unavailable",
 }
 
+_RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer", "minimum": 0}}}
 
-def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+_PATH_PARAMS: dict[str, dict[str, Any]] = {
+    "batchId": field_schema(attrs.fields(api.CreateBatch).batch_id, str, []),
+}
 
-
-def _errors(*statuses: int) -> dict[str, Any]:
-    meaning = {
-        400: "bad input: the message names the field",
-        404: "no such batch",
-        409: "conflict with the batch's state",
-        413: "body over the size limit",
-        500: "the child process could not be started",
-        503: "the engine is shutting down, or the store is unavailable",
-    }
-    return {str(status): _json(meaning[status], _ERROR) for status in statuses}
-
-
-def _op(
-    summary: str,
-    responses: dict[str, Any],
-    *,
-    body: str | None = None,
-    params: tuple[dict[str, Any], ...] = (),
-    open_: bool = False,
-) -> dict[str, Any]:
-    operation: dict[str, Any] = {"summary": summary, "responses": responses}
-    if body is not None:
-        operation["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": _ref(body)}},
-        }
-    if params:
-        operation["parameters"] = list(params)
-    if open_:
-        operation["security"] = []
-    else:
-        responses["401"] = _json("missing or wrong token (when the server has one)", _ERROR)
-    return operation
-
-
-def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, "in": "query", "description": description, "schema": schema}
-
-
-_PATH_ID = {"name": "batchId", "in": "path", "required": True, "schema": _BATCH_ID}
-_FILTER = _query(
-    "batchId",
-    "only events of this batch; repeat for several, omit for all",
-    {"type": "array", "items": _BATCH_ID},
+_WS = (
+    "WebSocket of frames {event, seq, data} (with ?batch=1, each message a JSON array of "
+    "the frames queued since the last one, in seq order). The client may send "
+    '{"subscribe": [batchId...]}, {"unsubscribe": [...]} and {"resumeFrom": seq}. '
+    "Close codes: 1001 server shutting down, 1003 binary or non-JSON message, "
+    "1007 invalid control message, 1008 missing or wrong token, 1009 message too large, "
+    "1013 slow subscriber (resume from the seq in the reason)."
+)
+_SSE = (
+    "Server-Sent Events: each frame is id: SEQ, event: NAME, data: JSON of the event's "
+    "data; honours the Last-Event-ID header; a comment line keeps an idle stream open."
 )
 
+#: One SSE frame: its seq, the event's name, the event's data as JSON.
+_SSE_FRAME = {
+    "type": "object",
+    "required": ["id", "event", "data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "event": {"type": "string", "enum": sorted(EVENT_TYPES)},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+}
 
-def _collection_paths() -> dict[str, Any]:
-    return {
-        "/api/batches": {
-            "get": _op("list batches with counts", {"200": _json("batches", _ref("BatchList"))}),
-            "post": _op(
-                "create a batch and enqueue its jobs",
-                {"201": _json("enqueued", _ref("EnqueueResult")), **_errors(400, 409, 413, 503)},
-                body="CreateBatch",
-            ),
-        },
-    }
-
-
-def _batch_paths() -> dict[str, Any]:
-    p = (_PATH_ID,)
-    return {
-        "/api/batches/{batchId}": {
-            "get": _op(
-                "one batch", {"200": _json("batch", _ref("BatchView")), **_errors(404)}, params=p
-            ),
-            "delete": _op(
-                "delete an idle batch and its jobs",
-                {"204": {"description": "deleted"}, **_errors(404, 409)},
-                params=p,
-            ),
-        },
-        "/api/batches/{batchId}/jobs": {
-            "get": _op(
-                "a page of the batch's jobs",
-                {"200": _json("jobs", _ref("JobList")), **_errors(400, 404)},
-                params=(
-                    *p,
-                    _query(
-                        "state",
-                        "only jobs in this state",
-                        _SCHEMAS["JobView"]["properties"]["state"],
-                    ),
-                    _query(
-                        "limit", "page size", {"type": "integer", "minimum": 1, "maximum": 1000}
-                    ),
-                    _query("cursor", "nextCursor of the previous page", {"type": "string"}),
+_OPERATIONS: dict[str, dict[str, Op]] = {
+    "/api/batches": {
+        "get": Op(summary="list batches with counts", answers={200: api.BatchList}),
+        "post": Op(
+            summary="create a batch and enqueue its jobs",
+            body=api.CreateBatch,
+            answers={201: api.EnqueueResult, 400: ERROR, 409: ERROR, 413: ERROR, 503: ERROR},
+        ),
+    },
+    "/api/batches/{batchId}": {
+        "get": Op(summary="one batch", answers={200: api.BatchView, 404: ERROR}),
+        "delete": Op(
+            summary="delete an idle batch and its jobs",
+            answers={204: Answer(description="deleted"), 404: ERROR, 409: ERROR},
+        ),
+    },
+    "/api/batches/{batchId}/jobs": {
+        "get": Op(
+            summary="a page of the batch's jobs",
+            query=(queries.STATE, queries.LIMIT, queries.CURSOR),
+            answers={200: api.JobList, 400: ERROR, 404: ERROR},
+        ),
+        "post": Op(
+            summary="add jobs to a batch",
+            body=api.AddJobs,
+            answers={201: api.EnqueueResult, 400: ERROR, 404: ERROR, 413: ERROR, 503: ERROR},
+        ),
+    },
+    "/api/batches/{batchId}/retry": {
+        "post": Op(summary="failed jobs back to pending", answers={200: api.Requeued, 404: ERROR}),
+    },
+    "/api/batches/{batchId}/cancel": {
+        "post": Op(
+            summary="stop a running batch; in-flight jobs go back to pending",
+            answers={200: api.BatchView, 404: ERROR, 409: ERROR},
+        ),
+    },
+    "/api/jobs/process/all/{batchId}": {
+        "post": Op(
+            summary="process every pending job of the batch in a child process",
+            answers={
+                200: Answer(description="started", body=api.ProcessResult),
+                202: Answer(description="already running", body=api.ProcessResult),
+                429: Answer(
+                    description="capacity reached", body=api.ProcessResult, headers=_RETRY_AFTER
                 ),
-            ),
-            "post": _op(
-                "add jobs to a batch",
-                {"201": _json("enqueued", _ref("EnqueueResult")), **_errors(400, 404, 413, 503)},
-                body="AddJobs",
-                params=p,
-            ),
-        },
-        "/api/batches/{batchId}/retry": {
-            "post": _op(
-                "failed jobs back to pending",
-                {"200": _json("requeued", _ref("Requeued")), **_errors(404)},
-                params=p,
-            )
-        },
-        "/api/batches/{batchId}/cancel": {
-            "post": _op(
-                "stop a running batch; in-flight jobs go back to pending",
-                {
-                    "200": _json("the batch, still stopping", _ref("BatchView")),
-                    **_errors(404, 409),
-                },
-                params=p,
-            )
-        },
-    }
-
-
-def _engine_paths() -> dict[str, Any]:
-    started = _json("the run's state", _ref("ProcessResult"))
-    status = {"200": _json("the engine's state", _ref("StatusView"))}
-    return {
-        "/api/jobs/process/all/{batchId}": {
-            "post": _op(
-                "process every pending job of the batch in a child process",
-                {
-                    "200": started,
-                    "202": {**started, "description": "already running"},
-                    "429": {
-                        **started,
-                        "description": "capacity reached",
-                        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
-                    },
-                    **_errors(404, 500, 503),
-                },
-                params=(_PATH_ID,),
-            )
-        },
-        "/api/pause": {"post": _op("stop handing out jobs", dict(status))},
-        "/api/resume": {"post": _op("hand out jobs again", dict(status))},
-        "/api/status": {"get": _op("what the engine is doing", dict(status))},
-        "/health": {
-            "get": _op(
-                "store and engine health",
-                {
-                    "200": _json("ok", _ref("HealthView")),
-                    "503": _json("degraded", _ref("HealthView")),
-                },
-                open_=True,
-            )
-        },
-    }
-
-
-def _other_paths() -> dict[str, Any]:
-    resume = _query("lastEventId", "replay retained events after this seq", {"type": "integer"})
-    return {
-        "/api/events": {
-            "get": _op(
-                "Server-Sent Events: id is the seq; honours the Last-Event-ID header",
-                {
-                    "200": {"description": "event stream", "content": {"text/event-stream": {}}},
-                    **_errors(400),
-                },
-                params=(_FILTER, resume),
-            )
-        },
-        "/ws": {
-            "get": _op(
-                "WebSocket of frames {event, seq, data} (with ?batch=1, each message a JSON "
-                "array of the frames queued since the last one, in seq order); send "
-                "{subscribe}, {unsubscribe}, {resumeFrom}; ?resumeFrom= replays from the "
-                "start; token may be passed as ?token=",
-                {"101": {"description": "switching protocols"}, **_errors(400)},
-                params=(
-                    _FILTER,
-                    _query(
-                        "resumeFrom",
-                        "replay every retained event with a greater seq first",
-                        {"type": "integer", "minimum": 0},
-                    ),
-                    _query(
-                        "batch",
-                        "1: each message is a JSON array of frames",
-                        {"type": "integer", "enum": [0, 1]},
-                    ),
-                    _query("token", "the bearer token", {"type": "string"}),
+                404: ERROR,
+                500: ERROR,
+                503: ERROR,
+            },
+        ),
+    },
+    "/api/pause": {"post": Op(summary="stop handing out jobs", answers={200: api.StatusView})},
+    "/api/resume": {"post": Op(summary="hand out jobs again", answers={200: api.StatusView})},
+    "/api/status": {"get": Op(summary="what the engine is doing", answers={200: api.StatusView})},
+    "/health": {
+        "get": Op(
+            summary="store and engine health",
+            open=True,
+            answers={
+                200: Answer(description="ok", body=api.HealthView),
+                503: Answer(description="degraded", body=api.HealthView),
+            },
+        ),
+    },
+    "/api/events": {
+        "get": Op(
+            summary=_SSE,
+            query=(queries.BATCH_IDS, queries.LAST_EVENT_ID),
+            answers={
+                200: Answer(
+                    description="event stream", media="text/event-stream", media_schema=_SSE_FRAME
                 ),
-            )
-        },
-        "/metrics": {
-            "get": _op(
-                "Prometheus metrics",
-                {"200": {"description": "text format", "content": {"text/plain": {}}}},
-            )
-        },
-        "/openapi.json": {
-            "get": _op("this document", {"200": {"description": "OpenAPI 3.1"}}, open_=True)
-        },
-        "/": {"get": _op("the dashboard page", {"200": {"description": "HTML"}}, open_=True)},
+                400: ERROR,
+            },
+        ),
+    },
+    "/ws": {
+        "get": Op(
+            summary=_WS,
+            query=(queries.BATCH_IDS, queries.RESUME_FROM, queries.BATCH_FLAG, queries.TOKEN),
+            answers={
+                101: Answer(description="switching protocols: the WebSocket"),
+                400: ERROR,
+                426: Answer(
+                    description=_MEANINGS[426],
+                    body=ERROR,
+                    headers={"Upgrade": {"schema": {"type": "string", "enum": ["websocket"]}}},
+                ),
+            },
+        ),
+    },
+    "/metrics": {
+        "get": Op(
+            summary="Prometheus metrics",
+            answers={200: Answer(description="text format", media="text/plain")},
+        ),
+    },
+    "/openapi.json": {
+        "get": Op(
+            summary="this document",
+            open=True,
+            answers={200: Answer(description="OpenAPI 3.1", media="application/json")},
+        ),
+    },
+    "/": {
+        "get": Op(
+            summary="the dashboard page",
+            open=True,
+            answers={200: Answer(description="HTML", media="text/html")},
+        ),
+    },
+}
+
+_PATH_PARAM = re.compile(r"{(\w+)}")
+
+
+def _answer(status: int, answer: type[Any] | Answer) -> dict[str, Any]:
+    if not isinstance(answer, Answer):
+        answer = Answer(description=_MEANINGS[status], body=answer)
+    described: dict[str, Any] = {"description": answer.description}
+    if answer.body is not None:
+        schema = {"$ref": REF_PREFIX + answer.body.__name__}
+        described["content"] = {"application/json": {"schema": schema}}
+    elif answer.media is not None:
+        described["content"] = {answer.media: {"schema": dict(answer.media_schema)}}
+    if answer.headers:
+        described["headers"] = dict(answer.headers)
+    return described
+
+
+def _operation(path: str, op: Op, *, secured: bool) -> dict[str, Any]:
+    answers = dict(op.answers)
+    if secured and not op.open:
+        answers[401] = ERROR
+    described: dict[str, Any] = {
+        "summary": op.summary,
+        "responses": {str(status): _answer(status, a) for status, a in sorted(answers.items())},
     }
+    params = [
+        {"name": name, "in": "path", "required": True, "schema": _PATH_PARAMS[name]}
+        for name in _PATH_PARAM.findall(path)
+    ]
+    params += [query.parameter() for query in op.query]
+    if params:
+        described["parameters"] = params
+    if op.body is not None:
+        schema = {"$ref": REF_PREFIX + op.body.__name__}
+        described["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": schema}},
+        }
+    if op.open:
+        described["security"] = []
+    return described
 
 
-def openapi_document(version: str, *, secured: bool) -> dict[str, Any]:
+def _body_classes() -> list[type[Any]]:
+    classes: list[type[Any]] = []
+    for ops in _OPERATIONS.values():
+        for op in ops.values():
+            bodies = [
+                op.body,
+                *(a.body if isinstance(a, Answer) else a for a in op.answers.values()),
+            ]
+            classes += [body for body in bodies if body is not None]
+    return classes
+
+
+def openapi_document(
+    version: str, *, secured: bool, job_types: Collection[str] | None = None
+) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the API.
 
     Args:
         version: the server's version.
-        secured: whether a bearer token is required (it adds the scheme).
+        secured: whether a bearer token is required (it adds the scheme and 401s).
+        job_types: the job types the server knows; bodies list them as the
+            only allowed ``type`` values (without it, any non-empty name).
     """
+    paths = {
+        path: {method: _operation(path, op, secured=secured) for method, op in ops.items()}
+        for path, ops in _OPERATIONS.items()
+    }
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "batchyard", "version": version},
-        "paths": {**_collection_paths(), **_batch_paths(), **_engine_paths(), **_other_paths()},
-        "components": {"schemas": _SCHEMAS},
+        "paths": paths,
+        "components": {"schemas": component_schemas(_body_classes(), job_types=job_types)},
     }
     if secured:
         document["components"]["securitySchemes"] = {

@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import orjson
 import trio
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
@@ -61,9 +62,9 @@ from starlette.websockets import WebSocket
 
 from engine.core.bus import BUS_CLOSED, SLOW_SUBSCRIBER, Subscription
 from engine.core.engine import Engine
+from engine.server import queries
 from engine.server.errors import RequestError, error_response
 from engine.server.metrics import ServerMetrics
-from protocols.api import BATCH_ID_PATTERN
 from protocols.errors import RemoteProtocolError
 from protocols.events import (
     CloseCode,
@@ -96,26 +97,7 @@ Close = tuple[CloseCode, str]
 
 
 def _batch_ids(values: list[str]) -> set[str] | None:
-    for value in values:
-        if BATCH_ID_PATTERN.fullmatch(value) is None:
-            raise RequestError(400, "invalid-query", f"batchId={value!r:.80} is not a batch id")
-    return set(values) if values else None
-
-
-def _seq(name: str, value: str | None) -> int | None:
-    if value is None or value == "":
-        return None
-    if not (value.isascii() and value.isdigit()):
-        raise RequestError(400, "invalid-query", f"{name}={value!r:.80} is not a seq")
-    return int(value)
-
-
-def _flag(name: str, value: str | None) -> bool:
-    if value is None or value == "0":
-        return False
-    if value == "1":
-        return True
-    raise RequestError(400, "invalid-query", f"{name}={value!r:.80} is not 0 or 1")
+    return set(queries.BATCH_IDS.parse_all(values)) or None
 
 
 def _reason(text: str) -> str:
@@ -338,19 +320,17 @@ class _Endpoints:
 
     async def sse(self, request: Request) -> Response:
         batch_ids = _batch_ids(request.query_params.getlist("batchId"))
-        header = request.headers.get("last-event-id")
+        header = request.headers.get("last-event-id", "").strip()
         resume_from = (
-            _seq("Last-Event-ID", header.strip())
-            if header is not None
-            else _seq("lastEventId", request.query_params.get("lastEventId"))
+            queries.LAST_EVENT_ID.value(header)
+            if header
+            else queries.LAST_EVENT_ID.parse(request.query_params)
         )
         return _EventStream(self._engine, self._metrics, self._frames, batch_ids, resume_from)
 
     async def websocket(self, websocket: WebSocket) -> None:
         try:
-            batch_ids = _batch_ids(websocket.query_params.getlist("batchId"))
-            resume_from = _seq("resumeFrom", websocket.query_params.get("resumeFrom"))
-            batch = _flag("batch", websocket.query_params.get("batch"))
+            batch_ids, resume_from, batch = _ws_query(websocket.query_params)
         except RequestError as exc:
             await websocket.send_denial_response(error_response(exc))
             return
@@ -365,10 +345,35 @@ class _Endpoints:
             await websocket.close(outcome[0], _reason(outcome[1]))
 
 
+def _ws_query(params: QueryParams) -> tuple[set[str] | None, int | None, bool]:
+    """``/ws``'s batch ids, ``resumeFrom`` and ``batch`` flag.
+
+    Raises:
+        RequestError: 400 for a value the document does not allow.
+    """
+    batch_ids = _batch_ids(params.getlist(queries.BATCH_IDS.name))
+    return batch_ids, queries.RESUME_FROM.parse(params), bool(queries.BATCH_FLAG.parse(params))
+
+
+async def _not_upgraded(request: Request) -> Response:
+    # A plain GET of /ws: the resource exists, only over a WebSocket. Its
+    # query is checked first, as a handshake's would be.
+    _ws_query(request.query_params)
+    refusal = RequestError(
+        426,
+        "upgrade-required",
+        "/ws is a WebSocket: send a WebSocket handshake (Upgrade: websocket)",
+        {"Upgrade": "websocket", "Connection": "Upgrade"},
+    )
+    return error_response(refusal)
+
+
 def event_routes(engine: Engine, metrics: ServerMetrics) -> list[BaseRoute]:
-    """``GET /api/events`` and ``WS /ws``, fed by ``engine``'s subscriptions."""
+    """``GET /api/events`` and ``WS /ws``, fed by ``engine``'s subscriptions,
+    and the 426 answer to a ``GET /ws`` that is not a WebSocket handshake."""
     endpoints = _Endpoints(engine, metrics)
     return [
         Route("/api/events", endpoints.sse, methods=["GET"]),
         WebSocketRoute("/ws", endpoints.websocket),
+        Route("/ws", _not_upgraded, methods=["GET"]),
     ]
