@@ -4,9 +4,10 @@ imports it; an engine loads it only when ``BATCHYARD_JOBS`` names it.
 Importing the package registers the fault-injection job types of
 ``engine.testing.faults``, so ``BATCHYARD_JOBS=engine.testing`` gives an
 engine and its children ``crash``, ``hang``, ``garble``, ``pid`` and
-``steps``. The harness (``engine.testing.harness``: test settings, engines
-and servers, a failing store, helpers that build jobs and collect events;
-and ``engine.testing.fake_child``, the in-process child spawner) is
+``steps``, and those of ``engine.testing.probes`` (``environment``). The
+harness (``engine.testing.harness``: test settings, engines and servers,
+a failing store, helpers that build jobs and collect events; and
+``engine.testing.fake_child``, the in-process child spawner) is
 imported only when one of its names is used, so a child never pays for it.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from engine.testing import faults as faults
+from engine.testing import probes as probes
 from protocols._lazy import lazy_exports
 
 if TYPE_CHECKING:
@@ -42,6 +44,7 @@ __all__ = [
     "open_fake_store",
     "open_test_engine",
     "open_test_server",
+    "probes",
     "settings_for_tests",
     "trio_wall_clock",
 ]
