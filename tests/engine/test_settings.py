@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "event_ring_size": 10_000,
     "subscriber_buffer": 1_000,
     "max_body_bytes": 10 * 1024 * 1024,
+    "cors_origins": (),
 }
 
 
@@ -66,6 +67,7 @@ def test_env_variables_are_the_contracts_in_its_order() -> None:
         "BATCHYARD_TOKEN": ("token", None),
         "LEASE_SECONDS": ("lease_seconds", "30"),
         "AUTO_START": ("auto_start", "0"),
+        "BATCHYARD_CORS_ORIGINS": ("cors_origins", None),
     }
     assert list(ENV_VARIABLES)[:4] == list(PROFILES["dev"])
     for name, variable in ENV_VARIABLES.items():
