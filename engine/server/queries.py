@@ -19,6 +19,7 @@ import attrs
 
 from engine.server.errors import RequestError
 from protocols.api import BATCH_ID_PATTERN
+from protocols.events import MAX_SUBSCRIBED_BATCHES
 from protocols.lifecycle import JobState
 
 __all__ = [
@@ -62,6 +63,7 @@ class Query(Generic[T]):
     check: Callable[[str], str]
     convert: Callable[[str], T]
     repeated: bool = False
+    max_items: int | None = None
 
     def parse(self, params: Mapping[str, str]) -> T | None:
         """The value of this parameter in ``params``; None when absent.
@@ -78,6 +80,9 @@ class Query(Generic[T]):
         Raises:
             RequestError: 400 ``invalid-query`` when a value is not allowed.
         """
+        if self.max_items is not None and len(raws) > self.max_items:
+            message = f"{self.name} is given {len(raws)} times; at most {self.max_items}"
+            raise RequestError(400, "invalid-query", message)
         return [self.value(raw) for raw in raws]
 
     def value(self, raw: str) -> T:
@@ -97,6 +102,8 @@ class Query(Generic[T]):
         schema = dict(self.schema)
         if self.repeated:
             schema = {"type": "array", "items": schema}
+            if self.max_items is not None:
+                schema["maxItems"] = self.max_items
         described: dict[str, Any] = {"name": self.name, "in": "query"}
         return {**described, "description": self.description, "schema": schema}
 
@@ -159,6 +166,7 @@ BATCH_IDS: Query[str] = Query(
     check=_matching(BATCH_ID_PATTERN, "not a batch id"),
     convert=str,
     repeated=True,
+    max_items=MAX_SUBSCRIBED_BATCHES,
 )
 LAST_EVENT_ID = _seq(
     "lastEventId",

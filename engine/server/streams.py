@@ -38,6 +38,8 @@ the subscription by a new one with ``resume_from=n`` and the current filter;
 the pump notices the replacement and skips what the old one still held.
 Close codes (``CloseCode``): ``UNSUPPORTED_DATA`` for a binary or non-JSON
 message, ``INVALID_PAYLOAD`` for JSON that is not a valid control message,
+``POLICY_VIOLATION`` past ``MAX_SUBSCRIBED_BATCHES`` batches subscribed,
+``MESSAGE_TOO_BIG`` (hypercorn's) for a message over the server's limit,
 ``TRY_AGAIN_LATER`` dropped as slow, ``GOING_AWAY`` shutdown.
 
 SSE sends a comment line every ``KEEPALIVE_SECONDS`` when nothing happens,
@@ -67,6 +69,7 @@ from engine.server.errors import RequestError, error_response
 from engine.server.metrics import ServerMetrics
 from protocols.errors import RemoteProtocolError
 from protocols.events import (
+    MAX_SUBSCRIBED_BATCHES,
     CloseCode,
     ControlMessage,
     Event,
@@ -246,15 +249,20 @@ class _Feed:
         self.batch = batch
         self.current = engine.subscribe(batch_ids, resume_from=resume_from)
 
-    def apply(self, message: ControlMessage) -> None:
+    def apply(self, message: ControlMessage) -> Close | None:
+        """Apply a control message; the close it calls for, if any."""
         if isinstance(message, Subscribe):
             self.current.subscribe(message.subscribe)
+            if len(self.current.batch_ids or ()) > MAX_SUBSCRIBED_BATCHES:
+                reason = f"more than {MAX_SUBSCRIBED_BATCHES} batches subscribed"
+                return CloseCode.POLICY_VIOLATION, reason
         elif isinstance(message, ResumeFrom):
             old = self.current
             self.current = self._engine.subscribe(old.batch_ids, resume_from=message.resume_from)
             old.close()
         else:
             self.current.unsubscribe(message.unsubscribe)
+        return None
 
     def close(self) -> None:
         self.current.close()
@@ -289,12 +297,14 @@ async def _read_controls(websocket: WebSocket, feed: _Feed) -> Close | None:
         if text is None:
             return CloseCode.UNSUPPORTED_DATA, "binary messages are not supported"
         try:
-            feed.apply(parse_control(text))
+            refusal = feed.apply(parse_control(text))
         except RemoteProtocolError as exc:
             # parse_control chains the JSON decoder's error when it is not JSON at all.
             not_json = isinstance(exc.__cause__, orjson.JSONDecodeError)
             code = CloseCode.UNSUPPORTED_DATA if not_json else CloseCode.INVALID_PAYLOAD
             return code, _reason(str(exc))
+        if refusal is not None:
+            return refusal
 
 
 async def _session(websocket: WebSocket, feed: _Feed) -> Close | None:
