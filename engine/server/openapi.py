@@ -72,8 +72,8 @@ _MEANINGS = {
     204: "done, no body",
     400: "bad input: the message names the field",
     401: "missing or wrong token",
-    404: "no such batch",
-    409: "conflict with the batch's state",
+    404: "not found: no such batch (or job)",
+    409: "conflict with the current state",
     413: "body over the size limit",
     426: "not a WebSocket handshake",
     429: "capacity reached",
@@ -111,6 +111,9 @@ _SSE_FRAME = {
     },
 }
 
+#: Every route, by path and method. A new route is one entry here: its body
+#: and answer classes from ``protocols.api``, its ``queries`` objects, and a
+#: ``_PATH_PARAMS`` row for a path parameter not listed yet.
 _OPERATIONS: dict[str, dict[str, Op]] = {
     "/api/batches": {
         "get": Op(summary="list batches with counts", answers={200: api.BatchList}),
