@@ -5,6 +5,7 @@ refused before it is read whole."""
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import trio
 
 from engine.config.settings import Settings
 from engine.errors import ConfigError
+from engine.server import middleware
 from engine.testing import open_test_server
 
 TOKEN = "the-real-token-0123456789"
@@ -131,3 +133,25 @@ async def test_a_streamed_body_over_the_limit_is_refused_before_it_is_read_whole
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert b"body-too-large" in answer
     assert limit < sent_when_answered < cap // 10
+
+
+async def test_tokens_are_compared_in_constant_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compared: list[tuple[bytes, bytes]] = []
+    constant_time = hmac.compare_digest
+
+    def compare_digest(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return constant_time(a, b)
+
+    monkeypatch.setattr(middleware.hmac, "compare_digest", compare_digest)
+    with trio.fail_after(20):
+        async with (
+            open_test_server(tmp_path, token=TOKEN) as (_, url),
+            httpx.AsyncClient(base_url=url) as client,
+        ):
+            wrong = await client.get("/api/status", headers={"Authorization": "Bearer nope"})
+            right = await client.get("/api/status", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert (wrong.status_code, right.status_code) == (401, 200)
+    assert compared == [(b"nope", TOKEN.encode()), (TOKEN.encode(), TOKEN.encode())]
