@@ -65,6 +65,7 @@ from protocols.lifecycle import JobState
 
 __all__ = [
     "EVENT_TYPES",
+    "MAX_CLIENT_MESSAGE_BYTES",
     "MAX_SUBSCRIBED_BATCHES",
     "CloseCode",
     "ControlMessage",
@@ -318,6 +319,11 @@ def decode_event(name: str, seq: int, data: Any, what: str, path: str = "$") -> 
 
 # --- client → server control messages -----------------------------------------
 
+
+#: The largest WebSocket message a client may send (the server closes with
+#: 1009 beyond it): control messages are small, so anything near this is not
+#: one; a client following many batches subscribes in several messages.
+MAX_CLIENT_MESSAGE_BYTES = 64 * 1024
 
 #: One connection follows at most this many batches by id (its query and all
 #: its ``subscribe`` messages together): each event is checked against the

@@ -31,7 +31,7 @@ import attrs
 from engine.server import queries
 from engine.server.queries import Query
 from protocols import api
-from protocols.events import EVENT_TYPES
+from protocols.events import EVENT_TYPES, MAX_CLIENT_MESSAGE_BYTES, MAX_SUBSCRIBED_BATCHES
 from protocols.jsonschema import REF_PREFIX, component_schemas, field_schema
 
 __all__ = ["openapi_document"]
@@ -92,8 +92,9 @@ _WS = (
     "the frames queued since the last one, in seq order). The client may send "
     '{"subscribe": [batchId...]}, {"unsubscribe": [...]} and {"resumeFrom": seq}. '
     "Close codes: 1001 server shutting down, 1003 binary or non-JSON message, "
-    "1007 invalid control message, 1008 missing or wrong token, 1009 message too large, "
-    "1013 slow subscriber (resume from the seq in the reason)."
+    "1007 invalid control message, 1008 missing or wrong token, or more than "
+    f"{MAX_SUBSCRIBED_BATCHES} batches subscribed, 1009 a message over "
+    f"{MAX_CLIENT_MESSAGE_BYTES} bytes, 1013 slow subscriber (resume from the seq in the reason)."
 )
 _SSE = (
     "Server-Sent Events: each frame is id: SEQ, event: NAME, data: JSON of the event's "

@@ -9,7 +9,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed
 
-from protocols.events import MAX_SUBSCRIBED_BATCHES, CloseCode
+from protocols.events import MAX_CLIENT_MESSAGE_BYTES, MAX_SUBSCRIBED_BATCHES, CloseCode
 from tests.conftest import Served
 from tests.e2e.helpers import open_ws
 
@@ -21,7 +21,7 @@ def _ids(count: int, prefix: str = "b") -> list[str]:
 async def test_a_message_over_the_size_limit_closes_with_1009(server: Served) -> None:
     with trio.fail_after(20):
         async with open_ws(server.url) as ws:
-            await ws.send_message("x" * (128 * 1024))
+            await ws.send_message("x" * (MAX_CLIENT_MESSAGE_BYTES + 1))
             with pytest.raises(ConnectionClosed) as closed:
                 await ws.get_message()
     assert closed.value.reason.code == CloseCode.MESSAGE_TOO_BIG
