@@ -11,7 +11,7 @@ cannot disagree:
   (``additionalProperties: false``), as ``forbid_extra_keys`` does;
 * the JSON kind comes from the annotation, with the codec's strictness:
   ``int`` is an integer, ``float`` any number, ``Literal`` and enums their
-  values, ``tuple[X, ...]`` an array, ``dict[str, X]`` an object,
+  values, ``tuple[X, ...]`` and ``list[X]`` an array, ``dict[str, X]`` an object,
   ``datetime`` a string, ``Any`` anything, ``X | None`` adds ``null``;
 * each bound comes from the field's validator (``protocols.bounds``), which
   both checks the value and states the bound here.
@@ -62,8 +62,8 @@ def _annotation_schema(hint: Any, found: list[type[Any]]) -> dict[str, Any]:
         return _with_null(_annotation_schema(rest[0], found))
     if origin is Literal:
         return {"enum": list(args)}
-    if origin is tuple:
-        assert args[-1:] == (Ellipsis,), f"only tuple[X, ...] is described, not {hint}"
+    if origin is list or origin is tuple:
+        assert origin is list or args[-1:] == (Ellipsis,), f"{hint} is not described"
         return {"type": "array", "items": _annotation_schema(args[0], found)}
     if origin is dict:
         values = _annotation_schema(args[1], found)

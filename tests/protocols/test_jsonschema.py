@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import orjson
@@ -90,3 +90,27 @@ def test_the_decoder_draws_the_line_where_the_schema_does(
     else:
         with pytest.raises(InvalidBody):
             api.decode_body(_job(**fields), api.CreateBatch)
+
+
+@attrs.frozen(kw_only=True)
+class _Child:
+    pid: int
+
+
+@attrs.frozen(kw_only=True)
+class _Shapes:
+    child: _Child | None
+    names: list[str]
+    level: Literal["low", "high"] = "low"
+    extra: dict[str, int] = attrs.field(factory=dict)
+
+
+def test_optional_classes_lists_literals_and_maps() -> None:
+    schemas = component_schemas([_Shapes])
+    shapes = schemas["_Shapes"]["properties"]
+    assert shapes["child"] == {"anyOf": [{"$ref": REF_PREFIX + "_Child"}, {"type": "null"}]}
+    assert shapes["names"] == {"type": "array", "items": {"type": "string"}}
+    assert shapes["level"] == {"enum": ["low", "high"]}
+    assert shapes["extra"] == {"type": "object", "additionalProperties": {"type": "integer"}}
+    assert schemas["_Shapes"]["required"] == ["child", "names"]
+    assert schemas["_Child"]["required"] == ["pid"]
