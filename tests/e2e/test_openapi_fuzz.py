@@ -58,8 +58,8 @@ async def test_schemathesis_finds_no_failure(tmp_path: Path) -> None:
             str(report),
         ]
         with trio.fail_after(600):
-            run = await trio.run_process(
-                argv, capture_stdout=True, stderr=subprocess.STDOUT, check=False
+            run = await trio.run_process(  # in tmp_path: it keeps a cache where it runs
+                argv, capture_stdout=True, stderr=subprocess.STDOUT, check=False, cwd=tmp_path
             )
     output = run.stdout.decode(errors="replace")
     assert run.returncode == 0, output[-20000:]
