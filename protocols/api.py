@@ -4,7 +4,7 @@ Design notes
 ------------
 Every body is a frozen attrs class that the shared converter turns into JSON
 and back: ``camelCase`` on the wire, unknown keys refused, no coercion between
-JSON kinds (``"3"`` is not a priority, ``1.0`` is not a count). Bodies are
+JSON kinds (``"3"`` is not a priority, ``1.5`` is not a count). Bodies are
 checked once, here, by validators, so a ``JobSpec`` that exists is a
 ``JobSpec`` the engine can store.
 
@@ -25,8 +25,11 @@ Decisions:
   non-negative, keys and type names non-empty.
 * ``CreateBatch.options`` is open (a caller may keep its own keys there),
   but the two the engine acts on are checked: ``after`` is a list of batch
-  ids (at most ``MAX_AFTER``, not the batch itself), ``autoStart`` a
-  boolean.
+  ids (at most ``MAX_AFTER``), ``autoStart`` a boolean. A batch naming
+  itself in ``after`` is a conflict the engine refuses, not a fault of the
+  body's shape.
+* Every bound is a validator of ``protocols.bounds``, which also states it
+  in JSON Schema: the OpenAPI document is built from these classes.
 * Timestamps are timezone-aware datetimes (ISO 8601 with an offset), so a
   client never has to guess the server's zone.
 * Responses are decoded just as strictly as requests: a client built from
@@ -35,7 +38,6 @@ Decisions:
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import datetime
 from typing import Any, Literal, TypeVar
@@ -44,8 +46,8 @@ import attrs
 import cattrs
 import orjson
 
-from protocols import jsontext
-from protocols.codec import CONVERTER, describe_error, invalid_field
+from protocols import bounds, jsontext
+from protocols.codec import CONVERTER, describe_error
 from protocols.errors import InvalidBody, LocalProtocolError
 from protocols.job_api import ChildView
 from protocols.lifecycle import JobState
@@ -104,74 +106,10 @@ ProcessStatus = Literal["started", "already-running", "capacity-reached"]
 HealthStatus = Literal["ok", "degraded"]
 
 
-def _batch_id(instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
-    if value is not None and BATCH_ID_PATTERN.fullmatch(value) is None:
-        raise invalid_field(
-            attribute, f"must be 1 to 128 of A-Z a-z 0-9 . _ : -, got {value!r:.140}"
-        )
-
-
-def _non_empty(instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
-    if value is not None and not value:
-        raise invalid_field(attribute, "must not be empty")
-
-
-def _key(instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
-    if value is not None and not 1 <= len(value) <= MAX_KEY_LENGTH:
-        raise invalid_field(
-            attribute, f"must be 1 to {MAX_KEY_LENGTH} characters, got {len(value)}"
-        )
-
-
-def _priority(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
-    if not MIN_PRIORITY <= value <= MAX_PRIORITY:
-        raise invalid_field(
-            attribute, f"must be within {MIN_PRIORITY}..{MAX_PRIORITY}, got {value}"
-        )
-
-
-def _delay(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not (math.isfinite(value) and value >= 0):
-        raise invalid_field(attribute, f"must be a finite number >= 0, got {value!r}")
-
-
-def _cost(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not (math.isfinite(value) and value > 0):
-        raise invalid_field(attribute, f"must be a finite number > 0, got {value!r}")
-
-
-def _options(instance: object, attribute: attrs.Attribute[Any], value: dict[str, Any]) -> None:
-    auto_start = value.get("autoStart")
-    if auto_start is not None and not isinstance(auto_start, bool):
-        raise invalid_field(attribute, f"autoStart must be a boolean, got {auto_start!r:.80}")
-    after = value.get("after")
-    if after is None:
-        return
-    if not isinstance(after, list) or len(after) > MAX_AFTER:
-        raise invalid_field(attribute, f"after must be a list of at most {MAX_AFTER} batch ids")
-    for item in after:
-        if not isinstance(item, str) or BATCH_ID_PATTERN.fullmatch(item) is None:
-            raise invalid_field(
-                attribute,
-                f"after must list batch ids of 1 to 128 of A-Z a-z 0-9 . _ : -, got {item!r:.140}",
-            )
-    if getattr(instance, "batch_id", None) in after:
-        raise invalid_field(attribute, "after must not list the batch itself")
-
-
-def _aware(instance: object, attribute: attrs.Attribute[Any], value: datetime) -> None:
-    if value.utcoffset() is None:
-        raise invalid_field(attribute, f"must carry a UTC offset, got {value.isoformat()}")
-
-
-def _aware_or_none(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, datetime):
-        _aware(instance, attribute, value)
-
-
-def _timeout(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise invalid_field(attribute, f"must be a finite number > 0, got {value!r}")
+_ALPHABET = "of A-Z a-z 0-9 . _ : -"
+_BATCH_ID = bounds.Text(max_length=128, pattern=BATCH_ID_PATTERN, alphabet=_ALPHABET)
+_JOB_TYPE = bounds.JobTypeName()
+_AWARE = bounds.Aware()
 
 
 # --- requests -----------------------------------------------------------------
@@ -190,13 +128,17 @@ class JobSpec:
     """
 
     payload: Any = None
-    type: str | None = attrs.field(default=None, validator=_non_empty)
-    key: str | None = attrs.field(default=None, validator=_key)
-    priority: int = attrs.field(default=0, validator=_priority)
-    delay_seconds: float = attrs.field(default=0.0, validator=_delay)
-    cost: float = attrs.field(default=1.0, validator=_cost)
+    type: str | None = attrs.field(default=None, validator=_JOB_TYPE)
+    key: str | None = attrs.field(default=None, validator=bounds.Text(max_length=MAX_KEY_LENGTH))
+    priority: int = attrs.field(
+        default=0, validator=bounds.Whole(minimum=MIN_PRIORITY, maximum=MAX_PRIORITY)
+    )
+    delay_seconds: float = attrs.field(default=0.0, validator=bounds.Number(minimum=0))
+    cost: float = attrs.field(default=1.0, validator=bounds.Number(minimum=0, exclusive=True))
     #: Seconds the job may run, over its type's and the engine's limit.
-    timeout_seconds: float | None = attrs.field(default=None, validator=_timeout)
+    timeout_seconds: float | None = attrs.field(
+        default=None, validator=bounds.Number(minimum=0, exclusive=True)
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -204,9 +146,11 @@ class CreateBatch:
     """``POST /api/batches``: a new batch, with the default type of its jobs."""
 
     jobs: tuple[JobSpec, ...]
-    type: str = attrs.field(validator=_non_empty)
-    batch_id: str | None = attrs.field(default=None, validator=_batch_id)
-    options: dict[str, Any] = attrs.field(factory=dict, validator=_options)
+    type: str = attrs.field(validator=_JOB_TYPE)
+    batch_id: str | None = attrs.field(default=None, validator=_BATCH_ID)
+    options: dict[str, Any] = attrs.field(
+        factory=dict, validator=bounds.FlowOptions(batch_id=_BATCH_ID, max_after=MAX_AFTER)
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -248,7 +192,7 @@ class BatchView:
     running: bool
     engine_id: str | None
     counts: Counts
-    created_at: datetime = attrs.field(validator=_aware)
+    created_at: datetime = attrs.field(validator=_AWARE)
     options: dict[str, Any]
     #: The batch's child while it runs on the engine answering, else None.
     child: ChildView | None = None
@@ -279,9 +223,9 @@ class JobView:
     progress: float | None = None
     result: Any
     error: str | None
-    created_at: datetime | None = attrs.field(default=None, validator=_aware_or_none)
-    started_at: datetime | None = attrs.field(default=None, validator=_aware_or_none)
-    finished_at: datetime | None = attrs.field(default=None, validator=_aware_or_none)
+    created_at: datetime | None = attrs.field(default=None, validator=_AWARE)
+    started_at: datetime | None = attrs.field(default=None, validator=_AWARE)
+    finished_at: datetime | None = attrs.field(default=None, validator=_AWARE)
 
 
 @attrs.frozen(kw_only=True)
@@ -310,7 +254,7 @@ class EngineView:
     pid: int
     running_batches: tuple[str, ...]
     max_batches: int
-    last_seen: datetime = attrs.field(validator=_aware)
+    last_seen: datetime = attrs.field(validator=_AWARE)
 
 
 @attrs.frozen(kw_only=True)

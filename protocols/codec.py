@@ -21,7 +21,9 @@ Every choice about how a Python value looks on the wire is made here:
   ``protocols.ipc`` (``"job-progress"``, not the class name).
 * Inbound decoding is strict: unknown keys are refused, ``str``/``int``/
   ``float``/``bool`` fields accept only JSON values of that kind (``True`` is
-  not an ``int``; an ``int`` is a ``float``), a class accepts only a JSON
+  not an ``int``; an ``int`` is a ``float``; a float with no fraction within
+  ±2**53, such as ``3.0``, is an ``int``, since JSON and JSON Schema do not
+  tell ``3.0`` from ``3`` and some encoders write one for the other), a class accepts only a JSON
   object, a ``list``/``tuple`` only a JSON array (never a string or an object,
   which Python would happily iterate), and errors carry field paths
   (``describe_error``).
@@ -124,6 +126,19 @@ def _finite_float(value: Any, cl: Any) -> Any:
         raise ValueError(f"expected a number, got an integer of {bits} bits") from None
 
 
+#: Floats hold every integer exactly up to here; past it ``3e300`` is not
+#: the integer anyone wrote.
+_EXACT_FLOAT_INTEGER = 2**53
+
+
+def _integer(value: Any, _: Any) -> int:
+    if isinstance(value, float) and value.is_integer() and abs(value) <= _EXACT_FLOAT_INTEGER:
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _WrongKind(f"expected an integer, got {json_kind(value)}")
+    return value
+
+
 def _is_array(cl: Any) -> bool:
     origin = get_origin(cl)
     if origin is list:
@@ -186,7 +201,7 @@ def _object_hook(cl: Any, converter: cattrs.BaseConverter) -> _Hook:
 def configure_converter(converter: OrjsonConverter) -> None:
     """Teach ``converter`` every wire choice listed in this module's docstring."""
     converter.register_structure_hook(str, _strict(str, (str,), "a string"))
-    converter.register_structure_hook(int, _strict(int, (int,), "an integer"))
+    converter.register_structure_hook(int, _integer)
     converter.register_structure_hook(float, _finite_float)
     converter.register_structure_hook(bool, _strict(bool, (bool,), "a boolean"))
     converter.register_structure_hook_factory(_is_array, lambda cl: _array_hook(cl, converter))

@@ -66,6 +66,8 @@ from protocols.lifecycle import JobState
 
 __all__ = [
     "EVENT_TYPES",
+    "MAX_CLIENT_MESSAGE_BYTES",
+    "MAX_SUBSCRIBED_BATCHES",
     "CloseCode",
     "ControlMessage",
     "Event",
@@ -354,7 +356,21 @@ def decode_event(name: str, seq: int, data: Any, what: str, path: str = "$") -> 
 # --- client → server control messages -----------------------------------------
 
 
+#: The largest WebSocket message a client may send (the server closes with
+#: 1009 beyond it): control messages are small, so anything near this is not
+#: one; a client following many batches subscribes in several messages.
+MAX_CLIENT_MESSAGE_BYTES = 64 * 1024
+
+#: One connection follows at most this many batches by id (its query and all
+#: its ``subscribe`` messages together): each event is checked against the
+#: filter, and a client that wants more than this wants every batch (no
+#: filter), which costs nothing per batch.
+MAX_SUBSCRIBED_BATCHES = 1000
+
+
 def _batch_ids(instance: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    if len(value) > MAX_SUBSCRIBED_BATCHES:
+        raise invalid_field(attribute, f"lists more than {MAX_SUBSCRIBED_BATCHES} batch ids")
     for batch_id in value:
         if BATCH_ID_PATTERN.fullmatch(batch_id) is None:
             raise invalid_field(attribute, f"holds {batch_id!r:.140}, which is not a batch id")

@@ -41,6 +41,7 @@ __all__ = [
     "invalid",
     "module_names",
     "optional",
+    "origins",
     "rate",
     "redact_token",
     "redact_url",
@@ -258,6 +259,23 @@ def module_names(value: object, source: str) -> tuple[str, ...]:
     for name in names:
         if not all(part.isidentifier() for part in name.split(".")):
             raise invalid(source, value, f"is not a list of modules: {name!r} is no module name")
+    return names
+
+
+#: An origin as browsers send it: a scheme, a host and maybe a port, no path.
+_ORIGIN = re.compile(r"https?://[^\s/?#,]+")
+
+
+def origins(value: object, source: str) -> tuple[str, ...]:
+    """CORS origins: comma-separated text, or a list; blanks are dropped;
+    each ``*`` or ``http(s)://HOST[:PORT]``."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not (isinstance(items, list | tuple) and all(isinstance(i, str) for i in items)):
+        raise invalid(source, value, "is not a comma-separated list of origins")
+    names = tuple(name for name in (item.strip() for item in items) if name)
+    for name in names:
+        if name != "*" and _ORIGIN.fullmatch(name) is None:
+            raise invalid(source, value, f"is not a list of origins: {name!r} is no origin")
     return names
 
 

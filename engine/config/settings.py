@@ -257,6 +257,12 @@ class Settings:
         None,
         "largest HTTP request body accepted (413 beyond)",
     )
+    cors_origins: tuple[str, ...] = _setting(
+        (),
+        parsers.origins,
+        "BATCHYARD_CORS_ORIGINS",
+        "comma-separated origins allowed by CORS (* for any); none: no CORS headers at all",
+    )
     type_overrides: Mapping[str, TypeOverrides] = attrs.field(
         factory=dict, converter=_freeze, validator=parsers.validator(_type_overrides)
     )
@@ -338,6 +344,8 @@ class Settings:
             parts.append("auto_start=1")
         if self.token is not None:
             parts.append("auth=token")
+        if self.cors_origins:
+            parts.append(f"cors={','.join(self.cors_origins)}")
         return " ".join(parts)
 
 

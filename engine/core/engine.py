@@ -42,7 +42,7 @@ from engine.core.retry import StoreRetry
 from engine.core.runs import Runs
 from engine.core.scheduler import Scheduler
 from engine.core.values import EngineStatus, JobRequest, StartResult
-from engine.errors import BatchNotRunning, BatchRunning, ShuttingDown
+from engine.errors import BatchNotRunning, BatchRunning, Conflict, ShuttingDown
 from engine.jobs.registry import JobRegistry
 from engine.store import AddResult, BatchRecord, Counts, EngineRecord, JobPage, Store
 from engine.store.records import starts_by_itself
@@ -153,11 +153,15 @@ class Engine:
         without its jobs).
 
         Raises:
-            ShuttingDown, UnknownJobType, BatchExists.
+            ShuttingDown, UnknownJobType, BatchExists; Conflict when
+            ``options["after"]`` names the batch itself.
         """
         self._refuse_when_draining()
+        self._policy.check_type(type)
         new_jobs = self._policy.new_jobs(type, jobs)
         batch_id = batch_id or uuid.uuid4().hex
+        if batch_id in (options or {}).get("after", ()):
+            raise Conflict(f"batch {batch_id} cannot wait for itself (options.after)")
         await self._store.create_batch(batch_id, type, options or {})
         result = await self._store.add_jobs(batch_id, new_jobs)
         if self.settings.auto_start or starts_by_itself(options or {}):

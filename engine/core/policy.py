@@ -64,6 +64,15 @@ class EnginePolicy:
             or (overrides.rate_limit is not None and not overrides.rate_limit.unlimited)
         }
 
+    def check_type(self, name: str) -> None:
+        """Refuse a batch whose default job type is not registered.
+
+        Raises:
+            UnknownJobType: ``name`` is not registered.
+        """
+        if name not in self._registry:
+            raise UnknownJobType(f"unknown job type {name!r}")
+
     def new_jobs(self, default_type: str, jobs: Sequence[JobRequest]) -> list[NewJob]:
         """The jobs as stored, each with its type's attempts.
 

@@ -17,12 +17,14 @@ On a store with an event log (Redis) the bus is joined to it
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import trio
 
+from engine.config.child_env import child_environment
 from engine.config.settings import Settings
 from engine.core.bus import EventBus
 from engine.core.engine import Engine
@@ -73,7 +75,8 @@ async def open_engine(
         async with trio.open_nursery() as nursery:
             supervisor = ChildSupervisor(
                 nursery,
-                spawner=spawner or ProcessSpawner(settings.job_modules),
+                spawner=spawner
+                or ProcessSpawner(settings.job_modules, child_environment(settings, os.environ)),
                 warm=settings.warm_children,
                 grace_seconds=settings.shutdown_grace_seconds,
             )

@@ -8,7 +8,10 @@ start the engine, bind a socket or know which ASGI server runs it (that is
 follower, in a nursery that lives as long as the app is served.
 
 Layers, outermost first: Starlette's ``ServerErrorMiddleware`` (never
-reached: ``CatchAll`` answers first), ``CatchAll``, ``RequireToken``,
+reached: ``CatchAll`` answers first), ``CatchAll``, Starlette's
+``CORSMiddleware`` only when ``BATCHYARD_CORS_ORIGINS`` lists origins (a
+preflight needs no token, so it sits outside ``RequireToken``; without
+origins no CORS header is ever sent), ``RequireToken``,
 ``LimitBody``, Starlette's ``ExceptionMiddleware`` with ``handle_error`` for
 every error the API answers on purpose, then the router.
 """
@@ -22,6 +25,7 @@ from importlib.metadata import version
 import trio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -38,6 +42,25 @@ from engine.server.streams import event_routes
 __all__ = ["create_app"]
 
 
+#: What a page of another origin may send: the token, JSON bodies, and the
+#: seq an event stream resumes from.
+_CORS_HEADERS = ("Authorization", "Content-Type", "Last-Event-ID")
+
+
+def _cors(origins: tuple[str, ...]) -> list[Middleware]:
+    """Starlette's CORS layer for ``origins``; none at all without them."""
+    if not origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=list(_CORS_HEADERS),
+        )
+    ]
+
+
 def create_app(engine: Engine) -> Starlette:
     """The app serving ``engine``.
 
@@ -51,7 +74,9 @@ def create_app(engine: Engine) -> Starlette:
     settings = engine.settings
     metrics = ServerMetrics(engine)
     server_version = version("batchyard")
-    document = openapi_document(server_version, secured=settings.token is not None)
+    document = openapi_document(
+        server_version, secured=settings.token is not None, job_types=engine.registry.names()
+    )
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)
@@ -74,6 +99,7 @@ def create_app(engine: Engine) -> Starlette:
         routes=routes,
         middleware=[
             Middleware(CatchAll),
+            *_cors(settings.cors_origins),
             Middleware(RequireToken, token=settings.token),
             Middleware(LimitBody, max_bytes=settings.max_body_bytes),
         ],

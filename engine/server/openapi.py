@@ -1,281 +1,331 @@
-"""``GET /openapi.json``: an OpenAPI 3.1 description of the API.
+"""``GET /openapi.json``: the OpenAPI 3.1 document, built from what the server checks.
 
 Design notes
 ------------
-Written by hand (the schemas in ``engine.server.openapi_schemas``), because the routes decode their
-bodies with ``protocols.api`` rather than with annotations a generator could
-read. A test checks that every route of the app appears here with each of its
-methods, so a route cannot be added without being described. ``/ws`` appears
-as the ``GET`` that upgrades to a WebSocket, which is as far as OpenAPI goes.
+Nothing in the document is written twice. Bodies are the ``protocols.api``
+classes the routes decode and encode, turned into JSON Schema by
+``protocols.jsonschema`` (each bound read off the validator that enforces
+it); query parameters are the ``engine.server.queries`` objects the routes
+parse with; path parameters are listed once in ``_PATH_PARAMS``. What is
+left to write by hand is one entry per route in ``_OPERATIONS``: a summary,
+the body class, the query parameters and the answers by status. A test
+checks that every route of the app has its entry, with each of its methods.
+
+Job types are named by the server that serves the document (a type it does
+not know is refused with 400), so the document lists them.
+
+The two event routes are streams, and OpenAPI describes only their opening:
+``GET /api/events`` answers ``text/event-stream``, ``/ws`` is the ``GET``
+that upgrades to a WebSocket (101), and a plain ``GET`` of it is answered
+426 with ``Upgrade: websocket``. The frames are described in words.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection, Mapping
 from typing import Any
 
-from engine.server.openapi_schemas import BATCH_ID as _BATCH_ID
-from engine.server.openapi_schemas import ERROR as _ERROR
-from engine.server.openapi_schemas import SCHEMAS as _SCHEMAS
-from engine.server.openapi_schemas import ref as _ref
+import attrs
+
+from engine.server import queries
+from engine.server.queries import Query
+from protocols import api, job_api
+from protocols.api_schedules import ScheduleList
+from protocols.events import EVENT_TYPES, MAX_CLIENT_MESSAGE_BYTES, MAX_SUBSCRIBED_BATCHES
+from protocols.jsonschema import REF_PREFIX, component_schemas, field_schema
 
 __all__ = ["openapi_document"]
 
 
-def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+@attrs.frozen(kw_only=True)
+class Answer:
+    """One documented answer: what it means, its JSON body class or media
+    type, and its headers."""
+
+    description: str
+    body: type[Any] | None = None
+    media: str | None = None
+    headers: Mapping[str, Any] = attrs.field(factory=dict)
+    media_schema: Mapping[str, Any] = attrs.field(factory=lambda: {"type": "string"})
 
 
-def _errors(*statuses: int) -> dict[str, Any]:
-    meaning = {
-        400: "bad input: the message names the field",
-        404: "no such batch (or job)",
-        409: "conflict with the batch's (or job's) state",
-        413: "body over the size limit",
-        500: "the child process could not be started",
-        503: "the engine is shutting down, or the store is unavailable",
-    }
-    return {str(status): _json(meaning[status], _ERROR) for status in statuses}
+@attrs.frozen(kw_only=True)
+class Op:
+    """One operation: ``answers`` maps a status to its body class or an ``Answer``.
+
+    ``open`` operations need no token; every other one may answer 401.
+    """
+
+    summary: str
+    answers: Mapping[int, type[Any] | Answer]
+    body: type[Any] | None = None
+    query: tuple[Query[Any], ...] = ()
+    open: bool = False
 
 
-def _op(
-    summary: str,
-    responses: dict[str, Any],
-    *,
-    body: str | None = None,
-    params: tuple[dict[str, Any], ...] = (),
-    open_: bool = False,
-) -> dict[str, Any]:
-    operation: dict[str, Any] = {"summary": summary, "responses": responses}
-    if body is not None:
-        operation["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": _ref(body)}},
-        }
-    if params:
-        operation["parameters"] = list(params)
-    if open_:
-        operation["security"] = []
-    else:
-        responses["401"] = _json("missing or wrong token (when the server has one)", _ERROR)
-    return operation
+ERROR = api.ErrorBody
 
+_MEANINGS = {
+    200: "done",
+    201: "created",
+    202: "accepted",
+    204: "done, no body",
+    400: "bad input: the message names the field",
+    401: "missing or wrong token",
+    404: "not found: no such batch (or job)",
+    409: "conflict with the current state",
+    413: "body over the size limit",
+    426: "not a WebSocket handshake",
+    429: "capacity reached",
+    500: "the child process could not be started",
+    503: "the engine is shutting down, or the store is unavailable",
+}
 
-def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, "in": "query", "description": description, "schema": schema}
+_RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer", "minimum": 0}}}
 
+_PATH_PARAMS: dict[str, dict[str, Any]] = {
+    "batchId": field_schema(attrs.fields(api.CreateBatch).batch_id, str, []),
+    "jobId": {"type": "string", "minLength": 1},
+}
 
-_PATH_ID = {"name": "batchId", "in": "path", "required": True, "schema": _BATCH_ID}
-_FILTER = _query(
-    "batchId",
-    "only events of this batch; repeat for several, omit for all",
-    {"type": "array", "items": _BATCH_ID},
+_WS = (
+    "WebSocket of frames {event, seq, data} (with ?batch=1, each message a JSON array of "
+    "the frames queued since the last one, in seq order). The client may send "
+    '{"subscribe": [batchId...]}, {"unsubscribe": [...]} and {"resumeFrom": seq}. '
+    "Close codes: 1001 server shutting down, 1003 binary or non-JSON message, "
+    "1007 invalid control message, 1008 missing or wrong token, or more than "
+    f"{MAX_SUBSCRIBED_BATCHES} batches subscribed, 1009 a message over "
+    f"{MAX_CLIENT_MESSAGE_BYTES} bytes, 1013 slow subscriber (resume from the seq in the reason)."
+)
+_SSE = (
+    "Server-Sent Events: each frame is id: SEQ, event: NAME, data: JSON of the event's "
+    "data; honours the Last-Event-ID header; a comment line keeps an idle stream open."
 )
 
+#: One SSE frame: its seq, the event's name, the event's data as JSON.
+_SSE_FRAME = {
+    "type": "object",
+    "required": ["id", "event", "data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "event": {"type": "string", "enum": sorted(EVENT_TYPES)},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+}
 
-def _collection_paths() -> dict[str, Any]:
-    return {
-        "/api/batches": {
-            "get": _op("list batches with counts", {"200": _json("batches", _ref("BatchList"))}),
-            "post": _op(
-                "create a batch and enqueue its jobs",
-                {"201": _json("enqueued", _ref("EnqueueResult")), **_errors(400, 409, 413, 503)},
-                body="CreateBatch",
-            ),
-        },
-    }
-
-
-def _batch_paths() -> dict[str, Any]:
-    p = (_PATH_ID,)
-    return {
-        "/api/batches/{batchId}": {
-            "get": _op(
-                "one batch", {"200": _json("batch", _ref("BatchView")), **_errors(404)}, params=p
-            ),
-            "delete": _op(
-                "delete an idle batch and its jobs",
-                {"204": {"description": "deleted"}, **_errors(404, 409)},
-                params=p,
-            ),
-        },
-        "/api/batches/{batchId}/jobs": {
-            "get": _op(
-                "a page of the batch's jobs",
-                {"200": _json("jobs", _ref("JobList")), **_errors(400, 404)},
-                params=(
-                    *p,
-                    _query(
-                        "state",
-                        "only jobs in this state",
-                        _SCHEMAS["JobView"]["properties"]["state"],
-                    ),
-                    _query(
-                        "limit", "page size", {"type": "integer", "minimum": 1, "maximum": 1000}
-                    ),
-                    _query("cursor", "nextCursor of the previous page", {"type": "string"}),
+#: Every route, by path and method. A new route is one entry here: its body
+#: and answer classes from ``protocols.api``, its ``queries`` objects, and a
+#: ``_PATH_PARAMS`` row for a path parameter not listed yet.
+_OPERATIONS: dict[str, dict[str, Op]] = {
+    "/api/batches": {
+        "get": Op(summary="list batches with counts", answers={200: api.BatchList}),
+        "post": Op(
+            summary="create a batch and enqueue its jobs",
+            body=api.CreateBatch,
+            answers={201: api.EnqueueResult, 400: ERROR, 409: ERROR, 413: ERROR, 503: ERROR},
+        ),
+    },
+    "/api/batches/{batchId}": {
+        "get": Op(summary="one batch", answers={200: api.BatchView, 404: ERROR}),
+        "delete": Op(
+            summary="delete an idle batch and its jobs",
+            answers={204: Answer(description="deleted"), 404: ERROR, 409: ERROR},
+        ),
+    },
+    "/api/batches/{batchId}/jobs": {
+        "get": Op(
+            summary="a page of the batch's jobs",
+            query=(queries.STATE, queries.LIMIT, queries.CURSOR),
+            answers={200: api.JobList, 400: ERROR, 404: ERROR},
+        ),
+        "post": Op(
+            summary="add jobs to a batch",
+            body=api.AddJobs,
+            answers={201: api.EnqueueResult, 400: ERROR, 404: ERROR, 413: ERROR, 503: ERROR},
+        ),
+    },
+    "/api/batches/{batchId}/retry": {
+        "post": Op(summary="failed jobs back to pending", answers={200: api.Requeued, 404: ERROR}),
+    },
+    "/api/batches/{batchId}/cancel": {
+        "post": Op(
+            summary="stop a running batch; in-flight jobs go back to pending",
+            answers={200: api.BatchView, 404: ERROR, 409: ERROR},
+        ),
+    },
+    "/api/jobs/process/all/{batchId}": {
+        "post": Op(
+            summary="process every pending job of the batch in a child process",
+            answers={
+                200: Answer(description="started", body=api.ProcessResult),
+                202: Answer(description="already running", body=api.ProcessResult),
+                429: Answer(
+                    description="capacity reached", body=api.ProcessResult, headers=_RETRY_AFTER
                 ),
-            ),
-            "post": _op(
-                "add jobs to a batch",
-                {"201": _json("enqueued", _ref("EnqueueResult")), **_errors(400, 404, 413, 503)},
-                body="AddJobs",
-                params=p,
-            ),
-        },
-        "/api/batches/{batchId}/retry": {
-            "post": _op(
-                "failed jobs back to pending",
-                {"200": _json("requeued", _ref("Requeued")), **_errors(404)},
-                params=p,
-            )
-        },
-        "/api/batches/{batchId}/cancel": {
-            "post": _op(
-                "stop a running batch; in-flight jobs go back to pending",
-                {
-                    "200": _json("the batch, still stopping", _ref("BatchView")),
-                    **_errors(404, 409),
-                },
-                params=p,
-            )
-        },
-    }
-
-
-def _job_paths() -> dict[str, Any]:
-    p = ({"name": "jobId", "in": "path", "required": True, "schema": {"type": "string"}},)
-    state = _json("the job's state afterwards", _ref("JobStateView"))
-    return {
-        "/api/jobs/{jobId}": {
-            "get": _op(
-                "one job", {"200": _json("the job", _ref("JobView")), **_errors(404)}, params=p
-            )
-        },
-        "/api/jobs/{jobId}/cancel": {
-            "post": _op(
-                "pending: failed 'cancelled'; active: cancelled in its child (replaced "
-                "after SHUTDOWN_GRACE_SECONDS if its handler does not return)",
-                {"200": state, **_errors(404, 409)},
-                params=p,
-            )
-        },
-        "/api/jobs/{jobId}/retry": {
-            "post": _op(
-                "a failed job back to pending", {"200": state, **_errors(404, 409)}, params=p
-            )
-        },
-    }
-
-
-def _engine_paths() -> dict[str, Any]:
-    started = _json("the run's state", _ref("ProcessResult"))
-    status = {"200": _json("the engine's state", _ref("StatusView"))}
-    return {
-        "/api/jobs/process/all/{batchId}": {
-            "post": _op(
-                "process every pending job of the batch in a child process",
-                {
-                    "200": started,
-                    "202": {**started, "description": "already running"},
-                    "429": {
-                        **started,
-                        "description": "capacity reached",
-                        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
-                    },
-                    **_errors(404, 500, 503),
-                },
-                params=(_PATH_ID,),
-            )
-        },
-        "/api/pause": {"post": _op("stop handing out jobs", dict(status))},
-        "/api/resume": {"post": _op("hand out jobs again", dict(status))},
-        "/api/status": {"get": _op("what the engine is doing", dict(status))},
-        "/api/schedules": {
-            "get": _op(
-                "every schedule with its next and last firing",
-                {"200": _json("schedules", _ref("ScheduleList"))},
-            )
-        },
-        "/health": {
-            "get": _op(
-                "store and engine health",
-                {
-                    "200": _json("ok", _ref("HealthView")),
-                    "503": _json("degraded", _ref("HealthView")),
-                },
-                open_=True,
-            )
-        },
-    }
-
-
-def _other_paths() -> dict[str, Any]:
-    resume = _query("lastEventId", "replay retained events after this seq", {"type": "integer"})
-    return {
-        "/api/events": {
-            "get": _op(
-                "Server-Sent Events: id is the seq; honours the Last-Event-ID header",
-                {
-                    "200": {"description": "event stream", "content": {"text/event-stream": {}}},
-                    **_errors(400),
-                },
-                params=(_FILTER, resume),
-            )
-        },
-        "/ws": {
-            "get": _op(
-                "WebSocket of frames {event, seq, data} (with ?batch=1, each message a JSON "
-                "array of the frames queued since the last one, in seq order); send "
-                "{subscribe}, {unsubscribe}, {resumeFrom}; ?resumeFrom= replays from the "
-                "start; token may be passed as ?token=",
-                {"101": {"description": "switching protocols"}, **_errors(400)},
-                params=(
-                    _FILTER,
-                    _query(
-                        "resumeFrom",
-                        "replay every retained event with a greater seq first",
-                        {"type": "integer", "minimum": 0},
-                    ),
-                    _query(
-                        "batch",
-                        "1: each message is a JSON array of frames",
-                        {"type": "integer", "enum": [0, 1]},
-                    ),
-                    _query("token", "the bearer token", {"type": "string"}),
+                404: ERROR,
+                500: ERROR,
+                503: ERROR,
+            },
+        ),
+    },
+    "/api/jobs/{jobId}": {
+        "get": Op(summary="one job", answers={200: api.JobView, 404: ERROR}),
+    },
+    "/api/jobs/{jobId}/cancel": {
+        "post": Op(
+            summary="cancel one job: pending at once, active in its child",
+            answers={200: job_api.JobStateView, 404: ERROR, 409: ERROR},
+        ),
+    },
+    "/api/jobs/{jobId}/retry": {
+        "post": Op(
+            summary="a failed job back to pending",
+            answers={200: job_api.JobStateView, 404: ERROR, 409: ERROR},
+        ),
+    },
+    "/api/schedules": {
+        "get": Op(
+            summary="every schedule with its next and last firing", answers={200: ScheduleList}
+        ),
+    },
+    "/api/pause": {"post": Op(summary="stop handing out jobs", answers={200: api.StatusView})},
+    "/api/resume": {"post": Op(summary="hand out jobs again", answers={200: api.StatusView})},
+    "/api/status": {"get": Op(summary="what the engine is doing", answers={200: api.StatusView})},
+    "/health": {
+        "get": Op(
+            summary="store and engine health",
+            open=True,
+            answers={
+                200: Answer(description="ok", body=api.HealthView),
+                503: Answer(description="degraded", body=api.HealthView),
+            },
+        ),
+    },
+    "/api/events": {
+        "get": Op(
+            summary=_SSE,
+            query=(queries.BATCH_IDS, queries.LAST_EVENT_ID),
+            answers={
+                200: Answer(
+                    description="event stream", media="text/event-stream", media_schema=_SSE_FRAME
                 ),
-            )
-        },
-        "/metrics": {
-            "get": _op(
-                "Prometheus metrics",
-                {"200": {"description": "text format", "content": {"text/plain": {}}}},
-            )
-        },
-        "/openapi.json": {
-            "get": _op("this document", {"200": {"description": "OpenAPI 3.1"}}, open_=True)
-        },
-        "/": {"get": _op("the dashboard page", {"200": {"description": "HTML"}}, open_=True)},
+                400: ERROR,
+            },
+        ),
+    },
+    "/ws": {
+        "get": Op(
+            summary=_WS,
+            query=(queries.BATCH_IDS, queries.RESUME_FROM, queries.BATCH_FLAG, queries.TOKEN),
+            answers={
+                101: Answer(description="switching protocols: the WebSocket"),
+                400: ERROR,
+                426: Answer(
+                    description=_MEANINGS[426],
+                    body=ERROR,
+                    headers={"Upgrade": {"schema": {"type": "string", "enum": ["websocket"]}}},
+                ),
+            },
+        ),
+    },
+    "/metrics": {
+        "get": Op(
+            summary="Prometheus metrics",
+            answers={200: Answer(description="text format", media="text/plain")},
+        ),
+    },
+    "/openapi.json": {
+        "get": Op(
+            summary="this document",
+            open=True,
+            answers={200: Answer(description="OpenAPI 3.1", media="application/json")},
+        ),
+    },
+    "/": {
+        "get": Op(
+            summary="the dashboard page",
+            open=True,
+            answers={200: Answer(description="HTML", media="text/html")},
+        ),
+    },
+}
+
+_PATH_PARAM = re.compile(r"{(\w+)}")
+
+
+def _answer(status: int, answer: type[Any] | Answer) -> dict[str, Any]:
+    if not isinstance(answer, Answer):
+        answer = Answer(description=_MEANINGS[status], body=answer)
+    described: dict[str, Any] = {"description": answer.description}
+    if answer.body is not None:
+        schema = {"$ref": REF_PREFIX + answer.body.__name__}
+        described["content"] = {"application/json": {"schema": schema}}
+    elif answer.media is not None:
+        described["content"] = {answer.media: {"schema": dict(answer.media_schema)}}
+    if answer.headers:
+        described["headers"] = dict(answer.headers)
+    return described
+
+
+def _operation(path: str, op: Op, *, secured: bool) -> dict[str, Any]:
+    answers = dict(op.answers)
+    if secured and not op.open:
+        answers[401] = ERROR
+    described: dict[str, Any] = {
+        "summary": op.summary,
+        "responses": {str(status): _answer(status, a) for status, a in sorted(answers.items())},
     }
+    params = [
+        {"name": name, "in": "path", "required": True, "schema": _PATH_PARAMS[name]}
+        for name in _PATH_PARAM.findall(path)
+    ]
+    params += [query.parameter() for query in op.query]
+    if params:
+        described["parameters"] = params
+    if op.body is not None:
+        schema = {"$ref": REF_PREFIX + op.body.__name__}
+        described["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": schema}},
+        }
+    if op.open:
+        described["security"] = []
+    return described
 
 
-def openapi_document(version: str, *, secured: bool) -> dict[str, Any]:
+def _body_classes() -> list[type[Any]]:
+    classes: list[type[Any]] = []
+    for ops in _OPERATIONS.values():
+        for op in ops.values():
+            bodies = [
+                op.body,
+                *(a.body if isinstance(a, Answer) else a for a in op.answers.values()),
+            ]
+            classes += [body for body in bodies if body is not None]
+    return classes
+
+
+def openapi_document(
+    version: str, *, secured: bool, job_types: Collection[str] | None = None
+) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the API.
 
     Args:
         version: the server's version.
-        secured: whether a bearer token is required (it adds the scheme).
+        secured: whether a bearer token is required (it adds the scheme and 401s).
+        job_types: the job types the server knows; bodies list them as the
+            only allowed ``type`` values (without it, any non-empty name).
     """
+    paths = {
+        path: {method: _operation(path, op, secured=secured) for method, op in ops.items()}
+        for path, ops in _OPERATIONS.items()
+    }
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "batchyard", "version": version},
-        "paths": {
-            **_collection_paths(),
-            **_batch_paths(),
-            **_job_paths(),
-            **_engine_paths(),
-            **_other_paths(),
-        },
-        "components": {"schemas": _SCHEMAS},
+        "paths": paths,
+        "components": {"schemas": component_schemas(_body_classes(), job_types=job_types)},
     }
     if secured:
         document["components"]["securitySchemes"] = {

@@ -7,7 +7,8 @@ Each route decodes its input, makes one or two engine calls and encodes the
 answer; every failure is raised and turned into a response by
 ``engine.server.errors``. Bodies are decoded strictly by ``protocols.api``
 (its ``InvalidBody`` carries the wire path of each fault); query parameters
-are checked here, since they are strings that the codec never sees.
+are checked by their ``engine.server.queries`` objects, which the OpenAPI
+document lists too.
 
 ``POST /api/jobs/process/all/{batchId}`` answers the engine's ``StartResult``
 by status: 200 started, 202 already running, 429 capacity reached. The
@@ -28,21 +29,16 @@ from starlette.routing import BaseRoute, Route
 from engine.core.engine import Engine, StartResult
 from engine.core.scheduler import ScheduleStatus
 from engine.errors import StoreError
-from engine.server.errors import RequestError
+from engine.server import queries
 from engine.server.job_routes import job_routes
 from engine.server.views import batch_view, job_requests, job_view, json_response, status_view
 from engine.store import AddResult
 from protocols import api
 from protocols.api_schedules import ScheduleList, ScheduleView
-from protocols.lifecycle import JobState
 
-__all__ = ["MAX_PAGE", "api_routes"]
+__all__ = ["api_routes"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-
-#: The largest page of jobs one request returns (and the default page).
-MAX_PAGE = 1000
-DEFAULT_PAGE = 100
 
 RETRY_AFTER_SECONDS = 1
 
@@ -51,29 +47,6 @@ _START_ANSWERS: Mapping[StartResult, tuple[int, api.ProcessStatus]] = {
     StartResult.ALREADY_RUNNING: (202, "already-running"),
     StartResult.CAPACITY_REACHED: (429, "capacity-reached"),
 }
-_STATES = {state.value: state for state in JobState}
-
-
-def _bad_query(name: str, value: str, expected: str) -> RequestError:
-    return RequestError(400, "invalid-query", f"{name}={value!r:.80} is invalid: {expected}")
-
-
-def _state_param(request: Request) -> JobState | None:
-    value = request.query_params.get("state")
-    if value is None or value == "":
-        return None
-    if value not in _STATES:
-        raise _bad_query("state", value, f"expected one of {', '.join(_STATES)}")
-    return _STATES[value]
-
-
-def _limit_param(request: Request) -> int:
-    value = request.query_params.get("limit")
-    if value is None or value == "":
-        return DEFAULT_PAGE
-    if not (value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_PAGE):
-        raise _bad_query("limit", value, f"expected an integer from 1 to {MAX_PAGE}")
-    return int(value)
 
 
 def _enqueued(batch_id: str, result: AddResult) -> Response:
@@ -122,13 +95,13 @@ class _Api:
 
     async def list_jobs(self, request: Request) -> Response:
         batch_id = request.path_params["batchId"]
-        state, limit = _state_param(request), _limit_param(request)
-        cursor = request.query_params.get("cursor") or None
+        params = request.query_params
+        state, limit = queries.STATE.parse(params), queries.LIMIT.parse(params)
+        cursor = queries.CURSOR.parse(params)
         await self._engine.get_batch(batch_id)
-        try:
-            page = await self._engine.list_jobs(batch_id, state=state, limit=limit, cursor=cursor)
-        except ValueError as exc:
-            raise _bad_query("cursor", cursor or "", str(exc)) from exc
+        page = await self._engine.list_jobs(
+            batch_id, state=state, limit=limit or queries.DEFAULT_PAGE, cursor=cursor
+        )
         jobs = tuple(job_view(record) for record in page.jobs)
         return json_response(api.JobList(jobs=jobs, next_cursor=page.next_cursor))
 

@@ -52,6 +52,7 @@ from engine.core.startup import open_engine
 from engine.errors import ConfigError
 from engine.server.app import create_app
 from engine.server.stragglers import shut_down_connections
+from protocols.events import MAX_CLIENT_MESSAGE_BYTES
 
 __all__ = ["check_exposure", "serve", "serve_engine"]
 
@@ -74,10 +75,6 @@ _HTTP_GRACE_SECONDS = 0.5
 #: grace it leaves a quarter of a second of the contract's one for the
 #: engine to close and the process to exit.
 _FORCE_AFTER_GRACE_SECONDS = 0.25
-
-#: The largest WebSocket message a client may send; control messages are
-#: tiny, so anything near this is not one.
-_MAX_CLIENT_MESSAGE_BYTES = 64 * 1024
 
 
 def _is_loopback(host: str) -> bool:
@@ -111,7 +108,7 @@ def _config(host: str, port: int) -> Config:
     config.errorlog = _HTTP_LOG
     config.accesslog = None
     config.graceful_timeout = _HTTP_GRACE_SECONDS
-    config.websocket_max_message_size = _MAX_CLIENT_MESSAGE_BYTES
+    config.websocket_max_message_size = MAX_CLIENT_MESSAGE_BYTES
     return config
 
 

@@ -38,6 +38,8 @@ the subscription by a new one with ``resume_from=n`` and the current filter;
 the pump notices the replacement and skips what the old one still held.
 Close codes (``CloseCode``): ``UNSUPPORTED_DATA`` for a binary or non-JSON
 message, ``INVALID_PAYLOAD`` for JSON that is not a valid control message,
+``POLICY_VIOLATION`` past ``MAX_SUBSCRIBED_BATCHES`` batches subscribed,
+``MESSAGE_TOO_BIG`` (hypercorn's) for a message over the server's limit,
 ``TRY_AGAIN_LATER`` dropped as slow, ``GOING_AWAY`` shutdown.
 
 SSE sends a comment line every ``KEEPALIVE_SECONDS`` when nothing happens,
@@ -54,6 +56,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import orjson
 import trio
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
@@ -61,11 +64,12 @@ from starlette.websockets import WebSocket
 
 from engine.core.bus import BUS_CLOSED, SLOW_SUBSCRIBER, Subscription
 from engine.core.engine import Engine
+from engine.server import queries
 from engine.server.errors import RequestError, error_response
 from engine.server.metrics import ServerMetrics
-from protocols.api import BATCH_ID_PATTERN
 from protocols.errors import RemoteProtocolError
 from protocols.events import (
+    MAX_SUBSCRIBED_BATCHES,
     CloseCode,
     ControlMessage,
     Event,
@@ -96,26 +100,7 @@ Close = tuple[CloseCode, str]
 
 
 def _batch_ids(values: list[str]) -> set[str] | None:
-    for value in values:
-        if BATCH_ID_PATTERN.fullmatch(value) is None:
-            raise RequestError(400, "invalid-query", f"batchId={value!r:.80} is not a batch id")
-    return set(values) if values else None
-
-
-def _seq(name: str, value: str | None) -> int | None:
-    if value is None or value == "":
-        return None
-    if not (value.isascii() and value.isdigit()):
-        raise RequestError(400, "invalid-query", f"{name}={value!r:.80} is not a seq")
-    return int(value)
-
-
-def _flag(name: str, value: str | None) -> bool:
-    if value is None or value == "0":
-        return False
-    if value == "1":
-        return True
-    raise RequestError(400, "invalid-query", f"{name}={value!r:.80} is not 0 or 1")
+    return set(queries.BATCH_IDS.parse_all(values)) or None
 
 
 def _reason(text: str) -> str:
@@ -264,15 +249,20 @@ class _Feed:
         self.batch = batch
         self.current = engine.subscribe(batch_ids, resume_from=resume_from)
 
-    def apply(self, message: ControlMessage) -> None:
+    def apply(self, message: ControlMessage) -> Close | None:
+        """Apply a control message; the close it calls for, if any."""
         if isinstance(message, Subscribe):
             self.current.subscribe(message.subscribe)
+            if len(self.current.batch_ids or ()) > MAX_SUBSCRIBED_BATCHES:
+                reason = f"more than {MAX_SUBSCRIBED_BATCHES} batches subscribed"
+                return CloseCode.POLICY_VIOLATION, reason
         elif isinstance(message, ResumeFrom):
             old = self.current
             self.current = self._engine.subscribe(old.batch_ids, resume_from=message.resume_from)
             old.close()
         else:
             self.current.unsubscribe(message.unsubscribe)
+        return None
 
     def close(self) -> None:
         self.current.close()
@@ -307,12 +297,14 @@ async def _read_controls(websocket: WebSocket, feed: _Feed) -> Close | None:
         if text is None:
             return CloseCode.UNSUPPORTED_DATA, "binary messages are not supported"
         try:
-            feed.apply(parse_control(text))
+            refusal = feed.apply(parse_control(text))
         except RemoteProtocolError as exc:
             # parse_control chains the JSON decoder's error when it is not JSON at all.
             not_json = isinstance(exc.__cause__, orjson.JSONDecodeError)
             code = CloseCode.UNSUPPORTED_DATA if not_json else CloseCode.INVALID_PAYLOAD
             return code, _reason(str(exc))
+        if refusal is not None:
+            return refusal
 
 
 async def _session(websocket: WebSocket, feed: _Feed) -> Close | None:
@@ -338,19 +330,17 @@ class _Endpoints:
 
     async def sse(self, request: Request) -> Response:
         batch_ids = _batch_ids(request.query_params.getlist("batchId"))
-        header = request.headers.get("last-event-id")
+        header = request.headers.get("last-event-id", "").strip()
         resume_from = (
-            _seq("Last-Event-ID", header.strip())
-            if header is not None
-            else _seq("lastEventId", request.query_params.get("lastEventId"))
+            queries.LAST_EVENT_ID.value(header)
+            if header
+            else queries.LAST_EVENT_ID.parse(request.query_params)
         )
         return _EventStream(self._engine, self._metrics, self._frames, batch_ids, resume_from)
 
     async def websocket(self, websocket: WebSocket) -> None:
         try:
-            batch_ids = _batch_ids(websocket.query_params.getlist("batchId"))
-            resume_from = _seq("resumeFrom", websocket.query_params.get("resumeFrom"))
-            batch = _flag("batch", websocket.query_params.get("batch"))
+            batch_ids, resume_from, batch = _ws_query(websocket.query_params)
         except RequestError as exc:
             await websocket.send_denial_response(error_response(exc))
             return
@@ -365,10 +355,35 @@ class _Endpoints:
             await websocket.close(outcome[0], _reason(outcome[1]))
 
 
+def _ws_query(params: QueryParams) -> tuple[set[str] | None, int | None, bool]:
+    """``/ws``'s batch ids, ``resumeFrom`` and ``batch`` flag.
+
+    Raises:
+        RequestError: 400 for a value the document does not allow.
+    """
+    batch_ids = _batch_ids(params.getlist(queries.BATCH_IDS.name))
+    return batch_ids, queries.RESUME_FROM.parse(params), bool(queries.BATCH_FLAG.parse(params))
+
+
+async def _not_upgraded(request: Request) -> Response:
+    # A plain GET of /ws: the resource exists, only over a WebSocket. Its
+    # query is checked first, as a handshake's would be.
+    _ws_query(request.query_params)
+    refusal = RequestError(
+        426,
+        "upgrade-required",
+        "/ws is a WebSocket: send a WebSocket handshake (Upgrade: websocket)",
+        {"Upgrade": "websocket", "Connection": "Upgrade"},
+    )
+    return error_response(refusal)
+
+
 def event_routes(engine: Engine, metrics: ServerMetrics) -> list[BaseRoute]:
-    """``GET /api/events`` and ``WS /ws``, fed by ``engine``'s subscriptions."""
+    """``GET /api/events`` and ``WS /ws``, fed by ``engine``'s subscriptions,
+    and the 426 answer to a ``GET /ws`` that is not a WebSocket handshake."""
     endpoints = _Endpoints(engine, metrics)
     return [
         Route("/api/events", endpoints.sse, methods=["GET"]),
         WebSocketRoute("/ws", endpoints.websocket),
+        Route("/ws", _not_upgraded, methods=["GET"]),
     ]

@@ -217,9 +217,10 @@ class RedisClusterMethods:
         """
         records = []
         for text in await self._run("engines"):
-            fields = _json.load(text)
-            fields["running_batches"] = tuple(fields["running_batches"])
-            records.append(EngineRecord(**fields))
+            with _json.reading("engine record"):
+                fields = _json.load(text)
+                fields["running_batches"] = tuple(fields["running_batches"])
+                records.append(EngineRecord(**fields))
         return sorted(records, key=lambda record: record.engine_id)
 
     async def forget_engine(self, engine_id: str) -> None:

@@ -57,6 +57,16 @@ def rank(priority: int) -> str:
 
 
 def job_record(fields: Sequence[Any]) -> JobRecord:
+    """A job hash's fields (in ``JOB_FIELDS`` order) as a record.
+
+    Raises:
+        StoreError: the fields do not make a job this version can read.
+    """
+    with _json.reading("job"):
+        return _job_record(fields)
+
+
+def _job_record(fields: Sequence[Any]) -> JobRecord:
     row = dict(zip(JOB_FIELDS, fields, strict=True))
     return JobRecord(
         job_id=row["job_id"],
@@ -92,14 +102,20 @@ def counts_of(values: Sequence[int]) -> Counts:
 def batch_record(
     batch_id: str, type_: str, created_at: str, options: str, counts: Any, run_owner: str | None
 ) -> BatchRecord:
-    return BatchRecord(
-        batch_id=batch_id,
-        type=type_,
-        created_at=float(created_at),
-        options=_json.load(options),
-        counts=counts_of(counts),
-        run_owner=run_owner,
-    )
+    """A batch's stored fields as a record.
+
+    Raises:
+        StoreError: they do not make a batch this version can read.
+    """
+    with _json.reading("batch"):
+        return BatchRecord(
+            batch_id=batch_id,
+            type=type_,
+            created_at=float(created_at),
+            options=_json.load(options),
+            counts=counts_of(counts),
+            run_owner=run_owner,
+        )
 
 
 def new_job_args(job: NewJob, now: float) -> list[str | int]:

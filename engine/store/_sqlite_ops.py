@@ -186,6 +186,12 @@ def connect(path: str, busy_timeout_seconds: float) -> sqlite3.Connection:
 
 
 def _job(row: Sequence[Any]) -> JobRecord:
+    """A row of ``_JOB_COLUMNS`` as a record; ``StoreError`` if it is not one."""
+    with _json.reading("job"):
+        return _job_fields(row)
+
+
+def _job_fields(row: Sequence[Any]) -> JobRecord:
     job_id, batch_id, type_, state, payload, attempts, max_attempts = row[:7]
     key, priority, result, error, traceback, created_at, available_at, cost = row[7:15]
     started_at, finished_at, progress, timeout_seconds = row[15:]
@@ -213,16 +219,17 @@ def _job(row: Sequence[Any]) -> JobRecord:
 
 
 def batch_record(row: Sequence[Any], counts: Counts) -> BatchRecord:
-    """A row of ``BATCH_COLUMNS`` as a record."""
-    batch_id, type_, created_at, options, run_owner = row
-    return BatchRecord(
-        batch_id=batch_id,
-        type=type_,
-        created_at=created_at,
-        options=_json.load(options),
-        counts=counts,
-        run_owner=run_owner,
-    )
+    """A row of ``BATCH_COLUMNS`` as a record; ``StoreError`` if it is not one."""
+    with _json.reading("batch"):
+        batch_id, type_, created_at, options, run_owner = row
+        return BatchRecord(
+            batch_id=batch_id,
+            type=type_,
+            created_at=created_at,
+            options=_json.load(options),
+            counts=counts,
+            run_owner=run_owner,
+        )
 
 
 def require_batch(conn: sqlite3.Connection, batch_id: str) -> None:

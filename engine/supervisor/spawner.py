@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import Protocol
 
@@ -104,21 +104,26 @@ class ProcessSpawner:
 
     Args:
         job_modules: modules each child imports to register job types.
+        env: the children's environment (None: the engine's own, whole);
+            the engine passes its own without its secrets
+            (``engine.config.child_env``).
     """
 
-    def __init__(self, job_modules: Sequence[str]) -> None:
+    def __init__(self, job_modules: Sequence[str], env: Mapping[str, str] | None = None) -> None:
         self._job_modules = tuple(job_modules)
+        self._env = None if env is None else dict(env)
 
     def prepare(self) -> _ProcessChild:
         """A child process to be, with its pipes open."""
-        return _ProcessChild(self._job_modules)
+        return _ProcessChild(self._job_modules, self._env)
 
 
 class _ProcessChild:
     """The pipes of one child process, then the process itself."""
 
-    def __init__(self, job_modules: tuple[str, ...]) -> None:
+    def __init__(self, job_modules: tuple[str, ...], env: dict[str, str] | None) -> None:
         self._job_modules = job_modules
+        self._env = env
         from_child, self._child_out = os.pipe()
         self._child_in, to_child = os.pipe()
         self.to_child = trio.lowlevel.FdStream(to_child)
@@ -154,6 +159,7 @@ class _ProcessChild:
                         stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE,
                         check=False,
+                        env=self._env,
                         deliver_cancel=deliver_cancel,
                     )
                 )

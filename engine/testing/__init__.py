@@ -4,8 +4,9 @@ imports it; an engine loads it only when ``BATCHYARD_JOBS`` names it.
 Importing the package registers the fault-injection job types of
 ``engine.testing.faults``, so ``BATCHYARD_JOBS=engine.testing`` gives an
 engine and its children ``crash``, ``hang``, ``garble``, ``pid`` and
-``steps``, and those of ``engine.testing.flows``: ``fan-out``,
-``fan-out-sync``, ``rate-limited`` and ``rate-limited-sync``. The harness
+``steps``, those of ``engine.testing.flows``: ``fan-out``,
+``fan-out-sync``, ``rate-limited`` and ``rate-limited-sync``, and those of
+``engine.testing.probes`` (``environment``). The harness
 (``engine.testing.harness``: test settings, engines and servers, a failing
 store, helpers that build jobs and collect events; and
 ``engine.testing.fake_child``, the in-process child spawner) is imported
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from engine.testing import faults as faults
 from engine.testing import flows as flows
+from engine.testing import probes as probes
 from protocols._lazy import lazy_exports
 
 if TYPE_CHECKING:
@@ -46,6 +48,7 @@ __all__ = [
     "open_fake_store",
     "open_test_engine",
     "open_test_server",
+    "probes",
     "settings_for_tests",
     "trio_wall_clock",
 ]

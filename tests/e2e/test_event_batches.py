@@ -89,7 +89,10 @@ async def test_a_batch_flag_other_than_0_or_1_refuses_the_handshake(tmp_path: Pa
     while isinstance(rejection, BaseExceptionGroup):
         rejection = rejection.exceptions[0]
     assert isinstance(rejection, ConnectionRejected) and rejection.status_code == 400
-    assert "batch='yes' is not 0 or 1" in orjson.loads(rejection.body or b"")["error"]["message"]
+    assert (
+        "batch='yes' is invalid: expected one of 0, 1"
+        in orjson.loads(rejection.body or b"")["error"]["message"]
+    )
 
 
 async def test_a_slow_batch_reader_is_closed_1013_and_resumes_with_nothing_lost(

@@ -42,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "event_ring_size": 10_000,
     "subscriber_buffer": 1_000,
     "max_body_bytes": 10 * 1024 * 1024,
+    "cors_origins": (),
 }
 
 
@@ -79,6 +80,7 @@ def test_env_variables_are_the_contracts_in_its_order() -> None:
         "STATUS_LOG_SECONDS": ("status_log_seconds", "30"),
         "BATCHYARD_LOG_FORMAT": ("log_format", "text"),
         "BATCHYARD_LOG_LEVEL": ("log_level", "info"),
+        "BATCHYARD_CORS_ORIGINS": ("cors_origins", None),
     }
     assert list(ENV_VARIABLES)[:4] == list(PROFILES["dev"])
     for name, variable in ENV_VARIABLES.items():

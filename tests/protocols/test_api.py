@@ -292,8 +292,8 @@ STRICT_CASES = [
     ),
     (
         api.CreateBatch,
-        _create(batchId="b", options={"after": ["a", "b"]}),
-        r"after must not list the batch itself @ \$\.options",
+        _create(options={"autoStart": None}),
+        r"autoStart must be a boolean, got None @ \$\.options",
     ),
     (api.CreateBatch, _create(type=1), r"expected a string, got an integer @ \$\.type"),
     (api.CreateBatch, _create(jobs={}), r"expected an array, got an object @ \$\.jobs"),

@@ -214,7 +214,7 @@ def test_control_messages_of_the_contract(raw: bytes, message: events.ControlMes
         (b'{"unsubscribe": ["no spaces"]}', r"not a batch id @ \$\.unsubscribe"),
         (b'{"resumeFrom": -1}', r"at least 0, got -1 @ \$\.resumeFrom"),
         (b'{"resumeFrom": "5"}', r"expected an integer, got a string @ \$\.resumeFrom"),
-        (b'{"resumeFrom": 5.0}', r"expected an integer, got a float @ \$\.resumeFrom"),
+        (b'{"resumeFrom": 5.5}', r"expected an integer, got a float @ \$\.resumeFrom"),
         (b'{"resumeFrom": true}', r"expected an integer, got a boolean @ \$\.resumeFrom"),
         (b'{"resumeFrom": null}', r"expected an integer, got null @ \$\.resumeFrom"),
     ],

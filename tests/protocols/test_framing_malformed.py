@@ -194,7 +194,7 @@ def test_values_of_the_wrong_kind(data: st.DataObject) -> None:
         (ipc.ChildMessage, {"type": "job-progress", "jobId": "j"}),
         (ipc.ChildMessage, {"type": "job-failed", "jobId": "j", "error": None}),
         (ipc.ChildMessage, {"type": "ready", "pid": True}),
-        (ipc.ChildMessage, {"type": "ready", "pid": 1.0}),
+        (ipc.ChildMessage, {"type": "ready", "pid": 1.5}),
         (ipc.ChildMessage, {"type": "ready", "pid": "1"}),
         (ipc.ChildMessage, {"type": ["ready"], "pid": 1}),
     ],
