@@ -62,11 +62,12 @@ from engine.store import _sqlite_ops as ops
 from engine.store._sqlite_cluster import SqliteClusterMethods
 from engine.store._sqlite_limits import SqliteLimits
 from engine.store._sqlite_reads import SqliteReads
+from engine.store.records import Step
 
 if TYPE_CHECKING:
     import sqlite3
 
-    from engine.store.records import AddResult, BatchRecord, JobRecord, NewJob, Outcome
+    from engine.store.records import AddResult, BatchRecord, Claim, JobRecord, NewJob, Outcome
     from protocols.lifecycle import JobState
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT_SECONDS", "SqliteStore", "open_sqlite_store"]
@@ -229,6 +230,25 @@ class SqliteStore(SqliteReads, SqliteClusterMethods, SqliteLimits):
         if not outcomes:
             return {}
         return await self._run(lambda conn, now: ops.apply(conn, now, outcomes, owner), write=True)
+
+    async def apply_and_claim(
+        self, outcomes: Sequence[Outcome], *, owner: str, claim: Claim
+    ) -> Step:
+        """``apply`` then ``claim_jobs`` in one transaction (``Store``).
+
+        Cancellation: atomic: if it raises ``Cancelled``, nothing happened.
+        """
+
+        def step(conn: sqlite3.Connection, now: float) -> Step:
+            states = ops.apply(conn, now, outcomes, owner) if outcomes else {}
+            claimed: list[JobRecord] = []
+            if claim.limit > 0:
+                claimed = ops.claim_jobs(
+                    conn, now, claim.batch_id, claim.limit, owner, claim.lease_seconds
+                )
+            return Step(states=states, claimed=claimed)
+
+        return await self._run(step, write=True)
 
     async def retry_failed(self, batch_id: str) -> int:
         """Failed jobs back to pending, due now, with attempts and error reset.
