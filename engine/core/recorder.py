@@ -54,6 +54,7 @@ import trio
 
 from engine.core.bus import EventBus
 from engine.core.held import CLEANUP_SECONDS, HeldJob, HeldJobs
+from engine.core.refill import Refill, hold_refill
 from engine.core.retry import Patience, StoreRetry
 from engine.errors import StoreUnavailable
 from engine.store.base import Store
@@ -125,9 +126,13 @@ class Recorder:
         here count them (for a run that cannot ask the store)."""
         return Counts(completed=self._tally.completed, failed=self._tally.failed)
 
-    async def record(self, messages: list[ipc.ChildMessage], held: HeldJobs) -> None:
+    async def record(
+        self, messages: list[ipc.ChildMessage], held: HeldJobs, refill: Refill | None = None
+    ) -> None:
         """Record one burst of child messages in one store write, then
-        publish their events in the order the child sent them. While the
+        publish their events in the order the child sent them. With a
+        ``refill`` that asks for it, the same write claims the jobs that
+        replace the finished ones (``engine.core.refill``). While the
         store is away the write is retried; once the run's patience ran
         out, the burst's outcomes stay held (``release`` writes and
         announces them) and the rest of its events are published.
@@ -157,7 +162,7 @@ class Recorder:
         states: dict[str, JobState] = {}
         if outcomes:
             try:
-                states = await self._apply(list(outcomes.values()), held)
+                states = await self._apply(list(outcomes.values()), held, refill=refill)
             except StoreUnavailable:
                 # Held for ``release``, which announces them once written;
                 # the rest of the burst is news now.
@@ -220,21 +225,37 @@ class Recorder:
         self._bus.publish(data)
 
     async def _apply(
-        self, outcomes: list[Outcome], held: HeldJobs, *, tried: set[str] | None = None
+        self,
+        outcomes: list[Outcome],
+        held: HeldJobs,
+        *,
+        tried: set[str] | None = None,
+        refill: Refill | None = None,
     ) -> dict[str, JobState]:
         """``store.apply`` under this engine's leases, retried while the
         store is away. A skipped outcome that a failed attempt (of this
         call, or for the jobs of ``tried``, of an earlier one) may have
         written is taken as applied; any other skipped outcome is for a job
-        no longer this engine's, absent from the states returned (logged)."""
+        no longer this engine's, absent from the states returned (logged).
+        When ``refill`` asks for a claim, it is made in the same write and
+        what it took is held and handed to ``refill``."""
         maybe_written = set(tried or ())
+        claim = None if refill is None else refill.refill_claim(len(outcomes))
+
+        async def write() -> dict[str, JobState]:
+            if claim is None or refill is None:
+                return await self._store.apply(outcomes, owner=self._owner)
+            step = await self._store.apply_and_claim(outcomes, owner=self._owner, claim=claim)
+            finishing = [outcome.job_id for outcome in outcomes]
+            refill.hand(hold_refill(step.claimed, finishing, held, self.batch_id))
+            return step.states
 
         async def attempt() -> dict[str, JobState]:
             # Shielded: the write either happened or not, never abandoned
             # half-way; the bound only matters for a store that hangs.
             with trio.move_on_after(CLEANUP_SECONDS, shield=True):
                 try:
-                    return await self._store.apply(outcomes, owner=self._owner)
+                    return await write()
                 except StoreUnavailable:
                     maybe_written.update(outcome.job_id for outcome in outcomes)
                     raise

@@ -350,7 +350,7 @@ class BatchRunner:
                 return str(exc)
             if not messages:
                 return None
-            await self._recorder.record(messages, held)
+            await self._recorder.record(messages, held, self._dispatcher)
             self._dispatcher.wake()
 
     def publish_failure(self, error: BaseException) -> None:
