@@ -17,7 +17,10 @@ job to the moment its handler started (``HeldJobs.restamp``), before the
 burst's outcomes are written, so the next grants see it soon.
 
 Batch-wide counts for ``processing:progress`` are kept from outcomes
-(``Tally``), so progress costs no store query.
+(``engine.core.tally``), so progress costs no store query; it is
+published at most once per burst (at its end, whatever number of
+``Progress`` reports the burst held), and once more when ``release``
+moved the counts, so the latest counts always precede ``done``.
 
 While the store is away, the outcomes a child reported stay with their
 ``HeldJob`` (``outcome``) and the store write is retried (``StoreRetry``)
@@ -49,13 +52,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import attrs
 import trio
 
 from engine.core.bus import EventBus
 from engine.core.held import CLEANUP_SECONDS, HeldJob, HeldJobs
 from engine.core.refill import Refill, hold_refill
 from engine.core.retry import Patience, StoreRetry
+from engine.core.tally import Tally
 from engine.errors import StoreUnavailable
 from engine.store.base import Store
 from engine.store.records import Complete, Counts, Fail, JobRecord, Outcome, Release
@@ -65,15 +68,6 @@ from protocols.lifecycle import JobState
 __all__ = ["Recorder", "Tally"]
 
 log = logging.getLogger("batchyard.runner")
-
-
-@attrs.define
-class Tally:
-    """A batch's finished jobs out of its total, kept up to date from outcomes."""
-
-    completed: int = 0
-    failed: int = 0
-    total: int = 0
 
 
 class Recorder:
@@ -169,6 +163,8 @@ class Recorder:
                 outcomes = {}
         for message in messages:
             self._publish_message(message, outcomes, states, held)
+        if (progress := self._tally.snapshot(self.batch_id)) is not None:
+            self.publish(progress)
         await held.free_type_slots()
 
     async def release(self, held: HeldJobs, *, crashed: bool) -> None:
@@ -218,6 +214,8 @@ class Recorder:
             raise
         for outcome in outcomes:
             self._announce(outcome, states.get(outcome.job_id), held.pop(outcome.job_id))
+        if (progress := self._tally.latest(self.batch_id)) is not None:
+            self.publish(progress)
         await held.free_type_slots()
 
     def publish(self, data: events.EventData) -> None:
@@ -292,15 +290,7 @@ class Recorder:
         if isinstance(message, ipc.BatchStarted):
             self.publish(events.ProcessingStarted(batch_id=self.batch_id))
         elif isinstance(message, ipc.Progress):
-            tally = self._tally
-            self.publish(
-                events.ProcessingProgress(
-                    batch_id=self.batch_id,
-                    completed=tally.completed,
-                    failed=tally.failed,
-                    total=tally.total,
-                )
-            )
+            self._tally.report()  # published once, at the end of the burst
         elif not isinstance(message, _JOB_FACTS) or message.job_id not in held:
             return  # Ready, Done and ChildFailed say nothing subscribers need
         elif isinstance(message, ipc.JobStarted | ipc.JobProgress):
