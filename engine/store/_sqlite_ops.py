@@ -171,6 +171,10 @@ def connect(path: str, busy_timeout_seconds: float) -> sqlite3.Connection:
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
+            # A small page cache (256 KiB, not SQLite's 2 MiB): the engine's
+            # memory stays flat however many jobs wait in the file, and the
+            # hot path's pages are few and recent (the OS caches the rest).
+            conn.execute("PRAGMA cache_size = -256")
             create_schema(conn)
             _sqlite_limits.create_limit_tables(conn)
         except BaseException:
