@@ -6,10 +6,11 @@ Design notes
 ``publish`` is a plain (non-async) call. On its own (the SQLite store) the
 bus stamps the event with the next ``seq`` of this engine, keeps it in a
 ring for replay bounded in count and in bytes (``engine.core.ring``), and
-offers it to each matching subscriber with ``send_nowait``. Joined to a store's event log (``serve_log``, the Redis
-store) the log gives out the seqs, cluster-wide: ``publish`` queues the
-event for the log, and every event of the log, from any engine, comes back
-through the same ring and fan-out in seq order (``engine.core.bus_log``).
+offers it to each matching subscriber with ``send_nowait``. Joined to a
+store's event log (``serve_log``, the Redis store) the log gives out the
+seqs, cluster-wide: ``publish`` queues the event for the log, and every
+event of the log, from any engine, comes back through the same ring and
+fan-out in seq order (``engine.core.bus_log``).
 
 A subscriber whose buffer is full cannot keep up; it is dropped on the spot
 (its channel is closed, and its ``dropped_reason`` says why) instead of
