@@ -13,6 +13,14 @@ it is woken (jobs added, outcomes recorded, dispatching resumed). Claims
 are shielded so that a cancellation can never strand a claimed job outside
 ``HeldJobs``.
 
+Most claims do not come from here: the recorder's store step that records
+a burst of outcomes also claims the jobs replacing the finished ones
+(``engine.core.refill``), when ``refill_claim`` allows it, and ``hand``
+gives them to the dispatcher, held already; it sends them before it claims
+again, and a wait for credits ends when jobs are handed. Its own claims
+fill the credits that no burst freed (the first jobs, after a wait, after
+a pause, when the run's ownership is due to be checked).
+
 Limits: each claimed job passes, on its way to the child, the batch's rate
 limiter (its ``cost``) and, for a type with limits of its own
 (``[types.NAME]``), the type's ``TypeGate``, whose slots and window every
