@@ -17,7 +17,7 @@ Most claims do not come from here: the recorder's store step that records
 a burst of outcomes also claims the jobs replacing the finished ones
 (``engine.core.refill``), when ``refill_claim`` allows it, and ``hand``
 gives them to the dispatcher, held already; it sends them before it claims
-again, and a wait for credits ends when jobs are handed. Its own claims
+again, and a wait for credits ends when jobs are handed or end. Its own claims
 fill the credits that no burst freed (the first jobs, after a wait, after
 a pause, when the run's ownership is due to be checked).
 
@@ -127,7 +127,6 @@ class Dispatcher:
         # whether such claims are welcome (while ``run`` serves a child).
         self._handed: list[JobRecord] = []
         self._refilling = False
-        self._waiting_for_credits: trio.CancelScope | None = None
 
     def wake(self) -> None:
         """Look for due jobs again now (jobs added, outcomes recorded,
@@ -169,8 +168,6 @@ class Dispatcher:
             return
         self._handed.extend(jobs)
         self._wake.set()
-        if self._waiting_for_credits is not None:
-            self._waiting_for_credits.cancel()
 
     async def run(self, child: Child, held: HeldJobs) -> None:
         """Claim and send jobs to ``child`` until the batch is finished
@@ -336,19 +333,17 @@ class Dispatcher:
     async def _take_credits(self, held: HeldJobs) -> list[object] | None:
         """At least one credit (waiting for it), plus what else is free now,
         up to ``batch_size``; each is borrowed on behalf of a fresh token.
-        None (holding none) when jobs were handed while it waited."""
+        None (holding none) when none was free: it waited to be woken (jobs
+        ended or handed), and the caller looks again."""
         credits, first = held.credits, object()
         try:
             credits.acquire_on_behalf_of_nowait(first)
         except trio.WouldBlock:
-            with trio.CancelScope() as waiting:
-                self._waiting_for_credits = waiting
-                try:
-                    await credits.acquire_on_behalf_of(first)
-                finally:
-                    self._waiting_for_credits = None
-            if waiting.cancelled_caught:
-                return None
+            # Credits come back when the recorder ends held jobs, and the
+            # runner wakes the dispatcher then, as ``hand`` does.
+            await self._wake.wait()
+            self._wake = trio.Event()
+            return None
         return _more_credits(credits, first, self._limits.batch_size)
 
 
