@@ -20,8 +20,9 @@ from protocols.events import Event
 __all__ = ["DEFAULT_RING_BYTES", "ReplayRing", "event_bytes"]
 
 #: The estimated bytes the ring keeps by default: ten thousand ordinary
-#: events take about a third of it.
-DEFAULT_RING_BYTES = 16 * 1024 * 1024
+#: events take a tenth of it, so the count bounds them; ten thousand with
+#: errors of several KiB each (tracebacks) reach it.
+DEFAULT_RING_BYTES = 64 * 1024 * 1024
 
 #: What an event's objects take beside its error text (measured: a
 #: ``job:progress`` event with its data is about 400 bytes in memory).
