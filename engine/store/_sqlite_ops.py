@@ -269,6 +269,11 @@ def delete_batch(conn: sqlite3.Connection, now: float, batch_id: str) -> None:
     conn.execute("DELETE FROM runs WHERE batch_id = ?", (batch_id,))
 
 
+#: Rows inserted per statement: a large add is written a page at a time,
+#: so its rows never all exist at once (the engine's memory stays flat).
+_INSERT_PAGE = 500
+
+
 def add_jobs(
     conn: sqlite3.Connection, now: float, batch_id: str, jobs: Sequence[NewJob]
 ) -> AddResult:
@@ -276,6 +281,7 @@ def add_jobs(
     keys = sorted({job.key for job in jobs if job.key is not None})
     sql = f"SELECT key FROM jobs WHERE batch_id = ? AND key {_IN_JSON}"
     taken = {key for (key,) in conn.execute(sql, (batch_id, _json.dump(keys)))}
+    job_ids: list[str] = []
     rows = []
     for job in jobs:
         if job.key is not None:
@@ -285,9 +291,14 @@ def add_jobs(
         due = now + max(job.delay_seconds, 0.0)
         row = (uuid.uuid4().hex, batch_id, job.type, _PENDING, _json.dump(job.payload))
         rows.append((*row, job.max_attempts, job.key, job.priority, now, due, job.cost))
+        job_ids.append(row[0])
+        if len(rows) == _INSERT_PAGE:
+            conn.executemany(_INSERT_JOB, rows)
+            rows.clear()
     conn.executemany(_INSERT_JOB, rows)
-    job_ids = tuple(row[0] for row in rows)
-    return AddResult(enqueued=len(rows), duplicates=len(jobs) - len(rows), job_ids=job_ids)
+    return AddResult(
+        enqueued=len(job_ids), duplicates=len(jobs) - len(job_ids), job_ids=tuple(job_ids)
+    )
 
 
 def claim_jobs(
