@@ -23,6 +23,7 @@ import orjson
 from protocols import jsontext
 from protocols.codec import CONVERTER, describe_error, json_kind
 from protocols.errors import LocalProtocolError, RemoteProtocolError
+from protocols.fast_decode import fast_structurer
 
 __all__ = ["DEFAULT_MAX_LINE_BYTES", "NEED_DATA", "LineFramer", "NeedData"]
 
@@ -57,6 +58,7 @@ class LineFramer(Generic[M]):
         self._buffer = bytearray()
         self._scan_from = 0
         self._members = _union_members(message_type)
+        self._fast = fast_structurer(message_type)
         self._broken: RemoteProtocolError | None = None
 
     def receive_data(self, data: bytes | bytearray) -> None:
@@ -117,6 +119,9 @@ class LineFramer(Generic[M]):
         tag = raw.get("type")
         if len(self._members) > 1 and not isinstance(tag, str):
             self._fail(f"message type must be a string, got {json_kind(tag)}")
+        message = self._fast(raw)
+        if message is not None:
+            return message  # type: ignore[no-any-return]
         try:
             return CONVERTER.structure(raw, self._message_type)  # type: ignore[no-any-return]
         except KeyError:

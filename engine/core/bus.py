@@ -5,11 +5,12 @@ Design notes
 ------------
 ``publish`` is a plain (non-async) call. On its own (the SQLite store) the
 bus stamps the event with the next ``seq`` of this engine, keeps it in a
-bounded ring for replay, and offers it to each matching subscriber with
-``send_nowait``. Joined to a store's event log (``serve_log``, the Redis
-store) the log gives out the seqs, cluster-wide: ``publish`` queues the
-event for the log, and every event of the log, from any engine, comes back
-through the same ring and fan-out in seq order (``engine.core.bus_log``).
+ring for replay bounded in count and in bytes (``engine.core.ring``), and
+offers it to each matching subscriber with ``send_nowait``. Joined to a
+store's event log (``serve_log``, the Redis store) the log gives out the
+seqs, cluster-wide: ``publish`` queues the event for the log, and every
+event of the log, from any engine, comes back through the same ring and
+fan-out in seq order (``engine.core.bus_log``).
 
 A subscriber whose buffer is full cannot keep up; it is dropped on the spot
 (its channel is closed, and its ``dropped_reason`` says why) instead of
@@ -30,7 +31,6 @@ how a measurement learns the moment of publication without wrapping
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Callable, Collection, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -39,6 +39,7 @@ import attrs
 import trio
 
 from engine.core.bus_log import LogLink
+from engine.core.ring import DEFAULT_RING_BYTES, ReplayRing
 from protocols.events import EVENT_TYPES, Event, EventData
 
 if TYPE_CHECKING:
@@ -188,6 +189,7 @@ class EventBus:
 
     Args:
         ring_size: how many recent events are kept for replay.
+        ring_bytes: how much memory they may take (``engine.core.ring``).
         buffer: how many unread events a subscriber may lag behind before it
             is dropped.
         unsent_limit: with an event log, how many published events may wait
@@ -196,9 +198,14 @@ class EventBus:
     """
 
     def __init__(
-        self, *, ring_size: int = 10_000, buffer: int = 1_000, unsent_limit: int = 50_000
+        self,
+        *,
+        ring_size: int = 10_000,
+        ring_bytes: int = DEFAULT_RING_BYTES,
+        buffer: int = 1_000,
+        unsent_limit: int = 50_000,
     ) -> None:
-        self._ring: collections.deque[Event] = collections.deque(maxlen=ring_size)
+        self._ring = ReplayRing(ring_size, ring_bytes)
         self._ring_size = ring_size
         self._buffer = buffer
         self._unsent_limit = unsent_limit
@@ -294,7 +301,8 @@ class EventBus:
         the ring no longer holds all of them.
         """
         replay = list(self._replay(batch_ids, resume_from))
-        gap = resume_from is not None and bool(self._ring) and self._ring[0].seq > resume_from + 1
+        first = self._ring.first
+        gap = resume_from is not None and first is not None and first.seq > resume_from + 1
         subscription = Subscription(
             self,
             batch_ids,

@@ -13,6 +13,14 @@ it is woken (jobs added, outcomes recorded, dispatching resumed). Claims
 are shielded so that a cancellation can never strand a claimed job outside
 ``HeldJobs``.
 
+Most claims do not come from here: the recorder's store step that records
+a burst of outcomes also claims the jobs replacing the finished ones
+(``engine.core.refill``), when ``refill_claim`` allows it, and ``hand``
+gives them to the dispatcher, held already; it sends them before it claims
+again, and a wait for credits ends when jobs are handed or end. Its own claims
+fill the credits that no burst freed (the first jobs, after a wait, after
+a pause, when the run's ownership is due to be checked).
+
 Limits: each claimed job passes, on its way to the child, the batch's rate
 limiter (its ``cost``) and, for a type with limits of its own
 (``[types.NAME]``), the type's ``TypeGate``, whose slots and window every
@@ -60,7 +68,7 @@ from engine.core.pause import PauseGate
 from engine.core.retry import Patience, StoreRetry
 from engine.errors import ChildCrashed, StoreUnavailable
 from engine.store.base import Store
-from engine.store.records import JobRecord
+from engine.store.records import Claim, JobRecord
 from engine.supervisor.children import Child
 from protocols import ipc
 
@@ -117,6 +125,10 @@ class Dispatcher:
         self._wake = trio.Event()
         self._scope = trio.CancelScope()
         self._owned_at = 0.0  # trio time this engine last made sure it holds the run
+        # Jobs claimed by the recorder's store step, held, to be sent; and
+        # whether such claims are welcome (while ``run`` serves a child).
+        self._handed: list[JobRecord] = []
+        self._refilling = False
 
     def wake(self) -> None:
         """Look for due jobs again now (jobs added, outcomes recorded,
@@ -135,6 +147,31 @@ class Dispatcher:
         """Stop claiming for the current child. Never blocks; idempotent."""
         self._scope.cancel()
 
+    def refill_claim(self, freed: int) -> Claim | None:
+        """A claim of up to ``freed`` jobs (``batch_size`` at most) for the
+        recorder's store step that ends ``freed`` held jobs; None while
+        the dispatcher is not serving a child, is stopped, is paused or
+        held back by a handler's ``RateLimited``, or is
+        due to make sure the run is still this engine's (its own claim does
+        that first)."""
+        if freed <= 0 or not self._refilling or self._scope.cancel_called:
+            return None
+        if not self._gate.is_open or self._limits.throttle.held():
+            return None
+        lease = self._limits.lease_seconds
+        if trio.current_time() - self._owned_at >= lease / 3:
+            return None
+        limit = min(freed, self._limits.batch_size)
+        return Claim(batch_id=self._batch_id, limit=limit, lease_seconds=lease)
+
+    def hand(self, jobs: list[JobRecord]) -> None:
+        """Send ``jobs`` (claimed by the recorder's step, held already)
+        before claiming again. Never blocks."""
+        if not jobs:
+            return
+        self._handed.extend(jobs)
+        self._wake.set()
+
     async def run(self, child: Child, held: HeldJobs) -> None:
         """Claim and send jobs to ``child`` until the batch is finished
         (then ``Shutdown``), the run is taken over, or ``cancel``.
@@ -148,23 +185,37 @@ class Dispatcher:
         """
         # A send to a child that died is not this task's to report: the
         # reader sees the same death as EOF or a broken pipe.
-        with self._scope, contextlib.suppress(ChildCrashed):
-            while True:
-                await self._gate.wait_open()
-                await self._limits.throttle.wait()
-                credits = await _take_credits(held.credits, self._limits.batch_size)
-                if not await self._still_runs_here():
-                    for credit in credits:
-                        held.credits.release_on_behalf_of(credit)
-                    return
-                jobs = await self._claim(held, credits)
-                if jobs:
-                    await self._send(child, jobs, held)
-                    continue
-                if not held and await self._finished():
-                    await child.channel.send(ipc.Shutdown())
-                    return
-                await self._wait_for_work()
+        self._handed = []
+        self._refilling = True
+        try:
+            with self._scope, contextlib.suppress(ChildCrashed):
+                await self._dispatch(child, held)
+        finally:
+            self._refilling = False
+
+    async def _dispatch(self, child: Child, held: HeldJobs) -> None:
+        while True:
+            await self._gate.wait_open()
+            await self._limits.throttle.wait()
+            if self._handed:
+                handed, self._handed = self._handed, []
+                await self._send(child, handed, held)
+                continue
+            credits = await self._take_credits(held)
+            if credits is None:
+                continue
+            if not await self._still_runs_here():
+                for credit in credits:
+                    held.credits.release_on_behalf_of(credit)
+                return
+            jobs = await self._claim(held, credits)
+            if jobs:
+                await self._send(child, jobs, held)
+                continue
+            if not held and await self._finished():
+                await child.channel.send(ipc.Shutdown())
+                return
+            await self._wait_for_work()
 
     async def _still_runs_here(self) -> bool:
         """Whether this engine still holds the run, asking the store (and
@@ -288,12 +339,25 @@ class Dispatcher:
             await self._wake.wait()
         self._wake = trio.Event()
 
+    async def _take_credits(self, held: HeldJobs) -> list[object] | None:
+        """At least one credit (waiting for it), plus what else is free now,
+        up to ``batch_size``; each is borrowed on behalf of a fresh token.
+        None (holding none) when none was free: it waited to be woken (jobs
+        ended or handed), and the caller looks again."""
+        credits, first = held.credits, object()
+        try:
+            credits.acquire_on_behalf_of_nowait(first)
+        except trio.WouldBlock:
+            # Credits come back when the recorder ends held jobs, and the
+            # runner wakes the dispatcher then, as ``hand`` does.
+            await self._wake.wait()
+            self._wake = trio.Event()
+            return None
+        return _more_credits(credits, first, self._limits.batch_size)
 
-async def _take_credits(credits: trio.CapacityLimiter, most: int) -> list[object]:
-    """At least one credit (waiting for it), plus what else is free now, up
-    to ``most``; each is borrowed on behalf of a fresh token."""
-    first = object()
-    await credits.acquire_on_behalf_of(first)
+
+def _more_credits(credits: trio.CapacityLimiter, first: object, most: int) -> list[object]:
+    """``first``'s credit plus what else is free now, up to ``most``."""
     taken = [first]
     while len(taken) < most:
         token = object()

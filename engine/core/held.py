@@ -44,7 +44,8 @@ class HeldJob:
     (and when) while the store has not taken it yet."""
 
     record: JobRecord
-    credit: object
+    #: None once a job claimed in its place took it over (``add_in_place_of``).
+    credit: object | None
     active_since: float | None = None
     type_gate: TypeGate | None = None
     rate_grant: tuple[RateLimiter, float] | None = None
@@ -65,11 +66,27 @@ class HeldJobs:
         self._jobs: dict[str, HeldJob] = {}
         self._slots_to_free: dict[TypeGate, list[str]] = defaultdict(list)
         self._starts_to_move: dict[TypeGate, dict[str, float]] = defaultdict(dict)
+        # Job id -> the claim of it that is held once the job, still held
+        # under that id, is popped (see ``add_in_place_of``).
+        self._successors: dict[str, tuple[JobRecord, object]] = {}
 
     def add(self, record: JobRecord, credit: object) -> HeldJob:
         """Hold a claimed job with a credit already borrowed for it."""
         held = self._jobs[record.job_id] = HeldJob(record=record, credit=credit)
         return held
+
+    def add_in_place_of(self, record: JobRecord, finished: str) -> None:
+        """Hold a job claimed in the store step that recorded the outcome of
+        the held job ``finished``, on ``finished``'s credit (its ``pop``
+        then gives back none). A claim of a job still held (``finished``
+        itself or another whose outcome the step recorded: a release or a
+        retry due at once) is held once that job is popped."""
+        old = self._jobs[finished]
+        credit, old.credit = old.credit, None
+        if record.job_id in self._jobs:
+            self._successors[record.job_id] = (record, credit)
+        else:
+            self.add(record, credit)
 
     def add_type_slot(self, job_id: str, gate: TypeGate) -> None:
         """The job also holds a slot of ``gate`` (its type's), in its id's name."""
@@ -104,12 +121,17 @@ class HeldJobs:
         return self._jobs.get(job_id)
 
     def pop(self, job_id: str) -> HeldJob:
-        """Stop holding the job; its credit goes back, and its type slot is
-        to be freed (``free_type_slots``)."""
+        """Stop holding the job; its credit goes back (unless a job claimed
+        in its place took it), and its type slot is to be freed
+        (``free_type_slots``)."""
         held = self._jobs.pop(job_id)
-        self.credits.release_on_behalf_of(held.credit)
+        if held.credit is not None:
+            self.credits.release_on_behalf_of(held.credit)
         if held.type_gate is not None:
             self._slots_to_free[held.type_gate].append(job_id)
+        successor = self._successors.pop(job_id, None)
+        if successor is not None:
+            self.add(*successor)
         return held
 
     async def free_type_slots(self, *, of_every_job: bool = False) -> None:

@@ -17,7 +17,10 @@ job to the moment its handler started (``HeldJobs.restamp``), before the
 burst's outcomes are written, so the next grants see it soon.
 
 Batch-wide counts for ``processing:progress`` are kept from outcomes
-(``Tally``), so progress costs no store query.
+(``engine.core.tally``), so progress costs no store query; it is
+published at most once per burst (at its end, whatever number of
+``Progress`` reports the burst held), and once more when ``release``
+moved the counts, so the latest counts always precede ``done``.
 
 While the store is away, the outcomes a child reported stay with their
 ``HeldJob`` (``outcome``) and the store write is retried (``StoreRetry``)
@@ -49,14 +52,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import attrs
 import trio
 
 from engine.core.bus import EventBus
 from engine.core.follow_ups import FollowUpRecorder, FollowUpRules
 from engine.core.held import CLEANUP_SECONDS, HeldJob, HeldJobs
 from engine.core.job_log import job_active, job_ended, job_retrying
+from engine.core.refill import Refill, hold_refill
 from engine.core.retry import Patience, StoreRetry
+from engine.core.tally import Tally
 from engine.core.throttle import Throttle, hold_seconds
 from engine.errors import StoreUnavailable
 from engine.store.base import Store
@@ -67,15 +71,6 @@ from protocols.lifecycle import JobState
 __all__ = ["Recorder", "Tally"]
 
 log = logging.getLogger("batchyard.runner")
-
-
-@attrs.define
-class Tally:
-    """A batch's finished jobs out of its total, kept up to date from outcomes."""
-
-    completed: int = 0
-    failed: int = 0
-    total: int = 0
 
 
 class Recorder:
@@ -137,9 +132,13 @@ class Recorder:
         here count them (for a run that cannot ask the store)."""
         return Counts(completed=self._tally.completed, failed=self._tally.failed)
 
-    async def record(self, messages: list[ipc.ChildMessage], held: HeldJobs) -> None:
+    async def record(
+        self, messages: list[ipc.ChildMessage], held: HeldJobs, refill: Refill | None = None
+    ) -> None:
         """Record one burst of child messages in one store write, then
-        publish their events in the order the child sent them. While the
+        publish their events in the order the child sent them. With a
+        ``refill`` that asks for it, the same write claims the jobs that
+        replace the finished ones (``engine.core.refill``). While the
         store is away the write is retried; once the run's patience ran
         out, the burst's outcomes stay held (``release`` writes and
         announces them) and the rest of its events are published.
@@ -151,6 +150,29 @@ class Recorder:
         Raises:
             StoreError: the store refused the outcomes.
         """
+        outcomes = await self._outcomes(messages, held)
+        await self._refuse_follow_ups(outcomes, held)
+        await held.move_type_starts()
+        states: dict[str, JobState] = {}
+        if outcomes:
+            try:
+                states = await self._apply(list(outcomes.values()), held, refill=refill)
+            except StoreUnavailable:
+                # Held for ``release``, which announces them once written;
+                # the rest of the burst is news now.
+                outcomes = {}
+        for message in messages:
+            self._publish_message(message, outcomes, states, held)
+        if (progress := self._tally.snapshot(self.batch_id)) is not None:
+            self.publish(progress)
+        await held.free_type_slots()
+
+    async def _outcomes(
+        self, messages: list[ipc.ChildMessage], held: HeldJobs
+    ) -> dict[str, Outcome]:
+        """The outcomes a burst reports for held jobs, kept on them; starts
+        are noted (and their rate takes restamped) and a ``RateLimited``
+        puts its hold on."""
         outcomes: dict[str, Outcome] = {}
         for message in messages:
             if not isinstance(message, _JOB_FACTS):
@@ -169,23 +191,11 @@ class Recorder:
                     outcome = job.ended_by  # it was stopped on purpose (cancel)
                 outcomes[message.job_id] = job.outcome = outcome
                 job.finished_at = trio.current_time()
-                if isinstance(message, ipc.JobRateLimited):  # its event goes out below
+                if isinstance(message, ipc.JobRateLimited):  # its event goes out later
                     self._rate_limited[message.job_id] = await self._throttle.hold(
                         job.record, message.retry_after, now=self._clock()
                     )
-        await self._refuse_follow_ups(outcomes, held)
-        await held.move_type_starts()
-        states: dict[str, JobState] = {}
-        if outcomes:
-            try:
-                states = await self._apply(list(outcomes.values()), held)
-            except StoreUnavailable:
-                # Held for ``release``, which announces them once written;
-                # the rest of the burst is news now.
-                outcomes = {}
-        for message in messages:
-            self._publish_message(message, outcomes, states, held)
-        await held.free_type_slots()
+        return outcomes
 
     async def release(self, held: HeldJobs, *, crashed: bool) -> None:
         """Write the outcomes the child reported and the store did not take
@@ -234,6 +244,8 @@ class Recorder:
             raise
         for outcome in outcomes:
             self._announce(outcome, states.get(outcome.job_id), held.pop(outcome.job_id))
+        if (progress := self._tally.latest(self.batch_id)) is not None:
+            self.publish(progress)
         await held.free_type_slots()
 
     def publish(self, data: events.EventData) -> None:
@@ -241,21 +253,37 @@ class Recorder:
         self._bus.publish(data)
 
     async def _apply(
-        self, outcomes: list[Outcome], held: HeldJobs, *, tried: set[str] | None = None
+        self,
+        outcomes: list[Outcome],
+        held: HeldJobs,
+        *,
+        tried: set[str] | None = None,
+        refill: Refill | None = None,
     ) -> dict[str, JobState]:
         """``store.apply`` under this engine's leases, retried while the
         store is away. A skipped outcome that a failed attempt (of this
         call, or for the jobs of ``tried``, of an earlier one) may have
         written is taken as applied; any other skipped outcome is for a job
-        no longer this engine's, absent from the states returned (logged)."""
+        no longer this engine's, absent from the states returned (logged).
+        When ``refill`` asks for a claim, it is made in the same write and
+        what it took is held and handed to ``refill``."""
         maybe_written = set(tried or ())
+        claim = None if refill is None else refill.refill_claim(len(outcomes))
+
+        async def write() -> dict[str, JobState]:
+            if claim is None or refill is None:
+                return await self._store.apply(outcomes, owner=self._owner)
+            step = await self._store.apply_and_claim(outcomes, owner=self._owner, claim=claim)
+            finishing = [outcome.job_id for outcome in outcomes]
+            refill.hand(hold_refill(step.claimed, finishing, held, self.batch_id))
+            return step.states
 
         async def attempt() -> dict[str, JobState]:
             # Shielded: the write either happened or not, never abandoned
             # half-way; the bound only matters for a store that hangs.
             with trio.move_on_after(CLEANUP_SECONDS, shield=True):
                 try:
-                    return await self._store.apply(outcomes, owner=self._owner)
+                    return await write()
                 except StoreUnavailable:
                     maybe_written.update(outcome.job_id for outcome in outcomes)
                     raise
@@ -301,15 +329,7 @@ class Recorder:
         if isinstance(message, ipc.BatchStarted):
             self.publish(events.ProcessingStarted(batch_id=self.batch_id))
         elif isinstance(message, ipc.Progress):
-            tally = self._tally
-            self.publish(
-                events.ProcessingProgress(
-                    batch_id=self.batch_id,
-                    completed=tally.completed,
-                    failed=tally.failed,
-                    total=tally.total,
-                )
-            )
+            self._tally.report()  # published once, at the end of the burst
         elif not isinstance(message, _JOB_FACTS) or message.job_id not in held:
             return  # Ready, Done and ChildFailed say nothing subscribers need
         elif isinstance(message, ipc.JobStarted | ipc.JobProgress):

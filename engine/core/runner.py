@@ -12,8 +12,9 @@ and runs two loops against it until the child exits:
   0. It also makes sure, once a renewal period, that the run is still this
   engine's, and stops the run (``taken-over``) when it is not.
 * the **reader** hands each burst of child messages to the ``Recorder``
-  (``engine.core.recorder``): one store transaction, then the events, and the
-  credits go back.
+  (``engine.core.recorder``): one store transaction, which also claims the
+  jobs that replace the finished ones for the dispatcher to send
+  (``engine.core.refill``), then the events, and the credits go back.
 
 Every claimed job is in ``HeldJobs`` (``engine.core.held``) until its
 outcome is recorded, so when the child exits, whatever is left goes back
@@ -403,7 +404,7 @@ class BatchRunner:
                 messages = [m for m in messages if not isinstance(m, ipc.BatchStarted)]
             self._watch.observe(messages)
             await record_progress(self._store, messages, self._owner, self._store_step)
-            await self._recorder.record(messages, held)
+            await self._recorder.record(messages, held, self._dispatcher)
             self._dispatcher.wake()
 
     def publish_failure(self, error: BaseException) -> None:

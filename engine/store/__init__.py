@@ -26,6 +26,7 @@ from engine.store.event_log import EventLog
 from engine.store.records import (
     AddResult,
     BatchRecord,
+    Claim,
     Complete,
     Counts,
     EngineRecord,
@@ -37,6 +38,7 @@ from engine.store.records import (
     Outcome,
     Release,
     RunRecord,
+    Step,
 )
 from engine.store.sqlite import open_sqlite_store
 
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AddResult",
     "BatchRecord",
+    "Claim",
     "Complete",
     "Counts",
     "EngineRecord",
@@ -59,6 +62,7 @@ __all__ = [
     "Outcome",
     "Release",
     "RunRecord",
+    "Step",
     "Store",
     "open_store",
 ]

@@ -307,6 +307,27 @@ _QUEUE_LENGTH = """
 return tonumber(redis.call('GET', P .. 'pending') or '0')
 """
 
+# ARGV: how many of the arguments that follow are apply's (A), then apply's
+# ARGV (A of them), then claim_jobs's. Both bodies run as they are, each on
+# its own slice of the arguments, in one script: the outcomes of a burst are
+# recorded and the next jobs claimed in one step. Returns {apply's reply,
+# claim_jobs's reply}.
+_APPLY_AND_CLAIM = f"""
+local function apply_part(ARGV)
+{_APPLY}
+end
+local function claim_part(ARGV)
+{_CLAIM_JOBS}
+end
+local split = tonumber(ARGV[1])
+local applied, claiming = {{}}, {{}}
+for i = 2, split + 1 do applied[#applied + 1] = ARGV[i] end
+for i = split + 2, #ARGV do claiming[#claiming + 1] = ARGV[i] end
+local states = {{}}
+if split > 0 then states = apply_part(applied) end
+return {{states, claim_part(claiming)}}
+"""
+
 #: Script name → full source (the prelude, then the body).
 SCRIPTS = {
     name: PRELUDE + body
@@ -319,6 +340,7 @@ SCRIPTS = {
         "claim_jobs": _CLAIM_JOBS,
         "next_due_at": _NEXT_DUE_AT,
         "apply": _APPLY,
+        "apply_and_claim": _APPLY_AND_CLAIM,
         "counts": _COUNTS,
         "list_jobs": _LIST_JOBS,
         "retry_failed": _RETRY_FAILED,

@@ -57,6 +57,7 @@ from typing import Any, Protocol
 from engine.store.records import (
     AddResult,
     BatchRecord,
+    Claim,
     Counts,
     EngineRecord,
     JobPage,
@@ -64,6 +65,7 @@ from engine.store.records import (
     NewJob,
     Outcome,
     RunRecord,
+    Step,
 )
 from protocols.lifecycle import JobState
 
@@ -149,6 +151,23 @@ class Store(Protocol):
             again by another owner, deleted) is skipped and absent: an
             engine cut off from the store never writes over the jobs another
             engine took over meanwhile.
+        """
+        ...
+
+    async def apply_and_claim(
+        self, outcomes: Sequence[Outcome], *, owner: str, claim: Claim
+    ) -> Step:
+        """``apply(outcomes, owner=owner)`` and then
+        ``claim_jobs(claim.batch_id, claim.limit, owner=owner,
+        lease_seconds=claim.lease_seconds)``, in one transaction (one round
+        trip): the hot path's one store step per burst of a run. The claim
+        sees what the outcomes did (a job released by them may be claimed
+        again at once).
+
+        A call that raised may have done both: its claim counts as a claim
+        that raised for ``claim_jobs``'s rule (the owner's next claim of the
+        batch, through either method, hands its jobs out first), and its
+        outcomes as possibly recorded.
         """
         ...
 

@@ -18,6 +18,7 @@ from protocols.lifecycle import JobState
 __all__ = [
     "AddResult",
     "BatchRecord",
+    "Claim",
     "Complete",
     "Counts",
     "EngineRecord",
@@ -29,6 +30,7 @@ __all__ = [
     "Outcome",
     "Release",
     "RunRecord",
+    "Step",
     "starts_by_itself",
 ]
 
@@ -210,3 +212,24 @@ class Release:
 
 
 Outcome = Complete | Fail | Release
+
+
+@attrs.frozen(kw_only=True)
+class Claim:
+    """A claim made in the same store step as a burst's outcomes
+    (``Store.apply_and_claim``): up to ``limit`` due jobs of ``batch_id``
+    under a lease of ``lease_seconds``."""
+
+    batch_id: str
+    limit: int
+    lease_seconds: float
+
+
+@attrs.frozen(kw_only=True)
+class Step:
+    """What ``Store.apply_and_claim`` did: the state each recorded job is in
+    afterwards (as ``apply`` returns it) and the jobs claimed (as
+    ``claim_jobs`` returns them)."""
+
+    states: dict[str, JobState]
+    claimed: list[JobRecord]

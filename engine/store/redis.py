@@ -71,9 +71,11 @@ from engine.store._redis_values import (
 from engine.store.records import (
     AddResult,
     BatchRecord,
+    Claim,
     JobRecord,
     NewJob,
     Outcome,
+    Step,
     starts_by_itself,
 )
 
@@ -235,18 +237,51 @@ class RedisStore(
         """
         if limit <= 0:
             return []
-        now = self._clock()
-        expires = number(now + lease_seconds)
-        asked = (batch_id, owner)
-        token = self._unanswered_claims.pop(asked, None) or uuid.uuid4().hex
-        try:
-            rows = await self._run(
-                "claim_jobs", batch_id, limit, owner, number(now), expires, token
+        claim = Claim(batch_id=batch_id, limit=limit, lease_seconds=lease_seconds)
+        rows = await self._claiming("claim_jobs", [], owner, claim)
+        return [job_record(row) for row in rows]
+
+    async def apply_and_claim(
+        self, outcomes: Sequence[Outcome], *, owner: str, claim: Claim
+    ) -> Step:
+        """``apply`` then ``claim_jobs`` in one script (``Store``).
+
+        Cancellation: shielded: it returns or raises, never half-done.
+
+        Raises:
+            TypeError: a result is not JSON-serialisable; nothing happened.
+        """
+        if claim.limit <= 0:
+            return Step(states=await self.apply(outcomes, owner=owner), claimed=[])
+        applied = _apply_args(outcomes, owner, self._clock())
+        if not applied:
+            claimed = await self.claim_jobs(
+                claim.batch_id, claim.limit, owner=owner, lease_seconds=claim.lease_seconds
             )
+            return Step(states={}, claimed=claimed)
+        moved, rows = await self._claiming("apply_and_claim", applied, owner, claim)
+        return Step(states=_states(moved), claimed=[job_record(row) for row in rows])
+
+    async def _claiming(
+        self, script: str, before: Sequence[str | int], owner: str, claim: Claim
+    ) -> Any:
+        """Run ``script`` with ``before`` then the claim's arguments (with
+        ``before``'s length first, unless it is empty), under the token of
+        the owner's claim of the batch that raised, if any (so its jobs are
+        handed out first), keeping this one's when this one raises. The
+        claim's limit is positive."""
+        now = self._clock()
+        expires = number(now + claim.lease_seconds)
+        asked = (claim.batch_id, owner)
+        token = self._unanswered_claims.pop(asked, None) or uuid.uuid4().hex
+        args: list[str | int] = [claim.batch_id, claim.limit, owner, number(now), expires, token]
+        if before:
+            args = [len(before), *before, *args]
+        try:
+            return await self._run(script, *args)
         except BaseException:
             self._unanswered_claims[asked] = token
             raise
-        return [job_record(row) for row in rows]
 
     async def apply(self, outcomes: Sequence[Outcome], *, owner: str) -> dict[str, JobState]:
         """Record what became of jobs active under ``owner``'s lease, all in
@@ -268,20 +303,11 @@ class RedisStore(
         Raises:
             TypeError: a result is not JSON-serialisable; nothing was recorded.
         """
-        first: dict[str, Outcome] = {}
-        for outcome in outcomes:
-            first.setdefault(outcome.job_id, outcome)
-        if not first:
+        args = _apply_args(outcomes, owner, self._clock())
+        if not args:
             return {}
-        now = self._clock()
-        args: list[str | int] = [number(now), owner, 5 * len(first)]
-        for outcome in first.values():
-            args += outcome_args(outcome)
-        args += follow_up_args(list(first.values()), now)
         moved = await self._run("apply", *args)
-        return {
-            job_id: STATES[state] for job_id, state in zip(moved[::2], moved[1::2], strict=True)
-        }
+        return _states(moved)
 
     async def retry_failed(self, batch_id: str) -> int:
         """Failed jobs back to pending, due now, with attempts and error reset.
@@ -322,6 +348,25 @@ class RedisStore(
         client, self._client = self._client, None
         if client is not None:
             client.connection_pool.disconnect()
+
+
+def _apply_args(outcomes: Sequence[Outcome], owner: str, now: float) -> list[str | int]:
+    """The ``apply`` script's arguments for the first outcome of each job
+    and the follow-ups of the completions; none when there is no outcome."""
+    first: dict[str, Outcome] = {}
+    for outcome in outcomes:
+        first.setdefault(outcome.job_id, outcome)
+    if not first:
+        return []
+    args: list[str | int] = [number(now), owner, 5 * len(first)]
+    for outcome in first.values():
+        args += outcome_args(outcome)
+    return args + follow_up_args(list(first.values()), now)
+
+
+def _states(moved: list[str]) -> dict[str, JobState]:
+    """The ``apply`` script's reply: job id, state, ... by job id."""
+    return {job_id: STATES[state] for job_id, state in zip(moved[::2], moved[1::2], strict=True)}
 
 
 @contextlib.asynccontextmanager

@@ -65,11 +65,12 @@ from engine.store._sqlite_jobs import SqliteJobs
 from engine.store._sqlite_limits import SqliteLimits
 from engine.store._sqlite_reads import SqliteReads
 from engine.store._sqlite_schedules import SqliteSchedules
+from engine.store.records import Step
 
 if TYPE_CHECKING:
     import sqlite3
 
-    from engine.store.records import AddResult, BatchRecord, JobRecord, NewJob, Outcome
+    from engine.store.records import AddResult, BatchRecord, Claim, JobRecord, NewJob, Outcome
     from protocols.lifecycle import JobState
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT_SECONDS", "SqliteStore", "open_sqlite_store"]
@@ -240,6 +241,26 @@ class SqliteStore(SqliteReads, SqliteJobs, SqliteClusterMethods, SqliteLimits, S
             return states
 
         return await self._run(apply, write=True)
+
+    async def apply_and_claim(
+        self, outcomes: Sequence[Outcome], *, owner: str, claim: Claim
+    ) -> Step:
+        """``apply`` then ``claim_jobs`` in one transaction (``Store``).
+
+        Cancellation: atomic: if it raises ``Cancelled``, nothing happened.
+        """
+
+        def step(conn: sqlite3.Connection, now: float) -> Step:
+            states = ops.apply(conn, now, outcomes, owner) if outcomes else {}
+            add_follow_ups(conn, now, outcomes, states)
+            claimed: list[JobRecord] = []
+            if claim.limit > 0:
+                claimed = ops.claim_jobs(
+                    conn, now, claim.batch_id, claim.limit, owner, claim.lease_seconds
+                )
+            return Step(states=states, claimed=claimed)
+
+        return await self._run(step, write=True)
 
     async def retry_failed(self, batch_id: str) -> int:
         """Failed jobs back to pending, due now, with attempts and error reset.

@@ -78,6 +78,8 @@ class FailingStore:
         # before ``fail`` or ``recover`` (a retried step) follows them.
         async def call(*args: Any, **kwargs: Any) -> Any:
             error = self._failing.get(name)
+            for part in _PARTS.get(name, ()):
+                error = error or self._failing.get(part)
             if error is None:
                 return await attribute(*args, **kwargs)
             await trio.lowlevel.checkpoint()
@@ -86,6 +88,9 @@ class FailingStore:
 
         return call
 
+
+#: A call that does the work of others fails when any of them does.
+_PARTS = {"apply_and_claim": ("apply", "claim_jobs")}
 
 #: What ``FailingStore.fail()`` fails: every call of the ``Store`` protocol
 #: but ``aclose``.

@@ -16,7 +16,7 @@ from engine.core.held import HeldJobs
 from engine.core.recorder import Recorder
 from engine.core.retry import Patience, StoreRetry
 from engine.errors import StoreUnavailable
-from engine.store.records import Counts, NewJob, Outcome
+from engine.store.records import Complete, Counts, NewJob, Outcome
 from engine.testing import FailingStore, open_fake_store, trio_wall_clock
 from protocols import events, ipc
 from protocols.lifecycle import JobState
@@ -218,3 +218,36 @@ async def test_an_outcome_for_a_job_another_engine_took_over_is_dropped_unannoun
         assert run.recorder.finished_counts() == Counts(completed=0, failed=0)
         stored = {j.job_id: j.state for j in (await run.store.list_jobs("b")).jobs}
         assert stored == {a: JobState.ACTIVE, b: JobState.ACTIVE}  # still engine-2's
+
+
+async def test_progress_is_one_snapshot_per_burst_and_the_latest_before_done(
+    autojump_clock: MockClock,
+) -> None:
+    async with _run(4) as run:
+        a, b, c, d = run.job_ids
+        started = [ipc.JobStarted(job_id=j, started_at=0.0) for j in run.job_ids]
+        await run.record(*started)
+        await run.record(
+            ipc.JobCompleted(job_id=a),
+            ipc.Progress(in_flight=3, completed=1, failed=0),
+            ipc.JobFailed(job_id=b, error="boom"),
+            ipc.Progress(in_flight=2, completed=1, failed=1),
+            ipc.JobCompleted(job_id=c),
+        )
+        progress = [e for e in run.published if isinstance(e, events.ProcessingProgress)]
+        # One for the burst, after all of its jobs, with the counts then.
+        assert progress == [
+            events.ProcessingProgress(batch_id="b", completed=2, failed=1, total=4)
+        ]
+        assert isinstance(run.published[-1], events.ProcessingProgress)
+        await run.record(ipc.JobStarted(job_id=d, started_at=0.0))
+        assert len([e for e in run.published if isinstance(e, events.ProcessingProgress)]) == 1
+        # d finished as the child went away: settled by the release, whose
+        # counts come in one more snapshot.
+        run.held.get(d).outcome = Complete(job_id=d)  # type: ignore[union-attr]
+        await run.recorder.release(run.held, crashed=False)
+        last = run.published[-1]
+        assert last == events.ProcessingProgress(batch_id="b", completed=3, failed=1, total=4)
+        # Nothing moved since: no other snapshot.
+        await run.recorder.release(run.held, crashed=False)
+        assert run.published[-1] is last

@@ -17,7 +17,7 @@ from trio.testing import MockClock
 from engine.core.engine import Engine
 from engine.core.retry import Backoff
 from engine.errors import StoreError, StoreUnavailable
-from engine.store import Outcome
+from engine.store import Claim, Outcome, Step
 from engine.testing import FailingStore, collect_until, jobs_of, open_fake_store
 from protocols.events import Event, RunDone
 from protocols.lifecycle import JobState
@@ -143,10 +143,26 @@ class _LostReplies(FailingStore):
 
     async def apply(self, outcomes: Sequence[Outcome], *, owner: str) -> dict[str, JobState]:
         states: dict[str, JobState] = await self._store.apply(outcomes, owner=owner)
+        self._lose()
+        return states
+
+    async def apply_and_claim(
+        self, outcomes: Sequence[Outcome], *, owner: str, claim: Claim
+    ) -> Step:
+        if not self.lost:
+            step: Step = await self._store.apply_and_claim(outcomes, owner=owner, claim=claim)
+            return step
+        # The outcomes are written and the reply lost; the claim took
+        # nothing (a claim's jobs lost with its reply are the store's to
+        # hand out again, which the store contract tests check).
+        await self._store.apply(outcomes, owner=owner)
+        self._lose()
+        raise AssertionError("unreachable")
+
+    def _lose(self) -> None:
         if self.lost:
             self.lost -= 1
             raise StoreUnavailable("the connection dropped (simulated)")
-        return states
 
 
 async def test_an_apply_whose_reply_was_lost_is_recorded_once(

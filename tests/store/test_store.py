@@ -468,6 +468,7 @@ def test_exports() -> None:
     assert set(engine.store.__all__) == {
         "AddResult",
         "BatchRecord",
+        "Claim",
         "Complete",
         "Counts",
         "EngineRecord",
@@ -479,6 +480,7 @@ def test_exports() -> None:
         "NewJob",
         "Outcome",
         "Release",
+        "Step",
         "RunRecord",
         "Store",
         "open_store",
