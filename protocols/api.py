@@ -73,6 +73,7 @@ __all__ = [
     "ProcessStatus",
     "Requeued",
     "StatusView",
+    "TypeList",
     "decode_body",
     "encode_body",
 ]
@@ -236,6 +237,9 @@ class BatchView:
     counts: Counts
     created_at: datetime = attrs.field(validator=_aware)
     options: dict[str, Any]
+    #: Seconds until the batch's run finishes its jobs, from its rate limit
+    #: and observed pace; ``None`` when idle or not yet known.
+    eta_seconds: float | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -302,6 +306,13 @@ class StatusView:
     paused: bool
     engine_id: str
     engines: tuple[EngineView, ...]
+
+
+@attrs.frozen(kw_only=True)
+class TypeList:
+    """``GET /api/types``: the names of the registered job types, sorted."""
+
+    types: tuple[str, ...]
 
 
 @attrs.frozen(kw_only=True)

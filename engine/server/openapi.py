@@ -190,6 +190,8 @@ def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
     return {"name": name, "in": "query", "description": description, "schema": schema}
 
 
+_NAME = {"type": "string"}
+_NAMES = {"type": "array", "items": _NAME}
 _PATH_ID = {"name": "batchId", "in": "path", "required": True, "schema": _BATCH_ID}
 _FILTER = _query(
     "batchId",
@@ -291,6 +293,12 @@ def _engine_paths() -> dict[str, Any]:
         "/api/pause": {"post": _op("stop handing out jobs", dict(status))},
         "/api/resume": {"post": _op("hand out jobs again", dict(status))},
         "/api/status": {"get": _op("what the engine is doing", dict(status))},
+        "/api/types": {
+            "get": _op(
+                "the registered job types",
+                {"200": _json("names", {"type": "object", "properties": {"types": _NAMES}})},
+            )
+        },
         "/health": {
             "get": _op(
                 "store and engine health",
@@ -350,6 +358,14 @@ def _other_paths() -> dict[str, Any]:
             "get": _op("this document", {"200": {"description": "OpenAPI 3.1"}}, open_=True)
         },
         "/": {"get": _op("the dashboard page", {"200": {"description": "HTML"}}, open_=True)},
+        "/static/{name}": {
+            "get": _op(
+                "the dashboard's scripts, stylesheet and icon",
+                {"200": {"description": "the file"}, **_errors(404)},
+                params=({"name": "name", "in": "path", "required": True, "schema": _NAME},),
+                open_=True,
+            )
+        },
     }
 
 

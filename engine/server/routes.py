@@ -154,6 +154,9 @@ class _Api:
         engines = await self._engine.engines()
         return json_response(status_view(self._engine.status(), engines))
 
+    async def types(self, request: Request) -> Response:
+        return json_response(api.TypeList(types=tuple(self._engine.registry.names())))
+
     async def health(self, request: Request) -> Response:
         engine = self._engine
         store_ok = await engine.store_healthy()
@@ -200,6 +203,7 @@ def api_routes(engine: Engine) -> list[BaseRoute]:
         "/api/pause": {"POST": a.pause},
         "/api/resume": {"POST": a.resume},
         "/api/status": {"GET": a.status},
+        "/api/types": {"GET": a.types},
         "/health": {"GET": a.health},
     }
     return [

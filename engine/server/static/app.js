@@ -1,0 +1,527 @@
+// The dashboard: state kept from the API and the live feed, the actions of
+// its buttons, and one render per animation frame at most.
+
+import { Api, ApiError, errorMessage } from "./api.js";
+import { Live } from "./live.js";
+import { PAGE_SIZE, renderBatches, renderDetail, renderSchedules, renderStatus } from "./render.js";
+
+const LOG_LIMIT = 200;
+const JOBS_PAGE = 50;
+const RATE_WINDOW_MS = 5000;
+const STATUS_EVERY_MS = 3000;
+const LIST_EVERY_MS = 10000;
+const CHILD_EVERY_MS = 2000;
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  batches: new Map(),
+  order: [],
+  page: 0,
+  status: null,
+  health: null,
+  schedules: null,
+  selected: null,
+  log: [],
+  logVersion: 0,
+  logDrawn: -1,
+  jobs: { state: "", cursor: null, list: [], next: null, error: "", version: 0, drawn: -1 },
+  features: { jobActions: false },
+  requests: new Set(),
+  live: false,
+};
+const rows = new Map();
+
+// --- rendering -------------------------------------------------------------
+
+let frameRequested = false;
+
+function invalidate() {
+  if (frameRequested) return;
+  frameRequested = true;
+  requestAnimationFrame(() => {
+    frameRequested = false;
+    const now = Date.now();
+    renderStatus(state);
+    renderBatches(state, rows, now);
+    renderDetail(state);
+    renderSchedules(state);
+  });
+}
+
+function showMessage(text) {
+  const node = $("page-message");
+  node.hidden = !text;
+  node.textContent = text;
+}
+
+// --- batches ------------------------------------------------------------------
+
+function blankBatch(batchId) {
+  return {
+    batchId,
+    type: "",
+    running: false,
+    engineId: null,
+    counts: { pending: 0, active: 0, completed: 0, failed: 0 },
+    etaAt: null,
+    child: null,
+    createdAt: "",
+    samples: [],
+    rate: null,
+    requests: new Set(),
+    notice: null,
+    retryAt: null,
+  };
+}
+
+function sortOrder() {
+  state.order = [...state.batches.values()]
+    .sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0))
+    .map((b) => b.batchId);
+}
+
+function takeView(view) {
+  let batch = state.batches.get(view.batchId);
+  const isNew = !batch;
+  if (isNew) {
+    batch = blankBatch(view.batchId);
+    state.batches.set(view.batchId, batch);
+  }
+  batch.type = view.type;
+  batch.running = view.running;
+  batch.engineId = view.engineId;
+  batch.counts = { ...view.counts };
+  batch.createdAt = view.createdAt || batch.createdAt;
+  if ("child" in view) batch.child = view.child;
+  if ("etaSeconds" in view) setEta(batch, view.etaSeconds);
+  if (isNew) sortOrder();
+  return batch;
+}
+
+function setEta(batch, seconds) {
+  batch.etaAt = typeof seconds === "number" ? Date.now() + seconds * 1000 : null;
+}
+
+async function loadBatches() {
+  const body = await state.api.json("GET", "/api/batches");
+  const seen = new Set();
+  for (const view of body.batches) {
+    takeView(view);
+    seen.add(view.batchId);
+  }
+  for (const id of [...state.batches.keys()]) if (!seen.has(id)) state.batches.delete(id);
+  sortOrder();
+  invalidate();
+}
+
+const toRefresh = new Set();
+let refreshTimer = null;
+
+// Ask the server for these batches soon, together.
+function refreshSoon(batchId) {
+  toRefresh.add(batchId);
+  if (refreshTimer === null) refreshTimer = setTimeout(flushRefresh, 200);
+}
+
+async function flushRefresh() {
+  refreshTimer = null;
+  const ids = [...toRefresh];
+  toRefresh.clear();
+  await Promise.all(ids.map(refreshBatch));
+}
+
+async function refreshBatch(batchId) {
+  const reply = await state.api.call("GET", `/api/batches/${encodeURIComponent(batchId)}`);
+  if (reply.status === 200) takeView(reply.body);
+  else if (reply.status === 404) {
+    state.batches.delete(batchId);
+    sortOrder();
+  }
+  invalidate();
+}
+
+// --- live events -------------------------------------------------------------
+
+function noteRate(batch, finished) {
+  const now = Date.now();
+  batch.samples.push([now, finished]);
+  while (batch.samples.length > 2 && now - batch.samples[0][0] > RATE_WINDOW_MS) batch.samples.shift();
+  const [t0, n0] = batch.samples[0];
+  batch.rate = now > t0 ? ((finished - n0) * 1000) / (now - t0) : batch.rate;
+}
+
+function describe(frame) {
+  const d = frame.data;
+  switch (frame.event) {
+    case "job:progress":
+      if (d.status === "failed") return `job ${d.jobId} failed: ${d.error}`;
+      if (d.status === "completed") return `job ${d.jobId} completed`;
+      return `job ${d.jobId} active ${Math.round(d.progress)} %`;
+    case "job:retrying":
+      return `job ${d.jobId} failed (${d.error}), retried later`;
+    case "processing:progress":
+      return `${d.completed} completed, ${d.failed} failed of ${d.total}`;
+    case "done":
+      return `run done: ${d.completed} completed, ${d.failed} failed`;
+    case "error":
+      return `run error: ${d.error}`;
+    default:
+      return frame.event;
+  }
+}
+
+function apply(frame) {
+  const d = frame.data;
+  if (!d || typeof d.batchId !== "string") return;
+  let batch = state.batches.get(d.batchId);
+  if (!batch) {
+    batch = blankBatch(d.batchId);
+    state.batches.set(d.batchId, batch);
+    batch.createdAt = new Date().toISOString();
+    sortOrder();
+    refreshSoon(d.batchId);
+  }
+  if (d.batchId === state.selected) {
+    state.log.unshift(`#${frame.seq} ${describe(frame)}`);
+    if (state.log.length > LOG_LIMIT) state.log.length = LOG_LIMIT;
+    state.logVersion += 1;
+  }
+  switch (frame.event) {
+    case "processing:started":
+      batch.running = true;
+      batch.samples = [];
+      batch.rate = null;
+      refreshSoon(d.batchId);
+      break;
+    case "processing:progress": {
+      const c = batch.counts;
+      c.completed = d.completed;
+      c.failed = d.failed;
+      c.pending = Math.max(0, d.total - d.completed - d.failed - c.active);
+      if ("etaSeconds" in d) setEta(batch, d.etaSeconds);
+      noteRate(batch, d.completed + d.failed);
+      break;
+    }
+    case "job:progress":
+      if (d.status === "active" && d.startedAt !== undefined) {
+        batch.counts.active += 1;
+        batch.counts.pending = Math.max(0, batch.counts.pending - 1);
+      } else if (d.status !== "active") {
+        batch.counts.active = Math.max(0, batch.counts.active - 1);
+        if (d.status === "failed" && d.batchId === state.selected) reloadJobsSoon();
+      }
+      break;
+    case "done":
+    case "error":
+      if (frame.event === "error" && d.restarting) break;
+      batch.running = false;
+      batch.etaAt = null;
+      refreshSoon(d.batchId);
+      if (d.batchId === state.selected) reloadJobsSoon();
+      break;
+    default:
+      break;
+  }
+}
+
+function onFrames(frames) {
+  for (const frame of frames) apply(frame);
+  invalidate();
+}
+
+// --- polling ------------------------------------------------------------------
+
+async function loadStatus() {
+  const [status, health] = await Promise.all([
+    state.api.json("GET", "/api/status"),
+    state.api.call("GET", "/health"),
+  ]);
+  state.status = status;
+  state.health = health.body;
+  if (state.schedulesKnown) {
+    state.schedules = (await state.api.json("GET", "/api/schedules")).schedules;
+  }
+  invalidate();
+}
+
+async function loadChildren() {
+  const running = state.order
+    .slice(state.page * PAGE_SIZE, (state.page + 1) * PAGE_SIZE)
+    .filter((id) => state.batches.get(id).running);
+  await Promise.all(running.map(refreshBatch));
+}
+
+function every(ms, task) {
+  const run = async () => {
+    try {
+      await task();
+    } catch (error) {
+      showMessage(error.message);
+    }
+    setTimeout(run, ms);
+  };
+  setTimeout(run, ms);
+}
+
+// --- jobs of the selected batch ------------------------------------------------
+
+let jobsTimer = null;
+
+function reloadJobsSoon() {
+  if (jobsTimer === null) jobsTimer = setTimeout(() => loadJobs(state.jobs.cursor), 500);
+}
+
+async function loadJobs(cursor) {
+  jobsTimer = null;
+  const id = state.selected;
+  if (id === null) return;
+  const jobs = state.jobs;
+  const query = new URLSearchParams({ limit: String(JOBS_PAGE) });
+  if (jobs.state) query.set("state", jobs.state);
+  if (cursor) query.set("cursor", cursor);
+  try {
+    const body = await state.api.json("GET", `/api/batches/${encodeURIComponent(id)}/jobs?${query}`);
+    if (state.selected !== id) return;
+    jobs.list = body.jobs;
+    jobs.next = body.nextCursor;
+    jobs.cursor = cursor;
+    jobs.error = "";
+  } catch (error) {
+    jobs.list = [];
+    jobs.next = null;
+    jobs.error = error.message;
+  }
+  jobs.version += 1;
+  invalidate();
+}
+
+function select(batchId) {
+  state.selected = batchId;
+  state.log = [];
+  state.logVersion += 1;
+  state.jobs.cursor = null;
+  loadJobs(null);
+  invalidate();
+  $("detail").scrollIntoView({ block: "nearest" });
+}
+
+// --- actions ------------------------------------------------------------------
+
+function notice(batch, text, kind) {
+  batch.notice = text ? { text, kind } : null;
+}
+
+async function guarded(batch, name, work) {
+  batch.requests.add(name);
+  invalidate();
+  try {
+    await work();
+  } catch (error) {
+    notice(batch, error.message, "error");
+  } finally {
+    batch.requests.delete(name);
+    invalidate();
+  }
+}
+
+async function start(batch) {
+  const reply = await state.api.call(
+    "POST",
+    `/api/jobs/process/all/${encodeURIComponent(batch.batchId)}`,
+  );
+  if (reply.status === 200) {
+    batch.running = true;
+    notice(batch, "started", "ok");
+  } else if (reply.status === 202) {
+    batch.running = true;
+    notice(batch, "already running", "info");
+  } else if (reply.status === 429) {
+    const seconds = Number.parseInt(reply.headers.get("Retry-After") || "1", 10);
+    batch.retryAt = Date.now() + Math.max(1, seconds) * 1000;
+    notice(batch, "capacity reached", "warn");
+    setTimeout(invalidate, Math.max(1, seconds) * 1000 + 20);
+  } else {
+    throw new ApiError(reply.status, "", errorMessage(reply));
+  }
+  refreshSoon(batch.batchId);
+}
+
+const batchActions = {
+  open: async (batch) => select(batch.batchId),
+  start,
+  cancel: async (batch) => {
+    await state.api.json("POST", `/api/batches/${encodeURIComponent(batch.batchId)}/cancel`);
+    notice(batch, "cancelled", "ok");
+    refreshSoon(batch.batchId);
+  },
+  retry: async (batch) => {
+    const body = await state.api.json("POST", `/api/batches/${encodeURIComponent(batch.batchId)}/retry`);
+    notice(batch, `${body.requeued} failed jobs back to pending`, "ok");
+    refreshSoon(batch.batchId);
+    if (batch.batchId === state.selected) reloadJobsSoon();
+  },
+  delete: async (batch) => {
+    await state.api.json("DELETE", `/api/batches/${encodeURIComponent(batch.batchId)}`);
+    state.batches.delete(batch.batchId);
+    if (state.selected === batch.batchId) state.selected = null;
+    sortOrder();
+  },
+};
+
+async function jobAction(action, jobId) {
+  try {
+    const body = await state.api.json("POST", `/api/jobs/${encodeURIComponent(jobId)}/${action}`);
+    showMessage("");
+    if (state.selected) refreshSoon(state.selected);
+    reloadJobsSoon();
+    return body;
+  } catch (error) {
+    showMessage(`job ${jobId}: ${error.message}`);
+    return null;
+  }
+}
+
+async function createBatch(event) {
+  event.preventDefault();
+  const message = $("create-message");
+  let payload;
+  try {
+    payload = JSON.parse($("create-payload").value || "null");
+  } catch (error) {
+    message.textContent = `The payload is not JSON: ${error.message}`;
+    return;
+  }
+  const count = Number.parseInt($("create-count").value, 10);
+  const body = { type: $("create-type").value, jobs: Array.from({ length: count }, () => ({ payload })) };
+  const batchId = $("create-id").value.trim();
+  if (batchId) body.batchId = batchId;
+  const submit = event.submitter || $("create-form").querySelector("button");
+  submit.disabled = true;
+  try {
+    const created = await state.api.json("POST", "/api/batches", body);
+    message.textContent = `Created ${created.batchId} with ${created.enqueued} jobs.`;
+    await refreshBatch(created.batchId);
+    const batch = state.batches.get(created.batchId);
+    if ($("create-start").checked && batch) await guarded(batch, "start", () => start(batch));
+  } catch (error) {
+    message.textContent = error.message;
+  } finally {
+    submit.disabled = false;
+  }
+}
+
+async function togglePause() {
+  const path = state.status && state.status.paused ? "/api/resume" : "/api/pause";
+  state.requests.add("pause");
+  invalidate();
+  try {
+    state.status = await state.api.json("POST", path);
+    showMessage("");
+  } catch (error) {
+    showMessage(error.message);
+  } finally {
+    state.requests.delete("pause");
+    invalidate();
+  }
+}
+
+// --- token prompt ---------------------------------------------------------------
+
+function askToken(reason) {
+  const dialog = $("token-dialog");
+  $("token-reason").textContent = reason;
+  $("token-input").value = "";
+  return new Promise((resolve) => {
+    const form = $("token-form");
+    const done = (event) => {
+      event.preventDefault();
+      const token = $("token-input").value.trim();
+      if (!token) return;
+      form.removeEventListener("submit", done);
+      dialog.close();
+      resolve(token);
+    };
+    form.addEventListener("submit", done);
+    if (!dialog.open) dialog.showModal();
+  });
+}
+
+// --- wiring ------------------------------------------------------------------------
+
+function wire() {
+  document.querySelector("#batches tbody").addEventListener("click", (event) => {
+    const target = event.target.closest("button[data-action]");
+    if (!target) return;
+    const batch = state.batches.get(target.dataset.batch);
+    const action = batchActions[target.dataset.action];
+    if (batch && action) guarded(batch, target.dataset.action, () => action(batch));
+  });
+  document.querySelector("#jobs tbody").addEventListener("click", (event) => {
+    const target = event.target.closest("button[data-job-action]");
+    if (target) jobAction(target.dataset.jobAction, target.dataset.job);
+  });
+  $("create-form").addEventListener("submit", createBatch);
+  $("pause-toggle").addEventListener("click", togglePause);
+  $("batches-prev").addEventListener("click", () => {
+    state.page = Math.max(0, state.page - 1);
+    invalidate();
+  });
+  $("batches-next").addEventListener("click", () => {
+    state.page += 1;
+    invalidate();
+  });
+  $("jobs-state").addEventListener("change", (event) => {
+    state.jobs.state = event.target.value;
+    loadJobs(null);
+  });
+  $("jobs-first").addEventListener("click", () => loadJobs(null));
+  $("jobs-next").addEventListener("click", () => loadJobs(state.jobs.next));
+  $("jobs-reload").addEventListener("click", () => loadJobs(state.jobs.cursor));
+}
+
+async function loadTypes() {
+  if (!(await state.api.has("/api/types", "get"))) return;
+  const body = await state.api.json("GET", "/api/types");
+  $("create-type").replaceChildren(
+    ...body.types.map((name) => {
+      const option = document.createElement("option");
+      option.value = option.textContent = name;
+      return option;
+    }),
+  );
+}
+
+async function main() {
+  state.api = new Api(askToken);
+  wire();
+  const live = new Live({
+    onFrames,
+    onState: (on) => {
+      state.live = on;
+      invalidate();
+    },
+    onUnauthorized: () => state.api.newToken("The live feed refused the token."),
+  });
+  try {
+    await loadStatus();
+    live.connect();
+    const [jobActions, schedules] = await Promise.all([
+      state.api.has("/api/jobs/{jobId}/retry", "post"),
+      state.api.has("/api/schedules", "get"),
+    ]);
+    state.features.jobActions = jobActions;
+    state.schedulesKnown = schedules;
+    await Promise.all([loadBatches(), loadTypes(), schedules ? loadStatus() : null]);
+  } catch (error) {
+    showMessage(error.message);
+  }
+  every(STATUS_EVERY_MS, loadStatus);
+  every(LIST_EVERY_MS, loadBatches);
+  every(CHILD_EVERY_MS, loadChildren);
+  setInterval(() => {
+    if (state.order.some((id) => state.batches.get(id).running || state.batches.get(id).retryAt)) invalidate();
+  }, 1000);
+}
+
+main();
