@@ -20,6 +20,7 @@ __all__ = ["Server", "serve"]
 
 _READY = re.compile(r"listening on (http://\S+?);")
 _START_SECONDS = 30
+_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Server:
@@ -57,7 +58,10 @@ class Server:
 def serve(store: Path, **env: str) -> Iterator[Server]:
     """``python -m engine serve --port 0`` on a SQLite store at ``store``,
     with the fault types and ``env``; SIGTERM, then SIGKILL, at the end."""
-    argv = [sys.executable, "-m", "engine", "serve", "--port", "0", "--jobs", "engine.testing"]
+    argv = [sys.executable, "-m", "engine", "serve", "--port", "0"]
+    argv += ["--jobs", "engine.testing", "--jobs", "tests.browser.jobs"]
+    # The test's own job types are imported by the engine and its children.
+    env.setdefault("PYTHONPATH", str(_ROOT))
     process = subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
-from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import expect
 
 from tests.browser.conftest import screenshot
-from tests.browser.server import Server, serve
+from tests.browser.server import Server
 
 
 def _create(page: Any, job_type: str, payload: str, count: int, batch_id: str) -> Any:
@@ -29,17 +29,130 @@ def _open(page: Any, server: Server) -> None:
     expect(page.locator("#create-type option[value=noop]")).to_have_count(1)
 
 
-def test_page_loads_with_no_console_error_under_its_policy(page: Any, tmp_path: Path) -> None:
-    with serve(tmp_path / "s.db") as server:
-        with server.client() as client:
-            client.post("/api/batches", json={"batchId": "seen", "type": "noop", "jobs": [{}]})
-            answer = client.get("/")
-        _open(page, server)
-        row = page.locator('#batches tr[data-batch="seen"]')
-        expect(row).to_contain_text("0 / 1 (0 %)")
-        expect(page.locator("#engine-status")).to_contain_text("0 of 1 batches running")
-        expect(page.locator("#engines tbody tr")).to_have_count(1)
+def test_page_loads_with_no_console_error_under_its_policy(page: Any, start_server: Any) -> None:
+    server = start_server()
+    with server.client() as client:
+        client.post("/api/batches", json={"batchId": "seen", "type": "noop", "jobs": [{}]})
+        answer = client.get("/")
+    _open(page, server)
+    row = page.locator('#batches tr[data-batch="seen"]')
+    expect(row).to_contain_text("0 / 1 (0 %)")
+    expect(page.locator("#engine-status")).to_contain_text("0 of 1 batches running")
+    expect(page.locator("#engines tbody tr")).to_have_count(1)
     policy = answer.headers["content-security-policy"]
     assert "script-src 'self'" in policy and "unsafe-inline" not in policy
     assert "<script" in answer.text and "<script>" not in answer.text
     assert "style=" not in answer.text and "<style" not in answer.text
+
+
+def _row(page: Any, batch_id: str) -> Any:
+    return page.locator(f'#batches tr[data-batch="{batch_id}"]')
+
+
+def test_a_started_batch_reaches_100_percent_and_start_is_disabled_while_it_runs(
+    page: Any, start_server: Any
+) -> None:
+    server = start_server()
+    _open(page, server)
+    row = _create(page, "sleep", '{"seconds": 0.5}', 12, "slow")
+    start = row.get_by_role("button", name="Start")
+    expect(start).to_be_enabled()
+    start.click()
+    expect(start).to_be_disabled()
+    expect(row).to_contain_text("running on")
+    expect(row).to_contain_text("jobs/s")
+    expect(start).to_be_disabled()
+    expect(row).to_contain_text("12 / 12 (100 %)", timeout=30_000)
+    expect(row.locator("progress")).to_have_attribute("value", "12")
+    expect(row).to_contain_text("idle")
+    expect(start).to_be_enabled()
+    expect(row).to_contain_text("0 · 0 · 12 · 0")
+
+
+def test_a_second_start_shows_already_running(page: Any, start_server: Any) -> None:
+    server = start_server()
+    # This page hears nothing live: it learns the run from the 202 alone.
+    page.route_web_socket(re.compile(r".*/ws\?.*"), lambda ws: None)
+    _open(page, server)
+    row = _create(page, "sleep", '{"seconds": 1}', 6, "twice")
+    with server.client() as client:
+        first = client.post("/api/jobs/process/all/twice")
+    assert first.status_code == 200
+    row.get_by_role("button", name="Start").click()
+    expect(row.locator(".notice")).to_have_text("already running")
+    expect(row.get_by_role("button", name="Start")).to_be_disabled()
+    expect(row).to_contain_text("running on")
+
+
+def test_capacity_reached_shows_a_countdown_then_start_comes_back(
+    page: Any, start_server: Any
+) -> None:
+    server = start_server(MAX_ACTIVE_BATCHES="1")
+    page.console_errors.allowed.add(429)  # the answer this test asks for
+    _open(page, server)
+    first = _create(page, "sleep", '{"seconds": 2}', 20, "first")
+    second = _create(page, "noop", "{}", 3, "second")
+    first.get_by_role("button", name="Start").click()
+    expect(first).to_contain_text("running on")
+    start = second.get_by_role("button", name="Start")
+    start.click()
+    notice = second.locator(".notice")
+    expect(notice).to_contain_text("capacity reached")
+    expect(notice).to_contain_text(re.compile(r"start again in \d+ s"))
+    expect(start).to_be_disabled()
+    screenshot(page, "capacity")
+    expect(start).to_be_enabled(timeout=10_000)
+    expect(notice).not_to_contain_text("start again")
+    first.get_by_role("button", name="Cancel").click()
+    expect(first).to_contain_text("idle", timeout=20_000)
+    start.click()
+    expect(second).to_contain_text("3 / 3 (100 %)", timeout=30_000)
+
+
+def test_a_failed_job_shows_its_error_and_retry_failed_reruns_it(
+    page: Any, start_server: Any, tmp_path: Path
+) -> None:
+    server = start_server()
+    _open(page, server)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    payload = json.dumps({"dir": str(markers)})
+    row = _create(page, "fails-first-run", payload, 3, "shaky")
+    row.get_by_role("button", name="Start").click()
+    expect(row).to_contain_text("3 / 3 (100 %)", timeout=30_000)
+    expect(row).to_contain_text("0 · 0 · 0 · 3")
+    row.get_by_role("button", name="shaky").click()
+    jobs = page.locator("#jobs tbody tr")
+    expect(jobs).to_have_count(3)
+    expect(jobs.first).to_contain_text("the first run of this job fails on purpose")
+    screenshot(page, "failed-jobs")
+    row.get_by_role("button", name="Retry failed").click()
+    expect(row.locator(".notice")).to_have_text("3 failed jobs back to pending")
+    expect(row).to_contain_text("3 · 0 · 0 · 0")
+    row.get_by_role("button", name="Start").click()
+    expect(row).to_contain_text("0 · 0 · 3 · 0", timeout=30_000)
+    expect(page.locator("#event-log li").first).to_contain_text("run done: 3 completed")
+    page.select_option("#jobs-state", "completed")
+    expect(jobs).to_have_count(3)
+    expect(jobs.first).to_contain_text("completed")
+
+
+def test_the_token_is_asked_once_and_again_after_a_401(page: Any, start_server: Any) -> None:
+    server = start_server(BATCHYARD_TOKEN="s3cret")
+    page.console_errors.allowed.add(401)  # the answer this test asks for
+    page.goto(server.url + "/")
+    dialog = page.locator("#token-dialog")
+    expect(dialog).to_be_visible()
+    screenshot(page, "token")
+    page.fill("#token-input", "wrong")
+    page.get_by_role("button", name="Use this token").click()
+    expect(page.locator("#token-reason")).to_have_text("The token was refused.")
+    expect(dialog).to_be_visible()
+    page.fill("#token-input", "s3cret")
+    page.get_by_role("button", name="Use this token").click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#engine-status")).to_contain_text("batches running")
+    expect(page.locator("#live-state")).to_have_text("● live")
+    page.reload()
+    expect(page.locator("#live-state")).to_have_text("● live")
+    expect(dialog).to_be_hidden()

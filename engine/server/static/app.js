@@ -195,22 +195,20 @@ function apply(frame) {
       refreshSoon(d.batchId);
       break;
     case "processing:progress": {
+      // The rest of the total splits into pending and active as the
+      // server last said (refreshed every few seconds while running).
       const c = batch.counts;
+      const rest = Math.max(0, d.total - d.completed - d.failed);
       c.completed = d.completed;
       c.failed = d.failed;
-      c.pending = Math.max(0, d.total - d.completed - d.failed - c.active);
+      c.active = Math.min(c.active, rest);
+      c.pending = rest - c.active;
       if ("etaSeconds" in d) setEta(batch, d.etaSeconds);
       noteRate(batch, d.completed + d.failed);
       break;
     }
     case "job:progress":
-      if (d.status === "active" && d.startedAt !== undefined) {
-        batch.counts.active += 1;
-        batch.counts.pending = Math.max(0, batch.counts.pending - 1);
-      } else if (d.status !== "active") {
-        batch.counts.active = Math.max(0, batch.counts.active - 1);
-        if (d.status === "failed" && d.batchId === state.selected) reloadJobsSoon();
-      }
+      if (d.status === "failed" && d.batchId === state.selected) reloadJobsSoon();
       break;
     case "done":
     case "error":

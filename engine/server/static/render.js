@@ -97,7 +97,9 @@ function updateRow(row, batch, status, now) {
   const percent = total ? Math.floor((done * 100) / total) : 0;
   setText(row.barText, `${done} / ${total} (${percent} %)`);
   setText(row.cells.counts, `${c.pending} · ${c.active} · ${c.completed} · ${c.failed}`);
-  setText(row.cells.rate, batch.running && batch.rate !== null ? `${batch.rate.toFixed(1)} jobs/s` : "—");
+  let rate = "—";
+  if (batch.running) rate = batch.rate === null ? "measuring" : `${batch.rate.toFixed(1)} jobs/s`;
+  setText(row.cells.rate, rate);
   const eta = batch.running && batch.etaAt !== null ? (batch.etaAt - now) / 1000 : null;
   setText(row.cells.eta, duration(eta));
   const child = batch.child;
