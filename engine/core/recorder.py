@@ -17,7 +17,8 @@ job to the moment its handler started (``HeldJobs.restamp``), before the
 burst's outcomes are written, so the next grants see it soon.
 
 Batch-wide counts for ``processing:progress`` are kept from outcomes
-(``Tally``), so progress costs no store query.
+(``Tally``), so progress costs no store query; its ``eta_seconds`` comes
+from the run's ``EtaEstimator``, fed with those counts.
 
 While the store is away, the outcomes a child reported stay with their
 ``HeldJob`` (``outcome``) and the store write is retried (``StoreRetry``)
@@ -53,6 +54,7 @@ import attrs
 import trio
 
 from engine.core.bus import EventBus
+from engine.core.eta import EtaEstimator
 from engine.core.held import CLEANUP_SECONDS, HeldJob, HeldJobs
 from engine.core.retry import Patience, StoreRetry
 from engine.errors import StoreUnavailable
@@ -88,6 +90,7 @@ class Recorder:
         clock: wall-clock seconds, the store's clock (when a retry is due).
         retry: how store writes are retried while the store is away.
         patience: the run's: once it is stopped, retries end at its deadline.
+        eta: estimates the run's remaining time (default: no rate limit).
     """
 
     def __init__(
@@ -101,8 +104,10 @@ class Recorder:
         clock: Callable[[], float],
         retry: StoreRetry,
         patience: Patience,
+        eta: EtaEstimator | None = None,
     ) -> None:
         self.batch_id = batch_id
+        self._eta = eta or EtaEstimator(starts_per_second=None)
         self._store = store
         self._owner = owner
         self._bus = bus
@@ -115,6 +120,13 @@ class Recorder:
     def start_tally(self, counts: Counts) -> None:
         """Count progress from the batch's stored counts (a run begins)."""
         self._tally = Tally(completed=counts.completed, failed=counts.failed, total=counts.total)
+        self._eta.restart(counts.completed + counts.failed)
+
+    def eta_seconds(self) -> float | None:
+        """Seconds until the run has finished every job of the batch, as
+        far as its rate limit and pace tell; None when unknown."""
+        tally = self._tally
+        return self._eta.estimate(tally.total - tally.completed - tally.failed)
 
     def count_added(self, added: int) -> None:
         """``added`` jobs joined the batch: the progress total grows."""
@@ -272,12 +284,14 @@ class Recorder:
             self.publish(events.ProcessingStarted(batch_id=self.batch_id))
         elif isinstance(message, ipc.Progress):
             tally = self._tally
+            self._eta.observe(tally.completed + tally.failed)
             self.publish(
                 events.ProcessingProgress(
                     batch_id=self.batch_id,
                     completed=tally.completed,
                     failed=tally.failed,
                     total=tally.total,
+                    eta_seconds=self.eta_seconds(),
                 )
             )
         elif not isinstance(message, _JOB_FACTS) or message.job_id not in held:

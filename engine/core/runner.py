@@ -48,6 +48,7 @@ import trio
 
 from engine.core.bus import EventBus
 from engine.core.dispatcher import Dispatcher
+from engine.core.eta import EtaEstimator
 from engine.core.held import CLEANUP_SECONDS, HeldJobs
 from engine.core.limits import RateLimiter, TypeGate
 from engine.core.pause import PauseGate
@@ -98,6 +99,13 @@ class RunLimits:
     rate: RateLimiter | None = None
     #: The gate of a job type with limits of its own, None for the others.
     type_gate: Callable[[str], TypeGate | None] = lambda _: None
+
+
+def _eta_of(limits: RunLimits) -> EtaEstimator:
+    if limits.rate is None:
+        return EtaEstimator(starts_per_second=None)
+    rate = limits.rate.statistics()
+    return EtaEstimator(starts_per_second=rate.count / rate.per_seconds)
 
 
 class BatchRunner:
@@ -162,7 +170,12 @@ class BatchRunner:
             clock=clock,
             retry=retry,
             patience=self._patience,
+            eta=_eta_of(limits),
         )
+
+    def eta_seconds(self) -> float | None:
+        """Seconds until this run has finished the batch's jobs; None when unknown."""
+        return self._recorder.eta_seconds()
 
     # --- control, called by the engine --------------------------------------
 

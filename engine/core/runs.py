@@ -204,6 +204,12 @@ class Runs:
         if not self._runners:
             self._all_stopped.set()
 
+    def eta_seconds(self, batch_id: str) -> float | None:
+        """The batch's run's estimate of its remaining seconds; None when it
+        does not run here or the estimate is unknown."""
+        runner = self._runners.get(batch_id)
+        return None if runner is None else runner.eta_seconds()
+
     def wake(self, batch_id: str, added: int = 0) -> None:
         """Tell the batch's run (if it runs) that ``added`` jobs came or
         jobs became due, so it looks again."""

@@ -27,7 +27,7 @@ from engine.core.engine import Engine, StartResult
 from engine.errors import StoreError
 from engine.server.errors import RequestError
 from engine.server.views import batch_view, job_requests, job_view, json_response, status_view
-from engine.store import AddResult
+from engine.store import AddResult, BatchRecord
 from protocols import api
 from protocols.lifecycle import JobState
 
@@ -98,17 +98,22 @@ class _Api:
 
     async def list_batches(self, request: Request) -> Response:
         records = await self._engine.list_batches()
-        views = tuple(
-            batch_view(record, runner=self._engine.runner_of(record)) for record in records
-        )
+        views = tuple(self._view(record) for record in records)
         return json_response(api.BatchList(batches=views))
 
     async def get_batch(self, request: Request) -> Response:
         return json_response(await self._batch(request.path_params["batchId"]))
 
     async def _batch(self, batch_id: str) -> api.BatchView:
-        record = await self._engine.get_batch(batch_id)
-        return batch_view(record, runner=self._engine.runner_of(record))
+        return self._view(await self._engine.get_batch(batch_id))
+
+    def _view(self, record: BatchRecord) -> api.BatchView:
+        engine = self._engine
+        return batch_view(
+            record,
+            runner=engine.runner_of(record),
+            eta_seconds=engine.eta_seconds(record.batch_id),
+        )
 
     async def delete_batch(self, request: Request) -> Response:
         await self._engine.delete_batch(request.path_params["batchId"])

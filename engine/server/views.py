@@ -28,9 +28,12 @@ def json_response(
     )
 
 
-def batch_view(record: BatchRecord, *, runner: str | None) -> api.BatchView:
+def batch_view(
+    record: BatchRecord, *, runner: str | None, eta_seconds: float | None = None
+) -> api.BatchView:
     """A stored batch as ``GET /api/batches/{batchId}`` shows it; ``runner``
-    is the engine that runs it (``Engine.runner_of``)."""
+    is the engine that runs it (``Engine.runner_of``), ``eta_seconds`` its
+    run's estimate (``Engine.eta_seconds``)."""
     counts = record.counts
     return api.BatchView(
         batch_id=record.batch_id,
@@ -45,6 +48,7 @@ def batch_view(record: BatchRecord, *, runner: str | None) -> api.BatchView:
         ),
         created_at=datetime.fromtimestamp(record.created_at, UTC),
         options=dict(record.options),
+        eta_seconds=eta_seconds,
     )
 
 
