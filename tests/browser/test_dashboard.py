@@ -62,6 +62,7 @@ def test_a_started_batch_reaches_100_percent_and_start_is_disabled_while_it_runs
     expect(start).to_be_disabled()
     expect(row).to_contain_text("running on")
     expect(row).to_contain_text("jobs/s")
+    screenshot(page, "dashboard")
     expect(start).to_be_disabled()
     expect(row).to_contain_text("12 / 12 (100 %)", timeout=30_000)
     expect(row.locator("progress")).to_have_attribute("value", "12")

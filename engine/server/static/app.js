@@ -11,6 +11,7 @@ const RATE_WINDOW_MS = 5000;
 const STATUS_EVERY_MS = 3000;
 const LIST_EVERY_MS = 10000;
 const CHILD_EVERY_MS = 2000;
+const ENDING_MS = 3000;
 
 const $ = (id) => document.getElementById(id);
 
@@ -72,6 +73,7 @@ function blankBatch(batchId) {
     requests: new Set(),
     notice: null,
     retryAt: null,
+    endedAt: null,
   };
 }
 
@@ -89,6 +91,12 @@ function takeView(view) {
     state.batches.set(view.batchId, batch);
   }
   batch.type = view.type;
+  // A run's end is published just before the store lets go of it: an
+  // answer read in between still says running; ask again shortly.
+  if (view.running && batch.endedAt !== null && Date.now() - batch.endedAt < ENDING_MS) {
+    setTimeout(() => refreshSoon(view.batchId), 300);
+    view = { ...view, running: false, engineId: null };
+  }
   batch.running = view.running;
   batch.engineId = view.engineId;
   batch.counts = { ...view.counts };
@@ -190,6 +198,7 @@ function apply(frame) {
   switch (frame.event) {
     case "processing:started":
       batch.running = true;
+      batch.endedAt = null;
       batch.samples = [];
       batch.rate = null;
       refreshSoon(d.batchId);
@@ -214,6 +223,7 @@ function apply(frame) {
     case "error":
       if (frame.event === "error" && d.restarting) break;
       batch.running = false;
+      batch.endedAt = Date.now();
       batch.etaAt = null;
       refreshSoon(d.batchId);
       if (d.batchId === state.selected) reloadJobsSoon();
@@ -223,8 +233,17 @@ function apply(frame) {
   }
 }
 
+let statusTimer = null;
+
 function onFrames(frames) {
   for (const frame of frames) apply(frame);
+  const runsChanged = frames.some((f) => f.event !== "job:progress" && f.event !== "processing:progress");
+  if (runsChanged && statusTimer === null) {
+    statusTimer = setTimeout(() => {
+      statusTimer = null;
+      loadStatus().catch((error) => showMessage(error.message));
+    }, 300);
+  }
   invalidate();
 }
 

@@ -62,7 +62,7 @@ function newRow(batch) {
   nameCell.append(open, element("br"), type);
   const bar = element("progress", { "aria-label": `progress of ${id}` });
   const barText = element("span");
-  const progressCell = element("td");
+  const progressCell = element("td", { class: "progress" });
   progressCell.append(bar, " ", barText);
   const cells = {
     state: element("td"),
@@ -211,8 +211,7 @@ function jobRow(job, features) {
   const id = element("td", {}, job.jobId);
   const state = element("td", {}, job.state);
   const attempts = element("td", { class: "num" }, String(job.attempts));
-  const payload = element("td", {}, short(job.payload));
-  payload.classList.add("code");
+  const payload = element("td", { class: "code", title: JSON.stringify(job.payload) }, short(job.payload, 60));
   const outcome = element("td");
   if (job.error) outcome.append(element("span", { class: "error" }, `✗ ${job.error}`));
   else if (job.state === "completed") outcome.textContent = `✓ ${short(job.result)}`;
@@ -248,6 +247,8 @@ export function renderDetail(state) {
   }
   if (state.logDrawn !== state.logVersion) {
     state.logDrawn = state.logVersion;
-    $("event-log").replaceChildren(...state.log.map((line) => element("li", {}, line)));
+    const lines = state.log.map((line) => element("li", {}, line));
+    $("event-log").replaceChildren(...lines);
+    $("event-log-empty").hidden = lines.length > 0;
   }
 }
