@@ -55,7 +55,7 @@ def test_a_started_batch_reaches_100_percent_and_start_is_disabled_while_it_runs
 ) -> None:
     server = start_server()
     _open(page, server)
-    row = _create(page, "sleep", '{"seconds": 0.5}', 12, "slow")
+    row = _create(page, "sleep", '{"seconds": 1}', 12, "slow")
     start = row.get_by_role("button", name="Start")
     expect(start).to_be_enabled()
     start.click()

@@ -201,6 +201,7 @@ function apply(frame) {
       batch.endedAt = null;
       batch.samples = [];
       batch.rate = null;
+      noteRate(batch, batch.counts.completed + batch.counts.failed);
       refreshSoon(d.batchId);
       break;
     case "processing:progress": {
