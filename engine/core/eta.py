@@ -8,7 +8,8 @@ Two bounds, and the estimate is the larger (the slower) of those known:
 - the observed pace: jobs finished over the last ``window_seconds`` (or
   since the run began, when younger), measured up to *now*, so a run that
   stalls sees its estimate grow instead of freezing;
-- the rate limit: ``remaining`` more job starts cannot take less than
+- the rate limit (the slower of the batch's and its job type's):
+  ``remaining`` more job starts cannot take less than
   ``remaining / (count / per_seconds)`` seconds, which is all that is
   known before the first job finishes.
 

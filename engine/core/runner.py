@@ -97,15 +97,10 @@ class RunLimits:
     backoff_seconds: float
     batch_retries: int
     rate: RateLimiter | None = None
+    #: The slowest rate limit over the batch and its type (for its ETA).
+    starts_per_second: float | None = None
     #: The gate of a job type with limits of its own, None for the others.
     type_gate: Callable[[str], TypeGate | None] = lambda _: None
-
-
-def _eta_of(limits: RunLimits) -> EtaEstimator:
-    if limits.rate is None:
-        return EtaEstimator(starts_per_second=None)
-    rate = limits.rate.statistics()
-    return EtaEstimator(starts_per_second=rate.count / rate.per_seconds)
 
 
 class BatchRunner:
@@ -170,7 +165,7 @@ class BatchRunner:
             clock=clock,
             retry=retry,
             patience=self._patience,
-            eta=_eta_of(limits),
+            eta=EtaEstimator(starts_per_second=limits.starts_per_second),
         )
 
     def eta_seconds(self) -> float | None:

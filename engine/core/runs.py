@@ -145,7 +145,7 @@ class Runs:
             store=self._store,
             bus=self._bus,
             supervisor=self._supervisor,
-            limits=self._policy.run_limits(),
+            limits=self._policy.run_limits(record.type),
             owner=self._owner,
             gate=self._gate,
             clock=self._clock,
