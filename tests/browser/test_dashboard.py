@@ -158,3 +158,47 @@ def test_the_token_is_asked_once_and_again_after_a_401(page: Any, start_server: 
     page.reload()
     expect(page.locator("#live-state")).to_have_text("● live")
     expect(dialog).to_be_hidden()
+
+
+_UNLABELLED = """
+() => [...document.querySelectorAll("button, input, select, textarea, progress")]
+  .filter((el) => !el.closest("[hidden]") && !el.closest("dialog:not([open])"))
+  .filter((el) => !((el.labels && el.labels.length) || el.getAttribute("aria-label")
+    || (el.tagName === "BUTTON" && el.textContent.trim())))
+  .map((el) => el.outerHTML)
+"""
+
+
+def test_controls_are_labelled_reachable_by_keyboard_and_errors_are_shown(
+    page: Any, start_server: Any
+) -> None:
+    server = start_server()
+    page.console_errors.allowed.add(409)  # the duplicate id this test submits
+    page.emulate_media(color_scheme="dark")
+    _open(page, server)
+    row = _create(page, "echo", '{"hello": "world"}', 2, "labelled")
+    assert page.evaluate(_UNLABELLED) == []
+    screenshot(page, "dashboard-dark")
+    # The same id again: the server's own message is shown.
+    page.get_by_role("button", name="Create batch").click()
+    expect(page.locator("#create-message")).to_contain_text("labelled")
+    expect(page.locator("#create-message")).not_to_contain_text("Created")
+    # Keyboard only: focus the batch's Start button by tabbing and press Enter.
+    start = row.get_by_role("button", name="Start")
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        if start.evaluate("el => el === document.activeElement"):
+            break
+    else:
+        raise AssertionError("the Start button is not reachable with Tab")
+    page.keyboard.press("Enter")
+    expect(row).to_contain_text("2 / 2 (100 %)", timeout=30_000)
+    # Pause and resume the engine: told in words, not by colour alone.
+    toggle = page.get_by_role("button", name="Pause engine")
+    toggle.click()
+    expect(page.locator("#engine-status")).to_contain_text("paused")
+    expect(page.get_by_role("button", name="Resume engine")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    page.get_by_role("button", name="Resume engine").click()
+    expect(page.locator("#engine-status")).not_to_contain_text("paused")
