@@ -270,12 +270,19 @@ async function loadChildren() {
   await Promise.all(running.map(refreshBatch));
 }
 
+// Polls `task` every `ms`. A failure is shown until a later poll succeeds
+// (a message of an action stays until the next action replaces it).
+let pollFailed = false;
+
 function every(ms, task) {
   const run = async () => {
     try {
       await task();
+      if (pollFailed) showMessage("");
+      pollFailed = false;
     } catch (error) {
       showMessage(error.message);
+      pollFailed = true;
     }
     setTimeout(run, ms);
   };
