@@ -218,7 +218,8 @@ function apply(frame) {
       break;
     }
     case "job:progress":
-      if (d.status === "failed" && d.batchId === state.selected) reloadJobsSoon();
+      // The open page of jobs follows them (at most one reload per half second).
+      if (d.status !== "active" && d.batchId === state.selected) reloadJobsSoon();
       break;
     case "done":
     case "error":
