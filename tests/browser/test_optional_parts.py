@@ -27,7 +27,7 @@ def test_schedules_child_and_job_buttons_show_when_the_server_has_them(
 ) -> None:
     server = start_server()
     with server.client() as client:
-        jobs = [{"payload": {"seconds": 3}}] * 6
+        jobs = [{"payload": {"seconds": 30}}] * 6  # still running when the test ends
         client.post("/api/batches", json={"batchId": "kids", "type": "sleep", "jobs": jobs})
         assert client.post("/api/jobs/process/all/kids").status_code == 200
     calls: list[str] = []
