@@ -469,6 +469,8 @@ function askToken(reason) {
       resolve(token);
     };
     form.addEventListener("submit", done);
+    // Escape would close it with no token, and every request waits on it.
+    dialog.addEventListener("cancel", (event) => event.preventDefault(), { once: true });
     if (!dialog.open) dialog.showModal();
   });
 }
@@ -531,7 +533,11 @@ async function main() {
   });
   try {
     await loadStatus();
-    live.connect();
+  } catch (error) {
+    showMessage(error.message);
+  }
+  live.connect();
+  try {
     const [jobActions, schedules] = await Promise.all([
       state.api.has("/api/jobs/{jobId}/retry", "post"),
       state.api.has("/api/schedules", "get"),
@@ -545,8 +551,15 @@ async function main() {
   every(STATUS_EVERY_MS, loadStatus);
   every(LIST_EVERY_MS, loadBatches);
   every(CHILD_EVERY_MS, loadChildren);
+  // Countdowns (ETA, Retry-After) move every second.
   setInterval(() => {
-    if (state.order.some((id) => state.batches.get(id).running || state.batches.get(id).retryAt)) invalidate();
+    const now = Date.now();
+    let ticking = false;
+    for (const batch of state.batches.values()) {
+      if (batch.retryAt !== null && batch.retryAt <= now - 1000) batch.retryAt = null;
+      ticking = ticking || batch.running || batch.retryAt !== null;
+    }
+    if (ticking) invalidate();
   }, 1000);
 }
 
