@@ -395,7 +395,14 @@ async def test_dashboard_page_and_openapi_document(
     assert "script-src 'self'" in page.headers["content-security-policy"]
     names = re.findall(r'(?:src|href)="/static/([\w.]+)"', page.text)
     assert sorted(names) == ["app.js", "dashboard.css", "favicon.svg"]
-    for name in [*names, "api.js", "live.js", "render.js"]:  # app.js imports the last three
+    for name in [
+        *names,
+        "api.js",
+        "live.js",
+        "model.js",
+        "render.js",
+        "token.js",
+    ]:  # app.js imports
         asset = await client.get(f"/static/{name}")
         assert asset.status_code == 200, name
         assert asset.headers["content-security-policy"] == page.headers["content-security-policy"]

@@ -3,15 +3,14 @@
 
 import { Api, ApiError, errorMessage } from "./api.js";
 import { Live } from "./live.js";
+import { askToken } from "./token.js";
+import { applyFrame, sortOrder, takeView } from "./model.js";
 import { PAGE_SIZE, renderBatches, renderDetail, renderSchedules, renderStatus } from "./render.js";
 
-const LOG_LIMIT = 200;
 const JOBS_PAGE = 50;
-const RATE_WINDOW_MS = 5000;
 const STATUS_EVERY_MS = 3000;
 const LIST_EVERY_MS = 10000;
 const CHILD_EVERY_MS = 2000;
-const ENDING_MS = 3000;
 
 const $ = (id) => document.getElementById(id);
 
@@ -32,6 +31,7 @@ const state = {
   live: false,
 };
 const rows = new Map();
+const hooks = { refresh: (id) => refreshSoon(id), reloadJobs: () => reloadJobsSoon() };
 
 // --- rendering -------------------------------------------------------------
 
@@ -56,70 +56,15 @@ function showMessage(text) {
   node.textContent = text;
 }
 
-// --- batches ------------------------------------------------------------------
-
-function blankBatch(batchId) {
-  return {
-    batchId,
-    type: "",
-    running: false,
-    engineId: null,
-    counts: { pending: 0, active: 0, completed: 0, failed: 0 },
-    etaAt: null,
-    child: null,
-    createdAt: "",
-    samples: [],
-    rate: null,
-    requests: new Set(),
-    notice: null,
-    retryAt: null,
-    endedAt: null,
-  };
-}
-
-function sortOrder() {
-  state.order = [...state.batches.values()]
-    .sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0))
-    .map((b) => b.batchId);
-}
-
-function takeView(view) {
-  let batch = state.batches.get(view.batchId);
-  const isNew = !batch;
-  if (isNew) {
-    batch = blankBatch(view.batchId);
-    state.batches.set(view.batchId, batch);
-  }
-  batch.type = view.type;
-  // A run's end is published just before the store lets go of it: an
-  // answer read in between still says running; ask again shortly.
-  if (view.running && batch.endedAt !== null && Date.now() - batch.endedAt < ENDING_MS) {
-    setTimeout(() => refreshSoon(view.batchId), 300);
-    view = { ...view, running: false, engineId: null };
-  }
-  batch.running = view.running;
-  batch.engineId = view.engineId;
-  batch.counts = { ...view.counts };
-  batch.createdAt = view.createdAt || batch.createdAt;
-  if ("child" in view) batch.child = view.child;
-  if ("etaSeconds" in view) setEta(batch, view.etaSeconds);
-  if (isNew) sortOrder();
-  return batch;
-}
-
-function setEta(batch, seconds) {
-  batch.etaAt = typeof seconds === "number" ? Date.now() + seconds * 1000 : null;
-}
-
 async function loadBatches() {
   const body = await state.api.json("GET", "/api/batches");
   const seen = new Set();
   for (const view of body.batches) {
-    takeView(view);
+    takeView(state, view, hooks);
     seen.add(view.batchId);
   }
   for (const id of [...state.batches.keys()]) if (!seen.has(id)) state.batches.delete(id);
-  sortOrder();
+  sortOrder(state);
   invalidate();
 }
 
@@ -141,104 +86,18 @@ async function flushRefresh() {
 
 async function refreshBatch(batchId) {
   const reply = await state.api.call("GET", `/api/batches/${encodeURIComponent(batchId)}`);
-  if (reply.status === 200) takeView(reply.body);
+  if (reply.status === 200) takeView(state, reply.body, hooks);
   else if (reply.status === 404) {
     state.batches.delete(batchId);
-    sortOrder();
+    sortOrder(state);
   }
   invalidate();
-}
-
-// --- live events -------------------------------------------------------------
-
-function noteRate(batch, finished) {
-  const now = Date.now();
-  batch.samples.push([now, finished]);
-  while (batch.samples.length > 2 && now - batch.samples[0][0] > RATE_WINDOW_MS) batch.samples.shift();
-  const [t0, n0] = batch.samples[0];
-  batch.rate = now > t0 ? ((finished - n0) * 1000) / (now - t0) : batch.rate;
-}
-
-function describe(frame) {
-  const d = frame.data;
-  switch (frame.event) {
-    case "job:progress":
-      if (d.status === "failed") return `job ${d.jobId} failed: ${d.error}`;
-      if (d.status === "completed") return `job ${d.jobId} completed`;
-      return `job ${d.jobId} active ${Math.round(d.progress)} %`;
-    case "job:retrying":
-      return `job ${d.jobId} failed (${d.error}), retried later`;
-    case "processing:progress":
-      return `${d.completed} completed, ${d.failed} failed of ${d.total}`;
-    case "done":
-      return `run done: ${d.completed} completed, ${d.failed} failed`;
-    case "error":
-      return `run error: ${d.error}`;
-    default:
-      return frame.event;
-  }
-}
-
-function apply(frame) {
-  const d = frame.data;
-  if (!d || typeof d.batchId !== "string") return;
-  let batch = state.batches.get(d.batchId);
-  if (!batch) {
-    batch = blankBatch(d.batchId);
-    state.batches.set(d.batchId, batch);
-    batch.createdAt = new Date().toISOString();
-    sortOrder();
-    refreshSoon(d.batchId);
-  }
-  if (d.batchId === state.selected) {
-    state.log.unshift(`#${frame.seq} ${describe(frame)}`);
-    if (state.log.length > LOG_LIMIT) state.log.length = LOG_LIMIT;
-    state.logVersion += 1;
-  }
-  switch (frame.event) {
-    case "processing:started":
-      batch.running = true;
-      batch.endedAt = null;
-      batch.samples = [];
-      batch.rate = null;
-      noteRate(batch, batch.counts.completed + batch.counts.failed);
-      refreshSoon(d.batchId);
-      break;
-    case "processing:progress": {
-      // The rest of the total splits into pending and active as the
-      // server last said (refreshed every few seconds while running).
-      const c = batch.counts;
-      const rest = Math.max(0, d.total - d.completed - d.failed);
-      c.completed = d.completed;
-      c.failed = d.failed;
-      c.active = Math.min(c.active, rest);
-      c.pending = rest - c.active;
-      if ("etaSeconds" in d) setEta(batch, d.etaSeconds);
-      noteRate(batch, d.completed + d.failed);
-      break;
-    }
-    case "job:progress":
-      // The open page of jobs follows them (at most one reload per half second).
-      if (d.status !== "active" && d.batchId === state.selected) reloadJobsSoon();
-      break;
-    case "done":
-    case "error":
-      if (frame.event === "error" && d.restarting) break;
-      batch.running = false;
-      batch.endedAt = Date.now();
-      batch.etaAt = null;
-      refreshSoon(d.batchId);
-      if (d.batchId === state.selected) reloadJobsSoon();
-      break;
-    default:
-      break;
-  }
 }
 
 let statusTimer = null;
 
 function onFrames(frames) {
-  for (const frame of frames) apply(frame);
+  for (const frame of frames) applyFrame(state, frame, hooks);
   const runsChanged = frames.some((f) => f.event !== "job:progress" && f.event !== "processing:progress");
   if (runsChanged && statusTimer === null) {
     statusTimer = setTimeout(() => {
@@ -391,7 +250,7 @@ const batchActions = {
     await state.api.json("DELETE", `/api/batches/${encodeURIComponent(batch.batchId)}`);
     state.batches.delete(batch.batchId);
     if (state.selected === batch.batchId) state.selected = null;
-    sortOrder();
+    sortOrder(state);
   },
 };
 
@@ -450,29 +309,6 @@ async function togglePause() {
     state.requests.delete("pause");
     invalidate();
   }
-}
-
-// --- token prompt ---------------------------------------------------------------
-
-function askToken(reason) {
-  const dialog = $("token-dialog");
-  $("token-reason").textContent = reason;
-  $("token-input").value = "";
-  return new Promise((resolve) => {
-    const form = $("token-form");
-    const done = (event) => {
-      event.preventDefault();
-      const token = $("token-input").value.trim();
-      if (!token) return;
-      form.removeEventListener("submit", done);
-      dialog.close();
-      resolve(token);
-    };
-    form.addEventListener("submit", done);
-    // Escape would close it with no token, and every request waits on it.
-    dialog.addEventListener("cancel", (event) => event.preventDefault(), { once: true });
-    if (!dialog.open) dialog.showModal();
-  });
 }
 
 // --- wiring ------------------------------------------------------------------------
