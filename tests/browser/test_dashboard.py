@@ -202,3 +202,32 @@ def test_controls_are_labelled_reachable_by_keyboard_and_errors_are_shown(
     )
     page.get_by_role("button", name="Resume engine").click()
     expect(page.locator("#engine-status")).not_to_contain_text("paused")
+
+
+def test_the_live_feed_resumes_from_its_last_seq_after_a_disconnect(
+    page: Any, start_server: Any
+) -> None:
+    server = start_server()
+    feeds: list[Any] = []
+
+    def relay(feed: Any) -> None:  # the page's socket, passed through to the server
+        feed.connect_to_server()
+        feeds.append(feed)
+
+    page.route_web_socket(re.compile(r".*/ws\?.*"), relay)
+    _open(page, server)
+    row = _create(page, "sleep", '{"seconds": 0.4}', 10, "resumed")
+    row.get_by_role("button", name="resumed").click()  # its event log records every seq
+    row.get_by_role("button", name="Start").click()
+    expect(row).to_contain_text(re.compile(r"[1-9]\d* / 10"), timeout=20_000)
+    feeds[0].close(code=1011, reason="cut off")
+    expect(page.locator("#live-state")).to_have_text("● live")
+    expect(row).to_contain_text("10 / 10 (100 %)", timeout=30_000)
+    expect(row).to_contain_text("idle")
+    assert "resumeFrom" not in feeds[0].url
+    resumed = re.search(r"resumeFrom=(\d+)", feeds[1].url)
+    assert resumed and int(resumed.group(1)) >= 2, feeds[1].url
+    expect(page.locator("#event-log li").first).to_contain_text("run done")
+    seqs = [int(line.split()[0][1:]) for line in page.locator("#event-log li").all_inner_texts()]
+    assert seqs == list(range(seqs[0], seqs[0] - len(seqs), -1)), seqs  # none lost, none twice
+    assert seqs[-1] == 1  # from the run's first event
