@@ -60,15 +60,15 @@ def test_a_started_batch_reaches_100_percent_and_start_is_disabled_while_it_runs
     expect(start).to_be_enabled()
     start.click()
     expect(start).to_be_disabled()
-    expect(row).to_contain_text("running on")
-    expect(row).to_contain_text("jobs/s")
+    expect(row).to_contain_text("running on", timeout=15_000)
+    expect(row).to_contain_text("jobs/s", timeout=15_000)
     screenshot(page, "dashboard")
     expect(start).to_be_disabled()
     expect(row).to_contain_text("12 / 12 (100 %)", timeout=30_000)
     expect(row.locator("progress")).to_have_attribute("value", "12")
-    expect(row).to_contain_text("idle")
+    expect(row).to_contain_text("idle", timeout=15_000)
     expect(start).to_be_enabled()
-    expect(row).to_contain_text("0 · 0 · 12 · 0")
+    expect(row).to_contain_text("0 · 0 · 12 · 0", timeout=15_000)
 
 
 def test_a_second_start_shows_already_running(page: Any, start_server: Any) -> None:
