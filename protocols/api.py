@@ -77,6 +77,7 @@ __all__ = [
     "ProcessStatus",
     "Requeued",
     "StatusView",
+    "TypeList",
     "decode_body",
     "encode_body",
 ]
@@ -196,6 +197,9 @@ class BatchView:
     options: dict[str, Any]
     #: The batch's child while it runs on the engine answering, else None.
     child: ChildView | None = None
+    #: Seconds until the batch's run finishes its jobs, from its rate limit
+    #: and observed pace; ``None`` when idle or not yet known.
+    eta_seconds: float | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -269,6 +273,13 @@ class StatusView:
     paused: bool
     engine_id: str
     engines: tuple[EngineView, ...]
+
+
+@attrs.frozen(kw_only=True)
+class TypeList:
+    """``GET /api/types``: the names of the registered job types, sorted."""
+
+    types: tuple[str, ...]
 
 
 @attrs.frozen(kw_only=True)

@@ -155,7 +155,8 @@ class ProcessingStarted:
 
 @attrs.frozen(kw_only=True)
 class ProcessingProgress:
-    """``processing:progress``: the batch's finished jobs out of ``total``.
+    """``processing:progress``: the batch's finished jobs out of ``total``,
+    and ``eta_seconds`` (null when unknown).
 
     A snapshot: a subscriber may get fewer than one per job, but always the
     latest counts before ``done``.
@@ -165,6 +166,9 @@ class ProcessingProgress:
     completed: int = attrs.field(validator=_non_negative)
     failed: int = attrs.field(validator=_non_negative)
     total: int = attrs.field(validator=_non_negative)
+    #: Seconds until the run has finished the batch's jobs, from its rate
+    #: limit and observed pace; None when unknown.
+    eta_seconds: float | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -15,6 +15,7 @@ import trio
 
 from engine.cli.batch_commands import BATCH_COMMANDS
 from engine.cli.demo import run_demo
+from engine.cli.demo_serve import serve_demo
 from engine.cli.engine_commands import ENGINE_COMMANDS
 from engine.cli.engine_options import engine_options, run_engine_command
 from engine.cli.job_commands import JOB_COMMANDS
@@ -34,16 +35,39 @@ def main() -> None:
 
 
 @main.command()
-def demo() -> None:
-    """Run two batches in child processes on a throwaway store, with live
-    progress bars and a summary."""
+@click.option(
+    "--serve",
+    "served",
+    is_flag=True,
+    help="Run the demo behind the HTTP server and keep the dashboard up until Ctrl-C.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address (with --serve).")
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port (with --serve); 0 picks a free one.",
+)
+def demo(served: bool, host: str, port: int) -> None:
+    """Run batches in child processes on a throwaway store: two in parallel,
+    a start refused at capacity, a rate-limited one with its ETA, a crash
+    survived; live progress bars and a summary."""
     try:
         configure_logging_from(os.environ)
     except EngineError as exc:
         click.echo(f"batchyard demo: {exc}", err=True)
         raise SystemExit(1) from None
-    summary = trio.run(run_demo)
-    if summary.failed:
+    if not served:
+        if not trio.run(run_demo).all_went_well:
+            raise SystemExit(1)
+        return
+    try:
+        summary = trio.run(partial(serve_demo, host=host, port=port))
+    except EngineError as exc:
+        click.echo(f"batchyard demo: {exc}", err=True)
+        raise SystemExit(1) from None
+    if summary is not None and not summary.all_went_well:
         raise SystemExit(1)
 
 

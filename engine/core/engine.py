@@ -305,6 +305,11 @@ class Engine:
             return record.run_owner
         return self.owner if record.batch_id in self._runs else None
 
+    def eta_seconds(self, batch_id: str) -> float | None:
+        """Seconds until this engine's run of the batch finishes its jobs
+        (``EtaEstimator``); None when it does not run here or is unknown."""
+        return self._runs.eta_seconds(batch_id)
+
     async def engines(self) -> list[EngineRecord]:
         """The live engines of the cluster (this one included once it has
         sent its first heartbeat), by engine id.

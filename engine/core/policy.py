@@ -120,10 +120,16 @@ class EnginePolicy:
                 f" {gate.rate.count} per window)"
             )
 
-    def run_limits(self) -> RunLimits:
-        """The limits of a new run (with a rate limiter of its own)."""
+    def run_limits(self, batch_type: str | None = None) -> RunLimits:
+        """The limits of a new run (with a rate limiter of its own) of a
+        batch whose jobs are of ``batch_type`` by default."""
         settings = self._settings
+        limits = [settings.rate_limit]
+        if batch_type is not None:
+            limits.append(settings.for_type(batch_type).rate_limit)
+        rates = [rate.count / rate.per_seconds for rate in limits if not rate.unlimited]
         return RunLimits(
+            starts_per_second=min(rates, default=None),
             concurrency=settings.concurrency,
             batch_size=settings.batch_size,
             lease_seconds=settings.lease_seconds,

@@ -20,7 +20,9 @@ Batch-wide counts for ``processing:progress`` are kept from outcomes
 (``engine.core.tally``), so progress costs no store query; it is
 published at most once per burst (at its end, whatever number of
 ``Progress`` reports the burst held), and once more when ``release``
-moved the counts, so the latest counts always precede ``done``.
+moved the counts, so the latest counts always precede ``done``. Its
+``eta_seconds`` comes from the run's ``EtaEstimator``, fed with those
+counts.
 
 While the store is away, the outcomes a child reported stay with their
 ``HeldJob`` (``outcome``) and the store write is retried (``StoreRetry``)
@@ -52,9 +54,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import attrs
 import trio
 
 from engine.core.bus import EventBus
+from engine.core.eta import EtaEstimator
 from engine.core.follow_ups import FollowUpRecorder, FollowUpRules
 from engine.core.held import CLEANUP_SECONDS, HeldJob, HeldJobs
 from engine.core.job_log import job_active, job_ended, job_retrying
@@ -90,6 +94,7 @@ class Recorder:
             them, a job that enqueues fails.
         throttle: the run's hold on starts, which a handler's
             ``RateLimited`` puts on.
+        eta: estimates the run's remaining time (default: no rate limit).
     """
 
     def __init__(
@@ -105,11 +110,13 @@ class Recorder:
         patience: Patience,
         follow_ups: FollowUpRules | None = None,
         throttle: Throttle | None = None,
+        eta: EtaEstimator | None = None,
     ) -> None:
         self.batch_id = batch_id
         self._throttle = throttle or Throttle()
         self._rate_limited: dict[str, events.RateLimitedJob] = {}
         self._follow_ups = FollowUpRecorder(batch_id=batch_id, store=store, rules=follow_ups)
+        self._eta = eta or EtaEstimator(starts_per_second=None)
         self._store = store
         self._owner = owner
         self._bus = bus
@@ -122,6 +129,13 @@ class Recorder:
     def start_tally(self, counts: Counts) -> None:
         """Count progress from the batch's stored counts (a run begins)."""
         self._tally = Tally(completed=counts.completed, failed=counts.failed, total=counts.total)
+        self._eta.restart(counts.completed + counts.failed)
+
+    def eta_seconds(self) -> float | None:
+        """Seconds until the run has finished every job of the batch, as
+        far as its rate limit and pace tell; None when unknown."""
+        tally = self._tally
+        return self._eta.estimate(tally.total - tally.completed - tally.failed)
 
     def count_added(self, added: int) -> None:
         """``added`` jobs joined the batch: the progress total grows."""
@@ -163,8 +177,7 @@ class Recorder:
                 outcomes = {}
         for message in messages:
             self._publish_message(message, outcomes, states, held)
-        if (progress := self._tally.snapshot(self.batch_id)) is not None:
-            self.publish(progress)
+        self._publish_progress(self._tally.snapshot(self.batch_id))
         await held.free_type_slots()
 
     async def _outcomes(
@@ -244,13 +257,19 @@ class Recorder:
             raise
         for outcome in outcomes:
             self._announce(outcome, states.get(outcome.job_id), held.pop(outcome.job_id))
-        if (progress := self._tally.latest(self.batch_id)) is not None:
-            self.publish(progress)
+        self._publish_progress(self._tally.latest(self.batch_id))
         await held.free_type_slots()
 
     def publish(self, data: events.EventData) -> None:
         """Publish one of this batch's events."""
         self._bus.publish(data)
+
+    def _publish_progress(self, progress: events.ProcessingProgress | None) -> None:
+        """Publish a progress snapshot with the run's ETA as of its counts."""
+        if progress is None:
+            return
+        self._eta.observe(progress.completed + progress.failed)
+        self.publish(attrs.evolve(progress, eta_seconds=self.eta_seconds()))
 
     async def _apply(
         self,

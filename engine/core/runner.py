@@ -49,6 +49,7 @@ import trio
 
 from engine.core.bus import EventBus
 from engine.core.dispatcher import Dispatcher
+from engine.core.eta import EtaEstimator
 from engine.core.follow_ups import FollowUpRules
 from engine.core.held import CLEANUP_SECONDS, HeldJobs
 from engine.core.limits import RateLimiter, TypeGate
@@ -102,6 +103,8 @@ class RunLimits:
     backoff_seconds: float
     batch_retries: int
     rate: RateLimiter | None = None
+    #: The slowest rate limit over the batch and its type (for its ETA).
+    starts_per_second: float | None = None
     #: The gate of a job type with limits of its own, None for the others.
     type_gate: Callable[[str], TypeGate | None] = lambda _: None
     #: A job's time limit (its own, its type's, the engine's), None for none.
@@ -185,7 +188,12 @@ class BatchRunner:
             patience=self._patience,
             follow_ups=follow_ups,
             throttle=limits.throttle,
+            eta=EtaEstimator(starts_per_second=limits.starts_per_second),
         )
+
+    def eta_seconds(self) -> float | None:
+        """Seconds until this run has finished the batch's jobs; None when unknown."""
+        return self._recorder.eta_seconds()
 
     # --- control, called by the engine --------------------------------------
 

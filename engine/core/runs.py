@@ -150,7 +150,7 @@ class Runs:
             store=self._store,
             bus=self._bus,
             supervisor=self._supervisor,
-            limits=self._policy.run_limits(),
+            limits=self._policy.run_limits(record.type),
             owner=self._owner,
             gate=self._gate,
             clock=self._clock,
@@ -209,6 +209,12 @@ class Runs:
         runner.stopped.set()
         if not self._runners:
             self._all_stopped.set()
+
+    def eta_seconds(self, batch_id: str) -> float | None:
+        """The batch's run's estimate of its remaining seconds; None when it
+        does not run here or the estimate is unknown."""
+        runner = self._runners.get(batch_id)
+        return None if runner is None else runner.eta_seconds()
 
     def wake(self, batch_id: str, added: int = 0) -> None:
         """Tell the batch's run (if it runs) that ``added`` jobs came or

@@ -35,7 +35,7 @@ from engine.server.errors import HANDLED, handle_error
 from engine.server.metrics import ServerMetrics
 from engine.server.middleware import CatchAll, LimitBody, RequireToken
 from engine.server.openapi import openapi_document
-from engine.server.page import DashboardPage
+from engine.server.page import dashboard_routes
 from engine.server.routes import api_routes
 from engine.server.streams import event_routes
 
@@ -93,7 +93,7 @@ def create_app(engine: Engine) -> Starlette:
         *event_routes(engine, metrics),
         Route("/metrics", metrics.endpoint, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
-        Route("/", DashboardPage(engine, server_version).endpoint, methods=["GET"]),
+        *dashboard_routes(),
     ]
     return Starlette(
         routes=routes,

@@ -87,6 +87,7 @@ _RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer", "minimum": 0}}}
 _PATH_PARAMS: dict[str, dict[str, Any]] = {
     "batchId": field_schema(attrs.fields(api.CreateBatch).batch_id, str, []),
     "jobId": {"type": "string", "minLength": 1},
+    "name": {"type": "string", "pattern": "^[a-z]+[.](?:css|js|svg)$"},
 }
 
 _WS = (
@@ -184,6 +185,9 @@ _OPERATIONS: dict[str, dict[str, Op]] = {
             answers={200: job_api.JobStateView, 404: ERROR, 409: ERROR},
         ),
     },
+    "/api/types": {
+        "get": Op(summary="the registered job types", answers={200: api.TypeList}),
+    },
     "/api/schedules": {
         "get": Op(
             summary="every schedule with its next and last firing", answers={200: ScheduleList}
@@ -240,6 +244,13 @@ _OPERATIONS: dict[str, dict[str, Op]] = {
             summary="this document",
             open=True,
             answers={200: Answer(description="OpenAPI 3.1", media="application/json")},
+        ),
+    },
+    "/static/{name}": {
+        "get": Op(
+            summary="the dashboard's scripts, stylesheet and icon",
+            open=True,
+            answers={200: Answer(description="the file", media="text/plain"), 404: ERROR},
         ),
     },
     "/": {

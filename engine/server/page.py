@@ -1,82 +1,100 @@
-"""``GET /``: a small HTML page about the server and its batches.
+"""``GET /`` and ``GET /static/{name}``: the dashboard's files.
 
-Every value that came from outside (batch ids, types) is escaped; the page
-has no script and loads nothing, so it works with any content policy.
+Design notes
+------------
+The dashboard is static: one HTML page, its JavaScript modules, one
+stylesheet and an icon, all in ``engine/server/static`` (shipped in the
+wheel). It reads everything it shows from the API and the ``/ws`` feed, so
+the server renders nothing for it. The files are read once, when the app is
+built, and served from memory under a fixed list of names; any other name is
+a 404, so no request ever reaches the file system.
+
+Every answer carries a strict content security policy: scripts, styles and
+connections from this origin only, no inline script or style, no framing.
+The files are not behind the token (they hold no data); the page asks its
+user for the token when the API answers 401.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from html import escape
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
 
+import attrs
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
-from engine.core.engine import Engine
-from engine.store import BatchRecord
+from engine.server.errors import RequestError
 
-__all__ = ["DashboardPage"]
+__all__ = ["CONTENT_SECURITY_POLICY", "STATIC_DIR", "dashboard_routes"]
 
-_STYLE = (
-    "body{font-family:system-ui,sans-serif;margin:2rem;max-width:60rem}"
-    "table{border-collapse:collapse}td,th{padding:.2rem .8rem;text-align:right}"
-    "td:first-child,th:first-child{text-align:left}code{background:#eee;padding:0 .2rem}"
+STATIC_DIR = Path(__file__).with_name("static")
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 
-
-def _row(batch: BatchRecord, running: bool) -> str:
-    c = batch.counts
-    cells = [batch.batch_id, batch.type, "running" if running else "idle"]
-    cells += [str(n) for n in (c.pending, c.active, c.completed, c.failed)]
-    return "<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in cells) + "</tr>"
-
-
-def _table(rows: Iterable[str]) -> str:
-    body = "".join(rows)
-    if not body:
-        return "<p>No batches yet.</p>"
-    head = "".join(
-        f"<th>{name}</th>"
-        for name in ("batch", "type", "", "pending", "active", "completed", "failed")
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
 
 
-class DashboardPage:
-    """Renders the page for one engine.
+@attrs.frozen
+class _File:
+    body: bytes
+    media_type: str
+    etag: str
 
-    Args:
-        engine: the engine whose batches are listed.
-        version: the server's version.
+
+def _load(directory: Path) -> Mapping[str, _File]:
+    files = {}
+    for path in sorted(directory.iterdir()):
+        if path.suffix in _TYPES:
+            body = path.read_bytes()
+            etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+            files[path.name] = _File(body, _TYPES[path.suffix], etag)
+    return files
+
+
+def _answer(request: Request, file: _File) -> Response:
+    headers = {
+        "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-cache",
+        "ETag": file.etag,
+    }
+    if request.headers.get("if-none-match") == file.etag:
+        return Response(status_code=304, headers=headers)
+    return Response(file.body, media_type=file.media_type, headers=headers)
+
+
+def dashboard_routes(directory: Path = STATIC_DIR) -> list[BaseRoute]:
+    """The page at ``/`` and its files at ``/static/{name}``.
+
+    Raises:
+        FileNotFoundError: ``directory`` has no ``index.html``.
     """
+    files = _load(directory)
+    index = files["index.html"]
 
-    def __init__(self, engine: Engine, version: str) -> None:
-        self._engine = engine
-        self._version = version
+    async def page(request: Request) -> Response:
+        return _answer(request, index)
 
-    async def endpoint(self, request: Request) -> Response:
-        """``GET /``: the page.
+    async def static(request: Request) -> Response:
+        name = request.path_params["name"]
+        file = files.get(name)
+        if file is None:
+            raise RequestError(404, "not-found", f"no file {name!r:.80} here")
+        return _answer(request, file)
 
-        Cancellation: atomic (only reads).
-
-        Raises:
-            StoreError: the store did not answer (the API answers 503).
-        """
-        engine = self._engine
-        batches = await engine.list_batches()
-        rows = (_row(batch, engine.is_running(batch.batch_id)) for batch in batches)
-        status = engine.status()
-        html = (
-            "<!doctype html><html lang=en><meta charset=utf-8>"
-            f"<title>batchyard {escape(self._version)}</title><style>{_STYLE}</style>"
-            f"<h1>batchyard {escape(self._version)}</h1>"
-            f"<p>Limits: <code>{escape(engine.settings.describe())}</code></p>"
-            f"<p>{status.active_batches} of {status.max_batches} batches running"
-            f"{' (paused)' if status.paused else ''}"
-            f"{' (shutting down)' if status.is_shutting_down else ''}.</p>"
-            f"<h2>Batches</h2>{_table(rows)}"
-            '<p>API: <a href="/openapi.json">/openapi.json</a> · '
-            "events: <code>GET /api/events</code>, <code>WS /ws</code> · "
-            '<a href="/metrics">/metrics</a> · <a href="/health">/health</a></p></html>'
-        )
-        return HTMLResponse(html)
+    return [
+        Route("/", page, methods=["GET"]),
+        Route("/static/{name}", static, methods=["GET"]),
+    ]

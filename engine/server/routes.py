@@ -32,7 +32,7 @@ from engine.errors import StoreError
 from engine.server import queries
 from engine.server.job_routes import job_routes
 from engine.server.views import batch_view, job_requests, job_view, json_response, status_view
-from engine.store import AddResult
+from engine.store import AddResult, BatchRecord
 from protocols import api
 from protocols.api_schedules import ScheduleList, ScheduleView
 
@@ -76,18 +76,23 @@ class _Api:
 
     async def list_batches(self, request: Request) -> Response:
         records = await self._engine.list_batches()
-        views = tuple(
-            batch_view(record, runner=self._engine.runner_of(record)) for record in records
-        )
+        views = tuple(self._view(record) for record in records)
         return json_response(api.BatchList(batches=views))
 
     async def get_batch(self, request: Request) -> Response:
         return json_response(await self._batch(request.path_params["batchId"]))
 
     async def _batch(self, batch_id: str) -> api.BatchView:
-        record = await self._engine.get_batch(batch_id)
-        child = self._engine.jobs.child_of(batch_id)
-        return batch_view(record, runner=self._engine.runner_of(record), child=child)
+        return self._view(await self._engine.get_batch(batch_id))
+
+    def _view(self, record: BatchRecord) -> api.BatchView:
+        engine = self._engine
+        return batch_view(
+            record,
+            runner=engine.runner_of(record),
+            child=engine.jobs.child_of(record.batch_id),
+            eta_seconds=engine.eta_seconds(record.batch_id),
+        )
 
     async def delete_batch(self, request: Request) -> Response:
         await self._engine.delete_batch(request.path_params["batchId"])
@@ -136,6 +141,9 @@ class _Api:
     async def schedules(self, request: Request) -> Response:
         statuses = await self._engine.scheduler.statuses()
         return json_response(ScheduleList(schedules=tuple(map(_schedule_view, statuses))))
+
+    async def types(self, request: Request) -> Response:
+        return json_response(api.TypeList(types=tuple(self._engine.registry.names())))
 
     async def health(self, request: Request) -> Response:
         engine = self._engine
@@ -197,6 +205,7 @@ def api_routes(engine: Engine) -> list[BaseRoute]:
         "/api/resume": {"POST": a.resume},
         "/api/status": {"GET": a.status},
         "/api/schedules": {"GET": a.schedules},
+        "/api/types": {"GET": a.types},
         "/health": {"GET": a.health},
         **job_routes(engine),
     }

@@ -31,11 +31,16 @@ def json_response(
 
 
 def batch_view(
-    record: BatchRecord, *, runner: str | None, child: ChildStats | None = None
+    record: BatchRecord,
+    *,
+    runner: str | None,
+    child: ChildStats | None = None,
+    eta_seconds: float | None = None,
 ) -> api.BatchView:
     """A stored batch as ``GET /api/batches/{batchId}`` shows it; ``runner``
     is the engine that runs it (``Engine.runner_of``), ``child`` its child
-    when it runs on this engine."""
+    when it runs on this engine, ``eta_seconds`` its run's estimate
+    (``Engine.eta_seconds``)."""
     counts = record.counts
     return api.BatchView(
         batch_id=record.batch_id,
@@ -51,6 +56,7 @@ def batch_view(
         created_at=datetime.fromtimestamp(record.created_at, UTC),
         options=dict(record.options),
         child=None if child is None else child_view(child),
+        eta_seconds=eta_seconds,
     )
 
 

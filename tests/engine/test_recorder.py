@@ -247,7 +247,10 @@ async def test_progress_is_one_snapshot_per_burst_and_the_latest_before_done(
         run.held.get(d).outcome = Complete(job_id=d)  # type: ignore[union-attr]
         await run.recorder.release(run.held, crashed=False)
         last = run.published[-1]
-        assert last == events.ProcessingProgress(batch_id="b", completed=3, failed=1, total=4)
+        # Every job finished: nothing left to wait for.
+        assert last == events.ProcessingProgress(
+            batch_id="b", completed=3, failed=1, total=4, eta_seconds=0.0
+        )
         # Nothing moved since: no other snapshot.
         await run.recorder.release(run.held, crashed=False)
         assert run.published[-1] is last

@@ -130,6 +130,7 @@ def test_batch_view_of_the_contract() -> None:
         counts=api.Counts(pending=3, active=2, completed=4, failed=1),
         created_at=datetime(2024, 6, 1, 12, 30, tzinfo=UTC),
         options={"after": ["b0"]},
+        eta_seconds=12.5,
     )
     assert jsontext.load_any(api.encode_body(view)) == {
         "batchId": "b1",
@@ -140,6 +141,7 @@ def test_batch_view_of_the_contract() -> None:
         "child": None,
         "createdAt": "2024-06-01T12:30:00+00:00",
         "options": {"after": ["b0"]},
+        "etaSeconds": 12.5,
     }
 
 

@@ -105,7 +105,12 @@ def _wire(data: events.EventData) -> Any:
 def test_started_and_progress_data() -> None:
     assert _wire(events.ProcessingStarted(batch_id="b")) == {"batchId": "b"}
     progress = events.ProcessingProgress(batch_id="b", completed=3, failed=1, total=10)
-    assert _wire(progress) == {"batchId": "b", "completed": 3, "failed": 1, "total": 10}
+    wire = {"batchId": "b", "completed": 3, "failed": 1, "total": 10, "etaSeconds": None}
+    assert _wire(progress) == wire
+    timed = events.ProcessingProgress(
+        batch_id="b", completed=3, failed=1, total=10, eta_seconds=4.5
+    )
+    assert _wire(timed) == wire | {"etaSeconds": 4.5}
 
 
 @pytest.mark.parametrize(
