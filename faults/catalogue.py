@@ -1,0 +1,10 @@
+"""Every scenario of the suite, by name, in the order a full run takes them."""
+
+from __future__ import annotations
+
+from faults import crashes
+from faults.scenario import Scenario
+
+__all__ = ["SCENARIOS"]
+
+SCENARIOS: dict[str, Scenario] = {scenario.name: scenario for scenario in (crashes.SCENARIO,)}
