@@ -8,6 +8,7 @@ import argparse
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import trio
@@ -42,11 +43,22 @@ async def run_scenario(scenario: Scenario, run: Run) -> Outcome:
         with trio.fail_after(scenario.limit_seconds):
             await scenario.body(run, outcome)
     except Exception as exc:  # a scenario that broke is a miss, not a crash of the runner
-        outcome.misses.append(f"raised {type(exc).__name__}: {str(exc)[:300]}")
+        traceback.print_exception(exc, file=sys.stderr)
+        outcome.misses += [f"raised {_described(leaf)}" for leaf in _leaves(exc)]
     killed = await end_leftovers()
     outcome.expect(not killed, f"processes left behind: {killed}")
     outcome.figures.setdefault("seconds", time.monotonic() - begun)
     return outcome
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _described(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
 async def _main(options: argparse.Namespace) -> int:
