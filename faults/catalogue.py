@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from faults import crashes, kills, terms
+from faults import crashes, kills, pipes, terms
 from faults.scenario import Scenario
 
 __all__ = ["SCENARIOS"]
 
 SCENARIOS: dict[str, Scenario] = {
-    scenario.name: scenario for scenario in (crashes.SCENARIO, kills.SCENARIO, terms.SCENARIO)
+    scenario.name: scenario
+    for scenario in (crashes.SCENARIO, kills.SCENARIO, terms.SCENARIO, pipes.SCENARIO)
 }
