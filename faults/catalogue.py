@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from faults import crashes, kills, pipes, terms
+from faults import crashes, disk, kills, pipes, terms
 from faults.scenario import Scenario
 
 __all__ = ["SCENARIOS"]
 
 SCENARIOS: dict[str, Scenario] = {
     scenario.name: scenario
-    for scenario in (crashes.SCENARIO, kills.SCENARIO, terms.SCENARIO, pipes.SCENARIO)
+    for scenario in (
+        crashes.SCENARIO,
+        kills.SCENARIO,
+        terms.SCENARIO,
+        pipes.SCENARIO,
+        disk.SCENARIO,
+    )
 }

@@ -83,6 +83,11 @@ class EngineProcess:
         await self.signal_and_wait(signal.SIGKILL)
 
 
+async def _then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
+
+
 def _environment(store_url: str, extra: dict[str, str]) -> dict[str, str]:
     """This environment without any engine setting, plus the scenario's."""
     names = ("LEASE_SECONDS", "AUTO_START", "MAX_ACTIVE_BATCHES", "WARM_CHILDREN")
@@ -127,9 +132,11 @@ class Engines:
         self.started.append(engine)
         self._nursery.start_soon(engine.read_stderr)
         with trio.move_on_after(_START_SECONDS):
-            await engine.ready.wait()
+            async with trio.open_nursery() as waiting:
+                for event in (engine.ready, engine.read_all):  # ready, or it exited
+                    waiting.start_soon(_then_cancel, event, waiting.cancel_scope)
         if not engine.ready.is_set():
-            raise RuntimeError(f"engine not ready in {_START_SECONDS:.0f}s: {engine.lines[-5:]}")
+            raise RuntimeError(f"engine not ready: {engine.lines[-5:]}")
         return engine
 
     async def end(self) -> None:
