@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from faults import crashes, disk, kills, pipes, terms
+from faults import crashes, disk, kills, outage, pipes, terms
 from faults.scenario import Scenario
 
 __all__ = ["SCENARIOS"]
@@ -15,5 +15,6 @@ SCENARIOS: dict[str, Scenario] = {
         terms.SCENARIO,
         pipes.SCENARIO,
         disk.SCENARIO,
+        outage.SCENARIO,
     )
 }
