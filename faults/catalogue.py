@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from faults import crashes, disk, kills, outage, pipes, terms
+from faults import crashes, disk, kills, load, outage, pipes, terms
 from faults.scenario import Scenario
 
 __all__ = ["SCENARIOS"]
@@ -16,5 +16,6 @@ SCENARIOS: dict[str, Scenario] = {
         pipes.SCENARIO,
         disk.SCENARIO,
         outage.SCENARIO,
+        load.SCENARIO,
     )
 }

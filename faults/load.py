@@ -1,0 +1,175 @@
+"""Load: 1,000 WebSocket subscribers and steady API traffic for 60 s while
+batches run (200 subscribers for 10 s quick).
+
+The subscribers live in four processes of their own (``faults.subscribers``)
+so the engine's server is not sharing a process with its clients. Once
+they are all connected, for the scenario's length: batches of 200 short
+``sleep`` jobs run one after another, and an API client asks, every 20 ms,
+in turn for ``/api/status``, ``/health``, the current batch, a page of its
+jobs and (one time in five) creates a small batch. Then each subscriber
+stops reading and closes.
+
+Figures: subscribers connected, the requests made and how many failed
+(an exception or an unexpected status), the slowest request, the jobs that
+completed, the frames the subscribers received, and the frames lost: for
+every subscriber, each seq that some other subscriber got while both were
+connected and it did not. Misses: any subscriber not connected or closed
+early, any request failed, any frame lost or out of order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import time
+from typing import Any
+
+import orjson
+import trio
+
+from faults.api import Api, jobs_of
+from faults.engines import open_engines
+from faults.report import Outcome
+from faults.scenario import Run, Scenario
+
+__all__ = ["SCENARIO"]
+
+_PROCESSES = 4
+_ENV = {"MAX_ACTIVE_BATCHES": "2", "WARM_CHILDREN": "1"}
+
+
+async def _lines(process: trio.Process) -> Any:
+    assert process.stdout is not None
+    buffer = b""
+    async for chunk in process.stdout:
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            yield line.decode()
+
+
+async def _subscribers(
+    url: str,
+    count: int,
+    results: list[dict[str, Any]],
+    stop_at: trio.MemoryReceiveChannel[float],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """One subscriber process: started once connected; puts its summary
+    into ``results`` once it has the stop time and reached it."""
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "faults.subscribers", url, str(count)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        lines = _lines(process)
+        await lines.__anext__()  # "connected N"
+        task_status.started()
+        assert process.stdin is not None
+        await process.stdin.send_all(f"{await stop_at.receive()}\n".encode())
+        async for line in lines:
+            results.append(orjson.loads(line))
+        await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+
+
+async def _traffic(api: Api, current: list[str], stop: float, figures: dict[str, Any]) -> None:
+    requests = failures = 0
+    slowest = 0.0
+    for turn in itertools.count():
+        if time.time() >= stop:
+            break
+        batch_id = current[0]
+        calls = [
+            ("GET", "/api/status", {}),
+            ("GET", "/health", {}),
+            ("GET", f"/api/batches/{batch_id}", {}),
+            ("GET", f"/api/batches/{batch_id}/jobs", {"params": {"limit": 50}}),
+        ]
+        if turn % 5 == 4:
+            body = {"type": "noop", "jobs": [{"payload": turn}]}
+            calls.append(("POST", "/api/batches", {"json": body}))
+        method, path, extra = calls[turn % len(calls)]
+        begun = time.monotonic()
+        try:
+            response = await api.call(method, path, **extra)
+            failures += response.status_code >= 300
+        except Exception:  # a failed request is a figure
+            failures += 1
+        requests += 1
+        slowest = max(slowest, time.monotonic() - begun)
+        await trio.sleep(0.02)
+    figures.update(requests=requests, request_failures=failures, slowest_request_s=slowest)
+
+
+async def _batches(api: Api, current: list[str], stop: float, figures: dict[str, Any]) -> None:
+    completed = 0
+    for number in itertools.count():
+        if time.time() >= stop:
+            break
+        current[0] = batch_id = f"load-{number}"
+        await api.create(batch_id, jobs_of("sleep", [{"seconds": 0.02}] * 200))
+        await api.start(batch_id)
+        while (view := await api.batch(batch_id))["running"] and time.time() < stop:
+            await trio.sleep(0.1)
+        completed += view["counts"]["completed"]
+    figures["jobs_completed"] = completed
+
+
+def _lost(results: list[dict[str, Any]]) -> int:
+    """Seqs some process's subscribers got in the common window that
+    another's did not, times the latter's subscribers; plus what each
+    process found lost among its own."""
+    low = max(r["window"][0] for r in results)
+    high = min(r["window"][1] for r in results)
+    seen = [{q for q in r["seqs"] if low <= q <= high} for r in results]
+    union = set().union(*seen)
+    across = sum(len(union - mine) * r["connected"] for mine, r in zip(seen, results, strict=True))
+    return across + sum(r["lost"] for r in results)
+
+
+async def _load(run: Run, outcome: Outcome) -> None:
+    subscribers = 200 if run.quick else 1000
+    seconds = run.seconds_or(60, 10)
+    figures = outcome.figures
+    figures.update(subscribers=subscribers, seconds_loaded=seconds)
+    results: list[dict[str, Any]] = []
+    async with open_engines() as engines, trio.open_nursery() as nursery:
+        engine = await engines.start("serve", f"sqlite:///{run.workdir / 'load.db'}", **_ENV)
+        senders = []
+        for _ in range(_PROCESSES):
+            send, receive = trio.open_memory_channel[float](1)
+            senders.append(send)
+            await nursery.start(
+                _subscribers, engine.url, subscribers // _PROCESSES, results, receive
+            )
+        stop = time.time() + seconds
+        for send in senders:
+            await send.send(stop)
+        async with Api(engine.url) as api, trio.open_nursery() as load:
+            current = ["none"]
+            await api.create("none", jobs_of("noop", [None]))
+            load.start_soon(_traffic, api, current, stop, figures)
+            load.start_soon(_batches, api, current, stop, figures)
+        with trio.fail_after(60):
+            while len(results) < _PROCESSES:  # noqa: ASYNC110 - filled by the tasks above
+                await trio.sleep(0.1)
+    errors = [e for r in results for e in r["errors"]]
+    figures["connected"] = sum(r["connected"] for r in results)
+    figures["subscriber_errors"] = len(errors)
+    figures["frames"] = sum(r["frames"] for r in results)
+    figures["frames_lost"] = _lost(results)
+    figures["out_of_order"] = sum(r["out_of_order"] for r in results)
+    outcome.expect(not errors, f"subscribers failed: {sorted(set(errors))[:3]}")
+    outcome.expect(figures["connected"] == subscribers, "not every subscriber connected")
+    outcome.expect(figures["request_failures"] == 0, "requests failed")
+    outcome.expect(figures["frames_lost"] == 0, "frames lost")
+    outcome.expect(figures["out_of_order"] == 0, "frames out of order")
+
+
+SCENARIO = Scenario("load", _load, limit_seconds=300)
