@@ -108,7 +108,7 @@ async def _phase(api: Api, label: str, fault: Any, heal: Any, figures: dict[str,
     finally:
         heal()
     await api.wait_idle(label, timeout=90)
-    counts, doubled = await api.ledger(label)
+    counts, _ = await api.ledger(label)
     figures[f"{label}_completed"] = f"{counts['completed']}/{_JOBS}"
     figures[f"{label}_lost_or_failed"] = _JOBS - counts["completed"] - counts["pending"]
     figures[f"{label}_stuck_pending"] = counts["pending"]

@@ -180,7 +180,7 @@ async def end_leftovers(wait: float = 3.0) -> list[str]:
     """Wait up to ``wait`` seconds for this process's descendants to exit,
     then kill those left; a description of each that had to be killed."""
     with trio.move_on_after(wait):
-        while leftovers():
+        while leftovers():  # noqa: ASYNC110 - other processes' state
             await trio.sleep(0.05)
     killed = []
     for process in leftovers():

@@ -29,12 +29,19 @@ from faults.engines import EngineProcess, Engines, alive, open_engines
 from faults.events import record_events
 from faults.report import Outcome
 from faults.scenario import Run, Scenario
+from faults.waiting import poll_until
 
 __all__ = ["SCENARIO"]
 
 _BATCH_JOBS = 300
 _JOB_SECONDS = 0.05
-_ENV = {"JOB_MAX_ATTEMPTS": "1", "LEASE_SECONDS": "30", "WARM_CHILDREN": "1"}
+#: Two batches at once: a new batch added while the last one ends can start.
+_ENV = {
+    "JOB_MAX_ATTEMPTS": "1",
+    "LEASE_SECONDS": "30",
+    "WARM_CHILDREN": "1",
+    "MAX_ACTIVE_BATCHES": "2",
+}
 
 
 class _Life:
@@ -59,10 +66,15 @@ async def _completed(api: Api, batch_ids: list[str]) -> int:
     return total
 
 
-async def _wait_for_more(api: Api, batch_ids: list[str], than: int, timeout: float) -> None:
-    with trio.fail_after(timeout):
-        while await _completed(api, batch_ids) <= than:
-            await trio.sleep(0.02)
+async def _wait_for_more(api: Api, batch_ids: list[str], what: str) -> None:
+    """Until a job completes; ``RuntimeError`` when none does in 30 s."""
+    than = await _completed(api, batch_ids)
+
+    async def more() -> bool:
+        return await _completed(api, batch_ids) > than
+
+    if not await poll_until(more, 30):
+        raise RuntimeError(f"no job completed in 30 s {what}")
 
 
 async def _new_batch(api: Api, batch_ids: list[str]) -> None:
@@ -86,7 +98,7 @@ async def _kills(run: Run, outcome: Outcome) -> None:
             async with Api(engine.url) as api:
                 if (await api.batch(batch_ids[-1]))["counts"]["pending"] < _BATCH_JOBS // 3:
                     await _new_batch(api, batch_ids)
-                await _wait_for_more(api, batch_ids, await _completed(api, batch_ids), 30)
+                await _wait_for_more(api, batch_ids, "before the kill")
             await trio.sleep(chance.uniform(0.1, 1.5))
             children = engine.children()
             await engine.signal_and_wait(signal.SIGKILL)
@@ -95,7 +107,7 @@ async def _kills(run: Run, outcome: Outcome) -> None:
             restarted_at = time.monotonic()
             engine = await life.start()
             async with Api(engine.url) as api:
-                await _wait_for_more(api, batch_ids, await _completed(api, batch_ids), 30)
+                await _wait_for_more(api, batch_ids, "after the restart")
             resumes.append(time.monotonic() - restarted_at)
         async with Api(engine.url) as api:
             jobs = counts = 0

@@ -115,7 +115,7 @@ async def _batches(api: Api, current: list[str], stop: float, figures: dict[str,
         current[0] = batch_id = f"load-{number}"
         await api.create(batch_id, jobs_of("sleep", [{"seconds": 0.02}] * 200))
         await api.start(batch_id)
-        while (view := await api.batch(batch_id))["running"] and time.time() < stop:
+        while (view := await api.batch(batch_id))["running"] and time.time() < stop:  # noqa: ASYNC110
             await trio.sleep(0.1)
         completed += view["counts"]["completed"]
     figures["jobs_completed"] = completed

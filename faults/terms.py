@@ -16,8 +16,6 @@ from __future__ import annotations
 import signal
 import time
 
-import trio
-
 from faults.api import Api, jobs_of
 from faults.engines import alive, open_engines
 from faults.report import Outcome
