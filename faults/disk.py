@@ -99,7 +99,7 @@ async def _phase(api: Api, label: str, fault: Any, heal: Any, figures: dict[str,
     await api.start(label)
 
     async def working() -> bool:
-        return (await api.batch(label))["counts"]["completed"] > 0
+        return bool((await api.batch(label))["counts"]["completed"] > 0)
 
     await poll_until(working, 30)
     fault()

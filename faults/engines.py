@@ -166,7 +166,7 @@ async def open_engines() -> AsyncIterator[Engines]:
 def alive(process: psutil.Process) -> bool:
     """Whether ``process`` runs (an exited orphan may stay a zombie a while)."""
     try:
-        return process.status() != psutil.STATUS_ZOMBIE
+        return bool(process.status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 

@@ -85,7 +85,7 @@ async def _traffic(api: Api, current: list[str], stop: float, figures: dict[str,
         if time.time() >= stop:
             break
         batch_id = current[0]
-        calls = [
+        calls: list[tuple[str, str, dict[str, Any]]] = [
             ("GET", "/api/status", {}),
             ("GET", "/health", {}),
             ("GET", f"/api/batches/{batch_id}", {}),
@@ -127,10 +127,12 @@ def _lost(results: list[dict[str, Any]]) -> int:
     process found lost among its own."""
     low = max(r["window"][0] for r in results)
     high = min(r["window"][1] for r in results)
-    seen = [{q for q in r["seqs"] if low <= q <= high} for r in results]
+    seen: list[set[int]] = [{q for q in r["seqs"] if low <= q <= high} for r in results]
     union = set().union(*seen)
-    across = sum(len(union - mine) * r["connected"] for mine, r in zip(seen, results, strict=True))
-    return across + sum(r["lost"] for r in results)
+    across = sum(
+        len(union - mine) * int(r["connected"]) for mine, r in zip(seen, results, strict=True)
+    )
+    return across + sum(int(r["lost"]) for r in results)
 
 
 async def _load(run: Run, outcome: Outcome) -> None:

@@ -77,11 +77,13 @@ async def _round(
 
     if not await poll_until(on_worker, 60):
         raise RuntimeError(f"round {number}: the worker did not run both batches")
+    link.cut()
+    cut_at = time.monotonic()
+    # Read once the link is down: what the store has the worker hold then is
+    # all its child can still run (it claims nothing more).
     for batch_id in batch_ids:
         page = await store.list_jobs(batch_id, state=JobState.ACTIVE, limit=100)
         held.update(job.job_id for job in page.jobs)
-    link.cut()
-    cut_at = time.monotonic()
 
     async def elsewhere() -> bool:
         owners = [(await store.get_batch(b)).run_owner for b in batch_ids]

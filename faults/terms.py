@@ -44,7 +44,7 @@ async def _terms(run: Run, outcome: Outcome) -> None:
                 await api.start("hung")
 
                 async def all_active(api: Api = api) -> bool:
-                    return (await api.batch("hung"))["counts"]["active"] == len(_JOBS)
+                    return bool((await api.batch("hung"))["counts"]["active"] == len(_JOBS))
 
                 if not await poll_until(all_active, 30):
                     outcome.misses.append(f"round {round_}: the jobs never all ran")
