@@ -12,6 +12,7 @@ SCENARIOS: dict[str, Scenario] = {
     for scenario in (
         crashes.SCENARIO,
         kills.SCENARIO,
+        kills.SCENARIO_REDIS,
         terms.SCENARIO,
         pipes.SCENARIO,
         disk.SCENARIO,
