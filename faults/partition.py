@@ -12,7 +12,10 @@ later the link comes back.
 At the end, read from Redis: every job ``completed`` with one attempt, no
 job completed twice, and no job started on two engines but those the cut
 worker's child held when the link went down (they were in flight there);
-the worker, back on the network, has no child left.
+the worker, back on the network, has no child left. A figure, not a
+check: how many children the cut worker still had when the servers took its
+runs over (the contract lets an engine cut off keep its run until its
+lease lapses; nothing asks it to stop its child sooner).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import trio
 
 from engine.store import NewJob, Store, open_store
 from engine.store.event_log import EventLog
-from faults.engines import alive, open_engines
+from faults.engines import EngineProcess, alive, open_engines
 from faults.netns import Link, network_namespace
 from faults.redis import RedisServer
 from faults.report import Outcome
@@ -59,10 +62,12 @@ async def _log(store: Store) -> list[Event]:
 
 
 async def _round(
-    store: Store, number: int, worker_id: str, link: Link, held: set[str]
-) -> tuple[list[str], float]:
+    store: Store, number: int, worker: EngineProcess, link: Link, held: set[str]
+) -> tuple[list[str], float, int]:
     """Two batches run on the worker, its link cut until both go on
-    elsewhere; their ids and that time."""
+    elsewhere; their ids, that time, and how many children the cut worker
+    still had then."""
+    worker_id = worker.engine_id
     batch_ids = [f"p{number}-{i}" for i in range(2)]
     for batch_id in batch_ids:
         await store.create_batch(batch_id, "sleep")
@@ -91,11 +96,12 @@ async def _round(
 
     moved = await poll_until(elsewhere, 30)
     taken = time.monotonic() - cut_at
+    children = sum(alive(child) for child in worker.children())
     await trio.sleep(1.0)
     link.restore()
     if not moved:
         raise RuntimeError(f"round {number}: the runs did not go on elsewhere in 30 s")
-    return batch_ids, taken
+    return batch_ids, taken, children
 
 
 async def _partition(run: Run, outcome: Outcome) -> None:
@@ -113,6 +119,7 @@ async def _partition(run: Run, outcome: Outcome) -> None:
         batch_ids: list[str] = []
         held: set[str] = set()
         takeovers = []
+        overlaps = 0
         async with open_engines() as engines, open_store(redis.url) as store:
             for _ in range(2):
                 await engines.start("serve", redis.url, **env)
@@ -125,9 +132,10 @@ async def _partition(run: Run, outcome: Outcome) -> None:
                 **env,
             )
             for number in range(rounds):
-                ids, taken = await _round(store, number, worker.engine_id, link, held)
+                ids, taken, children = await _round(store, number, worker, link, held)
                 batch_ids += ids
                 takeovers.append(taken)
+                overlaps += children
 
             async def finished() -> bool:
                 counts = [await store.counts(b) for b in batch_ids]
@@ -150,6 +158,7 @@ async def _partition(run: Run, outcome: Outcome) -> None:
     figures["held_at_cut"] = len(held)
     figures["started_twice"] = len(twice)
     figures["started_twice_not_held"] = len(twice - held)
+    figures["worker_children_at_takeover"] = overlaps
     figures["worker_children_left"] = children
     outcome.expect(len(jobs) == rounds * 2 * _JOBS, "jobs missing")
     for name in (
