@@ -78,6 +78,10 @@ class EngineProcess:
             self.process.send_signal(signum)
         return await self.process.wait()
 
+    async def stop(self) -> int:
+        """SIGTERM (a graceful shutdown); the exit code."""
+        return await self.signal_and_wait(signal.SIGTERM)
+
     async def kill(self) -> None:
         """SIGKILL, and wait until it is gone."""
         await self.signal_and_wait(signal.SIGKILL)
