@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from faults import crashes, disk, kills, load, outage, partition, pipes, terms
+from faults import crashes, disk, kills, load, outage, partition, pipes, raising, terms
 from faults.scenario import Scenario
 
 __all__ = ["SCENARIOS"]
@@ -16,6 +16,7 @@ SCENARIOS: dict[str, Scenario] = {
         terms.SCENARIO,
         pipes.SCENARIO,
         disk.SCENARIO,
+        raising.SCENARIO,
         outage.SCENARIO,
         partition.SCENARIO,
         load.SCENARIO,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +36,11 @@ from faults.report import Outcome
 from faults.scenario import Run, Scenario
 from faults.waiting import poll_until
 
-__all__ = ["SCENARIO"]
+__all__ = ["SCENARIO", "expect_phase", "run_phase"]
 
 _JOBS = 150
 _FAULT_SECONDS = 3.0
+Figures = dict[str, Any]
 _ENV = {"JOB_MAX_ATTEMPTS": "1", "WARM_CHILDREN": "0"}
 
 
@@ -75,7 +76,7 @@ def _fill(path: Path) -> None:
                     return
 
 
-async def _during_fault(api: Api, label: str, figures: dict[str, Any]) -> None:
+async def _during_fault(api: Api, label: str, figures: Figures) -> None:
     """Ask ``/health`` and try to add a batch while the fault lasts."""
     degraded = 0
     create: list[str] = []
@@ -94,7 +95,12 @@ async def _during_fault(api: Api, label: str, figures: dict[str, Any]) -> None:
     figures[f"{label}_create_answers"] = ",".join(sorted(set(create)))
 
 
-async def _phase(api: Api, label: str, fault: Any, heal: Any, figures: dict[str, Any]) -> None:
+async def run_phase(
+    api: Api, label: str, fault: Callable[[], object], heal: Callable[[], object], figures: Figures
+) -> None:
+    """A batch of short jobs started; ``fault()`` once jobs complete, 3 s of
+    asking ``/health`` and trying to add a batch, ``heal()``; then the batch
+    to its end. Its figures are named ``{label}_...``."""
     await api.create(label, jobs_of("sleep", [{"seconds": 0.02}] * _JOBS))
     await api.start(label)
 
@@ -123,7 +129,7 @@ async def _disk(run: Run, outcome: Outcome) -> None:
     mount = run.workdir / "disk"
     with _small_filesystem(mount) as mounted:
         if not mounted:
-            outcome.figures["tmpfs"] = "not allowed here; nothing checked"
+            outcome.figures["tmpfs"] = "not allowed here; nothing checked (see store-raises)"
             return
         filler = mount / "filler"
         figures = outcome.figures
@@ -131,7 +137,7 @@ async def _disk(run: Run, outcome: Outcome) -> None:
         async with open_engines() as engines:
             engine = await engines.start("serve", store, **_ENV)
             async with Api(engine.url) as api:
-                await _phase(api, "full", lambda: _fill(filler), filler.unlink, figures)
+                await run_phase(api, "full", lambda: _fill(filler), filler.unlink, figures)
                 await api.create("after", jobs_of("sleep", [{"seconds": 0.02}] * _JOBS))
             figures["full_engine_alive"] = engine.process.returncode is None
             store_lines = [line for line in engine.lines if "store" in line.lower()]
@@ -157,13 +163,7 @@ async def _disk(run: Run, outcome: Outcome) -> None:
                 counts, _ = await api.ledger("after")
                 figures["after_completed"] = f"{counts['completed']}/{_JOBS}"
                 figures["after_health"] = (await api.health())[1]["status"]
-    outcome.expect(figures["full_health_degraded"] > 0, "full: /health never degraded")
-    outcome.expect(
-        "500/none" not in figures["full_create_answers"], "full: a create got a bare 500"
-    )
-    outcome.expect(figures["full_lost_or_failed"] == 0, "full: jobs lost or failed")
-    outcome.expect(figures["full_stuck_pending"] == 0, "full: jobs left pending")
-    outcome.expect(figures["full_health_back"], "full: /health not ok again")
+    expect_phase(outcome, "full")
     outcome.expect(figures["full_engine_alive"], "full: the engine died")
     readonly = str(figures["readonly_start"])
     outcome.expect(
@@ -172,6 +172,18 @@ async def _disk(run: Run, outcome: Outcome) -> None:
     )
     outcome.expect(figures["after_completed"] == f"{_JOBS}/{_JOBS}", "after: jobs not done")
     outcome.expect(figures["after_health"] == "ok", "after: /health not ok")
+
+
+def expect_phase(outcome: Outcome, label: str) -> None:
+    """The misses of a ``run_phase``."""
+    figures = outcome.figures
+    outcome.expect(figures[f"{label}_health_degraded"] > 0, f"{label}: /health never degraded")
+    outcome.expect(
+        "500/none" not in figures[f"{label}_create_answers"], f"{label}: a create got a bare 500"
+    )
+    outcome.expect(figures[f"{label}_lost_or_failed"] == 0, f"{label}: jobs lost or failed")
+    outcome.expect(figures[f"{label}_stuck_pending"] == 0, f"{label}: jobs left pending")
+    outcome.expect(figures[f"{label}_health_back"], f"{label}: /health not ok again")
 
 
 SCENARIO = Scenario("sqlite-disk", _disk, limit_seconds=300)
