@@ -109,7 +109,8 @@ async def _traffic(api: Api, current: list[str], stop: float, seen: _Traffic) ->
         try:
             response = await api.call(method, path, **extra)
             if response.status_code >= 300:
-                seen.failures.append(f"{method} {path}: {response.status_code}")
+                answer = f"{response.status_code} {response.text[:160]}"
+                seen.failures.append(f"{method} {path}: {answer}")
         except Exception as exc:  # a failed request is a figure
             seen.failures.append(f"{method} {path}: {type(exc).__name__}")
         seen.times.append(time.monotonic() - begun)
@@ -172,6 +173,12 @@ async def _load(run: Run, outcome: Outcome) -> None:
         with trio.fail_after(60):
             while len(results) < _PROCESSES:  # noqa: ASYNC110 - filled by the tasks above
                 await trio.sleep(0.1)
+        # What the engine said of its store: under load a slow answer reads
+        # as an outage (a figure: the store itself never failed here).
+        said = [line for line in engine.lines if "the store is" in line]
+        figures["store_outages_logged"] = sum("unavailable" in line for line in said)
+        if said:
+            figures["first_store_line"] = repr(said[0][24:200])
     figures["requests"] = len(traffic.times)
     figures["request_failures"] = len(traffic.failures)
     figures["request_median_s"] = statistics.median(traffic.times or [0.0])
