@@ -4,7 +4,9 @@ starting it again on the same store.
 One engine works through batches of short ``sleep`` jobs (one attempt each,
 so an attempt wrongly charged for the engine's death fails a job). Each
 round waits until jobs complete, waits a random 0.1-1.5 s more, notes the
-engine's children and SIGKILLs it; 2 s later none of them may still run. A
+engine's children and SIGKILLs it; one round in four (``early_kills``)
+instead kills the engine 0-0.3 s after its API answered, while it may still
+be taking back its predecessor's run; 2 s later none of them may still run. A
 new engine then starts on the same store, takes back what its predecessor
 held (same host: without waiting for the lease) and resumes the batch; the
 round's figure is the time from the new engine's launch (interpreter
@@ -103,18 +105,21 @@ async def _kills(run: Run, outcome: Outcome, store: str) -> None:
     rounds = run.rounds_or(20, 3)
     chance = random.Random()
     batch_ids: list[str] = []
-    orphans, resumes = 0, []
+    orphans, early_kills, resumes = 0, 0, []
     async with open_engines() as engines, trio.open_nursery() as nursery:
         life = _Life(engines, nursery, store)
         engine = await life.start()
         async with Api(engine.url) as api:
             await _new_batch(api, batch_ids)
         for _ in range(rounds):
+            early = chance.random() < 0.25
+            early_kills += early
             async with Api(engine.url) as api:
                 if (await api.batch(batch_ids[-1]))["counts"]["pending"] < _BATCH_JOBS // 3:
                     await _new_batch(api, batch_ids)
-                await _wait_for_more(api, batch_ids, "before the kill")
-            await trio.sleep(chance.uniform(0.1, 1.5))
+                if not early:
+                    await _wait_for_more(api, batch_ids, "before the kill")
+            await trio.sleep(chance.uniform(0.0, 0.3) if early else chance.uniform(0.1, 1.5))
             children = engine.children()
             await engine.signal_and_wait(signal.SIGKILL)
             await trio.sleep(2.0)
@@ -145,6 +150,7 @@ async def _kills(run: Run, outcome: Outcome, store: str) -> None:
     twice = sum(n > 1 for n in done.values())
     outcome.figures.update(
         rounds=rounds,
+        early_kills=early_kills,
         jobs=jobs,
         orphans_2s=orphans,
         not_completed=jobs - counts,
