@@ -120,8 +120,8 @@ class Engines:
         **env: str,
     ) -> EngineProcess:
         """An engine (``serve`` on a free loopback port, or ``worker``),
-        ready; raises ``RuntimeError`` with its last lines if it is not
-        within a minute."""
+        ready; ``RuntimeError`` with its last lines when it exits first or
+        is not ready within a minute."""
         argv = [*wrapper, sys.executable, "-m", "engine", command]
         for module in jobs:
             argv += ["--jobs", module]
