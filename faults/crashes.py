@@ -10,12 +10,9 @@ every job, and the engine has no child left (it keeps no warm one here).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-
-import trio
 
 from faults.api import Api, jobs_of
-from faults.engines import EngineProcess, alive, open_engines
+from faults.engines import alive, open_engines
 from faults.report import Outcome
 from faults.scenario import Run, Scenario
 from faults.waiting import poll_until
@@ -25,14 +22,6 @@ __all__ = ["SCENARIO"]
 _CRASHING = [*jobs_of("noop", [None] * 3), *jobs_of("crash", [{"exitCode": 3}])]
 _CRASHING += jobs_of("noop", [None] * 3)
 _HEALTHY = jobs_of("sleep", [{"seconds": 0.01}] * 6)
-
-
-def _no_child_of(engine: EngineProcess) -> Callable[[], Awaitable[bool]]:
-    async def none_alive() -> bool:
-        await trio.lowlevel.checkpoint()
-        return not any(alive(child) for child in engine.children())
-
-    return none_alive
 
 
 async def _crashes(run: Run, outcome: Outcome) -> None:
@@ -62,7 +51,7 @@ async def _crashes(run: Run, outcome: Outcome) -> None:
                         figures[state] += counts[state]
                     if batch_id.startswith("healthy"):
                         figures["healthy_incomplete"] += len(jobs) - counts["completed"]
-                await poll_until(_no_child_of(engine), 2)
+                await poll_until(engine.has_no_child, 2)
                 figures["children_left"] += sum(alive(c) for c in engine.children())
     figures["seconds"] = time.monotonic() - begun
     for name in ("lost", "two_states", "active_left", "healthy_incomplete", "children_left"):

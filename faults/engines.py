@@ -57,6 +57,11 @@ class EngineProcess:
         except psutil.NoSuchProcess:
             return []
 
+    async def has_no_child(self) -> bool:
+        """Whether none of its children runs (for ``poll_until``)."""
+        await trio.lowlevel.checkpoint()
+        return not any(alive(child) for child in self.children())
+
     async def read_stderr(self) -> None:
         assert self.process.stderr is not None
         buffer = b""

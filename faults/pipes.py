@@ -30,6 +30,7 @@ from faults.engines import alive, open_engines
 from faults.events import record_events
 from faults.report import Outcome
 from faults.scenario import Run, Scenario
+from faults.waiting import poll_until
 
 __all__ = ["SCENARIO"]
 
@@ -56,6 +57,7 @@ async def _pipes(run: Run, outcome: Outcome) -> None:
     figures = outcome.figures
     silence = run.seconds_or(10, 3)
     figures.update(rounds=rounds, silence_s=silence, garbage_errors=0, silent_errors=0)
+    figures.update(checked_in_silence=0)
     figures.update(incomplete=0, unhealthy=0, children_left=0)
     events: list[dict[str, Any]] = []
     async with open_engines() as engines, trio.open_nursery() as nursery:
@@ -72,7 +74,7 @@ async def _pipes(run: Run, outcome: Outcome) -> None:
                 await api.wait_idle(garbage, timeout=60)
                 status, body = await api.health()
                 figures["unhealthy"] += status != 200 or body["status"] != "ok"
-                figures["unhealthy"] += not (await api.batch(silent))["running"]
+                figures["checked_in_silence"] += (await api.batch(silent))["running"]
                 await api.wait_idle(silent, timeout=silence + 60)
                 await trio.sleep(0.2)  # the last events reach the recorder
                 figures["garbage_errors"] += any(
@@ -82,9 +84,11 @@ async def _pipes(run: Run, outcome: Outcome) -> None:
                 for job in await api.jobs(garbage) + await api.jobs(silent):
                     if job["type"] != "garble":
                         figures["incomplete"] += job["state"] != "completed"
+                await poll_until(engine.has_no_child, 2)
                 figures["children_left"] += sum(alive(c) for c in engine.children())
         nursery.cancel_scope.cancel()
     outcome.expect(figures["garbage_errors"] == rounds, "a garbage batch got no error event")
+    outcome.expect(figures["checked_in_silence"] == rounds, "the silence ended before the checks")
     for name in ("incomplete", "unhealthy", "children_left"):
         outcome.expect(figures[name] == 0, f"{name}={figures[name]}")
 
