@@ -1,4 +1,5 @@
-"""Sessions: ``tests``, ``lint`` and ``typecheck`` run by default; ``bench`` on demand."""
+"""Sessions: ``tests``, ``lint`` and ``typecheck`` run by default; ``bench`` and
+``faults`` on demand."""
 
 from __future__ import annotations
 
@@ -31,3 +32,11 @@ def typecheck(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     session.install(".[bench]")
     session.run("python", "-m", "bench", *session.posargs)
+
+
+@nox.session
+def faults(session: nox.Session) -> None:
+    """The fault suite, ``python -m faults``: a few minutes, every scenario
+    bounded; ``nox -s faults -- --quick`` for the short version."""
+    session.install(".")
+    session.run("python", "-m", "faults", *session.posargs)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+
+from faults.redis import free_port, redis_command
 
 __all__ = ["FAILED_CONNECTS_LEAK", "free_port", "redis_command", "running_redis"]
 
@@ -32,21 +33,6 @@ FAILED_CONNECTS_LEAK = pytest.mark.filterwarnings(
     "ignore:Exception ignored in. <function MemoryObject:pytest.PytestUnraisableExceptionWarning"
 )
 _STARTUP_SECONDS = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def redis_command(port: int, *words: str) -> bytes:
-    """Send one command to the server on ``port``; its raw reply line."""
-    command = "".join(f"${len(w.encode())}\r\n{w}\r\n" for w in words)
-    with socket.create_connection(("127.0.0.1", port), timeout=_STARTUP_SECONDS) as sock:
-        sock.sendall(f"*{len(words)}\r\n{command}".encode())
-        return sock.recv(1024)
 
 
 @contextlib.contextmanager

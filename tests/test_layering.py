@@ -118,6 +118,7 @@ RULES = (
         ("engine.testing",),
         exempt=tuple(str(p.relative_to(ROOT)) for p in ROOT.glob("engine/testing/**/*.py")),
     ),
+    Rule("the runtime never imports the fault suite", RUNTIME, ("faults",)),
     Rule(
         "nothing imports the command line but `python -m engine`",
         (*RUNTIME, "bench/**/*.py"),

@@ -1,12 +1,10 @@
 """Engine processes for the end-to-end cluster tests: ``python -m engine
 serve|worker`` on a store, read until ready, killed when the test's block
-ends whatever happened in it."""
+ends whatever happened in it. Each is a ``faults.engines.EngineProcess``."""
 
 from __future__ import annotations
 
 import os
-import re
-import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -14,48 +12,11 @@ from contextlib import asynccontextmanager
 
 import trio
 
+from faults.engines import EngineProcess
+
 __all__ = ["EngineProcess", "run_engine", "run_engines"]
 
-_READY = re.compile(r"listening on (http://\S+?);|worker (engine-\S+) on ")
 _START_SECONDS = 30
-
-
-class EngineProcess:
-    """A ``python -m engine serve|worker`` process and what it wrote to stderr:
-    ``url`` once a server listens, ``engine_id`` once a worker runs."""
-
-    def __init__(self, process: trio.Process) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self.url = ""
-        self.engine_id = ""
-        self.ready = trio.Event()
-        self.read_all = trio.Event()
-
-    async def read_stderr(self) -> None:
-        assert self.process.stderr is not None
-        buffer = b""
-        async for chunk in self.process.stderr:
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                self.lines.append(line.decode(errors="replace"))
-                match = _READY.search(self.lines[-1])
-                if match:
-                    self.url = match.group(1) or ""
-                    self.engine_id = match.group(2) or ""
-                    self.ready.set()
-        self.read_all.set()
-
-    async def stop(self) -> int:
-        """SIGTERM (a graceful shutdown); the exit code."""
-        self.process.send_signal(signal.SIGTERM)
-        return await self.process.wait()
-
-    async def kill(self) -> None:
-        """SIGKILL, and wait until it is gone."""
-        self.process.send_signal(signal.SIGKILL)
-        await self.process.wait()
 
 
 def engine_environment(store_url: str, **extra: str) -> dict[str, str]:
