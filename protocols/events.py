@@ -32,12 +32,9 @@ field names are camelCase on the wire; fields that exist only in some states
 (a job's ``progress`` while active, its ``error`` once failed) are left out
 while they are ``None``.
 
-A WebSocket client steers its subscription with three control messages, each
-an object with exactly one key: ``{"subscribe": [ids]}``,
-``{"unsubscribe": [ids]}`` and ``{"resumeFrom": seq}``. Their classes name
-their single field after that key, so the shared converter frames them with
-no special case; ``parse_control`` only has to pick the class. ``CloseCode``
-lists every WebSocket close code the server sends and the client reads.
+How a WebSocket client steers its subscription is ``protocols.control``.
+``CloseCode`` lists every WebSocket close code the server sends and the
+client reads.
 """
 
 from __future__ import annotations
@@ -51,14 +48,11 @@ import attrs
 import orjson
 
 from protocols import jsontext
-from protocols.api import BATCH_ID_PATTERN
 from protocols.codec import (
     CONVERTER,
     OMIT_WHEN_DEFAULT,
-    decode_json,
     encode_json,
     invalid_field,
-    json_kind,
     structure_as,
 )
 from protocols.errors import RemoteProtocolError
@@ -66,10 +60,7 @@ from protocols.lifecycle import JobState
 
 __all__ = [
     "EVENT_TYPES",
-    "MAX_CLIENT_MESSAGE_BYTES",
-    "MAX_SUBSCRIBED_BATCHES",
     "CloseCode",
-    "ControlMessage",
     "Event",
     "EventData",
     "JobRetrying",
@@ -77,15 +68,10 @@ __all__ = [
     "ProcessingProgress",
     "ProcessingStarted",
     "RateLimitedJob",
-    "ResumeFrom",
     "RunDone",
     "RunError",
-    "Subscribe",
-    "Unsubscribe",
-    "control_frame",
     "decode_event",
     "ends_run",
-    "parse_control",
     "parse_stored_frame",
     "stored_frame",
 ]
@@ -355,78 +341,3 @@ def decode_event(name: str, seq: int, data: Any, what: str, path: str = "$") -> 
     if cls is None:
         raise RemoteProtocolError(f"invalid {what}: unknown event {name!r:.80} @ {path}.event")
     return Event(seq=seq, data=structure_as(data, cls, what, f"{path}.data"))
-
-
-# --- client → server control messages -----------------------------------------
-
-
-#: The largest WebSocket message a client may send (the server closes with
-#: 1009 beyond it): control messages are small, so anything near this is not
-#: one; a client following many batches subscribes in several messages.
-MAX_CLIENT_MESSAGE_BYTES = 64 * 1024
-
-#: One connection follows at most this many batches by id (its query and all
-#: its ``subscribe`` messages together): each event is checked against the
-#: filter, and a client that wants more than this wants every batch (no
-#: filter), which costs nothing per batch.
-MAX_SUBSCRIBED_BATCHES = 1000
-
-
-def _batch_ids(instance: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
-    if len(value) > MAX_SUBSCRIBED_BATCHES:
-        raise invalid_field(attribute, f"lists more than {MAX_SUBSCRIBED_BATCHES} batch ids")
-    for batch_id in value:
-        if BATCH_ID_PATTERN.fullmatch(batch_id) is None:
-            raise invalid_field(attribute, f"holds {batch_id!r:.140}, which is not a batch id")
-
-
-@attrs.frozen(kw_only=True)
-class Subscribe:
-    """Receive the events of these batches too."""
-
-    subscribe: tuple[str, ...] = attrs.field(validator=_batch_ids)
-
-
-@attrs.frozen(kw_only=True)
-class Unsubscribe:
-    """Stop receiving the events of these batches."""
-
-    unsubscribe: tuple[str, ...] = attrs.field(validator=_batch_ids)
-
-
-@attrs.frozen(kw_only=True)
-class ResumeFrom:
-    """Replay every retained event with a greater ``seq``, then carry on live."""
-
-    resume_from: int = attrs.field(validator=_non_negative)
-
-
-ControlMessage = Subscribe | Unsubscribe | ResumeFrom
-
-_CONTROL_BY_KEY: Mapping[str, type[ControlMessage]] = types.MappingProxyType(
-    {"subscribe": Subscribe, "unsubscribe": Unsubscribe, "resumeFrom": ResumeFrom}
-)
-
-
-def parse_control(raw: str | bytes) -> ControlMessage:
-    """One control message from a WebSocket client.
-
-    Raises:
-        RemoteProtocolError: not JSON, not an object with exactly one of
-            ``subscribe``, ``unsubscribe`` and ``resumeFrom``, or a value of
-            the wrong shape.
-    """
-    value = decode_json(raw, "control message")
-    keys = sorted(value) if isinstance(value, dict) else []
-    if len(keys) != 1 or keys[0] not in _CONTROL_BY_KEY:
-        found = f"keys {keys!r:.140}" if isinstance(value, dict) else json_kind(value)
-        raise RemoteProtocolError(
-            "control message must be an object with exactly one of the keys "
-            f"{', '.join(sorted(_CONTROL_BY_KEY))}; got {found}"
-        )
-    return structure_as(value, _CONTROL_BY_KEY[keys[0]], "control message")
-
-
-def control_frame(message: ControlMessage) -> str:
-    """``message`` as a WebSocket text frame (the client's side of ``parse_control``)."""
-    return orjson.dumps(CONVERTER.unstructure(message)).decode()

@@ -8,7 +8,8 @@ The facade keeps its store and bus to itself (callers read batches, jobs
 and events through its methods) and hands the work to the runs
 (``engine.core.runs``), its part in the cluster: heartbeat, leases,
 takeover, auto-start (``engine.core.cluster``) and the settings applied
-(``engine.core.policy``).
+(``engine.core.policy``); its events come from the bus
+(``engine.core.engine_events``).
 
 A batch runs on at most one engine of the cluster, so what a caller sees
 of runs is cluster-wide: ``runner_of`` names the engine that runs a batch,
@@ -26,14 +27,15 @@ through the log before subscriptions end.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import trio
 
 from engine.config.settings import Settings
-from engine.core.bus import BusStatistics, EventBus, Subscription
+from engine.core.bus import EventBus
 from engine.core.cluster import Cluster
+from engine.core.engine_events import EngineEvents
 from engine.core.identity import EngineIdentity
 from engine.core.job_control import JobControl
 from engine.core.pause import PauseSwitch
@@ -47,7 +49,6 @@ from engine.jobs.registry import JobRegistry
 from engine.store import AddResult, BatchRecord, Counts, EngineRecord, JobPage, Store
 from engine.store.records import starts_by_itself
 from engine.supervisor.children import ChildSupervisor
-from protocols.events import Event, EventData
 from protocols.lifecycle import JobState
 
 __all__ = [
@@ -64,11 +65,12 @@ __all__ = [
 EVENT_FLUSH_SECONDS = 5.0
 
 
-class Engine:
+class Engine(EngineEvents):
     """The running engine. Get one from ``open_engine``.
 
     Besides what each method lists, a method that uses the store raises
-    ``StoreError`` when the store fails.
+    ``StoreError`` when the store fails. Its events (subscriptions, bus
+    statistics, ``publish``) come from ``EngineEvents``.
     """
 
     def __init__(
@@ -257,40 +259,6 @@ class Engine:
         self._runs.wake(batch_id)
         self._cluster.wake()
         return requeued
-
-    # --- events --------------------------------------------------------------
-
-    def subscribe(
-        self, batch_ids: Collection[str] | None = None, *, resume_from: int | None = None
-    ) -> Subscription:
-        """A subscription (a context manager) to the events of ``batch_ids``
-        (None: every batch). With ``resume_from``, the retained events after
-        that seq come first (``replay_complete`` says whether all were
-        retained). After ``end_subscriptions`` it ends at once."""
-        return self._bus.subscribe(batch_ids, resume_from=resume_from)
-
-    def event_statistics(self) -> BusStatistics:
-        """A snapshot of the event bus: events published, subscribers, drops."""
-        return self._bus.statistics()
-
-    def publish(self, data: EventData) -> Event | None:
-        """Publish an event of the caller's own (tests inject events so),
-        stamped with the next seq like the runs' events; returns it, or None
-        on an event log (which stamps it when it appends it)."""
-        return self._bus.publish(data)
-
-    def observe_events(self, observer: Callable[[Event], None]) -> None:
-        """Call ``observer`` with every event from now on, right after the
-        subscribers were offered it (with an event log: every engine's events,
-        as they come back from the log): it must be quick and must not raise.
-        For measurements (the bench times publication)."""
-        self._bus.observe(observer)
-
-    def end_subscriptions(self) -> None:
-        """End every subscription once it drained what it holds; later ones
-        end at once. Call it after ``shutdown``, so subscribers get the runs'
-        final events. Idempotent."""
-        self._bus.close()
 
     # --- runs ---------------------------------------------------------------
 

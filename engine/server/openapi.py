@@ -32,7 +32,8 @@ from engine.server import queries
 from engine.server.queries import Query
 from protocols import api, job_api
 from protocols.api_schedules import ScheduleList
-from protocols.events import EVENT_TYPES, MAX_CLIENT_MESSAGE_BYTES, MAX_SUBSCRIBED_BATCHES
+from protocols.control import MAX_CLIENT_MESSAGE_BYTES, MAX_SUBSCRIBED_BATCHES
+from protocols.events import EVENT_TYPES
 from protocols.jsonschema import REF_PREFIX, component_schemas, field_schema
 
 __all__ = ["openapi_document"]

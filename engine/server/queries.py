@@ -19,7 +19,7 @@ import attrs
 
 from engine.server.errors import RequestError
 from protocols.api import BATCH_ID_PATTERN
-from protocols.events import MAX_SUBSCRIBED_BATCHES
+from protocols.control import MAX_SUBSCRIBED_BATCHES
 from protocols.lifecycle import JobState
 
 __all__ = [

@@ -52,7 +52,7 @@ from engine.core.startup import open_engine
 from engine.errors import ConfigError
 from engine.server.app import create_app
 from engine.server.stragglers import shut_down_connections
-from protocols.events import MAX_CLIENT_MESSAGE_BYTES
+from protocols.control import MAX_CLIENT_MESSAGE_BYTES
 
 __all__ = ["check_exposure", "serve", "serve_engine"]
 

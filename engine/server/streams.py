@@ -67,16 +67,15 @@ from engine.core.engine import Engine
 from engine.server import queries
 from engine.server.errors import RequestError, error_response
 from engine.server.metrics import ServerMetrics
-from protocols.errors import RemoteProtocolError
-from protocols.events import (
+from protocols.control import (
     MAX_SUBSCRIBED_BATCHES,
-    CloseCode,
     ControlMessage,
-    Event,
     ResumeFrom,
     Subscribe,
     parse_control,
 )
+from protocols.errors import RemoteProtocolError
+from protocols.events import CloseCode, Event
 from protocols.frames import sse_frame, ws_array, ws_frame
 
 if TYPE_CHECKING:

@@ -6,7 +6,8 @@ the one transaction that ``engine.store.sqlite`` opened, and takes the
 connection and the transaction's ``now`` (wall-clock seconds, read once the
 transaction has begun). Nothing here knows about Trio. The other public
 names are shared with ``engine.store._sqlite_cluster`` (the bodies of the
-cluster's methods); the schema is in ``engine.store._sqlite_schema``.
+cluster's methods); the schema is in ``engine.store._sqlite_schema``, the
+connection and its transactions in ``engine.store._sqlite_connection``.
 
 Every ``UPDATE`` that moves jobs between states is guarded by
 ``state IN (...)`` built from ``lifecycle.sources(event)``, and the state it
@@ -21,16 +22,13 @@ number of jobs: a list of job ids travels as one JSON parameter read with
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import sqlite3
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from engine.errors import BatchExists, BatchNotFound, BatchRunning, StoreUnavailable
-from engine.store import _json, _sqlite_limits, _sqlite_schedules
-from engine.store._sqlite_schema import create_schema
+from engine.errors import BatchExists, BatchNotFound, BatchRunning
+from engine.store import _json
 from engine.store.records import (
     AddResult,
     BatchRecord,
@@ -44,11 +42,6 @@ from engine.store.records import (
     starts_by_itself,
 )
 from protocols.lifecycle import TRANSITIONS, JobEvent, JobState, sources
-
-_log = logging.getLogger("batchyard.store")
-
-#: Errors that mean a bug in this module, not an unavailable database.
-_BUGS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.DataError)
 
 #: ``lifecycle.TRANSITIONS`` keyed by stored state names, for the per-job loop
 #: of ``apply``, where calling ``sources()`` and building enums for each job
@@ -139,54 +132,6 @@ _QUEUE_LENGTH = (
     "SELECT COUNT(*) FROM jobs WHERE batch_id IN (SELECT batch_id FROM batches)"
     f" AND state = '{_PENDING}'"
 )
-
-
-@contextlib.contextmanager
-def unavailable_on_sqlite_errors(path: str) -> Iterator[None]:
-    """The one place where SQLite's failures become ``StoreUnavailable``."""
-    try:
-        yield
-    except _BUGS:
-        raise
-    except sqlite3.DatabaseError as exc:
-        _log.error("sqlite store %r unavailable: %s", path, exc)
-        raise StoreUnavailable(f"sqlite store {path!r}: {exc}") from exc
-
-
-@contextlib.contextmanager
-def transaction(conn: sqlite3.Connection, *, write: bool) -> Iterator[None]:
-    """One transaction, committed at the end and rolled back on any exception."""
-    conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        # Some errors (a full disk among them) make SQLite roll back by itself.
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
-
-def connect(path: str, busy_timeout_seconds: float) -> sqlite3.Connection:
-    """Open ``path`` in WAL mode and create the schema if it is missing."""
-    with unavailable_on_sqlite_errors(path):
-        conn = sqlite3.connect(
-            path, timeout=busy_timeout_seconds, isolation_level=None, check_same_thread=False
-        )
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            # A small page cache (256 KiB, not SQLite's 2 MiB): the engine's
-            # memory stays flat however many jobs wait in the file, and the
-            # hot path's pages are few and recent (the OS caches the rest).
-            conn.execute("PRAGMA cache_size = -256")
-            create_schema(conn)
-            _sqlite_limits.create_limit_tables(conn)
-            _sqlite_schedules.create_schedule_table(conn)
-        except BaseException:
-            conn.close()
-            raise
-    return conn
 
 
 def _job(row: Sequence[Any]) -> JobRecord:

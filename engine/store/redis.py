@@ -8,7 +8,8 @@ the life of the store. Every method is one round trip: one Lua script from
 ``engine.store._redis_scripts`` (``_redis_layout`` documents the keys), so that a claim
 of N jobs, the outcomes of a burst or an add of many jobs is one atomic step
 on the server, whatever N. The reads of batches and jobs come from
-``RedisReads`` (``engine.store._redis_reads``), the cluster's methods
+``RedisReads`` (``engine.store._redis_reads``), the outcomes of a burst
+from ``RedisOutcomes`` (``engine.store._redis_outcomes``), the cluster's methods
 (engine registry, run ownership, startable batches) with their scripts
 from ``RedisClusterMethods`` (``engine.store._redis_cluster``). Arguments are
 validated and encoded (``engine.store._redis_values``) before anything is
@@ -56,33 +57,16 @@ from engine.store._redis_errors import checked_location, sole_exception, transla
 from engine.store._redis_events import RedisEventLog, RedisEventMethods
 from engine.store._redis_jobs import JOB_SCRIPTS, RedisJobs
 from engine.store._redis_limits import LIMIT_SCRIPTS, RedisLimits
+from engine.store._redis_outcomes import RedisOutcomes
 from engine.store._redis_pool import SlotKeepingPool
 from engine.store._redis_reads import RedisReads
 from engine.store._redis_schedules import SCHEDULE_SCRIPTS, RedisSchedules
 from engine.store._redis_scripts import SCRIPTS
-from engine.store._redis_values import (
-    STATES,
-    follow_up_args,
-    job_record,
-    new_job_args,
-    number,
-    outcome_args,
-)
-from engine.store.records import (
-    AddResult,
-    BatchRecord,
-    Claim,
-    JobRecord,
-    NewJob,
-    Outcome,
-    Step,
-    starts_by_itself,
-)
+from engine.store._redis_values import job_record, new_job_args, number
+from engine.store.records import AddResult, BatchRecord, Claim, JobRecord, NewJob, starts_by_itself
 
 if TYPE_CHECKING:
     from coredis.commands import Script
-
-    from protocols.lifecycle import JobState
 
 __all__ = ["COMMAND_TIMEOUT_SECONDS", "CONNECT_TIMEOUT_SECONDS", "RedisStore", "open_redis_store"]
 
@@ -97,7 +81,13 @@ COMMAND_TIMEOUT_SECONDS = 10.0
 
 
 class RedisStore(
-    RedisReads, RedisJobs, RedisClusterMethods, RedisLimits, RedisSchedules, RedisEventMethods
+    RedisReads,
+    RedisOutcomes,
+    RedisJobs,
+    RedisClusterMethods,
+    RedisLimits,
+    RedisSchedules,
+    RedisEventMethods,
 ):
     """``Store`` and ``EventLog`` on one Redis database; get one from
     ``open_redis_store``.
@@ -106,7 +96,8 @@ class RedisStore(
     shielded from cancellation (see the module notes). Every method raises
     ``StoreUnavailable`` when Redis cannot be reached and
     ``trio.ClosedResourceError`` once the store is closed. The reads of
-    batches and jobs come from ``RedisReads``, the cluster methods from
+    batches and jobs come from ``RedisReads``, ``apply`` and
+    ``apply_and_claim`` from ``RedisOutcomes``, the cluster methods from
     ``RedisClusterMethods``, the limit methods from
     ``RedisLimits`` (on Redis's clock unless ``limit_clock`` is given), the
     schedule firings from ``RedisSchedules``, the event log's from
@@ -241,27 +232,6 @@ class RedisStore(
         rows = await self._claiming("claim_jobs", [], owner, claim)
         return [job_record(row) for row in rows]
 
-    async def apply_and_claim(
-        self, outcomes: Sequence[Outcome], *, owner: str, claim: Claim
-    ) -> Step:
-        """``apply`` then ``claim_jobs`` in one script (``Store``).
-
-        Cancellation: shielded: it returns or raises, never half-done.
-
-        Raises:
-            TypeError: a result is not JSON-serialisable; nothing happened.
-        """
-        if claim.limit <= 0:
-            return Step(states=await self.apply(outcomes, owner=owner), claimed=[])
-        applied = _apply_args(outcomes, owner, self._clock())
-        if not applied:
-            claimed = await self.claim_jobs(
-                claim.batch_id, claim.limit, owner=owner, lease_seconds=claim.lease_seconds
-            )
-            return Step(states={}, claimed=claimed)
-        moved, rows = await self._claiming("apply_and_claim", applied, owner, claim)
-        return Step(states=_states(moved), claimed=[job_record(row) for row in rows])
-
     async def _claiming(
         self, script: str, before: Sequence[str | int], owner: str, claim: Claim
     ) -> Any:
@@ -282,32 +252,6 @@ class RedisStore(
         except BaseException:
             self._unanswered_claims[asked] = token
             raise
-
-    async def apply(self, outcomes: Sequence[Outcome], *, owner: str) -> dict[str, JobState]:
-        """Record what became of jobs active under ``owner``'s lease, all in
-        one script.
-
-        Cancellation: shielded: it returns or raises, never half-done.
-
-        Args:
-            outcomes: completions, failures and releases; of several for one
-                job, the first counts.
-            owner: whose leases the jobs must be under.
-
-        Returns:
-            The state each job is in afterwards; an outcome for a job that is
-            not active under ``owner``'s lease (recovered, claimed by another
-            owner, deleted, unknown) is skipped and absent. A completion's
-            follow-ups are added in the same script.
-
-        Raises:
-            TypeError: a result is not JSON-serialisable; nothing was recorded.
-        """
-        args = _apply_args(outcomes, owner, self._clock())
-        if not args:
-            return {}
-        moved = await self._run("apply", *args)
-        return _states(moved)
 
     async def retry_failed(self, batch_id: str) -> int:
         """Failed jobs back to pending, due now, with attempts and error reset.
@@ -348,25 +292,6 @@ class RedisStore(
         client, self._client = self._client, None
         if client is not None:
             client.connection_pool.disconnect()
-
-
-def _apply_args(outcomes: Sequence[Outcome], owner: str, now: float) -> list[str | int]:
-    """The ``apply`` script's arguments for the first outcome of each job
-    and the follow-ups of the completions; none when there is no outcome."""
-    first: dict[str, Outcome] = {}
-    for outcome in outcomes:
-        first.setdefault(outcome.job_id, outcome)
-    if not first:
-        return []
-    args: list[str | int] = [number(now), owner, 5 * len(first)]
-    for outcome in first.values():
-        args += outcome_args(outcome)
-    return args + follow_up_args(list(first.values()), now)
-
-
-def _states(moved: list[str]) -> dict[str, JobState]:
-    """The ``apply`` script's reply: job id, state, ... by job id."""
-    return {job_id: STATES[state] for job_id, state in zip(moved[::2], moved[1::2], strict=True)}
 
 
 @contextlib.asynccontextmanager

@@ -41,7 +41,7 @@ cancellation: it either raises ``Cancelled`` having done nothing, or returns.
 
 Errors: an ``sqlite3`` error meaning that the database cannot do its work
 right now (locked beyond the busy timeout, disk full, I/O error, corrupt
-file) becomes ``StoreUnavailable`` in ``_sqlite_ops.unavailable_on_sqlite_errors``
+file) becomes ``StoreUnavailable`` in ``_sqlite_connection.unavailable_on_sqlite_errors``
 and nowhere else; by then the transaction has been rolled back, so nothing was
 written. Errors meaning a bug here (``IntegrityError``, ``ProgrammingError``)
 propagate unchanged. Calls after ``aclose`` raise
@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
+from engine.store import _sqlite_connection as connection
 from engine.store import _sqlite_ops as ops
 from engine.store._sqlite_cluster import SqliteClusterMethods
 from engine.store._sqlite_follow_ups import add_follow_ups
@@ -132,7 +133,10 @@ class SqliteStore(SqliteReads, SqliteJobs, SqliteClusterMethods, SqliteLimits, S
     ) -> _T:
         # In the worker thread. ``now`` is read once the transaction has begun,
         # not when the call was made, so waiting for the lock does not age it.
-        with ops.unavailable_on_sqlite_errors(self._path), ops.transaction(conn, write=write):
+        with (
+            connection.unavailable_on_sqlite_errors(self._path),
+            connection.transaction(conn, write=write),
+        ):
             return work(conn, self._clock())
 
     async def create_batch(
@@ -362,7 +366,7 @@ async def open_sqlite_store(
     Raises:
         StoreUnavailable: the file cannot be opened or is not a database.
     """
-    conn = await _call(threaded, ops.connect, path, busy_timeout_seconds)
+    conn = await _call(threaded, connection.connect, path, busy_timeout_seconds)
     store = SqliteStore(
         conn,
         path=path,

@@ -9,7 +9,8 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed
 
-from protocols.events import MAX_CLIENT_MESSAGE_BYTES, MAX_SUBSCRIBED_BATCHES, CloseCode
+from protocols.control import MAX_CLIENT_MESSAGE_BYTES, MAX_SUBSCRIBED_BATCHES
+from protocols.events import CloseCode
 from tests.conftest import Served
 from tests.e2e.helpers import open_ws
 

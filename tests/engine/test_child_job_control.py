@@ -11,7 +11,7 @@ import trio.testing
 
 from engine.jobs.registry import JobContext, JobRegistry
 from protocols import ipc
-from tests.engine.test_child import (
+from tests.engine.child_harness import (
     _interrupted,
     _job,
     _registry,

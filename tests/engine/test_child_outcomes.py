@@ -13,7 +13,7 @@ import trio.testing
 from engine.errors import RateLimited
 from engine.jobs.registry import JobContext, JobRegistry
 from protocols import ipc
-from tests.engine.test_child import _job, _registry, _run, _start_child
+from tests.engine.child_harness import _job, _registry, _run, _start_child
 
 
 async def _raise_429(payload: Any, ctx: JobContext) -> Any:

@@ -21,7 +21,7 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from protocols import api, events, ipc
+from protocols import api, control, events, ipc
 from protocols.framing import NEED_DATA, LineFramer
 from protocols.job_api import ChildView, JobStateView
 from protocols.lifecycle import JobState
@@ -173,10 +173,10 @@ EVENT_DATA: st.SearchStrategy[events.EventData] = st.one_of(
 
 EVENTS = st.builds(events.Event, seq=st.integers(min_value=1, max_value=2**62), data=EVENT_DATA)
 
-CONTROL_MESSAGES: st.SearchStrategy[events.ControlMessage] = st.one_of(
-    st.builds(events.Subscribe, subscribe=st.lists(BATCH_IDS, max_size=3).map(tuple)),
-    st.builds(events.Unsubscribe, unsubscribe=st.lists(BATCH_IDS, max_size=3).map(tuple)),
-    st.builds(events.ResumeFrom, resume_from=st.integers(min_value=0, max_value=2**62)),
+CONTROL_MESSAGES: st.SearchStrategy[control.ControlMessage] = st.one_of(
+    st.builds(control.Subscribe, subscribe=st.lists(BATCH_IDS, max_size=3).map(tuple)),
+    st.builds(control.Unsubscribe, unsubscribe=st.lists(BATCH_IDS, max_size=3).map(tuple)),
+    st.builds(control.ResumeFrom, resume_from=st.integers(min_value=0, max_value=2**62)),
 )
 
 # --- HTTP bodies --------------------------------------------------------------

@@ -25,7 +25,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocols import api, events, ipc, jsontext
+from protocols import api, control, events, ipc, jsontext
 from protocols.codec import CONVERTER
 from protocols.errors import InvalidBody, RemoteProtocolError
 from protocols.frames import parse_ws_frame, parse_ws_message, ws_array, ws_frame
@@ -133,9 +133,9 @@ def test_near_misses_of_a_body_decode_or_fail_with_a_path(case: tuple[type[Any],
 @SETTINGS
 @given(JUNK | near_misses(CONTROL_MESSAGES))
 def test_parse_control_raises_only_remote_protocol_error(raw: bytes) -> None:
-    decoded = _only_remote_errors(events.parse_control, raw, RemoteProtocolError)
+    decoded = _only_remote_errors(control.parse_control, raw, RemoteProtocolError)
     assert decoded is None or isinstance(
-        decoded, events.Subscribe | events.Unsubscribe | events.ResumeFrom
+        decoded, control.Subscribe | control.Unsubscribe | control.ResumeFrom
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocols import events, frames, jsontext
+from protocols import control, events, frames, jsontext
 from protocols.codec import CONVERTER
 from protocols.errors import RemoteProtocolError
 from protocols.events import Event
@@ -183,23 +183,23 @@ def test_retrying_done_and_error_data() -> None:
 
 @SETTINGS
 @given(CONTROL_MESSAGES)
-def test_control_round_trip(message: events.ControlMessage) -> None:
-    frame = events.control_frame(message)
+def test_control_round_trip(message: control.ControlMessage) -> None:
+    frame = control.control_frame(message)
     assert len(jsontext.load_any(frame)) == 1
-    assert events.parse_control(frame) == message
+    assert control.parse_control(frame) == message
 
 
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        (b'{"subscribe": ["a", "b"]}', events.Subscribe(subscribe=("a", "b"))),
-        (b'{"unsubscribe": []}', events.Unsubscribe(unsubscribe=())),
-        (b'{"resumeFrom": 0}', events.ResumeFrom(resume_from=0)),
+        (b'{"subscribe": ["a", "b"]}', control.Subscribe(subscribe=("a", "b"))),
+        (b'{"unsubscribe": []}', control.Unsubscribe(unsubscribe=())),
+        (b'{"resumeFrom": 0}', control.ResumeFrom(resume_from=0)),
     ],
 )
-def test_control_messages_of_the_contract(raw: bytes, message: events.ControlMessage) -> None:
-    assert events.parse_control(raw) == message
-    assert events.parse_control(raw.decode()) == message
+def test_control_messages_of_the_contract(raw: bytes, message: control.ControlMessage) -> None:
+    assert control.parse_control(raw) == message
+    assert control.parse_control(raw.decode()) == message
 
 
 @pytest.mark.parametrize(
@@ -226,7 +226,7 @@ def test_control_messages_of_the_contract(raw: bytes, message: events.ControlMes
 )
 def test_control_decoding_is_strict(raw: bytes, says: str) -> None:
     with pytest.raises(RemoteProtocolError, match=says):
-        events.parse_control(raw)
+        control.parse_control(raw)
 
 
 @SETTINGS
@@ -240,8 +240,8 @@ def test_control_decoding_is_strict(raw: bytes, says: str) -> None:
 )
 def test_junk_control_raises_only_remote_protocol_error(junk: Any) -> None:
     try:
-        message = events.parse_control(jsontext.dumps(junk))
+        message = control.parse_control(jsontext.dumps(junk))
     except RemoteProtocolError:
         return
-    assert isinstance(message, events.Subscribe | events.Unsubscribe | events.ResumeFrom)
-    assert jsontext.load_any(events.control_frame(message)) == junk
+    assert isinstance(message, control.Subscribe | control.Unsubscribe | control.ResumeFrom)
+    assert jsontext.load_any(control.control_frame(message)) == junk

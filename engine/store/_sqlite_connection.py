@@ -1,0 +1,74 @@
+"""The SQLite store's connection: opening the file, one transaction, and the
+one place where SQLite's failures become ``StoreUnavailable``.
+
+``engine.store.sqlite`` opens the connection with ``connect`` and runs each
+method's body (``engine.store._sqlite_ops`` and the other private modules)
+inside ``transaction``, under ``unavailable_on_sqlite_errors``, in its worker
+thread. Nothing here knows about Trio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Iterator
+
+from engine.errors import StoreUnavailable
+from engine.store import _sqlite_limits, _sqlite_schedules
+from engine.store._sqlite_schema import create_schema
+
+__all__ = ["connect", "transaction", "unavailable_on_sqlite_errors"]
+
+_log = logging.getLogger("batchyard.store")
+
+#: Errors that mean a bug in the store's SQL, not an unavailable database.
+_BUGS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.DataError)
+
+
+@contextlib.contextmanager
+def unavailable_on_sqlite_errors(path: str) -> Iterator[None]:
+    """The one place where SQLite's failures become ``StoreUnavailable``."""
+    try:
+        yield
+    except _BUGS:
+        raise
+    except sqlite3.DatabaseError as exc:
+        _log.error("sqlite store %r unavailable: %s", path, exc)
+        raise StoreUnavailable(f"sqlite store {path!r}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection, *, write: bool) -> Iterator[None]:
+    """One transaction, committed at the end and rolled back on any exception."""
+    conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        # Some errors (a full disk among them) make SQLite roll back by itself.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def connect(path: str, busy_timeout_seconds: float) -> sqlite3.Connection:
+    """Open ``path`` in WAL mode and create the schema if it is missing."""
+    with unavailable_on_sqlite_errors(path):
+        conn = sqlite3.connect(
+            path, timeout=busy_timeout_seconds, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            # A small page cache (256 KiB, not SQLite's 2 MiB): the engine's
+            # memory stays flat however many jobs wait in the file, and the
+            # hot path's pages are few and recent (the OS caches the rest).
+            conn.execute("PRAGMA cache_size = -256")
+            create_schema(conn)
+            _sqlite_limits.create_limit_tables(conn)
+            _sqlite_schedules.create_schedule_table(conn)
+        except BaseException:
+            conn.close()
+            raise
+    return conn
