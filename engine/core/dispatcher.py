@@ -129,6 +129,9 @@ class Dispatcher:
         # whether such claims are welcome (while ``run`` serves a child).
         self._handed: list[JobRecord] = []
         self._refilling = False
+        # Jobs this dispatcher's claims took back while the recorder still
+        # held them (``_claim``), to be sent once it has let go of them.
+        self._returning: list[JobRecord] = []
 
     def wake(self) -> None:
         """Look for due jobs again now (jobs added, outcomes recorded,
@@ -186,6 +189,7 @@ class Dispatcher:
         # A send to a child that died is not this task's to report: the
         # reader sees the same death as EOF or a broken pipe.
         self._handed = []
+        self._returning = []
         self._refilling = True
         try:
             with self._scope, contextlib.suppress(ChildCrashed):
@@ -200,6 +204,10 @@ class Dispatcher:
             if self._handed:
                 handed, self._handed = self._handed, []
                 await self._send(child, handed, held)
+                continue
+            if returned := [job for job in self._returning if held.holds(job)]:
+                self._returning = [job for job in self._returning if not held.holds(job)]
+                await self._send(child, returned, held)
                 continue
             credits = await self._take_credits(held)
             if credits is None:
@@ -273,20 +281,35 @@ class Dispatcher:
 
     async def _claim(self, held: HeldJobs, credits: Sequence[object]) -> list[JobRecord]:
         claimed = await self._store_step(partial(self._claim_once, len(credits)))
-        # A job this run holds already can come back to it: its lease lapsed
-        # while the child ran it (renewals failed), it was recovered to
-        # pending, and this claim took it again. It still runs here, so it
-        # is neither held twice nor sent to the child again.
-        jobs = [job for job in claimed if job.job_id not in held]
-        if len(jobs) < len(claimed):
+        # A job this run holds already can come back to it in two ways.
+        # Its outcome made it due again at once (a retry with no backoff, a
+        # release) and the store took that outcome, but the recorder has not
+        # let go of it yet: it is held anew once the recorder does, and sent
+        # then (``_returning``). Or its lease lapsed while the child ran it
+        # (renewals failed), it was recovered to pending, and this claim took
+        # it again: it still runs here, so it is neither held twice nor sent
+        # to the child again.
+        jobs: list[JobRecord] = []
+        returning: list[JobRecord] = []
+        for job in claimed:
+            current = held.get(job.job_id)
+            if current is None:
+                jobs.append(job)
+            elif current.outcome is not None:
+                returning.append(job)
+        if skipped := len(claimed) - len(jobs) - len(returning):
             log.warning(
                 "[batch %s] %d jobs still running here came back to this run: not sent again",
                 self._batch_id,
-                len(claimed) - len(jobs),
+                skipped,
             )
-        for job, credit in zip(jobs, credits, strict=False):
+        spare = iter(credits)
+        for job, credit in zip(jobs, spare, strict=False):
             held.add(job, credit)
-        for credit in credits[len(jobs) :]:
+        for job, credit in zip(returning, spare, strict=False):
+            held.add_after(job, credit)
+        self._returning.extend(returning)
+        for credit in spare:
             held.credits.release_on_behalf_of(credit)
         return jobs
 

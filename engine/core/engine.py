@@ -232,6 +232,13 @@ class Engine(EngineEvents):
         """
         return await self._store.queue_length()
 
+    async def counts_by_type(self) -> dict[str, Counts]:
+        """Jobs per state of each job type, across every batch in the store.
+
+        Cancellation: atomic.
+        """
+        return await self._store.counts_by_type()
+
     async def delete_batch(self, batch_id: str) -> None:
         """Delete an idle batch with its jobs. The store refuses in the same
         step as the delete if an engine took the run after this one looked.

@@ -88,6 +88,20 @@ class HeldJobs:
         else:
             self.add(record, credit)
 
+    def add_after(self, record: JobRecord, credit: object) -> None:
+        """Hold a job that a claim took back while this run still holds it
+        with an outcome being recorded (the outcome made it due again at
+        once: a retry with no backoff, a release), on ``credit``: it is
+        held once the held one is popped (``holds`` tells when)."""
+        self._successors[record.job_id] = (record, credit)
+
+    def holds(self, record: JobRecord) -> bool:
+        """Whether this very claim of a job is held (a job held by
+        ``add_after`` or ``add_in_place_of`` is, once its predecessor is
+        popped)."""
+        held = self._jobs.get(record.job_id)
+        return held is not None and held.record is record
+
     def add_type_slot(self, job_id: str, gate: TypeGate) -> None:
         """The job also holds a slot of ``gate`` (its type's), in its id's name."""
         self._jobs[job_id].type_gate = gate

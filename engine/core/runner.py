@@ -378,7 +378,11 @@ class BatchRunner:
         lease = self._limits.lease_seconds
         with trio.move_on_after(lease, shield=True) as bounded:
             try:
+                # A job claimed back while its outcome was being recorded is
+                # held once its predecessor is popped: a second pass for it.
                 await self._recorder.release(held, crashed=crashed)
+                if held:
+                    await self._recorder.release(held, crashed=crashed)
             except StoreError as exc:
                 log.error("[batch %s] cannot release jobs: %s", self.batch_id, exc)
         if bounded.cancelled_caught:

@@ -48,12 +48,12 @@ def load(text: str) -> Any:
 @contextlib.contextmanager
 def reading(what: str) -> Iterator[None]:
     """Decode a stored ``what`` in the block: a record that cannot be read
-    (``ValueError``, ``KeyError``, ``TypeError``) becomes a ``StoreError``.
-    Only decoding goes in the block (a nested block's ``StoreError`` is
+    (``ValueError``, ``KeyError``, ``TypeError``, ``OverflowError``) becomes
+    a ``StoreError``. Only decoding goes in the block (a nested block's ``StoreError`` is
     named after this one's ``what``)."""
     try:
         yield
-    except (ValueError, KeyError, TypeError, StoreError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError, StoreError) as exc:
         # A record's JSON field read in its own block names the record, not the field.
         cause = exc.__cause__ if isinstance(exc, StoreError) and exc.__cause__ else exc
         message = f"the store holds a {what} this version cannot read: {cause!s:.200}"

@@ -41,13 +41,20 @@ batch's *number* (from the one counter ``seq``), which cannot collide::
                           remembered run
     runs-of:<owner>       set: batch ids whose run record the owner holds
     engines               hash: engine id → its ``EngineRecord`` as JSON
+    types:<state>         hash: job type → how many jobs of that type (the
+                          job's own) are in the state; a type with none is
+                          no field (``count_type``: counts_by_type)
+    types:counted         flag: the ``types:`` hashes count every job (set
+                          by the first counts_by_type, which recounts
+                          jobs stored before the hashes were kept)
 
 ``ready`` orders by member because a score (a double) cannot hold a 64-bit
 priority exactly: ``rank`` is ``2**63 - 1 - priority`` in 16 hex digits,
 computed in Python, so the highest priority sorts first and then the
 lowest seq. A delayed job moves to ``ready`` in the first claim after it is
 due. Counts are the cardinalities of the per-state sets, and queue length a
-counter, so neither walks jobs.
+counter, so neither walks jobs; so are the jobs per type and state
+(``types:<state>``), kept by ``move``, ``insert_job`` and ``delete_batch``.
 
 Every state change goes through the Lua function ``move``, which looks the
 pair (state, event) up in ``MOVES``: a Lua rendering of
@@ -134,10 +141,17 @@ end
 
 local function load(jid)
   local f = redis.call('HMGET', jk(jid), 'state', 'n', 'seq', 'ord', 'attempts',
-    'max_attempts', 'lease_owner', 'batch')
+    'max_attempts', 'lease_owner', 'batch', 'type')
   if not f[1] then return nil end
   return {{jid = jid, state = f[1], n = f[2], seq = f[3], ord = f[4],
-    attempts = tonumber(f[5]), max_attempts = tonumber(f[6]), owner = f[7], batch = f[8]}}
+    attempts = tonumber(f[5]), max_attempts = tonumber(f[6]), owner = f[7], batch = f[8],
+    type = f[9]}}
+end
+
+-- One more (by = 1) or one fewer (by = -1) job of the type in the state.
+local function count_type(type, state, by)
+  local key = P .. 'types:' .. state
+  if redis.call('HINCRBY', key, type, by) <= 0 then redis.call('HDEL', key, type) end
 end
 
 local function enter_pending(job, available_at, now)
@@ -188,6 +202,8 @@ local function move(job, event, available_at, now)
   if job.owner then drop_lease(job) end
   if target == PENDING then enter_pending(job, available_at, now) end
   redis.call('HSET', jk(job.jid), 'state', target)
+  count_type(job.type, job.state, -1)
+  count_type(job.type, target, 1)
   return target
 end
 

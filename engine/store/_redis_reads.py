@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import BatchNotFound
 from engine.store._redis_values import batch_record, counts_of, job_record, number, parse_cursor
 from engine.store.records import BatchRecord, Counts, JobPage
+from protocols.lifecycle import JobState
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from protocols.lifecycle import JobState
 
 __all__ = ["RedisReads"]
 
@@ -75,6 +74,19 @@ class RedisReads:
         Cancellation: shielded; it only reads.
         """
         return int(await self._run("queue_length"))
+
+    async def counts_by_type(self) -> dict[str, Counts]:
+        """Jobs per type and state over every batch (kept by Redis as jobs
+        change state; the store's first call counts the jobs once).
+
+        Cancellation: shielded; it only reads.
+        """
+        per_state = await self._run("counts_by_type")
+        per_type: dict[str, dict[str, int]] = {}
+        for state, flat in zip(JobState, per_state, strict=True):
+            for type_name, n in zip(flat[::2], flat[1::2], strict=True):
+                per_type.setdefault(str(type_name), {})[state.value] = int(n)
+        return {name: Counts(**states) for name, states in sorted(per_type.items())}
 
     async def list_jobs(
         self,

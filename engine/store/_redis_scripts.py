@@ -53,6 +53,8 @@ for _, jid in ipairs(redis.call('ZRANGE', bk(n, 's:' .. ACTIVE), 0, -1)) do
 end
 redis.call('DECRBY', P .. 'pending', redis.call('ZCARD', bk(n, 's:' .. PENDING)))
 for _, jid in ipairs(redis.call('ZRANGE', bk(n, 'all'), 0, -1)) do
+  local f = redis.call('HMGET', jk(jid), 'type', 'state')
+  count_type(f[1], f[2], -1)
   redis.call('DEL', jk(jid))
 end
 for _, state in ipairs(STATES) do redis.call('DEL', bk(n, 's:' .. state)) end
@@ -89,6 +91,7 @@ local function insert_job(n, batch, now, a, i)
   set_opt(jid, 'timeout_seconds', a[i + 9])
   redis.call('ZADD', bk(n, 'all'), seq, jid)
   redis.call('ZADD', bk(n, 's:' .. PENDING), seq, jid)
+  count_type(a[i + 1], PENDING, 1)
   enter_pending({jid = jid, n = n, ord = ord, batch = batch}, a[i + 5], now)
   return true
 end
@@ -303,6 +306,27 @@ end
 return recovered
 """
 
+# → per state (``STATES`` order) the flat list type, count, ... The first
+# call on a store recounts every job into the ``types:`` hashes (jobs
+# stored before they were kept); from then on the scripts keep them.
+_COUNTS_BY_TYPE = """
+if redis.call('EXISTS', P .. 'types:counted') == 0 then
+  for _, state in ipairs(STATES) do redis.call('DEL', P .. 'types:' .. state) end
+  for _, id in ipairs(redis.call('ZRANGE', P .. 'batches', 0, -1)) do
+    for _, jid in ipairs(redis.call('ZRANGE', bk(batch_num(id), 'all'), 0, -1)) do
+      local f = redis.call('HMGET', jk(jid), 'type', 'state')
+      count_type(f[1], f[2], 1)
+    end
+  end
+  redis.call('SET', P .. 'types:counted', 1)
+end
+local out = {}
+for _, state in ipairs(STATES) do
+  out[#out + 1] = redis.call('HGETALL', P .. 'types:' .. state)
+end
+return out
+"""
+
 _QUEUE_LENGTH = """
 return tonumber(redis.call('GET', P .. 'pending') or '0')
 """
@@ -347,5 +371,6 @@ SCRIPTS = {
         "renew_leases": _RENEW_LEASES,
         "recover_expired_leases": _RECOVER_EXPIRED_LEASES,
         "queue_length": _QUEUE_LENGTH,
+        "counts_by_type": _COUNTS_BY_TYPE,
     }.items()
 }

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from engine.store import _sqlite_ops as ops
+from engine.store import _sqlite_type_counts
 
 if TYPE_CHECKING:
     import sqlite3
@@ -72,6 +73,14 @@ class SqliteReads:
         Cancellation: atomic: it only reads.
         """
         return await self._run(ops.queue_length, write=False)
+
+    async def counts_by_type(self) -> dict[str, Counts]:
+        """Jobs per type and state over every batch (counters kept by
+        triggers, never a scan of jobs).
+
+        Cancellation: atomic: it only reads.
+        """
+        return await self._run(_sqlite_type_counts.counts_by_type, write=False)
 
     async def list_jobs(
         self,

@@ -17,7 +17,9 @@ at once cannot both migrate it:
   and ``cancel_requested`` (all NULL: unknown, none) to one that lacks them;
 * the ``running`` table of files made before run ownership becomes rows of
   ``runs``, handed over (owner NULL), so the next engine resumes those runs
-  as the old one would have.
+  as the old one would have;
+* ``type_counts``, the jobs per type and state, and the triggers that keep
+  it, are added and filled in from the jobs (``_sqlite_type_counts``).
 
 Indexes: ``jobs_claim`` walks a batch's pending jobs in the order they are
 handed out, and counts jobs per state. ``jobs_batch`` serves pages in
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from engine.store import _json
+from engine.store import _json, _sqlite_type_counts
 from engine.store.records import starts_by_itself
 
 __all__ = ["SCHEMA", "create_schema"]
@@ -131,3 +133,4 @@ def _migrate(conn: sqlite3.Connection) -> None:
     if conn.execute(old).fetchone() is not None:
         conn.execute("INSERT OR IGNORE INTO runs SELECT batch_id, NULL, since FROM running")
         conn.execute("DROP TABLE running")
+    _sqlite_type_counts.install(conn)

@@ -179,6 +179,12 @@ class Store(Protocol):
         """Pending jobs across all batches."""
         ...
 
+    async def counts_by_type(self) -> dict[str, Counts]:
+        """Jobs per state for each job type (the job's own type, whatever
+        its batch's), across all batches; a type with no job is absent.
+        Kept as jobs change state, so it never scans jobs."""
+        ...
+
     async def list_jobs(
         self,
         batch_id: str,

@@ -61,3 +61,27 @@ async def test_an_empty_store_says_so(
         async with fake_engine(status_log_seconds=10):
             await trio.sleep(15)
     assert [message for _, message in _status_lines(caplog)] == ["status: running 0 of 1; no jobs"]
+
+
+async def test_jobs_count_under_their_own_type_not_their_batch_type(
+    fake_engine: FakeEngineOpener, autojump_clock: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="batchyard.status")
+    with trio.fail_after(600):
+        async with fake_engine(
+            status_log_seconds=30, max_active_batches=2, concurrency=4, job_max_attempts=1
+        ) as engine:
+            mixed = jobs_of("echo", [1, 2]) + jobs_of("fail", [{}])
+            mixed += jobs_of("sleep", [{"seconds": 100}])
+            await engine.create_batch("mixed", "echo", mixed)
+            await engine.create_batch("waiting", "sleep", jobs_of("echo", [3]))
+            await engine.start("mixed")
+            await trio.sleep(35 - trio.current_time())
+            lines = [message for _, message in _status_lines(caplog)]
+            await engine.cancel("mixed")
+    assert lines == [
+        "status: running 1 of 2 (mixed); "
+        "echo: pending 1, active 0, completed 2, failed 0; "
+        "fail: pending 0, active 0, completed 0, failed 1; "
+        "sleep: pending 0, active 1, completed 0, failed 0"
+    ]
