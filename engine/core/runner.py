@@ -366,7 +366,8 @@ class BatchRunner:
                     crash = f"the child exited with code {code}"
                 if watch.replaced:
                     crash = None  # killed on purpose: not a crash
-                crash = watch.silenced or crash
+                if watch.silenced is not None and self.stop_reason is None:
+                    crash = watch.silenced  # killed for it: a crash, said so
                 await self._release(held, crashed=crash is not None)
             self._child = None
             with trio.CancelScope(shield=True):

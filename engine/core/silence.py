@@ -57,15 +57,20 @@ class SilenceCheck:
         if since is None or self.verdict is not None:
             return False
         if now - since >= self._limit:
-            self.verdict = (
-                f"the child sent nothing for {format_seconds(self._limit)} s,"
-                " not even an answer to a ping: its event loop is blocked"
-            )
+            self.condemn()
             return False
         if now - since >= self._limit / 3 and self._pinged != since:
             self._pinged = since
             return True
         return False
+
+    def condemn(self) -> None:
+        """The child is silent: it was quiet for the whole limit, or did not
+        even take the ping off its pipe by then."""
+        self.verdict = (
+            f"the child sent nothing for {format_seconds(self._limit)} s,"
+            " not even an answer to a ping: its event loop is blocked"
+        )
 
     def deadline(self) -> float:
         """When the current quiet period reaches the limit (inf when none runs)."""

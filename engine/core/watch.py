@@ -246,11 +246,12 @@ class ChildWatch:
     async def _check_silence(self, now: float) -> bool:
         """Ping a quiet child; kill a silent one (whether it was killed).
         The ping waits for room in the pipe until the silence deadline at
-        most: a child that reads nothing answers nothing either."""
+        most: a child that does not even read it by then is silent too."""
         if self._silence.check(now):
-            with trio.move_on_at(self._silence.deadline()):
+            with trio.move_on_at(self._silence.deadline()) as waited:
                 await self._ask(ipc.Ping())
-            self._silence.check(trio.current_time())
+            if waited.cancelled_caught:
+                self._silence.condemn()
         if self._silence.verdict is None:
             return False
         self._replace()

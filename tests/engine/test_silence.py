@@ -24,6 +24,7 @@ class _Pipe:
     """The run's side of a child's pipe, as the watch sees it."""
 
     answers: bool
+    full: bool = False  # the child's inbound pipe: a ping cannot be written
     waiting_since: float | None = None
     pings: list[float] = attrs.Factory(list)
     killed: list[float] = attrs.Factory(list)
@@ -35,6 +36,8 @@ class _Pipe:
     async def ask(self, message: ipc.ParentMessage) -> None:
         assert message == ipc.Ping()
         self.pings.append(trio.current_time())
+        if self.full:
+            await trio.sleep_forever()
         if self.answers:  # the Pong ends the read; the run reads again
             self.wait()
 
@@ -93,6 +96,17 @@ async def test_a_child_that_does_not_answer_is_killed_at_the_limit(
     assert pipe.killed == [pytest.approx(began + LIMIT, abs=0.01)]
     assert watch.silenced is not None and "sent nothing for 6 s" in watch.silenced
     assert not watch.replaced  # a crash, not a replacement on purpose
+
+
+async def test_a_child_whose_pipe_takes_no_ping_is_killed_at_the_limit(
+    autojump_clock: MockClock,
+) -> None:
+    pipe = _Pipe(answers=True, full=True)
+    watch = _watch(pipe)
+    pipe.wait()
+    await _watch_for(watch, LIMIT * 10)
+    assert pipe.pings == [pytest.approx(LIMIT / 3)]
+    assert pipe.killed == [pytest.approx(LIMIT)] and watch.silenced is not None
 
 
 async def test_time_the_run_spends_recording_does_not_count(autojump_clock: MockClock) -> None:
