@@ -24,6 +24,10 @@ the engine stops. ``Cancel`` means "cancel what you hold, report each job as
 only. A job sent with ``timeout_seconds`` is cancelled by the child once its
 handler has run that long and reported ``JobFailed``.
 
+``Ping`` asks for a ``Pong`` at once, from the child's event loop: the
+parent sends it when the child has been quiet for a while, and a child
+that answers nothing in time is taken for crashed (its loop is blocked).
+
 Every class is a frozen attrs value. The wire tag of each message (the
 ``"type"`` key) is given by ``PARENT_MESSAGE_TAGS`` / ``CHILD_MESSAGE_TAGS``;
 which event each fact becomes is said by ``protocols.events``.
@@ -56,6 +60,8 @@ __all__ = [
     "JobStarted",
     "JobToRun",
     "ParentMessage",
+    "Ping",
+    "Pong",
     "Progress",
     "Ready",
     "RunJobs",
@@ -122,7 +128,14 @@ class CancelJob:
     job_id: str
 
 
-ParentMessage = Begin | RunJobs | Shutdown | Cancel | CancelJob
+@attrs.frozen(kw_only=True)
+class Ping:
+    """Answer ``Pong`` now: the parent heard nothing from the child for a
+    while and checks that its event loop still runs (the answer comes from
+    that loop, never from a handler's thread)."""
+
+
+ParentMessage = Begin | RunJobs | Shutdown | Cancel | CancelJob | Ping
 
 PARENT_MESSAGE_TAGS: dict[type[Any], str] = {
     Begin: "begin",
@@ -130,6 +143,7 @@ PARENT_MESSAGE_TAGS: dict[type[Any], str] = {
     Shutdown: "shutdown",
     Cancel: "cancel",
     CancelJob: "cancel-job",
+    Ping: "ping",
 }
 
 
@@ -254,6 +268,11 @@ class ChildFailed:
     error: str
 
 
+@attrs.frozen(kw_only=True)
+class Pong:
+    """The answer to ``Ping``: the child's event loop runs."""
+
+
 ChildMessage = (
     Ready
     | BatchStarted
@@ -266,6 +285,7 @@ ChildMessage = (
     | Progress
     | Done
     | ChildFailed
+    | Pong
 )
 
 CHILD_MESSAGE_TAGS: dict[type[Any], str] = {
@@ -280,4 +300,5 @@ CHILD_MESSAGE_TAGS: dict[type[Any], str] = {
     Progress: "progress",
     Done: "done",
     ChildFailed: "error",
+    Pong: "pong",
 }

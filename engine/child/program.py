@@ -19,7 +19,9 @@ say ``Done``, exit 0. A handler's exception fails that job only; its
 ``RateLimited`` hands the job back (``JobRateLimited``) and holds back the
 start of every job that has not started for that long.
 ``CancelJob`` and a job's ``timeout_seconds`` stop one job alone
-(``engine.child.job_control``).
+(``engine.child.job_control``). ``Ping`` is answered ``Pong`` by the loop
+that reads the engine's messages, in any state, so only a child whose loop
+runs answers it (``engine.core.silence``).
 
 Noticing the engine's death: EOF on ``--ipc-in`` ends the child at once. A
 job that blocks the main thread (a ``hang``) would keep the loop from seeing
@@ -281,10 +283,12 @@ class ChildProgram:
 
 
 class _Inbox:
-    """Parent messages read off the IPC stream, one at a time."""
+    """Parent messages read off the IPC stream, one at a time; a ``Ping``
+    is answered (``pong``) here and not returned."""
 
-    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+    def __init__(self, stream: trio.abc.ReceiveStream, pong: Callable[[], None]) -> None:
         self._stream = stream
+        self._pong = pong
         self._framer: LineFramer[ipc.ParentMessage] = LineFramer(ipc.ParentMessage)
 
     async def receive(self) -> ipc.ParentMessage | None:
@@ -295,6 +299,9 @@ class _Inbox:
         """
         while True:
             message = self._framer.next_message()
+            if isinstance(message, ipc.Ping):
+                self._pong()
+                continue
             if message is not NEED_DATA:
                 return message
             data = await self._stream.receive_some(_READ_CHUNK)
@@ -324,7 +331,8 @@ async def serve_child(
         root.start_soon(program.write_loop)
         program.send(ipc.Ready(pid=os.getpid()))
         try:
-            code = await _run_protocol(program, _Inbox(ipc_in))
+            inbox = _Inbox(ipc_in, pong=lambda: program.send(ipc.Pong()))
+            code = await _run_protocol(program, inbox)
         except* ProtocolError as group:
             # After Begin the error comes out of the batch's nurseries, grouped.
             exc: BaseException = group

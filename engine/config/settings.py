@@ -227,6 +227,13 @@ class Settings:
         "MAX_CHILD_MEMORY_MB",
         "a child whose RSS passes this many MB is replaced by a fresh one; 0 = never",
     )
+    child_silence_seconds: float = _setting(
+        120.0,
+        parsers.seconds(positive=False),
+        "CHILD_SILENCE_SECONDS",
+        "a running batch's child that says nothing this long, not even to a ping,"
+        " is killed as crashed; 0 = off",
+    )
     status_log_seconds: float = _setting(
         30.0,
         parsers.seconds(positive=False),

@@ -142,6 +142,7 @@ class EnginePolicy:
             grace_seconds=settings.shutdown_grace_seconds,
             max_jobs_per_child=settings.max_jobs_per_child,
             max_child_rss_bytes=settings.max_child_memory_mb * 1024 * 1024,
+            silence_seconds=settings.child_silence_seconds,
             throttle=Throttle(self._type_gates.get),
         )
 

@@ -115,6 +115,9 @@ class RunLimits:
     #: Jobs, and RSS bytes, after which a child is recycled; 0: never.
     max_jobs_per_child: int = 0
     max_child_rss_bytes: int = 0
+    #: Seconds a child may say nothing (not even answer a ping) before it
+    #: is taken for crashed; 0: never (``engine.core.silence``).
+    silence_seconds: float = 0.0
     #: The run's hold on starts after a handler raised ``RateLimited``.
     throttle: Throttle = attrs.field(factory=Throttle)
 
@@ -363,6 +366,8 @@ class BatchRunner:
                     crash = f"the child exited with code {code}"
                 if watch.replaced:
                     crash = None  # killed on purpose: not a crash
+                if watch.silenced is not None and self.stop_reason is None:
+                    crash = watch.silenced  # killed for it: a crash, said so
                 await self._release(held, crashed=crash is not None)
             self._child = None
             with trio.CancelScope(shield=True):

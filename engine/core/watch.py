@@ -20,6 +20,12 @@ runner carries it out):
   the attempt counted) and every other job it held goes back to pending
   with its attempt refunded.
 
+A child whose event loop is blocked says nothing at all: past
+``silence_seconds`` of it, not answering a ``Ping`` either
+(``engine.core.silence``), it is killed and ``silenced`` says why; the run
+takes that for a crash (``error``, its jobs released as after a crash, a
+``BATCH_RETRIES`` restart used).
+
 A cancelled job is noted on its ``HeldJob`` (``ended_by``) at once, so an
 interruption the child reports afterwards is written as ``cancelled``; a
 job whose child is replaced for it gets its ``outcome`` set, which the
@@ -42,6 +48,7 @@ import psutil
 import trio
 
 from engine.core.held import HeldJob, HeldJobs
+from engine.core.silence import SilenceCheck
 from engine.errors import ChildCrashed
 from engine.store.records import Fail, Outcome
 from protocols import ipc
@@ -107,6 +114,10 @@ class ChildWatch:
         replace: kill the child now (quick, never raising).
         ask: send the child a message (never raising).
         sample: how a process's usage is read.
+        silence_seconds: how long the child may say nothing before it is
+            taken for crashed; 0: never.
+        waiting_since: since when the run waits for the child's next
+            message (trio time), None while it does not wait.
     """
 
     def __init__(
@@ -123,6 +134,8 @@ class ChildWatch:
         replace: Callable[[], None],
         ask: Callable[[ipc.ParentMessage], Awaitable[None]],
         sample: Callable[[int], Usage | None] = read_usage,
+        silence_seconds: float = 0.0,
+        waiting_since: Callable[[], float | None] = lambda: None,
     ) -> None:
         self.pid = pid
         self._held = held
@@ -143,6 +156,12 @@ class ChildWatch:
         self._deadlines: dict[str, tuple[float, Outcome]] = {}
         self._asks: list[str] = []
         self._changed = trio.Event()
+        self._silence = SilenceCheck(limit_seconds=silence_seconds, waiting_since=waiting_since)
+
+    @property
+    def silenced(self) -> str | None:
+        """Why the child was killed for its silence; None when it was not."""
+        return self._silence.verdict
 
     def statistics(self) -> ChildStats:
         """The child's pid, last read RSS and CPU time, and jobs started."""
@@ -211,15 +230,32 @@ class ChildWatch:
                 self._take_sample()
                 next_sample = now + SAMPLE_SECONDS
             self._enforce(now)
+            if not self.replaced and await self._check_silence(now):
+                return
             while self._asks:
                 await self._ask(ipc.CancelJob(job_id=self._asks.pop(0)))
             if self.recycling and not self._recycle_asked:
                 self._recycle_asked = True
                 await self._recycle()
-            wake_at = min([next_sample, *(at for at, _ in self._deadlines.values())])
+            deadlines = (at for at, _ in self._deadlines.values())
+            wake_at = min([next_sample, self._silence.wake_at(), *deadlines])
             with trio.move_on_at(wake_at):
                 await self._changed.wait()
             self._changed = trio.Event()
+
+    async def _check_silence(self, now: float) -> bool:
+        """Ping a quiet child; kill a silent one (whether it was killed).
+        The ping waits for room in the pipe until the silence deadline at
+        most: a child that does not even read it by then is silent too."""
+        if self._silence.check(now):
+            with trio.move_on_at(self._silence.deadline()) as waited:
+                await self._ask(ipc.Ping())
+            if waited.cancelled_caught:
+                self._silence.condemn()
+        if self._silence.verdict is None:
+            return False
+        self._replace()
+        return True
 
     def _take_sample(self) -> None:
         usage = self._sample(self.pid)
@@ -286,4 +322,6 @@ def watch_child(
         recycle=recycle,
         replace=child.kill,
         ask=ask,
+        silence_seconds=limits.silence_seconds,
+        waiting_since=lambda: child.channel.waiting_since,
     )

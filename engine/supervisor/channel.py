@@ -7,6 +7,10 @@ or spoke malformed IPC) and ``None`` for an orderly EOF, never
 
 ``receive_batch`` returns every message that one read brought in, so the
 runner can record a burst of results in one store transaction.
+
+``waiting_since`` says since when the parent has been waiting for the child
+to say anything (None while it is not waiting: what it read is still being
+recorded), which is what tells a silent child (``engine.core.silence``).
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ class ChildChannel:
         self._decoder: LineFramer[ipc.ChildMessage] = LineFramer(ipc.ChildMessage)
         self._send_lock = trio.Lock()
         self._eof = False
+        #: When the pending read began, on trio's clock; None when no read waits.
+        self.waiting_since: float | None = None
 
     async def send(self, message: ipc.ParentMessage) -> None:
         """Send one message.
@@ -70,10 +76,13 @@ class ChildChannel:
             batch = self._drain()
             if batch or self._eof:
                 return batch
+            self.waiting_since = trio.current_time()
             try:
                 data = await self._from_child.receive_some(_READ_CHUNK)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise ChildCrashed(f"the child's IPC pipe broke: {exc}") from exc
+            finally:
+                self.waiting_since = None
             if not data:
                 self._eof = True
                 if self._decoder.buffered:

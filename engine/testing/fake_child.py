@@ -21,9 +21,11 @@ What a process is, the fake models:
 
 The fault job types that act on the process itself (``engine.testing.faults``)
 get in-process twins bound to the child that runs them: ``crash`` calls
-``crash(exitCode)``, ``hang`` is deaf to cancellation and to stop messages
-until ``seconds`` pass or the child is killed, and ``garble`` writes a line
-that is not a message onto the child's IPC pipe.
+``crash(exitCode)``, ``hang`` is deaf to cancellation and to every message
+(what the engine sends meanwhile stays in the pipe, unread, as with a
+blocked loop; a ``Ping`` gets no ``Pong``) until ``seconds`` pass or the
+child is killed, and ``garble`` writes a line that is not a message onto the
+child's IPC pipe.
 
 Its wall clock, what it reports as a job's start, is ``trio_wall_clock``:
 trio's clock, as a fake engine's is, so the two agree on a mock clock.
@@ -98,6 +100,7 @@ class FakeChild:
         self._life = trio.CancelScope(shield=True)
         self._killed = trio.Event()
         self._exited = trio.Event()
+        self._hangs = 0  # hang jobs running: the child reads nothing meanwhile
 
     # --- the process ---------------------------------------------------------
 
@@ -155,10 +158,11 @@ class FakeChild:
 
     async def _send_in(self) -> None:
         """Moves what the engine sent to the child's end, as a pipe would; a
-        pipe whose reader exited is broken."""
+        pipe whose reader exited is broken; a hung child reads nothing."""
         if self.returncode is not None:
             raise trio.BrokenResourceError("the child has exited")
-        trio.testing.memory_stream_pump(self.to_child, self._inbound)
+        if not self._hangs:
+            trio.testing.memory_stream_pump(self.to_child, self._inbound)
 
     def _close_in(self) -> None:
         """The engine closed its end: the child reads EOF."""
@@ -193,8 +197,14 @@ class FakeChild:
 
     async def _hang_job(self, payload: Any, ctx: JobContext) -> None:
         seconds = payload.get("seconds", 3600) if isinstance(payload, dict) else 3600
-        with trio.CancelScope(shield=True), trio.move_on_after(float(seconds)):
-            await self._killed.wait()
+        self._hangs += 1
+        try:
+            with trio.CancelScope(shield=True), trio.move_on_after(float(seconds)):
+                await self._killed.wait()
+        finally:
+            self._hangs -= 1
+        if not self._hangs and self.returncode is None:
+            trio.testing.memory_stream_pump(self.to_child, self._inbound)
 
     async def _garble_job(self, payload: Any, ctx: JobContext) -> None:
         self._write(b"this is not a message\n")

@@ -9,7 +9,9 @@ and in no engine that does not.
 * ``garble``: writes a line that is not a message onto the child's IPC pipe
   (through the child program's hook for fault types, ``engine.child.hooks``);
 * ``pid``: returns the process id of the child that ran it;
-* ``steps`` (``{"steps": int}``): a plain ``def`` handler reporting progress.
+* ``steps`` (``{"steps": int}``): a plain ``def`` handler reporting progress;
+* ``sleep-sync`` (``{"seconds": float}``): a plain ``def`` handler sleeping
+  in its worker thread, saying nothing meanwhile (its child's loop runs on).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import trio
 from engine.child.hooks import write_raw_ipc
 from engine.jobs.registry import JobContext, job_type
 
-__all__ = ["crash", "garble", "hang", "pid", "steps"]
+__all__ = ["crash", "garble", "hang", "pid", "sleep_sync", "steps"]
 
 
 @job_type("crash")
@@ -62,3 +64,10 @@ def steps(payload: Any, ctx: JobContext) -> int:
     for step in range(1, count + 1):
         ctx.report_progress(100 * step / count)
     return int(count)
+
+
+@job_type("sleep-sync")
+def sleep_sync(payload: Any, ctx: JobContext) -> None:
+    """Sleeps ``seconds`` in its worker thread, reporting nothing."""
+    seconds = payload.get("seconds", 1.0) if isinstance(payload, dict) else 1.0
+    time.sleep(float(seconds))
