@@ -14,7 +14,7 @@ from pathlib import Path
 import trio
 
 from faults.catalogue import SCENARIOS
-from faults.engines import end_leftovers
+from faults.engines import end_leftovers, leftovers
 from faults.report import Outcome
 from faults.scenario import Run, Scenario
 
@@ -36,7 +36,9 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
 
 async def run_scenario(scenario: Scenario, run: Run) -> Outcome:
     """``scenario`` within its bound; whatever it raised, and any process
-    it left behind, is a miss."""
+    it left behind, is a miss. Processes that were running before it (a
+    test's own servers) are not its to end."""
+    existing = {process.pid for process in leftovers()}
     outcome = Outcome(scenario.name)
     begun = time.monotonic()
     try:
@@ -45,7 +47,7 @@ async def run_scenario(scenario: Scenario, run: Run) -> Outcome:
     except Exception as exc:  # a scenario that broke is a miss, not a crash of the runner
         traceback.print_exception(exc, file=sys.stderr)
         outcome.misses += [f"raised {_described(leaf)}" for leaf in _leaves(exc)]
-    killed = await end_leftovers()
+    killed = await end_leftovers(existing=existing)
     outcome.expect(not killed, f"processes left behind: {killed}")
     outcome.figures.setdefault("seconds", time.monotonic() - begun)
     return outcome

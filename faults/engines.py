@@ -13,7 +13,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 
 import psutil
@@ -180,19 +180,23 @@ def alive(process: psutil.Process) -> bool:
         return False
 
 
-def leftovers() -> list[psutil.Process]:
-    """Every live process this one started, directly or not."""
-    return [p for p in psutil.Process().children(recursive=True) if alive(p)]
+def leftovers(existing: Collection[int] = ()) -> list[psutil.Process]:
+    """Every live process this one started, directly or not, but those of
+    ``existing`` (pids that were there before)."""
+    return [
+        p for p in psutil.Process().children(recursive=True) if p.pid not in existing and alive(p)
+    ]
 
 
-async def end_leftovers(wait: float = 3.0) -> list[str]:
-    """Wait up to ``wait`` seconds for this process's descendants to exit,
-    then kill those left; a description of each that had to be killed."""
+async def end_leftovers(wait: float = 3.0, *, existing: Collection[int] = ()) -> list[str]:
+    """Wait up to ``wait`` seconds for this process's descendants, but
+    those of ``existing``, to exit, then kill those left; a description of
+    each that had to be killed."""
     with trio.move_on_after(wait):
-        while leftovers():  # noqa: ASYNC110 - other processes' state
+        while leftovers(existing):  # noqa: ASYNC110 - other processes' state
             await trio.sleep(0.05)
     killed = []
-    for process in leftovers():
+    for process in leftovers(existing):
         try:
             killed.append(f"{process.pid} {' '.join(process.cmdline())[:80]}")
             process.kill()

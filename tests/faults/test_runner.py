@@ -48,10 +48,17 @@ async def test_a_scenario_that_raises_and_leaves_a_process_misses_twice(tmp_path
         left.append(await trio.lowlevel.open_process(["sleep", "60"]))
         raise ValueError("the store went away")
 
-    outcome = await run_scenario(Scenario("broken", broken, limit_seconds=10), Run(tmp_path))
-    with trio.fail_after(5):
-        await left[0].wait()  # the runner killed it
-    assert left[0].returncode == -9
+    # A process that was there before (a test's own server) is not the scenario's.
+    earlier = await trio.lowlevel.open_process(["sleep", "60"])
+    try:
+        outcome = await run_scenario(Scenario("broken", broken, limit_seconds=10), Run(tmp_path))
+        with trio.fail_after(5):
+            await left[0].wait()  # the runner killed it
+        assert left[0].returncode == -9
+        assert earlier.returncode is None
+    finally:
+        earlier.kill()
+        await earlier.wait()
     assert not outcome.passed
     assert outcome.misses[0] == "raised ValueError: the store went away"
     assert outcome.misses[1].startswith("processes left behind: [")
