@@ -27,10 +27,10 @@ that EOF, so a daemon thread also watches the parent pid and calls
 ``os._exit`` when the child is orphaned. Either way no orphan outlives its
 engine by more than ``_ORPHAN_POLL_SECONDS`` plus a scheduling delay.
 
-Outbound lines queue in the program and are written in bursts, once per
-scheduling round (``write_loop``), so a burst of results costs one system
-call; ``flush`` writes at once where the engine must see a line before the
-next step.
+Outbound messages queue in the program and are written in bursts, once per
+scheduling round (``write_loop``): the burst is one ``Reports`` line, so it
+costs one system call here and one line to decode in the engine; ``flush``
+writes at once where the engine must see a message before the next step.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from engine.jobs.follow_ups import FollowUps
 from engine.jobs.registry import REGISTRY, JobContext, JobRegistry, load_job_modules
 from protocols import ipc
 from protocols.errors import LocalProtocolError, ProtocolError
-from protocols.framing import NEED_DATA, LineFramer
+from protocols.framing import NEED_DATA, LineFramer, reports_lines
 
 __all__ = ["ChildProgram", "main"]
 
@@ -108,7 +108,7 @@ class ChildProgram:
 
     def send(self, message: ipc.ChildMessage) -> None:
         """Encode and queue one message; the writer sends it soon."""
-        self._lines.append(self._encoder.encode(message))
+        self._lines.append(self._encoder.encode_object(message))
         self._has_lines.set()
 
     def flush(self, *, with_progress: bool = False) -> None:
@@ -124,7 +124,7 @@ class ChildProgram:
                     in_flight=self.in_flight, completed=self.completed, failed=self.failed
                 )
             )
-        data = b"".join(self._lines)
+        data = reports_lines(self._lines)
         self._lines.clear()
         if self._broken:
             return
