@@ -94,6 +94,7 @@ if TYPE_CHECKING:
     )
     from protocols.framing import DEFAULT_MAX_LINE_BYTES, NEED_DATA, LineFramer, NeedData
     from protocols.ipc import (
+        CHILD_LINE_TAGS,
         CHILD_MESSAGE_TAGS,
         PARENT_MESSAGE_TAGS,
         BatchStarted,
@@ -101,6 +102,7 @@ if TYPE_CHECKING:
         Cancel,
         CancelJob,
         ChildFailed,
+        ChildLine,
         ChildMessage,
         Done,
         FollowUp,
@@ -114,12 +116,14 @@ if TYPE_CHECKING:
         ParentMessage,
         Progress,
         Ready,
+        Reports,
         RunJobs,
         Shutdown,
     )
 
 __all__ = [
     "BATCH_ID_PATTERN",
+    "CHILD_LINE_TAGS",
     "CHILD_MESSAGE_TAGS",
     "CONVERTER",
     "DEFAULT_MAX_LINE_BYTES",
@@ -139,6 +143,7 @@ __all__ = [
     "Cancel",
     "CancelJob",
     "ChildFailed",
+    "ChildLine",
     "ChildMessage",
     "CloseCode",
     "ControlMessage",
@@ -181,6 +186,7 @@ __all__ = [
     "RateLimitedJob",
     "Ready",
     "RemoteProtocolError",
+    "Reports",
     "Requeued",
     "ResumeFrom",
     "RunDone",
@@ -221,11 +227,13 @@ _HOMES = {
     "BatchStarted": "protocols.ipc",
     "BatchView": "protocols.api",
     "Begin": "protocols.ipc",
+    "CHILD_LINE_TAGS": "protocols.ipc",
     "CHILD_MESSAGE_TAGS": "protocols.ipc",
     "CONVERTER": "protocols.codec",
     "Cancel": "protocols.ipc",
     "CancelJob": "protocols.ipc",
     "ChildFailed": "protocols.ipc",
+    "ChildLine": "protocols.ipc",
     "ChildMessage": "protocols.ipc",
     "CloseCode": "protocols.events",
     "ControlMessage": "protocols.events",
@@ -276,6 +284,7 @@ _HOMES = {
     "Progress": "protocols.ipc",
     "ProtocolError": "protocols.errors",
     "Ready": "protocols.ipc",
+    "Reports": "protocols.ipc",
     "RemoteProtocolError": "protocols.errors",
     "Requeued": "protocols.api",
     "ResumeFrom": "protocols.events",
