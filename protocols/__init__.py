@@ -96,6 +96,7 @@ if TYPE_CHECKING:
     )
     from protocols.framing import DEFAULT_MAX_LINE_BYTES, NEED_DATA, LineFramer, NeedData
     from protocols.ipc import (
+        CHILD_LINE_TAGS,
         CHILD_MESSAGE_TAGS,
         PARENT_MESSAGE_TAGS,
         BatchStarted,
@@ -103,6 +104,7 @@ if TYPE_CHECKING:
         Cancel,
         CancelJob,
         ChildFailed,
+        ChildLine,
         ChildMessage,
         Done,
         FollowUp,
@@ -116,12 +118,14 @@ if TYPE_CHECKING:
         ParentMessage,
         Progress,
         Ready,
+        Reports,
         RunJobs,
         Shutdown,
     )
 
 __all__ = [
     "BATCH_ID_PATTERN",
+    "CHILD_LINE_TAGS",
     "CHILD_MESSAGE_TAGS",
     "CONVERTER",
     "DEFAULT_MAX_LINE_BYTES",
@@ -141,6 +145,7 @@ __all__ = [
     "Cancel",
     "CancelJob",
     "ChildFailed",
+    "ChildLine",
     "ChildMessage",
     "CloseCode",
     "ControlMessage",
@@ -183,6 +188,7 @@ __all__ = [
     "RateLimitedJob",
     "Ready",
     "RemoteProtocolError",
+    "Reports",
     "Requeued",
     "ResumeFrom",
     "RunDone",
@@ -223,11 +229,13 @@ _HOMES = {
     "BatchStarted": "protocols.ipc",
     "BatchView": "protocols.api",
     "Begin": "protocols.ipc",
+    "CHILD_LINE_TAGS": "protocols.ipc",
     "CHILD_MESSAGE_TAGS": "protocols.ipc",
     "CONVERTER": "protocols.codec",
     "Cancel": "protocols.ipc",
     "CancelJob": "protocols.ipc",
     "ChildFailed": "protocols.ipc",
+    "ChildLine": "protocols.ipc",
     "ChildMessage": "protocols.ipc",
     "CloseCode": "protocols.events",
     "ControlMessage": "protocols.control",
@@ -278,6 +286,7 @@ _HOMES = {
     "Progress": "protocols.ipc",
     "ProtocolError": "protocols.errors",
     "Ready": "protocols.ipc",
+    "Reports": "protocols.ipc",
     "RemoteProtocolError": "protocols.errors",
     "Requeued": "protocols.api",
     "ResumeFrom": "protocols.control",

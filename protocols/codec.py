@@ -213,6 +213,7 @@ def configure_converter(converter: OrjsonConverter) -> None:
     for union, tags in (
         (ipc.ParentMessage, ipc.PARENT_MESSAGE_TAGS),
         (ipc.ChildMessage, ipc.CHILD_MESSAGE_TAGS),
+        (ipc.ChildLine, ipc.CHILD_LINE_TAGS),
     ):
         configure_tagged_union(union, converter, tag_generator=tags.__getitem__, tag_name="type")
 

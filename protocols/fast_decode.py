@@ -6,9 +6,10 @@ Structuring a message through the converter costs several microseconds,
 most of it generic dispatch; the engine decodes two or more child
 messages per job. For a message whose fields are all of plain kinds
 (strings, numbers, booleans, ``Any``, an optional string, or a tuple of
-such messages) ``fast_structurer`` builds a direct check: the object's
-keys (its ``type`` tag and its fields' camelCase names, required ones
-present, no others) and each value's JSON kind, then the class itself.
+such messages or of a tagged union of them, as ``Reports`` holds)
+``fast_structurer`` builds a direct check: the object's keys (its
+``type`` tag and its fields' camelCase names, required ones present, no
+others) and each value's JSON kind, then the class itself.
 
 It only ever takes what the converter would take, to the same value: for
 anything else (a wrong kind, a missing or extra key, a validator that
@@ -33,7 +34,7 @@ __all__ = ["fast_structurer"]
 #: Structures a decoded JSON value, or None when the converter must.
 Fast = Callable[[Any], Any]
 
-_TAGS: dict[type[Any], str] = {**ipc.PARENT_MESSAGE_TAGS, **ipc.CHILD_MESSAGE_TAGS}
+_TAGS: dict[type[Any], str] = {**ipc.PARENT_MESSAGE_TAGS, **ipc.CHILD_LINE_TAGS}
 
 
 class _Refused(Exception):
@@ -92,7 +93,25 @@ def _value_check(tp: Any) -> Callable[[Any], Any] | None:
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis and attrs.has(args[0]):
         inner = _object_check(args[0], tag=None)
         return None if inner is None else _many(inner)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis and _is_union(args[0]):
+        return _many(_taken(fast_structurer(args[0])))
     return None
+
+
+def _is_union(tp: Any) -> bool:
+    return isinstance(tp, types.UnionType) or get_origin(tp) is Union
+
+
+def _taken(fast: Fast) -> Callable[[Any], Any]:
+    """``fast`` as a value check: what it leaves to the converter is refused."""
+
+    def taken(value: Any) -> Any:
+        message = fast(value)
+        if message is None:
+            raise _Refused
+        return message
+
+    return taken
 
 
 def _object_check(cls: type[Any], tag: str | None) -> Callable[[Any], Any] | None:
@@ -127,7 +146,7 @@ def fast_structurer(message_type: Any) -> Fast:
     """The shortcut for ``message_type`` (a message class or a union of
     tagged ones): a function from a decoded JSON value to the message, or
     to None when the converter must structure it."""
-    union = isinstance(message_type, types.UnionType) or get_origin(message_type) is Union
+    union = _is_union(message_type)
     members = get_args(message_type) if union else (message_type,)
     by_tag: dict[Any, Callable[[Any], Any]] = {}
     single: Callable[[Any], Any] | None = None

@@ -3,7 +3,8 @@
 One message is one line of UTF-8 JSON ending in ``\\n``. The caller owns every
 read and write: it feeds bytes in with ``receive_data``, pulls messages out
 with ``next_message`` (``NEED_DATA`` when no whole line is buffered yet) and
-turns messages into bytes with ``encode``.
+turns messages into bytes with ``encode``. ``reports_lines`` joins child
+messages already encoded into ``Reports`` lines (``protocols.ipc``).
 
 A frame longer than ``max_line_bytes`` is refused as soon as the buffer holds
 more than that without a newline, so a peer cannot make us buffer without
@@ -15,17 +16,25 @@ from __future__ import annotations
 
 import enum
 import types
+from collections.abc import Sequence
 from typing import Any, Generic, NoReturn, TypeVar, Union, get_args, get_origin
 
 import cattrs
 import orjson
 
-from protocols import jsontext
+from protocols import ipc, jsontext
 from protocols.codec import CONVERTER, describe_error, json_kind
 from protocols.errors import LocalProtocolError, RemoteProtocolError
 from protocols.fast_decode import fast_structurer
 
-__all__ = ["DEFAULT_MAX_LINE_BYTES", "NEED_DATA", "LineFramer", "NeedData"]
+__all__ = [
+    "DEFAULT_MAX_LINE_BYTES",
+    "NEED_DATA",
+    "REPORTS_LINE_BYTES",
+    "LineFramer",
+    "NeedData",
+    "reports_lines",
+]
 
 #: Results can be large (an embedding of a long document, a thumbnail as
 #: base64), so the default line limit is generous; it exists to stop a broken
@@ -99,13 +108,22 @@ class LineFramer(Generic[M]):
             LocalProtocolError: the message is not one this framer carries, or
                 it holds something JSON cannot carry.
         """
+        return self.encode_object(message) + b"\n"
+
+    def encode_object(self, message: Any) -> bytes:
+        """One message as its JSON object, without the newline (for
+        ``reports_lines``).
+
+        Raises:
+            LocalProtocolError: as ``encode``.
+        """
         if type(message) not in self._members:
             raise LocalProtocolError(
                 f"cannot encode {type(message).__name__}: not a {_name(self._message_type)}"
             )
         try:
             unstructured = CONVERTER.unstructure(message, self._message_type)
-            return jsontext.dumps(unstructured) + b"\n"
+            return jsontext.dumps(unstructured)
         except (TypeError, ValueError) as exc:
             raise LocalProtocolError(f"cannot encode {type(message).__name__}: {exc}") from exc
 
@@ -132,6 +150,37 @@ class LineFramer(Generic[M]):
     def _fail(self, reason: str) -> NoReturn:
         self._broken = RemoteProtocolError(reason)
         raise self._broken
+
+
+#: A ``Reports`` line is closed once it holds this many bytes of messages
+#: (a message that crosses the mark still goes in), far below any line limit.
+REPORTS_LINE_BYTES = 1024 * 1024
+
+_REPORTS_OPEN = b'{"type":"%s","facts":[' % ipc.CHILD_LINE_TAGS[ipc.Reports].encode()
+
+
+def reports_lines(objects: Sequence[bytes]) -> bytes:
+    """Child messages encoded by ``encode_object``, in order, as few lines
+    as ``REPORTS_LINE_BYTES`` allows: a lone message as itself, several as
+    one ``Reports`` (``protocols.ipc``)."""
+    lines = []
+    start = 0
+    while start < len(objects):
+        end, size = start, 0
+        while end < len(objects) and size < REPORTS_LINE_BYTES:
+            size += len(objects[end])
+            end += 1
+        if end - start == 1:
+            lines.append(objects[start] + b"\n")
+        else:
+            taken = objects[start:end]
+            # A message with a wide integer makes the whole line one for
+            # the exact reader (``jsontext``).
+            wide = any(text[:1] == jsontext.WIDE for text in taken)
+            opening = jsontext.WIDE + _REPORTS_OPEN if wide else _REPORTS_OPEN
+            lines.append(opening + b",".join(taken) + b"]}\n")
+        start = end
+    return b"".join(lines)
 
 
 def _union_members(tp: Any) -> tuple[Any, ...]:

@@ -31,6 +31,11 @@ that answers nothing in time is taken for crashed (its loop is blocked).
 Every class is a frozen attrs value. The wire tag of each message (the
 ``"type"`` key) is given by ``PARENT_MESSAGE_TAGS`` / ``CHILD_MESSAGE_TAGS``;
 which event each fact becomes is said by ``protocols.events``.
+
+The child writes what one scheduling round produced as one line: a single
+message as itself, several as one ``Reports`` (tag ``"reports"``) holding
+them in order, so the engine decodes one line per round, not one per fact.
+A line is a ``ChildLine``; ``facts_of`` gives the messages it carries.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import attrs
 from protocols.fields import OMIT_WHEN_DEFAULT
 
 __all__ = [
+    "CHILD_LINE_TAGS",
     "CHILD_MESSAGE_TAGS",
     "PARENT_MESSAGE_TAGS",
     "BatchStarted",
@@ -49,6 +55,7 @@ __all__ = [
     "Cancel",
     "CancelJob",
     "ChildFailed",
+    "ChildLine",
     "ChildMessage",
     "Done",
     "FollowUp",
@@ -64,8 +71,10 @@ __all__ = [
     "Pong",
     "Progress",
     "Ready",
+    "Reports",
     "RunJobs",
     "Shutdown",
+    "facts_of",
 ]
 
 
@@ -302,3 +311,24 @@ CHILD_MESSAGE_TAGS: dict[type[Any], str] = {
     ChildFailed: "error",
     Pong: "pong",
 }
+
+
+@attrs.frozen(kw_only=True)
+class Reports:
+    """Several child messages written together (one scheduling round's),
+    in the order the child queued them."""
+
+    facts: tuple[ChildMessage, ...]
+
+
+#: What one line from the child holds.
+ChildLine = ChildMessage | Reports
+
+CHILD_LINE_TAGS: dict[type[Any], str] = {**CHILD_MESSAGE_TAGS, Reports: "reports"}
+
+
+def facts_of(line: ChildLine) -> tuple[ChildMessage, ...]:
+    """The messages one line carries, in order."""
+    if isinstance(line, Reports):
+        return line.facts
+    return (line,)

@@ -38,9 +38,12 @@ from typing import Any
 
 import orjson
 
-__all__ = ["dumps", "load_any", "load_own"]
+__all__ = ["WIDE", "dumps", "load_any", "load_own"]
 
-_WIDE = b" "  # leads text written by the standard library
+#: What leads text written by the standard library: text that joins
+#: pieces ``dumps`` wrote (into an array) starts with it when any piece did.
+WIDE = b" "
+_WIDE = WIDE
 _WIDE_TEXT = " "
 
 # ``-9223372036854775809`` (one below int64) has 19 digits; anything orjson

@@ -11,6 +11,7 @@ with stamps taken in the engine's process.
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -95,10 +96,12 @@ async def open_api(url: str) -> AsyncIterator[Api]:
 class EventStream:
     """The frames of one batch's WebSocket subscription, in order, each once.
 
-    A subscriber the server drops as too slow (close 1013) reconnects and
-    resumes from the last seq it saw, as the contract tells clients to;
-    ``drops`` counts how often. Frames that arrive twice around a resume are
-    delivered once (by seq).
+    It asks for ``?batch=1``, as ``batchyard watch`` does: each message is a
+    JSON array of the frames the server had queued for it, and each of them
+    is stamped with the message's arrival. A subscriber the server drops as
+    too slow (close 1013) reconnects and resumes from the last seq it saw, as
+    the contract tells clients to; ``drops`` counts how often. Frames that
+    arrive twice around a resume are delivered once (by seq).
     """
 
     def __init__(self, url: str, stack: AsyncExitStack) -> None:
@@ -107,6 +110,9 @@ class EventStream:
         self._connection: trio_websocket.WebSocketConnection | None = None
         self._seen: set[int] = set()
         self._last_seq = 0
+        #: Frames of the last message not yet handed out, and its arrival.
+        self._queued: collections.deque[dict[str, Any]] = collections.deque()
+        self._arrived = 0.0
         self.drops = 0
 
     async def connect(self) -> None:
@@ -115,6 +121,7 @@ class EventStream:
         Cancellation: may have partially happened.
         """
         await self._stack.aclose()
+        self._queued.clear()
         self._connection = await self._stack.enter_async_context(
             trio_websocket.open_websocket_url(
                 self._url, message_queue_size=64, connect_timeout=30, disconnect_timeout=5
@@ -135,22 +142,25 @@ class EventStream:
         """
         assert self._connection is not None, "connect() first"
         while True:
-            try:
-                raw = await self._connection.get_message()
-            except trio_websocket.ConnectionClosed as exc:
-                if exc.reason is None or exc.reason.code != _TRY_AGAIN_LATER:
-                    raise
-                self.drops += 1
-                await self.connect()
+            if not self._queued:
+                try:
+                    raw = await self._connection.get_message()
+                except trio_websocket.ConnectionClosed as exc:
+                    if exc.reason is None or exc.reason.code != _TRY_AGAIN_LATER:
+                        raise
+                    self.drops += 1
+                    await self.connect()
+                    continue
+                self._arrived = time.monotonic()
+                self._queued.extend(orjson.loads(raw))
                 continue
-            arrived = time.monotonic()
-            frame = orjson.loads(raw)
+            frame = self._queued.popleft()
             seq = frame["seq"]
             self._last_seq = seq
             if seq in self._seen:
                 continue
             self._seen.add(seq)
-            return Frame(event=frame["event"], seq=seq, data=frame["data"], arrived=arrived)
+            return Frame(event=frame["event"], seq=seq, data=frame["data"], arrived=self._arrived)
 
     async def until_end(self, batch_id: str) -> list[Frame]:
         """Every frame up to and including the batch run's ``done`` or ``error``.
@@ -171,12 +181,12 @@ _TRY_AGAIN_LATER = 1013
 
 @asynccontextmanager
 async def open_events(ws_url: str, batch_id: str) -> AsyncIterator[EventStream]:
-    """A WebSocket subscription to one batch's events (``/ws?batchId=``).
+    """A WebSocket subscription to one batch's events (``/ws?batchId=&batch=1``).
 
     The server subscribes before it accepts, so every event published after
     this returns reaches the stream.
     """
     async with AsyncExitStack() as stack:
-        stream = EventStream(f"{ws_url}/ws?batchId={batch_id}", stack)
+        stream = EventStream(f"{ws_url}/ws?batchId={batch_id}&batch=1", stack)
         await stream.connect()
         yield stream

@@ -2,6 +2,6 @@
 
 import sys
 
-from engine.child.program import main
+from engine.child.process import main
 
 sys.exit(main())

@@ -17,7 +17,6 @@ stops (``Cancel``, the engine gone) are threads abandoned.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -86,17 +85,23 @@ async def call_within(
         JobTimedOut: the deadline passed first.
         Exception: whatever the handler raised.
     """
-    with trio.move_on_after(math.inf if timeout is None else timeout):
-        if job_type.is_async:
-            return await call_handler(job_type, payload, ctx)
-        with trio.CancelScope(shield=True) as thread:
-            scopes.threads.add(thread)
-            try:
-                result = await call_handler(job_type, payload, ctx)
-            finally:
-                scopes.threads.discard(thread)
-        # Where a stop of the job (or of the whole child) came meanwhile, it
-        # is delivered now.
-        await trio.lowlevel.checkpoint()
-        return result
+    if timeout is None:  # no deadline: no scope of its own either
+        return await _call(job_type, payload, ctx, scopes)
+    with trio.move_on_after(timeout):
+        return await _call(job_type, payload, ctx, scopes)
     raise JobTimedOut(f"timed out after {timeout:g}s")
+
+
+async def _call(job_type: JobType, payload: Any, ctx: JobContext, scopes: JobScopes) -> Any:
+    if job_type.is_async:
+        return await call_handler(job_type, payload, ctx)
+    with trio.CancelScope(shield=True) as thread:
+        scopes.threads.add(thread)
+        try:
+            result = await call_handler(job_type, payload, ctx)
+        finally:
+            scopes.threads.discard(thread)
+    # Where a stop of the job (or of the whole child) came meanwhile, it
+    # is delivered now.
+    await trio.lowlevel.checkpoint()
+    return result

@@ -1,11 +1,11 @@
-"""The child process of one batch run: ``python -m engine.child``.
+"""The child program of one batch run, over any pair of streams.
 
 Design notes
 ------------
 The child executes; it never touches the store. It speaks to the engine over
-two dedicated pipes (``--ipc-in`` / ``--ipc-out`` file descriptors), one JSON
-line per message (``protocols.ipc``); its stdout and stderr belong to the
-handlers, whose prints and logs the engine relays.
+two dedicated pipes (``engine.child.process``), one JSON line per message
+(``protocols.ipc``); its stdout and stderr belong to the handlers, whose
+prints and logs the engine relays.
 
 Life of a child: import the job modules, say ``Ready``, wait for ``Begin``,
 say ``BatchStarted``, then run every job of every ``RunJobs`` under a
@@ -23,24 +23,20 @@ start of every job that has not started for that long.
 that reads the engine's messages, in any state, so only a child whose loop
 runs answers it (``engine.core.silence``).
 
-Noticing the engine's death: EOF on ``--ipc-in`` ends the child at once. A
-job that blocks the main thread (a ``hang``) would keep the loop from seeing
-that EOF, so a daemon thread also watches the parent pid and calls
-``os._exit`` when the child is orphaned. Either way no orphan outlives its
-engine by more than ``_ORPHAN_POLL_SECONDS`` plus a scheduling delay.
+Noticing the engine's death: EOF on ``--ipc-in`` ends the child at once
+(exit ``ENGINE_GONE``); the process around the program
+(``engine.child.process``) also watches the parent pid.
 
-Outbound lines queue in the program and are written in bursts, once per
-scheduling round (``write_loop``), so a burst of results costs one system
-call; ``flush`` writes at once where the engine must see a line before the
-next step.
+Outbound messages queue in the program and are written in bursts, once per
+scheduling round (``write_loop``): the burst is one ``Reports`` line, so it
+costs one system call here and one line to decode in the engine; ``flush``
+writes at once where the engine must see a message before the next step.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -51,24 +47,19 @@ import trio
 from engine.child.holds import StartHold
 from engine.child.hooks import expose_raw_ipc_writer
 from engine.child.job_control import JobScopes, JobTimedOut, call_within
-from engine.errors import JobError, RateLimited
+from engine.errors import RateLimited
 from engine.jobs.follow_ups import FollowUps
-from engine.jobs.registry import REGISTRY, JobContext, JobRegistry, load_job_modules
+from engine.jobs.registry import JobContext, JobRegistry
 from protocols import ipc
 from protocols.errors import LocalProtocolError, ProtocolError
-from protocols.framing import NEED_DATA, LineFramer
+from protocols.framing import NEED_DATA, LineFramer, reports_lines
 
-__all__ = ["ChildProgram", "main"]
-
-#: How often the orphan watchdog looks at the parent pid. A fifth of a second
-#: keeps the contract's "children exit within 2 s of the engine's death" with
-#: room to spare on a loaded machine, while costing nothing measurable.
-_ORPHAN_POLL_SECONDS = 0.2
+__all__ = ["ENGINE_GONE", "ChildProgram", "serve_child"]
 
 _READ_CHUNK = 65536
 
 #: The exit code of a child whose engine went away.
-_ENGINE_GONE = 3
+ENGINE_GONE = 3
 
 
 class ChildProgram:
@@ -110,7 +101,7 @@ class ChildProgram:
 
     def send(self, message: ipc.ChildMessage) -> None:
         """Encode and queue one message; the writer sends it soon."""
-        self._lines.append(self._encoder.encode(message))
+        self._lines.append(self._encoder.encode_object(message))
         self._has_lines.set()
 
     def flush(self, *, with_progress: bool = False) -> None:
@@ -126,7 +117,7 @@ class ChildProgram:
                     in_flight=self.in_flight, completed=self.completed, failed=self.failed
                 )
             )
-        data = b"".join(self._lines)
+        data = reports_lines(self._lines)
         self._lines.clear()
         if self._broken:
             return
@@ -402,62 +393,6 @@ async def _run_batch(program: ChildProgram, begin: ipc.Begin, inbox: _Inbox) -> 
             await stop.wait()
         reading.cancel_scope.cancel()
     if engine_gone:
-        return _ENGINE_GONE
+        return ENGINE_GONE
     program.send(ipc.Done(completed=program.completed, failed=program.failed))
     return 0
-
-
-def _blocking_writer(fd: int) -> Callable[[bytes], None]:
-    """Whole writes to ``fd``, blocking while the pipe is full.
-
-    Writes are synchronous so that a line is on its way before the next
-    statement runs (see ``flush``); a full pipe means the engine is behind,
-    and the child waiting for it is the right backpressure.
-    """
-    os.set_blocking(fd, True)
-
-    def write(data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-
-    return write
-
-
-def _watch_parent(parent_pid: int) -> None:
-    while True:
-        time.sleep(_ORPHAN_POLL_SECONDS)
-        if os.getppid() != parent_pid:
-            os._exit(_ENGINE_GONE)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: parse the pipe descriptors, load job modules, run."""
-    parser = argparse.ArgumentParser(prog="python -m engine.child")
-    parser.add_argument("--ipc-in", type=int, required=True)
-    parser.add_argument("--ipc-out", type=int, required=True)
-    parser.add_argument("--parent-pid", type=int, required=True)
-    parser.add_argument("--jobs", default="")
-    args = parser.parse_args(argv)
-    threading.Thread(target=_watch_parent, args=(args.parent_pid,), daemon=True).start()
-    if os.getppid() != args.parent_pid:
-        return _ENGINE_GONE
-    try:
-        load_job_modules([m for m in args.jobs.split(",") if m])
-    except JobError as exc:
-        print(f"batchyard child: {exc}", file=sys.stderr)
-        return 2
-
-    async def run() -> int:
-        async with trio.lowlevel.FdStream(args.ipc_in) as ipc_in:
-            return await serve_child(ipc_in, _blocking_writer(args.ipc_out), REGISTRY)
-
-    code = trio.run(run)
-    if code == _ENGINE_GONE:
-        # Nobody is left to report to: skip the interpreter's teardown.
-        os._exit(code)
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

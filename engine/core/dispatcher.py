@@ -73,7 +73,7 @@ from engine.supervisor.children import Child
 from protocols import ipc
 
 if TYPE_CHECKING:
-    from engine.core.runner import RunLimits
+    from engine.core.run_limits import RunLimits
 
 __all__ = ["Dispatcher"]
 

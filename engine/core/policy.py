@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 from engine.config.settings import RateLimit, Settings
 from engine.core.limits import RateLimiter, TypeGate
-from engine.core.runner import RunLimits
+from engine.core.run_limits import RunLimits
 from engine.core.throttle import Throttle
 from engine.core.values import JobRequest
 from engine.errors import JobError, UnknownJobType

@@ -8,21 +8,19 @@ publishes their events in the order the child sent them, so a subscriber
 never sees a job start before the job it replaced finished. Which message
 becomes which event is written down in ``protocols.events``; the data is
 built here, from the engine's view (the ``Tally``, the state the store
-took). A failed job with attempts left goes back to pending after an
-exponential backoff (``job:retrying``); its one terminal ``job:progress``
-comes when it finally completes or fails.
+took); ``engine.core.outcomes`` says which outcome a report becomes. A
+job back to pending for a retry gets ``job:retrying``; its one terminal
+``job:progress`` comes when it finally completes or fails.
 
 A job's start (``JobStarted``) also moves the rate limits' takes of the
 job to the moment its handler started (``HeldJobs.restamp``), before the
 burst's outcomes are written, so the next grants see it soon.
 
 Batch-wide counts for ``processing:progress`` are kept from outcomes
-(``engine.core.tally``), so progress costs no store query; it is
-published at most once per burst (at its end, whatever number of
-``Progress`` reports the burst held), and once more when ``release``
-moved the counts, so the latest counts always precede ``done``. Its
-``eta_seconds`` comes from the run's ``EtaEstimator``, fed with those
-counts.
+(``engine.core.tally``: no store query) and published at most once per
+burst (at its end, however many ``Progress`` reports it held), and once
+more when ``release`` moved them, so the latest counts precede ``done``;
+their ``eta_seconds`` comes from the run's ``EtaEstimator``.
 
 While the store is away, the outcomes a child reported stay with their
 ``HeldJob`` (``outcome``) and the store write is retried (``StoreRetry``)
@@ -53,6 +51,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 
 import attrs
 import trio
@@ -62,13 +61,14 @@ from engine.core.eta import EtaEstimator
 from engine.core.follow_ups import FollowUpRecorder, FollowUpRules
 from engine.core.held import CLEANUP_SECONDS, HeldJob, HeldJobs
 from engine.core.job_log import job_active, job_ended, job_retrying
+from engine.core.outcomes import JOB_FACTS, outcome_of, state_after
 from engine.core.refill import Refill, hold_refill
 from engine.core.retry import Patience, StoreRetry
 from engine.core.tally import Tally
-from engine.core.throttle import Throttle, hold_seconds
+from engine.core.throttle import Throttle
 from engine.errors import StoreUnavailable
 from engine.store.base import Store
-from engine.store.records import Complete, Counts, Fail, JobRecord, Outcome, Release
+from engine.store.records import Counts, Fail, Outcome, Release
 from protocols import events, ipc
 from protocols.lifecycle import JobState
 
@@ -120,11 +120,13 @@ class Recorder:
         self._store = store
         self._owner = owner
         self._bus = bus
-        self._backoff_seconds = backoff_seconds
         self._clock = clock
         self._retry = retry
         self._patience = patience
         self._tally = Tally()
+        self._outcome_of = partial(
+            outcome_of, clock=clock, backoff_seconds=backoff_seconds, follow_ups=self._follow_ups
+        )
 
     def start_tally(self, counts: Counts) -> None:
         """Count progress from the batch's stored counts (a run begins)."""
@@ -188,7 +190,7 @@ class Recorder:
         puts its hold on."""
         outcomes: dict[str, Outcome] = {}
         for message in messages:
-            if not isinstance(message, _JOB_FACTS):
+            if not isinstance(message, JOB_FACTS):
                 continue
             job = held.get(message.job_id)
             if job is None:
@@ -199,7 +201,7 @@ class Recorder:
                 job_active(self.batch_id, job.record)
                 held.restamp(job, message.started_at)
             elif not isinstance(message, ipc.JobProgress):
-                outcome = self._outcome(message, job.record)
+                outcome = self._outcome_of(message, job.record)
                 if job.ended_by is not None and isinstance(message, ipc.JobInterrupted):
                     outcome = job.ended_by  # it was stopped on purpose (cancel)
                 outcomes[message.job_id] = job.outcome = outcome
@@ -316,7 +318,7 @@ class Recorder:
             if job is None or outcome.job_id in states:
                 continue
             if outcome.job_id in maybe_written:
-                states[outcome.job_id] = _state_after(outcome, job.record)
+                states[outcome.job_id] = state_after(outcome, job.record)
             else:
                 lost.append(outcome.job_id)
         if lost:
@@ -336,7 +338,7 @@ class Recorder:
             job = held.get(job_id)
             if job is not None:
                 refusal = ipc.JobFailed(job_id=job_id, error=error)
-                outcomes[job_id] = job.outcome = self._outcome(refusal, job.record)
+                outcomes[job_id] = job.outcome = self._outcome_of(refusal, job.record)
 
     def _publish_message(
         self,
@@ -349,7 +351,7 @@ class Recorder:
             self.publish(events.ProcessingStarted(batch_id=self.batch_id))
         elif isinstance(message, ipc.Progress):
             self._tally.report()  # published once, at the end of the burst
-        elif not isinstance(message, _JOB_FACTS) or message.job_id not in held:
+        elif not isinstance(message, JOB_FACTS) or message.job_id not in held:
             return  # Ready, Done and ChildFailed say nothing subscribers need
         elif isinstance(message, ipc.JobStarted | ipc.JobProgress):
             if isinstance(message, ipc.JobStarted):
@@ -373,31 +375,6 @@ class Recorder:
         elif message.job_id in outcomes:  # else held for ``release``
             job = held.pop(message.job_id)
             self._announce(outcomes[message.job_id], states.get(message.job_id), job)
-
-    def _outcome(
-        self,
-        message: ipc.JobCompleted | ipc.JobFailed | ipc.JobInterrupted | ipc.JobRateLimited,
-        job: JobRecord,
-    ) -> Outcome:
-        if isinstance(message, ipc.JobInterrupted):
-            return Release(job_id=job.job_id, refund_attempt=True)
-        if isinstance(message, ipc.JobRateLimited):  # not handed out before the hold ends
-            due = self._clock() + hold_seconds(message.retry_after)
-            return Release(job_id=job.job_id, refund_attempt=True, retry_at=due)
-        if isinstance(message, ipc.JobCompleted):
-            checked = self._follow_ups.complete(message)
-            if isinstance(checked, Complete):
-                return checked
-            message = ipc.JobFailed(job_id=job.job_id, error=checked)
-        retry_at = None
-        if job.attempts < job.max_attempts:
-            retry_at = self._clock() + self._backoff_seconds * 2 ** (job.attempts - 1)
-        return Fail(
-            job_id=job.job_id,
-            error=message.error,
-            traceback=message.traceback,
-            retry_at=retry_at,
-        )
 
     def _announce(self, outcome: Outcome, state: JobState | None, held: HeldJob) -> None:
         job = held.record
@@ -438,25 +415,3 @@ class Recorder:
                 duration_ms=duration_ms,
             )
         )
-
-
-def _state_after(outcome: Outcome, job: JobRecord) -> JobState:
-    """The state ``outcome`` takes an active ``job`` to (the store's rule)."""
-    if isinstance(outcome, Complete):
-        return JobState.COMPLETED
-    if isinstance(outcome, Fail):
-        return JobState.PENDING if outcome.retry_at is not None else JobState.FAILED
-    if outcome.refund_attempt or job.attempts < job.max_attempts:
-        return JobState.PENDING
-    return JobState.FAILED
-
-
-#: What the child says about one of its jobs.
-_JOB_FACTS = (
-    ipc.JobStarted,
-    ipc.JobProgress,
-    ipc.JobCompleted,
-    ipc.JobFailed,
-    ipc.JobInterrupted,
-    ipc.JobRateLimited,
-)

@@ -44,7 +44,6 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TypeVar
 
-import attrs
 import trio
 
 from engine.core.bus import EventBus
@@ -52,20 +51,18 @@ from engine.core.dispatcher import Dispatcher
 from engine.core.eta import EtaEstimator
 from engine.core.follow_ups import FollowUpRules
 from engine.core.held import CLEANUP_SECONDS, HeldJobs
-from engine.core.limits import RateLimiter, TypeGate
 from engine.core.pause import PauseGate
 from engine.core.progress import record_progress
 from engine.core.recorder import Recorder
 from engine.core.retry import Patience, StoreRetry
-from engine.core.throttle import Throttle
+from engine.core.run_limits import RunLimits
 from engine.core.watch import ChildStats, ChildWatch, watch_child
 from engine.errors import BatchRunning, ChildCrashed, StoreError, StoreUnavailable
 from engine.store.base import Store
-from engine.store.records import JobRecord
 from engine.supervisor.children import Child, ChildSupervisor
 from protocols import events, ipc
 
-__all__ = ["BatchRunner", "NothingToRun", "RunLimits", "StopReason"]
+__all__ = ["BatchRunner", "NothingToRun", "StopReason"]
 
 log = logging.getLogger("batchyard.runner")
 
@@ -87,39 +84,6 @@ class StopReason:
     #: it could not reach the store (cut off, frozen), and the cluster took
     #: the run over.
     TAKEN_OVER = "taken-over"
-
-
-@attrs.frozen(kw_only=True)
-class RunLimits:
-    """What bounds one run."""
-
-    concurrency: int
-    batch_size: int
-    #: Jobs handed to the child beyond ``concurrency``, queued there behind
-    #: its limiter, so it starts the next job the moment one finishes
-    #: instead of waiting a round trip through the engine and the store.
-    prefetch: int
-    lease_seconds: float
-    backoff_seconds: float
-    batch_retries: int
-    rate: RateLimiter | None = None
-    #: The slowest rate limit over the batch and its type (for its ETA).
-    starts_per_second: float | None = None
-    #: The gate of a job type with limits of its own, None for the others.
-    type_gate: Callable[[str], TypeGate | None] = lambda _: None
-    #: A job's time limit (its own, its type's, the engine's), None for none.
-    timeout_of: Callable[[JobRecord], float | None] = lambda job: job.timeout_seconds
-    #: How long a job asked to stop (cancel, timeout) may take before its
-    #: child is replaced.
-    grace_seconds: float = 10.0
-    #: Jobs, and RSS bytes, after which a child is recycled; 0: never.
-    max_jobs_per_child: int = 0
-    max_child_rss_bytes: int = 0
-    #: Seconds a child may say nothing (not even answer a ping) before it
-    #: is taken for crashed; 0: never (``engine.core.silence``).
-    silence_seconds: float = 0.0
-    #: The run's hold on starts after a handler raised ``RateLimited``.
-    throttle: Throttle = attrs.field(factory=Throttle)
 
 
 class BatchRunner:

@@ -54,7 +54,7 @@ from engine.store.records import Fail, Outcome
 from protocols import ipc
 
 if TYPE_CHECKING:
-    from engine.core.runner import RunLimits
+    from engine.core.run_limits import RunLimits
     from engine.supervisor.children import Child
 
 __all__ = ["SAMPLE_SECONDS", "ChildStats", "ChildWatch", "Usage", "read_usage", "watch_child"]

@@ -29,7 +29,7 @@ from starlette.routing import BaseRoute, Route
 from engine.core.engine import Engine, StartResult
 from engine.core.scheduler import ScheduleStatus
 from engine.errors import StoreError
-from engine.server import queries
+from engine.server import heap, queries
 from engine.server.job_routes import job_routes
 from engine.server.views import batch_view, job_requests, job_view, json_response, status_view
 from engine.store import AddResult, BatchRecord
@@ -64,15 +64,27 @@ class _Api:
 
     async def create_batch(self, request: Request) -> Response:
         body = api.decode_body(await request.body(), api.CreateBatch)
-        batch_id, result = await self._engine.create_batch(
-            body.batch_id, body.type, job_requests(body.jobs), body.options
-        )
+        jobs = job_requests(body.jobs)
+        requested_id, type, options = body.batch_id, body.type, body.options
+        del body  # as in ``add_jobs``
+        large = len(jobs) >= heap.LARGE_ADD
+        batch_id, result = await self._engine.create_batch(requested_id, type, jobs, options)
+        del jobs
+        if large:
+            heap.release_freed_memory()
         return _enqueued(batch_id, result)
 
     async def add_jobs(self, request: Request) -> Response:
+        # The decoded body is dropped once its jobs are requests: a large
+        # add never holds both while the store writes it.
         batch_id = request.path_params["batchId"]
-        body = api.decode_body(await request.body(), api.AddJobs)
-        return _enqueued(batch_id, await self._engine.add_jobs(batch_id, job_requests(body.jobs)))
+        jobs = job_requests(api.decode_body(await request.body(), api.AddJobs).jobs)
+        large = len(jobs) >= heap.LARGE_ADD
+        result = await self._engine.add_jobs(batch_id, jobs)
+        del jobs
+        if large:
+            heap.release_freed_memory()
+        return _enqueued(batch_id, result)
 
     async def list_batches(self, request: Request) -> Response:
         records = await self._engine.list_batches()

@@ -26,7 +26,9 @@ client that keeps up with one write per burst is never dropped because a
 burst held many events. Without ``batch=1`` each event stays a WebSocket
 message of its own, and each message is a write of its own: an ASGI
 ``websocket.send`` carries one message, and the server writes each one to
-the socket as it comes. Each event's frames are encoded once for every
+the socket as it comes; the pump then takes what is queued the same way
+and sends it frame after frame with nothing else done per frame (no wait
+on the subscription between them). Each event's frames are encoded once for every
 client (``_Frames``); an array joins those frames.
 
 A WebSocket session is two tasks: one pumps events out, the other reads
@@ -280,11 +282,14 @@ async def _pump_ws(websocket: WebSocket, feed: _Feed) -> Close:
             continue
         if subscription is not feed.current:
             continue
+        frames = _with_queued(subscription, first, feed.frames.ws, _WRITE_BUDGET)
         if feed.batch:
-            frames = _with_queued(subscription, first, feed.frames.ws, _WRITE_BUDGET)
-            await websocket.send_text(ws_array(frames))
+            await websocket.send({"type": "websocket.send", "text": ws_array(frames)})
         else:
-            await websocket.send_text(feed.frames.ws(first))
+            for frame in frames:
+                if subscription is not feed.current:
+                    break  # resumeFrom replaced it: what it held is not sent
+                await websocket.send({"type": "websocket.send", "text": frame})
 
 
 async def _read_controls(websocket: WebSocket, feed: _Feed) -> Close | None:

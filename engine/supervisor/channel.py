@@ -5,8 +5,9 @@ engine errors: code above it sees ``ChildCrashed`` (the child broke the pipe
 or spoke malformed IPC) and ``None`` for an orderly EOF, never
 ``trio.BrokenResourceError`` or ``ProtocolError``.
 
-``receive_batch`` returns every message that one read brought in, so the
-runner can record a burst of results in one store transaction.
+``receive_batch`` returns every message that one read brought in (a
+``Reports`` line unpacked into the messages it holds), so the runner can
+record a burst of results in one store transaction.
 
 ``waiting_since`` says since when the parent has been waiting for the child
 to say anything (None while it is not waiting: what it read is still being
@@ -39,7 +40,7 @@ class ChildChannel:
         self._to_child = to_child
         self._from_child = from_child
         self._encoder: LineFramer[ipc.ParentMessage] = LineFramer(ipc.ParentMessage)
-        self._decoder: LineFramer[ipc.ChildMessage] = LineFramer(ipc.ChildMessage)
+        self._decoder: LineFramer[ipc.ChildLine] = LineFramer(ipc.ChildLine)
         self._send_lock = trio.Lock()
         self._eof = False
         #: When the pending read began, on trio's clock; None when no read waits.
@@ -92,8 +93,8 @@ class ChildChannel:
     def _drain(self) -> list[ipc.ChildMessage]:
         messages: list[ipc.ChildMessage] = []
         try:
-            while (message := self._decoder.next_message()) is not NEED_DATA:
-                messages.append(message)
+            while (line := self._decoder.next_message()) is not NEED_DATA:
+                messages.extend(ipc.facts_of(line))
         except ProtocolError as exc:
             # What came before the bad line is good and is delivered first;
             # the broken framer raises again on the next call.

@@ -103,7 +103,8 @@ class _Engine:
         self._to_child = to_child
         self._from_child = from_child
         self._encoder: LineFramer[ipc.ParentMessage] = LineFramer(ipc.ParentMessage)
-        self._decoder: LineFramer[ipc.ChildMessage] = LineFramer(ipc.ChildMessage)
+        self._decoder: LineFramer[ipc.ChildLine] = LineFramer(ipc.ChildLine)
+        self._unread: list[ipc.ChildMessage] = []
         self.code: int | None = None
         self.exited = trio.Event()
 
@@ -117,14 +118,17 @@ class _Engine:
         await self._to_child.aclose()
 
     async def receive(self) -> ipc.ChildMessage | None:
-        """The next message, or None once the child's end is closed."""
-        while (message := self._decoder.next_message()) is NEED_DATA:
-            data = await self._from_child.receive_some()
-            if not data:
-                assert not self._decoder.buffered, "the child stopped mid-line"
-                return None
-            self._decoder.receive_data(data)
-        return message
+        """The next message (one of a ``Reports`` line's, in order), or None
+        once the child's end is closed."""
+        while not self._unread:
+            while (line := self._decoder.next_message()) is NEED_DATA:
+                data = await self._from_child.receive_some()
+                if not data:
+                    assert not self._decoder.buffered, "the child stopped mid-line"
+                    return None
+                self._decoder.receive_data(data)
+            self._unread.extend(ipc.facts_of(line))
+        return self._unread.pop(0)
 
     async def receive_until(self, kind: type[Any]) -> list[ipc.ChildMessage]:
         """Messages up to and including the first ``kind``."""

@@ -10,7 +10,7 @@ import trio.testing
 from engine.errors import ChildCrashed
 from engine.supervisor.channel import ChildChannel
 from protocols import ipc
-from protocols.framing import LineFramer
+from protocols.framing import LineFramer, reports_lines
 
 _CHILD = LineFramer(ipc.ChildMessage)
 
@@ -30,6 +30,21 @@ async def test_a_burst_arrives_as_one_batch() -> None:
         assert await channel.receive_batch() == [ipc.Ready(pid=1), ipc.Done(completed=1, failed=0)]
         from_child.put_eof()
         assert await channel.receive_batch() == []
+
+
+async def test_a_reports_line_arrives_as_the_messages_it_holds() -> None:
+    channel, from_child, _ = _channel()
+    burst: list[ipc.ChildMessage] = [
+        ipc.JobStarted(job_id="a", started_at=1.0),
+        ipc.JobCompleted(job_id="a", result=None),
+        ipc.Progress(in_flight=0, completed=1, failed=0),
+    ]
+    from_child.put_data(
+        _CHILD.encode(ipc.Ready(pid=1))
+        + reports_lines([_CHILD.encode_object(message) for message in burst])
+    )
+    with trio.fail_after(5):
+        assert await channel.receive_batch() == [ipc.Ready(pid=1), *burst]
 
 
 async def test_good_messages_before_a_bad_line_come_first() -> None:

@@ -11,7 +11,8 @@ from trio.testing import MockClock
 from engine.core.bus import EventBus
 from engine.core.pause import PauseSwitch
 from engine.core.retry import StoreRetry
-from engine.core.runner import BatchRunner, RunLimits
+from engine.core.run_limits import RunLimits
+from engine.core.runner import BatchRunner
 from engine.errors import StoreError
 from engine.jobs.registry import REGISTRY, load_job_modules
 from engine.store.records import NewJob

@@ -14,10 +14,13 @@ from protocols.codec import CONVERTER
 from protocols.fast_decode import fast_structurer
 from tests.protocols.strategies import CHILD_MESSAGES, JSON, PARENT_MESSAGES, SETTINGS, TEXT
 
-UNIONS: list[Any] = [ipc.ParentMessage, ipc.ChildMessage]
+UNIONS: list[Any] = [ipc.ParentMessage, ipc.ChildMessage, ipc.ChildLine]
 MESSAGES = st.one_of(
     PARENT_MESSAGES.map(lambda m: (ipc.ParentMessage, m)),
     CHILD_MESSAGES.map(lambda m: (ipc.ChildMessage, m)),
+    st.lists(CHILD_MESSAGES, min_size=1, max_size=4).map(
+        lambda ms: (ipc.ChildLine, ipc.Reports(facts=tuple(ms)))
+    ),
 )
 
 

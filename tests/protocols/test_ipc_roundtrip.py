@@ -120,6 +120,7 @@ def test_tag_tables_cover_their_unions_exactly() -> None:
     for union, tags in (
         (ipc.ParentMessage, ipc.PARENT_MESSAGE_TAGS),
         (ipc.ChildMessage, ipc.CHILD_MESSAGE_TAGS),
+        (ipc.ChildLine, ipc.CHILD_LINE_TAGS),
     ):
         assert set(tags) == set(union.__args__)
         assert len(set(tags.values())) == len(tags)
