@@ -5,7 +5,6 @@ refusals at start."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -24,38 +23,10 @@ from engine.config.settings import Settings
 from engine.errors import ConfigError
 from engine.server.serve import check_exposure
 from engine.testing import settings_for_tests
+from faults.engines import EngineProcess
 from protocols.events import Event
 from protocols.frames import parse_ws_frame
 from tests.e2e.helpers import create_batch, open_ws, read_ws
-
-_LISTENING = re.compile(r"listening on (http://\S+?);")
-
-
-class Server:
-    """A ``python -m engine serve`` process and what it wrote to stderr."""
-
-    def __init__(self, process: trio.Process) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self.url = ""
-        self._listening = trio.Event()
-
-    async def read_stderr(self) -> None:
-        assert self.process.stderr is not None
-        buffer = b""
-        async for chunk in self.process.stderr:
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                self.lines.append(line.decode(errors="replace"))
-                match = _LISTENING.search(self.lines[-1])
-                if match:
-                    self.url = match.group(1)
-                    self._listening.set()
-
-    async def wait_listening(self) -> str:
-        await self._listening.wait()
-        return self.url
 
 
 def _environment(tmp_path: Path, grace: float) -> dict[str, str]:
@@ -70,7 +41,7 @@ def _environment(tmp_path: Path, grace: float) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def run_server(tmp_path: Path, *, grace: float) -> AsyncIterator[Server]:
+async def run_server(tmp_path: Path, *, grace: float) -> AsyncIterator[EngineProcess]:
     """``batchyard serve --port 0`` until the block ends (killed if still running)."""
     command = [sys.executable, "-m", "engine", "serve", "--port", "0", "--jobs", "engine.testing"]
     process = await trio.lowlevel.open_process(
@@ -79,12 +50,12 @@ async def run_server(tmp_path: Path, *, grace: float) -> AsyncIterator[Server]:
         stdout=subprocess.DEVNULL,
         env=_environment(tmp_path, grace),
     )
-    server = Server(process)
+    server = EngineProcess(process)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(server.read_stderr)
             with trio.fail_after(20):
-                await server.wait_listening()
+                await server.ready.wait()
             yield server
     finally:
         if process.returncode is None:
