@@ -87,6 +87,10 @@ class StopReason:
     #: it could not reach the store (cut off, frozen), and the cluster took
     #: the run over.
     TAKEN_OVER = "taken-over"
+    #: This engine could not renew its leases for most of a lease: it
+    #: stopped the run (its child killed) before another engine may take it
+    #: over (``engine.core.fence``).
+    FENCED = "fenced"
 
 
 @attrs.frozen(kw_only=True)
@@ -215,6 +219,13 @@ class BatchRunner:
             )
             self._child.stop(message, deadline)
 
+    def fence(self) -> None:
+        """Stop now as ``fenced``: stop claiming, SIGKILL the child at once;
+        store steps give up after one more attempt. Never blocks; idempotent."""
+        self.stop(StopReason.FENCED, trio.current_time())
+        if self._child is not None:
+            self._child.kill()
+
     def cancel_job(self, job_id: str) -> bool:
         """Stop one job this run holds as ``cancelled``: the child is asked
         at once and replaced if its handler still runs after the grace
@@ -295,12 +306,14 @@ class BatchRunner:
     async def _finish(self) -> None:
         # Stopped by shutdown, the run is handed over: resumed at once by
         # whichever engine comes first (this one's next start included).
+        # Fenced, it is handed over too if the store takes it still.
         try:
             counts = await self._store_step(partial(self._store.counts, self.batch_id))
         except StoreUnavailable as exc:
             log.warning("[batch %s] the run ends without the store: %s", self.batch_id, exc)
             counts = self._recorder.finished_counts()
-        await self._release_run(finished=self.stop_reason != StopReason.SHUTDOWN)
+        handed_over = (StopReason.SHUTDOWN, StopReason.FENCED)
+        await self._release_run(finished=self.stop_reason not in handed_over)
         self._recorder.publish(
             events.RunDone(
                 batch_id=self.batch_id,
