@@ -35,11 +35,12 @@ Time is trio's (monotonic), so a wall-clock step on this host does not
 move the deadline, and a ``MockClock`` drives it in tests.
 
 *Lifting.* A fenced engine starts no run. When a renewal round reaches
-the store again, ``lift`` first takes back in the store whatever is still
-recorded as this engine's (``Store.recover_engine``: its active jobs back
-to pending, the attempt refunded, its run records handed over), since its
-runs no longer hold any of it and a renewal would otherwise keep those
-leases alive for nothing, and only then renews and lets runs start again.
+the store again, the round first takes back in the store whatever is still
+recorded as this engine's (``take_back``, once the runs stopped here have
+ended: ``Store.recover_engine``, its active jobs back to pending, the
+attempt refunded, its run records handed over), since no run here holds
+any of it and a renewal would otherwise keep those leases alive for
+nothing; once the round has renewed, ``renewed`` lets runs start again.
 The runs come back to this engine, or any other, through the usual paths
 (takeover of handed-over runs, auto-start, ``process``).
 """
@@ -67,9 +68,10 @@ class Fence:
         on_fence: stops every run now and refuses new ones (quick, never
             raising).
         on_lift: lets runs start again (quick, never raising).
-        take_back: once the store answers again, puts back in the store
-            whatever is still recorded as this engine's (one store step;
-            raises ``StoreError`` when the store did not answer).
+        take_back: once the store answers again, waits for the stopped
+            runs to end and puts back in the store whatever is still
+            recorded as this engine's; how many jobs (raises ``StoreError``
+            when the store did not answer).
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class Fence:
         self._renewal_sent_at = trio.current_time()
         self._moved = trio.Event()
         self.fenced = False
+        self._taken_back = False  # since the fence, by the store
 
     @property
     def deadline(self) -> float:
@@ -97,11 +100,18 @@ class Fence:
 
     def renewed(self, sent_at: float) -> None:
         """A renewal sent at ``sent_at`` (trio time, taken before the call)
-        succeeded: the deadline moves past it. Never blocks."""
+        succeeded: the deadline moves past it, and a fenced engine whose
+        store took its holdings back (``take_back``, earlier in the same
+        round) may run again; a renewal that was on its way since before the
+        fence lifts nothing. Never blocks."""
         if sent_at > self._renewal_sent_at:
             self._renewal_sent_at = sent_at
             self._moved.set()
             self._moved = trio.Event()
+        if self.fenced and self._taken_back and trio.current_time() < self.deadline:
+            self.fenced = self._taken_back = False
+            log.warning("leases renewed: runs may start here again")
+            self._on_lift()
 
     async def watch(self) -> None:
         """Fence the engine whenever its deadline passes. Runs until cancelled.
@@ -110,7 +120,7 @@ class Fence:
         """
         while True:
             if not self.fenced and trio.current_time() >= self.deadline:
-                self.fenced = True
+                self.fenced, self._taken_back = True, False
                 log.error(
                     "no lease renewal reached the store for %.1f s (lease %.1f s):"
                     " stopping every run here before another engine may take it over",
@@ -125,26 +135,21 @@ class Fence:
                 with trio.move_on_at(self.deadline):
                     await moved.wait()
 
-    async def lift(self) -> None:
-        """If fenced: take back what the store still records as this
-        engine's, and let runs start again. Call it once the store answered
-        a renewal round's first step, before renewing.
+    async def take_back(self) -> None:
+        """If fenced: put back in the store what it still records as this
+        engine's. Call it in a renewal round once the store answered its
+        first step, before renewing (``renewed`` then lifts the fence).
+        It waits for the runs stopped here to end first, so none of them
+        still takes anything afterwards.
 
-        Cancellation: may have partially happened (taken back, still fenced).
+        Cancellation: may have partially happened (taken back, not marked:
+        the next round takes back again, which is harmless).
 
         Raises:
             StoreError: the store did not answer (still fenced).
         """
         if not self.fenced:
             return
-        # Whatever this engine holds from here on was taken after this.
-        taking_back_at = trio.current_time()
         jobs = await self._take_back()
-        self.fenced = False
-        self.renewed(taking_back_at)
-        self._on_lift()
-        log.warning(
-            "the store answers again: %s jobs this engine held back to pending;"
-            " runs may start here again",
-            jobs,
-        )
+        self._taken_back = True
+        log.warning("the store answers again: %s jobs this engine held back to pending", jobs)

@@ -94,7 +94,8 @@ async def keep_leases(
     store error is logged, and the next round tries again, sooner (the
     ``retry``'s backoff, at most a period). With a ``fence``, each renewal
     that succeeded is told to it (with the time it was sent), and a fenced
-    engine is lifted (``Fence.lift``) before its leases are renewed.
+    engine takes back what the store holds in its name (``Fence.take_back``)
+    before its leases are renewed.
 
     Cancellation: the way it ends; a renewal cut short leaves the leases as
     they were (each store call is one transaction).
@@ -110,8 +111,9 @@ async def keep_leases(
         sent_at = trio.current_time()
         try:
             await heartbeat()
-            if fence is not None:
-                await fence.lift()
+            if fence is not None and fence.fenced:
+                await fence.take_back()
+                sent_at = trio.current_time()  # nothing was held before
             await store.renew_leases(owner, lease_seconds)
             await renew_slots()
             if fence is not None:

@@ -395,20 +395,20 @@ async def test_an_engine_cut_off_stops_its_run_before_its_lease_lapses(
 async def test_a_job_handed_back_to_the_run_that_still_runs_it_is_not_sent_twice(
     fake_engine: FakeEngineOpener, autojump_clock: MockClock
 ) -> None:
-    """Its lease lapsed while its handler ran (renewals failed), another
-    engine recovered it to pending, and this run's next claim took it again:
-    it is still running here, so the child does not get it a second time."""
-    async with _store() as store:
-        renewals_fail = FailingStore(store)
-        async with fake_engine(store=renewals_fail, lease_seconds=3.0, concurrency=2) as engine:
-            batch_id, _ = await engine.create_batch(None, "sleep", _sleeps(10, 10))
-            with engine.subscribe([batch_id]) as sub:
-                await engine.start(batch_id)
-                await trio.sleep(0.1)
-                renewals_fail.fail("renew_leases")
-                await trio.sleep(4)  # the leases ran out at 3 s
-                # As another engine of the cluster would, seeing them lapse:
-                assert await store.recover_expired_leases() == 2
-                seen = await collect_until(sub, lambda e: e.event in ("done", "error"))
+    """Its job went back to pending while its handler ran (as when the
+    engine's process was frozen past its fence and another engine recovered
+    the lapsed leases), and this run's next claim took it again: it is still
+    running here, so the child does not get it a second time."""
+    async with (
+        _store() as store,
+        fake_engine(store=store, lease_seconds=3.0, concurrency=2) as engine,
+    ):
+        batch_id, _ = await engine.create_batch(None, "sleep", _sleeps(10, 10))
+        with engine.subscribe([batch_id]) as sub:
+            await engine.start(batch_id)
+            await trio.sleep(0.1)
+            # As another engine of the cluster would, seeing them lapse:
+            assert await store.recover_engine(engine.owner) == 2
+            seen = await collect_until(sub, lambda e: e.event in ("done", "error"))
     assert [e.event for e in seen].count("error") == 0
     assert seen[-1].event == "done" and seen[-1].data.completed == 2
