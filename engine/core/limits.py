@@ -350,6 +350,11 @@ class TypeGate:
         except StoreError as exc:
             log.error("cannot move %d starts of type %r: %s", len(delays), self.type_name, exc)
 
+    async def release_all(self) -> None:
+        """Give back every slot this engine holds (none of its jobs runs any
+        more: the engine was fenced). Cancellation and errors: as ``release``."""
+        await self.release(list(self._holders))
+
     async def renew(self) -> None:
         """Renew the leases of the slots this engine holds.
 

@@ -162,6 +162,15 @@ class EnginePolicy:
         for gate in self._type_gates.values():
             await gate.renew()
 
+    async def release_type_slots(self) -> None:
+        """Give back every type slot this engine holds (no job of it runs).
+
+        Cancellation: may have partially happened; a slot not given back
+        comes back when its lease runs out, since it is renewed no more.
+        """
+        for gate in self._type_gates.values():
+            await gate.release_all()
+
     def _prefetch(self) -> int:
         rated = not self._settings.rate_limit.unlimited or any(
             gate.rate is not None for gate in self._type_gates.values()

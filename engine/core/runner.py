@@ -170,6 +170,7 @@ class BatchRunner:
         self._clock = clock
         self._retry = retry
         self._patience = Patience()
+        self._serving = trio.CancelScope()  # the current child's reader and dispatcher
         self._dispatcher = Dispatcher(
             batch_id=batch_id,
             store=store,
@@ -220,9 +221,12 @@ class BatchRunner:
             self._child.stop(message, deadline)
 
     def fence(self) -> None:
-        """Stop now as ``fenced``: stop claiming, SIGKILL the child at once;
-        store steps give up after one more attempt. Never blocks; idempotent."""
+        """Stop now as ``fenced``: stop claiming, SIGKILL the child at once,
+        and touch the store no more (its steps raise ``StoreUnavailable``);
+        what it holds comes back through the store. Never blocks; idempotent."""
         self.stop(StopReason.FENCED, trio.current_time())
+        self._patience.abandon()
+        self._serving.cancel()  # the reader too: it would only wait for the store
         if self._child is not None:
             self._child.kill()
 
@@ -352,6 +356,7 @@ class BatchRunner:
                     ipc.Begin(batch_id=self.batch_id, concurrency=self._limits.concurrency)
                 )
                 async with trio.open_nursery() as nursery:
+                    self._serving = nursery.cancel_scope
                     nursery.start_soon(self._dispatcher.run, child, held)
                     nursery.start_soon(watch.run)
                     crash = await self._read(child, held)
