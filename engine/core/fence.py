@@ -103,7 +103,11 @@ class Fence:
         succeeded: the deadline moves past it, and a fenced engine whose
         store took its holdings back (``take_back``, earlier in the same
         round) may run again; a renewal that was on its way since before the
-        fence lifts nothing. Never blocks."""
+        fence lifts nothing. One that succeeds only after the deadline has
+        passed fences first (the process was frozen, say: other engines may
+        have taken over meanwhile). Never blocks."""
+        if not self.fenced and trio.current_time() >= self.deadline:
+            self._fence()  # the watch has not had its turn yet (a frozen loop)
         if sent_at > self._renewal_sent_at:
             self._renewal_sent_at = sent_at
             self._moved.set()
@@ -120,20 +124,23 @@ class Fence:
         """
         while True:
             if not self.fenced and trio.current_time() >= self.deadline:
-                self.fenced, self._taken_back = True, False
-                log.error(
-                    "no lease renewal reached the store for %.1f s (lease %.1f s):"
-                    " stopping every run here before another engine may take it over",
-                    trio.current_time() - self._renewal_sent_at,
-                    self.lease_seconds,
-                )
-                self._on_fence()
+                self._fence()
             moved = self._moved
             if self.fenced:
                 await moved.wait()
             else:
                 with trio.move_on_at(self.deadline):
                     await moved.wait()
+
+    def _fence(self) -> None:
+        self.fenced, self._taken_back = True, False
+        log.error(
+            "no lease renewal reached the store for %.1f s (lease %.1f s):"
+            " stopping every run here before another engine may take it over",
+            trio.current_time() - self._renewal_sent_at,
+            self.lease_seconds,
+        )
+        self._on_fence()
 
     async def take_back(self) -> None:
         """If fenced: put back in the store what it still records as this

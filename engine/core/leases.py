@@ -91,8 +91,8 @@ async def keep_leases(
     and (with ``renew_slots``) its type slots, recover the expired leases
     and, when some were, call ``wake_runs``. Runs until cancelled; a store
     that is away is told to ``retry`` (which logs the outage once), any other
-    store error is logged, and the next round tries again, sooner (the
-    ``retry``'s backoff, at most a period). With a ``fence``, each renewal
+    store error is logged, and the next round tries again (after an
+    outage sooner: the ``retry``'s backoff, at most a period). With a ``fence``, each renewal
     that succeeded is told to it (with the time it was sent), and a fenced
     engine takes back what the store holds in its name (``Fence.take_back``)
     before its leases are renewed.
@@ -124,6 +124,7 @@ async def keep_leases(
             continue
         except StoreError as exc:
             log.error("cannot renew leases: %s", exc)
+            pause = interval  # a refused call is not retried sooner
             continue
         pause, delays = interval, retry.backoff.delays()
         retry.answered()

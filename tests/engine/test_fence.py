@@ -261,3 +261,22 @@ async def test_an_engine_whose_store_is_away_past_the_fence_loses_nothing(
     assert "stopping every run here before another engine may take it over" in caplog.text
     assert second[-1].event == "done" and second[-1].data.reason is None
     assert {(j.state, j.attempts) for j in page.jobs} == {(JobState.COMPLETED, 1)}
+
+
+async def test_a_renewal_through_only_past_the_deadline_fences_first(
+    autojump_clock: MockClock,
+) -> None:
+    """As after a frozen process: the renewal gets through late, when other
+    engines may have taken over already, so the runs stop all the same."""
+    runs, store = _Runs(), _Store()
+    fence = Fence(_LEASE, on_fence=runs.fence, on_lift=runs.lift, take_back=store.take_back)
+    start = trio.current_time()
+    await trio.sleep(26)  # no watch ran meanwhile; the deadline was at 25
+    fence.renewed(trio.current_time())
+    assert [t - start for t in runs.fenced_at] == [26]
+    assert fence.fenced  # until the store took back what it held
+    assert runs.lifted_at == []
+    await fence.take_back()
+    fence.renewed(trio.current_time())
+    assert not fence.fenced
+    assert [t - start for t in runs.lifted_at] == [26]
