@@ -101,7 +101,7 @@ class Cluster:
             start by themselves.
         clock: wall-clock seconds, the store's clock.
         renew_slots: renews the type slots this engine's jobs hold.
-        release_slots: gives back every type slot this engine holds.
+        forget_slots: stops renewing every type slot this engine holds.
         retry: the engine's view of the store, told of each renewal.
     """
 
@@ -115,12 +115,12 @@ class Cluster:
         auto_start: bool,
         clock: Callable[[], float],
         renew_slots: Callable[[], Awaitable[None]],
-        release_slots: Callable[[], Awaitable[None]],
+        forget_slots: Callable[[], None],
         retry: StoreRetry,
     ) -> None:
         self.identity = identity
         self._renew_slots = renew_slots
-        self._release_slots = release_slots
+        self._forget_slots = forget_slots
         self._retry = retry
         self._store = store
         self._runs = runs
@@ -255,11 +255,11 @@ class Cluster:
 
     async def _take_back_own(self) -> int:
         """Once the fenced runs have ended here, put what the store still
-        records as this engine's back (jobs to pending, runs handed over,
-        type slots given back)."""
+        records as this engine's back (jobs to pending, runs handed over);
+        the type slots of those jobs are renewed here no more."""
         await self._runs.wait_all_stopped()
         jobs = await self._store.recover_engine(self.identity.engine_id)
-        await self._release_slots()
+        self._forget_slots()
         return jobs
 
     async def _take_back_from_dead_predecessors(self) -> None:

@@ -350,10 +350,13 @@ class TypeGate:
         except StoreError as exc:
             log.error("cannot move %d starts of type %r: %s", len(delays), self.type_name, exc)
 
-    async def release_all(self) -> None:
-        """Give back every slot this engine holds (none of its jobs runs any
-        more: the engine was fenced). Cancellation and errors: as ``release``."""
-        await self.release(list(self._holders))
+    def forget_all(self) -> None:
+        """Renew none of the slots this engine holds any more (none of its
+        jobs runs here: the engine was fenced). They are not freed in the
+        store: a slot's holder is its job, which another engine may run
+        by now under the same slot; one that nobody renews comes back when
+        its lease runs out."""
+        self._holders.clear()
 
     async def renew(self) -> None:
         """Renew the leases of the slots this engine holds.

@@ -162,14 +162,11 @@ class EnginePolicy:
         for gate in self._type_gates.values():
             await gate.renew()
 
-    async def release_type_slots(self) -> None:
-        """Give back every type slot this engine holds (no job of it runs).
-
-        Cancellation: may have partially happened; a slot not given back
-        comes back when its lease runs out, since it is renewed no more.
-        """
+    def forget_type_slots(self) -> None:
+        """Renew none of the type slots this engine holds (no job of it
+        runs here any more; ``TypeGate.forget_all``)."""
         for gate in self._type_gates.values():
-            await gate.release_all()
+            gate.forget_all()
 
     def _prefetch(self) -> int:
         rated = not self._settings.rate_limit.unlimited or any(

@@ -14,6 +14,7 @@ from trio.testing import MockClock
 
 from engine.core.fence import MARGIN_FRACTION, Fence
 from engine.core.leases import keep_leases
+from engine.core.limits import TypeGate
 from engine.core.retry import StoreRetry
 from engine.errors import StoreUnavailable
 from engine.testing import FailingStore, collect_until, jobs_of, open_fake_store
@@ -280,3 +281,20 @@ async def test_a_renewal_through_only_past_the_deadline_fences_first(
     fence.renewed(trio.current_time())
     assert not fence.fenced
     assert [t - start for t in runs.lifted_at] == [26]
+
+
+async def test_slots_forgotten_at_a_fence_are_renewed_no_more_nor_freed(
+    autojump_clock: MockClock,
+) -> None:
+    """A job's slot is the job's (held in its id): another engine may run it
+    by now, so the fenced engine neither frees the slot nor keeps it alive;
+    nobody renewing it, it comes back after its lease."""
+    async with open_fake_store() as store:
+        gate = TypeGate(store, "sleep", concurrency=1, lease_seconds=3.0)
+        assert await gate.take_slot("job-1", trio.lowlevel.checkpoint)
+        gate.forget_all()
+        await trio.sleep(2.0)
+        await gate.renew()  # renews nothing: job-1's slot still ends at 3 s
+        assert not await store.take_slot("sleep", "job-2", 1, 3.0)
+        await trio.sleep(1.5)
+        assert await store.take_slot("sleep", "job-2", 1, 3.0)
