@@ -92,10 +92,10 @@ async def keep_leases(
     and, when some were, call ``wake_runs``. Runs until cancelled; a store
     that is away is told to ``retry`` (which logs the outage once), any other
     store error is logged, and the next round tries again (after an
-    outage sooner: the ``retry``'s backoff, at most a period). With a ``fence``, each renewal
-    that succeeded is told to it (with the time it was sent), and a fenced
-    engine takes back what the store holds in its name (``Fence.take_back``)
-    before its leases are renewed.
+    outage sooner: the ``retry``'s backoff, at most a period). With a
+    ``fence``, each renewal that succeeded is told to it (with the time it
+    was sent), and a fenced engine takes back what the store holds in its
+    name (``Fence.take_back``) before its leases are renewed.
 
     Cancellation: the way it ends; a renewal cut short leaves the leases as
     they were (each store call is one transaction).
