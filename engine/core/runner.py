@@ -310,7 +310,8 @@ class BatchRunner:
     async def _finish(self) -> None:
         # Stopped by shutdown, the run is handed over: resumed at once by
         # whichever engine comes first (this one's next start included).
-        # Fenced, it is handed over too if the store takes it still.
+        # Fenced, it is not finished either; the store is not touched here:
+        # the fence's take-back hands the record over once it answers.
         try:
             counts = await self._store_step(partial(self._store.counts, self.batch_id))
         except StoreUnavailable as exc:
