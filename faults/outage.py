@@ -13,7 +13,9 @@ One engine on a private, persistent ``redis-server`` runs a batch of short
 After each phase every job is ``completed`` (none failed, none lost, none
 left pending), no job's ``completed`` event came twice, ``/health`` is
 ``ok`` again, and the figure is the time from the server's return until a
-job completes again.
+job completes again. Both faults are far shorter than the lease (30 s), so
+the engine never fences itself (``fenced``: its lines saying it stopped its
+runs for want of a renewal).
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ async def _outage(run: Run, outcome: Outcome) -> None:
                 await _phase(api, "restart", lambda: _restart(api, redis, figures), figures)
                 await _phase(api, "cuts", lambda: _cuts(redis, figures), figures)
             figures["engine_alive"] = engine.process.returncode is None
+            figures["fenced"] = sum("no lease renewal reached" in x for x in engine.lines)
             nursery.cancel_scope.cancel()
     done = Counter(
         e["data"]["jobId"]
@@ -130,6 +133,7 @@ async def _outage(run: Run, outcome: Outcome) -> None:
     )
     outcome.expect(figures["completed_twice"] == 0, "jobs completed twice")
     outcome.expect(figures["engine_alive"], "the engine died")
+    outcome.expect(figures["fenced"] == 0, "the engine fenced its runs")
 
 
 SCENARIO = Scenario("redis-outage", _outage, limit_seconds=400)

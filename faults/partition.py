@@ -12,15 +12,19 @@ later the link comes back.
 At the end, read from Redis: every job ``completed`` with one attempt, no
 job completed twice, and no job started on two engines but those the cut
 worker's child held when the link went down (they were in flight there);
-the worker, back on the network, has no child left. A figure, not a
-check: how many children the cut worker still had when the servers took its
-runs over (the contract lets an engine cut off keep its run until its
-lease lapses; nothing asks it to stop its child sooner).
+the worker, back on the network, has no child left. The cut worker fences
+itself before its leases lapse, so it has no child left when the servers
+take its runs over (``worker_children_at_takeover``), and each job that
+started on both sides started again only after every child of the cut
+worker was gone (``overlapping_starts``: second starts, by the ``startedAt``
+of their ``active`` event, before the moment the runner saw the worker's
+last child gone, polled every 20 ms; on one host the clocks agree).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections import Counter
 
@@ -43,6 +47,15 @@ _LEASE = 3.0
 _JOBS = 40
 
 
+def _start_times(events: list[Event]) -> dict[str, list[float]]:
+    """Each job's starts (``startedAt`` of its ``active`` events), in order."""
+    starts: dict[str, list[float]] = {}
+    for e in events:
+        if isinstance(e.data, JobUpdate) and e.data.started_at is not None:
+            starts.setdefault(e.data.job_id, []).append(e.data.started_at)
+    return {job_id: sorted(times) for job_id, times in starts.items()}
+
+
 def _job_events(events: list[Event], status: JobState) -> Counter[str]:
     return Counter(
         e.data.job_id
@@ -61,12 +74,18 @@ async def _log(store: Store) -> list[Event]:
     return events
 
 
+async def _children_gone(worker: EngineProcess, gone: list[float]) -> None:
+    """Note in ``gone`` the wall-clock time once no child of ``worker`` runs."""
+    if await poll_until(worker.has_no_child, 60):
+        gone.append(time.time())
+
+
 async def _round(
     store: Store, number: int, worker: EngineProcess, link: Link, held: set[str]
-) -> tuple[list[str], float, int]:
+) -> tuple[list[str], float, int, float]:
     """Two batches run on the worker, its link cut until both go on
-    elsewhere; their ids, that time, and how many children the cut worker
-    still had then."""
+    elsewhere; their ids, that time, how many children the cut worker
+    still had then, and when (epoch seconds) its last child was gone."""
     worker_id = worker.engine_id
     batch_ids = [f"p{number}-{i}" for i in range(2)]
     for batch_id in batch_ids:
@@ -84,6 +103,7 @@ async def _round(
         raise RuntimeError(f"round {number}: the worker did not run both batches")
     link.cut()
     cut_at = time.monotonic()
+    gone: list[float] = []
     # Read once the link is down: what the store has the worker hold then is
     # all its child can still run (it claims nothing more).
     for batch_id in batch_ids:
@@ -94,14 +114,16 @@ async def _round(
         owners = [(await store.get_batch(b)).run_owner for b in batch_ids]
         return all(owner not in (None, worker_id) for owner in owners)
 
-    moved = await poll_until(elsewhere, 30)
-    taken = time.monotonic() - cut_at
-    children = sum(alive(child) for child in worker.children())
-    await trio.sleep(1.0)
-    link.restore()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_children_gone, worker, gone)
+        moved = await poll_until(elsewhere, 30)
+        taken = time.monotonic() - cut_at
+        children = sum(alive(child) for child in worker.children())
+        await trio.sleep(1.0)
+        link.restore()
     if not moved:
         raise RuntimeError(f"round {number}: the runs did not go on elsewhere in 30 s")
-    return batch_ids, taken, children
+    return batch_ids, taken, children, gone[0] if gone else math.inf
 
 
 async def _partition(run: Run, outcome: Outcome) -> None:
@@ -120,6 +142,7 @@ async def _partition(run: Run, outcome: Outcome) -> None:
         held: set[str] = set()
         takeovers = []
         overlaps = 0
+        gone_at: dict[str, float] = {}  # job held at a cut -> its worker's children gone
         async with open_engines() as engines, open_store(redis.url) as store:
             for _ in range(2):
                 await engines.start("serve", redis.url, **env)
@@ -132,7 +155,10 @@ async def _partition(run: Run, outcome: Outcome) -> None:
                 **env,
             )
             for number in range(rounds):
-                ids, taken, children = await _round(store, number, worker, link, held)
+                in_flight: set[str] = set()
+                ids, taken, children, gone = await _round(store, number, worker, link, in_flight)
+                held |= in_flight
+                gone_at.update(dict.fromkeys(in_flight, gone))
                 batch_ids += ids
                 takeovers.append(taken)
                 overlaps += children
@@ -159,12 +185,18 @@ async def _partition(run: Run, outcome: Outcome) -> None:
     figures["started_twice"] = len(twice)
     figures["started_twice_not_held"] = len(twice - held)
     figures["worker_children_at_takeover"] = overlaps
+    started = _start_times(events)
+    figures["overlapping_starts"] = sum(
+        started[job_id][1] < gone_at.get(job_id, math.inf) for job_id in twice
+    )
     figures["worker_children_left"] = children
     outcome.expect(len(jobs) == rounds * 2 * _JOBS, "jobs missing")
     for name in (
         "not_completed_once",
         "completed_twice",
         "started_twice_not_held",
+        "worker_children_at_takeover",
+        "overlapping_starts",
         "worker_children_left",
     ):
         outcome.expect(figures[name] == 0, f"{name}={figures[name]}")

@@ -227,7 +227,8 @@ class RateLimitedJob:
 class RunDone:
     """``done``: the run is over; ``reason`` says why when it was stopped
     early (``shutdown``, ``cancelled``, ``taken-over``: another engine of the
-    cluster runs the batch now)."""
+    cluster runs the batch now, ``fenced``: this engine could not renew its
+    leases and stopped the run before another engine may take it over)."""
 
     batch_id: str
     completed: int = attrs.field(validator=_non_negative)

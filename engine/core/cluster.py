@@ -49,6 +49,11 @@ time; the prerequisites of a candidate are one ``get_batch`` each.
 or ended here, so the cluster's list of engines names each one's runs
 within a look of the change.
 
+*Fencing.* ``open`` arms this engine's ``Fence`` (``engine.core.fence``):
+should its renewals not reach the store for most of a lease, its runs
+stop (children killed) before their leases can lapse, and no run starts
+here until a renewal round gets through again.
+
 *Leaving.* A graceful exit stops the loops and forgets the engine's
 record; a dead engine's record is forgotten by whichever engine sees it
 expired and holding no run record any more (its runs taken over).
@@ -62,6 +67,7 @@ from functools import partial
 
 import trio
 
+from engine.core.fence import Fence
 from engine.core.identity import EngineIdentity
 from engine.core.leases import RememberedRuns, keep_leases
 from engine.core.retry import StoreRetry
@@ -95,6 +101,7 @@ class Cluster:
             start by themselves.
         clock: wall-clock seconds, the store's clock.
         renew_slots: renews the type slots this engine's jobs hold.
+        forget_slots: stops renewing every type slot this engine holds.
         retry: the engine's view of the store, told of each renewal.
     """
 
@@ -108,10 +115,12 @@ class Cluster:
         auto_start: bool,
         clock: Callable[[], float],
         renew_slots: Callable[[], Awaitable[None]],
+        forget_slots: Callable[[], None],
         retry: StoreRetry,
     ) -> None:
         self.identity = identity
         self._renew_slots = renew_slots
+        self._forget_slots = forget_slots
         self._retry = retry
         self._store = store
         self._runs = runs
@@ -150,11 +159,18 @@ class Cluster:
         Raises:
             StoreError: the store did not answer.
         """
+        # Armed first: whatever this engine takes from here on is leased later.
+        fence = Fence(
+            self._lease_seconds,
+            on_fence=self._runs.fence,
+            on_lift=self._runs.unfence,
+            take_back=self._take_back_own,
+        )
         await self._take_back_from_dead_predecessors()
         await self._heartbeat()
         await self._remembered.resume()
         self._stopped = trio.Event()
-        nursery.start_soon(self._serve, self._stopped)
+        nursery.start_soon(self._serve, self._stopped, fence)
 
     async def leave(self) -> None:
         """Stop taking and starting work and unregister this engine (call it
@@ -184,10 +200,11 @@ class Cluster:
 
     # --- the background work ------------------------------------------------
 
-    async def _serve(self, stopped: trio.Event) -> None:
+    async def _serve(self, stopped: trio.Event, fence: Fence) -> None:
         try:
             with self._scope:
                 async with trio.open_nursery() as nursery:
+                    nursery.start_soon(fence.watch)
                     nursery.start_soon(
                         partial(
                             keep_leases,
@@ -198,6 +215,7 @@ class Cluster:
                             heartbeat=self._heartbeat_and_tidy,
                             renew_slots=self._renew_slots,
                             retry=self._retry,
+                            fence=fence,
                         )
                     )
                     await self._keep_starting()
@@ -235,6 +253,15 @@ class Cluster:
                 await self._store.forget_engine(engine_id)
                 log.info("engine %s is gone; its runs were taken over", engine_id)
 
+    async def _take_back_own(self) -> int:
+        """Once the fenced runs have ended here, put what the store still
+        records as this engine's back (jobs to pending, runs handed over);
+        the type slots of those jobs are renewed here no more."""
+        await self._runs.wait_all_stopped()
+        jobs = await self._store.recover_engine(self.identity.engine_id)
+        self._forget_slots()
+        return jobs
+
     async def _take_back_from_dead_predecessors(self) -> None:
         for record in await self._store.engines():
             if not self.identity.outlives(record):
@@ -269,7 +296,7 @@ class Cluster:
 
     async def _round(self) -> int:
         """Resume free runs, then start startable batches; how many started."""
-        if self._runs.draining or self._runs.free <= 0:
+        if self._runs.draining or self._runs.fenced or self._runs.free <= 0:
             return 0
         started = await self._remembered.resume()
         return started + await self._start_startable()

@@ -115,6 +115,7 @@ class Engine(EngineEvents):
             auto_start=settings.auto_start,
             clock=clock,
             renew_slots=self._policy.renew_type_slots,
+            forget_slots=self._policy.forget_type_slots,
             retry=self._store_retry,
         )
         #: Fires the schedules; ``statuses()`` lists them (``GET /api/schedules``).

@@ -14,17 +14,20 @@ recovers the leases that did run out (their engine died): those jobs are
 pending again, so every run is woken to claim them. An engine also
 recovers expired leases once as it opens.
 
-While the store is away, renewal keeps trying every round (telling the
-engine's ``StoreRetry``, which logs the outage once, not each round). A
-lease is only as long as ``LEASE_SECONDS`` though: an outage longer than
-that lets the engine's leases run out in the store, and then another engine
-of the cluster (or this one, once the store is back) may recover its jobs
-and resume its runs, as the contract says of an engine cut off from the
-store. Whatever this engine's runs still hold of those jobs is then
-recorded as best it can: an outcome for a job that is no longer active
-under this engine's lease is skipped by the store (so it never overwrites
-the engine that claimed the job since), and a job recovered to pending runs
-again.
+While the store is away, renewal keeps trying, sooner than every round
+(the engine's ``StoreRetry`` backoff, at most a period; the retry logs the
+outage once, not each attempt). A lease is only as long as
+``LEASE_SECONDS`` though: an outage longer than that lets the engine's
+leases run out in the store, and then another engine of the cluster (or
+this one, once the store is back) may recover its jobs and resume its runs,
+as the contract says of an engine cut off from the store. So that no job
+runs on both sides, the engine fences itself first (``engine.core.fence``):
+with no renewal through for ``LEASE_SECONDS * 5/6``, its runs stop and
+their children are killed, and once the store answers again it takes back
+what the store still records as its own before it renews anything. What a
+run still writes meanwhile is skipped by the store when it is for a job no
+longer active under this engine's lease (so it never overwrites the engine
+that claimed the job since).
 
 A run stopped early is handed over in the store (its run record kept with
 no owner), or left behind by an engine that died (its lease runs out).
@@ -48,6 +51,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from engine.core.fence import Fence
 from engine.core.retry import StoreRetry
 from engine.core.values import StartResult
 from engine.errors import EngineError, StoreError, StoreUnavailable
@@ -81,30 +85,48 @@ async def keep_leases(
     heartbeat: Callable[[], Awaitable[object]],
     renew_slots: Callable[[], Awaitable[None]],
     retry: StoreRetry,
+    fence: Fence | None = None,
 ) -> None:
     """Every ``lease_seconds / 3``: ``heartbeat``, renew ``owner``'s leases
     and (with ``renew_slots``) its type slots, recover the expired leases
     and, when some were, call ``wake_runs``. Runs until cancelled; a store
     that is away is told to ``retry`` (which logs the outage once), any other
-    store error is logged, and the next round tries again.
+    store error is logged, and the next round tries again (after an
+    outage sooner: the ``retry``'s backoff, at most a period). With a
+    ``fence``, each renewal that succeeded is told to it (with the time it
+    was sent), and a fenced engine takes back what the store holds in its
+    name (``Fence.take_back``) before its leases are renewed.
 
     Cancellation: the way it ends; a renewal cut short leaves the leases as
     they were (each store call is one transaction).
     """
     interval = lease_seconds / 3
+    pause, delays = interval, retry.backoff.delays()
     while True:
-        await trio.sleep(interval)
+        await trio.sleep(pause)
+        # After a failed round the next one comes sooner (the store's
+        # backoff, at most a period): an outage that ends before the fence's
+        # deadline must not fence the runs.
+        pause = min(next(delays), interval)
+        sent_at = trio.current_time()
         try:
             await heartbeat()
+            if fence is not None and fence.fenced:
+                await fence.take_back()
+                sent_at = trio.current_time()  # nothing was held before
             await store.renew_leases(owner, lease_seconds)
             await renew_slots()
+            if fence is not None:
+                fence.renewed(sent_at)
             recovered = await recover_expired_leases(store)
         except StoreUnavailable as exc:
             retry.failed(exc)
             continue
         except StoreError as exc:
             log.error("cannot renew leases: %s", exc)
+            pause = interval  # a refused call is not retried sooner
             continue
+        pause, delays = interval, retry.backoff.delays()
         retry.answered()
         if recovered:
             wake_runs()

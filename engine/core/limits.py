@@ -350,6 +350,14 @@ class TypeGate:
         except StoreError as exc:
             log.error("cannot move %d starts of type %r: %s", len(delays), self.type_name, exc)
 
+    def forget_all(self) -> None:
+        """Renew none of the slots this engine holds any more (none of its
+        jobs runs here: the engine was fenced). They are not freed in the
+        store: a slot's holder is its job, which another engine may run
+        by now under the same slot; one that nobody renews comes back when
+        its lease runs out."""
+        self._holders.clear()
+
     async def renew(self) -> None:
         """Renew the leases of the slots this engine holds.
 

@@ -163,6 +163,12 @@ class EnginePolicy:
         for gate in self._type_gates.values():
             await gate.renew()
 
+    def forget_type_slots(self) -> None:
+        """Renew none of the type slots this engine holds (no job of it
+        runs here any more; ``TypeGate.forget_all``)."""
+        for gate in self._type_gates.values():
+            gate.forget_all()
+
     def _prefetch(self) -> int:
         rated = not self._settings.rate_limit.unlimited or any(
             gate.rate is not None for gate in self._type_gates.values()

@@ -13,7 +13,10 @@ the store refused) is a bug, not an outage, and is raised at once.
 A caller that must end by a deadline (a run being stopped) passes its
 ``Patience``: once ``end_at`` gives it a deadline, the wait in progress is
 cut short there, one last attempt is made, and its error is raised. Until
-then a step is retried for as long as it takes.
+then a step is retried for as long as it takes. A caller that must not
+touch the store any more (a run fenced, ``engine.core.fence``: its leases
+may be another engine's soon) ``abandon``s its patience: from then on a
+step raises ``StoreUnavailable`` without an attempt.
 
 A step retried after a failure may have happened already: on Redis a
 script whose reply was lost ran entirely or not at all. Every step retried
@@ -81,6 +84,7 @@ class Patience:
 
     def __init__(self) -> None:
         self.deadline = math.inf
+        self.abandoned = False
         self._shortened = trio.Event()
 
     def end_at(self, deadline: float) -> None:
@@ -90,6 +94,11 @@ class Patience:
             self.deadline = deadline
             self._shortened.set()
             self._shortened = trio.Event()
+
+    def abandon(self) -> None:
+        """Give up now, without another attempt. Never blocks."""
+        self.abandoned = True
+        self.end_at(-math.inf)
 
     @property
     def exhausted(self) -> bool:
@@ -183,9 +192,10 @@ class StoreRetry:
 
         Raises:
             StoreUnavailable: the last attempt's error, once ``patience``
-                ran out.
+                ran out; at once, without an attempt, once it was abandoned.
             StoreError: the store refused the step (not retried).
         """
+        await _given_up(patience)
         try:
             result = await step()
         except StoreUnavailable as exc:
@@ -208,6 +218,7 @@ class StoreRetry:
                 await trio.sleep(next(delays))
             else:
                 await patience.wait(next(delays))
+                await _given_up(patience)
             try:
                 result = await step()
             except StoreUnavailable as exc:
@@ -217,3 +228,12 @@ class StoreRetry:
                 continue
             self._back()
             return result
+
+
+async def _given_up(patience: Patience | None) -> None:
+    """Raise ``StoreUnavailable`` once ``patience`` was abandoned, after a
+    checkpoint: a caller cancelled meanwhile (a run's dispatcher, stopped)
+    ends cancelled, not failed."""
+    if patience is not None and patience.abandoned:
+        await trio.lowlevel.checkpoint()
+        raise StoreUnavailable("the store is not to be used any more (the run was fenced)")

@@ -84,6 +84,10 @@ class StopReason:
     #: it could not reach the store (cut off, frozen), and the cluster took
     #: the run over.
     TAKEN_OVER = "taken-over"
+    #: This engine could not renew its leases for most of a lease: it
+    #: stopped the run (its child killed) before another engine may take it
+    #: over (``engine.core.fence``).
+    FENCED = "fenced"
 
 
 class BatchRunner:
@@ -133,6 +137,7 @@ class BatchRunner:
         self._clock = clock
         self._retry = retry
         self._patience = Patience()
+        self._serving = trio.CancelScope()  # the current child's reader and dispatcher
         self._dispatcher = Dispatcher(
             batch_id=batch_id,
             store=store,
@@ -181,6 +186,16 @@ class BatchRunner:
                 ipc.Cancel() if self.stop_reason == StopReason.CANCELLED else ipc.Shutdown()
             )
             self._child.stop(message, deadline)
+
+    def fence(self) -> None:
+        """Stop now as ``fenced``: stop claiming, SIGKILL the child at once,
+        and touch the store no more (its steps raise ``StoreUnavailable``);
+        what it holds comes back through the store. Never blocks; idempotent."""
+        self.stop(StopReason.FENCED, trio.current_time())
+        self._patience.abandon()
+        self._serving.cancel()  # the reader too: it would only wait for the store
+        if self._child is not None:
+            self._child.kill()
 
     def cancel_job(self, job_id: str) -> bool:
         """Stop one job this run holds as ``cancelled``: the child is asked
@@ -262,12 +277,15 @@ class BatchRunner:
     async def _finish(self) -> None:
         # Stopped by shutdown, the run is handed over: resumed at once by
         # whichever engine comes first (this one's next start included).
+        # Fenced, it is not finished either; the store is not touched here:
+        # the fence's take-back hands the record over once it answers.
         try:
             counts = await self._store_step(partial(self._store.counts, self.batch_id))
         except StoreUnavailable as exc:
             log.warning("[batch %s] the run ends without the store: %s", self.batch_id, exc)
             counts = self._recorder.finished_counts()
-        await self._release_run(finished=self.stop_reason != StopReason.SHUTDOWN)
+        handed_over = (StopReason.SHUTDOWN, StopReason.FENCED)
+        await self._release_run(finished=self.stop_reason not in handed_over)
         self._recorder.publish(
             events.RunDone(
                 batch_id=self.batch_id,
@@ -306,6 +324,7 @@ class BatchRunner:
                     ipc.Begin(batch_id=self.batch_id, concurrency=self._limits.concurrency)
                 )
                 async with trio.open_nursery() as nursery:
+                    self._serving = nursery.cancel_scope
                     nursery.start_soon(self._dispatcher.run, child, held)
                     nursery.start_soon(watch.run)
                     crash = await self._read(child, held)

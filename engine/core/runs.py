@@ -16,6 +16,11 @@ interrupted. However a run ends, it is forgotten (its capacity freed) and
 waits for capacity looks again and the engine's heartbeat names its runs
 (the cluster, ``engine.core.cluster``).
 
+Fencing (``engine.core.fence``) stops every run at once, its child
+SIGKILLed, when the engine's leases may lapse before it can renew them;
+until the fence is lifted no run starts (``start`` raises
+``StoreUnavailable``: the engine cannot know what it still holds).
+
 Draining is one deadline for everyone: stop claiming, ask every child to
 finish what it holds, SIGKILL what is left at the deadline. Runs stopped so
 are handed over in the store, so another engine of the cluster (or the
@@ -37,7 +42,7 @@ from engine.core.policy import EnginePolicy
 from engine.core.retry import StoreRetry
 from engine.core.runner import BatchRunner, NothingToRun, StopReason
 from engine.core.values import EngineStatus, StartResult
-from engine.errors import BatchRunning, StoreError
+from engine.errors import BatchRunning, StoreError, StoreUnavailable
 from engine.store import Store
 from engine.supervisor.children import ChildSupervisor
 
@@ -91,6 +96,7 @@ class Runs:
         self._all_stopped = trio.Event()  # set while no run is going
         self._all_stopped.set()
         self._draining = False
+        self._fenced = False
         self._on_change = on_change
         self._failed_at: dict[str, float] = {}  # trio time of a run's failure here
 
@@ -135,9 +141,13 @@ class Runs:
         Raises:
             BatchNotFound: no such batch.
             ChildCrashed: the run's first child could not be started.
+            StoreUnavailable: the engine is fenced (it could not renew its
+                leases).
         """
         if batch_id in self._runners:
             return StartResult.ALREADY_RUNNING
+        if self._fenced:
+            raise StoreUnavailable("this engine could not renew its leases: it starts no run")
         record = await self._store.get_batch(batch_id)
         if record.run_owner not in (None, self._owner):  # before capacity: 202, never 429
             return StartResult.ALREADY_RUNNING
@@ -241,6 +251,22 @@ class Runs:
         if runner is not None:
             runner.stop(StopReason.CANCELLED, deadline)
         return runner is not None
+
+    @property
+    def fenced(self) -> bool:
+        """Whether runs are refused: the engine could not renew its leases."""
+        return self._fenced
+
+    def fence(self) -> None:
+        """Stop every run now, SIGKILLing its child, and start none until
+        ``unfence`` (the engine's leases may lapse). Never blocks."""
+        self._fenced = True
+        for runner in list(self._runners.values()):
+            runner.fence()
+
+    def unfence(self) -> None:
+        """Runs may start again (the store took back what was this engine's)."""
+        self._fenced = False
 
     def drain(self, deadline: float) -> None:
         """Start no run any more; ask every run and child to stop, and

@@ -323,69 +323,92 @@ async def test_cancel_on_another_engine_names_the_engine_that_runs_it(
 
 
 @_bounded
-async def test_an_engine_cut_off_past_its_lease_does_not_record_over_the_new_owner(
+async def test_an_engine_cut_off_stops_its_run_before_its_lease_lapses(
     fake_engine: FakeEngineOpener, autojump_clock: MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A is cut off from the store mid-job: it fences itself (its run ends
+    ``fenced``, its child killed) before its leases lapse, without the
+    store; B then takes the run over and runs the job, once and without an
+    attempt used. Back on the store, A takes back nothing (B has it all)
+    and may start runs again."""
     async with _store() as store, trio.open_nursery() as nursery:
         cut_off = FailingStore(store)
         terminal: list[tuple[str, JobState]] = []
+        ends: list[tuple[str, str | None, float]] = []
 
-        async def collect_terminal(engine: Engine) -> None:
+        async def collect(engine: Engine) -> None:
             with engine.subscribe() as sub:
                 async for event in sub:
                     status = getattr(event.data, "status", JobState.ACTIVE)
                     if event.event == "job:progress" and status is not JobState.ACTIVE:
                         terminal.append((engine.owner, status))
+                    if event.event in ("done", "error"):
+                        reason = getattr(event.data, "reason", None)
+                        ends.append((engine.owner, reason, trio.current_time()))
 
         async with (
             fake_engine(store=cut_off, lease_seconds=3.0) as a,
             fake_engine(store=store, lease_seconds=3.0) as b,
         ):
-            nursery.start_soon(collect_terminal, a)
-            nursery.start_soon(collect_terminal, b)
+            nursery.start_soon(collect, a)
+            nursery.start_soon(collect, b)
             batch_id, _ = await a.create_batch(None, "sleep", _sleeps(10))
             await a.start(batch_id)
             await trio.sleep(0.1)
             assert (await store.counts(batch_id)).active == 1
-            # A is cut off from the store but for ``apply``: its job and run
-            # leases run out, and B recovers the job and takes the run over
-            # while A's handler still sleeps.
+            cut_at = trio.current_time()
             cut_off.fail()
-            cut_off.recover("apply")
-            await trio.sleep(4.5)  # the leases ran out at 3 s; B looks each second
+            await a.wait_stopped(batch_id)
+            stopped_at = trio.current_time()
+            # Its last renewal went out at most a renewal period (1 s) before
+            # the cut: it stopped 2.5 s after that, half a second before the
+            # leases it holds could lapse, and its child is gone.
+            assert 1.5 <= stopped_at - cut_at <= 2.5
+            assert a.runner_of(await store.get_batch(batch_id)) == a.owner  # in the store
+            assert (await store.counts(batch_id)).active == 1
+            with pytest.raises(StoreError, match="could not renew its leases"):
+                await a.start(batch_id)
+            await trio.sleep(3.0)  # the leases ran out at 3 s; B looks each second
             assert b.runner_of(await store.get_batch(batch_id)) == b.owner
-            await trio.sleep(6)  # A's handler ended (at 10 s); B's runs on
-            assert (await store.counts(batch_id)).active == 1  # B's, untouched
-            assert terminal == []
             cut_off.recover()
-            await a.wait_stopped(batch_id)  # A sees the run is B's now
             await b.wait_stopped(batch_id)
             page = await store.list_jobs(batch_id)
             assert [(j.state, j.attempts) for j in page.jobs] == [(JobState.COMPLETED, 1)]
             await trio.sleep(1)  # every event has reached its subscriber
             assert terminal == [(b.owner, JobState.COMPLETED)]
+            assert [(owner, reason) for owner, reason, _ in ends] == [
+                (a.owner, "fenced"),
+                (b.owner, None),
+            ]
+            assert ends[0][2] == stopped_at
+            # Back on the store, A runs batches again.
+            other, _ = await a.create_batch(None, "sleep", _sleeps(0.5))
+            assert await a.start(other) is StartResult.STARTED
+            await a.wait_stopped(other)
+            assert (await store.counts(other)).completed == 1
             nursery.cancel_scope.cancel()
-    assert "1 outcomes not recorded: their jobs are no longer under" in caplog.text
+    assert "stopping every run here before another engine may take it over" in caplog.text
+    assert "the store answers again: 0 jobs this engine held back to pending" in caplog.text
 
 
 @_bounded
 async def test_a_job_handed_back_to_the_run_that_still_runs_it_is_not_sent_twice(
     fake_engine: FakeEngineOpener, autojump_clock: MockClock
 ) -> None:
-    """Its lease lapsed while its handler ran (renewals failed), another
-    engine recovered it to pending, and this run's next claim took it again:
-    it is still running here, so the child does not get it a second time."""
-    async with _store() as store:
-        renewals_fail = FailingStore(store)
-        async with fake_engine(store=renewals_fail, lease_seconds=3.0, concurrency=2) as engine:
-            batch_id, _ = await engine.create_batch(None, "sleep", _sleeps(10, 10))
-            with engine.subscribe([batch_id]) as sub:
-                await engine.start(batch_id)
-                await trio.sleep(0.1)
-                renewals_fail.fail("renew_leases")
-                await trio.sleep(4)  # the leases ran out at 3 s
-                # As another engine of the cluster would, seeing them lapse:
-                assert await store.recover_expired_leases() == 2
-                seen = await collect_until(sub, lambda e: e.event in ("done", "error"))
+    """Its job went back to pending while its handler ran (as when the
+    engine's process was frozen past its fence and another engine recovered
+    the lapsed leases), and this run's next claim took it again: it is still
+    running here, so the child does not get it a second time."""
+    async with (
+        _store() as store,
+        fake_engine(store=store, lease_seconds=3.0, concurrency=2) as engine,
+    ):
+        batch_id, _ = await engine.create_batch(None, "sleep", _sleeps(10, 10))
+        with engine.subscribe([batch_id]) as sub:
+            await engine.start(batch_id)
+            await trio.sleep(0.1)
+            # As another engine of the cluster would, seeing them lapse:
+            assert await store.recover_engine(engine.owner) == 2
+            seen = await collect_until(sub, lambda e: e.event in ("done", "error"))
     assert [e.event for e in seen].count("error") == 0
     assert seen[-1].event == "done" and seen[-1].data.completed == 2
