@@ -8,8 +8,9 @@ publishes their events in the order the child sent them, so a subscriber
 never sees a job start before the job it replaced finished. Which message
 becomes which event is written down in ``protocols.events``; the data is
 built here, from the engine's view (the ``Tally``, the state the store
-took); ``engine.core.outcomes`` says which outcome a report becomes. A
-job back to pending for a retry gets ``job:retrying``; its one terminal
+took); ``engine.core.outcomes`` says which outcome a report becomes, and
+``engine.core.announce`` what a recorded one publishes. A job back to
+pending for a retry gets ``job:retrying``; its one terminal
 ``job:progress`` comes when it finally completes or fails.
 
 A job's start (``JobStarted``) also moves the rate limits' takes of the
@@ -56,11 +57,12 @@ from functools import partial
 import attrs
 import trio
 
+from engine.core.announce import announce_outcome
 from engine.core.bus import EventBus
 from engine.core.eta import EtaEstimator
 from engine.core.follow_ups import FollowUpRecorder, FollowUpRules
 from engine.core.held import CLEANUP_SECONDS, HeldJob, HeldJobs
-from engine.core.job_log import job_active, job_ended, job_retrying
+from engine.core.job_log import job_active
 from engine.core.outcomes import JOB_FACTS, outcome_of, state_after
 from engine.core.refill import Refill, hold_refill
 from engine.core.retry import Patience, StoreRetry
@@ -68,7 +70,7 @@ from engine.core.tally import Tally
 from engine.core.throttle import Throttle
 from engine.errors import StoreUnavailable
 from engine.store.base import Store
-from engine.store.records import Counts, Fail, Outcome, Release
+from engine.store.records import Counts, Outcome, Release
 from protocols import events, ipc
 from protocols.lifecycle import JobState
 
@@ -377,41 +379,6 @@ class Recorder:
             self._announce(outcomes[message.job_id], states.get(message.job_id), job)
 
     def _announce(self, outcome: Outcome, state: JobState | None, held: HeldJob) -> None:
-        job = held.record
-        if state is JobState.PENDING and isinstance(outcome, Fail):
-            job_retrying(self.batch_id, job, error=outcome.error)
-            self.publish(
-                events.JobRetrying(
-                    batch_id=self.batch_id,
-                    job_id=job.job_id,
-                    error=outcome.error,
-                    retry_at=outcome.retry_at,
-                    type=job.type,
-                    attempt=job.attempts,
-                )
-            )
-            return
-        if state is JobState.COMPLETED:
-            self._tally.completed += 1
-        elif state is JobState.FAILED:
-            self._tally.failed += 1
-        else:
-            return
-        error = outcome.error if isinstance(outcome, Fail | Release) else None
-        duration_ms = None
-        if held.active_since is not None:
-            ended = trio.current_time() if held.finished_at is None else held.finished_at
-            duration_ms = round((ended - held.active_since) * 1000, 3)
-        failed = error if state is JobState.FAILED else None
-        job_ended(self.batch_id, job, error=failed, duration_ms=duration_ms)
-        self.publish(
-            events.JobUpdate(
-                batch_id=self.batch_id,
-                job_id=job.job_id,
-                status=state,
-                error=error if state is JobState.FAILED else None,
-                type=job.type,
-                attempt=job.attempts,
-                duration_ms=duration_ms,
-            )
+        announce_outcome(
+            outcome, state, held, batch_id=self.batch_id, tally=self._tally, publish=self.publish
         )
