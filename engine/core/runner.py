@@ -33,8 +33,9 @@ the engine's ``StoreRetry``, so the dispatcher claims nothing meanwhile, the
 child keeps what it holds, and what it reported waits in ``HeldJobs`` until
 the store takes it. A stop gives the run's ``Patience`` its deadline: store
 steps give up there, and held jobs that cannot be released come back
-through their lease. Releasing them waits for the store a lease at most
-in any case (a run cancelled without a stop has no deadline).
+through their lease. Releasing them (``engine.core.run_release``) waits
+for the store a lease at most in any case (a run cancelled without a stop
+has no deadline).
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ from engine.core.progress import record_progress
 from engine.core.recorder import Recorder
 from engine.core.retry import Patience, StoreRetry
 from engine.core.run_limits import RunLimits
+from engine.core.run_release import release_held, release_run_record
 from engine.core.watch import ChildStats, ChildWatch, watch_child
-from engine.errors import BatchRunning, ChildCrashed, StoreError, StoreUnavailable
+from engine.errors import BatchRunning, ChildCrashed, StoreUnavailable
 from engine.store.base import Store
 from engine.supervisor.children import Child, ChildSupervisor
 from protocols import events, ipc
@@ -296,15 +298,10 @@ class BatchRunner:
         )
 
     async def _release_run(self, *, finished: bool) -> None:
-        """Forget the batch's run record (``finished``) or hand it over,
-        through an outage until the run's deadline. A store still away then
-        leaves the record to this engine's lease: renewed while it lives, so
-        the batch resumes here (or, once it is gone, anywhere)."""
-        release = partial(self._store.release_run, self.batch_id, self._owner, finished=finished)
-        try:
-            await self._store_step(release)
-        except StoreUnavailable as exc:
-            log.warning("[batch %s] cannot release the run record: %s", self.batch_id, exc)
+        """Forget the run record or hand it over (``engine.core.run_release``)."""
+        await release_run_record(
+            self._store, self.batch_id, self._owner, finished=finished, store_step=self._store_step
+        )
 
     async def _run_child(self, child: Child) -> str | None:
         """One child's life. None when it ended in order; else why it crashed."""
@@ -351,36 +348,16 @@ class BatchRunner:
                     crash = None  # killed on purpose: not a crash
                 if watch.silenced is not None and self.stop_reason is None:
                     crash = watch.silenced  # killed for it: a crash, said so
-                await self._release(held, crashed=crash is not None)
+                await release_held(
+                    self._recorder,
+                    held,
+                    crashed=crash is not None,
+                    lease_seconds=self._limits.lease_seconds,
+                )
             self._child = None
             with trio.CancelScope(shield=True):
                 await child.channel.aclose()
         return crash
-
-    async def _release(self, held: HeldJobs, *, crashed: bool) -> None:
-        # Shielded, so a cancelled run still gives its jobs back. A stop
-        # gives the run's patience a deadline, but a run cancelled without
-        # one (its nursery torn down without a drain) would wait for the
-        # store without end: at most a lease, then, since by then the jobs
-        # come back through their lease anyway.
-        lease = self._limits.lease_seconds
-        with trio.move_on_after(lease, shield=True) as bounded:
-            try:
-                # A job claimed back while its outcome was being recorded is
-                # held once its predecessor is popped: a second pass for it.
-                await self._recorder.release(held, crashed=crashed)
-                if held:
-                    await self._recorder.release(held, crashed=crashed)
-            except StoreError as exc:
-                log.error("[batch %s] cannot release jobs: %s", self.batch_id, exc)
-        if bounded.cancelled_caught:
-            log.error(
-                "[batch %s] cannot release %d jobs within a lease (%s s); they come back"
-                " to pending when their lease runs out, and their type slots with it",
-                self.batch_id,
-                len(held),
-                lease,
-            )
 
     async def _store_step(self, step: Callable[[], Awaitable[_T]]) -> _T:
         """``step()`` retried while the store is away; once the run is
