@@ -8,7 +8,8 @@ The facade keeps its store and bus to itself (callers read batches, jobs
 and events through its methods) and hands the work to the runs
 (``engine.core.runs``), its part in the cluster: heartbeat, leases,
 takeover, auto-start (``engine.core.cluster``) and the settings applied
-(``engine.core.policy``); its events come from the bus
+(``engine.core.policy``), all built and wired together by
+``engine.core.engine_parts``; its events come from the bus
 (``engine.core.engine_events``).
 
 A batch runs on at most one engine of the cluster, so what a caller sees
@@ -34,14 +35,8 @@ import trio
 
 from engine.config.settings import Settings
 from engine.core.bus import EventBus
-from engine.core.cluster import Cluster
 from engine.core.engine_events import EngineEvents
-from engine.core.identity import EngineIdentity
-from engine.core.job_control import JobControl
-from engine.core.pause import PauseSwitch
-from engine.core.policy import EnginePolicy
-from engine.core.retry import StoreRetry
-from engine.core.runs import Runs
+from engine.core.engine_parts import build_engine_parts
 from engine.core.scheduler import Scheduler
 from engine.core.values import EngineStatus, JobRequest, StartResult
 from engine.errors import BatchNotRunning, BatchRunning, Conflict, ShuttingDown
@@ -90,34 +85,22 @@ class Engine(EngineEvents):
         self._store = store
         self._bus = bus
         self._supervisor = supervisor
-        self._gate = PauseSwitch()
-        self._store_retry = StoreRetry()
-        self._policy = EnginePolicy(settings, registry, store)
-        self._runs = Runs(
-            nursery,
-            capacity=settings.max_active_batches,
+        self._nursery = nursery
+        parts = build_engine_parts(
+            settings=settings,
             store=store,
             bus=bus,
+            registry=registry,
+            nursery=nursery,
             supervisor=supervisor,
-            policy=self._policy,
+            clock=clock,
             owner=self.owner,
-            gate=self._gate,
-            clock=clock,
-            retry=self._store_retry,
-            on_change=self._wake_cluster,
         )
-        self._nursery = nursery
-        self._cluster = Cluster(
-            store=store,
-            runs=self._runs,
-            identity=EngineIdentity.of_this_process(self.owner),
-            lease_seconds=settings.lease_seconds,
-            auto_start=settings.auto_start,
-            clock=clock,
-            renew_slots=self._policy.renew_type_slots,
-            forget_slots=self._policy.forget_type_slots,
-            retry=self._store_retry,
-        )
+        self._gate = parts.gate
+        self._store_retry = parts.store_retry
+        self._policy = parts.policy
+        self._runs = parts.runs
+        self._cluster = parts.cluster
         #: Fires the schedules; ``statuses()`` lists them (``GET /api/schedules``).
         self.scheduler = Scheduler(
             settings.schedules,
@@ -127,19 +110,8 @@ class Engine(EngineEvents):
             clock=clock,
             draining=lambda: self._runs.draining,
         )
-
         #: Requests on one job by id (``engine.core.job_control``).
-        self.jobs = JobControl(
-            store=store,
-            runs=self._runs,
-            owner=self.owner,
-            grace_seconds=settings.shutdown_grace_seconds,
-            wake=self._wake_cluster,
-            retry=self._store_retry,
-        )
-
-    def _wake_cluster(self) -> None:
-        self._cluster.wake()
+        self.jobs = parts.jobs
 
     # --- batches and jobs ----------------------------------------------------
 
