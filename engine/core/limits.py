@@ -21,7 +21,13 @@ gate keeps them in the store (``Store.take_slot``, ``Store.take_rate``),
 which every engine on it shares, strictly. A rate that is full says when it
 has room, and the gate sleeps until then. A slot that is taken is waited
 for with a short backoff (``SLOT_POLL_SECONDS`` at most), or less: a slot
-freed by this engine wakes its waiters at once. Slots are leased: the
+freed by this engine wakes its waiters at once. Each of these polls is a
+store step of the run that waits (``StoreRetry.call`` with its
+``Patience``): while the store is away the wait goes on until it is back,
+and a run being stopped gives up at its deadline. Both are safe to repeat:
+a slot taken by a call whose reply was lost is its holder's already, and
+the retry keeps it; a lost take of the rate is taken again, which only
+makes the window fuller than it need be. Slots are leased: the
 engine renews the leases of the slots it holds with its job leases
 (``TypeGate.renew``), so an engine that died frees its slots one lease
 after it stopped renewing them.
@@ -52,11 +58,13 @@ import logging
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 
 import attrs
 import trio
 
 from engine.config.parsers import RateLimit
+from engine.core.retry import Patience, StoreRetry
 from engine.errors import StoreError
 from engine.store.base import Store
 
@@ -234,10 +242,18 @@ class TypeGate:
         self._holders: set[str] = set()
         self._freed = trio.Event()
 
-    async def take_slot(self, holder: str, before_waiting: Callable[[], Awaitable[None]]) -> bool:
+    async def take_slot(
+        self,
+        holder: str,
+        before_waiting: Callable[[], Awaitable[None]],
+        *,
+        retry: StoreRetry,
+        patience: Patience,
+    ) -> bool:
         """Take a slot of the type for ``holder`` (a job id), waiting while
         every slot is held; ``before_waiting`` is awaited once, before the
-        first wait.
+        first wait. Each poll of the store goes through ``retry`` with the
+        run's ``patience``: an outage is waited out.
 
         Cancellation: atomic: if cancelled, no slot was taken.
 
@@ -246,16 +262,19 @@ class TypeGate:
             False at once when the type has no concurrency limit.
 
         Raises:
-            StoreError: the store did not answer.
+            StoreUnavailable: the store was away and ``patience`` ran out
+                (or was abandoned).
+            StoreError: the store refused the call.
         """
         if self.concurrency is None:
             return False
         poll, waited = _FIRST_SLOT_POLL_SECONDS, False
+        take = partial(
+            self._store.take_slot, self.type_name, holder, self.concurrency, self._lease_seconds
+        )
         while True:
             freed = self._freed
-            taken = await self._store.take_slot(
-                self.type_name, holder, self.concurrency, self._lease_seconds
-            )
+            taken = await retry.call(take, patience=patience)
             if taken:
                 self._holders.add(holder)
                 return True
@@ -272,10 +291,15 @@ class TypeGate:
         cost: float,
         before_waiting: Callable[[], Awaitable[None]],
         clock: Callable[[], float],
+        *,
+        retry: StoreRetry,
+        patience: Patience,
     ) -> float | None:
         """Take ``cost`` from the type's window in ``holder``'s name (a job
         id: ``delay_rate`` moves it later), sleeping until it has room;
-        ``before_waiting`` is awaited once, before the first wait.
+        ``before_waiting`` is awaited once, before the first wait. Each
+        poll of the store goes through ``retry`` with the run's
+        ``patience``: an outage is waited out.
 
         A cost above the rate's count (a job stored before the limit was
         lowered) takes a whole window instead of waiting forever.
@@ -283,20 +307,30 @@ class TypeGate:
         Cancellation: atomic: if cancelled, nothing was taken.
 
         Returns:
-            ``clock()`` read just before the store call that took it; None
-            at once when the type has no rate.
+            ``clock()`` read just before the store call that took it (the
+            attempt that succeeded, after an outage); None at once when the
+            type has no rate.
 
         Raises:
-            StoreError: the store did not answer.
+            StoreUnavailable: the store was away and ``patience`` ran out
+                (or was abandoned).
+            StoreError: the store refused the call.
         """
-        if self.rate is None:
+        rate = self.rate
+        if rate is None:
             return None
-        cost, waited = min(cost, self.rate.count), False
-        while True:
+        cost, waited = min(cost, rate.count), False
+        asked_at = 0.0
+
+        async def take() -> float:
+            nonlocal asked_at
             asked_at = clock()
-            wait = await self._store.take_rate(
-                self.type_name, self.rate.count, self.rate.per_seconds, cost, holder=holder
+            return await self._store.take_rate(
+                self.type_name, rate.count, rate.per_seconds, cost, holder=holder
             )
+
+        while True:
+            wait = await retry.call(take, patience=patience)
             if wait <= 0:
                 return asked_at
             if not waited:
