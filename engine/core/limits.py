@@ -352,20 +352,29 @@ class TypeGate:
                 self.type_name, self.rate.count, self.rate.per_seconds, seconds
             )
 
-    async def release(self, holders: Sequence[str]) -> None:
+    async def release(
+        self,
+        holders: Sequence[str],
+        *,
+        retry: StoreRetry | None = None,
+        patience: Patience | None = None,
+    ) -> None:
         """Give back the slots of ``holders`` and wake this engine's waiters.
+        With ``retry``, a store that is away is waited for (with the run's
+        ``patience``, within the caller's bound), else one attempt is made.
         A store that does not answer is logged: those slots come back when
         their lease runs out, since they are no longer renewed.
 
-        Cancellation: atomic (one store call); if cancelled, the slots come
-        back when their lease runs out.
+        Cancellation: if cancelled (between attempts, or during the one
+        store call), the slots come back when their lease runs out.
         """
         mine = [holder for holder in holders if holder in self._holders]
         self._holders.difference_update(mine)
         if not mine:
             return
+        free = partial(self._store.release_slots, self.type_name, mine)
         try:
-            await self._store.release_slots(self.type_name, mine)
+            await (free() if retry is None else retry.call(free, patience=patience))
         except StoreError as exc:
             log.error("cannot free %d slots of type %r: %s", len(mine), self.type_name, exc)
         finally:
