@@ -134,3 +134,31 @@ async def test_a_run_stopped_while_its_gate_waits_for_the_store_ends_within_the_
     assert states[JobState.COMPLETED] >= 1
     assert states[JobState.COMPLETED] + states[JobState.PENDING] == JOBS
     assert all(job.attempts == 0 for job in page.jobs if job.state is JobState.PENDING)
+
+
+async def test_a_slot_freed_during_a_short_outage_is_freed_once_the_store_is_back(
+    fake_engine: FakeEngineOpener, autojump_clock: MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Freeing a finished job's slot waits a short outage out: the next job
+    of the type starts once the store is back, not a lease later."""
+    lease, outage = 60.0, 3.0
+    async with _gated_engine(fake_engine, _ONE_AT_A_TIME, lease_seconds=lease) as (
+        engine,
+        store,
+        batch_id,
+    ):
+        began = trio.current_time()
+        await engine.start(batch_id)
+        # The second job runs; its slot is to be freed while the store is away.
+        await trio.sleep(1.5)
+        store.fail("release_slots")
+        await trio.sleep(outage)
+        store.recover()
+        await engine.wait_stopped(batch_id)
+        took = trio.current_time() - began
+        page = await engine.list_jobs(batch_id)
+    assert store.failed_calls > 0
+    assert {(job.state, job.attempts) for job in page.jobs} == {(JobState.COMPLETED, 1)}
+    assert "cannot free" not in caplog.text
+    # One job at a time, and none while the second one's slot was held.
+    assert JOBS * 1.0 + outage - 1.5 <= took < JOBS * 1.0 + outage + Backoff().cap
