@@ -25,8 +25,9 @@ from collections.abc import Iterator
 import attrs
 import trio
 
-from engine.core.limits import RateLimiter, TypeGate
+from engine.core.limits import RateLimiter
 from engine.core.retry import Patience, StoreRetry
+from engine.core.type_gate import TypeGate
 from engine.store.records import JobRecord, Outcome
 
 __all__ = ["CLEANUP_SECONDS", "HeldJob", "HeldJobs"]

@@ -14,8 +14,8 @@ from trio.testing import MockClock
 
 from engine.core.fence import MARGIN_FRACTION, Fence
 from engine.core.leases import keep_leases
-from engine.core.limits import TypeGate
 from engine.core.retry import Patience, StoreRetry
+from engine.core.type_gate import TypeGate
 from engine.errors import StoreUnavailable
 from engine.testing import FailingStore, collect_until, jobs_of, open_fake_store
 from protocols.events import RunDone

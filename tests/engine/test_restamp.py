@@ -14,8 +14,9 @@ import trio.testing
 
 from engine.config.settings import RateLimit
 from engine.core.held import HeldJob, HeldJobs
-from engine.core.limits import RateLimiter, TypeGate
+from engine.core.limits import RateLimiter
 from engine.core.retry import Patience, StoreRetry
+from engine.core.type_gate import TypeGate
 from engine.store.records import JobRecord
 from engine.testing.harness import open_fake_store, trio_wall_clock
 from protocols.lifecycle import JobState
