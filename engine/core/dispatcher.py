@@ -273,9 +273,12 @@ class Dispatcher:
         gate = self._limits.type_gate(job.type)
         if gate is None:
             return
-        if await gate.take_slot(job.job_id, before_waiting):
+        retry, patience = self._retry, self._patience
+        if await gate.take_slot(job.job_id, before_waiting, retry=retry, patience=patience):
             held.add_type_slot(job.job_id, gate)
-        asked_at = await gate.take_rate(job.job_id, job.cost, before_waiting, self._clock)
+        asked_at = await gate.take_rate(
+            job.job_id, job.cost, before_waiting, self._clock, retry=retry, patience=patience
+        )
         if asked_at is not None and held_job is not None:
             held_job.type_rate_grant = (gate, asked_at)
 

@@ -25,7 +25,9 @@ from collections.abc import Iterator
 import attrs
 import trio
 
-from engine.core.limits import RateLimiter, TypeGate
+from engine.core.limits import RateLimiter
+from engine.core.retry import Patience, StoreRetry
+from engine.core.type_gate import TypeGate
 from engine.store.records import JobRecord, Outcome
 
 __all__ = ["CLEANUP_SECONDS", "HeldJob", "HeldJobs"]
@@ -59,10 +61,19 @@ class HeldJob:
 
 class HeldJobs:
     """The jobs a run holds, each with a credit of ``credits`` borrowed on
-    behalf of its ``credit`` token."""
+    behalf of its ``credit`` token. Type slots are freed through ``retry``
+    with the run's ``patience`` when given (a short outage is waited out),
+    else in one attempt."""
 
-    def __init__(self, credits: trio.CapacityLimiter) -> None:
+    def __init__(
+        self,
+        credits: trio.CapacityLimiter,
+        *,
+        retry: StoreRetry | None = None,
+        patience: Patience | None = None,
+    ) -> None:
         self.credits = credits
+        self._retry, self._patience = retry, patience
         self._jobs: dict[str, HeldJob] = {}
         self._slots_to_free: dict[TypeGate, list[str]] = defaultdict(list)
         self._starts_to_move: dict[TypeGate, dict[str, float]] = defaultdict(dict)
@@ -152,8 +163,8 @@ class HeldJobs:
         """Free the type slots of the jobs popped so far (and, with
         ``of_every_job``, of those still held too), one store call per type.
 
-        Cancellation: shielded (bounded); a slot not freed comes back when
-        its lease runs out.
+        Cancellation: shielded (bounded: a store away for longer is not
+        waited for); a slot not freed comes back when its lease runs out.
         """
         if of_every_job:
             for job in self._jobs.values():
@@ -163,7 +174,7 @@ class HeldJobs:
         with trio.move_on_after(CLEANUP_SECONDS, shield=True):
             while self._slots_to_free:
                 gate, holders = self._slots_to_free.popitem()
-                await gate.release(holders)
+                await gate.release(holders, retry=self._retry, patience=self._patience)
 
     def __contains__(self, job_id: object) -> bool:
         return job_id in self._jobs

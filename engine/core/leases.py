@@ -4,7 +4,7 @@ recovered, interrupted runs resumed.
 Design notes
 ------------
 A claimed job carries a lease of ``LEASE_SECONDS`` in its owner's name, and
-so does the slot its type's gate took for it (see ``engine.core.limits``).
+so does the slot its type's gate took for it (see ``engine.core.type_gate``).
 While the engine lives, ``keep_leases`` registers the engine (its
 heartbeat) and renews every lease it holds each third of that, so a
 renewal or two may fail (the store hiccupped) before a lease runs out. The

@@ -24,9 +24,10 @@ import math
 from collections.abc import Sequence
 
 from engine.config.settings import RateLimit, Settings
-from engine.core.limits import RateLimiter, TypeGate
+from engine.core.limits import RateLimiter
 from engine.core.run_limits import RunLimits
 from engine.core.throttle import Throttle
+from engine.core.type_gate import TypeGate
 from engine.core.values import JobRequest
 from engine.errors import JobError, UnknownJobType
 from engine.jobs.registry import JobRegistry

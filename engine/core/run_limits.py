@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 import attrs
 
-from engine.core.limits import RateLimiter, TypeGate
+from engine.core.limits import RateLimiter
 from engine.core.throttle import Throttle
+from engine.core.type_gate import TypeGate
 from engine.store.records import JobRecord
 
 __all__ = ["RunLimits"]

@@ -308,7 +308,8 @@ class BatchRunner:
         self._child = child
         child.assign(self.batch_id)
         self._dispatcher.rearm()
-        held = HeldJobs(trio.CapacityLimiter(self._limits.concurrency + self._limits.prefetch))
+        credits = trio.CapacityLimiter(self._limits.concurrency + self._limits.prefetch)
+        held = HeldJobs(credits, retry=self._retry, patience=self._patience)
         watch = self._watch = watch_child(
             child, held, self._limits, self._clock, stop_feeding=self._dispatcher.cancel
         )

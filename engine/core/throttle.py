@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from engine.core.limits import TypeGate
+from engine.core.type_gate import TypeGate
 from engine.errors import StoreError
 from engine.store.records import JobRecord
 from protocols import events

@@ -14,8 +14,8 @@ from trio.testing import MockClock
 
 from engine.core.fence import MARGIN_FRACTION, Fence
 from engine.core.leases import keep_leases
-from engine.core.limits import TypeGate
-from engine.core.retry import StoreRetry
+from engine.core.retry import Patience, StoreRetry
+from engine.core.type_gate import TypeGate
 from engine.errors import StoreUnavailable
 from engine.testing import FailingStore, collect_until, jobs_of, open_fake_store
 from protocols.events import RunDone
@@ -291,7 +291,9 @@ async def test_slots_forgotten_at_a_fence_are_renewed_no_more_nor_freed(
     nobody renewing it, it comes back after its lease."""
     async with open_fake_store() as store:
         gate = TypeGate(store, "sleep", concurrency=1, lease_seconds=3.0)
-        assert await gate.take_slot("job-1", trio.lowlevel.checkpoint)
+        assert await gate.take_slot(
+            "job-1", trio.lowlevel.checkpoint, retry=StoreRetry(), patience=Patience()
+        )
         gate.forget_all()
         await trio.sleep(2.0)
         await gate.renew()  # renews nothing: job-1's slot still ends at 3 s

@@ -14,7 +14,9 @@ import trio.testing
 
 from engine.config.settings import RateLimit
 from engine.core.held import HeldJob, HeldJobs
-from engine.core.limits import RateLimiter, TypeGate
+from engine.core.limits import RateLimiter
+from engine.core.retry import Patience, StoreRetry
+from engine.core.type_gate import TypeGate
 from engine.store.records import JobRecord
 from engine.testing.harness import open_fake_store, trio_wall_clock
 from protocols.lifecycle import JobState
@@ -83,10 +85,24 @@ async def test_a_start_reported_late_makes_the_next_type_grant_wait_for_it(
         jobs = HeldJobs(trio.CapacityLimiter(5))
         t0 = trio.current_time()
         first = _held(jobs, "first")
-        granted_at = await gate.take_rate("first", 1.0, trio.lowlevel.checkpoint, trio_wall_clock)
+        granted_at = await gate.take_rate(
+            "first",
+            1.0,
+            trio.lowlevel.checkpoint,
+            trio_wall_clock,
+            retry=StoreRetry(),
+            patience=Patience(),
+        )
         assert granted_at == trio_wall_clock()
         first.type_rate_grant = (gate, granted_at)
         jobs.restamp(first, trio_wall_clock() + 2.5)
         await jobs.move_type_starts()
-        await gate.take_rate("second", 1.0, trio.lowlevel.checkpoint, trio_wall_clock)
+        await gate.take_rate(
+            "second",
+            1.0,
+            trio.lowlevel.checkpoint,
+            trio_wall_clock,
+            retry=StoreRetry(),
+            patience=Patience(),
+        )
         assert trio.current_time() == t0 + 12.5
