@@ -332,6 +332,11 @@ def _wrong_value(hint: Any) -> st.SearchStrategy[Any]:
         return JSON
     accepted, enum_values = _accepted_kinds(hint)
     wrong = [strategy for kind, strategy in KINDS.items() if kind not in accepted]
+    if "integer" in accepted and "float" not in accepted:
+        # A whole float is an integer on the wire (3.0 is 3), so only
+        # fractional ones are of the wrong kind.
+        wrong.remove(KINDS["float"])
+        wrong.append(FLOATS.filter(lambda number: not number.is_integer()))
     if enum_values:
         wrong.append(TEXT.filter(lambda text: text not in enum_values))
     return st.one_of(wrong)
