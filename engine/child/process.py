@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import threading
 import time
@@ -69,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent-pid", type=int, required=True)
     parser.add_argument("--jobs", default="")
     args = parser.parse_args(argv)
+    # A terminal's Ctrl-C reaches the whole process group, children too; the
+    # engine stops its children itself (``Shutdown``, then SIGKILL after the
+    # grace), so a child ignores SIGINT rather than dying mid-job with a
+    # traceback. (trio leaves an ignored SIGINT alone.)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(args.parent_pid,), daemon=True).start()
     if os.getppid() != args.parent_pid:
         return ENGINE_GONE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -41,3 +42,36 @@ async def test_the_child_program_exits_3_when_its_parent_is_not_the_given_pid() 
     # It stopped before serving: not even Ready was written.
     with os.fdopen(from_child, "rb") as pipe:
         assert pipe.read() == b""
+
+
+async def test_the_child_program_ignores_sigint_and_ends_on_eof() -> None:
+    # A terminal's Ctrl-C reaches the children too: they leave stopping to
+    # the engine, without a traceback.
+    ipc_in, to_child = os.pipe()
+    from_child, ipc_out = os.pipe()
+    command = [sys.executable, "-m", "engine.child", "--ipc-in", str(ipc_in)]
+    command += ["--ipc-out", str(ipc_out), "--parent-pid", str(os.getpid())]
+    process = await trio.lowlevel.open_process(
+        command, pass_fds=(ipc_in, ipc_out), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    os.close(ipc_in)
+    os.close(ipc_out)
+    try:
+        with trio.fail_after(30):
+            async with trio.lowlevel.FdStream(from_child) as reader:
+                assert b'"ready"' in await reader.receive_some()  # it serves
+                process.send_signal(signal.SIGINT)
+                await trio.sleep(0.5)
+                assert process.returncode is None  # still there
+                os.close(to_child)  # EOF: the engine is gone
+                to_child = -1
+                await process.wait()
+    finally:
+        if to_child != -1:
+            os.close(to_child)
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.stderr is not None
+    stderr = await process.stderr.receive_some(65536) or b""
+    assert b"KeyboardInterrupt" not in stderr, stderr.decode(errors="replace")
