@@ -104,13 +104,13 @@ class ChildProgram:
         self._lines.append(self._encoder.encode_object(message))
         self._has_lines.set()
 
-    def flush(self, *, with_progress: bool = False) -> None:
-        """Write every queued line now; ``with_progress`` adds a ``Progress``
-        line when jobs finished since the last one. After the engine's end
-        broke, lines are dropped: nobody is left to read them."""
+    def flush(self) -> None:
+        """Write every queued line now, with a ``Progress`` line when jobs
+        finished since the last one. After the engine's end broke, lines are
+        dropped: nobody is left to read them."""
         if not self._lines:
             return
-        if with_progress and self.finished_since_progress:
+        if self.finished_since_progress:
             self.finished_since_progress = 0
             self.send(
                 ipc.Progress(
@@ -137,7 +137,7 @@ class ChildProgram:
             # Let the other tasks runnable now add their lines first, so a
             # burst of results costs one write.
             await trio.lowlevel.checkpoint()
-            self.flush(with_progress=True)
+            self.flush()
 
     async def run_job(
         self, job: ipc.JobToRun, limiter: trio.CapacityLimiter, *, has_slot: bool
@@ -331,7 +331,7 @@ async def serve_child(
                 exc = exc.exceptions[0]
             print(f"batchyard child: malformed IPC from the engine: {exc}", file=sys.stderr)
             code = 4
-        program.flush(with_progress=True)
+        program.flush()
         root.cancel_scope.cancel()
     return code
 

@@ -371,3 +371,21 @@ async def test_a_malformed_line_mid_batch_returns_4(
 async def test_a_second_begin_returns_4(autojump_clock: trio.testing.MockClock) -> None:
     line = LineFramer(ipc.ParentMessage).encode(ipc.Begin(batch_id="again", concurrency=1))
     await _assert_refused([line], begin=True)
+
+
+async def test_progress_goes_with_every_burst_that_finished_jobs(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Finished jobs whose lines leave with the next job's start still bring
+    # their Progress: counts move during the run, not only at its end.
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            engine = _start_child(nursery)
+            await engine.begin(concurrency=2)
+            await engine.send(_run(*(_job(f"j{n}", "nap", {"seconds": 1}) for n in range(6))))
+            await trio.sleep(10)
+            await engine.send(ipc.Shutdown())
+            messages = await engine.rest()
+            assert await engine.wait() == 0
+    progress = [m.completed for m in messages if isinstance(m, ipc.Progress)]
+    assert progress == [2, 4, 6]
