@@ -146,3 +146,68 @@ def test_ten_thousand_events_and_a_thousand_batches(page: Any, start_server: Any
         f"({result['changedFrames']} renders in {result['frames']} frames); "
         f"page weight {total} bytes: {files}"
     )
+
+
+BIG = 100_000
+BIG_CHUNK = 10_000
+
+# Clicks `selector` and resolves, on the first frame where the jobs table
+# shows 50 rows whose first job is not `before`, with the time it took;
+# rejects after 30 s.
+_TIME_JOBS_PAGE = """
+([selector, before]) => new Promise((resolve, reject) => {
+  const began = performance.now();
+  setTimeout(() => reject(new Error("no new jobs page in 30 s")), 30000);
+  document.querySelector(selector).click();
+  const check = () => {
+    const rows = document.querySelectorAll("#jobs tbody tr");
+    const cell = rows.length ? rows[0].querySelector("td") : null;
+    const first = cell ? cell.textContent : "";
+    if (!document.getElementById("detail").hidden && rows.length === 50 && first !== before) {
+      resolve({ ms: performance.now() - began, first });
+    } else {
+      requestAnimationFrame(check);
+    }
+  };
+  requestAnimationFrame(check);
+})
+"""
+
+
+def test_a_batch_of_a_hundred_thousand_jobs(page: Any, start_server: Any) -> None:
+    """The dashboard reads a 100,000-job batch a page of 50 jobs at a time:
+    the row shows the counts, the batch's view and its next jobs page come
+    quickly (printed, not asserted)."""
+    server = start_server()
+    with server.client() as client:
+        client.timeout = 60
+        answer = client.post(
+            "/api/batches", json={"batchId": "big", "type": "noop", "jobs": [{}] * BIG_CHUNK}
+        )
+        assert answer.status_code == 201
+        for _ in range(BIG // BIG_CHUNK - 1):
+            answer = client.post("/api/batches/big/jobs", json={"jobs": [{}] * BIG_CHUNK})
+            assert answer.status_code == 201
+            assert answer.json()["enqueued"] == BIG_CHUNK
+    page.goto(server.url + "/")
+    row = page.locator('#batches tr[data-batch="big"]')
+    expect(row).to_contain_text(f"{BIG} · 0 · 0 · 0")
+    expect(row).to_contain_text(f"0 / {BIG} (0 %)")
+    opened = page.evaluate(_TIME_JOBS_PAGE, ['#batches tr[data-batch="big"] button.link', ""])
+    expect(page.locator("#detail-heading")).to_have_text("Batch big")
+    expect(page.locator("#jobs tbody tr")).to_have_count(50)
+    expect(page.locator("#jobs-next")).to_be_enabled()
+    expect(page.locator("#jobs-first")).to_be_disabled()
+    first_page = page.locator("#jobs tbody tr td:first-child").all_text_contents()
+    assert len(set(first_page)) == 50
+    screenshot(page, "big-batch")
+    following = page.evaluate(_TIME_JOBS_PAGE, ["#jobs-next", opened["first"]])
+    expect(page.locator("#jobs tbody tr")).to_have_count(50)
+    expect(page.locator("#jobs-first")).to_be_enabled()
+    second_page = page.locator("#jobs tbody tr td:first-child").all_text_contents()
+    assert not set(first_page) & set(second_page)
+    expect(page.locator("#jobs tbody tr").first).to_contain_text("pending")
+    print(
+        f"\n{BIG} jobs: batch view with its first 50 jobs in {opened['ms']:.0f} ms, "
+        f"next page in {following['ms']:.0f} ms"
+    )
