@@ -8,18 +8,12 @@ Encoded like every body of the API (``protocols.api.encode_body``):
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import attrs
 
-from protocols.codec import invalid_field
+from protocols import bounds
 
 __all__ = ["ScheduleList", "ScheduleView"]
-
-
-def _aware(instance: object, attribute: attrs.Attribute[Any], value: datetime | None) -> None:
-    if value is not None and value.utcoffset() is None:
-        raise invalid_field(attribute, f"must carry a UTC offset, got {value.isoformat()}")
 
 
 @attrs.frozen(kw_only=True)
@@ -32,8 +26,8 @@ class ScheduleView:
     name: str
     cron: str
     type: str
-    next_run_at: datetime | None = attrs.field(validator=_aware)
-    last_run_at: datetime | None = attrs.field(validator=_aware)
+    next_run_at: datetime | None = attrs.field(validator=bounds.Aware())
+    last_run_at: datetime | None = attrs.field(validator=bounds.Aware())
 
 
 @attrs.frozen(kw_only=True)

@@ -107,7 +107,7 @@ async def _submit(
         document = CONVERTER.unstructure(result)
         if outcome is not None:
             document["start"] = {"status": outcome.status, "retryAfter": outcome.retry_after}
-        click.echo(jsontext.dumps(document).decode().lstrip())
+        print_json(document)
     else:
         Console().print(
             f"batch {result.batch_id}: {result.enqueued} jobs enqueued, "

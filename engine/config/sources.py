@@ -25,8 +25,9 @@ flags win), while ``--profile dev --concurrency 4``, or
 
 Keys of ``[engine]`` and of the flags are field names (``concurrency``),
 not variable names: TOML keys are lower case, and ``[types.NAME]`` uses the
-same words. Only the contract's variables exist in the environment; the
-internal tunables (``event_ring_size``, ``subscriber_buffer``,
+same words. Only the documented variables (the contract's, and
+``BATCHYARD_LOG_LEVEL`` and ``CHILD_SILENCE_SECONDS``) exist in the
+environment; the internal tunables (``event_ring_size``, ``subscriber_buffer``,
 ``max_body_bytes``) come from the file or the flags.
 A string is read exactly as the environment variable would be
 (``rate_limit = "5/2s"``); other TOML values are taken as they are

@@ -66,7 +66,7 @@ class EnginePolicy:
         }
 
     def check_type(self, name: str) -> None:
-        """Refuse a batch whose default job type is not registered.
+        """Refuse a job type that is not registered.
 
         Raises:
             UnknownJobType: ``name`` is not registered.
@@ -85,8 +85,7 @@ class EnginePolicy:
         """
         attempts: dict[str, int] = {}
         for type_name in {job.type or default_type for job in jobs}:
-            if type_name not in self._registry:
-                raise UnknownJobType(f"unknown job type {type_name!r}")
+            self.check_type(type_name)
             attempts[type_name] = self._settings.for_type(type_name).max_attempts
         for index, job in enumerate(jobs):
             self._check_cost(index, job.cost, job.type or default_type)

@@ -204,6 +204,8 @@ class ChildWatch:
         job = self._held.get(job_id)
         if job is None:
             return False
+        if job.ended_by is not None:  # asked already (a second ask through the store)
+            return True
         job.ended_by = Fail(job_id=job_id, error="cancelled")
         if job.active_since is not None:
             self._kill_after_grace(job_id, job.ended_by)

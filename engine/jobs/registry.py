@@ -73,7 +73,8 @@ class JobContext:
         """Add a job of ``type`` with ``payload`` once this job completes: to
         this job's batch, or to the existing batch ``batch``. ``fields`` are
         those of a job in the HTTP API (``key``, ``priority``,
-        ``delay_seconds`` or ``delaySeconds``, ``cost``). The jobs are recorded in
+        ``delay_seconds`` or ``delaySeconds``, ``cost``, ``timeout_seconds``). The
+        jobs are recorded in
         the same store step as this job's completion, so a job that fails
         (or is retried) adds nothing; a running batch picks up the jobs
         added to it.

@@ -88,7 +88,7 @@ _RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer", "minimum": 0}}}
 _PATH_PARAMS: dict[str, dict[str, Any]] = {
     "batchId": field_schema(attrs.fields(api.CreateBatch).batch_id, str, []),
     "jobId": {"type": "string", "minLength": 1},
-    "name": {"type": "string", "pattern": "^[a-z]+[.](?:css|js|svg)$"},
+    "name": {"type": "string", "pattern": "^[a-z]+[.](?:css|html|js|svg)$"},
 }
 
 _WS = (
@@ -249,9 +249,12 @@ _OPERATIONS: dict[str, dict[str, Op]] = {
     },
     "/static/{name}": {
         "get": Op(
-            summary="the dashboard's scripts, stylesheet and icon",
+            summary="the dashboard's page, scripts, stylesheet and icon",
             open=True,
-            answers={200: Answer(description="the file", media="text/plain"), 404: ERROR},
+            answers={
+                200: Answer(description="the file: HTML, JavaScript, CSS or SVG"),
+                404: ERROR,
+            },
         ),
     },
     "/": {

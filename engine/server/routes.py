@@ -19,26 +19,35 @@ retry costs the server one store read.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from engine.core.engine import Engine, StartResult
-from engine.core.scheduler import ScheduleStatus
+from engine.core.values import JobRequest
 from engine.errors import StoreError
 from engine.server import heap, queries
 from engine.server.job_routes import job_routes
-from engine.server.views import batch_view, job_requests, job_view, json_response, status_view
+from engine.server.views import (
+    batch_view,
+    job_requests,
+    job_view,
+    json_response,
+    schedule_view,
+    status_view,
+)
 from engine.store import AddResult, BatchRecord
 from protocols import api
-from protocols.api_schedules import ScheduleList, ScheduleView
+from protocols.api_schedules import ScheduleList
 
 __all__ = ["api_routes"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+_T = TypeVar("_T")
 
 RETRY_AFTER_SECONDS = 1
 
@@ -56,6 +65,16 @@ def _enqueued(batch_id: str, result: AddResult) -> Response:
     return json_response(body, 201)
 
 
+async def _added(jobs: Sequence[JobRequest], add: Callable[[], Awaitable[_T]]) -> _T:
+    """``add()`` the decoded ``jobs``; after a large add, hand the memory it
+    freed back to the system (``engine.server.heap``)."""
+    large = len(jobs) >= heap.LARGE_ADD
+    result = await add()
+    if large:
+        heap.release_freed_memory()
+    return result
+
+
 class _Api:
     """The route handlers, bound to one engine."""
 
@@ -67,11 +86,9 @@ class _Api:
         jobs = job_requests(body.jobs)
         requested_id, type, options = body.batch_id, body.type, body.options
         del body  # as in ``add_jobs``
-        large = len(jobs) >= heap.LARGE_ADD
-        batch_id, result = await self._engine.create_batch(requested_id, type, jobs, options)
-        del jobs
-        if large:
-            heap.release_freed_memory()
+        batch_id, result = await _added(
+            jobs, lambda: self._engine.create_batch(requested_id, type, jobs, options)
+        )
         return _enqueued(batch_id, result)
 
     async def add_jobs(self, request: Request) -> Response:
@@ -79,11 +96,7 @@ class _Api:
         # add never holds both while the store writes it.
         batch_id = request.path_params["batchId"]
         jobs = job_requests(api.decode_body(await request.body(), api.AddJobs).jobs)
-        large = len(jobs) >= heap.LARGE_ADD
-        result = await self._engine.add_jobs(batch_id, jobs)
-        del jobs
-        if large:
-            heap.release_freed_memory()
+        result = await _added(jobs, lambda: self._engine.add_jobs(batch_id, jobs))
         return _enqueued(batch_id, result)
 
     async def list_batches(self, request: Request) -> Response:
@@ -152,7 +165,7 @@ class _Api:
 
     async def schedules(self, request: Request) -> Response:
         statuses = await self._engine.scheduler.statuses()
-        return json_response(ScheduleList(schedules=tuple(map(_schedule_view, statuses))))
+        return json_response(ScheduleList(schedules=tuple(map(schedule_view, statuses))))
 
     async def types(self, request: Request) -> Response:
         return json_response(api.TypeList(types=tuple(self._engine.registry.names())))
@@ -178,19 +191,6 @@ class _Api:
             ),
         )
         return json_response(view, 503 if degraded else 200)
-
-
-def _schedule_view(status: ScheduleStatus) -> ScheduleView:
-    def utc(seconds: float | None) -> datetime | None:
-        return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
-
-    return ScheduleView(
-        name=status.name,
-        cron=status.cron,
-        type=status.type,
-        next_run_at=utc(status.next_run_at),
-        last_run_at=utc(status.last_run_at),
-    )
 
 
 def _by_method(handlers: Mapping[str, Endpoint]) -> Endpoint:

@@ -13,12 +13,22 @@ from typing import Any
 from starlette.responses import Response
 
 from engine.core.engine import EngineStatus, JobRequest
+from engine.core.scheduler import ScheduleStatus
 from engine.core.watch import ChildStats
 from engine.store import BatchRecord, EngineRecord, JobRecord
 from protocols import api
+from protocols.api_schedules import ScheduleView
 from protocols.job_api import ChildView
 
-__all__ = ["batch_view", "child_view", "job_requests", "job_view", "json_response", "status_view"]
+__all__ = [
+    "batch_view",
+    "child_view",
+    "job_requests",
+    "job_view",
+    "json_response",
+    "schedule_view",
+    "status_view",
+]
 
 
 def json_response(
@@ -133,3 +143,14 @@ def job_requests(specs: Sequence[api.JobSpec]) -> list[JobRequest]:
         )
         for spec in specs
     ]
+
+
+def schedule_view(status: ScheduleStatus) -> ScheduleView:
+    """One schedule as ``GET /api/schedules`` lists it."""
+    return ScheduleView(
+        name=status.name,
+        cron=status.cron,
+        type=status.type,
+        next_run_at=_utc(status.next_run_at),
+        last_run_at=_utc(status.last_run_at),
+    )

@@ -63,9 +63,9 @@ async def test_the_child_program_ignores_sigint_and_ends_on_eof() -> None:
                 process.send_signal(signal.SIGINT)
                 await trio.sleep(0.5)
                 assert process.returncode is None  # still there
-                os.close(to_child)  # EOF: the engine is gone
+                os.close(to_child)  # EOF before any batch: an orderly end
                 to_child = -1
-                await process.wait()
+                assert await process.wait() == 0
     finally:
         if to_child != -1:
             os.close(to_child)

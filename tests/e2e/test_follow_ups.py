@@ -84,9 +84,7 @@ async def test_a_flow_fans_out_then_in(tmp_path: Path, store_url: str) -> None:
         )
         with trio.fail_after(60), engine.subscribe(["split", "embed", "index"]) as sub:
             await engine.start("split")
-            seen = await collect_until(
-                sub, lambda e: e.event == "done" and e.data.batch_id == "index"
-            )
+            seen = await collect_until(sub, _index_done)
         embed = await _states(engine, "embed")
         split = await _states(engine, "split")
     order = [(e.data.batch_id, e.event) for e in seen if e.event in ("processing:started", "done")]
