@@ -24,6 +24,7 @@ from engine.errors import ConfigError
 from engine.server.serve import check_exposure
 from engine.testing import settings_for_tests
 from faults.engines import EngineProcess
+from faults.waiting import poll_until
 from protocols.events import Event
 from protocols.frames import parse_ws_frame
 from tests.e2e.helpers import create_batch, open_ws, read_ws
@@ -97,8 +98,13 @@ async def test_sigterm_drains_within_the_grace_and_leaves_nothing_behind(tmp_pat
             open_ws(server.url) as ws,
         ):
             batch_id = await _start_sleepers(client, ws, events)
+
+            async def both_children() -> bool:  # the batch's child and its warm successor
+                await trio.lowlevel.checkpoint()
+                return len(_descendants(server.process.pid)) >= 2
+
+            assert await poll_until(both_children, 10)
             children = _descendants(server.process.pid)
-            assert len(children) >= 2  # the batch's child and a warm one
             server.process.send_signal(signal.SIGTERM)
             sent = trio.current_time()
             code = await _read_until_closed(ws, events)
