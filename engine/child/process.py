@@ -5,7 +5,10 @@ Design notes
 ------------
 The process loads the job modules, then runs the child program
 (``engine.child.program``) over its two pipes: it reads ``--ipc-in`` and
-writes ``--ipc-out`` with whole blocking writes.
+writes ``--ipc-out`` with whole blocking writes. Once the program has
+returned, the process flushes its stdout and stderr and exits at once,
+without the interpreter's teardown (``atexit`` hooks of job modules do not
+run).
 
 Noticing the engine's death: EOF on ``--ipc-in`` ends the child at once. A
 job that blocks the main thread (a ``hang``) would keep the loop from seeing
@@ -89,10 +92,13 @@ def main(argv: list[str] | None = None) -> int:
             return await serve_child(ipc_in, _blocking_writer(args.ipc_out), REGISTRY)
 
     code = trio.run(run)
-    if code == ENGINE_GONE:
-        # Nobody is left to report to: skip the interpreter's teardown.
-        os._exit(code)
-    return code
+    # Everything the engine must hear has been written. The interpreter's
+    # teardown (tens of milliseconds with the job modules loaded) would only
+    # delay the engine's seeing the exit, and with it the batch's ``done``;
+    # what a handler printed is flushed first.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -94,3 +94,35 @@ async def test_a_json_worker_that_cannot_start_says_why_in_one_json_line(
     assert line["message"].startswith(
         "batchyard worker: [schedules.nightly] type='embed' is not a registered job type"
     )
+
+
+_WHISPER = """
+from engine import job_type
+
+@job_type("whisper")
+def whisper(payload, ctx):
+    print("whispering", payload["word"])  # stdout is a pipe: block-buffered, not flushed
+    return payload
+"""
+
+
+async def test_what_the_last_job_printed_unflushed_is_relayed_when_its_child_exits(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "whisper.py").write_text(_WHISPER)
+    store_url = f"sqlite:///{tmp_path / 'batchyard.db'}"
+    # An empty PYTHONUNBUFFERED is unset: the child's stdout stays buffered.
+    env = {"BATCHYARD_LOG_FORMAT": "json", "PYTHONPATH": str(tmp_path), "PYTHONUNBUFFERED": ""}
+    with trio.fail_after(60):
+        async with (
+            run_engine("worker", store_url, "--jobs", "whisper", **env) as worker,
+            open_store(store_url) as store,
+        ):
+            await store.create_batch("quiet", "whisper")
+            await store.add_jobs("quiet", [NewJob(type="whisper", payload={"word": "psst"})])
+            while (await store.counts("quiet")).completed != 1:
+                await trio.sleep(0.2)
+            await trio.sleep(1.0)  # the batch's child has exited by now
+            assert await worker.stop() == 0
+    messages = [json.loads(line)["message"] for line in worker.lines]
+    assert "[batch quiet] whispering psst" in messages
