@@ -120,7 +120,9 @@ async def test_what_the_last_job_printed_unflushed_is_relayed_when_its_child_exi
         ):
             await store.create_batch("quiet", "whisper")
             await store.add_jobs("quiet", [NewJob(type="whisper", payload={"word": "psst"})])
-            while (await store.counts("quiet")).completed != 1:
+            while True:
+                if (await store.counts("quiet")).completed == 1:
+                    break
                 await trio.sleep(0.2)
             await trio.sleep(1.0)  # the batch's child has exited by now
             assert await worker.stop() == 0
