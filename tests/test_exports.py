@@ -48,7 +48,7 @@ def test_child_imports_stay_lean() -> None:
         "import sys, engine.child.program; "
         "heavy = [m for m in ('engine.store', 'engine.core', 'engine.supervisor', "
         "'engine.server', 'engine.config', 'starlette', 'hypercorn', 'httpx', 'rich', "
-        "'sqlite3') if m in sys.modules]; "
+        "'sqlite3', 'protocols.api', 'protocols.bounds') if m in sys.modules]; "
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

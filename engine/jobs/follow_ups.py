@@ -25,7 +25,7 @@ import attrs
 
 from engine.errors import UnknownJobType
 from engine.jobs.registry import JobRegistry
-from protocols import api, ipc, jsontext
+from protocols import ipc, jsontext
 from protocols.codec import camel_case
 
 __all__ = ["FollowUps"]
@@ -57,6 +57,11 @@ class FollowUps:
             TypeError: a keyword is not a job field, or the payload is not JSON.
             ValueError: a field or the batch id holds a value the API refuses.
         """
+        # The API's models are imported by the first enqueue, not with the
+        # child: most handlers never enqueue, and every child start would
+        # pay for loading them.
+        from protocols import api
+
         if type not in self._registry:
             raise UnknownJobType(f"ctx.enqueue: unknown job type {type!r}")
         if batch is not None and (
