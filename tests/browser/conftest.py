@@ -4,12 +4,17 @@ and a page that fails its test on any console error.
 The browser is found by path (``BATCHYARD_CHROMIUM``, default
 ``/usr/bin/chromium``) and never downloaded. Without it, or without
 Playwright, the tests skip, except under ``CI=true`` where they fail.
+
+Screenshots go to the folder ``BATCHYARD_SCREENSHOTS`` names (the
+README's pictures: ``docs/screenshots``), else to a folder under the
+system's temporary directory, so a test run leaves the checkout as it was.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -20,7 +25,10 @@ import pytest
 from tests.browser.server import Server, serve
 
 CHROMIUM = Path(os.environ.get("BATCHYARD_CHROMIUM", "/usr/bin/chromium"))
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SCREENSHOTS = Path(
+    os.environ.get("BATCHYARD_SCREENSHOTS")
+    or Path(tempfile.gettempdir()) / "batchyard-screenshots"
+)
 
 
 def _missing(what: str) -> None:
@@ -88,6 +96,6 @@ def page(browser: Any, start_server: Callable[..., Server]) -> Iterator[Any]:
 
 
 def screenshot(page: Any, name: str) -> None:
-    """Save the page as ``docs/screenshots/NAME.png``."""
+    """Save the page as ``NAME.png`` in ``SCREENSHOTS``."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
