@@ -37,8 +37,8 @@ from engine.config.schedules import Schedule, read_schedules
 from engine.config.sources import (
     SettingSpec,
     TypeOverrides,
+    from_document,
     from_environment,
-    from_file,
     from_flags,
     read_document,
 )
@@ -311,10 +311,10 @@ class Settings:
         types: dict[str, TypeOverrides] = {}
         schedules: dict[str, Schedule] = {}
         if config_path is not None:
-            in_file, types = from_file(Path(config_path), _SPECS)
+            document = read_document(Path(config_path))
+            in_file, types = from_document(document, Path(config_path), _SPECS)
             values |= in_file
-            tables = read_document(Path(config_path)).get("schedules", {})
-            schedules = read_schedules(tables, str(config_path))
+            schedules = read_schedules(document.get("schedules", {}), str(config_path))
         values |= from_environment(environ, _SPECS)
         values |= from_flags(profile, overrides or {}, _SPECS)
         return cls(type_overrides=types, schedules=schedules, **values)

@@ -5,7 +5,7 @@ Design notes
 Sources, lowest precedence first:
 
 1. the defaults (``Settings()``);
-2. the ``[engine]`` table of the TOML file (``--config``): ``from_file``;
+2. the ``[engine]`` table of the TOML file (``--config``): ``from_document``;
 3. the environment: ``from_environment``;
 4. the command line: ``from_flags``.
 
@@ -68,8 +68,8 @@ __all__ = [
     "SettingSpec",
     "Specs",
     "TypeOverrides",
+    "from_document",
     "from_environment",
-    "from_file",
     "from_flags",
     "read_document",
 ]
@@ -162,15 +162,17 @@ _TYPE_KEYS = {
 }
 
 
-def from_file(path: Path, specs: Specs) -> tuple[dict[str, Any], dict[str, TypeOverrides]]:
+def from_document(
+    document: Mapping[str, Any], path: Path, specs: Specs
+) -> tuple[dict[str, Any], dict[str, TypeOverrides]]:
     """The values of the ``[engine]`` table (under its ``profile``) and the
-    overrides of each ``[types.NAME]`` table of the TOML file at ``path``.
+    overrides of each ``[types.NAME]`` table of ``document``, the TOML file
+    at ``path`` (``read_document``), which errors name.
 
     Raises:
-        ConfigError: the file is missing, unreadable or not TOML, or has an
-            unknown table or key, or an invalid value.
+        ConfigError: the document has an unknown table or key, or an
+            invalid value.
     """
-    document = read_document(path)
     _refuse_unknown(document, {"engine": None, "types": None, "schedules": None}, str(path))
     engine = _table(document.get("engine", {}), f"{path}: [engine]")
     _refuse_unknown(engine, {"profile": None, **specs}, f"{path}: [engine]")
