@@ -41,11 +41,13 @@ _COLUMNS: dict[str, list[Column]] = {
     "W1": [
         ("jobs/s", _number("jobs_per_second")),
         ("seconds", _number("seconds", 2)),
+        ("end to end s", _number("end_to_end_seconds", 2)),
         ("submit jobs/s", _number("submit_jobs_per_second")),
         _ENGINE_CPU,
     ],
     "W2": [
         ("seconds", _number("seconds", 3)),
+        ("end to end s", _number("end_to_end_seconds", 3)),
         ("ideal s", _number("ideal_seconds", 3)),
         ("efficiency", _number("efficiency", 3)),
         _ENGINE_CPU,
@@ -203,9 +205,11 @@ def render_markdown(report: Report) -> str:
         f"W4's limit: {report.sizes.get('w4_limit', 0):g} starts per "
         f"{report.sizes.get('w4_window_seconds', 0):g} s, only for systems with a rate limiter. "
         "Each system's configuration is in the tables below; batchyard's W1 runs behind its "
-        "server with a WebSocket watcher. Engine CPU: user + system seconds of the engine's "
-        "process and its children over the measured span, per 1,000 jobs (W5: up to SIGTERM; "
-        "W7: adding the pending jobs).",
+        "server with a WebSocket watcher. W1 and W2 run, for every system, from the first "
+        "job's start to the last job's end (batchyard's: the arrival of its terminal event "
+        "at the watcher; 'end to end' adds the run's start and end). Engine CPU: user + "
+        "system seconds of the engine's process and its children over the measured span, per "
+        "1,000 jobs (W5: up to SIGTERM; W7: adding the pending jobs).",
         "",
         "## Targets",
         "",

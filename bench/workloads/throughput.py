@@ -1,12 +1,19 @@
 """W1 overhead and W2 I/O efficiency, on a served batchyard.
 
 W1: ``w1_jobs`` no-op jobs in one batch at concurrency ``w1_concurrency``
-without a rate limit; jobs/s from ``POST process/all`` to the ``done``
-frame on a WebSocket client (so the serving of ~3 events per job to one
-watcher is included), and separately the submit time of the one
-``POST /api/batches``. Beside it, ``bench.overhead`` runs the same batch on
-an engine in this process, with no server and no watcher: what the engine
-itself costs per job.
+without a rate limit, followed by one WebSocket watcher (so the serving of
+~2 events per job to it is part of the engine's load), and separately the
+submit time of the one ``POST /api/batches``. Beside it,
+``bench.overhead`` runs the same batch on an engine in this process, with
+no server and no watcher: what the engine itself costs per job.
+
+The time of W1 and W2 is the peers' (``bench.peers.base``): from the first
+job's start to the last job's end, here the first ``startedAt`` (the
+child's wall clock as the handler starts) to the arrival at the watcher of
+the last job's terminal ``job:progress``, which is later than the job's
+end by the event's trip. Beside it, ``end_to_end_seconds`` runs from
+``POST process/all`` to the ``done`` frame: the run's start and end on
+top.
 
 Both record the served engine's CPU seconds (its process and its children)
 from ``process/all`` to the ``done`` frame, per 1,000 jobs: the cost of a
@@ -45,8 +52,11 @@ class BatchRun:
 
     #: Seconds for ``POST /api/batches``.
     submit_seconds: float
-    #: Seconds from ``process/all`` to the arrival of the last frame.
+    #: Seconds from the first job's start to the arrival of the last
+    #: job's terminal event.
     seconds: float
+    #: Seconds from ``process/all`` to the arrival of the last frame.
+    end_to_end_seconds: float
     #: CPU seconds of the served engine and its children over those seconds.
     engine_cpu_seconds: float
     frames: list[Frame]
@@ -57,6 +67,7 @@ class BatchRun:
         return {
             "jobs": jobs,
             "seconds": self.seconds,
+            "end_to_end_seconds": self.end_to_end_seconds,
             "jobs_per_second": jobs / self.seconds,
             "engine_cpu_seconds": self.engine_cpu_seconds,
             "engine_cpu_seconds_per_1000_jobs": per_thousand_jobs(self.engine_cpu_seconds, jobs),
@@ -74,13 +85,17 @@ async def run_batch(server: LiveServer, api: Api, type: str, payloads: list[Any]
     await trio.sleep(_WARM_WAIT_SECONDS)
     async with open_events(server.ws_url, batch_id) as events:
         cpu_before = server.cpu_seconds()
-        began = time.monotonic()
+        began, began_wall = time.monotonic(), time.time()
         await api.process_all(batch_id)
         frames = await events.until_end(batch_id)
         cpu_used = server.cpu_seconds() - cpu_before
+    jobs = [frame for frame in frames if frame.event == "job:progress"]
+    first_start = min(float(f.data["startedAt"]) for f in jobs if "startedAt" in f.data)
+    last_end = max(f.arrived for f in jobs if f.data["status"] in ("completed", "failed"))
     return BatchRun(
         submit_seconds=submitted,
-        seconds=frames[-1].arrived - began,
+        seconds=last_end - (began + first_start - began_wall),
+        end_to_end_seconds=frames[-1].arrived - began,
         engine_cpu_seconds=cpu_used,
         frames=frames,
     )
@@ -102,7 +117,7 @@ async def w1_overhead(ctx: Context) -> list[Result]:
     config = (
         f"batchyard serve, 1 child, concurrency {sizes.w1_concurrency}, claims of "
         f"{sizes.w1_batch_size}, no rate limit, warm child, {ctx.store_name} store; "
-        "timed by a WebSocket watcher"
+        "followed by a WebSocket watcher"
     )
     served = Result(
         workload="W1",
