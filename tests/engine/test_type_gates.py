@@ -146,12 +146,14 @@ async def test_the_batch_rate_counts_cost(fake_engine: Any, autojump_clock: Mock
         seen = _Starts([engine])
         jobs = [JobRequest(cost=2.0) for _ in range(6)] + [JobRequest(cost=0.5) for _ in range(4)]
         await _run_batches([engine], [jobs])
+        (batch,) = await engine.list_batches()
+        costs = {j.job_id: j.cost for j in (await engine.list_jobs(batch.batch_id)).jobs}
+    assert len(seen.starts) == 10
+    # 14 of cost at 4 per second: at most two jobs of cost 2 in a window, and
+    # the last start three windows after the first at the earliest.
+    assert _busiest([(t, costs[job]) for job, t in seen.starts.items()], 1.0) <= 4
     starts = sorted(seen.starts.values())
-    assert len(starts) == 10
-    # 14 of cost at 4 per second: at most two jobs of cost 2 in a window.
-    costs = [2.0] * 6 + [0.5] * 4
-    assert _busiest(list(zip(starts, costs, strict=True)), 1.0) <= 4
-    assert starts[-1] - starts[0] == pytest.approx(3.0)
+    assert starts[-1] - starts[0] >= 3.0
 
 
 async def test_a_dead_engines_slots_come_back_after_its_lease(autojump_clock: MockClock) -> None:
