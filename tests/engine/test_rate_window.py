@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from engine.child.rate_window import RateWindow
 from protocols import ipc
+from tests.engine.windows import busiest_cost
 
 # One take of an arrival plan: the wait before it, in windows, and whether
 # it uses ``take_nowait`` (a refused one is simply skipped).
@@ -292,19 +293,10 @@ def test_constructor_accepts_the_smallest_limits() -> None:
 # --- cost, the starts an earlier child made, a handler's hold ------------------
 
 
-def _busiest_cost(starts: Sequence[tuple[float, float]], per_seconds: float) -> float:
-    """The most cost any half-open window ``[t, t + per_seconds)`` holds
-    (checking the windows that begin at each start covers them all)."""
-    return max(
-        (sum(c for at, c in starts if t <= at < t + per_seconds) for t, _ in starts),
-        default=0.0,
-    )
-
-
 def test_busiest_cost_weighs_half_open_windows() -> None:
-    assert _busiest_cost([], 1.0) == 0
-    assert _busiest_cost([(0.0, 2.0), (0.5, 1.5), (1.0, 3.0)], 1.0) == 4.5
-    assert _busiest_cost([(0.0, 2.0), (0.999, 1.5), (1.0, 3.0)], 1.0) == 4.5
+    assert busiest_cost([], 1.0) == 0
+    assert busiest_cost([(0.0, 2.0), (0.5, 1.5), (1.0, 3.0)], 1.0) == 4.5
+    assert busiest_cost([(0.0, 2.0), (0.999, 1.5), (1.0, 3.0)], 1.0) == 4.5
 
 
 async def _run_costly(
@@ -347,7 +339,7 @@ def test_no_window_ever_holds_more_than_count_of_cost(
         _run_costly, count, per_seconds, plans, clock=trio.testing.MockClock(autojump_threshold=0)
     )
     assert len(starts) == sum(len(plan) for plan in plans)
-    assert _busiest_cost(starts, per_seconds) <= count + 1e-9
+    assert busiest_cost(starts, per_seconds) <= count + 1e-9
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
