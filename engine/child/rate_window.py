@@ -73,7 +73,9 @@ class RateWindow:
     def handed(cls, rate: ipc.StartRate | None, wall_now: float) -> RateWindow:
         """The window of ``rate`` (unlimited for None), holding its recent
         starts, carried from the wall clock (read as ``wall_now``) onto
-        ``trio.current_time()``.
+        ``trio.current_time()``; a start later than ``wall_now`` (the wall
+        clock was set back) counts as made now, so the window stays in
+        order.
 
         Raises:
             ValueError: the rate or a recent start's cost is out of range.
@@ -81,9 +83,10 @@ class RateWindow:
         if rate is None:
             return cls(None, 1.0)
         window = cls(rate.count, rate.per_seconds)
-        offset = trio.current_time() - wall_now
+        now = trio.current_time()
         for start in sorted(rate.recent, key=lambda s: s.started_at):
-            window._starts.append((start.started_at + offset, window._cost(start.cost)))
+            at = now - max(0.0, wall_now - start.started_at)
+            window._starts.append((at, window._cost(start.cost)))
         return window
 
     def _cost(self, cost: float) -> float:
@@ -141,12 +144,17 @@ class RateWindow:
         Raises:
             ValueError: ``cost`` is not a finite number > 0.
         """
-        cost, now = self._cost(cost), trio.current_time()
+        return self._take_now(self._cost(cost), not_before) is not None
+
+    def _take_now(self, cost: float, not_before: Callable[[], float]) -> float | None:
+        """Take a start of ``cost`` (counted already) now if allowed: when,
+        else None."""
+        now = trio.current_time()
         if max(self._ready_at(cost, now), not_before()) > now:
-            return False
+            return None
         if self._count is not None:
             self._starts.append((now, cost))
-        return True
+        return now
 
     async def take(self, cost: float = 1.0, not_before: Callable[[], float] = _no_hold) -> float:
         """Take a start of ``cost``, waiting until the window has room and
@@ -155,15 +163,18 @@ class RateWindow:
         Cancellation: atomic; if cancelled, no start was taken.
 
         Returns:
-            When the start was taken (``trio.current_time()``); nothing
-            else runs in this task between then and the return.
+            When the start was taken (``trio.current_time()``); no other
+            task runs between the take and the return, so the caller's job
+            starts at that moment.
 
         Raises:
             ValueError: ``cost`` is not a finite number > 0.
         """
+        cost = self._cost(cost)
         await trio.lowlevel.checkpoint_if_cancelled()
         while True:
-            if self.take_nowait(cost, not_before):
-                return trio.current_time()
+            taken_at = self._take_now(cost, not_before)
+            if taken_at is not None:
+                return taken_at
             # Another waiter may take the room this one sleeps until.
-            await trio.sleep_until(max(self.next_start_at(cost), not_before()))
+            await trio.sleep_until(max(self._ready_at(cost, trio.current_time()), not_before()))

@@ -457,3 +457,17 @@ async def test_take_nowait_weighs_the_start_against_one_reading_of_the_real_cloc
     assert window.take_nowait()
     assert window.take_nowait()
     assert not window.take_nowait()
+
+
+async def test_a_handed_start_later_than_the_wall_clock_counts_as_made_now(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The wall clock was set back: an earlier child's start reads 5 s ahead.
+    rate = ipc.StartRate(
+        count=2, per_seconds=2.0, recent=(ipc.RecentStart(started_at=1005.0, cost=1.0),)
+    )
+    t0 = trio.current_time()
+    window = RateWindow.handed(rate, wall_now=1000.0)
+    assert window.take_nowait()
+    assert not window.take_nowait()
+    assert window.next_start_at() == t0 + 2.0
