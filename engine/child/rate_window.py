@@ -150,10 +150,13 @@ class RateWindow:
         """Take a start of ``cost`` (counted already) now if allowed: when,
         else None."""
         now = trio.current_time()
-        if max(self._ready_at(cost, now), not_before()) > now:
+        if not_before() > now:
             return None
-        if self._count is not None:
-            self._starts.append((now, cost))
+        if self._count is None:
+            return now
+        if self._ready_at(cost, now) > now:
+            return None
+        self._starts.append((now, cost))
         return now
 
     async def take(self, cost: float = 1.0, not_before: Callable[[], float] = _no_hold) -> float:
