@@ -6,7 +6,7 @@ Design notes
 The dispatcher claims up to ``batch_size`` due jobs at a time, never more
 than the free concurrency *credits* (a ``trio.CapacityLimiter`` of the
 batch's concurrency, held in ``HeldJobs``), and sends them in one
-``RunJobs`` once the rate limiters and type gates admit them. When nothing
+``RunJobs`` once the type gates admit them. When nothing
 is due and nothing is held, the batch is finished: it sends ``Shutdown``
 and the child exits 0. Otherwise it waits for the next due time, or until
 it is woken (jobs added, outcomes recorded, dispatching resumed). Claims
