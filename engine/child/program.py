@@ -99,8 +99,7 @@ class ChildProgram:
         self._window = RateWindow(None, 1.0)
 
     def assign(self, begin: ipc.Begin) -> None:
-        """This child now runs ``begin``'s batch (what it reports names it),
-        within the batch's rate limit and the run's recent starts."""
+        """Run ``begin``'s batch (reports name it) within its rate and recent starts."""
         self.batch_id = begin.batch_id
         self._window = RateWindow.handed(begin.rate, wall_now=self._clock())
 
@@ -194,9 +193,8 @@ class ChildProgram:
         return not queued.cancelled_caught
 
     async def _wait_to_start(self, cost: float) -> bool:
-        """Wait out a handler's ``RateLimited`` hold and for the batch's rate
-        window to take ``cost`` (the job starts at once); False (nothing
-        taken, no start) when draining began first."""
+        """Wait out a ``RateLimited`` hold and for the rate window to take ``cost``
+        (the job starts at once); False (nothing taken) when draining began first."""
         if self._window.take_nowait(cost, self._hold.until):
             return True
         if self.draining:
