@@ -26,20 +26,9 @@ from tests.engine.windows import busiest_cost
 _Step = tuple[float, bool]
 
 
-def _busiest_window(starts: Sequence[float], per_seconds: float) -> int:
-    """The most starts any half-open window ``[t, t + per_seconds)`` holds.
-
-    The busiest window can always be slid right until it begins at a start,
-    so checking the windows that begin at each start covers them all.
-    """
-    ordered = sorted(starts)
-    return max(
-        (
-            bisect.bisect_left(ordered, t + per_seconds) - bisect.bisect_left(ordered, t)
-            for t in ordered
-        ),
-        default=0,
-    )
+def _busiest_window(starts: Sequence[float], per_seconds: float) -> float:
+    """The most starts (each of cost 1) any half-open window holds."""
+    return busiest_cost([(t, 1.0) for t in starts], per_seconds)
 
 
 def test_busiest_window_counts_half_open_windows() -> None:
