@@ -5,8 +5,9 @@ Design notes
 Structuring a message through the converter costs several microseconds,
 most of it generic dispatch; the engine decodes two or more child
 messages per job. For a message whose fields are all of plain kinds
-(strings, numbers, booleans, ``Any``, an optional string, or a tuple of
-such messages or of a tagged union of them, as ``Reports`` holds)
+(strings, numbers, booleans, ``Any``, an optional string, a value of
+such fields (optional too, as ``Begin.rate``), or a tuple of such values
+or of a tagged union of them, as ``Reports`` holds)
 ``fast_structurer`` builds a direct check: the object's keys (its
 ``type`` tag and its fields' camelCase names, required ones present, no
 others) and each value's JSON kind, then the class itself.
@@ -90,6 +91,8 @@ def _value_check(tp: Any) -> Callable[[Any], Any] | None:
         (kind,) = (arg for arg in args if arg is not type(None))
         inner = _value_check(kind)
         return None if inner is None else _optional(inner)
+    if attrs.has(tp):
+        return _object_check(tp, tag=None)
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis and attrs.has(args[0]):
         inner = _object_check(args[0], tag=None)
         return None if inner is None else _many(inner)

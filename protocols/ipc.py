@@ -8,7 +8,10 @@ store, so every message the child needs carries everything about a job
 
 A child may be started before it knows its batch (a *warm* child). It says
 ``Ready`` once its imports are done, then waits for ``Begin``; only then does it
-say ``BatchStarted`` and accept ``RunJobs``. A job's life is told in facts:
+say ``BatchStarted`` and accept ``RunJobs``. ``Begin`` carries the batch's
+rate limit, which the child keeps where handlers start (each job's ``cost``
+counts), with the run's recent starts, so a child that replaces another
+cannot start more than the window allows. A job's life is told in facts:
 ``JobStarted`` (its handler is about to run), any number of ``JobProgress``
 (the handler reported a percentage), then one of ``JobCompleted`` (with the
 handler's result, and the jobs it enqueued as ``FollowUp`` values, which the
@@ -71,9 +74,11 @@ __all__ = [
     "Pong",
     "Progress",
     "Ready",
+    "RecentStart",
     "Reports",
     "RunJobs",
     "Shutdown",
+    "StartRate",
     "facts_of",
 ]
 
@@ -86,6 +91,11 @@ def _percent(instance: object, attribute: attrs.Attribute[Any], value: float) ->
 def _positive(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
     if value < 1:
         raise ValueError(f"{attribute.name} must be at least 1, got {value!r}")
+
+
+def _positive_finite(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not 0.0 < value < float("inf"):
+        raise ValueError(f"{attribute.name} must be a finite number > 0, got {value!r}")
 
 
 # --- parent → child ---------------------------------------------------------
@@ -102,14 +112,41 @@ class JobToRun:
     #: Seconds the handler may run; past them the child cancels it and
     #: reports the job failed ``timed out after Ns``. None: no limit.
     timeout_seconds: float | None = None
+    #: What the job's start counts against the batch's rate limit.
+    cost: float = attrs.field(
+        default=1.0, validator=_positive_finite, metadata={OMIT_WHEN_DEFAULT: True}
+    )
+
+
+@attrs.frozen(kw_only=True)
+class RecentStart:
+    """A start of the batch's run, made by an earlier child: when (the
+    wall clock of its ``JobStarted``) and its cost."""
+
+    started_at: float
+    cost: float = attrs.field(validator=_positive_finite)
+
+
+@attrs.frozen(kw_only=True)
+class StartRate:
+    """The batch's rate limit, which the child keeps where handlers start:
+    at most ``count`` of cost started in any ``per_seconds`` seconds.
+    ``recent`` are the run's starts (by earlier children) still inside the
+    window when the engine sent it, which count as the child's own."""
+
+    count: int = attrs.field(validator=_positive)
+    per_seconds: float = attrs.field(validator=_positive_finite)
+    recent: tuple[RecentStart, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
 class Begin:
-    """Bind a (possibly warm) child to its batch."""
+    """Bind a (possibly warm) child to its batch; ``rate`` is the batch's
+    rate limit (None: none)."""
 
     batch_id: str
     concurrency: int = attrs.field(validator=_positive)
+    rate: StartRate | None = attrs.field(default=None, metadata={OMIT_WHEN_DEFAULT: True})
 
 
 @attrs.frozen(kw_only=True)

@@ -17,7 +17,8 @@ slot. ``Shutdown``: take nothing new (queued jobs are answered
 ``Cancel``: cancel what is in flight, report each job ``JobInterrupted``,
 say ``Done``, exit 0. A handler's exception fails that job only; its
 ``RateLimited`` hands the job back (``JobRateLimited``) and holds back the
-start of every job that has not started for that long.
+start of every job that has not started for that long. A job holding its
+slot waits there, and for the batch's rate window (``engine.child.rate_window``).
 ``CancelJob`` and a job's ``timeout_seconds`` stop one job alone
 (``engine.child.job_control``). ``Ping`` is answered ``Pong`` by the loop
 that reads the engine's messages, in any state, so only a child whose loop
@@ -47,6 +48,7 @@ import trio
 from engine.child.holds import StartHold
 from engine.child.hooks import expose_raw_ipc_writer
 from engine.child.job_control import JobScopes, JobTimedOut, call_within
+from engine.child.rate_window import RateWindow
 from engine.errors import RateLimited
 from engine.jobs.follow_ups import FollowUps
 from engine.jobs.registry import JobContext, JobRegistry
@@ -94,10 +96,12 @@ class ChildProgram:
         self._queued: set[trio.CancelScope] = set()
         self.job_scopes = JobScopes()
         self._hold = StartHold()
+        self._window = RateWindow(None, 1.0)
 
-    def assign(self, batch_id: str) -> None:
-        """This child now runs ``batch_id``; what it reports names it."""
-        self.batch_id = batch_id
+    def assign(self, begin: ipc.Begin) -> None:
+        """Run ``begin``'s batch (reports name it) within its rate and recent starts."""
+        self.batch_id = begin.batch_id
+        self._window = RateWindow.handed(begin.rate, wall_now=self._clock())
 
     def send(self, message: ipc.ChildMessage) -> None:
         """Encode and queue one message; the writer sends it soon."""
@@ -155,7 +159,7 @@ class ChildProgram:
                 self.send(ipc.JobInterrupted(job_id=job.job_id))
                 return
             try:
-                if await self._wait_out_hold():
+                if await self._wait_to_start(job.cost):
                     await self._run_reported(job)
                 else:
                     self.send(ipc.JobInterrupted(job_id=job.job_id))
@@ -188,17 +192,17 @@ class ChildProgram:
                 self._queued.discard(queued)
         return not queued.cancelled_caught
 
-    async def _wait_out_hold(self) -> bool:
-        """Wait while a handler's ``RateLimited`` holds starts back; False
-        (the job does not start) when draining began first."""
-        if not self._hold.holding():
+    async def _wait_to_start(self, cost: float) -> bool:
+        """Wait out a ``RateLimited`` hold and for the rate window to take ``cost``
+        (the job starts at once); False (nothing taken) when draining began first."""
+        if self._window.take_nowait(cost, self._hold.until):
             return True
         if self.draining:
             return False
         with trio.CancelScope() as queued:
             self._queued.add(queued)
             try:
-                await self._hold.wait_out()
+                await self._window.take(cost, self._hold.until)
             finally:
                 self._queued.discard(queued)
         return not queued.cancelled_caught
@@ -346,7 +350,7 @@ async def _run_protocol(program: ChildProgram, inbox: _Inbox) -> int:
 
 
 async def _run_batch(program: ChildProgram, begin: ipc.Begin, inbox: _Inbox) -> int:
-    program.assign(begin.batch_id)
+    program.assign(begin)
     program.send(ipc.BatchStarted(batch_id=begin.batch_id))
     limiter = trio.CapacityLimiter(begin.concurrency)
     stop = trio.Event()

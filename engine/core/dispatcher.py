@@ -6,7 +6,7 @@ Design notes
 The dispatcher claims up to ``batch_size`` due jobs at a time, never more
 than the free concurrency *credits* (a ``trio.CapacityLimiter`` of the
 batch's concurrency, held in ``HeldJobs``), and sends them in one
-``RunJobs`` once the rate limiters and type gates admit them. When nothing
+``RunJobs`` once the type gates admit them. When nothing
 is due and nothing is held, the batch is finished: it sends ``Shutdown``
 and the child exits 0. Otherwise it waits for the next due time, or until
 it is woken (jobs added, outcomes recorded, dispatching resumed). Claims
@@ -21,10 +21,11 @@ again, and a wait for credits ends when jobs are handed or end. Its own claims
 fill the credits that no burst freed (the first jobs, after a wait, after
 a pause, when the run's ownership is due to be checked).
 
-Limits: each claimed job passes, on its way to the child, the batch's rate
-limiter (its ``cost``) and, for a type with limits of its own
-(``[types.NAME]``), the type's ``TypeGate``, whose slots and window every
-engine on the store shares. Jobs of types without a gate go first; the
+Limits: a claimed job of a type with limits of its own (``[types.NAME]``)
+passes, on its way to the child, the type's ``TypeGate``, whose slots and
+window every engine on the store shares; the batch's rate limit is the
+child's to keep (``engine.core.limits``), so each job carries its ``cost``
+there. Jobs of types without a gate go first; the
 jobs admitted so far go out before any wait, so a job waiting at a limit
 never holds back the jobs ahead of it. It does hold back the jobs behind
 it in the same claim, and the batch's next claim (head-of-line within one
@@ -33,9 +34,10 @@ outcome is recorded (``HeldJobs``). While a handler's ``RateLimited``
 holds the run (``engine.core.throttle``), nothing is claimed and no claimed
 job is sent. A claimed job waiting at a limit is
 ``active`` in the store meanwhile (its lease renewed), so nothing is
-claimed ahead of the limits beyond the batch's free credits. Each take is
-in the job's name and its grant time (this engine's wall clock) is noted
-on the held job, so the recorder can move it to the job's real start.
+claimed ahead of the limits beyond the batch's free credits. Each type
+rate take is in the job's name and its grant time (this engine's wall
+clock) is noted on the held job, so the recorder can move it to the job's
+real start.
 
 Ownership: the run record is this engine's while its leases are renewed,
 but an engine cut off from the store for longer than its lease has lost it
@@ -255,21 +257,11 @@ class Dispatcher:
     async def _take_start(
         self, job: JobRecord, held: HeldJobs, before_waiting: Callable[[], Awaitable[None]]
     ) -> None:
-        """The job's start of the batch's rate (its cost; a whole window at
-        most, for a job stored before the limit was lowered), waiting for
-        room, then of its type's gate, each in the job's name; when each
-        was granted is noted on the held job (the recorder restamps them)."""
+        """The job's start of its type's gate, in the job's name, waiting
+        for room; when its rate was granted is noted on the held job (the
+        recorder restamps it)."""
         await self._limits.throttle.wait(before_waiting)
-        rate, held_job = self._limits.rate, held.get(job.job_id)
-        if rate is not None:
-            cost = min(job.cost, rate.count)
-            if rate.next_start_at(cost) > trio.current_time():
-                await before_waiting()
-            taken_at = await rate.acquire(cost, holder=job.job_id)
-            if held_job is not None:
-                # The grant on the wall clock: trio's reading carried over.
-                granted_at = self._clock() - (trio.current_time() - taken_at)
-                held_job.rate_grant = (rate, granted_at)
+        held_job = held.get(job.job_id)
         gate = self._limits.type_gate(job.type)
         if gate is None:
             return
@@ -339,6 +331,7 @@ class Dispatcher:
                             payload=j.payload,
                             attempt=j.attempts,
                             timeout_seconds=self._limits.timeout_of(j),
+                            cost=j.cost,
                         )
                         for j in ready
                     )

@@ -10,11 +10,12 @@ type's slots live in the store, so ``pop`` only notes them; the recorder
 frees them (``free_type_slots``) once the outcomes that ended their jobs
 are recorded and published, in one store call per type.
 
-A job also remembers which rate limits let it start, and when (the
-engine's wall clock): when the child reports the real start, ``restamp``
-moves those takes later by the difference (``limits``): the batch's at
-once, in memory; the type's, kept in the store, with ``move_type_starts``,
-one store call per type and burst.
+A job also remembers when its type's rate let it start (the engine's wall
+clock): when the child reports the real start, ``restamp`` moves that take
+later by the difference (``engine.core.limits``), in the store, with
+``move_type_starts``, one store call per type and burst; and the start is
+noted among the run's recent starts under its batch's rate limit, which
+the next child of the run is handed.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Iterator
 import attrs
 import trio
 
-from engine.core.limits import RateLimiter
+from engine.core.limits import RecentStarts
 from engine.core.retry import Patience, StoreRetry
 from engine.core.type_gate import TypeGate
 from engine.store.records import JobRecord, Outcome
@@ -40,17 +41,16 @@ CLEANUP_SECONDS = 10.0
 
 @attrs.define
 class HeldJob:
-    """A claimed job: its record, its credit, the batch's rate and its
-    type's gate that granted its start (each with the wall-clock time of the
-    grant), when the child started it, and the outcome the child reported
-    (and when) while the store has not taken it yet."""
+    """A claimed job: its record, its credit, the type gate it holds a slot
+    of, the type gate whose rate granted its start (with the wall-clock
+    time of the grant), when the child started it, and the outcome the
+    child reported (and when) while the store has not taken it yet."""
 
     record: JobRecord
     #: None once a job claimed in its place took it over (``add_in_place_of``).
     credit: object | None
     active_since: float | None = None
     type_gate: TypeGate | None = None
-    rate_grant: tuple[RateLimiter, float] | None = None
     type_rate_grant: tuple[TypeGate, float] | None = None
     outcome: Outcome | None = None
     finished_at: float | None = None
@@ -63,7 +63,8 @@ class HeldJobs:
     """The jobs a run holds, each with a credit of ``credits`` borrowed on
     behalf of its ``credit`` token. Type slots are freed through ``retry``
     with the run's ``patience`` when given (a short outage is waited out),
-    else in one attempt."""
+    else in one attempt. Starts are noted in ``starts``, the run's under its
+    batch's rate limit, when it has one."""
 
     def __init__(
         self,
@@ -71,8 +72,10 @@ class HeldJobs:
         *,
         retry: StoreRetry | None = None,
         patience: Patience | None = None,
+        starts: RecentStarts | None = None,
     ) -> None:
         self.credits = credits
+        self._starts = starts
         self._retry, self._patience = retry, patience
         self._jobs: dict[str, HeldJob] = {}
         self._slots_to_free: dict[TypeGate, list[str]] = defaultdict(list)
@@ -118,18 +121,16 @@ class HeldJobs:
         self._jobs[job_id].type_gate = gate
 
     def restamp(self, job: HeldJob, started_at: float) -> None:
-        """The child started ``job`` at ``started_at`` (wall clock): its
-        batch rate's take moves there now, its type's is to be moved
-        (``move_type_starts``); only ever later, and once."""
-        job_id = job.record.job_id
-        if job.rate_grant is not None:
-            rate, granted_at = job.rate_grant
-            rate.delay(job_id, started_at - granted_at)
+        """The child started ``job`` at ``started_at`` (wall clock): it is
+        noted among the run's recent starts, and its type rate's take is to
+        be moved there (``move_type_starts``; only ever later, and once)."""
+        if self._starts is not None:
+            self._starts.note(started_at, job.record.cost)
         if job.type_rate_grant is not None:
             gate, granted_at = job.type_rate_grant
             if started_at > granted_at:
-                self._starts_to_move[gate][job_id] = started_at - granted_at
-        job.rate_grant = job.type_rate_grant = None
+                self._starts_to_move[gate][job.record.job_id] = started_at - granted_at
+        job.type_rate_grant = None
 
     async def move_type_starts(self) -> None:
         """Move the type rates' takes ``restamp`` noted, one store call per type.

@@ -7,15 +7,17 @@ Design notes
 The ``TypeGate`` of a job type with limits of its own (``[types.NAME]``) is
 made once, when the engine opens, and handed to every run; it keeps its
 limits in the store, so they hold across all batches of every engine on the
-store. Each run gets a rate limiter of its own, since ``RATE_LIMIT`` bounds
-one batch.
+store. Each run gets its own record of recent starts (``RecentStarts``),
+since ``RATE_LIMIT`` bounds one batch; its child keeps the limit.
 
 A job whose cost exceeds a rate limit that applies to it (its batch's, its
 type's own) could never start, so it is refused when it is submitted.
 
-Jobs queued in a child start whenever a slot frees there, not when the
-engine took their start from a rate limiter; so under any rate limit
-nothing is prefetched, and the limit holds at the start.
+The batch's rate limit is kept where handlers start (``engine.core.limits``),
+so jobs are prefetched under it as without it. A type's rate is taken in
+the engine, on the way to the child: a job queued there would start when
+a slot frees, later than its take; so while any type has a rate limit,
+nothing is prefetched.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import math
 from collections.abc import Sequence
 
 from engine.config.settings import RateLimit, Settings
-from engine.core.limits import RateLimiter
+from engine.core.limits import RecentStarts
 from engine.core.run_limits import RunLimits
 from engine.core.throttle import Throttle
 from engine.core.type_gate import TypeGate
@@ -36,8 +38,8 @@ from engine.store import JobRecord, NewJob, Store
 __all__ = ["EnginePolicy"]
 
 
-def _limiter(rate: RateLimit) -> RateLimiter | None:
-    return None if rate.unlimited else RateLimiter(rate.count, rate.per_seconds)
+def _recent_starts(rate: RateLimit) -> RecentStarts | None:
+    return None if rate.unlimited else RecentStarts(rate)
 
 
 class EnginePolicy:
@@ -121,8 +123,9 @@ class EnginePolicy:
             )
 
     def run_limits(self, batch_type: str | None = None) -> RunLimits:
-        """The limits of a new run (with a rate limiter of its own) of a
-        batch whose jobs are of ``batch_type`` by default."""
+        """The limits of a new run (with its own record of recent starts
+        under the batch's rate limit) of a batch whose jobs are of
+        ``batch_type`` by default."""
         settings = self._settings
         limits = [settings.rate_limit]
         if batch_type is not None:
@@ -136,7 +139,7 @@ class EnginePolicy:
             backoff_seconds=settings.job_backoff_seconds,
             batch_retries=settings.batch_retries,
             prefetch=self._prefetch(),
-            rate=_limiter(settings.rate_limit),
+            starts=_recent_starts(settings.rate_limit),
             type_gate=self._type_gates.get,
             timeout_of=self._timeout_of,
             grace_seconds=settings.shutdown_grace_seconds,
@@ -170,7 +173,5 @@ class EnginePolicy:
             gate.forget_all()
 
     def _prefetch(self) -> int:
-        rated = not self._settings.rate_limit.unlimited or any(
-            gate.rate is not None for gate in self._type_gates.values()
-        )
+        rated = any(gate.rate is not None for gate in self._type_gates.values())
         return 0 if rated else self._settings.concurrency

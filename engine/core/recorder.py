@@ -13,9 +13,10 @@ took); ``engine.core.outcomes`` says which outcome a report becomes, and
 pending for a retry gets ``job:retrying``; its one terminal
 ``job:progress`` comes when it finally completes or fails.
 
-A job's start (``JobStarted``) also moves the rate limits' takes of the
-job to the moment its handler started (``HeldJobs.restamp``), before the
-burst's outcomes are written, so the next grants see it soon.
+A job's start (``JobStarted``) also moves its type rate's take to the
+moment its handler started and notes it among the run's recent starts
+(``HeldJobs.restamp``), before the burst's outcomes are written, so the
+next grants, and the next child, see it soon.
 
 Batch-wide counts for ``processing:progress`` are kept from outcomes
 (``engine.core.tally``: no store query) and published at most once per
@@ -188,7 +189,7 @@ class Recorder:
         self, messages: list[ipc.ChildMessage], held: HeldJobs
     ) -> dict[str, Outcome]:
         """The outcomes a burst reports for held jobs, kept on them; starts
-        are noted (and their rate takes restamped) and a ``RateLimited``
+        are noted (``HeldJobs.restamp``) and a ``RateLimited``
         puts its hold on."""
         outcomes: dict[str, Outcome] = {}
         for message in messages:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import attrs
 
-from engine.core.limits import RateLimiter
+from engine.core.limits import RecentStarts
 from engine.core.throttle import Throttle
 from engine.core.type_gate import TypeGate
 from engine.store.records import JobRecord
@@ -29,7 +29,9 @@ class RunLimits:
     lease_seconds: float
     backoff_seconds: float
     batch_retries: int
-    rate: RateLimiter | None = None
+    #: The batch's rate limit with the run's recent starts, handed to each
+    #: child (which keeps the limit); None: unlimited.
+    starts: RecentStarts | None = None
     #: The slowest rate limit over the batch and its type (for its ETA).
     starts_per_second: float | None = None
     #: The gate of a job type with limits of its own, None for the others.

@@ -7,7 +7,8 @@ and runs two loops against it until the child exits:
 
 * the **dispatcher** (``engine.core.dispatcher``) claims due jobs within
   the batch's concurrency credits and sends them to the child once the
-  rate limiters and type gates admit them; when nothing is due and nothing
+  type gates admit them (the child keeps the batch's rate limit, handed
+  the run's recent starts with ``Begin``); when nothing is due and nothing
   is held, the batch is finished: it sends ``Shutdown`` and the child exits
   0. It also makes sure, once a renewal period, that the run is still this
   engine's, and stops the run (``taken-over``) when it is not.
@@ -309,7 +310,9 @@ class BatchRunner:
         child.assign(self.batch_id)
         self._dispatcher.rearm()
         credits = trio.CapacityLimiter(self._limits.concurrency + self._limits.prefetch)
-        held = HeldJobs(credits, retry=self._retry, patience=self._patience)
+        held = HeldJobs(
+            credits, retry=self._retry, patience=self._patience, starts=self._limits.starts
+        )
         watch = self._watch = watch_child(
             child, held, self._limits, self._clock, stop_feeding=self._dispatcher.cancel
         )
@@ -318,9 +321,7 @@ class BatchRunner:
             if self.stop_reason is not None:
                 child.stop(ipc.Shutdown(), trio.current_time())
             else:
-                await child.channel.send(
-                    ipc.Begin(batch_id=self.batch_id, concurrency=self._limits.concurrency)
-                )
+                await child.channel.send(self._begin())
                 async with trio.open_nursery() as nursery:
                     self._serving = nursery.cancel_scope
                     nursery.start_soon(self._dispatcher.run, child, held)
@@ -364,6 +365,13 @@ class BatchRunner:
         """``step()`` retried while the store is away; once the run is
         stopped, only until its deadline (then ``StoreUnavailable``)."""
         return await self._retry.call(step, patience=self._patience)
+
+    def _begin(self) -> ipc.Begin:
+        """What binds a child to the run: its batch's rate limit comes with
+        the run's starts still in its window (``engine.core.limits``)."""
+        starts = self._limits.starts
+        rate = None if starts is None else starts.handover(self._clock())
+        return ipc.Begin(batch_id=self.batch_id, concurrency=self._limits.concurrency, rate=rate)
 
     # --- reading ------------------------------------------------------------
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -85,8 +87,10 @@ def _registry(gauge: _Gauge | None = None) -> JobRegistry:
     return registry
 
 
-def _job(job_id: str, type: str, payload: Any = None, attempt: int = 1) -> ipc.JobToRun:
-    return ipc.JobToRun(job_id=job_id, type=type, payload=payload, attempt=attempt)
+def _job(
+    job_id: str, type: str, payload: Any = None, attempt: int = 1, cost: float = 1.0
+) -> ipc.JobToRun:
+    return ipc.JobToRun(job_id=job_id, type=type, payload=payload, attempt=attempt, cost=cost)
 
 
 def _run(*jobs: ipc.JobToRun) -> ipc.RunJobs:
@@ -152,20 +156,28 @@ class _Engine:
         assert self.code is not None
         return self.code
 
-    async def begin(self, concurrency: int = 4, batch_id: str = "b1") -> None:
-        """Ready, Begin, BatchStarted."""
+    async def begin(
+        self, concurrency: int = 4, batch_id: str = "b1", rate: ipc.StartRate | None = None
+    ) -> None:
+        """Ready, Begin (with the batch's ``rate``), BatchStarted."""
         assert await self.receive() == ipc.Ready(pid=os.getpid())
-        await self.send(ipc.Begin(batch_id=batch_id, concurrency=concurrency))
+        await self.send(ipc.Begin(batch_id=batch_id, concurrency=concurrency, rate=rate))
         assert await self.receive() == ipc.BatchStarted(batch_id=batch_id)
 
 
-def _start_child(nursery: trio.Nursery, registry: JobRegistry | None = None) -> _Engine:
+def _start_child(
+    nursery: trio.Nursery,
+    registry: JobRegistry | None = None,
+    clock: Callable[[], float] = time.time,
+) -> _Engine:
     to_child, child_in = trio.testing.memory_stream_one_way_pair()
     from_child = trio.testing.MemoryReceiveStream()
     engine = _Engine(to_child, from_child)
 
     async def run() -> None:
-        engine.code = await serve_child(child_in, from_child.put_data, registry or _registry())
+        engine.code = await serve_child(
+            child_in, from_child.put_data, registry or _registry(), clock
+        )
         engine.exited.set()
         from_child.put_eof()
 

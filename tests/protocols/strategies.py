@@ -66,10 +66,30 @@ JOBS_TO_RUN = st.builds(
     payload=JSON,
     attempt=st.integers(min_value=1, max_value=2**31),
     timeout_seconds=st.none() | st.floats(min_value=0, exclude_min=True, max_value=1e9),
+    cost=st.floats(min_value=0, exclude_min=True, max_value=1e9),
+)
+
+START_RATES = st.builds(
+    ipc.StartRate,
+    count=st.integers(min_value=1, max_value=2**31),
+    per_seconds=st.floats(min_value=0, exclude_min=True, max_value=1e9),
+    recent=st.lists(
+        st.builds(
+            ipc.RecentStart,
+            started_at=st.floats(0, 2e9),
+            cost=st.floats(min_value=0, exclude_min=True, max_value=1e9),
+        ),
+        max_size=3,
+    ).map(tuple),
 )
 
 PARENT_MESSAGES: st.SearchStrategy[ipc.ParentMessage] = st.one_of(
-    st.builds(ipc.Begin, batch_id=TEXT, concurrency=st.integers(min_value=1, max_value=2**31)),
+    st.builds(
+        ipc.Begin,
+        batch_id=TEXT,
+        concurrency=st.integers(min_value=1, max_value=2**31),
+        rate=st.none() | START_RATES,
+    ),
     st.builds(ipc.RunJobs, jobs=st.lists(JOBS_TO_RUN, max_size=3).map(tuple)),
     st.builds(ipc.Shutdown),
     st.builds(ipc.Cancel),

@@ -314,6 +314,9 @@ def _typed_fields(cls: type[Any], raw: dict[str, Any]) -> list[tuple[dict[str, A
         if element is not None:
             for item in raw[key]:
                 found.extend(_typed_fields(element, item))
+        nested = _object_class(hint)
+        if nested is not None and isinstance(raw[key], dict):
+            found.extend(_typed_fields(nested, raw[key]))
     if not found:
         # A message without fields still refuses anything extra.
         found.append((raw, "unexpected", Any))
@@ -325,6 +328,12 @@ def _element_class(hint: Any) -> type[Any] | None:
         element = typing.get_args(hint)[0]
         return element if attrs.has(element) else None
     return None
+
+
+def _object_class(hint: Any) -> type[Any] | None:
+    """The message class of a field holding one (optionally), else None."""
+    members = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    return next((member for member in members if attrs.has(member)), None)
 
 
 def _wrong_value(hint: Any) -> st.SearchStrategy[Any]:
@@ -358,5 +367,7 @@ def _accepted_kinds(hint: Any) -> tuple[set[str], set[str]]:
         return set(), {member.value for member in hint}
     if typing.get_origin(hint) is tuple:
         return {"array"}, set()
+    if attrs.has(hint):
+        return {"object"}, set()
     simple = {str: {"string"}, int: {"integer"}, float: {"integer", "float"}, bool: {"boolean"}}
     return simple[hint], set()

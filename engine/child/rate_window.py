@@ -1,0 +1,183 @@
+"""The batch's rate limit where handlers start: a strict sliding window of cost.
+
+Design notes
+------------
+"N per T seconds" is kept *strictly*: the window remembers the time and
+cost of each start still inside it, and lets a start of cost c happen only
+when the cost started in the last T seconds plus c stays within N. So no
+half-open window ``[t, t + T)`` ever holds more than N of cost, whatever
+the pattern of arrivals; with every cost 1 (the default) it counts starts,
+and at saturation every window holds exactly N. A fixed-window or
+token-bucket limiter would let up to 2N fall within one window across a
+boundary; this one cannot. Memory is O(starts in a window).
+
+The child is the only process that runs its batch's jobs, so the window
+is kept here, at the one point where a job waits before its handler
+starts: a start is taken in the same step that reports it (``JobStarted``),
+and a job queued in the child (prefetched) waits here like any other.
+The engine hands each child the run's starts still inside the window
+(``ipc.StartRate.recent``, on the wall clock of ``JobStarted``); they are
+carried onto this child's clock once, as it begins (``handed``), so a
+child that replaces another (crash, recycling, a cancelled job's
+replacement) cannot burst.
+
+A handler's ``RateLimited`` holds every start back for a while
+(``engine.child.holds``); a start waits for both, checked in one step
+(``not_before``), so a job that waited for the window does not start
+inside a hold that began meanwhile.
+
+Time is read only through ``trio.current_time()``, so tests drive the
+window with ``trio.testing.MockClock``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+
+import trio
+
+from protocols import ipc
+
+__all__ = ["RateWindow"]
+
+
+def _no_hold() -> float:
+    return -math.inf
+
+
+class RateWindow:
+    """At most ``count`` of cost started in any window of ``per_seconds``
+    seconds; ``count`` None: no limit (only ``not_before`` waits).
+
+    Args:
+        count: cost allowed per window, at least 1; None: unlimited.
+        per_seconds: the window length, greater than 0.
+
+    Raises:
+        ValueError: either argument is out of range.
+    """
+
+    def __init__(self, count: int | None, per_seconds: float) -> None:
+        if count is not None and count < 1:
+            raise ValueError(f"count must be at least 1, got {count!r}")
+        if not (per_seconds > 0 and math.isfinite(per_seconds)):
+            raise ValueError(f"per_seconds must be positive and finite, got {per_seconds!r}")
+        self._count = count
+        self._per_seconds = per_seconds
+        # (time, cost), oldest first
+        self._starts: deque[tuple[float, float]] = deque()
+
+    @classmethod
+    def handed(cls, rate: ipc.StartRate | None, wall_now: float) -> RateWindow:
+        """The window of ``rate`` (unlimited for None), holding its recent
+        starts, carried from the wall clock (read as ``wall_now``) onto
+        ``trio.current_time()``; a start later than ``wall_now`` (the wall
+        clock was set back) counts as made now, so the window stays in
+        order.
+
+        Raises:
+            ValueError: the rate or a recent start's cost is out of range.
+        """
+        if rate is None:
+            return cls(None, 1.0)
+        window = cls(rate.count, rate.per_seconds)
+        now = trio.current_time()
+        for start in sorted(rate.recent, key=lambda s: s.started_at):
+            at = now - max(0.0, wall_now - start.started_at)
+            window._starts.append((at, window._cost(start.cost)))
+        return window
+
+    def _cost(self, cost: float) -> float:
+        """``cost`` as it counts: a whole window at most (a job stored
+        before the limit was lowered).
+
+        Raises:
+            ValueError: ``cost`` is not a finite number > 0.
+        """
+        if not (cost > 0 and math.isfinite(cost)):
+            raise ValueError(f"cost must be a finite number > 0, got {cost!r}")
+        return cost if self._count is None else min(cost, self._count)
+
+    def _in_window(self, now: float) -> deque[tuple[float, float]]:
+        # A start at ``at`` leaves the window at ``at + per_seconds``, computed
+        # exactly as ``_ready_at`` computes it: ``now - per_seconds`` rounds
+        # differently, and a start could then share a window with one that
+        # waited for it to leave. Each caller reads the clock once: the
+        # window it prunes is the one it weighs a start against.
+        while self._starts and self._starts[0][0] + self._per_seconds <= now:
+            self._starts.popleft()
+        return self._starts
+
+    def _ready_at(self, cost: float, now: float) -> float:
+        """``next_start_at`` as of ``now``."""
+        if self._count is None:
+            return now
+        held = sum(taken for _, taken in self._in_window(now))
+        for at, taken in self._starts:
+            if held + cost <= self._count:
+                break
+            held -= taken
+            now = at + self._per_seconds
+        return now
+
+    def next_start_at(self, cost: float = 1.0) -> float:
+        """When a start of ``cost`` is allowed: now when there is room, else
+        the moment enough of the oldest starts have left the window.
+
+        Raises:
+            ValueError: ``cost`` is not a finite number > 0.
+        """
+        return self._ready_at(self._cost(cost), trio.current_time())
+
+    def available(self) -> float:
+        """How much cost the window admits right now (inf: unlimited)."""
+        if self._count is None:
+            return math.inf
+        return self._count - sum(taken for _, taken in self._in_window(trio.current_time()))
+
+    def take_nowait(self, cost: float = 1.0, not_before: Callable[[], float] = _no_hold) -> bool:
+        """Take a start of ``cost`` now if the window has room and it is not
+        before ``not_before()``; whether it was taken.
+
+        Raises:
+            ValueError: ``cost`` is not a finite number > 0.
+        """
+        return self._take_now(self._cost(cost), not_before) is not None
+
+    def _take_now(self, cost: float, not_before: Callable[[], float]) -> float | None:
+        """Take a start of ``cost`` (counted already) now if allowed: when,
+        else None."""
+        now = trio.current_time()
+        if not_before() > now:
+            return None
+        if self._count is None:
+            return now
+        if self._ready_at(cost, now) > now:
+            return None
+        self._starts.append((now, cost))
+        return now
+
+    async def take(self, cost: float = 1.0, not_before: Callable[[], float] = _no_hold) -> float:
+        """Take a start of ``cost``, waiting until the window has room and
+        ``not_before()`` (read again after each wait) has passed.
+
+        Cancellation: atomic; if cancelled, no start was taken.
+
+        Returns:
+            When the start was taken (``trio.current_time()``); no other
+            task runs between the take and the return, so the caller's job
+            starts at that moment.
+
+        Raises:
+            ValueError: ``cost`` is not a finite number > 0.
+        """
+        cost = self._cost(cost)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            taken_at = self._take_now(cost, not_before)
+            if taken_at is not None:
+                return taken_at
+            # Another waiter may take the room this one sleeps until.
+            await trio.sleep_until(max(self._ready_at(cost, trio.current_time()), not_before()))
