@@ -14,17 +14,18 @@ The window is rebuilt from what the engine knows, with the child's own
 arithmetic (``RateWindow``): the run's reported starts (``RecentStarts``,
 at the times the child made them) and every job sent to the child whose
 start is not reported yet, counted as starting now (``batch_window``).
-From now until another job is sent, the child's window never holds more:
-a reported start sits in both at the same time and leaves both together
-(at most the drift between the two processes' clocks apart, which only
-delays a start by that much); any other start the child can make meanwhile
-is of a job sent and not reported now, which is counted already. So room
-here is room in the child when the job reaches it, and stays so while the
-job waits at its type's gate: the jobs ahead are sent before the window is
-read (``before_waiting``), the dispatcher sends nothing else to the child
-until this job goes, and meanwhile starts only leave the window or turn
-from unreported into reported ones. A job that was sent and ends without
-starting (handed back) counts no more once its outcome is in.
+From now until another job is sent, the child's window never holds more
+cost than this one does now: a reported start sits in both at the same
+time and leaves both together (at most the drift between the two
+processes' clocks apart, which only delays a start by that much); any
+other start the child can make meanwhile is of a job sent and not reported
+now, which is counted already. So room here is room in the child when the
+job reaches it, and stays so while the job waits at its type's gate: the
+jobs ahead are sent before the window is read (``before_waiting``), the
+dispatcher sends nothing else to the child until this job goes, and
+meanwhile starts only leave the window or turn from unreported into
+reported ones. A job that was sent and ends without starting (handed back)
+counts no more once its outcome is in.
 """
 
 from __future__ import annotations

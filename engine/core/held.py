@@ -43,8 +43,9 @@ CLEANUP_SECONDS = 10.0
 class HeldJob:
     """A claimed job: its record, its credit, the type gate it holds a slot
     of, the type gate whose rate granted its start (with the wall-clock
-    time of the grant), when the child started it, and the outcome the
-    child reported (and when) while the store has not taken it yet."""
+    time of the grant), whether it was sent to the child and when the child
+    started it, and the outcome the child reported (and when) while the
+    store has not taken it yet."""
 
     record: JobRecord
     #: None once a job claimed in its place took it over (``add_in_place_of``).
