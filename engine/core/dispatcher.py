@@ -25,7 +25,9 @@ Limits: a claimed job of a type with limits of its own (``[types.NAME]``)
 passes, on its way to the child, the type's ``TypeGate``, whose slots and
 window every engine on the store shares; the batch's rate limit is the
 child's to keep (``engine.core.limits``), so each job carries its ``cost``
-there. Jobs of types without a gate go first; the
+there; a job whose type has a rate of its own waits first until its
+batch's rate would let it start at once (``engine.core.batch_room``). Jobs of types
+without a gate go first; the
 jobs admitted so far go out before any wait, so a job waiting at a limit
 never holds back the jobs ahead of it. It does hold back the jobs behind
 it in the same claim, and the batch's next claim (head-of-line within one
@@ -65,6 +67,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import trio
 
+from engine.core.batch_room import wait_for_batch_room
 from engine.core.held import CLEANUP_SECONDS, HeldJobs
 from engine.core.pause import PauseGate
 from engine.core.retry import Patience, StoreRetry
@@ -258,13 +261,17 @@ class Dispatcher:
         self, job: JobRecord, held: HeldJobs, before_waiting: Callable[[], Awaitable[None]]
     ) -> None:
         """The job's start of its type's gate, in the job's name, waiting
-        for room; when its rate was granted is noted on the held job (the
+        for room (and, for a type's rate, for room in its batch's rate
+        first); when its rate was granted is noted on the held job (the
         recorder restamps it)."""
         await self._limits.throttle.wait(before_waiting)
         held_job = held.get(job.job_id)
         gate = self._limits.type_gate(job.type)
         if gate is None:
             return
+        starts = self._limits.starts
+        if gate.rate is not None and starts is not None:
+            await wait_for_batch_room(job, held, starts, self._clock, before_waiting)
         retry, patience = self._retry, self._patience
         if await gate.take_slot(job.job_id, before_waiting, retry=retry, patience=patience):
             held.add_type_slot(job.job_id, gate)
@@ -336,6 +343,7 @@ class Dispatcher:
                         for j in ready
                     )
                 )
+                held.note_sent(ready)
                 ready.clear()
                 await child.channel.send(message)
 

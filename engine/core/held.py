@@ -21,7 +21,7 @@ the next child of the run is handed.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import attrs
 import trio
@@ -43,13 +43,16 @@ CLEANUP_SECONDS = 10.0
 class HeldJob:
     """A claimed job: its record, its credit, the type gate it holds a slot
     of, the type gate whose rate granted its start (with the wall-clock
-    time of the grant), when the child started it, and the outcome the
-    child reported (and when) while the store has not taken it yet."""
+    time of the grant), whether it was sent to the child and when the child
+    started it, and the outcome the child reported (and when) while the
+    store has not taken it yet."""
 
     record: JobRecord
     #: None once a job claimed in its place took it over (``add_in_place_of``).
     credit: object | None
     active_since: float | None = None
+    #: Handed to the child (``note_sent``): it may start from then on.
+    sent: bool = False
     type_gate: TypeGate | None = None
     type_rate_grant: tuple[TypeGate, float] | None = None
     outcome: Outcome | None = None
@@ -119,6 +122,12 @@ class HeldJobs:
     def add_type_slot(self, job_id: str, gate: TypeGate) -> None:
         """The job also holds a slot of ``gate`` (its type's), in its id's name."""
         self._jobs[job_id].type_gate = gate
+
+    def note_sent(self, records: Iterable[JobRecord]) -> None:
+        """These held jobs were handed to the child: each may start from now on."""
+        for record in records:
+            if (job := self._jobs.get(record.job_id)) is not None:
+                job.sent = True
 
     def restamp(self, job: HeldJob, started_at: float) -> None:
         """The child started ``job`` at ``started_at`` (wall clock): it is

@@ -24,11 +24,17 @@ before the store call, so a moved take never lands before the start).
 Later takes are weighed against real starts, so no window of a type's
 handler starts holds more than its count, provided each job starts within
 about T of its hand-off (a take that left the window is no longer moved).
-So a run with a type rate gate prefetches nothing (a prefetched job would
-wait in the child for a slot), and a job of such a type that waits in its
-child for its batch's window longer than T can make the type's limit
-inexact: the type's limit is exact at handler starts while its batches'
-own rates do not hold its jobs back that long.
+So nothing may hold such a job back in its child once its type is taken:
+- a run with a type rate gate prefetches nothing (a prefetched job would
+  wait in the child for a slot);
+- under a batch rate too, the job's type takes nothing until the batch's
+  window, as the child will find it, would let the job start at once
+  (``engine.core.batch_room``): the run's reported starts, plus the jobs
+  sent to the child and not reported started, counted as starting then.
+  That is never less than the child's window holds when the job reaches
+  it, and nothing else is sent to the child in between, so the job starts
+  as it arrives, right after its hand-off, however long its batch's rate
+  held it back in the engine.
 
 The pause is a limit too: a run dispatches only while its ``PauseGate``
 (``engine.core.pause``) is open.

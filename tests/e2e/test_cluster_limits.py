@@ -25,6 +25,7 @@ from engine.core.engine import Engine
 from engine.testing import jobs_of, open_test_engine, open_test_server
 from protocols.events import Event, JobUpdate
 from protocols.lifecycle import JobState
+from tests.engine.windows import busiest_cost
 
 
 @asynccontextmanager
@@ -38,10 +39,13 @@ async def _two_engines(tmp_path: Path, **changes: Any) -> AsyncIterator[list[Eng
 
 
 class _Starts:
-    """The jobs the engines report active, when each started, and the peak."""
+    """The jobs the engines report active, when each started (as the event
+    came, and the handler's ``startedAt``), the first start, and the peak."""
 
     def __init__(self, engines: Sequence[Engine]) -> None:
         self.starts: dict[str, float] = {}
+        self.started_at: dict[str, float] = {}
+        self.first = trio.Event()
         self.active: set[str] = set()
         self.peak = 0
         for engine in engines:
@@ -52,6 +56,9 @@ class _Starts:
             return
         if event.data.status is JobState.ACTIVE:
             self.starts.setdefault(event.data.job_id, trio.current_time())
+            if event.data.started_at is not None:
+                self.started_at.setdefault(event.data.job_id, event.data.started_at)
+                self.first.set()
             self.active.add(event.data.job_id)
             self.peak = max(self.peak, len(self.active))
         else:
@@ -95,6 +102,39 @@ async def test_two_engines_share_a_types_rate(tmp_path: Path) -> None:
     assert starts[-1] - starts[0] >= 2.9
     for i, t in enumerate(starts):
         assert sum(1 for u in starts[i:] if u - t < 0.9) <= 4
+
+
+async def test_a_types_rate_holds_at_handler_starts_under_batch_rates(tmp_path: Path) -> None:
+    # Each batch may start 2 jobs per 2 s and runs up to 6 at once: a job
+    # of the type would wait in its child for its batch's window longer
+    # than the type's window, unless the engine hands it off only once it
+    # can start. The second batch starts on the other engine 1.5 s after
+    # the first one's first start, so both batches' next starts come
+    # within one window of the type.
+    types = {"noop": TypeOverrides(rate_limit=RateLimit(count=3, per_seconds=1.0))}
+    rate = RateLimit(count=2, per_seconds=2.0)
+    async with _two_engines(
+        tmp_path, concurrency=6, rate_limit=rate, type_overrides=types
+    ) as engines:
+        seen = _Starts(engines)
+        batches = []
+        with trio.fail_after(60):
+            for engine in engines:
+                if batches:
+                    await seen.first.wait()
+                    await trio.sleep(1.5)
+                batch_id, _ = await engine.create_batch(None, "noop", jobs_of("noop", [None] * 8))
+                await engine.start(batch_id)
+                batches.append((engine, batch_id))
+            for engine, batch_id in batches:
+                await engine.wait_stopped(batch_id)
+                assert (await engine.counts(batch_id)).completed == 8
+    started_at = [(t, 1.0) for t in seen.started_at.values()]
+    assert len(started_at) == 16
+    # On the handlers' own start times, short by at most a store call's
+    # latency: a take moved to its start lands where the store's clock put
+    # it plus the job's wait since the hand-off, read just before that call.
+    assert busiest_cost(started_at, 0.99) <= 3
 
 
 async def test_a_job_costlier_than_the_rate_limit_is_refused(tmp_path: Path) -> None:

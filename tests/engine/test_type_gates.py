@@ -207,3 +207,56 @@ async def test_a_job_stored_before_a_limit_was_lowered_takes_a_whole_window(
         assert (await engine.counts("b")).completed == 3
     starts = sorted(seen.starts.values())
     assert [t - starts[0] for t in starts] == [0.0, 1.0, 2.0]
+
+
+async def test_a_types_rate_holds_when_jobs_would_wait_for_their_batchs_rate(
+    autojump_clock: MockClock,
+) -> None:
+    # Each batch's window lets 2 jobs start per 2 s, its concurrency 6: a
+    # job handed to its child at once would wait there for its batch's
+    # window for several of the type's windows, and its type take would
+    # leave the type's window before its start moved it. The second batch
+    # starts just before the first one's second window, on the other
+    # engine: its starts fall beside the first one's.
+    types = {"noop": TypeOverrides(rate_limit=RateLimit(count=3, per_seconds=0.5))}
+    rate = RateLimit(count=2, per_seconds=2.0)
+    async with _cluster(2, concurrency=6, rate_limit=rate, type_overrides=types) as (_, engines):
+        seen = _Starts(engines)
+        batches = []
+        for engine in engines:
+            batch_id, _ = await engine.create_batch(None, "noop", [JobRequest()] * 8)
+            await engine.start(batch_id)
+            batches.append((engine, batch_id))
+            await trio.sleep(1.9)
+        for engine, batch_id in batches:
+            await engine.wait_stopped(batch_id)
+            assert (await engine.counts(batch_id)).completed == 8
+    starts = [(t, 1.0) for t in seen.starts.values()]
+    assert len(starts) == 16
+    assert busiest_cost(starts, 0.5) <= 3
+
+
+async def test_a_types_rate_holds_beside_jobs_waiting_in_the_child(
+    autojump_clock: MockClock,
+) -> None:
+    # As above, with a job of a type with no limits of its own between
+    # every two: such jobs go to the child at once and wait there for
+    # their batch's window, so its room is what is left beside them.
+    types = {"noop": TypeOverrides(rate_limit=RateLimit(count=3, per_seconds=0.5))}
+    rate = RateLimit(count=2, per_seconds=2.0)
+    async with _cluster(2, concurrency=6, rate_limit=rate, type_overrides=types) as (_, engines):
+        seen = _Starts(engines)
+        batches, rated = [], set()
+        for engine in engines:
+            jobs = [JobRequest(type="echo" if i % 3 == 2 else "noop") for i in range(12)]
+            batch_id, added = await engine.create_batch(None, "noop", jobs)
+            pairs = zip(added.job_ids, jobs, strict=True)
+            rated.update(job_id for job_id, job in pairs if job.type == "noop")
+            await engine.start(batch_id)
+            batches.append((engine, batch_id))
+            await trio.sleep(1.9)
+        for engine, batch_id in batches:
+            await engine.wait_stopped(batch_id)
+            assert (await engine.counts(batch_id)).completed == 12
+    assert len(seen.starts) == 24
+    assert busiest_cost([(t, 1.0) for j, t in seen.starts.items() if j in rated], 0.5) <= 3
