@@ -348,9 +348,22 @@ class Dispatcher:
 
         gate_of = self._limits.type_gate
         for job in sorted(jobs, key=lambda j: gate_of(j.type) is not None):
-            await self._take_start(job, held, send_ready)
+            if not self._starts_freely(job):
+                await self._take_start(job, held, send_ready)
             ready.append(job)
         await send_ready()
+
+    def _starts_freely(self, job: JobRecord) -> bool:
+        """Whether ``_take_start`` would let ``job`` go at once with nothing
+        to take (no batch rate, no type gate, no hold): such a job skips it,
+        and the send that follows is the dispatcher's checkpoint, once per
+        burst instead of once per job."""
+        limits = self._limits
+        return (
+            limits.rate is None
+            and limits.type_gate(job.type) is None
+            and not limits.throttle.held()
+        )
 
     async def _finished(self) -> bool:
         if await self._next_due_at() is not None:
