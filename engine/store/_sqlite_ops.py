@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from engine.errors import BatchExists, BatchNotFound, BatchRunning
@@ -140,6 +140,13 @@ def _job(row: Sequence[Any]) -> JobRecord:
         return _job_fields(row)
 
 
+def _jobs(rows: Iterable[Sequence[Any]]) -> list[JobRecord]:
+    """Rows of ``_JOB_COLUMNS`` as records (a claim's: one reading block
+    for them all); ``StoreError`` if one is not one."""
+    with _json.reading("job"):
+        return [_job_fields(row) for row in rows]
+
+
 def _job_fields(row: Sequence[Any]) -> JobRecord:
     job_id, batch_id, type_, state, payload, attempts, max_attempts = row[:7]
     key, priority, result, error, traceback, created_at, available_at, cost = row[7:15]
@@ -149,12 +156,12 @@ def _job_fields(row: Sequence[Any]) -> JobRecord:
         batch_id=batch_id,
         type=type_,
         state=_STATES[state],
-        payload=_json.load(payload),
+        payload=_json.read(payload),
         attempts=attempts,
         max_attempts=max_attempts,
         key=key,
         priority=priority,
-        result=None if result is None else _json.load(result),
+        result=None if result is None else _json.read(result),
         error=error,
         traceback=traceback,
         created_at=created_at,
@@ -281,7 +288,7 @@ def claim_jobs(
     params = {"batch_id": batch_id, "now": now, "limit": limit}
     rows = conn.execute(_CLAIM, {**params, "owner": owner, "expires": now + lease}).fetchall()
     rows.sort(key=lambda row: (-row[0], row[1]))  # RETURNING has no order of its own
-    return [_job(row[2:]) for row in rows]
+    return _jobs(row[2:] for row in rows)
 
 
 def next_due_at(conn: sqlite3.Connection, now: float, batch_id: str) -> float | None:
@@ -352,7 +359,7 @@ def list_jobs(
     sql = f"SELECT seq, {_JOB_COLUMNS} FROM jobs WHERE {where} ORDER BY seq LIMIT ?"
     rows = conn.execute(sql, (*params, limit + 1)).fetchall()
     next_cursor = str(rows[limit - 1][0]) if len(rows) > limit else None
-    return JobPage(jobs=tuple(_job(row[1:]) for row in rows[:limit]), next_cursor=next_cursor)
+    return JobPage(jobs=tuple(_jobs(row[1:] for row in rows[:limit])), next_cursor=next_cursor)
 
 
 def parse_cursor(cursor: str | None) -> int:
