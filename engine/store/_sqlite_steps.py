@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from engine.store import _sqlite_ops as ops
 from engine.store._sqlite_follow_ups import add_follow_ups
+from engine.store._sqlite_outcomes import apply as apply_outcomes
 from engine.store.records import Claim, JobRecord, Outcome, Step
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ class SqliteSteps:
             return {}
 
         def apply(conn: sqlite3.Connection, now: float) -> dict[str, JobState]:
-            states = ops.apply(conn, now, outcomes, owner)
+            states = apply_outcomes(conn, now, outcomes, owner)
             add_follow_ups(conn, now, outcomes, states)
             return states
 
@@ -119,7 +120,7 @@ class SqliteSteps:
         """
 
         def step(conn: sqlite3.Connection, now: float) -> Step:
-            states = ops.apply(conn, now, outcomes, owner) if outcomes else {}
+            states = apply_outcomes(conn, now, outcomes, owner) if outcomes else {}
             add_follow_ups(conn, now, outcomes, states)
             claimed: list[JobRecord] = []
             if claim.limit > 0:
