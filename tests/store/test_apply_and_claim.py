@@ -132,7 +132,7 @@ async def test_completions_keep_their_results_exactly(store: Store) -> None:
         outcomes.append(Fail(job_id=ids[-1], error="boom"))
         step = await store.apply_and_claim(outcomes, owner="e", claim=_claim(0))
         assert step.states == {
-            **{i: JobState.COMPLETED for i in ids[:-1]},
+            **dict.fromkeys(ids[:-1], JobState.COMPLETED),
             ids[-1]: JobState.FAILED,
         }
         jobs = {j.job_id: j for j in await all_jobs(store, "b")}
