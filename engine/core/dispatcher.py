@@ -346,24 +346,14 @@ class Dispatcher:
                 ready.clear()
                 await child.channel.send(message)
 
-        gate_of = self._limits.type_gate
+        limits, gate_of = self._limits, self._limits.type_gate
         for job in sorted(jobs, key=lambda j: gate_of(j.type) is not None):
-            if not self._starts_freely(job):
+            # A job with nothing to take (no batch rate, type gate or hold)
+            # skips it: the send is then the burst's one checkpoint.
+            if limits.rate is not None or gate_of(job.type) is not None or limits.throttle.held():
                 await self._take_start(job, held, send_ready)
             ready.append(job)
         await send_ready()
-
-    def _starts_freely(self, job: JobRecord) -> bool:
-        """Whether ``_take_start`` would let ``job`` go at once with nothing
-        to take (no batch rate, no type gate, no hold): such a job skips it,
-        and the send that follows is the dispatcher's checkpoint, once per
-        burst instead of once per job."""
-        limits = self._limits
-        return (
-            limits.rate is None
-            and limits.type_gate(job.type) is None
-            and not limits.throttle.held()
-        )
 
     async def _finished(self) -> bool:
         if await self._next_due_at() is not None:
