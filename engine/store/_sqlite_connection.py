@@ -74,7 +74,7 @@ def transaction_now(conn: sqlite3.Connection, busy_timeout_seconds: float) -> It
     try:
         conn.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as exc:
-        if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
+        if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:  # an extended code's primary
             raise Busy(str(exc)) from exc
         raise
     finally:
