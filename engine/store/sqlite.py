@@ -28,9 +28,10 @@ statement, against the busy Trio thread. So they run in the Trio thread
 when that cannot wait on anything: only if the write lock is free at once
 (another process holding it sends the step to the worker thread, to wait
 there) and without checkpointing the write-ahead log at their commit (the
-fsyncs of a checkpoint are the disk waits). Every ``_CHECKPOINT_EVERY``
-such commits, the next one first checkpoints in the worker thread; the
-worker thread's own commits checkpoint as SQLite does by default.
+fsyncs of a checkpoint are the disk waits). Once ``_CHECKPOINT_ROWS``
+rows changed since the last checkpoint, the next one first checkpoints in
+the worker thread; the worker thread's own commits checkpoint as SQLite
+does by default.
 
 ``threaded=False`` runs every call in the Trio thread instead, blocking the
 loop for its few statements: for tests on trio's ``MockClock``, whose
@@ -96,11 +97,12 @@ _T = TypeVar("_T")
 #: it (``StoreUnavailable``) rather than hang.
 DEFAULT_BUSY_TIMEOUT_SECONDS = 5.0
 
-#: Hot steps committed in the Trio thread between two checkpoints of the
-#: write-ahead log. A burst's step writes a few pages (its jobs' rows and
-#: index entries), so this keeps the log near SQLite's own checkpoint size
-#: (``WAL_AUTOCHECKPOINT_PAGES``) or below.
-_CHECKPOINT_EVERY = 100
+#: Rows changed (triggers' included) between two checkpoints of the
+#: write-ahead log by hot steps, which do not checkpoint at their commit. A
+#: job's outcome or claim changes a few rows on a few pages, so this keeps
+#: the log within a few MiB, near SQLite's own checkpoint size
+#: (``WAL_AUTOCHECKPOINT_PAGES``), whatever the size of the steps.
+_CHECKPOINT_ROWS = 10_000
 
 #: ``aclose`` waits for an in-flight call, which may itself wait out the busy
 #: timeout; beyond that margin it gives up and leaves the connection to be
@@ -138,7 +140,7 @@ class SqliteStore(
         self._close_grace = busy_timeout_seconds + _CLOSE_MARGIN_SECONDS
         self._busy_timeout = busy_timeout_seconds
         self._lock = trio.Lock()
-        self._commits_unchecked = 0  # hot steps committed since the last checkpoint
+        self._changes_checkpointed = 0  # the connection's total_changes then
 
     async def _run(
         self,
@@ -153,7 +155,7 @@ class SqliteStore(
             if self._conn is None:
                 raise trio.ClosedResourceError("the store is closed")
             if hot and self._threaded:
-                if self._commits_unchecked >= _CHECKPOINT_EVERY:
+                if self._conn.total_changes - self._changes_checkpointed >= _CHECKPOINT_ROWS:
                     await _call(True, self._checkpoint, self._conn)
                 with contextlib.suppress(connection.Busy):
                     return self._transact_now(self._conn, work)
@@ -167,15 +169,13 @@ class SqliteStore(
             connection.unavailable_on_sqlite_errors(self._path),
             connection.transaction_now(conn, self._busy_timeout),
         ):
-            result = work(conn, self._clock())
-        self._commits_unchecked += 1
-        return result
+            return work(conn, self._clock())
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
         # In the worker thread.
         with connection.unavailable_on_sqlite_errors(self._path):
             connection.checkpoint(conn)
-        self._commits_unchecked = 0
+        self._changes_checkpointed = conn.total_changes
 
     def _transact(
         self,
