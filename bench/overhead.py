@@ -12,6 +12,7 @@ seconds of this process and its children over the same span (``bench.cpu``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import tempfile
 import time
@@ -22,6 +23,7 @@ import trio
 
 from bench.cpu import tree_cpu_seconds
 from engine.config.settings import RateLimit, Settings
+from engine.core.bus import Subscription
 from engine.core.engine import JobRequest
 from engine.core.startup import open_engine
 
@@ -65,12 +67,30 @@ async def measure(
                 cpu_before = tree_cpu_seconds(os.getpid())
                 began = time.perf_counter()
                 await engine.start(batch_id)
-                async for event in events:
-                    if event.event in ("done", "error"):
-                        break
+                await _until_the_run_ends(events)
                 ran = time.perf_counter() - began
                 cpu_used = tree_cpu_seconds(os.getpid()) - cpu_before
             return Overhead(submit_seconds=submitted, seconds=ran, cpu_seconds=cpu_used)
+
+
+async def _until_the_run_ends(events: Subscription) -> None:
+    """Read ``events`` until ``done`` or ``error``, taking everything queued
+    at each wake-up (as the server's streams do: a burst of jobs publishes
+    many events at once, and one event per wake-up would fall behind).
+
+    Raises:
+        RuntimeError: the subscription was dropped before the run ended.
+    """
+    while True:
+        try:
+            taken = [await events.receive()]
+            with contextlib.suppress(trio.WouldBlock):
+                while True:
+                    taken.append(events.receive_nowait())
+        except trio.EndOfChannel:
+            raise RuntimeError(f"events dropped: {events.dropped_reason}") from None
+        if any(event.event in ("done", "error") for event in taken):
+            return
 
 
 def main() -> None:

@@ -51,6 +51,18 @@ def _exact(kind: type[Any]) -> Callable[[Any], Any]:
     return exact
 
 
+def _any(value: Any) -> Any:
+    return value
+
+
+_ANY = _any
+#: The checks of exact kinds, which generated code makes inline.
+_EXACT = {kind: _exact(kind) for kind in (str, int, bool)}
+_EXACT_KINDS: dict[Callable[[Any], Any], type[Any]] = {
+    check: kind for kind, check in _EXACT.items()
+}
+
+
 def _number(value: Any) -> float:
     if type(value) is not float and type(value) is not int:
         raise _Refused
@@ -81,9 +93,9 @@ def _value_check(tp: Any) -> Callable[[Any], Any] | None:
     converter would (raising ``_Refused`` otherwise), or None for a type
     the shortcut does not handle."""
     if tp is Any:
-        return lambda value: value
-    if tp in (str, int, bool):
-        return _exact(tp)
+        return _ANY
+    if tp in _EXACT:
+        return _EXACT[tp]
     if tp is float:
         return _number
     origin, args = get_origin(tp), get_args(tp)
@@ -97,7 +109,7 @@ def _value_check(tp: Any) -> Callable[[Any], Any] | None:
         inner = _object_check(args[0], tag=None)
         return None if inner is None else _many(inner)
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis and _is_union(args[0]):
-        return _many(_taken(fast_structurer(args[0])))
+        return _many_tagged(_checks_by_tag(get_args(args[0])))
     return None
 
 
@@ -105,16 +117,22 @@ def _is_union(tp: Any) -> bool:
     return isinstance(tp, types.UnionType) or get_origin(tp) is Union
 
 
-def _taken(fast: Fast) -> Callable[[Any], Any]:
-    """``fast`` as a value check: what it leaves to the converter is refused."""
+def _many_tagged(by_tag: dict[str, Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    """A list of tagged objects, each checked as its tag's class (a tag
+    the shortcut does not take is refused)."""
 
-    def taken(value: Any) -> Any:
-        message = fast(value)
-        if message is None:
+    def many(value: Any) -> tuple[Any, ...]:
+        if type(value) is not list:
             raise _Refused
-        return message
+        checked = []
+        for item in value:
+            tag = item.get("type") if type(item) is dict else None
+            if type(tag) is not str or tag not in by_tag:
+                raise _Refused
+            checked.append(by_tag[tag](item))
+        return tuple(checked)
 
-    return taken
+    return many
 
 
 def _object_check(cls: type[Any], tag: str | None) -> Callable[[Any], Any] | None:
@@ -126,23 +144,72 @@ def _object_check(cls: type[Any], tag: str | None) -> Callable[[Any], Any] | Non
             return None
         required = field.default is attrs.NOTHING
         fields.append((field.name, camel_case(field.name), check, required))
-    allowed = {wire for _, wire, _, _ in fields} | ({"type"} if tag is not None else set())
+    allowed = frozenset(
+        {wire for _, wire, _, _ in fields} | ({"type"} if tag is not None else set())
+    )
+    return _compiled(cls, fields, allowed)
 
-    def structure(value: Any) -> Any:
-        if type(value) is not dict or not value.keys() <= allowed:
-            raise _Refused
-        kwargs = {}
-        for name, wire, check, required in fields:
-            if wire in value:
-                kwargs[name] = check(value[wire])
-            elif required:
-                raise _Refused
-        try:
-            return cls(**kwargs)
-        except (TypeError, ValueError) as exc:
-            raise _Refused from exc
 
-    return structure
+def _compiled(
+    cls: type[Any],
+    fields: list[tuple[str, str, Callable[[Any], Any], bool]],
+    allowed: frozenset[str],
+) -> Callable[[Any], Any]:
+    """The check of one class's objects as one generated function: a loop
+    over the fields, with a call per check, cost as much as the rest of the
+    decoding, and the engine decodes two or more messages per job. A field
+    of an exact kind (a string, an integer) is checked inline; any other
+    calls its check. Only names and constants of this module go into the
+    source (field names are identifiers, wire names are ``repr``'d)."""
+    names: dict[str, Any] = {"cls": cls, "allowed": allowed, "_Refused": _Refused}
+    lines = [
+        "def structure(value):",
+        "    if type(value) is not dict or not value.keys() <= allowed:",
+        "        raise _Refused",
+    ]
+    given, optional = [], []
+    for index, (name, wire, check, required) in enumerate(fields):
+        kind = _EXACT_KINDS.get(check)
+        if required:
+            lines += [
+                f"    try:\n        v{index} = value[{wire!r}]",
+                "    except KeyError:\n        raise _Refused from None",
+            ]
+            if kind is not None:
+                names[f"kind{index}"] = kind
+                lines.append(f"    if type(v{index}) is not kind{index}:\n        raise _Refused")
+            elif check is not _ANY:
+                names[f"check{index}"] = check
+                lines.append(f"    v{index} = check{index}(v{index})")
+            given.append(f"{name}=v{index}")
+        else:
+            names[f"check{index}"] = check
+            optional.append(f"    if {wire!r} in value:")
+            optional.append(f"        given[{name!r}] = check{index}(value[{wire!r}])")
+    lines.append("    given = {}")
+    lines += optional
+    lines += [
+        "    try:",
+        f"        return cls({', '.join([*given, '**given'])})",
+        "    except (TypeError, ValueError) as exc:",
+        "        raise _Refused from exc",
+    ]
+    exec(compile("\n".join(lines), f"<fast structure {cls.__name__}>", "exec"), names)
+    return names["structure"]  # type: ignore[no-any-return]
+
+
+def _checks_by_tag(members: tuple[Any, ...]) -> dict[str, Callable[[Any], Any]]:
+    """The check of each tagged message class among ``members`` that the
+    shortcut takes, by its wire tag."""
+    by_tag = {}
+    for member in members:
+        tag = _TAGS.get(member)
+        if tag is None or not attrs.has(member):
+            continue
+        check = _object_check(member, tag)
+        if check is not None:
+            by_tag[tag] = check
+    return by_tag
 
 
 def fast_structurer(message_type: Any) -> Fast:
@@ -151,19 +218,12 @@ def fast_structurer(message_type: Any) -> Fast:
     to None when the converter must structure it."""
     union = _is_union(message_type)
     members = get_args(message_type) if union else (message_type,)
-    by_tag: dict[Any, Callable[[Any], Any]] = {}
     single: Callable[[Any], Any] | None = None
-    for member in members:
-        if not attrs.has(member):
-            continue
-        tag = _TAGS.get(member)
-        check = _object_check(member, tag if len(members) > 1 else None)
-        if check is None:
-            continue
-        if len(members) == 1:
-            single = check
-        elif tag is not None:
-            by_tag[tag] = check
+    by_tag: dict[str, Callable[[Any], Any]] = {}
+    if len(members) == 1:
+        single = _object_check(members[0], None) if attrs.has(members[0]) else None
+    else:
+        by_tag = _checks_by_tag(members)
 
     def structure(raw: Any) -> Any:
         check = single

@@ -66,6 +66,9 @@ class EnginePolicy:
             if overrides.concurrency is not None
             or (overrides.rate_limit is not None and not overrides.rate_limit.unlimited)
         }
+        # A type's time limit, looked up once: the settings never change,
+        # and every job handed to a child asks for it.
+        self._type_timeouts: dict[str, float | None] = {}
 
     def check_type(self, name: str) -> None:
         """Refuse a job type that is not registered.
@@ -153,7 +156,12 @@ class EnginePolicy:
         """The job's own time limit, else its type's, else the engine's."""
         if job.timeout_seconds is not None:
             return job.timeout_seconds
-        return self._settings.for_type(job.type).timeout_seconds
+        try:
+            return self._type_timeouts[job.type]
+        except KeyError:
+            timeout = self._settings.for_type(job.type).timeout_seconds
+            self._type_timeouts[job.type] = timeout
+            return timeout
 
     async def renew_type_slots(self) -> None:
         """Renew the leases of the type slots this engine holds.

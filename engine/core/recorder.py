@@ -54,6 +54,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import partial
+from typing import cast
 
 import attrs
 import trio
@@ -64,7 +65,7 @@ from engine.core.eta import EtaEstimator
 from engine.core.follow_ups import FollowUpRecorder, FollowUpRules
 from engine.core.held import CLEANUP_SECONDS, HeldJob, HeldJobs
 from engine.core.job_log import job_active
-from engine.core.outcomes import JOB_FACTS, outcome_of, state_after
+from engine.core.outcomes import JOB_FACTS, Ending, outcome_of, state_after
 from engine.core.refill import Refill, hold_refill
 from engine.core.retry import Patience, StoreRetry
 from engine.core.tally import Tally
@@ -78,6 +79,10 @@ from protocols.lifecycle import JobState
 __all__ = ["Recorder", "Tally"]
 
 log = logging.getLogger("batchyard.runner")
+
+#: The reports that end a job's attempt with its terminal event
+#: (``JobRateLimited`` ends it with ``job:rate-limited``).
+_ENDINGS = frozenset({ipc.JobCompleted, ipc.JobFailed, ipc.JobInterrupted})
 
 
 class Recorder:
@@ -350,34 +355,42 @@ class Recorder:
         states: dict[str, JobState],
         held: HeldJobs,
     ) -> None:
-        if isinstance(message, ipc.BatchStarted):
-            self.publish(events.ProcessingStarted(batch_id=self.batch_id))
-        elif isinstance(message, ipc.Progress):
-            self._tally.report()  # published once, at the end of the burst
-        elif not isinstance(message, JOB_FACTS) or message.job_id not in held:
-            return  # Ready, Done and ChildFailed say nothing subscribers need
-        elif isinstance(message, ipc.JobStarted | ipc.JobProgress):
+        # Dispatched on the exact class (messages are never subclassed):
+        # this runs for every message of every burst.
+        kind = type(message)
+        if kind in _ENDINGS:
+            job_id = cast(Ending, message).job_id
+            if job_id in outcomes and job_id in held:  # else held for ``release``
+                self._announce(outcomes[job_id], states.get(job_id), held.pop(job_id))
+        elif kind is ipc.JobStarted or kind is ipc.JobProgress:
+            job_id = cast(ipc.JobStarted | ipc.JobProgress, message).job_id
+            if job_id not in held:
+                return
             if isinstance(message, ipc.JobStarted):
                 progress, started_at = 0.0, message.started_at
             else:
-                progress, started_at = message.progress, None
+                progress, started_at = cast(ipc.JobProgress, message).progress, None
             self.publish(
                 events.JobUpdate(
                     batch_id=self.batch_id,
-                    job_id=message.job_id,
+                    job_id=job_id,
                     status=JobState.ACTIVE,
                     progress=progress,
                     started_at=started_at,
                 )
             )
+        elif kind is ipc.Progress:
+            self._tally.report()  # published once, at the end of the burst
         elif isinstance(message, ipc.JobRateLimited):
+            if message.job_id not in held:
+                return
             rate_limited = self._rate_limited.pop(message.job_id, None)
             if message.job_id in outcomes and rate_limited is not None:
                 held.pop(message.job_id)
                 self.publish(rate_limited)
-        elif message.job_id in outcomes:  # else held for ``release``
-            job = held.pop(message.job_id)
-            self._announce(outcomes[message.job_id], states.get(message.job_id), job)
+        elif kind is ipc.BatchStarted:
+            self.publish(events.ProcessingStarted(batch_id=self.batch_id))
+        # Ready, Done, ChildFailed and Pong say nothing subscribers need.
 
     def _announce(self, outcome: Outcome, state: JobState | None, held: HeldJob) -> None:
         announce_outcome(

@@ -21,7 +21,7 @@ from typing import Any
 from engine.errors import StoreError
 from protocols import jsontext
 
-__all__ = ["dump", "load", "reading"]
+__all__ = ["dump", "load", "read", "reading"]
 
 
 def dump(value: Any) -> str:
@@ -40,9 +40,19 @@ def load(text: str) -> Any:
         StoreError: ``text`` is not JSON text.
     """
     with reading("JSON value"):
-        if not isinstance(text, str):
-            raise TypeError(f"expected text, got {type(text).__name__}")
-        return jsontext.load_own(text)
+        return read(text)
+
+
+def read(text: str) -> Any:
+    """``load`` for a caller's own ``reading`` block (a record's field),
+    which names what could not be read.
+
+    Raises:
+        ValueError, TypeError: ``text`` is not JSON text.
+    """
+    if type(text) is not str:
+        raise TypeError(f"expected text, got {type(text).__name__}")
+    return jsontext.load_own(text)
 
 
 @contextlib.contextmanager

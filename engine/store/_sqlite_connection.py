@@ -18,7 +18,15 @@ from engine.errors import StoreUnavailable
 from engine.store import _sqlite_limits, _sqlite_schedules
 from engine.store._sqlite_schema import create_schema
 
-__all__ = ["connect", "transaction", "unavailable_on_sqlite_errors"]
+__all__ = [
+    "WAL_AUTOCHECKPOINT_PAGES",
+    "Busy",
+    "checkpoint",
+    "connect",
+    "transaction",
+    "transaction_now",
+    "unavailable_on_sqlite_errors",
+]
 
 _log = logging.getLogger("batchyard.store")
 
@@ -50,6 +58,48 @@ def transaction(conn: sqlite3.Connection, *, write: bool) -> Iterator[None]:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+class Busy(Exception):
+    """Another connection holds the write lock: ``transaction_now`` began nothing."""
+
+
+@contextlib.contextmanager
+def transaction_now(conn: sqlite3.Connection, busy_timeout_seconds: float) -> Iterator[None]:
+    """One write transaction, begun only if the write lock is free at once
+    (else ``Busy``, nothing done) and committed without checkpointing the
+    write-ahead log (its caller cannot wait on the disk; see
+    ``engine.store.sqlite``); rolled back on any exception."""
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:  # an extended code's primary
+            raise Busy(str(exc)) from exc
+        raise
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {round(busy_timeout_seconds * 1000)}")
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    finally:
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+
+
+#: SQLite's default: a commit that leaves this many pages in the
+#: write-ahead log copies them to the database file (with an fsync).
+WAL_AUTOCHECKPOINT_PAGES = 1000
+
+
+def checkpoint(conn: sqlite3.Connection) -> None:
+    """Copy what the write-ahead log holds to the database file, as far as
+    no reader needs it (``PASSIVE``: never waits for a lock)."""
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 def connect(path: str, busy_timeout_seconds: float) -> sqlite3.Connection:

@@ -3,7 +3,7 @@ that completes the job which enqueued them, so they exist if and only if it
 completed.
 
 Runs in the store's worker thread inside that transaction, after
-``_sqlite_ops.apply`` moved the jobs (its ``states`` say which completed).
+``_sqlite_outcomes.apply`` moved the jobs (its ``states`` say which completed).
 """
 
 from __future__ import annotations

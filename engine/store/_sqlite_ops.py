@@ -15,16 +15,15 @@ moves them to comes from the same table, so the SQL cannot drift from the
 lifecycle. State names are inlined as SQL literals rather than bound, so the
 query planner sees constants and can walk the claim index.
 
-``apply`` and ``claim_jobs`` are a fixed handful of statements whatever the
-number of jobs: a list of job ids travels as one JSON parameter read with
-``json_each``, and updates of one kind go through one ``executemany``.
+``claim_jobs`` is one statement whatever the number of jobs; ``apply``,
+the outcomes of claimed jobs, is in ``engine.store._sqlite_outcomes``.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from engine.errors import BatchExists, BatchNotFound, BatchRunning
@@ -32,25 +31,14 @@ from engine.store import _json
 from engine.store.records import (
     AddResult,
     BatchRecord,
-    Complete,
     Counts,
-    Fail,
     JobPage,
     JobRecord,
     NewJob,
-    Outcome,
     starts_by_itself,
 )
 from protocols.lifecycle import TRANSITIONS, JobEvent, JobState, sources
 
-#: ``lifecycle.TRANSITIONS`` keyed by stored state names, for the per-job loop
-#: of ``apply``, where calling ``sources()`` and building enums for each job
-#: took a third of the time.
-_MOVES = {
-    (source.value, event): target
-    for source, moves in TRANSITIONS.items()
-    for event, target in moves.items()
-}
 _STATES = {state.value: state for state in JobState}
 
 
@@ -60,10 +48,15 @@ def guard(*events: JobEvent) -> str:
     return "state IN ({})".format(", ".join(f"'{value}'" for value in states))
 
 
-def target(event: JobEvent) -> str:
+def target_state(event: JobEvent) -> JobState:
     """The state ``event`` leads to (the same from every state it is legal in)."""
     (state,) = {TRANSITIONS[source][event] for source in sources(event)}
-    return f"'{state.value}'"
+    return state
+
+
+def target(event: JobEvent) -> str:
+    """``target_state`` as an SQL literal."""
+    return f"'{target_state(event).value}'"
 
 
 _JOB_COLUMNS = (
@@ -96,25 +89,6 @@ WHERE seq IN (
     ORDER BY priority DESC, seq LIMIT :limit)
 RETURNING priority, seq, {_JOB_COLUMNS}
 """
-# One statement per event; ``:state`` comes from the lifecycle table.
-_APPLY = {
-    event: f"UPDATE jobs SET state = :state, {columns}, {_NO_LEASE}"
-    f" WHERE seq = :seq AND lease_owner = :owner AND {guard(event)}"
-    for event, columns in {
-        JobEvent.COMPLETE: "result = :result, error = NULL, traceback = NULL, finished_at = :now",
-        JobEvent.FAIL: "error = :error, traceback = :traceback, finished_at = :now",
-        JobEvent.RETRY_LATER: "error = :error, traceback = :traceback, available_at = :retry_at",
-        JobEvent.RELEASE: "attempts = MAX(attempts - :refund, 0), error = COALESCE(:error, error),"
-        " available_at = COALESCE(:due, available_at)",
-    }.items()
-}
-# The jobs some outcome may move, among those named: those under the
-# owner's lease.
-_HELD = f"""
-SELECT seq, job_id, state, attempts, max_attempts FROM jobs
-WHERE job_id IN (SELECT value FROM json_each(:job_ids)) AND lease_owner = :owner
-    AND {guard(*_APPLY)}
-"""
 _RENEW = f"UPDATE jobs SET lease_expires = ? WHERE lease_owner = ? AND {guard(JobEvent.EXPIRE)}"
 _RECOVER = f"""
 UPDATE jobs SET state = {target(JobEvent.EXPIRE)}, attempts = MAX(attempts - 1, 0), {_NO_LEASE}
@@ -140,6 +114,13 @@ def _job(row: Sequence[Any]) -> JobRecord:
         return _job_fields(row)
 
 
+def _jobs(rows: Iterable[Sequence[Any]]) -> list[JobRecord]:
+    """Rows of ``_JOB_COLUMNS`` as records (a claim's: one reading block
+    for them all); ``StoreError`` if one is not one."""
+    with _json.reading("job"):
+        return [_job_fields(row) for row in rows]
+
+
 def _job_fields(row: Sequence[Any]) -> JobRecord:
     job_id, batch_id, type_, state, payload, attempts, max_attempts = row[:7]
     key, priority, result, error, traceback, created_at, available_at, cost = row[7:15]
@@ -149,12 +130,12 @@ def _job_fields(row: Sequence[Any]) -> JobRecord:
         batch_id=batch_id,
         type=type_,
         state=_STATES[state],
-        payload=_json.load(payload),
+        payload=_json.read(payload),
         attempts=attempts,
         max_attempts=max_attempts,
         key=key,
         priority=priority,
-        result=None if result is None else _json.load(result),
+        result=None if result is None else _json.read(result),
         error=error,
         traceback=traceback,
         created_at=created_at,
@@ -281,50 +262,12 @@ def claim_jobs(
     params = {"batch_id": batch_id, "now": now, "limit": limit}
     rows = conn.execute(_CLAIM, {**params, "owner": owner, "expires": now + lease}).fetchall()
     rows.sort(key=lambda row: (-row[0], row[1]))  # RETURNING has no order of its own
-    return [_job(row[2:]) for row in rows]
+    return _jobs(row[2:] for row in rows)
 
 
 def next_due_at(conn: sqlite3.Connection, now: float, batch_id: str) -> float | None:
     due: float | None = conn.execute(_NEXT_DUE, (batch_id,)).fetchone()[0]
     return due
-
-
-def _plan(outcome: Outcome, attempts: int, max_attempts: int) -> tuple[JobEvent, dict[str, Any]]:
-    """What an outcome means for an active job, with its statement's parameters."""
-    if isinstance(outcome, Complete):
-        return JobEvent.COMPLETE, {"result": _json.dump(outcome.result)}
-    if isinstance(outcome, Fail):
-        failure = {"error": outcome.error, "traceback": outcome.traceback}
-        if outcome.retry_at is None:
-            return JobEvent.FAIL, failure
-        return JobEvent.RETRY_LATER, {**failure, "retry_at": outcome.retry_at}
-    if outcome.refund_attempt:
-        return JobEvent.RELEASE, {"refund": 1, "error": None, "due": outcome.retry_at}
-    if attempts >= max_attempts:
-        return JobEvent.FAIL, {"error": outcome.error, "traceback": None}
-    return JobEvent.RELEASE, {"refund": 0, "error": outcome.error, "due": outcome.retry_at}
-
-
-def apply(
-    conn: sqlite3.Connection, now: float, outcomes: Sequence[Outcome], owner: str
-) -> dict[str, JobState]:
-    first: dict[str, Outcome] = {}
-    for outcome in outcomes:  # the first outcome for a job moves it out of active
-        first.setdefault(outcome.job_id, outcome)
-    held = conn.execute(_HELD, {"job_ids": _json.dump(list(first)), "owner": owner}).fetchall()
-    by_event: dict[JobEvent, list[dict[str, Any]]] = {}
-    states: dict[str, JobState] = {}
-    for seq, job_id, state, attempts, max_attempts in held:
-        event, params = _plan(first[job_id], attempts, max_attempts)
-        target = _MOVES.get((state, event))
-        if target is None:  # not an outcome this job's state allows
-            continue
-        states[job_id] = target
-        params.update(seq=seq, state=target.value, owner=owner, now=now)
-        by_event.setdefault(event, []).append(params)
-    for event, rows in by_event.items():
-        conn.executemany(_APPLY[event], rows)
-    return states
 
 
 def counts(conn: sqlite3.Connection, now: float, batch_id: str) -> Counts:
@@ -352,7 +295,7 @@ def list_jobs(
     sql = f"SELECT seq, {_JOB_COLUMNS} FROM jobs WHERE {where} ORDER BY seq LIMIT ?"
     rows = conn.execute(sql, (*params, limit + 1)).fetchall()
     next_cursor = str(rows[limit - 1][0]) if len(rows) > limit else None
-    return JobPage(jobs=tuple(_job(row[1:]) for row in rows[:limit]), next_cursor=next_cursor)
+    return JobPage(jobs=tuple(_jobs(row[1:] for row in rows[:limit])), next_cursor=next_cursor)
 
 
 def parse_cursor(cursor: str | None) -> int:

@@ -20,6 +20,19 @@ few statements, not one round trip per job. In WAL mode with
 which risks the last commits before a power cut, never consistency, and buys
 thousands of commits a second.
 
+The run's hot steps (``apply_and_claim``, ``apply``, ``claim_jobs``: a
+burst's outcomes and claims) are a handful of statements on pages in
+memory, and a hop to the worker thread and back cost more than they do:
+two thread wake-ups and the interpreter lock passed back and forth at every
+statement, against the busy Trio thread. So they run in the Trio thread
+when that cannot wait on anything: only if the write lock is free at once
+(another process holding it sends the step to the worker thread, to wait
+there) and without checkpointing the write-ahead log at their commit (the
+fsyncs of a checkpoint are the disk waits). Once ``_CHECKPOINT_ROWS``
+rows changed since the last checkpoint, the next one first checkpoints in
+the worker thread; the worker thread's own commits checkpoint as SQLite
+does by default.
+
 ``threaded=False`` runs every call in the Trio thread instead, blocking the
 loop for its few statements: for tests on trio's ``MockClock``, whose
 autojump would move time on (and fire deadlines) while a worker thread works.
@@ -28,8 +41,9 @@ The bodies of the transactions and the SQL live in
 ``engine.store._sqlite_ops``, the schema in ``engine.store._sqlite_schema``,
 the reads of batches and jobs in ``engine.store._sqlite_reads`` and the
 cluster's methods (engine registry, run ownership, startable batches) in
-``engine.store._sqlite_cluster``, whose ``SqliteReads`` and
-``SqliteClusterMethods`` this store inherits; this module owns the
+``engine.store._sqlite_cluster``, the hot steps (claims and outcomes) in
+``engine.store._sqlite_steps``, whose ``SqliteReads``,
+``SqliteClusterMethods`` and ``SqliteSteps`` this store inherits; this module owns the
 connection, the thread and the lock.
 
 Cancellation: the worker thread is never abandoned, since that would leave
@@ -61,18 +75,16 @@ import trio
 from engine.store import _sqlite_connection as connection
 from engine.store import _sqlite_ops as ops
 from engine.store._sqlite_cluster import SqliteClusterMethods
-from engine.store._sqlite_follow_ups import add_follow_ups
 from engine.store._sqlite_jobs import SqliteJobs
 from engine.store._sqlite_limits import SqliteLimits
 from engine.store._sqlite_reads import SqliteReads
 from engine.store._sqlite_schedules import SqliteSchedules
-from engine.store.records import Step
+from engine.store._sqlite_steps import SqliteSteps
 
 if TYPE_CHECKING:
     import sqlite3
 
-    from engine.store.records import AddResult, BatchRecord, Claim, JobRecord, NewJob, Outcome
-    from protocols.lifecycle import JobState
+    from engine.store.records import AddResult, BatchRecord, NewJob
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT_SECONDS", "SqliteStore", "open_sqlite_store"]
 
@@ -85,13 +97,22 @@ _T = TypeVar("_T")
 #: it (``StoreUnavailable``) rather than hang.
 DEFAULT_BUSY_TIMEOUT_SECONDS = 5.0
 
+#: Rows changed (triggers' included) between two checkpoints of the
+#: write-ahead log by hot steps, which do not checkpoint at their commit. A
+#: job's outcome or claim changes a few rows on a few pages, so this keeps
+#: the log within a few MiB, near SQLite's own checkpoint size
+#: (``WAL_AUTOCHECKPOINT_PAGES``), whatever the size of the steps.
+_CHECKPOINT_ROWS = 10_000
+
 #: ``aclose`` waits for an in-flight call, which may itself wait out the busy
 #: timeout; beyond that margin it gives up and leaves the connection to be
 #: closed by the garbage collector once the call ends.
 _CLOSE_MARGIN_SECONDS = 2.0
 
 
-class SqliteStore(SqliteReads, SqliteJobs, SqliteClusterMethods, SqliteLimits, SqliteSchedules):
+class SqliteStore(
+    SqliteSteps, SqliteReads, SqliteJobs, SqliteClusterMethods, SqliteLimits, SqliteSchedules
+):
     """``Store`` on one SQLite connection; get one from ``open_sqlite_store``.
 
     Every method is one transaction and atomic under cancellation (see the
@@ -117,13 +138,44 @@ class SqliteStore(SqliteReads, SqliteJobs, SqliteClusterMethods, SqliteLimits, S
         self._clock = clock
         self._threaded = threaded
         self._close_grace = busy_timeout_seconds + _CLOSE_MARGIN_SECONDS
+        self._busy_timeout = busy_timeout_seconds
         self._lock = trio.Lock()
+        self._changes_checkpointed = 0  # the connection's total_changes then
 
-    async def _run(self, work: Callable[[sqlite3.Connection, float], _T], *, write: bool) -> _T:
+    async def _run(
+        self,
+        work: Callable[[sqlite3.Connection, float], _T],
+        *,
+        write: bool,
+        hot: bool = False,
+    ) -> _T:
+        """``work`` in one transaction, in the worker thread; a ``hot``
+        write in the Trio thread when it need not wait (module notes)."""
         async with self._lock:
             if self._conn is None:
                 raise trio.ClosedResourceError("the store is closed")
+            if hot and self._threaded:
+                if self._conn.total_changes - self._changes_checkpointed >= _CHECKPOINT_ROWS:
+                    await _call(True, self._checkpoint, self._conn)
+                with contextlib.suppress(connection.Busy):
+                    return self._transact_now(self._conn, work)
             return await _call(self._threaded, self._transact, self._conn, work, write)
+
+    def _transact_now(
+        self, conn: sqlite3.Connection, work: Callable[[sqlite3.Connection, float], _T]
+    ) -> _T:
+        # In the Trio thread, with nothing awaited: atomic under cancellation.
+        with (
+            connection.unavailable_on_sqlite_errors(self._path),
+            connection.transaction_now(conn, self._busy_timeout),
+        ):
+            return work(conn, self._clock())
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        # In the worker thread.
+        with connection.unavailable_on_sqlite_errors(self._path):
+            connection.checkpoint(conn)
+        self._changes_checkpointed = conn.total_changes
 
     def _transact(
         self,
@@ -194,77 +246,6 @@ class SqliteStore(SqliteReads, SqliteJobs, SqliteClusterMethods, SqliteLimits, S
         return await self._run(
             lambda conn, now: ops.add_jobs(conn, now, batch_id, jobs), write=True
         )
-
-    async def claim_jobs(
-        self, batch_id: str, limit: int, *, owner: str, lease_seconds: float
-    ) -> list[JobRecord]:
-        """Up to ``limit`` due pending jobs, made active under ``owner``'s lease.
-
-        Cancellation: atomic: if it raises ``Cancelled``, nothing was claimed.
-
-        Args:
-            batch_id: the batch to claim from (an unknown batch has no jobs).
-            limit: the most jobs to claim.
-            owner: who holds the leases.
-            lease_seconds: how long the leases last unless renewed.
-
-        Returns:
-            The jobs, highest priority first and then oldest first, each with
-            its new attempt counted.
-        """
-        if limit <= 0:
-            return []
-        return await self._run(
-            lambda conn, now: ops.claim_jobs(conn, now, batch_id, limit, owner, lease_seconds),
-            write=True,
-        )
-
-    async def apply(self, outcomes: Sequence[Outcome], *, owner: str) -> dict[str, JobState]:
-        """Record what became of jobs active under ``owner``'s lease, all in
-        one transaction.
-
-        Cancellation: atomic: if it raises ``Cancelled``, nothing happened.
-
-        Args:
-            outcomes: completions, failures and releases; of several for one
-                job, the first counts.
-            owner: whose leases the jobs must be under.
-
-        Returns:
-            The state each job is in afterwards; an outcome for a job that is
-            not active under ``owner``'s lease (recovered, claimed by another
-            owner, deleted, unknown) is skipped and absent. A completion's
-            follow-ups are added in the same transaction.
-        """
-        if not outcomes:
-            return {}
-
-        def apply(conn: sqlite3.Connection, now: float) -> dict[str, JobState]:
-            states = ops.apply(conn, now, outcomes, owner)
-            add_follow_ups(conn, now, outcomes, states)
-            return states
-
-        return await self._run(apply, write=True)
-
-    async def apply_and_claim(
-        self, outcomes: Sequence[Outcome], *, owner: str, claim: Claim
-    ) -> Step:
-        """``apply`` then ``claim_jobs`` in one transaction (``Store``).
-
-        Cancellation: atomic: if it raises ``Cancelled``, nothing happened.
-        """
-
-        def step(conn: sqlite3.Connection, now: float) -> Step:
-            states = ops.apply(conn, now, outcomes, owner) if outcomes else {}
-            add_follow_ups(conn, now, outcomes, states)
-            claimed: list[JobRecord] = []
-            if claim.limit > 0:
-                claimed = ops.claim_jobs(
-                    conn, now, claim.batch_id, claim.limit, owner, claim.lease_seconds
-                )
-            return Step(states=states, claimed=claimed)
-
-        return await self._run(step, write=True)
 
     async def retry_failed(self, batch_id: str) -> int:
         """Failed jobs back to pending, due now, with attempts and error reset.

@@ -68,3 +68,20 @@ def test_not_a_message_is_left_to_the_converter() -> None:
         fast = fast_structurer(union)
         for raw in ([], "x", 1, None, {}, {"type": 1}, {"type": ["x"]}, {"type": "nope"}):
             assert fast(raw) is None
+
+
+def test_reports_holding_what_is_not_a_message_are_left_to_the_converter() -> None:
+    fast = fast_structurer(ipc.ChildLine)
+    for facts in (
+        "x",
+        {},
+        [1],
+        [None],
+        [{}],
+        [{"type": ["x"]}],
+        [{"type": "nope"}],
+        [{"type": 1}],
+    ):
+        assert fast({"type": "reports", "facts": facts}) is None
+    started = {"type": "job-started", "jobId": "j", "startedAt": 1}
+    assert fast({"type": "reports", "facts": [started, {"type": "reports", "facts": []}]}) is None

@@ -107,3 +107,34 @@ async def test_a_step_whose_reply_was_lost_hands_its_claim_to_the_next(
                 (ids[2], 1),
                 (ids[3], 1),
             ]
+
+
+RESULTS: list[Any] = [
+    None,
+    2**70,
+    -(2**64) - 1,
+    " a leading space",
+    'quotes " and \\ backslashes, é, \u2028, \U0001f600',
+    {"nested": [1, 2.5, {"wide": 2**80}], "": None},
+    [],
+]
+
+
+async def test_completions_keep_their_results_exactly(store: Store) -> None:
+    """Results of every kind of JSON value, integers of any size included,
+    come back as they were, however many completions one step records."""
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("b", "echo")
+        ids = list((await store.add_jobs("b", jobs_of(len(RESULTS) + 1))).job_ids)
+        await store.claim_jobs("b", len(ids), owner="e", lease_seconds=LEASE)
+        outcomes = [Complete(job_id=i, result=r) for i, r in zip(ids, RESULTS, strict=False)]
+        outcomes.append(Complete(job_id=ids[0], result="a second outcome does not count"))
+        outcomes.append(Fail(job_id=ids[-1], error="boom"))
+        step = await store.apply_and_claim(outcomes, owner="e", claim=_claim(0))
+        assert step.states == {
+            **dict.fromkeys(ids[:-1], JobState.COMPLETED),
+            ids[-1]: JobState.FAILED,
+        }
+        jobs = {j.job_id: j for j in await all_jobs(store, "b")}
+        assert [jobs[i].result for i in ids[:-1]] == RESULTS
+        assert (jobs[ids[-1]].error, jobs[ids[-1]].result) == ("boom", None)

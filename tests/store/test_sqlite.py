@@ -17,7 +17,7 @@ import trio
 import trio.testing
 
 from engine.errors import StoreUnavailable
-from engine.store import JobRecord, NewJob, RunRecord, open_store
+from engine.store import NewJob, RunRecord, open_store
 from engine.store.sqlite import SqliteStore, open_sqlite_store
 from tests.store.helpers import DEADLINE, LEASE, FakeClock, all_jobs, jobs_of
 
@@ -179,25 +179,25 @@ async def test_rate_takes_of_an_older_file_get_holders(db_path: str, clock: Fake
 async def test_cancelled_during_transaction_completes(
     store: SqliteStore, clock: FakeClock
 ) -> None:
-    """Cancelled once its transaction has begun, a claim still commits and returns."""
+    """Cancelled once its transaction has begun in the worker thread, a
+    write still commits and returns."""
     with trio.fail_after(DEADLINE):
         await store.create_batch("b", "echo")
-        await store.add_jobs("b", jobs_of(3))
         entered, proceed = threading.Event(), threading.Event()
-        claimed: list[JobRecord] = []
+        added: list[str] = []
 
-        async def claim() -> None:
-            claimed.extend(await store.claim_jobs("b", 5, owner="e", lease_seconds=LEASE))
+        async def add() -> None:
+            added.extend((await store.add_jobs("b", jobs_of(3))).job_ids)
 
         clock.hold(entered, proceed)
         with trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(claim)
+                nursery.start_soon(add)
                 await trio.to_thread.run_sync(entered.wait, DEADLINE)
                 scope.cancel()
                 proceed.set()
-        assert len(claimed) == 3
-        assert (await store.counts("b")).active == 3
+        assert len(added) == 3
+        assert (await store.counts("b")).pending == 3
 
 
 async def test_cancelled_while_waiting_does_nothing(store: SqliteStore, clock: FakeClock) -> None:
