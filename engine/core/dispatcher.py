@@ -349,9 +349,10 @@ class Dispatcher:
 
         limits, gate_of = self._limits, self._limits.type_gate
         for job in sorted(jobs, key=lambda j: gate_of(j.type) is not None):
-            # A job with nothing to take (no batch rate, type gate or hold)
-            # skips it: the send is then the burst's one checkpoint.
-            if limits.rate is not None or gate_of(job.type) is not None or limits.throttle.held():
+            # A job with nothing to take (no type gate, no hold) skips it:
+            # the send is then the burst's one checkpoint. (The batch's rate
+            # is the child's to keep.)
+            if gate_of(job.type) is not None or limits.throttle.held():
                 await self._take_start(job, held, send_ready)
             ready.append(job)
         await send_ready()
