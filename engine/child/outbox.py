@@ -1,0 +1,101 @@
+"""What the child has to tell the engine, queued and written in bursts.
+
+Design notes
+------------
+Every message the child sends is encoded at once (so a result JSON cannot
+carry fails its job where it was produced) and queued. The queue is
+written as one ``Reports`` line (``protocols.ipc``) once per scheduling
+round: by ``write_loop``, or earlier by ``flush`` where the engine must
+see a message before the next step (a job's start, before its handler
+runs). A round's writes cost the child one system call and the engine one
+line to decode, whatever the number of jobs that finished and started in
+it.
+
+The outbox also keeps the child's tally (jobs held, completed, failed):
+each write that carries finished jobs ends with a ``Progress`` line, so the
+engine's counts move with the results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import trio
+
+from protocols import ipc
+from protocols.framing import LineFramer, reports_lines
+
+__all__ = ["Outbox"]
+
+
+class Outbox:
+    """The child's queued lines and its tally.
+
+    Args:
+        write: writes bytes to the engine, all of them, blocking if it must;
+            raises ``OSError`` when the engine's end is gone.
+    """
+
+    def __init__(self, write: Callable[[bytes], None]) -> None:
+        self._write = write
+        self._lines: list[bytes] = []
+        self._has_lines = trio.Event()
+        self._broken = False
+        self._encoder: LineFramer[ipc.ChildMessage] = LineFramer(ipc.ChildMessage)
+        #: Jobs the child holds: received and not yet answered.
+        self.in_flight = 0
+        self.completed = 0
+        self.failed = 0
+        self._finished_since_progress = 0
+
+    def send(self, message: ipc.ChildMessage) -> None:
+        """Encode and queue one message; it is written this round or the next.
+
+        Raises:
+            LocalProtocolError: the message holds something JSON cannot
+                carry; nothing was queued.
+        """
+        self._lines.append(self._encoder.encode_object(message))
+        self._has_lines.set()
+
+    def count_finished(self, *, failed: bool) -> None:
+        """A job the child held was answered completed or failed."""
+        if failed:
+            self.failed += 1
+        else:
+            self.completed += 1
+        self._finished_since_progress += 1
+
+    def flush(self) -> None:
+        """Write every queued line now, with a ``Progress`` line when jobs
+        finished since the last one. After the engine's end broke, lines are
+        dropped: nobody is left to read them."""
+        if not self._lines:
+            return
+        if self._finished_since_progress:
+            self._finished_since_progress = 0
+            tally = ipc.Progress(
+                in_flight=self.in_flight, completed=self.completed, failed=self.failed
+            )
+            self.send(tally)
+        data = reports_lines(self._lines)
+        self._lines.clear()
+        if self._broken:
+            return
+        try:
+            self._write(data)
+        except OSError:
+            self._broken = True
+
+    async def write_loop(self) -> None:
+        """Flush in bursts: once per scheduling round in which lines came.
+
+        Cancellation: lines still queued stay queued for a final ``flush``.
+        """
+        while True:
+            await self._has_lines.wait()
+            self._has_lines = trio.Event()
+            # Let the other tasks runnable now add their lines first, so a
+            # burst of results costs one write.
+            await trio.lowlevel.checkpoint()
+            self.flush()
