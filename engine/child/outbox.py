@@ -39,6 +39,9 @@ class Outbox:
     def __init__(self, write: Callable[[bytes], None]) -> None:
         self._write = write
         self._lines: list[bytes] = []
+        #: Lines queued, and lines written (or dropped), since the start.
+        self._queued_total = 0
+        self._written_total = 0
         self._has_lines = trio.Event()
         self._broken = False
         self._encoder: LineFramer[ipc.ChildMessage] = LineFramer(ipc.ChildMessage)
@@ -48,8 +51,11 @@ class Outbox:
         self.failed = 0
         self._finished_since_progress = 0
 
-    def send(self, message: ipc.ChildMessage) -> None:
+    def send(self, message: ipc.ChildMessage) -> int:
         """Encode and queue one message; it is written this round or the next.
+
+        Returns:
+            The line's number, for ``flush_through``.
 
         Raises:
             LocalProtocolError: the message holds something JSON cannot
@@ -57,6 +63,16 @@ class Outbox:
         """
         self._lines.append(self._encoder.encode_object(message))
         self._has_lines.set()
+        self._queued_total += 1
+        return self._queued_total
+
+    def flush_through(self, line: int) -> None:
+        """Make sure line number ``line`` (``send``) was written: ``flush``
+        unless an earlier write took it. So the jobs that start in one round
+        share one write, even as each of them queues its result and its
+        next start before the next one's flush."""
+        if self._written_total < line:
+            self.flush()
 
     def count_finished(self, *, failed: bool) -> None:
         """A job the child held was answered completed or failed."""
@@ -80,6 +96,7 @@ class Outbox:
             self.send(tally)
         data = reports_lines(self._lines)
         self._lines.clear()
+        self._written_total = self._queued_total
         if self._broken:
             return
         try:

@@ -150,12 +150,13 @@ class ChildProgram:
         # that had started), so ``JobStarted`` is written before the handler
         # runs. Jobs that start together share one write, with the results
         # of the jobs that ended just before: each queues its line, lets the
-        # others of this scheduling round queue theirs, then flushes (the
-        # first flush writes them all; the rest find nothing).
+        # others of this scheduling round queue theirs, then flushes through
+        # its line (the first flush writes them all; the rest find theirs
+        # written).
         outbox = self.outbox
-        outbox.send(ipc.JobStarted(job_id=job.job_id, started_at=self._clock()))
+        started = outbox.send(ipc.JobStarted(job_id=job.job_id, started_at=self._clock()))
         await trio.lowlevel.checkpoint()
-        outbox.flush()
+        outbox.flush_through(started)
         expose_raw_ipc_writer(self._write)
         follow_ups = FollowUps(self._registry)
         try:
