@@ -213,7 +213,7 @@ class _Inbox:
     """Parent messages read off the IPC stream, one at a time; a ``Ping``
     is answered (``pong``) here and not returned."""
 
-    def __init__(self, stream: trio.abc.ReceiveStream, pong: Callable[[], None]) -> None:
+    def __init__(self, stream: trio.abc.ReceiveStream, pong: Callable[[], object]) -> None:
         self._stream = stream
         self._pong = pong
         self._framer: LineFramer[ipc.ParentMessage] = LineFramer(ipc.ParentMessage)
