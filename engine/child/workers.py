@@ -103,17 +103,17 @@ class Workers:
 
     async def _work(self, job: ipc.JobToRun | None) -> None:
         while job is not None:
+            # A job's stop cancels this scope: the job ends there (or, if it
+            # swallowed the stop, the next take raises it), and the worker
+            # goes on in a fresh scope.
             with trio.CancelScope() as scope:
-                while True:
+                while job is not None:
                     try:
                         await self._run(job, scope)
                     finally:
                         self._taken -= 1
-                    if scope.cancel_called:
-                        break  # that job's stop: the next job gets a fresh scope
                     job = await self._next()
-                    if job is None:
-                        return
+                return  # closed
             job = await self._next()
 
     async def _next(self) -> ipc.JobToRun | None:
@@ -122,8 +122,8 @@ class Workers:
         Cancellation: atomic: nothing happened (no job taken).
         """
         if self._queued:
-            # No yield: the job starts in this round. A stop of the whole
-            # child is still heard before the job is taken.
+            # No yield: the job starts in this round. A stop (of the whole
+            # child, or of the job just ended) is still heard first.
             await trio.lowlevel.checkpoint_if_cancelled()
             self._taken += 1
             return self._queued.popleft()
