@@ -86,14 +86,9 @@ async def test_a_rounds_results_and_the_next_starts_leave_in_one_write(
         {"JobStarted": 4},
         {"JobCompleted": 4, "JobStarted": 4, "Progress": 1},
     ]
-    second = rounds[1]
-    assert {m.job_id for m in second if isinstance(m, ipc.JobCompleted)} == {
-        "j0",
-        "j1",
-        "j2",
-        "j3",
-    }
-    assert {m.job_id for m in second if isinstance(m, ipc.JobStarted)} == {"j4", "j5", "j6", "j7"}
+    completed = {m.job_id for m in rounds[1] if isinstance(m, ipc.JobCompleted)}
+    started = {m.job_id for m in rounds[1] if isinstance(m, ipc.JobStarted)}
+    assert (completed, started) == ({"j0", "j1", "j2", "j3"}, {"j4", "j5", "j6", "j7"})
     # The last results have no start to ride with: the outbox writes them
     # (the writer may take the first of them before the others came).
     assert 1 <= len(rounds[2:]) <= 2
