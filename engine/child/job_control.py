@@ -82,6 +82,8 @@ async def call_within(
         Exception: whatever the handler raised.
     """
     if timeout is None:  # no deadline: no scope of its own either
+        if job_type.is_async:  # the common case: no frame in between
+            return await job_type.handler(payload, ctx)
         return await _call(job_type, payload, ctx, scopes)
     with trio.move_on_after(timeout):
         return await _call(job_type, payload, ctx, scopes)
@@ -90,7 +92,7 @@ async def call_within(
 
 async def _call(job_type: JobType, payload: Any, ctx: JobContext, scopes: JobScopes) -> Any:
     if job_type.is_async:
-        return await call_handler(job_type, payload, ctx)
+        return await job_type.handler(payload, ctx)
     with trio.CancelScope(shield=True) as thread:
         scopes.threads.add(thread)
         try:

@@ -42,6 +42,8 @@ class Outbox:
         #: Lines queued, and lines written (or dropped), since the start.
         self._queued_total = 0
         self._written_total = 0
+        #: The last line a ``send_written`` will flush through.
+        self._promised_total = 0
         self._has_lines = trio.Event()
         self._broken = False
         self._encoder: LineFramer[ipc.ChildMessage] = LineFramer(ipc.ChildMessage)
@@ -51,11 +53,8 @@ class Outbox:
         self.failed = 0
         self._finished_since_progress = 0
 
-    def send(self, message: ipc.ChildMessage) -> int:
+    def send(self, message: ipc.ChildMessage) -> None:
         """Encode and queue one message; it is written this round or the next.
-
-        Returns:
-            The line's number, for ``flush_through``.
 
         Raises:
             LocalProtocolError: the message holds something JSON cannot
@@ -64,15 +63,29 @@ class Outbox:
         self._lines.append(self._encoder.encode_object(message))
         self._has_lines.set()
         self._queued_total += 1
-        return self._queued_total
 
-    def flush_through(self, line: int) -> None:
-        """Make sure line number ``line`` (``send``) was written: ``flush``
-        unless an earlier write took it. So the jobs that start in one round
-        share one write, even as each of them queues its result and its
-        next start before the next one's flush."""
-        if self._written_total < line:
-            self.flush()
+    async def send_written(self, message: ipc.ChildMessage) -> None:
+        """Queue ``message`` and return once it was written: at the start of
+        the next scheduling round, so the lines the other tasks queue in
+        this one share the write. The write of the first task to return
+        carries them all; the others find theirs written.
+
+        Cancellation: the message is written all the same, then
+        ``Cancelled`` is raised.
+
+        Raises:
+            LocalProtocolError: as ``send``; nothing was queued.
+        """
+        self.send(message)
+        line = self._queued_total
+        # The writer leaves these lines to this flush: a round's lines then
+        # go out in one write, not in the writer's and this one's.
+        self._promised_total = line
+        try:
+            await trio.lowlevel.checkpoint()
+        finally:
+            if self._written_total < line:
+                self.flush()
 
     def count_finished(self, *, failed: bool) -> None:
         """A job the child held was answered completed or failed."""
@@ -115,4 +128,5 @@ class Outbox:
             # Let the other tasks runnable now add their lines first, so a
             # burst of results costs one write.
             await trio.lowlevel.checkpoint()
-            self.flush()
+            if self._written_total >= self._promised_total:
+                self.flush()

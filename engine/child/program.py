@@ -149,14 +149,9 @@ class ChildProgram:
         # process down with it (a crash counts as an attempt only for jobs
         # that had started), so ``JobStarted`` is written before the handler
         # runs. Jobs that start together share one write, with the results
-        # of the jobs that ended just before: each queues its line, lets the
-        # others of this scheduling round queue theirs, then flushes through
-        # its line (the first flush writes them all; the rest find theirs
-        # written).
+        # of the jobs that ended just before (``Outbox.send_written``).
         outbox = self.outbox
-        started = outbox.send(ipc.JobStarted(job_id=job.job_id, started_at=self._clock()))
-        await trio.lowlevel.checkpoint()
-        outbox.flush_through(started)
+        await outbox.send_written(ipc.JobStarted(job_id=job.job_id, started_at=self._clock()))
         expose_raw_ipc_writer(self._write)
         follow_ups = FollowUps(self._registry)
         try:
