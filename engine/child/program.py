@@ -292,11 +292,11 @@ async def _run_batch(program: ChildProgram, begin: ipc.Begin, inbox: _Inbox) -> 
         nonlocal engine_gone
         while (message := await inbox.receive()) is not None:
             if isinstance(message, ipc.RunJobs):
+                outbox.in_flight += len(message.jobs)
                 if program.draining:
                     program.hand_back(message.jobs)
-                    continue
-                outbox.in_flight += len(message.jobs)
-                workers.hand(message.jobs)
+                else:
+                    workers.hand(message.jobs)
             elif isinstance(message, ipc.CancelJob):
                 queued = workers.take_back(message.job_id)
                 if queued is not None:
