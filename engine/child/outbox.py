@@ -5,11 +5,13 @@ Design notes
 Every message the child sends is encoded at once (so a result JSON cannot
 carry fails its job where it was produced) and queued. The queue is
 written as one ``Reports`` line (``protocols.ipc``) once per scheduling
-round: by ``write_loop``, or earlier by ``flush`` where the engine must
-see a message before the next step (a job's start, before its handler
-runs). A round's writes cost the child one system call and the engine one
-line to decode, whatever the number of jobs that finished and started in
-it.
+round. A job's start must be written before its handler runs, so a job
+that starts waits for its line to be written (``send_written``): the
+first such wait to end in a round writes every line queued in the round
+before, and ``write_loop`` writes what no start carries (the results of
+the last jobs, ``Pong``) a round after it came. A round's writes cost the
+child one system call and the engine one line to decode, whatever the
+number of jobs that finished and started in it.
 
 The outbox also keeps the child's tally (jobs held, completed, failed):
 each write that carries finished jobs ends with a ``Progress`` line, so the
