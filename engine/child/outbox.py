@@ -9,9 +9,9 @@ round. A job's start must be written before its handler runs, so a job
 that starts waits for its line to be written (``send_written``): the
 first such wait to end in a round writes every line queued in the round
 before, and ``write_loop`` writes what no start carries (the results of
-the last jobs, ``Pong``) a round after it came. A round's writes cost the
-child one system call and the engine one line to decode, whatever the
-number of jobs that finished and started in it.
+the last jobs, ``Pong``) two rounds after they came. A round's writes
+cost the child one system call and the engine one line to decode,
+whatever the number of jobs that finished and started in it.
 
 The outbox also keeps the child's tally (jobs held, completed, failed):
 each write that carries finished jobs ends with a ``Progress`` line, so the
