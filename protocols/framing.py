@@ -67,6 +67,9 @@ class LineFramer(Generic[M]):
         self._buffer = bytearray()
         self._scan_from = 0
         self._members = _union_members(message_type)
+        # The converter's own hook for the type, looked up once: dispatching
+        # on a union per message costs more than the encoding itself.
+        self._unstructure = CONVERTER.get_unstructure_hook(message_type)
         self._fast = fast_structurer(message_type)
         self._broken: RemoteProtocolError | None = None
 
@@ -122,8 +125,7 @@ class LineFramer(Generic[M]):
                 f"cannot encode {type(message).__name__}: not a {_name(self._message_type)}"
             )
         try:
-            unstructured = CONVERTER.unstructure(message, self._message_type)
-            return jsontext.dumps(unstructured)
+            return jsontext.dumps(self._unstructure(message))
         except (TypeError, ValueError) as exc:
             raise LocalProtocolError(f"cannot encode {type(message).__name__}: {exc}") from exc
 

@@ -2,9 +2,10 @@
 
 Design notes
 ------------
-Each job the child holds runs in a cancel scope of its own, kept by
-``JobScopes`` under the job's id, so ``CancelJob`` stops that job alone:
-an ``async def`` handler where it waits, a queued job before it starts.
+Each job the child runs is bound, by its id, to the cancel scope of the
+worker that runs it (``engine.child.workers``) for as long as it runs, so
+``CancelJob`` stops that job alone: an ``async def`` handler where it
+waits, a job waiting to start before it starts.
 ``call_within`` puts a handler under its job's time limit and turns the
 deadline into ``JobTimedOut``, whose message is the job's error.
 A ``def`` handler's thread cannot be interrupted: a stop of its job waits
@@ -16,8 +17,6 @@ stops (``Cancel``, the engine gone) are threads abandoned.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import trio
@@ -33,7 +32,7 @@ class JobTimedOut(Exception):
 
 
 class JobScopes:
-    """The cancel scope of each job the child holds, by job id."""
+    """The cancel scope of each job the child runs, by job id."""
 
     def __init__(self) -> None:
         self._scopes: dict[str, trio.CancelScope] = {}
@@ -46,16 +45,13 @@ class JobScopes:
         for thread in self.threads:
             thread.cancel()
 
-    @contextlib.contextmanager
-    def scope_of(self, job_id: str) -> Iterator[None]:
-        """Run the body in the job's own scope; a ``cancel`` of the job ends
-        the body there (the cancellation is caught by the scope)."""
-        with trio.CancelScope() as scope:
-            self._scopes[job_id] = scope
-            try:
-                yield
-            finally:
-                del self._scopes[job_id]
+    def bind(self, job_id: str, scope: trio.CancelScope) -> None:
+        """``cancel(job_id)`` cancels ``scope`` from now until ``unbind``."""
+        self._scopes[job_id] = scope
+
+    def unbind(self, job_id: str) -> None:
+        """The job no longer runs: ``cancel(job_id)`` finds nothing."""
+        del self._scopes[job_id]
 
     def cancel(self, job_id: str) -> bool:
         """Cancel the job's scope; whether the job was held."""
@@ -86,6 +82,8 @@ async def call_within(
         Exception: whatever the handler raised.
     """
     if timeout is None:  # no deadline: no scope of its own either
+        if job_type.is_async:  # the common case: no frame in between
+            return await job_type.handler(payload, ctx)
         return await _call(job_type, payload, ctx, scopes)
     with trio.move_on_after(timeout):
         return await _call(job_type, payload, ctx, scopes)
@@ -94,7 +92,7 @@ async def call_within(
 
 async def _call(job_type: JobType, payload: Any, ctx: JobContext, scopes: JobScopes) -> Any:
     if job_type.is_async:
-        return await call_handler(job_type, payload, ctx)
+        return await job_type.handler(payload, ctx)
     with trio.CancelScope(shield=True) as thread:
         scopes.threads.add(thread)
         try:

@@ -8,17 +8,18 @@ two dedicated pipes (``engine.child.process``), one JSON line per message
 prints and logs the engine relays.
 
 Life of a child: import the job modules, say ``Ready``, wait for ``Begin``,
-say ``BatchStarted``, then run every job of every ``RunJobs`` under a
-``trio.CapacityLimiter`` of the batch's concurrency (the engine may send a
-few more jobs than that, so the child never idles between results and new
-work; those queue for the limiter). A job is in flight once it holds a
-slot. ``Shutdown``: take nothing new (queued jobs are answered
-``JobInterrupted``), let what is in flight finish, say ``Done``, exit 0.
-``Cancel``: cancel what is in flight, report each job ``JobInterrupted``,
-say ``Done``, exit 0. A handler's exception fails that job only; its
-``RateLimited`` hands the job back (``JobRateLimited``) and holds back the
-start of every job that has not started for that long. A job holding its
-slot waits there, and for the batch's rate window (``engine.child.rate_window``).
+say ``BatchStarted``, then run every job of every ``RunJobs`` on at most the
+batch's concurrency of workers (``engine.child.workers``); the engine may
+send a few more jobs than that, so the child never idles between results
+and new work, and those queue until a worker takes them. A job is in flight
+once a worker took it; before it starts it may wait (``_wait_to_start``)
+for the batch's rate window (``engine.child.rate_window``) and a hold.
+``Shutdown``: take nothing new (queued jobs, and jobs waiting to start, are
+answered ``JobInterrupted``), let what is in flight finish, say ``Done``,
+exit 0. ``Cancel``: cancel what is in flight, report each job
+``JobInterrupted``, say ``Done``, exit 0. A handler's exception fails that
+job only; its ``RateLimited`` hands the job back (``JobRateLimited``) and
+holds back the start of every job that has not started for that long.
 ``CancelJob`` and a job's ``timeout_seconds`` stop one job alone
 (``engine.child.job_control``). ``Ping`` is answered ``Pong`` by the loop
 that reads the engine's messages, in any state, so only a child whose loop
@@ -28,10 +29,10 @@ Noticing the engine's death: EOF on ``--ipc-in`` ends the child at once
 (exit ``ENGINE_GONE``); the process around the program
 (``engine.child.process``) also watches the parent pid.
 
-Outbound messages queue in the program and are written in bursts, once per
-scheduling round (``write_loop``): the burst is one ``Reports`` line, so it
-costs one system call here and one line to decode in the engine; ``flush``
-writes at once where the engine must see a message before the next step.
+Outbound messages queue in the outbox (``engine.child.outbox``) and are
+written in bursts, once per scheduling round: a worker whose job ended
+queues its result, takes its next job and queues that start, and the
+round's one write carries them all before any new handler runs.
 """
 
 from __future__ import annotations
@@ -40,21 +41,22 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
-from functools import partial
+from collections.abc import Callable, Iterable
 
 import trio
 
 from engine.child.holds import StartHold
 from engine.child.hooks import expose_raw_ipc_writer
 from engine.child.job_control import JobScopes, JobTimedOut, call_within
+from engine.child.outbox import Outbox
 from engine.child.rate_window import RateWindow
+from engine.child.workers import Workers
 from engine.errors import RateLimited
 from engine.jobs.follow_ups import FollowUps
 from engine.jobs.registry import JobContext, JobRegistry
 from protocols import ipc
 from protocols.errors import LocalProtocolError, ProtocolError
-from protocols.framing import NEED_DATA, LineFramer, reports_lines
+from protocols.framing import NEED_DATA, LineFramer
 
 __all__ = ["ENGINE_GONE", "ChildProgram", "serve_child"]
 
@@ -65,33 +67,28 @@ ENGINE_GONE = 3
 
 
 class ChildProgram:
-    """The child's state: its pipes' framing, its tallies and its outbox.
+    """The child's state while it runs a batch, and the life of one job.
 
     Args:
         registry: where job types are looked up.
-        write: writes bytes to the engine, all of them, blocking if it must;
-            raises ``OSError`` when the engine's end is gone.
+        outbox: where reports go (and the tally is kept).
+        write: the raw writer under ``outbox``, lent to fault job types
+            (``engine.child.hooks``).
         clock: wall-clock seconds, when each job started (``JobStarted``).
     """
 
     def __init__(
         self,
         registry: JobRegistry,
+        outbox: Outbox,
         write: Callable[[bytes], None],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._registry = registry
+        self.outbox = outbox
         self._write = write
         self._clock = clock
-        self._lines: list[bytes] = []
-        self._has_lines = trio.Event()
-        self._broken = False
-        self._encoder: LineFramer[ipc.ChildMessage] = LineFramer(ipc.ChildMessage)
         self.batch_id = ""
-        self.in_flight = 0
-        self.completed = 0
-        self.failed = 0
-        self.finished_since_progress = 0
         self.draining = False
         self._queued: set[trio.CancelScope] = set()
         self.job_scopes = JobScopes()
@@ -103,112 +100,51 @@ class ChildProgram:
         self.batch_id = begin.batch_id
         self._window = RateWindow.handed(begin.rate, wall_now=self._clock())
 
-    def send(self, message: ipc.ChildMessage) -> None:
-        """Encode and queue one message; the writer sends it soon."""
-        self._lines.append(self._encoder.encode_object(message))
-        self._has_lines.set()
+    def hand_back(self, jobs: Iterable[ipc.JobToRun]) -> None:
+        """Answer held jobs that will not start ``JobInterrupted``."""
+        for job in jobs:
+            self.outbox.send(ipc.JobInterrupted(job_id=job.job_id))
+            self.outbox.in_flight -= 1
 
-    def flush(self) -> None:
-        """Write every queued line now, with a ``Progress`` line when jobs
-        finished since the last one. After the engine's end broke, lines are
-        dropped: nobody is left to read them."""
-        if not self._lines:
-            return
-        if self.finished_since_progress:
-            self.finished_since_progress = 0
-            self.send(
-                ipc.Progress(
-                    in_flight=self.in_flight, completed=self.completed, failed=self.failed
-                )
-            )
-        data = reports_lines(self._lines)
-        self._lines.clear()
-        if self._broken:
-            return
-        try:
-            self._write(data)
-        except OSError:
-            self._broken = True
-
-    async def write_loop(self) -> None:
-        """Flush in bursts: once per scheduling round in which lines came.
-
-        Cancellation: lines still queued stay queued for a final ``flush``.
-        """
-        while True:
-            await self._has_lines.wait()
-            self._has_lines = trio.Event()
-            # Let the other tasks runnable now add their lines first, so a
-            # burst of results costs one write.
-            await trio.lowlevel.checkpoint()
-            self.flush()
-
-    async def run_job(
-        self, job: ipc.JobToRun, limiter: trio.CapacityLimiter, *, has_slot: bool
-    ) -> None:
-        """Run one job under ``limiter`` and report it; never raises but
-        ``Cancelled``. ``has_slot``: the caller already holds the job's slot
-        (borrowed on behalf of its id); else the job queues for one, and a
-        shutdown that comes while it queues returns it unstarted.
+    async def run_job(self, job: ipc.JobToRun, scope: trio.CancelScope) -> None:
+        """Run one held job and report it; never raises but ``Cancelled``.
+        ``scope`` is the worker's: cancelling it (``job_scopes.cancel``)
+        stops this job alone, reported interrupted.
 
         Cancellation: reports the job as interrupted, then re-raises.
         """
-        self.in_flight += 1
+        self.job_scopes.bind(job.job_id, scope)
         try:
-            if not has_slot and not await self._queue_for_slot(job.job_id, limiter):
-                self.send(ipc.JobInterrupted(job_id=job.job_id))
-                return
-            try:
-                if await self._wait_to_start(job.cost):
-                    await self._run_reported(job)
-                else:
-                    self.send(ipc.JobInterrupted(job_id=job.job_id))
-            finally:
-                limiter.release_on_behalf_of(job.job_id)
+            if await self._wait_to_start(job):
+                await self._run_reported(job)
+            else:
+                self.outbox.send(ipc.JobInterrupted(job_id=job.job_id))
         except trio.Cancelled:
-            self.send(ipc.JobInterrupted(job_id=job.job_id))
+            self.outbox.send(ipc.JobInterrupted(job_id=job.job_id))
             raise
         finally:
-            self.in_flight -= 1
+            self.job_scopes.unbind(job.job_id)
+            self.outbox.in_flight -= 1
 
-    async def run_cancellable(
-        self, job: ipc.JobToRun, limiter: trio.CapacityLimiter, *, has_slot: bool
-    ) -> None:
-        """``run_job`` in the job's own scope (``job_scopes``), so that
-        ``CancelJob`` stops it alone, reported interrupted.
-
-        Cancellation: as ``run_job``.
-        """
-        with self.job_scopes.scope_of(job.job_id):
-            await self.run_job(job, limiter, has_slot=has_slot)
-
-    async def _queue_for_slot(self, job_id: str, limiter: trio.CapacityLimiter) -> bool:
-        """Wait for a slot; False (holding none) when draining began first."""
-        with trio.CancelScope() as queued:
-            self._queued.add(queued)
-            try:
-                await limiter.acquire_on_behalf_of(job_id)
-            finally:
-                self._queued.discard(queued)
-        return not queued.cancelled_caught
-
-    async def _wait_to_start(self, cost: float) -> bool:
-        """Wait out a ``RateLimited`` hold and for the rate window to take ``cost``
-        (the job starts at once); False (nothing taken) when draining began first."""
-        if self._window.take_nowait(cost, self._hold.until):
+    async def _wait_to_start(self, job: ipc.JobToRun) -> bool:
+        """The one place a taken job waits before it starts: for the batch's
+        rate window to take its cost, and while a handler's ``RateLimited``
+        holds starts back; once this returns True the job starts at once.
+        False (nothing taken, no start) when draining began first."""
+        if self._window.take_nowait(job.cost, self._hold.until):
             return True
         if self.draining:
             return False
         with trio.CancelScope() as queued:
             self._queued.add(queued)
             try:
-                await self._window.take(cost, self._hold.until)
+                await self._window.take(job.cost, self._hold.until)
             finally:
                 self._queued.discard(queued)
         return not queued.cancelled_caught
 
     def start_draining(self) -> None:
-        """Take nothing new; queued jobs are handed back at once."""
+        """Take nothing new; jobs waiting to start are handed back at once."""
         self.draining = True
         for queued in self._queued:
             queued.cancel()
@@ -216,13 +152,11 @@ class ChildProgram:
     async def _run_reported(self, job: ipc.JobToRun) -> None:
         # The engine must know a job started before its handler can take the
         # process down with it (a crash counts as an attempt only for jobs
-        # that had started), so ``JobStarted`` is written before the handler runs.
-        # Jobs that start together share one write: each queues its line,
-        # lets the others of this scheduling round queue theirs, then
-        # flushes (the first flush writes them all; the rest find nothing).
-        self.send(ipc.JobStarted(job_id=job.job_id, started_at=self._clock()))
-        await trio.lowlevel.checkpoint()
-        self.flush()
+        # that had started), so ``JobStarted`` is written before the handler
+        # runs. Jobs that start together share one write, with the results
+        # of the jobs that ended just before (``Outbox.send_written``).
+        outbox = self.outbox
+        await outbox.send_written(ipc.JobStarted(job_id=job.job_id, started_at=self._clock()))
         expose_raw_ipc_writer(self._write)
         follow_ups = FollowUps(self._registry)
         try:
@@ -239,7 +173,7 @@ class ChildProgram:
             )
         except RateLimited as exc:  # back to the engine, no attempt used
             self._hold.hold_for(exc.retry_after)
-            self.send(ipc.JobRateLimited(job_id=job.job_id, retry_after=exc.retry_after))
+            outbox.send(ipc.JobRateLimited(job_id=job.job_id, retry_after=exc.retry_after))
             return
         except Exception as exc:
             self._finish_failed(job.job_id, exc)
@@ -248,28 +182,26 @@ class ChildProgram:
             completed = ipc.JobCompleted(
                 job_id=job.job_id, result=result, follow_ups=follow_ups.taken()
             )
-            self.send(completed)
+            outbox.send(completed)
         except LocalProtocolError as exc:
             self._finish_failed(job.job_id, TypeError(f"result is not JSON: {exc}"))
             return
-        self.completed += 1
-        self.finished_since_progress += 1
+        outbox.count_finished(failed=False)
 
     def _finish_failed(self, job_id: str, exc: BaseException) -> None:
         error = str(exc) if isinstance(exc, JobTimedOut) else f"{type(exc).__name__}: {exc}"
-        self.send(
+        self.outbox.send(
             ipc.JobFailed(
                 job_id=job_id,
                 error=error,
                 traceback="".join(traceback.format_exception(exc)),
             )
         )
-        self.failed += 1
-        self.finished_since_progress += 1
+        self.outbox.count_finished(failed=True)
 
     def _reporter(self, job_id: str, *, in_thread: bool) -> Callable[[float], None]:
         def report(percent: float) -> None:
-            self.send(ipc.JobProgress(job_id=job_id, progress=percent))
+            self.outbox.send(ipc.JobProgress(job_id=job_id, progress=percent))
 
         if not in_thread:
             return report
@@ -281,7 +213,7 @@ class _Inbox:
     """Parent messages read off the IPC stream, one at a time; a ``Ping``
     is answered (``pong``) here and not returned."""
 
-    def __init__(self, stream: trio.abc.ReceiveStream, pong: Callable[[], None]) -> None:
+    def __init__(self, stream: trio.abc.ReceiveStream, pong: Callable[[], object]) -> None:
         self._stream = stream
         self._pong = pong
         self._framer: LineFramer[ipc.ParentMessage] = LineFramer(ipc.ParentMessage)
@@ -321,12 +253,13 @@ async def serve_child(
     Cancellation: may have partially happened; in-flight jobs are reported
     interrupted where the stream still takes it.
     """
-    program = ChildProgram(registry, write, clock)
+    outbox = Outbox(write)
+    program = ChildProgram(registry, outbox, write, clock)
     async with trio.open_nursery() as root:
-        root.start_soon(program.write_loop)
-        program.send(ipc.Ready(pid=os.getpid()))
+        root.start_soon(outbox.write_loop)
+        outbox.send(ipc.Ready(pid=os.getpid()))
         try:
-            inbox = _Inbox(ipc_in, pong=lambda: program.send(ipc.Pong()))
+            inbox = _Inbox(ipc_in, pong=lambda: outbox.send(ipc.Pong()))
             code = await _run_protocol(program, inbox)
         except* ProtocolError as group:
             # After Begin the error comes out of the batch's nurseries, grouped.
@@ -335,7 +268,7 @@ async def serve_child(
                 exc = exc.exceptions[0]
             print(f"batchyard child: malformed IPC from the engine: {exc}", file=sys.stderr)
             code = 4
-        program.flush()
+        outbox.flush()
         root.cancel_scope.cancel()
     return code
 
@@ -351,33 +284,32 @@ async def _run_protocol(program: ChildProgram, inbox: _Inbox) -> int:
 
 async def _run_batch(program: ChildProgram, begin: ipc.Begin, inbox: _Inbox) -> int:
     program.assign(begin)
-    program.send(ipc.BatchStarted(batch_id=begin.batch_id))
-    limiter = trio.CapacityLimiter(begin.concurrency)
+    outbox = program.outbox
+    outbox.send(ipc.BatchStarted(batch_id=begin.batch_id))
     stop = trio.Event()
     engine_gone = False
 
-    async def read(jobs: trio.Nursery) -> None:
+    def stop_taking(workers: Workers) -> None:
+        program.start_draining()
+        program.hand_back(workers.close())
+
+    async def read(jobs: trio.Nursery, workers: Workers) -> None:
         nonlocal engine_gone
         while (message := await inbox.receive()) is not None:
             if isinstance(message, ipc.RunJobs):
-                for job in message.jobs:
-                    if program.draining:
-                        program.send(ipc.JobInterrupted(job_id=job.job_id))
-                        continue
-                    # A job that finds a free slot is in flight from here on;
-                    # one that must queue is not, until it gets its slot.
-                    try:
-                        limiter.acquire_on_behalf_of_nowait(job.job_id)
-                    except trio.WouldBlock:
-                        has_slot = False
-                    else:
-                        has_slot = True
-                    run = partial(program.run_cancellable, job, limiter, has_slot=has_slot)
-                    jobs.start_soon(run)
+                outbox.in_flight += len(message.jobs)
+                if program.draining:
+                    program.hand_back(message.jobs)
+                else:
+                    workers.hand(message.jobs)
             elif isinstance(message, ipc.CancelJob):
-                program.job_scopes.cancel(message.job_id)
+                queued = workers.take_back(message.job_id)
+                if queued is not None:
+                    program.hand_back([queued])
+                else:
+                    program.job_scopes.cancel(message.job_id)
             elif isinstance(message, ipc.Shutdown | ipc.Cancel):
-                program.start_draining()
+                stop_taking(workers)
                 if isinstance(message, ipc.Cancel):
                     program.job_scopes.abandon_threads()
                     jobs.cancel_scope.cancel()
@@ -385,6 +317,7 @@ async def _run_batch(program: ChildProgram, begin: ipc.Begin, inbox: _Inbox) -> 
             else:
                 raise ProtocolError(f"unexpected {type(message).__name__} after begin")
         engine_gone = True
+        stop_taking(workers)
         program.job_scopes.abandon_threads()
         jobs.cancel_scope.cancel()
         stop.set()
@@ -393,10 +326,16 @@ async def _run_batch(program: ChildProgram, begin: ipc.Begin, inbox: _Inbox) -> 
     # drain after a Shutdown. Once every job is done the reader is cancelled.
     async with trio.open_nursery() as reading:
         async with trio.open_nursery() as jobs:
-            reading.start_soon(read, jobs)
-            await stop.wait()
+            workers = Workers(jobs, begin.concurrency, program.run_job)
+            reading.start_soon(read, jobs, workers)
+            try:
+                await stop.wait()
+            finally:
+                # Whatever ends the batch (a malformed line included), no
+                # held job goes unanswered.
+                stop_taking(workers)
         reading.cancel_scope.cancel()
     if engine_gone:
         return ENGINE_GONE
-    program.send(ipc.Done(completed=program.completed, failed=program.failed))
+    outbox.send(ipc.Done(completed=outbox.completed, failed=outbox.failed))
     return 0

@@ -169,15 +169,21 @@ def _start_child(
     nursery: trio.Nursery,
     registry: JobRegistry | None = None,
     clock: Callable[[], float] = time.time,
+    writes: list[bytes] | None = None,
 ) -> _Engine:
+    """A child program in ``nursery`` reading ``clock``; each of its writes
+    is also appended to ``writes`` when given."""
     to_child, child_in = trio.testing.memory_stream_one_way_pair()
     from_child = trio.testing.MemoryReceiveStream()
     engine = _Engine(to_child, from_child)
 
+    def write(data: bytes) -> None:
+        if writes is not None:
+            writes.append(data)
+        from_child.put_data(data)
+
     async def run() -> None:
-        engine.code = await serve_child(
-            child_in, from_child.put_data, registry or _registry(), clock
-        )
+        engine.code = await serve_child(child_in, write, registry or _registry(), clock)
         engine.exited.set()
         from_child.put_eof()
 

@@ -250,6 +250,8 @@ async def test_shutdown_lets_in_flight_jobs_finish_and_refuses_new_ones(
         "j2": ipc.JobCompleted(job_id="j2", result=5),
     }
     assert _story(everything, "late1") == _story(everything, "late2") == []
+    tallies = [m for m in everything if isinstance(m, ipc.Progress)]
+    assert tallies[-1] == ipc.Progress(in_flight=0, completed=2, failed=0)
     assert messages[-1] == ipc.Done(completed=2, failed=0)
 
 
