@@ -41,8 +41,11 @@ IDLE_LEAVES = (
 #: in any of its frames.
 AREAS: Mapping[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
     "engine": (
-        ("store thread: transactions", ("WorkerThread._handle_job",)),
+        # A store step runs on the store's worker thread, or (SQLite's hot
+        # steps) in the event loop's; handing one over is not the step.
+        ("store: transactions", ("WorkerThread._handle_job",)),
         ("store: handing steps to its thread", ("trio/_threads.py", "_thread_cache.py")),
+        ("store: transactions", ("engine/store/",)),
         ("fan-out: WebSocket and SSE sends", ("engine/server/streams.py",)),
         ("HTTP server, metrics", ("engine/server/", "starlette/", "hypercorn/")),
         ("events: publishing, replay ring", ("engine/core/bus.py", "engine/core/ring.py")),
