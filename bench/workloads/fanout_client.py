@@ -44,6 +44,7 @@ class Tally:
     """What one subscriber saw."""
 
     frames: int = 0
+    messages: int = 0
     drops: int = 0
     ended: bool = False
     error: str | None = None
@@ -111,6 +112,7 @@ async def _read(
 ) -> None:
     async for payload, arrived in subscriber.frames():
         message = orjson.loads(payload)
+        tally.messages += 1
         for frame in message if isinstance(message, list) else [message]:
             seq = frame["seq"]
             if not seen.add(seq):

@@ -25,7 +25,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["WritePace"]
+import trio
+
+from engine.core.subscription import SLOW_SUBSCRIBER, Subscription
+from protocols.events import Event
+
+__all__ = ["WritePace", "take_paced"]
 
 #: One write's share of a round (see the notes), taken at the high end so
 #: that the rounds do not overlap on a slower machine.
@@ -56,3 +61,28 @@ class WritePace:
     def interval(self) -> float:
         """The least time, in seconds, between two writes to one client now."""
         return min(_MAX_INTERVAL, self.clients * _WRITE_SECONDS)
+
+
+async def take_paced(
+    subscription: Subscription, pace: WritePace, last_write: float
+) -> list[Event]:
+    """Everything ``subscription`` holds, once it holds something and
+    ``pace`` allows the next write after ``last_write`` (Trio time).
+
+    Cancellation: atomic; nothing is taken if cancelled.
+
+    Raises:
+        trio.EndOfChannel: the subscription ended, or was dropped as slow
+            (what it still holds is not sent).
+    """
+    while True:
+        await subscription.wait_queued()
+        due = last_write + pace.interval()
+        if subscription.dropped_reason is None and due > trio.current_time():
+            await trio.sleep_until(due)
+        if subscription.dropped_reason == SLOW_SUBSCRIBER:
+            raise trio.EndOfChannel
+        try:
+            return subscription.receive_queued_nowait()
+        except trio.WouldBlock:
+            continue

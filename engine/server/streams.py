@@ -70,7 +70,7 @@ from engine.server import queries
 from engine.server.encoded import Frames
 from engine.server.errors import RequestError, error_response
 from engine.server.metrics import ServerMetrics
-from engine.server.pacing import WritePace
+from engine.server.pacing import WritePace, take_paced
 from protocols.control import (
     MAX_SUBSCRIBED_BATCHES,
     ControlMessage,
@@ -79,7 +79,7 @@ from protocols.control import (
     parse_control,
 )
 from protocols.errors import RemoteProtocolError
-from protocols.events import CloseCode, Event
+from protocols.events import CloseCode
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
@@ -169,7 +169,7 @@ async def _pump_sse(
         chunks = [b": keep-alive\n\n"]
         with trio.move_on_after(KEEPALIVE_SECONDS):
             try:
-                events = await _take(subscription, pace, last_write)
+                events = await take_paced(subscription, pace, last_write)
             except trio.EndOfChannel:
                 break
             chunks = frames.sse_chunks(events)
@@ -221,35 +221,12 @@ class _Feed:
         self.current.close()
 
 
-async def _take(subscription: Subscription, pace: WritePace, last_write: float) -> list[Event]:
-    """Everything ``subscription`` holds, once it holds something and
-    ``pace`` allows the next write after ``last_write`` (Trio time).
-
-    Cancellation: atomic; nothing is taken if cancelled.
-
-    Raises:
-        trio.EndOfChannel: the subscription ended, or was dropped as slow
-            (what it still holds is not sent).
-    """
-    while True:
-        await subscription.wait_queued()
-        due = last_write + pace.interval()
-        if subscription.dropped_reason is None and due > trio.current_time():
-            await trio.sleep_until(due)
-        if subscription.dropped_reason == SLOW_SUBSCRIBER:
-            raise trio.EndOfChannel
-        try:
-            return subscription.receive_queued_nowait()
-        except trio.WouldBlock:
-            continue
-
-
 async def _pump_ws(websocket: WebSocket, feed: _Feed) -> Close:
     last_write = -math.inf
     while True:
         subscription = feed.current
         try:
-            events = await _take(subscription, feed.pace, last_write)
+            events = await take_paced(subscription, feed.pace, last_write)
         except trio.EndOfChannel:
             if subscription is feed.current:
                 return _ended(subscription)
