@@ -43,9 +43,11 @@ _THRESHOLDS = (50_000, 20, 10)
 @contextmanager
 def serving_collector() -> Iterator[None]:
     """Run the collector at the server's pace inside the block: what is alive
-    on entry is frozen and the thresholds are ``_THRESHOLDS``; on exit the
-    previous thresholds are restored and the frozen objects unfrozen."""
+    on entry is frozen (after a full pass) and the thresholds are
+    ``_THRESHOLDS``; on exit the previous thresholds are restored and the
+    frozen objects unfrozen."""
     previous = gc.get_threshold()
+    gc.collect()
     gc.freeze()
     gc.set_threshold(*_THRESHOLDS)
     try:
