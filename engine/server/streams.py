@@ -28,8 +28,11 @@ write per burst is never dropped because a burst held many events. Without
 message is a write of its own: an ASGI ``websocket.send`` carries one
 message, and the server writes each one to the socket as it comes. Each
 event's frames are encoded once for every client, and so is each burst's
-message (``engine.server.encoded``): the subscribers of a batch woken by one publication
-take the same events, and all but the first find their message made.
+message (``engine.server.encoded``): the subscribers of a batch woken by
+one publication take the same events, and all but the first find their
+message made. A client's writes are paced (``engine.server.pacing``): at
+most one per round of writes over every client, so that with many clients
+each write carries more events and the rounds leave the engine its turn.
 
 A WebSocket session is two tasks: one pumps events out, the other reads
 control messages. A reconnecting client passes ``resumeFrom=n`` in the query
