@@ -199,13 +199,14 @@ def _metrics(
 ) -> tuple[dict[str, float | int | None], list[float]]:
     expected = {seq for seq, (_, batch) in published.items() if batch == batch_id}
     latencies: list[float] = []
-    received = dropped = drops = not_ended = broken = 0
+    received = messages = dropped = drops = not_ended = broken = 0
     for out in outputs:
         seqs, arrivals = _read_frames(out.with_suffix(".bin"))
         for seq, arrived in zip(seqs, arrivals, strict=True):
             latencies.append((arrived - published[seq][0]) * 1000)
         received += len(seqs)
         for tally in json.loads(out.with_suffix(".json").read_text()):
+            messages += tally["messages"]
             dropped += tally["drops"] > 0
             drops += tally["drops"]
             not_ended += not tally["ended"]
@@ -217,6 +218,8 @@ def _metrics(
         "frames_expected": len(expected) * subscribers,
         "frames_received": received,
         "frames_lost": len(expected) * subscribers - received,
+        "messages_received": messages,
+        "frames_per_message": received / messages if messages else None,
         "p50_ms": percentile(latencies, 50),
         "p99_ms": percentile(latencies, 99),
         "max_ms": max(latencies, default=None),

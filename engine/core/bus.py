@@ -6,14 +6,19 @@ Design notes
 ``publish`` is a plain (non-async) call. On its own (the SQLite store) the
 bus stamps the event with the next ``seq`` of this engine, keeps it in a
 ring for replay bounded in count and in bytes (``engine.core.ring``), and
-offers it to each matching subscriber with ``send_nowait``. Joined to a
+offers it to each matching subscriber (``engine.core.subscription``). Joined to a
 store's event log (``serve_log``, the Redis store) the log gives out the
 seqs, cluster-wide: ``publish`` queues the event for the log, and every
 event of the log, from any engine, comes back through the same ring and
 fan-out in seq order (``engine.core.bus_log``).
 
+The bus files its subscriptions by the batch ids of their filters (and
+keeps the unfiltered ones apart), so an event is offered only to the
+subscriptions that want it: the cost of a publication grows with the
+subscribers of its batch, not with every subscriber of the engine.
+
 A subscriber whose buffer is full cannot keep up; it is dropped on the spot
-(its channel is closed, and its ``dropped_reason`` says why) instead of
+(its queue ends, and its ``dropped_reason`` says why) instead of
 slowing the engine or the other subscribers. It may come back with
 ``resume_from`` = the last seq it saw and gets every retained event after it.
 
@@ -32,7 +37,6 @@ how a measurement learns the moment of publication without wrapping
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 import attrs
@@ -40,18 +44,15 @@ import trio
 
 from engine.core.bus_log import LogLink
 from engine.core.ring import DEFAULT_RING_BYTES, ReplayRing
+from engine.core.subscription import BUS_CLOSED, SLOW_SUBSCRIBER, Subscription
 from protocols.events import EVENT_TYPES, Event, EventData
 
 if TYPE_CHECKING:
     from engine.store.event_log import EventLog
 
-__all__ = ["BusStatistics", "EventBus", "Subscription"]
+__all__ = ["BUS_CLOSED", "SLOW_SUBSCRIBER", "BusStatistics", "EventBus", "Subscription"]
 
 _DATA_CLASSES = frozenset(EVENT_TYPES.values())
-
-#: Why a subscription ended, as its ``dropped_reason`` says.
-SLOW_SUBSCRIBER = "slow-subscriber"
-BUS_CLOSED = "shutdown"
 
 
 @attrs.frozen(kw_only=True)
@@ -67,121 +68,6 @@ class BusStatistics:
     dropped: int
     unsent: int = 0
     lost: int = 0
-
-
-class Subscription:
-    """One subscriber's view of the bus; iterate it to receive events.
-
-    Iteration ends when the subscription is closed, dropped (see
-    ``dropped_reason``) or the bus closes. Use it as a context manager so it
-    is removed from the bus however the consumer ends.
-    """
-
-    def __init__(
-        self,
-        bus: EventBus,
-        batch_ids: Collection[str] | None,
-        buffer: int,
-        *,
-        replay_complete: bool = True,
-        after: int = 0,
-    ) -> None:
-        self._bus = bus
-        self.batch_ids: set[str] | None = None if batch_ids is None else set(batch_ids)
-        self._send, self._receive = trio.open_memory_channel[Event](buffer)
-        self.dropped_reason: str | None = None
-        self.replay_complete = replay_complete
-        self.last_seq = 0
-        self._after = after
-
-    def wants(self, event: Event) -> bool:
-        """Whether the filter admits ``event`` (and it is newer than the seq
-        the subscription resumed from)."""
-        if event.seq <= self._after:
-            return False
-        return self.batch_ids is None or event.data.batch_id in self.batch_ids
-
-    def subscribe(self, batch_ids: Collection[str]) -> None:
-        """Also receive events of these batches (a no-op when unfiltered)."""
-        if self.batch_ids is not None:
-            self.batch_ids.update(batch_ids)
-
-    def unsubscribe(self, batch_ids: Collection[str]) -> None:
-        """Stop receiving events of these batches; an unfiltered subscription
-        becomes filtered to nothing else than what it is later told."""
-        if self.batch_ids is None:
-            self.batch_ids = set()
-        self.batch_ids.difference_update(batch_ids)
-
-    def _offer(self, event: Event) -> bool:
-        try:
-            self._send.send_nowait(event)
-        except trio.WouldBlock:
-            return False
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            return True
-        return True
-
-    def _end(self, reason: str) -> None:
-        if self.dropped_reason is None:
-            self.dropped_reason = reason
-        self._send.close()
-
-    async def receive(self) -> Event:
-        """The next event.
-
-        Cancellation: atomic; no event is lost if cancelled.
-
-        Raises:
-            trio.EndOfChannel: the subscription ended; see ``dropped_reason``.
-        """
-        try:
-            event = await self._receive.receive()
-        except trio.ClosedResourceError:
-            raise trio.EndOfChannel from None
-        self.last_seq = event.seq
-        return event
-
-    def receive_nowait(self) -> Event:
-        """The next event if one is queued, without waiting: how a consumer
-        takes everything queued at once.
-
-        Raises:
-            trio.WouldBlock: nothing is queued now.
-            trio.EndOfChannel: the subscription ended; see ``dropped_reason``.
-        """
-        try:
-            event = self._receive.receive_nowait()
-        except trio.ClosedResourceError:
-            raise trio.EndOfChannel from None
-        self.last_seq = event.seq
-        return event
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> Event:
-        try:
-            return await self.receive()
-        except trio.EndOfChannel:
-            raise StopAsyncIteration from None
-
-    def close(self) -> None:
-        """Leave the bus. Idempotent."""
-        self._bus._remove(self)
-        self._send.close()
-        self._receive.close()
-
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class EventBus:
@@ -210,7 +96,9 @@ class EventBus:
         self._buffer = buffer
         self._unsent_limit = unsent_limit
         self._link: LogLink | None = None
-        self._subscribers: list[Subscription] = []
+        self._subscribers: dict[Subscription, None] = {}
+        self._unfiltered: list[Subscription] = []
+        self._by_batch: dict[str, list[Subscription]] = {}
         self._seq = 0
         self._dropped = 0
         self._closed = False
@@ -240,9 +128,14 @@ class EventBus:
     def _deliver(self, event: Event) -> None:
         self._seq = event.seq
         self._ring.append(event)
-        for subscriber in list(self._subscribers):
-            if subscriber.wants(event) and not subscriber._offer(event):
-                self._drop(subscriber, SLOW_SUBSCRIBER)
+        overflowed: list[Subscription] | None = None
+        for group in (self._unfiltered, self._by_batch.get(event.data.batch_id, ())):
+            for subscriber in group:
+                if not subscriber._offer(event):
+                    overflowed = overflowed or []
+                    overflowed.append(subscriber)
+        for subscriber in overflowed or ():
+            self._drop(subscriber, SLOW_SUBSCRIBER)
         for observer in self._observers:
             observer(event)
 
@@ -315,7 +208,8 @@ class EventBus:
         if self._closed:
             subscription._end(BUS_CLOSED)
         else:
-            self._subscribers.append(subscription)
+            self._subscribers[subscription] = None
+            self._index(subscription)
         return subscription
 
     def _replay(
@@ -334,8 +228,33 @@ class EventBus:
         subscriber._end(reason)
 
     def _remove(self, subscriber: Subscription) -> None:
+        if self._subscribers.pop(subscriber, False) is None:
+            self._unindex(subscriber)
+
+    def _index(self, subscriber: Subscription) -> None:
+        if subscriber.batch_ids is None:
+            subscriber._indexed = None
+            self._unfiltered.append(subscriber)
+            return
+        subscriber._indexed = frozenset(subscriber.batch_ids)
+        for batch_id in subscriber._indexed:
+            self._by_batch.setdefault(batch_id, []).append(subscriber)
+
+    def _unindex(self, subscriber: Subscription) -> None:
+        if subscriber._indexed is None:
+            self._unfiltered.remove(subscriber)
+            return
+        for batch_id in subscriber._indexed:
+            group = self._by_batch[batch_id]
+            group.remove(subscriber)
+            if not group:
+                del self._by_batch[batch_id]
+
+    def _reindex(self, subscriber: Subscription) -> None:
+        """File ``subscriber`` under its filter as it is now."""
         if subscriber in self._subscribers:
-            self._subscribers.remove(subscriber)
+            self._unindex(subscriber)
+            self._index(subscriber)
 
     def close(self) -> None:
         """End every subscription (after it drains what it holds). Idempotent."""

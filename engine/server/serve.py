@@ -51,6 +51,7 @@ from engine.core.signals import drain_on_request, single_engine_error, sole_erro
 from engine.core.startup import open_engine
 from engine.errors import ConfigError
 from engine.server.app import create_app
+from engine.server.collector import serving_collector
 from engine.server.stragglers import shut_down_connections
 from protocols.control import MAX_CLIENT_MESSAGE_BYTES
 
@@ -194,6 +195,17 @@ async def serve_engine(
         ConfigError: the address cannot be listened on.
     """
     http = _HttpServer(create_app(engine), _config(host, port))
+    with serving_collector():
+        await _serve_until_stopped(engine, http, stop_requests, task_status)
+    log.info("stopped")
+
+
+async def _serve_until_stopped(
+    engine: Engine,
+    http: _HttpServer,
+    stop_requests: AsyncIterator[object],
+    task_status: trio.TaskStatus[str],
+) -> None:
     async with trio.open_nursery() as nursery:
         url = await http.start(nursery)
         log.info(
@@ -206,7 +218,6 @@ async def serve_engine(
         await drain_on_request(engine, stop_requests)
         engine.end_subscriptions()
         await http.stop()
-    log.info("stopped")
 
 
 async def serve(

@@ -18,18 +18,21 @@ stalls only its own handler, whose subscription then overflows and is
 dropped; the engine and the other clients never wait for it.
 
 A client's pending events go out together: once its handler has an event
-to send, it also takes everything else its subscription holds
-(``receive_nowait``, up to ``_WRITE_BUDGET`` bytes of frames) and writes it
-at once: one SSE chunk, or with ``?batch=1`` one WebSocket message holding
-a JSON array of the frames. The subscription's buffer counts events, so a
-client that keeps up with one write per burst is never dropped because a
-burst held many events. Without ``batch=1`` each event stays a WebSocket
-message of its own, and each message is a write of its own: an ASGI
-``websocket.send`` carries one message, and the server writes each one to
-the socket as it comes; the pump then takes what is queued the same way
-and sends it frame after frame with nothing else done per frame (no wait
-on the subscription between them). Each event's frames are encoded once for every
-client (``_Frames``); an array joins those frames.
+to send, it takes everything its subscription holds at once
+(``receive_queued``) and writes it as one SSE chunk, or with ``?batch=1``
+one WebSocket message holding a JSON array of the frames (more than one
+only past ``WRITE_BUDGET`` bytes, as after a long replay). The
+subscription's buffer counts events, so a client that keeps up with one
+write per burst is never dropped because a burst held many events. Without
+``batch=1`` each event stays a WebSocket message of its own, and each
+message is a write of its own: an ASGI ``websocket.send`` carries one
+message, and the server writes each one to the socket as it comes. Each
+event's frames are encoded once for every client, and so is each burst's
+message (``engine.server.encoded``): the subscribers of a batch woken by
+one publication take the same events, and all but the first find their
+message made. A client's writes are paced (``engine.server.pacing``): at
+most one per round of writes over every client, so that with many clients
+each write carries more events and the rounds leave the engine its turn.
 
 A WebSocket session is two tasks: one pumps events out, the other reads
 control messages. A reconnecting client passes ``resumeFrom=n`` in the query
@@ -52,9 +55,9 @@ can set on its first connect) replays what the ring retained after it.
 
 from __future__ import annotations
 
-import collections
+import math
 from collections.abc import Awaitable, Callable, Collection
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import orjson
 import trio
@@ -67,8 +70,10 @@ from starlette.websockets import WebSocket
 from engine.core.bus import BUS_CLOSED, SLOW_SUBSCRIBER, Subscription
 from engine.core.engine import Engine
 from engine.server import queries
+from engine.server.encoded import Frames
 from engine.server.errors import RequestError, error_response
 from engine.server.metrics import ServerMetrics
+from engine.server.pacing import WritePace, take_paced
 from protocols.control import (
     MAX_SUBSCRIBED_BATCHES,
     ControlMessage,
@@ -77,8 +82,7 @@ from protocols.control import (
     parse_control,
 )
 from protocols.errors import RemoteProtocolError
-from protocols.events import CloseCode, Event
-from protocols.frames import sse_frame, ws_array, ws_frame
+from protocols.events import CloseCode
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
@@ -90,12 +94,6 @@ KEEPALIVE_SECONDS = 15.0
 
 #: RFC 6455 allows 123 bytes of close reason.
 _MAX_REASON_BYTES = 123
-
-#: How many bytes of frames one write to a client takes from its queue
-#: (a frame that crosses the mark still goes): a ``?batch=1`` message stays
-#: far below the 1 MiB a WebSocket client commonly accepts, and one write
-#: holds its handler only briefly.
-_WRITE_BUDGET = 256 * 1024
 
 Close = tuple[CloseCode, str]
 
@@ -114,58 +112,6 @@ def _ended(subscription: Subscription) -> Close:
     return CloseCode.GOING_AWAY, "server shutting down"
 
 
-_F = TypeVar("_F", str, bytes)
-
-# --- frames -------------------------------------------------------------------------
-
-#: How many recent events keep their encoded frames. Subscribers of one
-#: batch read the same events at about the same time, so a short memory is
-#: enough for each event to be encoded once, not once per subscriber.
-_FRAMES_KEPT = 4096
-
-
-class _Frames:
-    """Each event's WebSocket and SSE frames, encoded once for every client."""
-
-    def __init__(self) -> None:
-        self._ws: collections.OrderedDict[int, str] = collections.OrderedDict()
-        self._sse: collections.OrderedDict[int, bytes] = collections.OrderedDict()
-
-    def ws(self, event: Event) -> str:
-        return _kept(self._ws, event, ws_frame)
-
-    def sse(self, event: Event) -> bytes:
-        return _kept(self._sse, event, sse_frame)
-
-
-def _kept(
-    frames: collections.OrderedDict[int, _F], event: Event, encode: Callable[[Event], _F]
-) -> _F:
-    frame = frames.get(event.seq)
-    if frame is None:
-        frame = frames[event.seq] = encode(event)
-        if len(frames) > _FRAMES_KEPT:
-            frames.popitem(last=False)
-    return frame
-
-
-def _with_queued(
-    subscription: Subscription, first: Event, frame: Callable[[Event], _F], budget: int
-) -> list[_F]:
-    """The frames of ``first`` and of what ``subscription`` holds after it,
-    taken until their size reaches ``budget`` or nothing is queued."""
-    taken = [frame(first)]
-    room = budget - len(taken[0])
-    while room > 0:
-        try:
-            event = subscription.receive_nowait()
-        except (trio.WouldBlock, trio.EndOfChannel):
-            break
-        taken.append(frame(event))
-        room -= len(taken[-1])
-    return taken
-
-
 # --- Server-Sent Events ------------------------------------------------------------
 
 
@@ -178,7 +124,8 @@ class _EventStream(Response):
         self,
         engine: Engine,
         metrics: ServerMetrics,
-        frames: _Frames,
+        frames: Frames,
+        pace: WritePace,
         batch_ids: Collection[str] | None,
         resume_from: int | None,
     ) -> None:
@@ -188,13 +135,14 @@ class _EventStream(Response):
         self._engine = engine
         self._metrics = metrics
         self._frames = frames
+        self._pace = pace
         self._batch_ids = batch_ids
         self._resume_from = resume_from
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         subscription = self._engine.subscribe(self._batch_ids, resume_from=self._resume_from)
         disconnected = False
-        with subscription, self._metrics.connected("sse"):
+        with subscription, self._metrics.connected("sse"), self._pace.client():
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             async with trio.open_nursery() as nursery:
 
@@ -206,7 +154,7 @@ class _EventStream(Response):
                     nursery.cancel_scope.cancel()
 
                 nursery.start_soon(end_on_disconnect)
-                await _pump_sse(subscription, self._frames, send)
+                await _pump_sse(subscription, self._frames, self._pace, send)
                 nursery.cancel_scope.cancel()
         if not disconnected:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -216,16 +164,21 @@ async def _send_chunk(send: Send, chunk: bytes) -> None:
     await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
 
-async def _pump_sse(subscription: Subscription, frames: _Frames, send: Send) -> None:
-    while subscription.dropped_reason != SLOW_SUBSCRIBER:
-        chunk = b": keep-alive\n\n"
+async def _pump_sse(
+    subscription: Subscription, frames: Frames, pace: WritePace, send: Send
+) -> None:
+    last_write = -math.inf
+    while True:
+        chunks = [b": keep-alive\n\n"]
         with trio.move_on_after(KEEPALIVE_SECONDS):
             try:
-                first = await subscription.receive()
+                events = await take_paced(subscription, pace, last_write)
             except trio.EndOfChannel:
                 break
-            chunk = b"".join(_with_queued(subscription, first, frames.sse, _WRITE_BUDGET))
-        await _send_chunk(send, chunk)
+            chunks = frames.sse_chunks(events)
+            last_write = trio.current_time()
+        for chunk in chunks:
+            await _send_chunk(send, chunk)
     await _send_chunk(send, b": %s\n\n" % (subscription.dropped_reason or BUS_CLOSED).encode())
 
 
@@ -239,7 +192,8 @@ class _Feed:
     def __init__(
         self,
         engine: Engine,
-        frames: _Frames,
+        frames: Frames,
+        pace: WritePace,
         batch_ids: Collection[str] | None,
         resume_from: int | None,
         *,
@@ -247,6 +201,7 @@ class _Feed:
     ) -> None:
         self._engine = engine
         self.frames = frames
+        self.pace = pace
         self.batch = batch
         self.current = engine.subscribe(batch_ids, resume_from=resume_from)
 
@@ -270,26 +225,22 @@ class _Feed:
 
 
 async def _pump_ws(websocket: WebSocket, feed: _Feed) -> Close:
+    last_write = -math.inf
     while True:
         subscription = feed.current
-        if subscription.dropped_reason == SLOW_SUBSCRIBER:
-            return _ended(subscription)
         try:
-            first = await subscription.receive()
+            events = await take_paced(subscription, feed.pace, last_write)
         except trio.EndOfChannel:
             if subscription is feed.current:
                 return _ended(subscription)
             continue
-        if subscription is not feed.current:
-            continue
-        frames = _with_queued(subscription, first, feed.frames.ws, _WRITE_BUDGET)
-        if feed.batch:
-            await websocket.send({"type": "websocket.send", "text": ws_array(frames)})
-        else:
-            for frame in frames:
-                if subscription is not feed.current:
-                    break  # resumeFrom replaced it: what it held is not sent
-                await websocket.send({"type": "websocket.send", "text": frame})
+        last_write = trio.current_time()
+        frames = feed.frames
+        messages = frames.ws_arrays(events) if feed.batch else [frames.ws(e) for e in events]
+        for message in messages:
+            if subscription is not feed.current:
+                break  # resumeFrom replaced it: what it held is not sent
+            await websocket.send({"type": "websocket.send", "text": message})
 
 
 async def _read_controls(websocket: WebSocket, feed: _Feed) -> Close | None:
@@ -330,7 +281,8 @@ class _Endpoints:
     def __init__(self, engine: Engine, metrics: ServerMetrics) -> None:
         self._engine = engine
         self._metrics = metrics
-        self._frames = _Frames()
+        self._frames = Frames()
+        self._pace = WritePace()
 
     async def sse(self, request: Request) -> Response:
         batch_ids = _batch_ids(request.query_params.getlist("batchId"))
@@ -340,7 +292,9 @@ class _Endpoints:
             if header
             else queries.LAST_EVENT_ID.parse(request.query_params)
         )
-        return _EventStream(self._engine, self._metrics, self._frames, batch_ids, resume_from)
+        return _EventStream(
+            self._engine, self._metrics, self._frames, self._pace, batch_ids, resume_from
+        )
 
     async def websocket(self, websocket: WebSocket) -> None:
         try:
@@ -348,10 +302,10 @@ class _Endpoints:
         except RequestError as exc:
             await websocket.send_denial_response(error_response(exc))
             return
-        feed = _Feed(self._engine, self._frames, batch_ids, resume_from, batch=batch)
+        feed = _Feed(self._engine, self._frames, self._pace, batch_ids, resume_from, batch=batch)
         try:
             await websocket.accept()
-            with self._metrics.connected("ws"):
+            with self._metrics.connected("ws"), self._pace.client():
                 outcome = await _session(websocket, feed)
         finally:
             feed.close()

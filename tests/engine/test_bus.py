@@ -288,3 +288,79 @@ async def test_an_observer_sees_each_event_after_the_subscribers_were_offered_it
         _publish(bus, "aa")
     # The second event overflowed the subscriber before the observer saw it.
     assert seen == [(1, 0), (2, 1)]
+
+
+async def test_receive_queued_takes_everything_queued_at_once() -> None:
+    bus = EventBus(buffer=3)
+    with bus.subscribe(["a"]) as sub, trio.fail_after(5):
+        with pytest.raises(trio.WouldBlock):
+            sub.receive_queued_nowait()
+        _publish(bus, "abaa")
+        assert [e.seq for e in await sub.receive_queued()] == [1, 3, 4]
+        assert sub.last_seq == 4
+        # The queue emptied, so three more fit in the buffer of three.
+        _publish(bus, "aaa")
+        assert sub.dropped_reason is None
+        assert [e.seq for e in sub.receive_queued_nowait()] == [5, 6, 7]
+
+
+async def test_receive_queued_waits_for_the_next_publication() -> None:
+    bus = EventBus()
+    with bus.subscribe() as sub, trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            taken: list[list[int]] = []
+
+            async def take() -> None:
+                taken.append([e.seq for e in await sub.receive_queued()])
+
+            nursery.start_soon(take)
+            await trio.testing.wait_all_tasks_blocked()
+            assert taken == []
+            _publish(bus, "ab")
+        assert taken == [[1, 2]]
+
+
+async def test_a_cancelled_receive_queued_loses_no_event() -> None:
+    bus = EventBus()
+    with bus.subscribe() as sub, trio.fail_after(5):
+        _publish(bus, "a")
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await sub.receive_queued()
+        _publish(bus, "b")
+        assert [e.seq for e in await sub.receive_queued()] == [1, 2]
+
+
+async def test_wait_queued_returns_when_the_subscription_ends() -> None:
+    bus = EventBus(buffer=1)
+    with bus.subscribe() as sub, trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sub.wait_queued)
+            await trio.testing.wait_all_tasks_blocked()
+            bus.close()
+        with pytest.raises(trio.EndOfChannel):
+            await sub.receive_queued()
+    closed = bus.subscribe()
+    closed.close()
+    with trio.fail_after(5):
+        await closed.wait_queued()
+
+
+async def test_a_changed_filter_moves_the_subscription_between_batches() -> None:
+    bus = EventBus()
+    sub = bus.subscribe(["a"])
+    other = bus.subscribe(["a"])
+    sub.subscribe(["b"])
+    sub.unsubscribe(["a"])
+    _publish(bus, "ab")
+    other.close()
+    _publish(bus, "a")
+    everything = bus.subscribe()
+    everything.unsubscribe(["b"])
+    _publish(bus, "b")
+    everything.subscribe(["a"])
+    _publish(bus, "ab")
+    bus.close()
+    assert await _drain(sub) == [2, 4, 6]
+    assert await _drain(everything) == [5]
+    assert bus.statistics().subscribers == 0
