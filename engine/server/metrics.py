@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import trio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -125,6 +125,7 @@ class ServerMetrics:
             "crashed children restarted within a run",
             registry=registry,
         )
+        self._duration_children: dict[tuple[str, str], Histogram] = {}
         registry.register(_BusCollector(engine))
         registry.register(ChildCollector(engine))
         for transport in ("ws", "sse"):
@@ -140,20 +141,32 @@ class ServerMetrics:
         finally:
             gauge.dec()
 
-    def observe(self, event: Event) -> None:
-        """Counts what one event says."""
-        data = event.data
-        if isinstance(data, JobUpdate) and data.finished:
-            labels = (data.type or "unknown", data.status.value)
-            self._finished.labels(*labels).inc()
-            if data.duration_ms is not None:
-                self._durations.labels(*labels).observe(data.duration_ms / 1000)
-        elif isinstance(data, JobRetrying):
-            self._retries.labels(data.type).inc()
-        elif isinstance(data, RateLimitedJob):
-            self._rate_limited.labels(data.type).inc()
-        elif isinstance(data, RunError) and data.restarting:
-            self._restarts.inc()
+    def observe(self, events: Sequence[Event]) -> None:
+        """Counts what a burst of events says: finished jobs by labels, one
+        increment per labels and burst."""
+        finished: dict[tuple[str, str], int] = {}
+        for event in events:
+            data = event.data
+            if isinstance(data, JobUpdate) and data.finished:
+                labels = (data.type or "unknown", data.status.value)
+                finished[labels] = finished.get(labels, 0) + 1
+                if data.duration_ms is not None:
+                    self._durations_of(labels).observe(data.duration_ms / 1000)
+            elif isinstance(data, JobRetrying):
+                self._retries.labels(data.type).inc()
+            elif isinstance(data, RateLimitedJob):
+                self._rate_limited.labels(data.type).inc()
+            elif isinstance(data, RunError) and data.restarting:
+                self._restarts.inc()
+        for labels, count in finished.items():
+            self._finished.labels(*labels).inc(count)
+
+    def _durations_of(self, labels: tuple[str, str]) -> Histogram:
+        """The duration histogram of ``labels``, looked up once."""
+        child = self._duration_children.get(labels)
+        if child is None:
+            child = self._duration_children[labels] = self._durations.labels(*labels)
+        return child
 
     async def follow(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Counts every event of the bus until it closes.
@@ -167,8 +180,11 @@ class ServerMetrics:
                     task_status.started()
                 elif not subscription.replay_complete:
                     log.warning("metrics missed events after seq %d", resume_from)
-                async for event in subscription:
-                    self.observe(event)
+                while True:
+                    try:
+                        self.observe(await subscription.receive_queued())
+                    except trio.EndOfChannel:
+                        break
             if subscription.dropped_reason != SLOW_SUBSCRIBER:
                 return
             resume_from = subscription.last_seq
