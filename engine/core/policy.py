@@ -181,5 +181,10 @@ class EnginePolicy:
             gate.forget_all()
 
     def _prefetch(self) -> int:
+        """A claim's worth (``batch_size``), and at least the concurrency: a
+        whole burst of results and the claim that replaces it can then be
+        in the child at once, so the store steps come in bursts as large as
+        the claims."""
         rated = any(gate.rate is not None for gate in self._type_gates.values())
-        return 0 if rated else self._settings.concurrency
+        settings = self._settings
+        return 0 if rated else max(settings.concurrency, settings.batch_size)

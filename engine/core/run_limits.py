@@ -22,9 +22,10 @@ class RunLimits:
 
     concurrency: int
     batch_size: int
-    #: Jobs handed to the child beyond ``concurrency``, queued there behind
-    #: its limiter, so it starts the next job the moment one finishes
-    #: instead of waiting a round trip through the engine and the store.
+    #: Jobs handed to the child beyond ``concurrency``, queued there for a
+    #: worker, so it starts the next job the moment one finishes instead of
+    #: waiting a round trip through the engine and the store: a claim's
+    #: worth, at least the concurrency (0 while a type has a rate limit).
     prefetch: int
     lease_seconds: float
     backoff_seconds: float

@@ -18,11 +18,11 @@ async def test_a_batch_rate_limit_leaves_prefetch_on_and_is_handed_to_children(
     tmp_path: Path,
 ) -> None:
     settings = settings_for_tests(
-        tmp_path, concurrency=3, rate_limit=RateLimit(count=5, per_seconds=2.0)
+        tmp_path, concurrency=3, batch_size=7, rate_limit=RateLimit(count=5, per_seconds=2.0)
     )
     async with open_fake_store() as store:
         limits = EnginePolicy(settings, REGISTRY, store).run_limits("noop")
-    assert limits.prefetch == 3
+    assert limits.prefetch == 7  # a claim's worth
     assert limits.starts is not None
     assert limits.starts.handover(0.0) == ipc.StartRate(count=5, per_seconds=2.0)
 

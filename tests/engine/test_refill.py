@@ -51,14 +51,16 @@ async def test_one_store_step_per_burst_within_the_credits(
                 assert await engine.start("b") is StartResult.STARTED
                 seen = await collect_until(sub)
     assert seen[-1].data == RunDone(batch_id="b", completed=30, failed=0)
-    # The first claim fills the credits; every later job is claimed by the
-    # step that recorded the burst before it.
-    # Ten bursts of three (concurrency 3, 1 s jobs). Claimed separately,
-    # they would take ten writes and nine claims at least.
+    # The first claims fill the credits (13: two claims of at most 10);
+    # every later job is claimed by the step that recorded the burst before
+    # it. Ten bursts of three (concurrency 3, 1 s jobs): claimed separately,
+    # they would take ten writes and nine claims at least. Once nothing is
+    # left to claim, each of the last bursts (13 jobs held, so five at most)
+    # is followed by one claim that finds nothing.
     assert store.calls["apply_and_claim"] >= 8
-    assert sum(store.calls.values()) <= 14
-    # The run's credits: its concurrency, plus as many prefetched (no rate).
-    assert store.most_active <= 2 * 3
+    assert sum(store.calls.values()) <= 10 + 2 + 5
+    # The run's credits: its concurrency, plus a claim's worth prefetched.
+    assert store.most_active <= 3 + 10
 
 
 async def test_a_retry_due_at_once_is_claimed_by_the_step_that_records_it(

@@ -188,7 +188,11 @@ async def test_a_shutdown_during_an_outage_ends_within_the_grace(
     async with open_fake_store() as real:
         store = FailingStore(real)
         async with fake_engine(
-            store=store, concurrency=2, shutdown_grace_seconds=grace, lease_seconds=lease
+            store=store,
+            concurrency=2,
+            batch_size=2,  # two running, two prefetched
+            shutdown_grace_seconds=grace,
+            lease_seconds=lease,
         ) as engine:
             batch_id, _ = await engine.create_batch(
                 None, "sleep", jobs_of("sleep", [{"seconds": 1.0}] * 8)
