@@ -4,7 +4,8 @@ one place where SQLite's failures become ``StoreUnavailable``.
 ``engine.store.sqlite`` opens the connection with ``connect`` and runs each
 method's body (``engine.store._sqlite_ops`` and the other private modules)
 inside ``transaction``, under ``unavailable_on_sqlite_errors``, in its worker
-thread. Nothing here knows about Trio.
+thread, or a hot step inside ``transaction_now`` in the Trio thread. Nothing
+here knows about Trio.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from engine.store import _sqlite_limits, _sqlite_schedules
 from engine.store._sqlite_schema import create_schema
 
 __all__ = [
-    "WAL_AUTOCHECKPOINT_PAGES",
     "Busy",
     "checkpoint",
     "connect",
+    "in_wal_mode",
     "transaction",
     "transaction_now",
     "unavailable_on_sqlite_errors",
@@ -67,33 +68,34 @@ class Busy(Exception):
 @contextlib.contextmanager
 def transaction_now(conn: sqlite3.Connection, busy_timeout_seconds: float) -> Iterator[None]:
     """One write transaction, begun only if the write lock is free at once
-    (else ``Busy``, nothing done) and committed without checkpointing the
-    write-ahead log (its caller cannot wait on the disk; see
-    ``engine.store.sqlite``); rolled back on any exception."""
+    (else ``Busy``, nothing done); rolled back on any exception. The busy
+    timeout is 0 from before ``BEGIN`` until the transaction ended, so
+    nothing runs between the transaction and its rollback."""
     conn.execute("PRAGMA busy_timeout = 0")
     try:
-        conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as exc:
-        if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:  # an extended code's primary
-            raise Busy(str(exc)) from exc
-        raise
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:  # an extended code's primary
+                raise Busy(str(exc)) from exc
+            raise
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
     finally:
         conn.execute(f"PRAGMA busy_timeout = {round(busy_timeout_seconds * 1000)}")
-    conn.execute("PRAGMA wal_autocheckpoint = 0")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    finally:
-        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
 
 
-#: SQLite's default: a commit that leaves this many pages in the
-#: write-ahead log copies them to the database file (with an fsync).
-WAL_AUTOCHECKPOINT_PAGES = 1000
+def in_wal_mode(conn: sqlite3.Connection) -> bool:
+    """Whether the file's journal is the write-ahead log (a ``:memory:``
+    database, or a file system without shared memory, keeps a rollback
+    journal, whose commits wait for the disk)."""
+    mode: str = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    return mode.lower() == "wal"
 
 
 def checkpoint(conn: sqlite3.Connection) -> None:
@@ -111,6 +113,9 @@ def connect(path: str, busy_timeout_seconds: float) -> sqlite3.Connection:
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
+            # The store checkpoints the write-ahead log itself, in its worker
+            # thread (``engine.store.sqlite``), never at a commit.
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
             # A small page cache (256 KiB, not SQLite's 2 MiB): the engine's
             # memory stays flat however many jobs wait in the file, and the
             # hot path's pages are few and recent (the OS caches the rest).

@@ -3,9 +3,10 @@
 Design notes
 ------------
 One connection, used by one thread at a time. ``sqlite3`` calls block, so
-every method runs its whole transaction in a worker thread
-(``trio.to_thread.run_sync``) and a ``trio.Lock`` hands the connection to one
-call at a time: the Trio thread never waits on the disk. The connection is
+every method but the hot steps (below) runs its whole transaction in a
+worker thread (``trio.to_thread.run_sync``) and a ``trio.Lock`` hands the
+connection to one call at a time: the Trio thread does not wait on the
+disk. The connection is
 opened with ``check_same_thread=False`` because Trio's thread cache may run
 consecutive calls on different threads; the lock is what serializes them.
 
@@ -16,7 +17,8 @@ see a job as pending. Reads use a plain ``BEGIN`` so that their queries share
 one snapshot. ``apply`` records a whole group of outcomes in one commit, and
 ``claim_jobs`` is a single ``UPDATE ... RETURNING``: the work per call is a
 few statements, not one round trip per job. In WAL mode with
-``synchronous=NORMAL`` a commit does not wait for an fsync (checkpoints do),
+``synchronous=NORMAL`` a commit does not wait for an fsync (checkpoints,
+and the first write after one, do),
 which risks the last commits before a power cut, never consistency, and buys
 thousands of commits a second.
 
@@ -25,13 +27,17 @@ burst's outcomes and claims) are a handful of statements on pages in
 memory, and a hop to the worker thread and back cost more than they do:
 two thread wake-ups and the interpreter lock passed back and forth at every
 statement, against the busy Trio thread. So they run in the Trio thread
-when that cannot wait on anything: only if the write lock is free at once
-(another process holding it sends the step to the worker thread, to wait
-there) and without checkpointing the write-ahead log at their commit (the
-fsyncs of a checkpoint are the disk waits). Once ``_CHECKPOINT_ROWS``
-rows changed since the last checkpoint, the next one first checkpoints in
-the worker thread; the worker thread's own commits checkpoint as SQLite
-does by default.
+when that cannot wait on anything: only with the write-ahead log, only if
+the write lock is free at once (another process holding it sends the step
+to the worker thread, to wait there), and never as the first write after
+a checkpoint, which restarts the log and syncs its header. No commit
+checkpoints the log (``wal_autocheckpoint`` is 0): every
+``_CHECKPOINT_ROWS`` rows or ``_CHECKPOINT_COMMITS`` writes, a write
+first checkpoints in the worker thread, where the checkpoint's fsyncs are
+waited for. A checkpoint by another process on the same file is not seen:
+the next hot step may then sync the log's header in the Trio thread. A
+hot step also assumes its pages are in memory or the OS's cache (the
+claim's and outcomes' pages are few and recent).
 
 ``threaded=False`` runs every call in the Trio thread instead, blocking the
 loop for its few statements: for tests on trio's ``MockClock``, whose
@@ -97,12 +103,13 @@ _T = TypeVar("_T")
 #: it (``StoreUnavailable``) rather than hang.
 DEFAULT_BUSY_TIMEOUT_SECONDS = 5.0
 
-#: Rows changed (triggers' included) between two checkpoints of the
-#: write-ahead log by hot steps, which do not checkpoint at their commit. A
-#: job's outcome or claim changes a few rows on a few pages, so this keeps
-#: the log within a few MiB, near SQLite's own checkpoint size
-#: (``WAL_AUTOCHECKPOINT_PAGES``), whatever the size of the steps.
+#: No commit checkpoints the write-ahead log; a write first checkpoints it
+#: in the worker thread once this many rows changed (triggers' included) or
+#: this many writes committed since the last, whichever comes first: large
+#: steps are few pages per row, small ones a few pages each, so the log
+#: stays within a few MiB, near SQLite's own checkpoint size (1,000 pages).
 _CHECKPOINT_ROWS = 10_000
+_CHECKPOINT_COMMITS = 200
 
 #: ``aclose`` waits for an in-flight call, which may itself wait out the busy
 #: timeout; beyond that margin it gives up and leaves the connection to be
@@ -141,6 +148,12 @@ class SqliteStore(
         self._busy_timeout = busy_timeout_seconds
         self._lock = trio.Lock()
         self._changes_checkpointed = 0  # the connection's total_changes then
+        self._commits = 0  # writes since the last checkpoint
+        # Hot steps only with the write-ahead log, and not as the first write
+        # after a checkpoint: that one restarts the log, which syncs its
+        # header (a disk wait).
+        self._hot_allowed = threaded and connection.in_wal_mode(conn)
+        self._log_may_restart = True
 
     async def _run(
         self,
@@ -154,12 +167,18 @@ class SqliteStore(
         async with self._lock:
             if self._conn is None:
                 raise trio.ClosedResourceError("the store is closed")
-            if hot and self._threaded:
-                if self._conn.total_changes - self._changes_checkpointed >= _CHECKPOINT_ROWS:
-                    await _call(True, self._checkpoint, self._conn)
+            conn = self._conn
+            if not write:
+                return await _call(self._threaded, self._transact, conn, work, write)
+            changed = conn.total_changes - self._changes_checkpointed
+            if changed >= _CHECKPOINT_ROWS or self._commits >= _CHECKPOINT_COMMITS:
+                await _call(self._threaded, self._checkpoint, conn)
+            self._commits += 1
+            if hot and self._hot_allowed and not self._log_may_restart:
                 with contextlib.suppress(connection.Busy):
-                    return self._transact_now(self._conn, work)
-            return await _call(self._threaded, self._transact, self._conn, work, write)
+                    return self._transact_now(conn, work)
+            self._log_may_restart = False  # this write restarts it if need be
+            return await _call(self._threaded, self._transact, conn, work, write)
 
     def _transact_now(
         self, conn: sqlite3.Connection, work: Callable[[sqlite3.Connection, float], _T]
@@ -176,6 +195,8 @@ class SqliteStore(
         with connection.unavailable_on_sqlite_errors(self._path):
             connection.checkpoint(conn)
         self._changes_checkpointed = conn.total_changes
+        self._commits = 0
+        self._log_may_restart = True
 
     def _transact(
         self,
