@@ -60,6 +60,7 @@ class Subscription:
         self._queue: collections.deque[Event] = collections.deque()
         self._buffer = buffer
         self._ready: trio.Event | None = None
+        self._filling: trio.Event | None = None  # set at half the buffer
         self._ended = False
         self._closed = False
         self.dropped_reason: str | None = None
@@ -68,13 +69,6 @@ class Subscription:
         self._after = after
         #: The batch ids the bus files it under (None: every batch).
         self._indexed: frozenset[str] | None = None
-
-    def wants(self, event: Event) -> bool:
-        """Whether the filter admits ``event`` (and it is newer than the seq
-        the subscription resumed from)."""
-        if event.seq <= self._after:
-            return False
-        return self.batch_ids is None or event.data.batch_id in self.batch_ids
 
     def subscribe(self, batch_ids: Collection[str]) -> None:
         """Also receive events of these batches (a no-op when unfiltered)."""
@@ -100,6 +94,8 @@ class Subscription:
         queue.append(event)
         if self._ready is not None:
             self._wake()
+        if self._filling is not None and len(queue) >= self._buffer // 2:
+            self._filling.set()
         return True
 
     def _end(self, reason: str) -> None:
@@ -107,6 +103,8 @@ class Subscription:
             self.dropped_reason = reason
         self._ended = True
         self._wake()
+        if self._filling is not None:
+            self._filling.set()
 
     def _wake(self) -> None:
         ready = self._ready
@@ -126,6 +124,22 @@ class Subscription:
         if self._ready is None:
             self._ready = trio.Event()
         await self._ready.wait()
+
+    async def wait_filling(self) -> None:
+        """Return once half the buffer is queued, or the subscription ended:
+        a consumer that holds back its writes (``engine.server.pacing``)
+        writes before the bus would drop it as slow.
+
+        Cancellation: atomic; it only waits.
+        """
+        if len(self._queue) >= self._buffer // 2 or self._ended or self._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        self._filling = filling = trio.Event()
+        try:
+            await filling.wait()
+        finally:
+            self._filling = None
 
     async def receive(self) -> Event:
         """The next event.

@@ -24,8 +24,9 @@ it again. Cyclic garbage is still collected, by the young passes where it
 is created; only cycles that outlive a young pass wait longer.
 
 The previous thresholds come back, and the frozen objects are handed back
-to the collector, when serving ends, so that a process serving several
-times (tests) ends as it began.
+to the collector, when the last of the servers of the process ends, so
+that a process serving several times, or several servers at once (tests),
+ends as it began, whatever order they end in.
 """
 
 from __future__ import annotations
@@ -40,18 +41,27 @@ __all__ = ["serving_collector"]
 _THRESHOLDS = (50_000, 20, 10)
 
 
+_serving = 0  # the servers of this process running now
+_previous = gc.get_threshold()
+
+
 @contextmanager
 def serving_collector() -> Iterator[None]:
-    """Run the collector at the server's pace inside the block: what is alive
-    on entry is frozen (after a full pass) and the thresholds are
-    ``_THRESHOLDS``; on exit the previous thresholds are restored and the
-    frozen objects unfrozen."""
-    previous = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*_THRESHOLDS)
+    """Run the collector at the server's pace inside the block: on the first
+    entry, what is alive is frozen (after a full pass) and the thresholds
+    become ``_THRESHOLDS``; when the last block of the process exits, the
+    thresholds are restored and the frozen objects unfrozen."""
+    global _serving, _previous
+    if _serving == 0:
+        _previous = gc.get_threshold()
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*_THRESHOLDS)
+    _serving += 1
     try:
         yield
     finally:
-        gc.set_threshold(*previous)
-        gc.unfreeze()
+        _serving -= 1
+        if _serving == 0:
+            gc.set_threshold(*_previous)
+            gc.unfreeze()

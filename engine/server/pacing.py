@@ -14,8 +14,9 @@ rounds.
 So a client's handler, once it has something to send, waits until
 ``interval()`` has passed since its previous write, then takes everything
 queued by then: about the time one write round over every client takes
-(``_WRITE_SECONDS`` per client), and never more than ``_MAX_INTERVAL``. A
-client that was idle is written to at once; with a handful of clients the
+(``_WRITE_SECONDS`` per client), and never more than ``_MAX_INTERVAL``,
+or until half its buffer is queued, whichever comes first. A client idle
+for the interval is written to at once; with a handful of clients the
 wait is a fraction of a millisecond; with a thousand it is the round
 itself (70 ms), and each write carries the whole round's events.
 """
@@ -41,9 +42,9 @@ __all__ = ["WritePace", "take_paced"]
 #: slowed by a third.
 _WRITE_SECONDS = 0.00007
 
-#: The longest wait between two writes to one client. The subscriber
-#: buffer (1,000 events by default) must hold what a batch publishes in
-#: that time: 10,000 events per second, more than one engine publishes.
+#: The longest wait between two writes to one client. A client whose
+#: queue reaches half its buffer is written to at once, paced or not, so a
+#: client that keeps up is never dropped as slow for the pace's sake.
 _MAX_INTERVAL = 0.1
 
 
@@ -88,7 +89,8 @@ async def take_paced(
     while True:
         due = last_write + pace.interval()
         if subscription.dropped_reason is None and due > trio.current_time():
-            await trio.sleep_until(due)
+            with trio.move_on_at(due):
+                await subscription.wait_filling()
         if subscription.dropped_reason == SLOW_SUBSCRIBER:
             raise trio.EndOfChannel
         try:

@@ -24,3 +24,16 @@ def test_the_thresholds_come_back_when_serving_fails() -> None:
         raise RuntimeError("serving failed")
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+def test_overlapping_servers_restore_the_collector_when_the_last_one_ends() -> None:
+    before = gc.get_threshold()
+    first, second = serving_collector(), serving_collector()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first ends before the second
+    assert gc.get_threshold() == (50_000, 20, 10)
+    assert gc.get_freeze_count() > 0
+    second.__exit__(None, None, None)
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0

@@ -55,10 +55,34 @@ async def test_a_client_waits_the_interval_after_its_last_write_and_then_takes_i
         assert trio.current_time() - written == pytest.approx(0.1)
 
 
+async def test_a_client_is_written_to_before_the_pace_once_half_its_buffer_is_queued(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    bus = EventBus(buffer=10)
+    pace = WritePace()
+    with _clients(pace, 2_000), bus.subscribe() as sub, trio.fail_after(5):
+        written = trio.current_time()
+        async with trio.open_nursery() as nursery:
+
+            async def publish_steadily() -> None:
+                for _ in range(20):
+                    await trio.sleep(0.001)
+                    bus.publish(ProcessingStarted(batch_id="a"))
+
+            nursery.start_soon(publish_steadily)
+            taken = await take_paced(sub, pace, written)
+            nursery.cancel_scope.cancel()
+        # The pace says 0.1 s; 20 events in 0.02 s would overflow the buffer
+        # by then, so the write comes at 5 queued (half of 10).
+        assert [e.seq for e in taken] == [1, 2, 3, 4, 5]
+        assert trio.current_time() - written == pytest.approx(0.005)
+        assert sub.dropped_reason is None
+
+
 async def test_a_client_dropped_while_it_waits_gets_nothing_more(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    bus = EventBus(buffer=2)
+    bus = EventBus(buffer=4)
     pace = WritePace()
     with _clients(pace, 1_000), bus.subscribe() as sub, trio.fail_after(5):
         bus.publish(ProcessingStarted(batch_id="a"))
@@ -66,7 +90,7 @@ async def test_a_client_dropped_while_it_waits_gets_nothing_more(
 
             async def overflow() -> None:
                 await trio.sleep(0.05)
-                for _ in range(2):
+                for _ in range(4):  # in one go: more than the buffer holds
                     bus.publish(ProcessingStarted(batch_id="a"))
 
             nursery.start_soon(overflow)
