@@ -12,7 +12,6 @@ seconds of this process and its children over the same span (``bench.cpu``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import tempfile
 import time
@@ -83,10 +82,7 @@ async def _until_the_run_ends(events: Subscription) -> None:
     """
     while True:
         try:
-            taken = [await events.receive()]
-            with contextlib.suppress(trio.WouldBlock):
-                while True:
-                    taken.append(events.receive_nowait())
+            taken = await events.receive_queued()
         except trio.EndOfChannel:
             raise RuntimeError(f"events dropped: {events.dropped_reason}") from None
         if any(event.event in ("done", "error") for event in taken):

@@ -12,9 +12,12 @@ jobs finished over the same window, and prints the table of
 slows them. Nothing here asserts anything: it explains the W1 figures of a
 ``python -m bench`` run.
 
-py-spy samples a process and the children it starts afterwards, not those
-already running, so the engine and its batch child (the busiest child; the
-warm spare idles) are sampled by one py-spy each.
+The engine and its batch child (the busiest child; the warm spare idles)
+are sampled by one py-spy each, attached by pid: py-spy's
+``--subprocesses`` follows only the children a process starts after it
+attached. The window's jobs and CPU seconds are read just before and after
+the sampling, so they include py-spy's attach and exit: the jobs/s it
+prints reads a little low; the shares per job do not depend on it.
 """
 
 from __future__ import annotations
@@ -89,7 +92,7 @@ async def profile(jobs: int, seconds: float, rate: int, workdir: Path) -> str:
             done_before, cpu_before = await _finished(api, batch_id), _cpu_seconds(processes)
             began = time.monotonic()
             command = [py_spy, "record", "--nonblocking", "-f", "raw"]
-            command += ["-r", str(rate), "-d", str(round(seconds))]
+            command += ["-r", str(rate), "-d", str(max(1, round(seconds)))]
             async with trio.open_nursery() as sampling:
                 for name, process in processes.items():
                     output = ["-p", str(process.pid), "-o", str(workdir / f"{name}.txt")]

@@ -55,7 +55,6 @@ def _any(value: Any) -> Any:
     return value
 
 
-_ANY = _any
 #: The checks of exact kinds, which generated code makes inline.
 _EXACT = {kind: _exact(kind) for kind in (str, int, bool)}
 _EXACT_KINDS: dict[Callable[[Any], Any], type[Any]] = {
@@ -93,7 +92,7 @@ def _value_check(tp: Any) -> Callable[[Any], Any] | None:
     converter would (raising ``_Refused`` otherwise), or None for a type
     the shortcut does not handle."""
     if tp is Any:
-        return _ANY
+        return _any
     if tp in _EXACT:
         return _EXACT[tp]
     if tp is float:
@@ -178,7 +177,7 @@ def _compiled(
             if kind is not None:
                 names[f"kind{index}"] = kind
                 lines.append(f"    if type(v{index}) is not kind{index}:\n        raise _Refused")
-            elif check is not _ANY:
+            elif check is not _any:
                 names[f"check{index}"] = check
                 lines.append(f"    v{index} = check{index}(v{index})")
             given.append(f"{name}=v{index}")

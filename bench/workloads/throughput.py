@@ -57,7 +57,9 @@ class BatchRun:
     seconds: float
     #: Seconds from ``process/all`` to the arrival of the last frame.
     end_to_end_seconds: float
-    #: CPU seconds of the served engine and its children over those seconds.
+    #: CPU seconds of the served engine and its children from ``process/all``
+    #: to the last frame (over ``end_to_end_seconds``: a little more than
+    #: ``seconds``, so the CPU per job is an upper bound).
     engine_cpu_seconds: float
     frames: list[Frame]
 
@@ -90,7 +92,10 @@ async def run_batch(server: LiveServer, api: Api, type: str, payloads: list[Any]
         frames = await events.until_end(batch_id)
         cpu_used = server.cpu_seconds() - cpu_before
     jobs = [frame for frame in frames if frame.event == "job:progress"]
-    first_start = min(float(f.data["startedAt"]) for f in jobs if "startedAt" in f.data)
+    starts = [float(f.data["startedAt"]) for f in jobs if "startedAt" in f.data]
+    if not starts:
+        raise RuntimeError(f"batch {batch_id}: no job:progress frame carried a startedAt")
+    first_start = min(starts)
     last_end = max(f.arrived for f in jobs if f.data["status"] in ("completed", "failed"))
     return BatchRun(
         submit_seconds=submitted,

@@ -171,7 +171,7 @@ class ServerMetrics:
     async def follow(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Counts every event of the bus until it closes.
 
-        Cancellation: atomic per event; the counters hold what was observed.
+        Cancellation: atomic per burst; the counters hold what was observed.
         """
         resume_from: int | None = None
         while True:

@@ -2,7 +2,8 @@
 that completes the job which enqueued them, so they exist if and only if it
 completed.
 
-Runs in the store's worker thread inside that transaction, after
+Runs inside that transaction (in the store's worker thread, or in the
+Trio thread for a hot step with few follow-ups: ``engine.store.sqlite``), after
 ``_sqlite_outcomes.apply`` moved the jobs (its ``states`` say which completed).
 """
 

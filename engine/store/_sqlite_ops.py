@@ -65,7 +65,8 @@ _JOB_COLUMNS = (
     " started_at, finished_at, progress, timeout_seconds"
 )
 _PENDING = JobState.PENDING.value  # where every job starts
-_NO_LEASE = "lease_owner = NULL, lease_expires = NULL"
+#: The columns of a job that leaves its lease (an outcome, a recovery).
+NO_LEASE = "lease_owner = NULL, lease_expires = NULL"
 _IN_JSON = "IN (SELECT value FROM json_each(?))"
 BATCH_COLUMNS = "b.batch_id, b.type, b.created_at, b.options, r.owner"
 # Batches with the owner of their run record when its lease is live (``:now``).
@@ -91,7 +92,7 @@ RETURNING priority, seq, {_JOB_COLUMNS}
 """
 _RENEW = f"UPDATE jobs SET lease_expires = ? WHERE lease_owner = ? AND {guard(JobEvent.EXPIRE)}"
 _RECOVER = f"""
-UPDATE jobs SET state = {target(JobEvent.EXPIRE)}, attempts = MAX(attempts - 1, 0), {_NO_LEASE}
+UPDATE jobs SET state = {target(JobEvent.EXPIRE)}, attempts = MAX(attempts - 1, 0), {NO_LEASE}
 WHERE lease_owner IS NOT NULL AND lease_expires <= ? AND {guard(JobEvent.EXPIRE)}
 """
 _REQUEUE = f"""

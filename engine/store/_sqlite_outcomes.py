@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.store import _json
-from engine.store._sqlite_ops import _NO_LEASE, guard, target, target_state
+from engine.store._sqlite_ops import NO_LEASE, guard, target, target_state
 from engine.store.records import Complete, Fail, Outcome, Release
 from protocols.lifecycle import TRANSITIONS, JobEvent, JobState
 
@@ -38,7 +38,7 @@ _MOVES = {
 # One statement per event of the other outcomes; ``:state`` comes from the
 # lifecycle table.
 _APPLY = {
-    event: f"UPDATE jobs SET state = :state, {columns}, {_NO_LEASE}"
+    event: f"UPDATE jobs SET state = :state, {columns}, {NO_LEASE}"
     f" WHERE seq = :seq AND lease_owner = :owner AND {guard(event)}"
     for event, columns in {
         JobEvent.FAIL: "error = :error, traceback = :traceback, finished_at = :now",
@@ -53,7 +53,7 @@ _APPLY = {
 # not on the owner's leases.
 _COMPLETE_MANY = f"""
 UPDATE jobs SET state = {target(JobEvent.COMPLETE)}, result = r.value, error = NULL,
-    traceback = NULL, finished_at = :now, {_NO_LEASE}
+    traceback = NULL, finished_at = :now, {NO_LEASE}
 FROM json_each(:results) AS r
 WHERE jobs.job_id = r.key AND +jobs.lease_owner = :owner AND +jobs.{guard(JobEvent.COMPLETE)}
 RETURNING jobs.job_id
@@ -88,6 +88,10 @@ def _plan(
 def apply(
     conn: sqlite3.Connection, now: float, outcomes: Sequence[Outcome], owner: str
 ) -> dict[str, JobState]:
+    """Move each job named in ``outcomes`` that is active under ``owner``'s
+    lease by its first outcome: completions in one statement, the others
+    one by one; the state each moved job is in now, by id (the others are
+    skipped)."""
     first: dict[str, Outcome] = {}
     for outcome in outcomes:  # the first outcome for a job moves it out of active
         first.setdefault(outcome.job_id, outcome)

@@ -44,7 +44,8 @@ loop for its few statements: for tests on trio's ``MockClock``, whose
 autojump would move time on (and fire deadlines) while a worker thread works.
 
 The bodies of the transactions and the SQL live in
-``engine.store._sqlite_ops``, the schema in ``engine.store._sqlite_schema``,
+``engine.store._sqlite_ops`` (the outcomes' in
+``engine.store._sqlite_outcomes``), the schema in ``engine.store._sqlite_schema``,
 the reads of batches and jobs in ``engine.store._sqlite_reads`` and the
 cluster's methods (engine registry, run ownership, startable batches) in
 ``engine.store._sqlite_cluster``, the hot steps (claims and outcomes) in
@@ -125,8 +126,9 @@ class SqliteStore(
     Every method is one transaction and atomic under cancellation (see the
     module notes). Every method raises ``StoreUnavailable`` when SQLite
     cannot do the work, having written nothing, and
-    ``trio.ClosedResourceError`` once the store is closed. The reads of
-    batches and jobs come from ``SqliteReads``, the cluster methods from
+    ``trio.ClosedResourceError`` once the store is closed. The hot steps
+    (claims and outcomes) come from ``SqliteSteps``, the reads of
+    batches and jobs from ``SqliteReads``, the cluster methods from
     ``SqliteClusterMethods``, the limit methods from ``SqliteLimits``, the
     schedule firings from ``SqliteSchedules``.
     """
