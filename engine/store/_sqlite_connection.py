@@ -73,19 +73,14 @@ def transaction_now(conn: sqlite3.Connection, busy_timeout_seconds: float) -> It
     nothing runs between the transaction and its rollback."""
     conn.execute("PRAGMA busy_timeout = 0")
     try:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:  # an extended code's primary
-                raise Busy(str(exc)) from exc
-            raise
-        try:
+        with contextlib.ExitStack() as begun:
+            try:
+                begun.enter_context(transaction(conn, write=True))
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:  # extended codes too
+                    raise Busy(str(exc)) from exc
+                raise
             yield
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
     finally:
         conn.execute(f"PRAGMA busy_timeout = {round(busy_timeout_seconds * 1000)}")
 
