@@ -19,9 +19,9 @@ nothing more. One task at a time receives from a subscription.
 from __future__ import annotations
 
 import collections
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import trio
 
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from engine.core.bus import EventBus
 
 __all__ = ["BUS_CLOSED", "SLOW_SUBSCRIBER", "Subscription"]
+
+_T = TypeVar("_T")
 
 #: Why a subscription ended, as its ``dropped_reason`` says.
 SLOW_SUBSCRIBER = "slow-subscriber"
@@ -149,12 +151,7 @@ class Subscription:
         Raises:
             trio.EndOfChannel: the subscription ended; see ``dropped_reason``.
         """
-        while True:
-            await self.wait_queued()
-            try:
-                return self.receive_nowait()
-            except trio.WouldBlock:
-                continue
+        return await self._once_queued(self.receive_nowait)
 
     async def receive_queued(self) -> list[Event]:
         """Everything queued, oldest first, once at least one event is: how a
@@ -165,10 +162,14 @@ class Subscription:
         Raises:
             trio.EndOfChannel: the subscription ended; see ``dropped_reason``.
         """
+        return await self._once_queued(self.receive_queued_nowait)
+
+    async def _once_queued(self, take: Callable[[], _T]) -> _T:
+        """``take()`` once something is queued (or the subscription ended)."""
         while True:
             await self.wait_queued()
             try:
-                return self.receive_queued_nowait()
+                return take()
             except trio.WouldBlock:
                 continue
 
