@@ -53,6 +53,7 @@ from protocols.fields import OMIT_WHEN_DEFAULT
 __all__ = [
     "CONVERTER",
     "OMIT_WHEN_DEFAULT",
+    "at_least_one",
     "camel_case",
     "configure_converter",
     "decode_json",
@@ -238,6 +239,12 @@ def invalid_field(attribute: attrs.Attribute[Any], problem: str) -> ValueError:
         AttributeValidationNote(f"validating {attribute.name}", attribute.name, attribute.type)
     )
     return error
+
+
+def at_least_one(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    """An attrs validator: ``value`` is 1 or more (a ``seq``, a count)."""
+    if value < 1:
+        raise invalid_field(attribute, f"must be at least 1, got {value}")
 
 
 def describe_error(exc: BaseException, path: str = "$") -> list[str]:

@@ -51,6 +51,7 @@ from protocols import jsontext
 from protocols.codec import (
     CONVERTER,
     OMIT_WHEN_DEFAULT,
+    at_least_one,
     encode_json,
     invalid_field,
     structure_as,
@@ -93,11 +94,6 @@ class CloseCode(enum.IntEnum):
 
 
 # --- validators -----------------------------------------------------------------
-
-
-def _positive(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
-    if value < 1:
-        raise invalid_field(attribute, f"must be at least 1, got {value}")
 
 
 def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
@@ -280,7 +276,7 @@ _NAMES: Mapping[type[EventData], str] = {cls: name for name, cls in EVENT_TYPES.
 class Event:
     """One event as subscribers receive it: its data, stamped with its ``seq``."""
 
-    seq: int = attrs.field(validator=_positive)
+    seq: int = attrs.field(validator=at_least_one)
     data: EventData = attrs.field(validator=attrs.validators.instance_of(tuple(_NAMES)))
 
     @property

@@ -28,9 +28,9 @@ import attrs
 
 from protocols.codec import (
     CONVERTER,
+    at_least_one,
     decode_json,
     encode_json,
-    invalid_field,
     json_kind,
     structure_as,
 )
@@ -40,18 +40,13 @@ from protocols.events import Event, decode_event
 __all__ = ["parse_ws_frame", "parse_ws_message", "sse_frame", "ws_array", "ws_frame"]
 
 
-def _positive(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
-    if value < 1:
-        raise invalid_field(attribute, f"must be at least 1, got {value}")
-
-
 @attrs.frozen(kw_only=True)
 class _Frame:
     """A WebSocket frame as it travels: ``data`` is decoded once the name
     has picked its class."""
 
     event: str
-    seq: int = attrs.field(validator=_positive)
+    seq: int = attrs.field(validator=at_least_one)
     data: Any
 
 
