@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import trio
 
@@ -97,11 +97,28 @@ class RateWindow:
         """
         if rate is None:
             return cls(None, 1.0)
-        window = cls(rate.count, rate.per_seconds)
+        recent = ((start.started_at, start.cost) for start in rate.recent)
+        return cls.carried(rate.count, rate.per_seconds, recent, wall_now)
+
+    @classmethod
+    def carried(
+        cls,
+        count: int,
+        per_seconds: float,
+        starts: Iterable[tuple[float, float]],
+        wall_now: float,
+    ) -> RateWindow:
+        """The window of ``count`` per ``per_seconds`` holding ``starts``
+        (each a wall-clock time and a cost), carried as ``handed`` carries
+        a rate's recent starts.
+
+        Raises:
+            ValueError: a limit or a start's cost is out of range.
+        """
+        window = cls(count, per_seconds)
         now = trio.current_time()
-        for start in sorted(rate.recent, key=lambda s: s.started_at):
-            at = now - max(0.0, wall_now - start.started_at)
-            window._append(at, window._cost(start.cost))
+        for started_at, cost in sorted(starts):
+            window._append(now - max(0.0, wall_now - started_at), window._cost(cost))
         return window
 
     def _cost(self, cost: float) -> float:
