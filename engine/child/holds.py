@@ -1,9 +1,10 @@
 """The child's hold on starts after a handler raised ``RateLimited``.
 
 The engine stops sending the batch's jobs when it hears of the raise, but
-the child may already hold jobs that have not started (queued for a slot,
-or holding one): they must not start either until the hold ends, so the
-batch starts nothing for the time its handler asked. Holds only lengthen.
+the child may already hold jobs that have not started (queued for a
+worker, or waiting to start): they must not start either until the hold
+ends, so the batch starts nothing for the time its handler asked. Holds
+only lengthen.
 A job waits for the hold where it waits for the batch's rate window
 (``engine.child.rate_window``). Time is ``trio.current_time()``.
 """

@@ -54,7 +54,9 @@ class JobScopes:
         del self._scopes[job_id]
 
     def cancel(self, job_id: str) -> bool:
-        """Cancel the job's scope; whether the job was held."""
+        """Cancel the job's scope; whether it had one: whether a worker runs
+        the job (its handler, or its wait to start). A job still queued for
+        a worker has none: False, nothing cancelled."""
         scope = self._scopes.get(job_id)
         if scope is None:
             return False

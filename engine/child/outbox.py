@@ -50,13 +50,14 @@ class Outbox:
         self._broken = False
         self._encoder: LineFramer[ipc.ChildMessage] = LineFramer(ipc.ChildMessage)
         #: Jobs the child holds: received and not yet answered.
-        self.in_flight = 0
+        self._in_flight = 0
         self.completed = 0
         self.failed = 0
         self._finished_since_progress = 0
 
     def send(self, message: ipc.ChildMessage) -> None:
-        """Encode and queue one message; it is written this round or the next.
+        """Encode and queue one message; it is written with the next start's
+        line (``send_written``), else by ``write_loop`` two rounds later.
 
         Raises:
             LocalProtocolError: the message holds something JSON cannot
@@ -89,6 +90,14 @@ class Outbox:
             if self._written_total < line:
                 self.flush()
 
+    def count_received(self, jobs: int) -> None:
+        """The child received ``jobs`` more jobs to answer (``in_flight``)."""
+        self._in_flight += jobs
+
+    def count_answered(self) -> None:
+        """A job the child held was answered (with any outcome)."""
+        self._in_flight -= 1
+
     def count_finished(self, *, failed: bool) -> None:
         """A job the child held was answered completed or failed."""
         if failed:
@@ -106,7 +115,7 @@ class Outbox:
         if self._finished_since_progress:
             self._finished_since_progress = 0
             tally = ipc.Progress(
-                in_flight=self.in_flight, completed=self.completed, failed=self.failed
+                in_flight=self._in_flight, completed=self.completed, failed=self.failed
             )
             self.send(tally)
         data = reports_lines(self._lines)

@@ -6,9 +6,10 @@ Design notes
 The process loads the job modules, then runs the child program
 (``engine.child.program``) over its two pipes: it reads ``--ipc-in`` and
 writes ``--ipc-out`` with whole blocking writes. Once the program has
-returned, the process flushes its stdout and stderr and exits at once,
-without the interpreter's teardown (``atexit`` hooks of job modules do not
-run).
+returned, the process shuts logging down (``logging.shutdown``: the
+handlers of job modules flush and close, so buffered records are not
+lost), flushes its stdout and stderr and exits at once, without the rest of
+the interpreter's teardown (``atexit`` hooks of job modules do not run).
 
 Noticing the engine's death: EOF on ``--ipc-in`` ends the child at once. A
 job that blocks the main thread (a ``hang``) would keep the loop from seeing
@@ -20,6 +21,7 @@ engine by more than ``_ORPHAN_POLL_SECONDS`` plus a scheduling delay.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -45,8 +47,8 @@ def _blocking_writer(fd: int) -> Callable[[bytes], None]:
     """Whole writes to ``fd``, blocking while the pipe is full.
 
     Writes are synchronous so that a line is on its way before the next
-    statement runs (see ``ChildProgram.flush``); a full pipe means the engine is behind,
-    and the child waiting for it is the right backpressure.
+    statement runs (see ``Outbox.flush``); a full pipe means the engine is
+    behind, and the child waiting for it is the right backpressure.
     """
     os.set_blocking(fd, True)
 
@@ -95,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     # Everything the engine must hear has been written. The interpreter's
     # teardown (tens of milliseconds with the job modules loaded) would only
     # delay the engine's seeing the exit, and with it the batch's ``done``;
-    # what a handler printed is flushed first.
+    # what a handler logged or printed is flushed first.
+    logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

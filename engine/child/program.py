@@ -90,7 +90,8 @@ class ChildProgram:
         self._clock = clock
         self.batch_id = ""
         self.draining = False
-        self._queued: set[trio.CancelScope] = set()
+        #: The cancel scopes of the jobs waiting to start (``_wait_to_start``).
+        self._waiting_to_start: set[trio.CancelScope] = set()
         self.job_scopes = JobScopes()
         self._hold = StartHold()
         self._window = RateWindow(None, 1.0)
@@ -104,7 +105,7 @@ class ChildProgram:
         """Answer held jobs that will not start ``JobInterrupted``."""
         for job in jobs:
             self.outbox.send(ipc.JobInterrupted(job_id=job.job_id))
-            self.outbox.in_flight -= 1
+            self.outbox.count_answered()
 
     async def run_job(self, job: ipc.JobToRun, scope: trio.CancelScope) -> None:
         """Run one held job and report it; never raises but ``Cancelled``.
@@ -124,7 +125,7 @@ class ChildProgram:
             raise
         finally:
             self.job_scopes.unbind(job.job_id)
-            self.outbox.in_flight -= 1
+            self.outbox.count_answered()
 
     async def _wait_to_start(self, job: ipc.JobToRun) -> bool:
         """The one place a taken job waits before it starts: for the batch's
@@ -135,19 +136,19 @@ class ChildProgram:
             return True
         if self.draining:
             return False
-        with trio.CancelScope() as queued:
-            self._queued.add(queued)
+        with trio.CancelScope() as waiting:
+            self._waiting_to_start.add(waiting)
             try:
                 await self._window.take(job.cost, self._hold.until)
             finally:
-                self._queued.discard(queued)
-        return not queued.cancelled_caught
+                self._waiting_to_start.discard(waiting)
+        return not waiting.cancelled_caught
 
     def start_draining(self) -> None:
         """Take nothing new; jobs waiting to start are handed back at once."""
         self.draining = True
-        for queued in self._queued:
-            queued.cancel()
+        for waiting in self._waiting_to_start:
+            waiting.cancel()
 
     async def _run_reported(self, job: ipc.JobToRun) -> None:
         # The engine must know a job started before its handler can take the
@@ -297,7 +298,7 @@ async def _run_batch(program: ChildProgram, begin: ipc.Begin, inbox: _Inbox) -> 
         nonlocal engine_gone
         while (message := await inbox.receive()) is not None:
             if isinstance(message, ipc.RunJobs):
-                outbox.in_flight += len(message.jobs)
+                outbox.count_received(len(message.jobs))
                 if program.draining:
                     program.hand_back(message.jobs)
                 else:

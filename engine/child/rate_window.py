@@ -26,6 +26,16 @@ A handler's ``RateLimited`` holds every start back for a while
 (``not_before``), so a job that waited for the window does not start
 inside a hold that began meanwhile.
 
+Starts are served in order, like ``trio.CapacityLimiter``: while a job
+waits, a later one queues behind it (``take_nowait`` refuses), and only
+the first in line may take. Otherwise a job of cost above 1 could wait for
+ever while jobs of cost 1 keep coming and take each unit as it leaves the
+window.
+
+The cost in the window is kept as a running total, adjusted as starts
+come and leave, and set back to 0 whenever the window empties, so the
+rounding of fractional costs cannot build up (whole costs are exact).
+
 Time is read only through ``trio.current_time()``, so tests drive the
 window with ``trio.testing.MockClock``.
 """
@@ -34,7 +44,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import trio
 
@@ -68,6 +78,11 @@ class RateWindow:
         self._per_seconds = per_seconds
         # (time, cost), oldest first
         self._starts: deque[tuple[float, float]] = deque()
+        #: The cost in ``_starts``.
+        self._held = 0.0
+        #: One event per waiting ``take``, first in line first; set when
+        #: that one becomes first.
+        self._waiting: deque[trio.Event] = deque()
 
     @classmethod
     def handed(cls, rate: ipc.StartRate | None, wall_now: float) -> RateWindow:
@@ -82,11 +97,28 @@ class RateWindow:
         """
         if rate is None:
             return cls(None, 1.0)
-        window = cls(rate.count, rate.per_seconds)
+        recent = ((start.started_at, start.cost) for start in rate.recent)
+        return cls.carried(rate.count, rate.per_seconds, recent, wall_now)
+
+    @classmethod
+    def carried(
+        cls,
+        count: int,
+        per_seconds: float,
+        starts: Iterable[tuple[float, float]],
+        wall_now: float,
+    ) -> RateWindow:
+        """The window of ``count`` per ``per_seconds`` holding ``starts``
+        (each a wall-clock time and a cost), carried as ``handed`` carries
+        a rate's recent starts.
+
+        Raises:
+            ValueError: a limit or a start's cost is out of range.
+        """
+        window = cls(count, per_seconds)
         now = trio.current_time()
-        for start in sorted(rate.recent, key=lambda s: s.started_at):
-            at = now - max(0.0, wall_now - start.started_at)
-            window._starts.append((at, window._cost(start.cost)))
+        for started_at, cost in sorted(starts):
+            window._append(now - max(0.0, wall_now - started_at), window._cost(cost))
         return window
 
     def _cost(self, cost: float) -> float:
@@ -107,14 +139,21 @@ class RateWindow:
         # waited for it to leave. Each caller reads the clock once: the
         # window it prunes is the one it weighs a start against.
         while self._starts and self._starts[0][0] + self._per_seconds <= now:
-            self._starts.popleft()
+            self._held -= self._starts.popleft()[1]
+        if not self._starts:
+            self._held = 0.0
         return self._starts
 
+    def _append(self, at: float, cost: float) -> None:
+        self._starts.append((at, cost))
+        self._held += cost
+
     def _ready_at(self, cost: float, now: float) -> float:
-        """``next_start_at`` as of ``now``."""
+        """``next_start_at`` as of ``now``, for the first in line."""
         if self._count is None:
             return now
-        held = sum(taken for _, taken in self._in_window(now))
+        self._in_window(now)
+        held = self._held
         for at, taken in self._starts:
             if held + cost <= self._count:
                 break
@@ -123,8 +162,9 @@ class RateWindow:
         return now
 
     def next_start_at(self, cost: float = 1.0) -> float:
-        """When a start of ``cost`` is allowed: now when there is room, else
-        the moment enough of the oldest starts have left the window.
+        """When a start of ``cost`` is allowed, were it first in line: now
+        when there is room, else the moment enough of the oldest starts have
+        left the window.
 
         Raises:
             ValueError: ``cost`` is not a finite number > 0.
@@ -135,16 +175,18 @@ class RateWindow:
         """How much cost the window admits right now (inf: unlimited)."""
         if self._count is None:
             return math.inf
-        return self._count - sum(taken for _, taken in self._in_window(trio.current_time()))
+        self._in_window(trio.current_time())
+        return self._count - self._held
 
     def take_nowait(self, cost: float = 1.0, not_before: Callable[[], float] = _no_hold) -> bool:
-        """Take a start of ``cost`` now if the window has room and it is not
-        before ``not_before()``; whether it was taken.
+        """Take a start of ``cost`` now if no ``take`` is waiting, the window
+        has room and it is not before ``not_before()``; whether it was taken.
 
         Raises:
             ValueError: ``cost`` is not a finite number > 0.
         """
-        return self._take_now(self._cost(cost), not_before) is not None
+        cost = self._cost(cost)
+        return not self._waiting and self._take_now(cost, not_before) is not None
 
     def _take_now(self, cost: float, not_before: Callable[[], float]) -> float | None:
         """Take a start of ``cost`` (counted already) now if allowed: when,
@@ -156,14 +198,16 @@ class RateWindow:
             return now
         if self._ready_at(cost, now) > now:
             return None
-        self._starts.append((now, cost))
+        self._append(now, cost)
         return now
 
     async def take(self, cost: float = 1.0, not_before: Callable[[], float] = _no_hold) -> float:
-        """Take a start of ``cost``, waiting until the window has room and
-        ``not_before()`` (read again after each wait) has passed.
+        """Take a start of ``cost``, in turn: behind every ``take`` already
+        waiting, until the window has room and ``not_before()`` (read again
+        after each wait) has passed.
 
-        Cancellation: atomic; if cancelled, no start was taken.
+        Cancellation: atomic; if cancelled, no start was taken, and the
+        next in line takes its turn.
 
         Returns:
             When the start was taken (``trio.current_time()``); no other
@@ -175,9 +219,29 @@ class RateWindow:
         """
         cost = self._cost(cost)
         await trio.lowlevel.checkpoint_if_cancelled()
-        while True:
+        if not self._waiting:
             taken_at = self._take_now(cost, not_before)
             if taken_at is not None:
                 return taken_at
-            # Another waiter may take the room this one sleeps until.
-            await trio.sleep_until(max(self._ready_at(cost, trio.current_time()), not_before()))
+        turn = trio.Event()
+        if not self._waiting:
+            turn.set()
+        self._waiting.append(turn)
+        try:
+            await turn.wait()
+            while True:
+                taken_at = self._take_now(cost, not_before)
+                if taken_at is not None:
+                    return taken_at
+                now = trio.current_time()
+                await trio.sleep_until(max(self._ready_at(cost, now), not_before()))
+        finally:
+            self._leave_line(turn)
+
+    def _leave_line(self, turn: trio.Event) -> None:
+        """Take ``turn`` out of the line; the next in line, if it is now
+        first, gets its turn."""
+        first = self._waiting[0] is turn
+        self._waiting.remove(turn)
+        if first and self._waiting:
+            self._waiting[0].set()

@@ -43,8 +43,10 @@ class Workers:
     """The jobs the child holds and the worker tasks that run them.
 
     A job handed while fewer than ``concurrency`` jobs are taken is taken
-    at once (by an idle worker, or by a worker started for it): from then
-    on it is in flight, and no ``close`` returns it. Others queue.
+    at once by an idle worker, or by a worker started for it while fewer
+    than ``concurrency`` workers exist: from then on it is in flight, and
+    no ``close`` returns it. Others queue (a worker still busy with a job
+    that ignored its stop takes the first of them when it is free).
 
     Args:
         nursery: where workers are started; it owns them.
@@ -62,6 +64,7 @@ class Workers:
         #: What each woken worker was handed (None: no more jobs).
         self._handed: dict[trio.lowlevel.Task, ipc.JobToRun | None] = {}
         self._taken = 0
+        self._workers = 0
         self._closed = False
 
     def hand(self, jobs: Iterable[ipc.JobToRun]) -> None:
@@ -70,12 +73,15 @@ class Workers:
         for job in jobs:
             if self._taken == self._concurrency:
                 self._queued.append(job)
-                continue
-            self._taken += 1
-            if self._idle:
+            elif self._idle:
+                self._taken += 1
                 self._wake(job)
-            else:
+            elif self._workers < self._concurrency:
+                self._taken += 1
+                self._workers += 1
                 self._nursery.start_soon(self._work, job)
+            else:
+                self._queued.append(job)
 
     def take_back(self, job_id: str) -> ipc.JobToRun | None:
         """Remove the queued job ``job_id`` (not taken yet); None when no
@@ -102,19 +108,22 @@ class Workers:
         trio.lowlevel.reschedule(task)
 
     async def _work(self, job: ipc.JobToRun | None) -> None:
-        while job is not None:
-            # A job's stop cancels this scope: the job ends there (or, if it
-            # swallowed the stop, the next take raises it), and the worker
-            # goes on in a fresh scope.
-            with trio.CancelScope() as scope:
-                while job is not None:
-                    try:
-                        await self._run(job, scope)
-                    finally:
-                        self._taken -= 1
-                    job = await self._next()
-                return  # closed
-            job = await self._next()
+        try:
+            while job is not None:
+                # A job's stop cancels this scope: the job ends there (or, if
+                # it swallowed the stop, the next take raises it), and the
+                # worker goes on in a fresh scope.
+                with trio.CancelScope() as scope:
+                    while job is not None:
+                        try:
+                            await self._run(job, scope)
+                        finally:
+                            self._taken -= 1
+                        job = await self._next()
+                    return  # closed
+                job = await self._next()
+        finally:
+            self._workers -= 1
 
     async def _next(self) -> ipc.JobToRun | None:
         """The next job for this worker, None once closed.

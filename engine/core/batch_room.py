@@ -31,15 +31,14 @@ counts no more once its outcome is in.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from itertools import chain
 
-import attrs
 import trio
 
 from engine.child.rate_window import RateWindow
 from engine.core.held import HeldJobs
 from engine.core.limits import RecentStarts
 from engine.store.records import JobRecord
-from protocols import ipc
 
 __all__ = ["batch_window", "wait_for_batch_room"]
 
@@ -49,13 +48,14 @@ def batch_window(starts: RecentStarts, held: HeldJobs, wall_now: float) -> RateW
     (the engine's wall clock), on ``trio.current_time()``: the run's
     reported starts, and each held job sent to the child and not reported
     started nor ended, counted as starting at ``wall_now``."""
-    handed = starts.handover(wall_now)
-    starting = tuple(
-        ipc.RecentStart(started_at=wall_now, cost=job.record.cost)
+    reported = ((start.started_at, start.cost) for start in starts.in_window(wall_now))
+    starting = (
+        (wall_now, job.record.cost)
         for job in held
         if job.sent and job.active_since is None and job.outcome is None
     )
-    return RateWindow.handed(attrs.evolve(handed, recent=handed.recent + starting), wall_now)
+    rate = starts.rate
+    return RateWindow.carried(rate.count, rate.per_seconds, chain(reported, starting), wall_now)
 
 
 async def wait_for_batch_room(

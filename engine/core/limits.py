@@ -43,6 +43,7 @@ The pause is a limit too: a run dispatches only while its ``PauseGate``
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 
 from engine.config.parsers import RateLimit
 from protocols import ipc
@@ -66,9 +67,21 @@ class RecentStarts:
             self._starts.popleft()
         self._starts.append(ipc.RecentStart(started_at=started_at, cost=cost))
 
+    @property
+    def rate(self) -> RateLimit:
+        """The batch's rate limit."""
+        return self._rate
+
+    def in_window(self, now: float) -> Iterator[ipc.RecentStart]:
+        """The starts still inside the window at ``now`` (wall clock), oldest
+        noted first."""
+        per_seconds = self._rate.per_seconds
+        return (s for s in self._starts if s.started_at + per_seconds > now)
+
     def handover(self, now: float) -> ipc.StartRate:
         """The batch's rate for a child bound to the run at ``now`` (wall
         clock), with the starts still inside the window then."""
-        per_seconds = self._rate.per_seconds
-        recent = tuple(s for s in self._starts if s.started_at + per_seconds > now)
-        return ipc.StartRate(count=self._rate.count, per_seconds=per_seconds, recent=recent)
+        recent = tuple(self.in_window(now))
+        return ipc.StartRate(
+            count=self._rate.count, per_seconds=self._rate.per_seconds, recent=recent
+        )

@@ -1,7 +1,8 @@
 """How the child's workers take the jobs it holds, driven in-process on the
 mock clock: in order as workers free, each round's results and next starts
 in one write, a job's stop never reaching the job its worker runs next,
-jobs within the concurrency taken on arrival."""
+jobs within the concurrency taken on arrival, never more workers than the
+concurrency."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import trio
 import trio.testing
 
+from engine.child.workers import Workers
 from engine.jobs.registry import JobContext, JobRegistry
 from protocols import ipc
 from protocols.framing import NEED_DATA, LineFramer
@@ -156,3 +158,31 @@ async def test_jobs_within_the_concurrency_are_taken_on_arrival(
     assert _interrupted(messages) == ["j2"]
     assert sorted(_terminal(messages)) == ["j0", "j1"]
     assert messages[-1] == ipc.Done(completed=2, failed=0)
+
+
+async def test_a_job_handed_while_a_stubborn_worker_hears_its_stop_starts_no_extra_worker(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A job that swallowed its stop ends normally; its worker hears the stop
+    # only at its next take, a round later. A job handed in that round must
+    # wait for that worker, not start a second one. Trio may run the two in
+    # either order within a round, so the race is run many times.
+    most_workers = 0
+
+    async def run(job: ipc.JobToRun, scope: trio.CancelScope) -> None:
+        if job.job_id.startswith("stubborn"):
+            scope.cancel()
+            handed.set()
+
+    async with trio.open_nursery() as nursery:
+        workers = Workers(nursery, 1, run)
+        for attempt in range(40):
+            handed = trio.Event()
+            workers.hand([_job(f"stubborn-{attempt}", "echo")])
+            await handed.wait()
+            workers.hand([_job(f"next-{attempt}", "echo")])
+            most_workers = max(most_workers, len(nursery.child_tasks))
+            await trio.testing.wait_all_tasks_blocked()
+            most_workers = max(most_workers, len(nursery.child_tasks))
+        assert workers.close() == []
+    assert most_workers == 1

@@ -460,3 +460,64 @@ async def test_a_handed_start_later_than_the_wall_clock_counts_as_made_now(
     assert window.take_nowait()
     assert not window.take_nowait()
     assert window.next_start_at() == t0 + 2.0
+
+
+async def _start_like_a_child(window: RateWindow, cost: float) -> float:
+    """A job's start as the child makes it: at once if it may, else in turn."""
+    if window.take_nowait(cost):
+        return trio.current_time()
+    return await window.take(cost)
+
+
+async def test_a_costly_start_is_not_starved_by_cheap_ones_that_come_after_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Cheap jobs come every 0.2 s and fill the window by 0.8 s; the costly
+    # one comes at 0.9 s. Each later cheap job would fit the unit the oldest
+    # start frees, but waits behind the costly one.
+    window = RateWindow(5, 1.0)
+    t0 = trio.current_time()
+    cheap: list[float] = []
+    costly: list[float] = []
+
+    async def costly_job() -> None:
+        await trio.sleep_until(t0 + 0.9)
+        costly.append(await _start_like_a_child(window, 5.0) - t0)
+
+    async def cheap_job() -> None:
+        cheap.append(await _start_like_a_child(window, 1.0) - t0)
+
+    with trio.fail_after(100):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(costly_job)
+            for arrival in range(25):
+                await trio.sleep_until(t0 + 0.2 * arrival)
+                nursery.start_soon(cheap_job)
+    assert costly == [pytest.approx(1.8)]
+    assert sorted(cheap)[:5] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8])
+    assert min(sorted(cheap)[5:]) == pytest.approx(2.8)
+    assert busiest_cost([(t, 1.0) for t in cheap] + [(costly[0], 5.0)], 1.0) <= 5
+
+
+async def test_a_cancelled_first_in_line_lets_the_next_one_take(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    window = RateWindow(2, 1.0)
+    t0 = trio.current_time()
+    assert window.take_nowait(2.0)
+    started: list[float] = []
+
+    async def cheap_job() -> None:
+        started.append(await window.take(1.0))
+
+    with trio.fail_after(100):
+        async with trio.open_nursery() as nursery:
+            with trio.move_on_after(0.5) as costly:
+                nursery.start_soon(cheap_job)
+                await window.take(2.0, not_before=lambda: t0 + 10.0)
+            nursery.start_soon(cheap_job)
+    assert costly.cancelled_caught
+    # Behind a waiter held until t0 + 10, nothing could start; once it left
+    # the line, the cheap jobs share the window freed at t0 + 1.
+    assert started == [t0 + 1.0, t0 + 1.0]
+    assert not window.take_nowait()
