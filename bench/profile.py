@@ -2,7 +2,7 @@
 child: ``python -m bench.profile [--jobs 100000] [--seconds 4]``.
 
 Runs W1's shape (one batch of no-op jobs behind the server, one WebSocket
-watcher on ``/ws?batch=1``, concurrency 16, claims of 50), and while it
+watcher on ``/ws?batch=1``, W1's concurrency and claim size), and while it
 runs samples the server and its batch child with py-spy (``pip install
 py-spy``; it needs the right to trace them, as root or with
 ``kernel.yama.ptrace_scope`` 0), reads each process's CPU seconds and the
@@ -36,6 +36,7 @@ import trio
 
 from bench.live.client import Api, open_api, open_events
 from bench.live.server import open_server
+from bench.sizes import FULL
 from bench.stacks import areas_per_job, parse_raw, render
 
 __all__ = ["main"]
@@ -75,8 +76,8 @@ async def profile(jobs: int, seconds: float, rate: int, workdir: Path) -> str:
         raise RuntimeError("py-spy is not installed (python -m pip install py-spy)")
     environment = {
         "BATCHYARD_STORE": f"sqlite:///{workdir / 'profile.db'}",
-        "EMBEDDING_CONCURRENCY": "16",
-        "EMBEDDING_BATCH_SIZE": "50",
+        "EMBEDDING_CONCURRENCY": str(FULL.w1_concurrency),
+        "EMBEDDING_BATCH_SIZE": str(FULL.w1_batch_size),
         "EMBEDDING_RATE_LIMIT": "0",
         "WARM_CHILDREN": "1",
     }
