@@ -144,11 +144,12 @@ def _switch_to_wal(conn: sqlite3.Connection, busy_timeout_seconds: float) -> Non
                 conn.execute("PRAGMA journal_mode = WAL")
                 return
             except sqlite3.OperationalError as exc:
-                if not _busy(exc) or time.monotonic() + pause >= deadline:
+                if not _busy(exc) or time.monotonic() >= deadline:
                     raise
-            time.sleep(pause)
+            time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
             pause = min(2 * pause, _LONGEST_PAUSE_SECONDS)
-            # The busy handler's wait within the next try ends by the deadline too.
+            # The busy handler's wait within the next try ends by the deadline
+            # too (at least a millisecond: 0 would turn the handler off).
             left = max(1, round((deadline - time.monotonic()) * 1000))
             conn.execute(f"PRAGMA busy_timeout = {left}")
     finally:
