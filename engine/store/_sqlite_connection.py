@@ -15,9 +15,9 @@ one. ``PRAGMA journal_mode = WAL`` on a file still in rollback mode reads
 the file's header in a read transaction, then upgrades that transaction to
 write the header's new version bytes; an upgrade from a read transaction
 never waits (two readers upgrading would deadlock), so if another
-connection holds the write lock at that instant (another process switching
-the same new file, or creating its schema) the pragma fails at once with
-``SQLITE_BUSY``. ``connect`` therefore retries the switch itself, pausing
+connection holds the write lock at that instant (another opener switching
+the same new file, or any writer while it is still in rollback mode) the
+pragma fails at once with ``SQLITE_BUSY``. ``connect`` therefore retries the switch itself, pausing
 a little longer each time, until the busy timeout has passed since its
 first try (the busy handler's own waits within a try included), and only
 then gives up; the file is in WAL mode as soon as one opener has switched
