@@ -1,5 +1,6 @@
 """The SQLite store's outcomes: what became of claimed jobs, recorded in
-the caller's write transaction (``apply``).
+the caller's write transaction (``apply``, or ``apply_body`` for a hot
+step, which yields its heavy statement: ``engine.store._sqlite_offload``).
 
 Design notes
 ------------
@@ -10,6 +11,13 @@ jobs under the owner's lease (one ``SELECT`` of the ids, a JSON
 parameter read with ``json_each``) and their updates of one kind go
 through one ``executemany``. Every update is guarded by the lifecycle
 table (``guard``), as in ``engine.store._sqlite_ops``.
+
+The completions' ``UPDATE`` returns no rows: when it changed as many
+rows as there are completions, every one of them moved, which is nearly
+always so. When it changed fewer (a job recovered, cancelled or claimed
+by another owner meanwhile), it is rolled back to a savepoint taken just
+before it and made again with ``RETURNING`` the ids it moves: one row a
+job, which only this rare case pays for.
 """
 
 from __future__ import annotations
@@ -19,11 +27,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.store import _json
+from engine.store._sqlite_offload import Body, run_inline
 from engine.store._sqlite_ops import NO_LEASE, guard, target, target_state
 from engine.store.records import Complete, Fail, Outcome, Release
 from protocols.lifecycle import TRANSITIONS, JobEvent, JobState
 
-__all__ = ["apply"]
+__all__ = ["COMPLETED", "COMPLETE_MANY", "apply", "apply_body", "completing", "only_completions"]
 
 #: ``lifecycle.TRANSITIONS`` keyed by stored state names, for the per-job loop
 #: of ``apply``, where calling ``sources()`` and building enums for each job
@@ -51,14 +60,14 @@ _APPLY = {
 # their number: ``:results`` is a JSON object of job id -> result text. The
 # ``+`` keep the planner on the job id index (one look-up per completion),
 # not on the owner's leases.
-_COMPLETE_MANY = f"""
+COMPLETE_MANY = f"""
 UPDATE jobs SET state = {target(JobEvent.COMPLETE)}, result = r.value, error = NULL,
     traceback = NULL, finished_at = :now, {NO_LEASE}
 FROM json_each(:results) AS r
 WHERE jobs.job_id = r.key AND +jobs.lease_owner = :owner AND +jobs.{guard(JobEvent.COMPLETE)}
-RETURNING jobs.job_id
 """
-_COMPLETED = target_state(JobEvent.COMPLETE)
+_COMPLETE_NAMING = f"{COMPLETE_MANY} RETURNING jobs.job_id"
+COMPLETED = target_state(JobEvent.COMPLETE)
 # The jobs some other outcome may move, among those named: those under the
 # owner's lease.
 _HELD = f"""
@@ -85,6 +94,28 @@ def _plan(
     return JobEvent.RELEASE, {"refund": 0, "error": outcome.error, "due": outcome.retry_at}
 
 
+def _result(outcome: Complete) -> str:
+    """A completion's result as stored JSON text."""
+    return "null" if outcome.result is None else _json.dump(outcome.result)
+
+
+def only_completions(outcomes: Sequence[Outcome]) -> dict[str, str] | None:
+    """The results (stored text) by job id, of the first outcome for each
+    job, when every outcome is a completion adding no follow-ups; else None."""
+    results: dict[str, str] = {}
+    for outcome in outcomes:
+        if not isinstance(outcome, Complete) or outcome.follow_ups:
+            return None
+        if outcome.job_id not in results:
+            results[outcome.job_id] = _result(outcome)
+    return results
+
+
+def completing(results: dict[str, str], now: float, owner: str) -> dict[str, Any]:
+    """The parameters of ``COMPLETE_MANY``."""
+    return {"results": _json.dump(results), "now": now, "owner": owner}
+
+
 def apply(
     conn: sqlite3.Connection, now: float, outcomes: Sequence[Outcome], owner: str
 ) -> dict[str, JobState]:
@@ -92,19 +123,33 @@ def apply(
     lease by its first outcome: completions in one statement, the others
     one by one; the state each moved job is in now, by id (the others are
     skipped)."""
+    return run_inline(apply_body(conn, now, outcomes, owner))
+
+
+def apply_body(
+    conn: sqlite3.Connection, now: float, outcomes: Sequence[Outcome], owner: str
+) -> Body[dict[str, JobState]]:
+    """``apply``, yielding the completions' statement."""
     first: dict[str, Outcome] = {}
     for outcome in outcomes:  # the first outcome for a job moves it out of active
         first.setdefault(outcome.job_id, outcome)
     states: dict[str, JobState] = {}
     results = {
-        job_id: _json.dump(outcome.result)
+        job_id: _result(outcome)
         for job_id, outcome in first.items()
         if isinstance(outcome, Complete)
     }
     if results:
-        params = {"results": _json.dump(results), "now": now, "owner": owner}
-        for (job_id,) in conn.execute(_COMPLETE_MANY, params).fetchall():
-            states[job_id] = _COMPLETED
+        params = completing(results, now, owner)
+        conn.execute("SAVEPOINT completions")
+        changed = yield lambda: conn.execute(COMPLETE_MANY, params).rowcount
+        if changed == len(results):
+            states = dict.fromkeys(results, COMPLETED)
+        else:  # some were not ours to complete: which were?
+            conn.execute("ROLLBACK TO completions")
+            for (job_id,) in conn.execute(_COMPLETE_NAMING, params).fetchall():
+                states[job_id] = COMPLETED
+        conn.execute("RELEASE completions")
     others = {
         job_id: outcome for job_id, outcome in first.items() if isinstance(outcome, Fail | Release)
     }
@@ -113,13 +158,13 @@ def apply(
     held = conn.execute(_HELD, {"job_ids": _json.dump(list(others)), "owner": owner}).fetchall()
     by_event: dict[JobEvent, list[dict[str, Any]]] = {}
     for seq, job_id, state, attempts, max_attempts in held:
-        event, params = _plan(others[job_id], attempts, max_attempts)
+        event, moving = _plan(others[job_id], attempts, max_attempts)
         target = _MOVES.get((state, event))
         if target is None:  # not an outcome this job's state allows
             continue
         states[job_id] = target
-        params.update(seq=seq, state=target.value, owner=owner, now=now)
-        by_event.setdefault(event, []).append(params)
+        moving.update(seq=seq, state=target.value, owner=owner, now=now)
+        by_event.setdefault(event, []).append(moving)
     for event, rows in by_event.items():
         conn.executemany(_APPLY[event], rows)
     return states

@@ -84,6 +84,7 @@ from engine.store import _sqlite_ops as ops
 from engine.store._sqlite_cluster import SqliteClusterMethods
 from engine.store._sqlite_jobs import SqliteJobs
 from engine.store._sqlite_limits import SqliteLimits
+from engine.store._sqlite_offload import Body, Heavy, run_inline
 from engine.store._sqlite_reads import SqliteReads
 from engine.store._sqlite_schedules import SqliteSchedules
 from engine.store._sqlite_steps import SqliteSteps
@@ -116,6 +117,14 @@ _CHECKPOINT_COMMITS = 200
 #: timeout; beyond that margin it gives up and leaves the connection to be
 #: closed by the garbage collector once the call ends.
 _CLOSE_MARGIN_SECONDS = 2.0
+
+import os
+
+_OFFLOAD = os.environ.get("XHOT") == "offload"
+if os.environ.get("XSWITCH"):
+    import sys
+
+    sys.setswitchinterval(float(os.environ["XSWITCH"]))
 
 
 class SqliteStore(
@@ -156,45 +165,79 @@ class SqliteStore(
         # header (a disk wait).
         self._hot_allowed = threaded and connection.in_wal_mode(conn)
         self._log_may_restart = True
+        self._waits_when_busy = True  # the busy timeout is the store's
 
-    async def _run(
-        self,
-        work: Callable[[sqlite3.Connection, float], _T],
-        *,
-        write: bool,
-        hot: bool = False,
-    ) -> _T:
-        """``work`` in one transaction, in the worker thread; a ``hot``
-        write in the Trio thread when it need not wait (module notes)."""
+    async def _run(self, work: Callable[[sqlite3.Connection, float], _T], *, write: bool) -> _T:
+        """``work`` in one transaction, in the worker thread."""
         async with self._lock:
-            if self._conn is None:
-                raise trio.ClosedResourceError("the store is closed")
-            conn = self._conn
-            if not write:
-                return await _call(self._threaded, self._transact, conn, work, write)
-            changed = conn.total_changes - self._changes_checkpointed
-            if changed >= _CHECKPOINT_ROWS or self._commits >= _CHECKPOINT_COMMITS:
-                await _call(self._threaded, self._checkpoint, conn)
-            self._commits += 1
-            if hot and self._hot_allowed and not self._log_may_restart:
-                with contextlib.suppress(connection.Busy):
-                    return self._transact_now(conn, work)
-            self._log_may_restart = False  # this write restarts it if need be
+            conn = self._open()
+            if write:
+                await self._count_write(conn)
+                self._log_may_restart = False  # this write restarts it if need be
             return await _call(self._threaded, self._transact, conn, work, write)
 
-    def _transact_now(
-        self, conn: sqlite3.Connection, work: Callable[[sqlite3.Connection, float], _T]
+    async def _run_hot(
+        self, body: Callable[[sqlite3.Connection, float], Body[_T]], *, hot: bool
     ) -> _T:
-        # In the Trio thread, with nothing awaited: atomic under cancellation.
+        """The write transaction ``body`` makes (``_sqlite_offload``): a
+        ``hot`` one as a hot step when it need not wait, else like ``_run``
+        (module notes)."""
+        async with self._lock:
+            conn = self._open()
+            await self._count_write(conn)
+            if hot and self._hot_allowed and not self._log_may_restart:
+                with contextlib.suppress(connection.Busy):
+                    return await self._transact_hot(conn, body)
+            self._log_may_restart = False  # this write restarts it if need be
+
+            def inline(conn: sqlite3.Connection, now: float) -> _T:
+                return run_inline(body(conn, now))
+
+            return await _call(self._threaded, self._transact, conn, inline, True)
+
+    def _open(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise trio.ClosedResourceError("the store is closed")
+        return self._conn
+
+    async def _count_write(self, conn: sqlite3.Connection) -> None:
+        # A write is about to begin: checkpoint first if it is due.
+        changed = conn.total_changes - self._changes_checkpointed
+        if changed >= _CHECKPOINT_ROWS or self._commits >= _CHECKPOINT_COMMITS:
+            await _call(self._threaded, self._checkpoint, conn)
+        self._commits += 1
+
+    async def _transact_hot(
+        self, conn: sqlite3.Connection, body: Callable[[sqlite3.Connection, float], Body[_T]]
+    ) -> _T:
+        # Begun in the Trio thread, never waiting for the write lock (else
+        # ``Busy``, nothing done); from there on shielded: it runs to its end.
+        self._wait_when_busy(conn, wait=False)
         with (
             connection.unavailable_on_sqlite_errors(self._path),
-            connection.transaction_now(conn, self._busy_timeout),
+            connection.transaction_now(conn),
+            trio.CancelScope(shield=True),
         ):
-            return work(conn, self._clock())
+            steps = body(conn, self._clock())
+            if not _OFFLOAD:
+                result = run_inline(steps)
+            else:
+                result = await _offload(steps)
+        return result
+
+    def _wait_when_busy(self, conn: sqlite3.Connection, *, wait: bool) -> None:
+        # The busy timeout for the next transaction: 0 for a hot step, which
+        # must not wait, else the store's. Set only when it changes, so a
+        # run of hot steps pays for no statement.
+        if wait == self._waits_when_busy:
+            return
+        connection.set_busy_timeout(conn, self._busy_timeout if wait else 0.0)
+        self._waits_when_busy = wait
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
         # In the worker thread.
         with connection.unavailable_on_sqlite_errors(self._path):
+            self._wait_when_busy(conn, wait=True)
             connection.checkpoint(conn)
         self._changes_checkpointed = conn.total_changes
         self._commits = 0
@@ -208,11 +251,10 @@ class SqliteStore(
     ) -> _T:
         # In the worker thread. ``now`` is read once the transaction has begun,
         # not when the call was made, so waiting for the lock does not age it.
-        with (
-            connection.unavailable_on_sqlite_errors(self._path),
-            connection.transaction(conn, write=write),
-        ):
-            return work(conn, self._clock())
+        with connection.unavailable_on_sqlite_errors(self._path):
+            self._wait_when_busy(conn, wait=True)
+            with connection.transaction(conn, write=write):
+                return work(conn, self._clock())
 
     async def create_batch(
         self, batch_id: str, type: str, options: Mapping[str, Any] | None = None
@@ -333,6 +375,23 @@ class SqliteStore(
                 await _call(self._threaded, conn.close)
         if scope.cancelled_caught:
             _log.warning("sqlite store %r: a call outlived aclose; not closed yet", self._path)
+
+
+async def _offload(body: Body[_T]) -> _T:
+    """Run ``body`` to its end, its heavy statements in the worker thread;
+    what it returns."""
+    try:
+        heavy: Heavy = next(body)
+        while True:
+            try:
+                value = await trio.to_thread.run_sync(heavy)
+            except BaseException as exc:
+                heavy = body.throw(exc)
+            else:
+                heavy = body.send(value)
+    except StopIteration as done:
+        result: _T = done.value
+        return result
 
 
 async def _call(threaded: bool, function: Callable[..., _T], *args: Any) -> _T:
