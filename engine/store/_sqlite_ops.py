@@ -15,8 +15,7 @@ moves them to comes from the same table, so the SQL cannot drift from the
 lifecycle. State names are inlined as SQL literals rather than bound, so the
 query planner sees constants and can walk the claim index.
 
-``claim_jobs`` is one statement whatever the number of jobs (``claim_body``
-yields it: ``engine.store._sqlite_offload``); ``apply``,
+``claim_jobs`` is one statement whatever the number of jobs; ``apply``,
 the outcomes of claimed jobs, is in ``engine.store._sqlite_outcomes``.
 """
 
@@ -29,7 +28,6 @@ from typing import Any
 
 from engine.errors import BatchExists, BatchNotFound, BatchRunning
 from engine.store import _json
-from engine.store._sqlite_offload import Body, run_inline
 from engine.store.records import (
     AddResult,
     BatchRecord,
@@ -82,7 +80,7 @@ _INSERT_JOB = (
     " created_at, available_at, cost, timeout_seconds)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-CLAIM = f"""
+_CLAIM = f"""
 UPDATE jobs SET state = {target(JobEvent.CLAIM)}, attempts = attempts + 1,
     lease_owner = :owner, lease_expires = :expires, started_at = :now, progress = NULL,
     cancel_requested = NULL
@@ -125,9 +123,28 @@ def _jobs(rows: Iterable[Sequence[Any]]) -> list[JobRecord]:
 
 
 def _job_fields(row: Sequence[Any]) -> JobRecord:
-    job_id, batch_id, type_, state, payload, attempts, max_attempts = row[:7]
-    key, priority, result, error, traceback, created_at, available_at, cost = row[7:15]
-    started_at, finished_at, progress, timeout_seconds = row[15:]
+    # One unpacking, not slices: this runs for every claimed job.
+    (
+        job_id,
+        batch_id,
+        type_,
+        state,
+        payload,
+        attempts,
+        max_attempts,
+        key,
+        priority,
+        result,
+        error,
+        traceback,
+        created_at,
+        available_at,
+        cost,
+        started_at,
+        finished_at,
+        progress,
+        timeout_seconds,
+    ) = row
     return JobRecord(
         job_id=job_id,
         batch_id=batch_id,
@@ -262,34 +279,8 @@ def add_jobs(
 def claim_jobs(
     conn: sqlite3.Connection, now: float, batch_id: str, limit: int, owner: str, lease: float
 ) -> list[JobRecord]:
-    return run_inline(claim_body(conn, now, batch_id, limit, owner, lease))
-
-
-def claim_body(
-    conn: sqlite3.Connection, now: float, batch_id: str, limit: int, owner: str, lease: float
-) -> Body[list[JobRecord]]:
-    """``claim_jobs``, yielding its ``UPDATE`` (which claims them all at
-    its first step) and fetching the claimed rows itself."""
-    params = claiming(now, batch_id, limit, owner, lease)
-    cursor = yield lambda: conn.execute(CLAIM, params)
-    assert isinstance(cursor, sqlite3.Cursor)
-    return claimed(cursor)
-
-
-def claiming(now: float, batch_id: str, limit: int, owner: str, lease: float) -> dict[str, Any]:
-    """The parameters of ``CLAIM``."""
-    return {
-        "batch_id": batch_id,
-        "now": now,
-        "limit": limit,
-        "owner": owner,
-        "expires": now + lease,
-    }
-
-
-def claimed(cursor: sqlite3.Cursor) -> list[JobRecord]:
-    """The jobs of ``CLAIM``'s cursor, in the order they are handed out."""
-    rows = cursor.fetchall()
+    params = {"batch_id": batch_id, "now": now, "limit": limit}
+    rows = conn.execute(_CLAIM, {**params, "owner": owner, "expires": now + lease}).fetchall()
     rows.sort(key=lambda row: (-row[0], row[1]))  # RETURNING has no order of its own
     return _jobs(row[2:] for row in rows)
 

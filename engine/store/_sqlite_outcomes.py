@@ -1,6 +1,5 @@
 """The SQLite store's outcomes: what became of claimed jobs, recorded in
-the caller's write transaction (``apply``, or ``apply_body`` for a hot
-step, which yields its heavy statement: ``engine.store._sqlite_offload``).
+the caller's write transaction (``apply``).
 
 Design notes
 ------------
@@ -14,10 +13,10 @@ table (``guard``), as in ``engine.store._sqlite_ops``.
 
 The completions' ``UPDATE`` returns no rows: when it changed as many
 rows as there are completions, every one of them moved, which is nearly
-always so. When it changed fewer (a job recovered, cancelled or claimed
-by another owner meanwhile), it is rolled back to a savepoint taken just
-before it and made again with ``RETURNING`` the ids it moves: one row a
-job, which only this rare case pays for.
+always so, and no row per job crosses into Python. When it changed fewer
+(a job recovered, cancelled or claimed by another owner meanwhile), it is
+rolled back to a savepoint taken just before it and made again with
+``RETURNING`` the ids it moves: only this rare case pays for the rows.
 """
 
 from __future__ import annotations
@@ -27,12 +26,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.store import _json
-from engine.store._sqlite_offload import Body, run_inline
 from engine.store._sqlite_ops import NO_LEASE, guard, target, target_state
 from engine.store.records import Complete, Fail, Outcome, Release
 from protocols.lifecycle import TRANSITIONS, JobEvent, JobState
 
-__all__ = ["COMPLETED", "COMPLETE_MANY", "apply", "apply_body", "completing", "only_completions"]
+__all__ = ["apply"]
 
 #: ``lifecycle.TRANSITIONS`` keyed by stored state names, for the per-job loop
 #: of ``apply``, where calling ``sources()`` and building enums for each job
@@ -60,14 +58,14 @@ _APPLY = {
 # their number: ``:results`` is a JSON object of job id -> result text. The
 # ``+`` keep the planner on the job id index (one look-up per completion),
 # not on the owner's leases.
-COMPLETE_MANY = f"""
+_COMPLETE_MANY = f"""
 UPDATE jobs SET state = {target(JobEvent.COMPLETE)}, result = r.value, error = NULL,
     traceback = NULL, finished_at = :now, {NO_LEASE}
 FROM json_each(:results) AS r
 WHERE jobs.job_id = r.key AND +jobs.lease_owner = :owner AND +jobs.{guard(JobEvent.COMPLETE)}
 """
-_COMPLETE_NAMING = f"{COMPLETE_MANY} RETURNING jobs.job_id"
-COMPLETED = target_state(JobEvent.COMPLETE)
+_COMPLETE_NAMING = f"{_COMPLETE_MANY} RETURNING jobs.job_id"
+_COMPLETED = target_state(JobEvent.COMPLETE)
 # The jobs some other outcome may move, among those named: those under the
 # owner's lease.
 _HELD = f"""
@@ -94,28 +92,6 @@ def _plan(
     return JobEvent.RELEASE, {"refund": 0, "error": outcome.error, "due": outcome.retry_at}
 
 
-def _result(outcome: Complete) -> str:
-    """A completion's result as stored JSON text."""
-    return "null" if outcome.result is None else _json.dump(outcome.result)
-
-
-def only_completions(outcomes: Sequence[Outcome]) -> dict[str, str] | None:
-    """The results (stored text) by job id, of the first outcome for each
-    job, when every outcome is a completion adding no follow-ups; else None."""
-    results: dict[str, str] = {}
-    for outcome in outcomes:
-        if not isinstance(outcome, Complete) or outcome.follow_ups:
-            return None
-        if outcome.job_id not in results:
-            results[outcome.job_id] = _result(outcome)
-    return results
-
-
-def completing(results: dict[str, str], now: float, owner: str) -> dict[str, Any]:
-    """The parameters of ``COMPLETE_MANY``."""
-    return {"results": _json.dump(results), "now": now, "owner": owner}
-
-
 def apply(
     conn: sqlite3.Connection, now: float, outcomes: Sequence[Outcome], owner: str
 ) -> dict[str, JobState]:
@@ -123,32 +99,24 @@ def apply(
     lease by its first outcome: completions in one statement, the others
     one by one; the state each moved job is in now, by id (the others are
     skipped)."""
-    return run_inline(apply_body(conn, now, outcomes, owner))
-
-
-def apply_body(
-    conn: sqlite3.Connection, now: float, outcomes: Sequence[Outcome], owner: str
-) -> Body[dict[str, JobState]]:
-    """``apply``, yielding the completions' statement."""
     first: dict[str, Outcome] = {}
     for outcome in outcomes:  # the first outcome for a job moves it out of active
         first.setdefault(outcome.job_id, outcome)
     states: dict[str, JobState] = {}
     results = {
-        job_id: _result(outcome)
+        job_id: "null" if outcome.result is None else _json.dump(outcome.result)
         for job_id, outcome in first.items()
         if isinstance(outcome, Complete)
     }
     if results:
-        params = completing(results, now, owner)
+        completing = {"results": _json.dump(results), "now": now, "owner": owner}
         conn.execute("SAVEPOINT completions")
-        changed = yield lambda: conn.execute(COMPLETE_MANY, params).rowcount
-        if changed == len(results):
-            states = dict.fromkeys(results, COMPLETED)
+        if conn.execute(_COMPLETE_MANY, completing).rowcount == len(results):
+            states = dict.fromkeys(results, _COMPLETED)
         else:  # some were not ours to complete: which were?
             conn.execute("ROLLBACK TO completions")
-            for (job_id,) in conn.execute(_COMPLETE_NAMING, params).fetchall():
-                states[job_id] = COMPLETED
+            for (job_id,) in conn.execute(_COMPLETE_NAMING, completing).fetchall():
+                states[job_id] = _COMPLETED
         conn.execute("RELEASE completions")
     others = {
         job_id: outcome for job_id, outcome in first.items() if isinstance(outcome, Fail | Release)
@@ -158,13 +126,13 @@ def apply_body(
     held = conn.execute(_HELD, {"job_ids": _json.dump(list(others)), "owner": owner}).fetchall()
     by_event: dict[JobEvent, list[dict[str, Any]]] = {}
     for seq, job_id, state, attempts, max_attempts in held:
-        event, moving = _plan(others[job_id], attempts, max_attempts)
+        event, params = _plan(others[job_id], attempts, max_attempts)
         target = _MOVES.get((state, event))
         if target is None:  # not an outcome this job's state allows
             continue
         states[job_id] = target
-        moving.update(seq=seq, state=target.value, owner=owner, now=now)
-        by_event.setdefault(event, []).append(moving)
+        params.update(seq=seq, state=target.value, owner=owner, now=now)
+        by_event.setdefault(event, []).append(params)
     for event, rows in by_event.items():
         conn.executemany(_APPLY[event], rows)
     return states

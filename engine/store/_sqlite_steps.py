@@ -2,11 +2,11 @@
 what became of claimed ones, and both in one transaction.
 
 ``SqliteSteps`` is inherited by ``SqliteStore`` like its other method
-groups (one transaction per call; see ``engine.store.sqlite``). Its calls
-are the run's hot path: their bodies yield their heavy statements
-(``engine.store._sqlite_offload``) and go through the store's
-``_run_hot``, which runs them as hot steps (the module notes there say
-how and when), unless a step adds many follow-up jobs.
+groups (one transaction per call through the store's ``_run``; see
+``engine.store.sqlite``). Its calls are the run's hot path, so they ask
+``_run`` for a ``hot`` transaction: in the Trio thread when it need not
+wait (the module notes there say when), unless a step adds many
+follow-up jobs.
 """
 
 from __future__ import annotations
@@ -16,10 +16,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from engine.store import _sqlite_ops as ops
-from engine.store import _sqlite_outcomes as outcomes_
 from engine.store._sqlite_follow_ups import add_follow_ups
-from engine.store._sqlite_offload import Body
-from engine.store._sqlite_outcomes import apply_body as apply_outcomes
+from engine.store._sqlite_outcomes import apply as apply_outcomes
 from engine.store.records import Claim, JobRecord, Outcome, Step
 
 if TYPE_CHECKING:
@@ -58,10 +56,7 @@ class SqliteSteps:
             work: Callable[[sqlite3.Connection, float], _T],
             *,
             write: bool,
-        ) -> _T: ...
-
-        async def _run_hot(
-            self, body: Callable[[sqlite3.Connection, float], Body[_T]], *, hot: bool
+            hot: bool = False,
         ) -> _T: ...
 
     async def claim_jobs(
@@ -83,8 +78,9 @@ class SqliteSteps:
         """
         if limit <= 0:
             return []
-        return await self._run_hot(
-            lambda conn, now: ops.claim_body(conn, now, batch_id, limit, owner, lease_seconds),
+        return await self._run(
+            lambda conn, now: ops.claim_jobs(conn, now, batch_id, limit, owner, lease_seconds),
+            write=True,
             hot=True,
         )
 
@@ -108,12 +104,12 @@ class SqliteSteps:
         if not outcomes:
             return {}
 
-        def apply(conn: sqlite3.Connection, now: float) -> Body[dict[str, JobState]]:
-            states = yield from apply_outcomes(conn, now, outcomes, owner)
+        def apply(conn: sqlite3.Connection, now: float) -> dict[str, JobState]:
+            states = apply_outcomes(conn, now, outcomes, owner)
             add_follow_ups(conn, now, outcomes, states)
             return states
 
-        return await self._run_hot(apply, hot=_few_follow_ups(outcomes))
+        return await self._run(apply, write=True, hot=_few_follow_ups(outcomes))
 
     async def apply_and_claim(
         self, outcomes: Sequence[Outcome], *, owner: str, claim: Claim
@@ -123,41 +119,14 @@ class SqliteSteps:
         Cancellation: atomic: if it raises ``Cancelled``, nothing happened.
         """
 
-        def step(conn: sqlite3.Connection, now: float) -> Body[Step]:
-            states: dict[str, JobState] = {}
-            if outcomes:
-                states = yield from apply_outcomes(conn, now, outcomes, owner)
+        def step(conn: sqlite3.Connection, now: float) -> Step:
+            states = apply_outcomes(conn, now, outcomes, owner) if outcomes else {}
             add_follow_ups(conn, now, outcomes, states)
             claimed: list[JobRecord] = []
             if claim.limit > 0:
-                claimed = yield from ops.claim_body(
+                claimed = ops.claim_jobs(
                     conn, now, claim.batch_id, claim.limit, owner, claim.lease_seconds
                 )
             return Step(states=states, claimed=claimed)
 
-        results = outcomes_.only_completions(outcomes) if claim.limit > 0 else None
-        if not results:
-            return await self._run_hot(step, hot=_few_follow_ups(outcomes))
-
-        def completions_and_claim(conn: sqlite3.Connection, now: float) -> Body[Step]:
-            completing = outcomes_.completing(results, now, owner)
-            claiming = ops.claiming(now, claim.batch_id, claim.limit, owner, claim.lease_seconds)
-
-            def heavy() -> tuple[int, sqlite3.Cursor]:
-                changed = conn.execute(outcomes_.COMPLETE_MANY, completing).rowcount
-                return changed, conn.execute(ops.CLAIM, claiming)
-
-            conn.execute("SAVEPOINT step")
-            done = yield heavy
-            assert isinstance(done, tuple)
-            changed, cursor = done
-            claimed = ops.claimed(cursor)
-            if changed == len(results):
-                conn.execute("RELEASE step")
-                return Step(states=dict.fromkeys(results, outcomes_.COMPLETED), claimed=claimed)
-            # Some were not ours to complete: the step again, naming those that were.
-            conn.execute("ROLLBACK TO step")
-            conn.execute("RELEASE step")
-            return (yield from step(conn, now))
-
-        return await self._run_hot(completions_and_claim, hot=True)
+        return await self._run(step, write=True, hot=_few_follow_ups(outcomes))

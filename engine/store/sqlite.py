@@ -24,20 +24,35 @@ thousands of commits a second.
 
 The run's hot steps (``apply_and_claim``, ``apply``, ``claim_jobs``: a
 burst's outcomes and claims) are a handful of statements on pages in
-memory, and a hop to the worker thread and back cost more than they do:
-two thread wake-ups and the interpreter lock passed back and forth at every
-statement, against the busy Trio thread. So they run in the Trio thread
-when that cannot wait on anything: only with the write-ahead log, only if
-the write lock is free at once (another process holding it sends the step
-to the worker thread, to wait there), and never as the first write after
-a checkpoint, which restarts the log and syncs its header. No commit
-checkpoints the log (``wal_autocheckpoint`` is 0): every
-``_CHECKPOINT_ROWS`` rows or ``_CHECKPOINT_COMMITS`` writes, a write
-first checkpoints in the worker thread, where the checkpoint's fsyncs are
-waited for. A checkpoint by another process on the same file is not seen:
-the next hot step may then sync the log's header in the Trio thread. A
-hot step also assumes its pages are in memory or the OS's cache (the
-claim's and outcomes' pages are few and recent).
+memory, and they run in the Trio thread when that cannot wait on
+anything: only with the write-ahead log, only if the write lock is free
+at once (another process holding it sends the step to the worker thread,
+to wait there), and never as the first write after a checkpoint, which
+restarts the log and syncs its header. No commit checkpoints the log
+(``wal_autocheckpoint`` is 0): every ``_CHECKPOINT_ROWS`` rows or
+``_CHECKPOINT_COMMITS`` writes, a write first checkpoints in the worker
+thread, where the checkpoint's fsyncs are waited for. A checkpoint by
+another process on the same file is not seen: the next hot step may then
+sync the log's header in the Trio thread. A hot step also assumes its
+pages are in memory or the OS's cache (the claim's and outcomes' pages
+are few and recent). The busy timeout is 0 for a hot step (it must not
+wait) and the store's for everything else; it is set only when it
+changes, so a run of hot steps costs no statement for it.
+
+Why not the worker thread, measured (served W1, no-op jobs, claims of
+200): ``sqlite3`` releases the interpreter lock around every step of a
+statement (every fetched row too), and each time takes it back only once
+the busy Trio thread lets go of it, up to ``sys.getswitchinterval()``
+later. The whole step in the worker thread served about a third of the
+jobs per second. With only the two heavy statements there (the
+completions' ``UPDATE`` and the claim's ``UPDATE ... RETURNING``, which
+does all its writing at its first step; one hop a step, its rows fetched
+in the Trio thread), the Trio thread spent a fifth less CPU per job, but
+it then waited for each step's hop and stood idle half the time: about
+30% fewer jobs per second than in the Trio thread, for about 10% more
+CPU per job in all; a 1 ms switch interval was no better. Rows cannot
+come back as one JSON text either: SQLite (3.40) writes a REAL with 15
+significant digits, and timestamps need 17.
 
 ``threaded=False`` runs every call in the Trio thread instead, blocking the
 loop for its few statements: for tests on trio's ``MockClock``, whose
@@ -84,7 +99,6 @@ from engine.store import _sqlite_ops as ops
 from engine.store._sqlite_cluster import SqliteClusterMethods
 from engine.store._sqlite_jobs import SqliteJobs
 from engine.store._sqlite_limits import SqliteLimits
-from engine.store._sqlite_offload import Body, Heavy, run_inline
 from engine.store._sqlite_reads import SqliteReads
 from engine.store._sqlite_schedules import SqliteSchedules
 from engine.store._sqlite_steps import SqliteSteps
@@ -117,14 +131,6 @@ _CHECKPOINT_COMMITS = 200
 #: timeout; beyond that margin it gives up and leaves the connection to be
 #: closed by the garbage collector once the call ends.
 _CLOSE_MARGIN_SECONDS = 2.0
-
-import os
-
-_OFFLOAD = os.environ.get("XHOT") == "offload"
-if os.environ.get("XSWITCH"):
-    import sys
-
-    sys.setswitchinterval(float(os.environ["XSWITCH"]))
 
 
 class SqliteStore(
@@ -167,72 +173,47 @@ class SqliteStore(
         self._log_may_restart = True
         self._waits_when_busy = True  # the busy timeout is the store's
 
-    async def _run(self, work: Callable[[sqlite3.Connection, float], _T], *, write: bool) -> _T:
-        """``work`` in one transaction, in the worker thread."""
-        async with self._lock:
-            conn = self._open()
-            if write:
-                await self._count_write(conn)
-                self._log_may_restart = False  # this write restarts it if need be
-            return await _call(self._threaded, self._transact, conn, work, write)
-
-    async def _run_hot(
-        self, body: Callable[[sqlite3.Connection, float], Body[_T]], *, hot: bool
+    async def _run(
+        self,
+        work: Callable[[sqlite3.Connection, float], _T],
+        *,
+        write: bool,
+        hot: bool = False,
     ) -> _T:
-        """The write transaction ``body`` makes (``_sqlite_offload``): a
-        ``hot`` one as a hot step when it need not wait, else like ``_run``
-        (module notes)."""
+        """``work`` in one transaction, in the worker thread; a ``hot``
+        write in the Trio thread when it need not wait (module notes)."""
         async with self._lock:
-            conn = self._open()
-            await self._count_write(conn)
+            if self._conn is None:
+                raise trio.ClosedResourceError("the store is closed")
+            conn = self._conn
+            if not write:
+                return await _call(self._threaded, self._transact, conn, work, write)
+            changed = conn.total_changes - self._changes_checkpointed
+            if changed >= _CHECKPOINT_ROWS or self._commits >= _CHECKPOINT_COMMITS:
+                await _call(self._threaded, self._checkpoint, conn)
+            self._commits += 1
             if hot and self._hot_allowed and not self._log_may_restart:
                 with contextlib.suppress(connection.Busy):
-                    return await self._transact_hot(conn, body)
+                    return self._transact_now(conn, work)
             self._log_may_restart = False  # this write restarts it if need be
+            return await _call(self._threaded, self._transact, conn, work, write)
 
-            def inline(conn: sqlite3.Connection, now: float) -> _T:
-                return run_inline(body(conn, now))
-
-            return await _call(self._threaded, self._transact, conn, inline, True)
-
-    def _open(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise trio.ClosedResourceError("the store is closed")
-        return self._conn
-
-    async def _count_write(self, conn: sqlite3.Connection) -> None:
-        # A write is about to begin: checkpoint first if it is due.
-        changed = conn.total_changes - self._changes_checkpointed
-        if changed >= _CHECKPOINT_ROWS or self._commits >= _CHECKPOINT_COMMITS:
-            await _call(self._threaded, self._checkpoint, conn)
-        self._commits += 1
-
-    async def _transact_hot(
-        self, conn: sqlite3.Connection, body: Callable[[sqlite3.Connection, float], Body[_T]]
+    def _transact_now(
+        self, conn: sqlite3.Connection, work: Callable[[sqlite3.Connection, float], _T]
     ) -> _T:
-        # Begun in the Trio thread, never waiting for the write lock (else
-        # ``Busy``, nothing done); from there on shielded: it runs to its end.
-        self._wait_when_busy(conn, wait=False)
-        with (
-            connection.unavailable_on_sqlite_errors(self._path),
-            connection.transaction_now(conn),
-            trio.CancelScope(shield=True),
-        ):
-            steps = body(conn, self._clock())
-            if not _OFFLOAD:
-                result = run_inline(steps)
-            else:
-                result = await _offload(steps)
-        return result
+        # In the Trio thread, with nothing awaited: atomic under cancellation.
+        with connection.unavailable_on_sqlite_errors(self._path):
+            self._wait_when_busy(conn, wait=False)
+            with connection.transaction_now(conn):
+                return work(conn, self._clock())
 
     def _wait_when_busy(self, conn: sqlite3.Connection, *, wait: bool) -> None:
-        # The busy timeout for the next transaction: 0 for a hot step, which
-        # must not wait, else the store's. Set only when it changes, so a
-        # run of hot steps pays for no statement.
-        if wait == self._waits_when_busy:
-            return
-        connection.set_busy_timeout(conn, self._busy_timeout if wait else 0.0)
-        self._waits_when_busy = wait
+        # The busy timeout for what comes next: 0 for a hot step, which must
+        # not wait, else the store's. Set only when it changes, so a run of
+        # hot steps pays for no statement.
+        if wait != self._waits_when_busy:
+            connection.set_busy_timeout(conn, self._busy_timeout if wait else 0.0)
+            self._waits_when_busy = wait
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
         # In the worker thread.
@@ -375,23 +356,6 @@ class SqliteStore(
                 await _call(self._threaded, conn.close)
         if scope.cancelled_caught:
             _log.warning("sqlite store %r: a call outlived aclose; not closed yet", self._path)
-
-
-async def _offload(body: Body[_T]) -> _T:
-    """Run ``body`` to its end, its heavy statements in the worker thread;
-    what it returns."""
-    try:
-        heavy: Heavy = next(body)
-        while True:
-            try:
-                value = await trio.to_thread.run_sync(heavy)
-            except BaseException as exc:
-                heavy = body.throw(exc)
-            else:
-                heavy = body.send(value)
-    except StopIteration as done:
-        result: _T = done.value
-        return result
 
 
 async def _call(threaded: bool, function: Callable[..., _T], *args: Any) -> _T:

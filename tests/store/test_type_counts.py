@@ -262,63 +262,6 @@ async def test_an_older_sqlite_file_gets_its_jobs_counted(db_path: str, clock: F
             await _check(store, echo=(0, 3, 0, 0), fail=(0, 1, 0, 0))
 
 
-# The triggers as files made before a move was one statement hold them.
-_TWO_STATEMENT_TRIGGERS = (
-    "CREATE TRIGGER type_counts_insert AFTER INSERT ON jobs BEGIN"
-    " INSERT INTO type_counts (type, state, n) VALUES (NEW.type, NEW.state, 1)"
-    " ON CONFLICT (type, state) DO UPDATE SET n = n + 1; END",
-    "CREATE TRIGGER type_counts_delete AFTER DELETE ON jobs BEGIN"
-    " UPDATE type_counts SET n = n - 1 WHERE type = OLD.type AND state = OLD.state; END",
-    "CREATE TRIGGER type_counts_move AFTER UPDATE OF state ON jobs"
-    " WHEN OLD.state IS NOT NEW.state BEGIN"
-    " UPDATE type_counts SET n = n - 1 WHERE type = OLD.type AND state = OLD.state;"
-    " INSERT INTO type_counts (type, state, n) VALUES (NEW.type, NEW.state, 1)"
-    " ON CONFLICT (type, state) DO UPDATE SET n = n + 1; END",
-)
-
-
-async def test_an_sqlite_file_with_older_triggers_gets_them_replaced(
-    db_path: str, clock: FakeClock
-) -> None:
-    """A file whose counters an older version kept (rows only for the
-    states a type had, a move in two statements) counts on exactly, with
-    one trigger per change."""
-    with trio.fail_after(DEADLINE):
-        async with open_sqlite_store(db_path, clock=clock) as store:
-            await store.create_batch("b", "echo")
-            await store.add_jobs("b", _jobs("echo", 3) + _jobs("fail", 1))
-            await _claim(store, "b", 1)
-        old = sqlite3.connect(db_path, isolation_level=None)
-        old.execute("BEGIN")
-        for name in ("insert", "delete", "move", "new_type"):
-            old.execute(f"DROP TRIGGER type_counts_{name}")
-        for trigger in _TWO_STATEMENT_TRIGGERS:
-            old.execute(trigger)
-        old.execute("DELETE FROM type_counts WHERE n = 0")
-        old.execute("COMMIT")
-        old.close()
-        async with open_sqlite_store(db_path, clock=clock) as store:
-            await _check(store, echo=(2, 1, 0, 0), fail=(1, 0, 0, 0))
-            await _claim(store, "b", 3)  # the fail job's first move to active
-            await _check(store, echo=(0, 3, 0, 0), fail=(0, 1, 0, 0))
-            await store.add_jobs("b", _jobs("new", 1))
-            held = await store.claim_jobs("b", 1, owner="e", lease_seconds=LEASE)
-            await store.apply([Complete(job_id=held[0].job_id)], owner="e")
-            await _check(store, echo=(0, 3, 0, 0), fail=(0, 1, 0, 0), new=(0, 0, 1, 0))
-        conn = sqlite3.connect(db_path)
-        try:
-            sql = "SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name"
-            names = [name for (name,) in conn.execute(sql)]
-        finally:
-            conn.close()
-        assert names == [
-            "type_counts_delete",
-            "type_counts_insert",
-            "type_counts_move",
-            "type_counts_new_type",
-        ]
-
-
 async def test_redis_counts_the_jobs_stored_before_its_counters(
     redis_url: str, redis_port: int, clock: FakeClock
 ) -> None:
