@@ -43,6 +43,7 @@ __all__ = [
     "checkpoint",
     "connect",
     "in_wal_mode",
+    "set_busy_timeout",
     "transaction",
     "transaction_now",
     "unavailable_on_sqlite_errors",
@@ -94,23 +95,23 @@ class Busy(Exception):
 
 
 @contextlib.contextmanager
-def transaction_now(conn: sqlite3.Connection, busy_timeout_seconds: float) -> Iterator[None]:
+def transaction_now(conn: sqlite3.Connection) -> Iterator[None]:
     """One write transaction, begun only if the write lock is free at once
-    (else ``Busy``, nothing done); rolled back on any exception. The busy
-    timeout is 0 from before ``BEGIN`` until the transaction ended, so
-    nothing runs between the transaction and its rollback."""
-    conn.execute("PRAGMA busy_timeout = 0")
-    try:
-        with contextlib.ExitStack() as begun:
-            try:
-                begun.enter_context(transaction(conn, write=True))
-            except sqlite3.OperationalError as exc:
-                if _busy(exc):
-                    raise Busy(str(exc)) from exc
-                raise
-            yield
-    finally:
-        conn.execute(f"PRAGMA busy_timeout = {round(busy_timeout_seconds * 1000)}")
+    (else ``Busy``, nothing done; the caller has set the busy timeout to 0
+    with ``set_busy_timeout``); rolled back on any exception."""
+    with contextlib.ExitStack() as begun:
+        try:
+            begun.enter_context(transaction(conn, write=True))
+        except sqlite3.OperationalError as exc:
+            if _busy(exc):
+                raise Busy(str(exc)) from exc
+            raise
+        yield
+
+
+def set_busy_timeout(conn: sqlite3.Connection, seconds: float) -> None:
+    """How long the connection's next statements wait for another's lock."""
+    conn.execute(f"PRAGMA busy_timeout = {round(seconds * 1000)}")
 
 
 def in_wal_mode(conn: sqlite3.Connection) -> bool:
@@ -153,7 +154,7 @@ def _switch_to_wal(conn: sqlite3.Connection, busy_timeout_seconds: float) -> Non
             left = max(1, round((deadline - time.monotonic()) * 1000))
             conn.execute(f"PRAGMA busy_timeout = {left}")
     finally:
-        conn.execute(f"PRAGMA busy_timeout = {round(busy_timeout_seconds * 1000)}")
+        set_busy_timeout(conn, busy_timeout_seconds)
 
 
 def connect(path: str, busy_timeout_seconds: float) -> sqlite3.Connection:

@@ -123,9 +123,28 @@ def _jobs(rows: Iterable[Sequence[Any]]) -> list[JobRecord]:
 
 
 def _job_fields(row: Sequence[Any]) -> JobRecord:
-    job_id, batch_id, type_, state, payload, attempts, max_attempts = row[:7]
-    key, priority, result, error, traceback, created_at, available_at, cost = row[7:15]
-    started_at, finished_at, progress, timeout_seconds = row[15:]
+    # One unpacking, not slices: this runs for every claimed job.
+    (
+        job_id,
+        batch_id,
+        type_,
+        state,
+        payload,
+        attempts,
+        max_attempts,
+        key,
+        priority,
+        result,
+        error,
+        traceback,
+        created_at,
+        available_at,
+        cost,
+        started_at,
+        finished_at,
+        progress,
+        timeout_seconds,
+    ) = row
     return JobRecord(
         job_id=job_id,
         batch_id=batch_id,

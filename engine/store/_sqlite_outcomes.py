@@ -10,6 +10,13 @@ jobs under the owner's lease (one ``SELECT`` of the ids, a JSON
 parameter read with ``json_each``) and their updates of one kind go
 through one ``executemany``. Every update is guarded by the lifecycle
 table (``guard``), as in ``engine.store._sqlite_ops``.
+
+The completions' ``UPDATE`` returns no rows: when it changed as many
+rows as there are completions, every one of them moved, which is nearly
+always so, and no row per job crosses into Python. When it changed fewer
+(a job recovered, cancelled or claimed by another owner meanwhile), it is
+rolled back to a savepoint taken just before it and made again with
+``RETURNING`` the ids it moves: only this rare case pays for the rows.
 """
 
 from __future__ import annotations
@@ -56,8 +63,8 @@ UPDATE jobs SET state = {target(JobEvent.COMPLETE)}, result = r.value, error = N
     traceback = NULL, finished_at = :now, {NO_LEASE}
 FROM json_each(:results) AS r
 WHERE jobs.job_id = r.key AND +jobs.lease_owner = :owner AND +jobs.{guard(JobEvent.COMPLETE)}
-RETURNING jobs.job_id
 """
+_COMPLETE_NAMING = f"{_COMPLETE_MANY} RETURNING jobs.job_id"
 _COMPLETED = target_state(JobEvent.COMPLETE)
 # The jobs some other outcome may move, among those named: those under the
 # owner's lease.
@@ -97,14 +104,20 @@ def apply(
         first.setdefault(outcome.job_id, outcome)
     states: dict[str, JobState] = {}
     results = {
-        job_id: _json.dump(outcome.result)
+        job_id: "null" if outcome.result is None else _json.dump(outcome.result)
         for job_id, outcome in first.items()
         if isinstance(outcome, Complete)
     }
     if results:
-        params = {"results": _json.dump(results), "now": now, "owner": owner}
-        for (job_id,) in conn.execute(_COMPLETE_MANY, params).fetchall():
-            states[job_id] = _COMPLETED
+        completing = {"results": _json.dump(results), "now": now, "owner": owner}
+        conn.execute("SAVEPOINT completions")
+        if conn.execute(_COMPLETE_MANY, completing).rowcount == len(results):
+            states = dict.fromkeys(results, _COMPLETED)
+        else:  # some were not ours to complete: which were?
+            conn.execute("ROLLBACK TO completions")
+            for (job_id,) in conn.execute(_COMPLETE_NAMING, completing).fetchall():
+                states[job_id] = _COMPLETED
+        conn.execute("RELEASE completions")
     others = {
         job_id: outcome for job_id, outcome in first.items() if isinstance(outcome, Fail | Release)
     }

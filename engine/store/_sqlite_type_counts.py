@@ -12,6 +12,13 @@ row per type and state, never a scan of jobs. A job's type never changes.
 A file made before the table gets it in ``install`` (run by the schema's
 migration, in its write transaction): the table is filled from one
 ``GROUP BY`` of the jobs, then the triggers keep it.
+
+The triggers cost about 3 µs a job on the hot path (a claim and a
+completion, both moves). Measured against them on bursts of 200: a move
+as one ``UPDATE`` of both rows (``state IN (old, new)``, every type given
+a row per state up front) was slower, two plain ``UPDATE``s were no
+faster, and one row per type with a column per state saved under 1 µs a
+job: none worth a migration.
 """
 
 from __future__ import annotations

@@ -76,6 +76,34 @@ async def test_records_only_the_owners_jobs_and_claims_under_its_lease(
         assert (await store.counts("b")).active == 1
 
 
+async def test_completions_some_not_ours_move_only_ours_and_claim_once(
+    store: Store, clock: FakeClock
+) -> None:
+    """A step of completions alone, some for jobs not under the owner's
+    lease (another's, none, twice the same): only the owner's complete,
+    and the claim takes each pending job once."""
+    with trio.fail_after(DEADLINE):
+        await store.create_batch("b", "echo")
+        ids = list((await store.add_jobs("b", jobs_of(6))).job_ids)
+        mine = await store.claim_jobs("b", 2, owner="e", lease_seconds=LEASE)
+        theirs = await store.claim_jobs("b", 1, owner="other", lease_seconds=LEASE)
+        outcomes = [
+            Complete(job_id=mine[0].job_id, result=1),
+            Complete(job_id=theirs[0].job_id),
+            Complete(job_id=mine[0].job_id, result=2),
+            Complete(job_id="no-such-job"),
+            Complete(job_id=mine[1].job_id),
+        ]
+        step = await store.apply_and_claim(outcomes, owner="e", claim=_claim(9))
+        assert step.states == dict.fromkeys([ids[0], ids[1]], JobState.COMPLETED)
+        assert [(j.job_id, j.attempts) for j in step.claimed] == [(i, 1) for i in ids[3:]]
+        counts = await store.counts("b")
+        assert (counts.completed, counts.active, counts.pending) == (2, 4, 0)
+        jobs = {j.job_id: j for j in await all_jobs(store, "b")}
+        assert jobs[ids[0]].result == 1
+        assert jobs[ids[2]].state is JobState.ACTIVE  # still the other owner's
+
+
 async def test_a_step_whose_reply_was_lost_hands_its_claim_to_the_next(
     redis_url: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
