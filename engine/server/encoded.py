@@ -80,7 +80,7 @@ class _Recent(Generic[_F]):
     modulo that: a newer seq takes its slot over, nothing else is evicted."""
 
     def __init__(self, encode: Callable[[Event], _F]) -> None:
-        self._encode = encode
+        self._encode: Callable[[Event], _F] = encode
         self._slots: list[tuple[int, _F] | None] = [None] * _FRAMES_KEPT
 
     def frames(self, events: list[Event]) -> list[_F]:
@@ -108,8 +108,8 @@ class _Bursts(Generic[_F]):
     """Recent bursts' messages, by the events they hold."""
 
     def __init__(self, frames: _Recent[_F], join: Callable[[list[_F]], _F]) -> None:
-        self._frames = frames
-        self._join = join
+        self._frames: _Recent[_F] = frames
+        self._join: Callable[[list[_F]], _F] = join
         self._kept: collections.OrderedDict[_BurstKey, tuple[list[Event], list[_F]]] = (
             collections.OrderedDict()
         )
