@@ -43,8 +43,9 @@ __all__ = ["parse_ws_frame", "parse_ws_message", "sse_frame", "ws_array", "ws_fr
 
 @attrs.frozen(kw_only=True)
 class _Frame:
-    """A WebSocket frame as it travels: ``data`` is decoded once the name
-    has picked its class."""
+    """A WebSocket frame as a client reads it: ``data`` is decoded once the
+    name has picked its class. (``ws_frame`` writes the same keys, in this
+    order, without building one.)"""
 
     event: str
     seq: int = attrs.field(validator=at_least_one)
@@ -52,9 +53,10 @@ class _Frame:
 
 
 #: Each event data class's name, as text and as bytes, and the converter's
-#: own unstructure hook for it, looked up once: a frame is then one dict
-#: around the hook's output and one call of the JSON encoder, the same
-#: bytes ``CONVERTER.unstructure`` of a ``_Frame`` gives.
+#: own unstructure hook for it (its camelCase names, its fields left out
+#: while None), looked up once: a frame is then one dict around the hook's
+#: output and one call of the JSON encoder, the very bytes the converter
+#: writes for a ``_Frame``, with no dispatch on the data's class per event.
 _WIRE: dict[type[EventData], tuple[str, bytes, Callable[[Any], dict[str, Any]]]] = {
     cls: (name, name.encode(), CONVERTER.get_unstructure_hook(cls))
     for name, cls in EVENT_TYPES.items()

@@ -5,9 +5,9 @@ Design notes
 Every client of a batch is sent the same events, so each event's WebSocket
 and SSE frames are encoded once (the frames of the last ``_FRAMES_KEPT``
 seqs are kept, in a table with one slot per seq modulo that size, so
-keeping one costs no eviction), and so is each *burst*: the events one client takes at once
-(``Subscription.receive_queued``) joined into one message, a ``?batch=1``
-JSON array or an SSE chunk. The clients of a batch woken by one
+keeping one evicts nothing else), and so is each *burst*: the events one
+client takes at once (``Subscription.receive_queued``) joined into one
+message, a ``?batch=1`` JSON array or an SSE chunk. The clients of a batch woken by one
 publication take the same events, so all but the first find their message
 made; a burst is known by its first and last seq and its length, and
 checked against the events it holds (two filters may take different events
