@@ -21,11 +21,12 @@ writes it, and anything else is refused with the path of the first fault
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
 
+from protocols import jsontext
 from protocols.codec import (
     CONVERTER,
     at_least_one,
@@ -35,19 +36,31 @@ from protocols.codec import (
     structure_as,
 )
 from protocols.errors import RemoteProtocolError
-from protocols.events import Event, decode_event
+from protocols.events import EVENT_TYPES, Event, EventData, decode_event
 
 __all__ = ["parse_ws_frame", "parse_ws_message", "sse_frame", "ws_array", "ws_frame"]
 
 
 @attrs.frozen(kw_only=True)
 class _Frame:
-    """A WebSocket frame as it travels: ``data`` is decoded once the name
-    has picked its class."""
+    """A WebSocket frame as a client reads it: ``data`` is decoded once the
+    name has picked its class. (``ws_frame`` writes the same keys, in this
+    order, without building one.)"""
 
     event: str
     seq: int = attrs.field(validator=at_least_one)
     data: Any
+
+
+#: Each event data class's name, as text and as bytes, and the converter's
+#: own unstructure hook for it (its camelCase names, its fields left out
+#: while None), looked up once: a frame is then one dict around the hook's
+#: output and one call of the JSON encoder, the very bytes the converter
+#: writes for a ``_Frame``, with no dispatch on the data's class per event.
+_WIRE: dict[type[EventData], tuple[str, bytes, Callable[[Any], dict[str, Any]]]] = {
+    cls: (name, name.encode(), CONVERTER.get_unstructure_hook(cls))
+    for name, cls in EVENT_TYPES.items()
+}
 
 
 def ws_frame(event: Event) -> str:
@@ -56,8 +69,10 @@ def ws_frame(event: Event) -> str:
     Raises:
         LocalProtocolError: ``data`` holds something JSON cannot carry.
     """
-    frame = _Frame(event=event.event, seq=event.seq, data=event.data)
-    return encode_json(CONVERTER.unstructure(frame), f"{event.event} #{event.seq}").decode()
+    data = event.data
+    name, _, unstructure = _WIRE[type(data)]
+    frame = {"event": name, "seq": event.seq, "data": unstructure(data)}
+    return _encode(frame, event).decode()
 
 
 def ws_array(frames: Iterable[str]) -> str:
@@ -71,8 +86,26 @@ def sse_frame(event: Event) -> bytes:
     Raises:
         LocalProtocolError: ``data`` holds something JSON cannot carry.
     """
-    data = encode_json(CONVERTER.unstructure(event.data), f"{event.event} #{event.seq}")
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.seq, event.event.encode(), data)
+    data = event.data
+    _, name, unstructure = _WIRE[type(data)]
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (
+        event.seq,
+        name,
+        _encode(unstructure(data), event),
+    )
+
+
+def _encode(value: Any, event: Event) -> bytes:
+    """``value`` (unstructured) as JSON, naming ``event`` in the error.
+
+    Raises:
+        LocalProtocolError: ``value`` holds something JSON cannot carry.
+    """
+    try:
+        return jsontext.dumps(value)
+    except (TypeError, ValueError):
+        # Encoding again raises codec's own error; the name is built only then.
+        return encode_json(value, f"{event.event} #{event.seq}")
 
 
 def _frame_event(value: Any, path: str) -> Event:

@@ -45,7 +45,7 @@ import trio
 from engine.core.bus_log import LogLink
 from engine.core.ring import DEFAULT_RING_BYTES, ReplayRing
 from engine.core.subscription import BUS_CLOSED, SLOW_SUBSCRIBER, Subscription
-from protocols.events import EVENT_TYPES, Event, EventData
+from protocols.events import EVENT_TYPES, Event, EventData, stamp
 
 if TYPE_CHECKING:
     from engine.store.event_log import EventLog
@@ -117,7 +117,7 @@ class EventBus:
             TypeError: ``data`` is not event data.
         """
         if self._link is None:
-            event = Event(seq=self._seq + 1, data=data)
+            event = stamp(self._seq + 1, data)
             self._deliver(event)
             return event
         if type(data) not in _DATA_CLASSES:
@@ -128,13 +128,16 @@ class EventBus:
     def _deliver(self, event: Event) -> None:
         self._seq = event.seq
         self._ring.append(event)
-        overflowed: list[Subscription] | None = None
-        for group in (self._unfiltered, self._by_batch.get(event.data.batch_id, ())):
+        overflowed: list[Subscription] = []
+        for subscriber in self._unfiltered:
+            if not subscriber._offer(event):
+                overflowed.append(subscriber)
+        group = self._by_batch.get(event.data.batch_id)
+        if group is not None:
             for subscriber in group:
                 if not subscriber._offer(event):
-                    overflowed = overflowed or []
                     overflowed.append(subscriber)
-        for subscriber in overflowed or ():
+        for subscriber in overflowed:
             self._drop(subscriber, SLOW_SUBSCRIBER)
         for observer in self._observers:
             observer(event)

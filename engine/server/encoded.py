@@ -3,10 +3,11 @@
 Design notes
 ------------
 Every client of a batch is sent the same events, so each event's WebSocket
-and SSE frames are encoded once (kept by seq for ``_FRAMES_KEPT`` events),
-and so is each *burst*: the events one client takes at once
-(``Subscription.receive_queued``) joined into one message, a ``?batch=1``
-JSON array or an SSE chunk. The clients of a batch woken by one
+and SSE frames are encoded once (the frames of the last ``_FRAMES_KEPT``
+seqs are kept, in a table with one slot per seq modulo that size, so
+keeping one evicts nothing else), and so is each *burst*: the events one
+client takes at once (``Subscription.receive_queued``) joined into one
+message, a ``?batch=1`` JSON array or an SSE chunk. The clients of a batch woken by one
 publication take the same events, so all but the first find their message
 made; a burst is known by its first and last seq and its length, and
 checked against the events it holds (two filters may take different events
@@ -55,52 +56,65 @@ class Frames:
     encoded once for every client."""
 
     def __init__(self) -> None:
-        self._ws: collections.OrderedDict[int, str] = collections.OrderedDict()
-        self._sse: collections.OrderedDict[int, bytes] = collections.OrderedDict()
-        self._arrays = _Bursts[str]()
-        self._chunks = _Bursts[bytes]()
+        self._ws = _Recent(ws_frame)
+        self._sse = _Recent(sse_frame)
+        self._arrays = _Bursts(self._ws, ws_array)
+        self._chunks = _Bursts(self._sse, b"".join)
 
-    def ws(self, event: Event) -> str:
-        return _kept(self._ws, event, ws_frame)
-
-    def sse(self, event: Event) -> bytes:
-        return _kept(self._sse, event, sse_frame)
+    def ws_frames(self, events: list[Event]) -> list[str]:
+        """``events`` as WebSocket text frames, one each, in their order."""
+        return self._ws.frames(events)
 
     def ws_arrays(self, events: list[Event]) -> list[str]:
         """``events`` as ``?batch=1`` messages: JSON arrays of their frames,
         each of about ``WRITE_BUDGET`` bytes at most."""
-        return self._arrays.messages(events, self.ws, ws_array)
+        return self._arrays.messages(events)
 
     def sse_chunks(self, events: list[Event]) -> list[bytes]:
         """``events`` as SSE chunks, each of about ``WRITE_BUDGET`` bytes at most."""
-        return self._chunks.messages(events, self.sse, b"".join)
+        return self._chunks.messages(events)
 
 
-def _kept(
-    frames: collections.OrderedDict[int, _F], event: Event, encode: Callable[[Event], _F]
-) -> _F:
-    frame = frames.get(event.seq)
-    if frame is None:
-        frame = frames[event.seq] = encode(event)
-        if len(frames) > _FRAMES_KEPT:
-            frames.popitem(last=False)
-    return frame
+class _Recent(Generic[_F]):
+    """The frames of the last ``_FRAMES_KEPT`` seqs, one slot per seq
+    modulo that: a newer seq takes its slot over, nothing else is evicted."""
+
+    def __init__(self, encode: Callable[[Event], _F]) -> None:
+        self._encode: Callable[[Event], _F] = encode
+        self._slots: list[tuple[int, _F] | None] = [None] * _FRAMES_KEPT
+
+    def frames(self, events: list[Event]) -> list[_F]:
+        """The frames of ``events``, encoded unless kept.
+
+        Raises:
+            LocalProtocolError: an event holds something JSON cannot carry.
+        """
+        slots = self._slots
+        found: list[_F] = []
+        for event in events:
+            seq = event.seq
+            index = seq % _FRAMES_KEPT
+            slot = slots[index]
+            if slot is not None and slot[0] == seq:
+                found.append(slot[1])
+            else:
+                frame = self._encode(event)
+                slots[index] = (seq, frame)
+                found.append(frame)
+        return found
 
 
 class _Bursts(Generic[_F]):
     """Recent bursts' messages, by the events they hold."""
 
-    def __init__(self) -> None:
+    def __init__(self, frames: _Recent[_F], join: Callable[[list[_F]], _F]) -> None:
+        self._frames: _Recent[_F] = frames
+        self._join: Callable[[list[_F]], _F] = join
         self._kept: collections.OrderedDict[_BurstKey, tuple[list[Event], list[_F]]] = (
             collections.OrderedDict()
         )
 
-    def messages(
-        self,
-        events: list[Event],
-        frame: Callable[[Event], _F],
-        join: Callable[[list[_F]], _F],
-    ) -> list[_F]:
+    def messages(self, events: list[Event]) -> list[_F]:
         """The messages of ``events`` (in seq order, at least one): their
         frames joined, a new message started once one reaches ``WRITE_BUDGET``."""
         key = (events[0].seq, events[-1].seq, len(events))
@@ -108,7 +122,11 @@ class _Bursts(Generic[_F]):
         # Two filters may take different events between the same two seqs.
         if kept is not None and kept[0] == events:
             return kept[1]
-        messages = [join(group) for group in _groups([frame(event) for event in events])]
+        frames = self._frames.frames(events)
+        if sum(map(len, frames)) <= WRITE_BUDGET:
+            messages = [self._join(frames)]  # what _groups makes of them, found sooner
+        else:
+            messages = [self._join(group) for group in _groups(frames)]
         if len(messages) == 1:
             self._kept[key] = (events, messages)
             if len(self._kept) > _BURSTS_KEPT:

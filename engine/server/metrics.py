@@ -144,22 +144,30 @@ class ServerMetrics:
     def observe(self, events: Sequence[Event]) -> None:
         """Counts what a burst of events says: finished jobs by labels, one
         increment per labels and burst."""
-        finished: dict[tuple[str, str], int] = {}
+        finished: dict[tuple[str | None, JobState], int] = {}
+        durations: dict[tuple[str | None, JobState], list[float]] = {}
         for event in events:
             data = event.data
-            if isinstance(data, JobUpdate) and data.finished:
-                labels = (data.type or "unknown", data.status.value)
+            if isinstance(data, JobUpdate):
+                status = data.status
+                if status is JobState.ACTIVE:
+                    continue
+                labels = (data.type, status)
                 finished[labels] = finished.get(labels, 0) + 1
                 if data.duration_ms is not None:
-                    self._durations_of(labels).observe(data.duration_ms / 1000)
+                    durations.setdefault(labels, []).append(data.duration_ms)
             elif isinstance(data, JobRetrying):
                 self._retries.labels(data.type).inc()
             elif isinstance(data, RateLimitedJob):
                 self._rate_limited.labels(data.type).inc()
             elif isinstance(data, RunError) and data.restarting:
                 self._restarts.inc()
-        for labels, count in finished.items():
-            self._finished.labels(*labels).inc(count)
+        for (job_type, status), count in finished.items():
+            self._finished.labels(job_type or "unknown", status.value).inc(count)
+        for (job_type, status), taken in durations.items():
+            histogram = self._durations_of((job_type or "unknown", status.value))
+            for duration_ms in taken:
+                histogram.observe(duration_ms / 1000)
 
     def _durations_of(self, labels: tuple[str, str]) -> Histogram:
         """The duration histogram of ``labels``, looked up once."""

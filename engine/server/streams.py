@@ -236,7 +236,7 @@ async def _pump_ws(websocket: WebSocket, feed: _Feed) -> Close:
             continue
         last_write = trio.current_time()
         frames = feed.frames
-        messages = frames.ws_arrays(events) if feed.batch else [frames.ws(e) for e in events]
+        messages = frames.ws_arrays(events) if feed.batch else frames.ws_frames(events)
         for message in messages:
             if subscription is not feed.current:
                 break  # resumeFrom replaced it: what it held is not sent

@@ -6,6 +6,7 @@ import orjson
 
 from engine.server.encoded import WRITE_BUDGET, Frames
 from protocols.events import Event, JobUpdate, RunError
+from protocols.frames import sse_frame
 
 
 def _events(first_seq: int, batch_ids: str) -> list[Event]:
@@ -23,7 +24,7 @@ def test_subscribers_taking_the_same_burst_share_one_message() -> None:
     assert [frame["seq"] for frame in orjson.loads(first[0])] == [1, 2, 3]
     chunks = frames.sse_chunks(burst)
     assert frames.sse_chunks(list(burst)) is chunks
-    assert chunks == [b"".join(frames.sse(event) for event in burst)]
+    assert chunks == [b"".join(sse_frame(event) for event in burst)]
 
 
 def test_other_events_between_the_same_seqs_make_their_own_message() -> None:
@@ -44,5 +45,5 @@ def test_a_burst_past_the_write_budget_becomes_several_messages_in_order() -> No
     assert seqs == [[1, 2, 3], [4, 5, 6], [7]]
     assert all(len(message) < 2 * WRITE_BUDGET for message in messages)
     chunks = frames.sse_chunks(burst)
-    assert b"".join(chunks) == b"".join(frames.sse(event) for event in burst)
+    assert b"".join(chunks) == b"".join(sse_frame(event) for event in burst)
     assert len(chunks) == 3

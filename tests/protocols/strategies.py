@@ -153,17 +153,18 @@ def _job_updates(draw: st.DrawFn) -> events.JobUpdate:
     )
 
 
-EVENT_DATA: st.SearchStrategy[events.EventData] = st.one_of(
-    st.builds(events.ProcessingStarted, batch_id=BATCH_IDS),
-    st.builds(
+#: A strategy per event data class, every class of ``events.EVENT_TYPES``.
+EVENT_DATA_OF: dict[type[events.EventData], st.SearchStrategy[events.EventData]] = {
+    events.ProcessingStarted: st.builds(events.ProcessingStarted, batch_id=BATCH_IDS),
+    events.ProcessingProgress: st.builds(
         events.ProcessingProgress,
         batch_id=BATCH_IDS,
         completed=COUNTS,
         failed=COUNTS,
         total=COUNTS,
     ),
-    _job_updates(),
-    st.builds(
+    events.JobUpdate: _job_updates(),
+    events.JobRetrying: st.builds(
         events.JobRetrying,
         batch_id=BATCH_IDS,
         job_id=TEXT,
@@ -172,7 +173,7 @@ EVENT_DATA: st.SearchStrategy[events.EventData] = st.one_of(
         type=NAMES,
         attempt=st.integers(min_value=1, max_value=2**31),
     ),
-    st.builds(
+    events.RateLimitedJob: st.builds(
         events.RateLimitedJob,
         batch_id=BATCH_IDS,
         job_id=TEXT,
@@ -181,15 +182,19 @@ EVENT_DATA: st.SearchStrategy[events.EventData] = st.one_of(
         resume_at=FLOATS,
         type_wide=st.booleans(),
     ),
-    st.builds(
+    events.RunDone: st.builds(
         events.RunDone,
         batch_id=BATCH_IDS,
         completed=COUNTS,
         failed=COUNTS,
         reason=st.none() | st.sampled_from(["shutdown", "cancelled"]),
     ),
-    st.builds(events.RunError, batch_id=BATCH_IDS, error=TEXT, restarting=st.booleans()),
-)
+    events.RunError: st.builds(
+        events.RunError, batch_id=BATCH_IDS, error=TEXT, restarting=st.booleans()
+    ),
+}
+
+EVENT_DATA: st.SearchStrategy[events.EventData] = st.one_of(*EVENT_DATA_OF.values())
 
 EVENTS = st.builds(events.Event, seq=st.integers(min_value=1, max_value=2**62), data=EVENT_DATA)
 

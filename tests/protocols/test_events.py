@@ -91,8 +91,28 @@ def test_an_event_is_immutable() -> None:
 
 
 def test_a_seq_starts_at_one() -> None:
-    with pytest.raises(ValueError, match="seq"):
+    with pytest.raises(ValueError, match="seq must be at least 1, got 0"):
         Event(seq=0, data=events.ProcessingStarted(batch_id="b"))
+    with pytest.raises(ValueError, match="seq must be at least 1, got 0"):
+        events.stamp(0, events.ProcessingStarted(batch_id="b"))
+
+
+@SETTINGS
+@given(st.integers(min_value=1, max_value=2**62), EVENT_DATA)
+def test_a_stamped_event_is_the_constructed_one(seq: int, data: events.EventData) -> None:
+    stamped = events.stamp(seq, data)
+    assert type(stamped) is Event
+    assert stamped == Event(seq=seq, data=data)
+    assert hash(stamped) == hash(Event(seq=seq, data=data))
+    assert (stamped.seq, stamped.data) == (seq, data)
+    assert events.EVENT_TYPES[stamped.event] is type(data)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        stamped.seq = seq + 1  # type: ignore[misc]
+
+
+def test_only_event_data_is_stamped() -> None:
+    with pytest.raises(TypeError, match="data must be event data, not dict"):
+        events.stamp(1, {"batchId": "b"})  # type: ignore[arg-type]
 
 
 # --- data of each event -------------------------------------------------------------
