@@ -33,44 +33,50 @@ def announce_outcome(
     *,
     batch_id: str,
     tally: Tally,
-    publish: Callable[[events.EventData], None],
+    publish: Callable[[events.EventData], object],
+    logged: bool = True,
 ) -> None:
     """Log and publish what the store made of ``outcome`` (``state``; None
     when it did not record it) for the held job, counting a completion or
-    a failure in ``tally``. Publishes nothing for any other state."""
+    a failure in ``tally``. Publishes nothing for any other state. With
+    ``logged`` False (``engine.core.job_log.jobs_logged`` said so for the
+    burst) no job line is even asked for."""
     job = held.record
-    if state is JobState.PENDING and isinstance(outcome, Fail):
-        job_retrying(batch_id, job, error=outcome.error)
-        publish(
-            events.JobRetrying(
-                batch_id=batch_id,
-                job_id=job.job_id,
-                error=outcome.error,
-                retry_at=outcome.retry_at,
-                type=job.type,
-                attempt=job.attempts,
-            )
-        )
-        return
     if state is JobState.COMPLETED:
         tally.completed += 1
+        error = None
     elif state is JobState.FAILED:
         tally.failed += 1
+        error = outcome.error if isinstance(outcome, Fail | Release) else None
     else:
+        if state is JobState.PENDING and isinstance(outcome, Fail):
+            if logged:
+                job_retrying(batch_id, job, error=outcome.error)
+            publish(
+                events.JobRetrying(
+                    batch_id=batch_id,
+                    job_id=job.job_id,
+                    error=outcome.error,
+                    retry_at=outcome.retry_at,
+                    type=job.type,
+                    attempt=job.attempts,
+                )
+            )
         return
-    error = outcome.error if isinstance(outcome, Fail | Release) else None
     duration_ms = None
     if held.active_since is not None:
-        ended = trio.current_time() if held.finished_at is None else held.finished_at
+        ended = held.finished_at
+        if ended is None:
+            ended = trio.current_time()
         duration_ms = round((ended - held.active_since) * 1000, 3)
-    failed = error if state is JobState.FAILED else None
-    job_ended(batch_id, job, error=failed, duration_ms=duration_ms)
+    if logged:
+        job_ended(batch_id, job, error=error, duration_ms=duration_ms)
     publish(
         events.JobUpdate(
             batch_id=batch_id,
             job_id=job.job_id,
             status=state,
-            error=error if state is JobState.FAILED else None,
+            error=error,
             type=job.type,
             attempt=job.attempts,
             duration_ms=duration_ms,
