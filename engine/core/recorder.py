@@ -13,6 +13,11 @@ took); ``engine.core.outcomes`` says which outcome a report becomes, and
 pending for a retry gets ``job:retrying``; its one terminal
 ``job:progress`` comes when it finally completes or fails.
 
+A job is timed (its terminal event's ``duration_ms``) from the reading
+of the burst that reported its start to that of the burst that reported
+its end: one clock reading per burst, so a job that started and ended
+within one burst took no time the engine could see.
+
 A job's start (``JobStarted``) also moves its type rate's take to the
 moment its handler started and notes it among the run's recent starts
 (``HeldJobs.restamp``), before the burst's outcomes are written, so the
