@@ -9,7 +9,7 @@ never sees a job start before the job it replaced finished. Which message
 becomes which event is written down in ``protocols.events``; the data is
 built here, from the engine's view (the ``Tally``, the state the store
 took); ``engine.core.outcomes`` says which outcome a report becomes, and
-``engine.core.announce`` what a recorded one publishes. A job back to
+``engine.core.announce`` what a recorded burst publishes. A job back to
 pending for a retry gets ``job:retrying``; its one terminal
 ``job:progress`` comes when it finally completes or fails.
 
@@ -63,7 +63,7 @@ from functools import partial
 import attrs
 import trio
 
-from engine.core.announce import announce_outcome
+from engine.core.announce import announce_outcome, publish_burst
 from engine.core.bus import EventBus
 from engine.core.eta import EtaEstimator
 from engine.core.follow_ups import FollowUpRecorder, FollowUpRules
@@ -84,11 +84,8 @@ __all__ = ["Recorder", "Tally"]
 
 log = logging.getLogger("batchyard.runner")
 
-#: The reports that end a job's attempt with its terminal event
-#: (``JobRateLimited`` ends it with ``job:rate-limited``).
-_ENDINGS = (ipc.JobCompleted, ipc.JobFailed, ipc.JobInterrupted)
 #: The reports that end a job's attempt (the usual one first).
-_ENDS = (*_ENDINGS, ipc.JobRateLimited)
+_ENDS = (ipc.JobCompleted, ipc.JobFailed, ipc.JobInterrupted, ipc.JobRateLimited)
 
 
 class Recorder:
@@ -191,7 +188,16 @@ class Recorder:
                 # Held for ``release``, which announces them once written;
                 # the rest of the burst is news now.
                 outcomes = {}
-        self._publish_burst(messages, outcomes, states, held)
+        publish_burst(
+            messages,
+            outcomes,
+            states,
+            held,
+            batch_id=self.batch_id,
+            tally=self._tally,
+            publish=self._bus.publish,
+            rate_limited=self._rate_limited,
+        )
         self._publish_progress(self._tally.snapshot(self.batch_id))
         await held.free_type_slots()
 
@@ -361,77 +367,6 @@ class Recorder:
             if job is not None:
                 refusal = ipc.JobFailed(job_id=job_id, error=error)
                 outcomes[job_id] = job.outcome = self._outcome_of(refusal, job.record)
-
-    def _publish_burst(
-        self,
-        messages: list[ipc.ChildMessage],
-        outcomes: dict[str, Outcome],
-        states: dict[str, JobState],
-        held: HeldJobs,
-    ) -> None:
-        """Publish a recorded burst's events in the order of its messages:
-        each ending whose outcome was written announced (and let go of),
-        each start or progress of a held job as its ``active`` update."""
-        # Dispatched on the exact class (messages are never subclassed):
-        # this runs for every message of every burst.
-        publish, batch_id, tally = self._bus.publish, self.batch_id, self._tally
-        logged = jobs_logged()
-        for message in messages:
-            if type(message) is ipc.JobStarted:
-                if message.job_id in held:
-                    publish(
-                        events.JobUpdate(
-                            batch_id=batch_id,
-                            job_id=message.job_id,
-                            status=JobState.ACTIVE,
-                            progress=0.0,
-                            started_at=message.started_at,
-                        )
-                    )
-            elif isinstance(message, _ENDINGS):
-                job_id = message.job_id
-                outcome = outcomes.get(job_id)
-                if outcome is not None and job_id in held:  # else held for ``release``
-                    announce_outcome(
-                        outcome,
-                        states.get(job_id),
-                        held.pop(job_id),
-                        batch_id=batch_id,
-                        tally=tally,
-                        publish=publish,
-                        logged=logged,
-                    )
-            else:
-                self._publish_other(message, outcomes, held)
-
-    def _publish_other(
-        self, message: ipc.ChildMessage, outcomes: dict[str, Outcome], held: HeldJobs
-    ) -> None:
-        """``_publish_burst`` for the messages that are neither a start nor
-        an ending."""
-        if type(message) is ipc.JobProgress:
-            if message.job_id in held:
-                self.publish(
-                    events.JobUpdate(
-                        batch_id=self.batch_id,
-                        job_id=message.job_id,
-                        status=JobState.ACTIVE,
-                        progress=message.progress,
-                    )
-                )
-        elif type(message) is ipc.Progress:
-            self._tally.report()  # published once, at the end of the burst
-        elif type(message) is ipc.JobRateLimited:
-            job_id = message.job_id
-            if job_id not in held:
-                return
-            rate_limited = self._rate_limited.pop(job_id, None)
-            if job_id in outcomes and rate_limited is not None:
-                held.pop(job_id)
-                self.publish(rate_limited)
-        elif type(message) is ipc.BatchStarted:
-            self.publish(events.ProcessingStarted(batch_id=self.batch_id))
-        # Ready, Done, ChildFailed and Pong say nothing subscribers need.
 
     def _announce(self, outcome: Outcome, state: JobState | None, held: HeldJob) -> None:
         announce_outcome(
