@@ -348,11 +348,9 @@ class Dispatcher:
                 ready.clear()
                 await child.channel.send(message)
 
-        # Jobs of types without a gate go first. They have nothing to take
-        # (the batch's rate is the child's to keep), so unless a hold is on
-        # they skip ``_take_start`` and the send is the burst's one
-        # checkpoint. A hold is only put on while this task waits at a
-        # checkpoint, so one look at it serves them all.
+        # Jobs of types without a gate go first and have nothing to take
+        # (the batch's rate is the child's): unless a hold is on (one only
+        # starts while this task waits), the send is their one checkpoint.
         limits, gate_of = self._limits, self._limits.type_gate
         gated: list[JobRecord] = []
         for job in jobs:
