@@ -123,18 +123,20 @@ def _many_tagged(by_tag: dict[str, Callable[[Any], Any]]) -> Callable[[Any], Any
     def many(value: Any) -> tuple[Any, ...]:
         if type(value) is not list:
             raise _Refused
-        checked = []
-        for item in value:
-            tag = item.get("type") if type(item) is dict else None
-            if type(tag) is not str or tag not in by_tag:
-                raise _Refused
-            checked.append(by_tag[tag](item))
-        return tuple(checked)
+        try:
+            # An item that is not an object, or whose tag is not one of
+            # ``by_tag``'s strings, fails the lookup.
+            return tuple([by_tag[item["type"]](item) for item in value])
+        except (KeyError, TypeError):
+            raise _Refused from None
 
     return many
 
 
 def _object_check(cls: type[Any], tag: str | None) -> Callable[[Any], Any] | None:
+    """The check of ``cls``'s objects, tagged ``tag`` (a caller that
+    looked the class up by its tag saw the key), or None for a class
+    the shortcut does not handle."""
     hints = get_type_hints(cls)
     fields = []
     for field in attrs.fields(cls):
@@ -143,53 +145,64 @@ def _object_check(cls: type[Any], tag: str | None) -> Callable[[Any], Any] | Non
             return None
         required = field.default is attrs.NOTHING
         fields.append((field.name, camel_case(field.name), check, required))
-    allowed = frozenset(
-        {wire for _, wire, _, _ in fields} | ({"type"} if tag is not None else set())
-    )
-    return _compiled(cls, fields, allowed)
+    return _compiled(cls, fields, tagged=tag is not None)
 
 
 def _compiled(
-    cls: type[Any],
-    fields: list[tuple[str, str, Callable[[Any], Any], bool]],
-    allowed: frozenset[str],
+    cls: type[Any], fields: list[tuple[str, str, Callable[[Any], Any], bool]], *, tagged: bool
 ) -> Callable[[Any], Any]:
     """The check of one class's objects as one generated function: a loop
     over the fields, with a call per check, cost as much as the rest of the
     decoding, and the engine decodes two or more messages per job. A field
-    of an exact kind (a string, an integer) is checked inline; any other
-    calls its check. Only names and constants of this module go into the
-    source (field names are identifiers, wire names are ``repr``'d)."""
-    names: dict[str, Any] = {"cls": cls, "allowed": allowed, "_Refused": _Refused}
+    of an exact kind (a string, an integer) is checked inline, and so is a
+    number that is a float already; any other calls its check. The object
+    holds no other key when it holds as many as the required fields, the
+    optional ones found and the tag make. Only names and constants of this
+    module go into the source (field names are identifiers, wire names are
+    ``repr``'d)."""
+    names: dict[str, Any] = {"cls": cls, "_Refused": _Refused}
     lines = [
         "def structure(value):",
-        "    if type(value) is not dict or not value.keys() <= allowed:",
+        "    if type(value) is not dict:",
         "        raise _Refused",
     ]
-    given, optional = [], []
+    given, optional, checks = [], [], []
+    keys = int(tagged)
     for index, (name, wire, check, required) in enumerate(fields):
         kind = _EXACT_KINDS.get(check)
-        if required:
-            lines += [
-                f"    try:\n        v{index} = value[{wire!r}]",
-                "    except KeyError:\n        raise _Refused from None",
-            ]
-            if kind is not None:
-                names[f"kind{index}"] = kind
-                lines.append(f"    if type(v{index}) is not kind{index}:\n        raise _Refused")
-            elif check is not _any:
+        if not required:
+            value = f"value[{wire!r}]"
+            if check is not _any:
                 names[f"check{index}"] = check
-                lines.append(f"    v{index} = check{index}(v{index})")
-            given.append(f"{name}=v{index}")
-        else:
+                value = f"check{index}({value})"
+            optional += [f"    if {wire!r} in value:", f"        given[{name!r}] = {value}"]
+            optional.append("        keys += 1")
+            continue
+        keys += 1
+        given.append(f"{name}=v{index}")
+        lines.append(f"        v{index} = value[{wire!r}]")
+        if kind is not None:
+            names[f"kind{index}"] = kind
+            checks.append(f"    if type(v{index}) is not kind{index}:\n        raise _Refused")
+        elif check is _number:
             names[f"check{index}"] = check
-            optional.append(f"    if {wire!r} in value:")
-            optional.append(f"        given[{name!r}] = check{index}(value[{wire!r}])")
-    lines.append("    given = {}")
-    lines += optional
+            checks.append(f"    if type(v{index}) is not float:")
+            checks.append(f"        v{index} = check{index}(v{index})")
+        elif check is not _any:
+            names[f"check{index}"] = check
+            checks.append(f"    v{index} = check{index}(v{index})")
+    if given:
+        lines.insert(3, "    try:")
+        lines.append("    except KeyError:\n        raise _Refused from None")
+    lines += checks
+    if optional:
+        lines += [f"    keys = {keys}", "    given = {}", *optional]
+        given.append("**given")
     lines += [
+        f"    if len(value) != {'keys' if optional else keys}:",
+        "        raise _Refused",
         "    try:",
-        f"        return cls({', '.join([*given, '**given'])})",
+        f"        return cls({', '.join(given)})",
         "    except (TypeError, ValueError) as exc:",
         "        raise _Refused from exc",
     ]

@@ -43,6 +43,7 @@ A line is a ``ChildLine``; ``facts_of`` gives the messages it carries.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
@@ -94,7 +95,7 @@ def _positive(instance: object, attribute: attrs.Attribute[Any], value: int) -> 
 
 
 def _positive_finite(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not 0.0 < value < float("inf"):
+    if not 0.0 < value < math.inf:
         raise ValueError(f"{attribute.name} must be a finite number > 0, got {value!r}")
 
 
@@ -269,7 +270,7 @@ class JobFailed:
 
 
 def _seconds(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not 0.0 <= value < float("inf"):
+    if not 0.0 <= value < math.inf:
         raise ValueError(f"{attribute.name} must be finite seconds >= 0, got {value!r}")
 
 

@@ -327,6 +327,7 @@ class Dispatcher:
 
     async def _send(self, child: Child, jobs: list[JobRecord], held: HeldJobs) -> None:
         ready: list[JobRecord] = []
+        timeout_of = self._limits.timeout_of
 
         async def send_ready() -> None:
             if ready:
@@ -337,7 +338,7 @@ class Dispatcher:
                             type=j.type,
                             payload=j.payload,
                             attempt=j.attempts,
-                            timeout_seconds=self._limits.timeout_of(j),
+                            timeout_seconds=timeout_of(j),
                             cost=j.cost,
                         )
                         for j in ready
@@ -347,13 +348,18 @@ class Dispatcher:
                 ready.clear()
                 await child.channel.send(message)
 
+        # Jobs of types without a gate go first and have nothing to take
+        # (the batch's rate is the child's): unless a hold is on (one only
+        # starts while this task waits), the send is their one checkpoint.
         limits, gate_of = self._limits, self._limits.type_gate
-        for job in sorted(jobs, key=lambda j: gate_of(j.type) is not None):
-            # A job with nothing to take (no type gate, no hold) skips it:
-            # the send is then the burst's one checkpoint. (The batch's rate
-            # is the child's to keep.)
-            if gate_of(job.type) is not None or limits.throttle.held():
-                await self._take_start(job, held, send_ready)
+        gated: list[JobRecord] = []
+        for job in jobs:
+            (ready if gate_of(job.type) is None else gated).append(job)
+        if ready and limits.throttle.held():
+            gated[:0] = ready
+            ready.clear()
+        for job in gated:
+            await self._take_start(job, held, send_ready)
             ready.append(job)
         await send_ready()
 

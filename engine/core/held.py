@@ -103,7 +103,7 @@ class HeldJobs:
         if record.job_id in self._jobs:
             self._successors[record.job_id] = (record, credit)
         else:
-            self.add(record, credit)
+            self._jobs[record.job_id] = HeldJob(record=record, credit=credit)
 
     def add_after(self, record: JobRecord, credit: object) -> None:
         """Hold a job that a claim took back while this run still holds it
@@ -147,6 +147,8 @@ class HeldJobs:
         Cancellation: shielded (bounded); a take not moved counts from its
         hand-off.
         """
+        if not self._starts_to_move:
+            return
         with trio.move_on_after(CLEANUP_SECONDS, shield=True):
             while self._starts_to_move:
                 gate, delays = self._starts_to_move.popitem()
@@ -181,6 +183,8 @@ class HeldJobs:
                 if job.type_gate is not None:
                     self._slots_to_free[job.type_gate].append(job.record.job_id)
                     job.type_gate = None
+        if not self._slots_to_free:
+            return
         with trio.move_on_after(CLEANUP_SECONDS, shield=True):
             while self._slots_to_free:
                 gate, holders = self._slots_to_free.popitem()

@@ -4,8 +4,9 @@ DEBUG on the logger ``batchyard.jobs``.
 
 Each line names its batch and job (``[batch B] job J (TYPE) ...``) and
 carries them as ``batchId`` / ``jobId`` for the JSON format
-(``engine.core.logs``). The recorder calls these per job of a burst; they
-cost one level check each when DEBUG is off.
+(``engine.core.logs``). Each costs one level check when DEBUG is off; the
+recorder, which has a burst of jobs at hand, asks ``jobs_logged`` once per
+burst and makes no call at all while it is off.
 """
 
 from __future__ import annotations
@@ -15,9 +16,14 @@ import logging
 from engine.core.logs import log_fields
 from engine.store.records import JobRecord
 
-__all__ = ["job_active", "job_ended", "job_retrying"]
+__all__ = ["job_active", "job_ended", "job_retrying", "jobs_logged"]
 
 log = logging.getLogger("batchyard.jobs")
+
+
+def jobs_logged() -> bool:
+    """Whether job lines are written now (DEBUG on ``batchyard.jobs``)."""
+    return log.isEnabledFor(logging.DEBUG)
 
 
 def job_active(batch_id: str, job: JobRecord) -> None:

@@ -21,17 +21,7 @@ from engine.store.records import Complete, Fail, JobRecord, Outcome, Release
 from protocols import ipc
 from protocols.lifecycle import JobState
 
-__all__ = ["JOB_FACTS", "Ending", "outcome_of", "state_after"]
-
-#: What the child says about one of its jobs.
-JOB_FACTS = (
-    ipc.JobStarted,
-    ipc.JobProgress,
-    ipc.JobCompleted,
-    ipc.JobFailed,
-    ipc.JobInterrupted,
-    ipc.JobRateLimited,
-)
+__all__ = ["Ending", "outcome_of", "state_after"]
 
 #: A report that ends a job's attempt.
 Ending = ipc.JobCompleted | ipc.JobFailed | ipc.JobInterrupted | ipc.JobRateLimited
@@ -47,16 +37,16 @@ def outcome_of(
 ) -> Outcome:
     """The outcome that records ``message`` for ``job``; ``clock`` is the
     store's wall clock, from which retries and holds are due."""
-    if isinstance(message, ipc.JobInterrupted):
-        return Release(job_id=job.job_id, refund_attempt=True)
-    if isinstance(message, ipc.JobRateLimited):  # not handed out before the hold ends
-        due = clock() + hold_seconds(message.retry_after)
-        return Release(job_id=job.job_id, refund_attempt=True, retry_at=due)
-    if isinstance(message, ipc.JobCompleted):
+    if isinstance(message, ipc.JobCompleted):  # the usual report first
         checked = follow_ups.complete(message)
         if isinstance(checked, Complete):
             return checked
         message = ipc.JobFailed(job_id=job.job_id, error=checked)
+    elif isinstance(message, ipc.JobInterrupted):
+        return Release(job_id=job.job_id, refund_attempt=True)
+    elif isinstance(message, ipc.JobRateLimited):  # not handed out before the hold ends
+        due = clock() + hold_seconds(message.retry_after)
+        return Release(job_id=job.job_id, refund_attempt=True, retry_at=due)
     retry_at = None
     if job.attempts < job.max_attempts:
         retry_at = clock() + backoff_seconds * 2 ** (job.attempts - 1)

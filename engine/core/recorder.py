@@ -9,9 +9,14 @@ never sees a job start before the job it replaced finished. Which message
 becomes which event is written down in ``protocols.events``; the data is
 built here, from the engine's view (the ``Tally``, the state the store
 took); ``engine.core.outcomes`` says which outcome a report becomes, and
-``engine.core.announce`` what a recorded one publishes. A job back to
+``engine.core.announce`` what a recorded burst publishes. A job back to
 pending for a retry gets ``job:retrying``; its one terminal
 ``job:progress`` comes when it finally completes or fails.
+
+A job is timed (its terminal event's ``duration_ms``) from the reading
+of the burst that reported its start to that of the burst that reported
+its end: one clock reading per burst, so a job that started and ended
+within one burst took no time the engine could see.
 
 A job's start (``JobStarted``) also moves its type rate's take to the
 moment its handler started and notes it among the run's recent starts
@@ -54,18 +59,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import partial
-from typing import cast
 
 import attrs
 import trio
 
-from engine.core.announce import announce_outcome
+from engine.core.announce import announce_outcome, publish_burst
 from engine.core.bus import EventBus
 from engine.core.eta import EtaEstimator
 from engine.core.follow_ups import FollowUpRecorder, FollowUpRules
 from engine.core.held import CLEANUP_SECONDS, HeldJob, HeldJobs
-from engine.core.job_log import job_active
-from engine.core.outcomes import JOB_FACTS, Ending, outcome_of, state_after
+from engine.core.job_log import job_active, jobs_logged
+from engine.core.outcomes import outcome_of, state_after
 from engine.core.refill import Refill, hold_refill
 from engine.core.retry import Patience, StoreRetry
 from engine.core.tally import Tally
@@ -80,9 +84,8 @@ __all__ = ["Recorder", "Tally"]
 
 log = logging.getLogger("batchyard.runner")
 
-#: The reports that end a job's attempt with its terminal event
-#: (``JobRateLimited`` ends it with ``job:rate-limited``).
-_ENDINGS = frozenset({ipc.JobCompleted, ipc.JobFailed, ipc.JobInterrupted})
+#: The reports that end a job's attempt (the usual one first).
+_ENDS = (ipc.JobCompleted, ipc.JobFailed, ipc.JobInterrupted, ipc.JobRateLimited)
 
 
 class Recorder:
@@ -185,8 +188,16 @@ class Recorder:
                 # Held for ``release``, which announces them once written;
                 # the rest of the burst is news now.
                 outcomes = {}
-        for message in messages:
-            self._publish_message(message, outcomes, states, held)
+        publish_burst(
+            messages,
+            outcomes,
+            states,
+            held,
+            batch_id=self.batch_id,
+            tally=self._tally,
+            publish=self._bus.publish,
+            rate_limited=self._rate_limited,
+        )
         self._publish_progress(self._tally.snapshot(self.batch_id))
         await held.free_type_slots()
 
@@ -195,29 +206,36 @@ class Recorder:
     ) -> dict[str, Outcome]:
         """The outcomes a burst reports for held jobs, kept on them; starts
         are noted (``HeldJobs.restamp``) and a ``RateLimited``
-        puts its hold on."""
+        puts its hold on. The burst's jobs are timed as of its reading."""
         outcomes: dict[str, Outcome] = {}
+        now = trio.current_time()
+        logged = jobs_logged()
+        # Dispatched on the exact class (messages are never subclassed):
+        # this runs for every message of every burst.
         for message in messages:
-            if not isinstance(message, JOB_FACTS):
-                continue
-            job = held.get(message.job_id)
-            if job is None:
-                continue
-            if isinstance(message, ipc.JobStarted):
+            if type(message) is ipc.JobStarted:
+                job = held.get(message.job_id)
+                if job is None:
+                    continue
                 if job.active_since is None:
-                    job.active_since = trio.current_time()
-                job_active(self.batch_id, job.record)
+                    job.active_since = now
+                if logged:
+                    job_active(self.batch_id, job.record)
                 held.restamp(job, message.started_at)
-            elif not isinstance(message, ipc.JobProgress):
+            elif isinstance(message, _ENDS):
+                job = held.get(message.job_id)
+                if job is None:
+                    continue
                 outcome = self._outcome_of(message, job.record)
-                if job.ended_by is not None and isinstance(message, ipc.JobInterrupted):
+                if job.ended_by is not None and type(message) is ipc.JobInterrupted:
                     outcome = job.ended_by  # it was stopped on purpose (cancel)
                 outcomes[message.job_id] = job.outcome = outcome
-                job.finished_at = trio.current_time()
-                if isinstance(message, ipc.JobRateLimited):  # its event goes out later
+                job.finished_at = now
+                if type(message) is ipc.JobRateLimited:  # its event goes out later
                     self._rate_limited[message.job_id] = await self._throttle.hold(
                         job.record, message.retry_after, now=self._clock()
                     )
+                    now = trio.current_time()
         return outcomes
 
     async def release(self, held: HeldJobs, *, crashed: bool) -> None:
@@ -322,8 +340,10 @@ class Recorder:
         states = await self._retry.call(attempt, patience=self._patience)
         lost = []
         for outcome in outcomes:
+            if outcome.job_id in states:
+                continue
             job = held.get(outcome.job_id)
-            if job is None or outcome.job_id in states:
+            if job is None:
                 continue
             if outcome.job_id in maybe_written:
                 states[outcome.job_id] = state_after(outcome, job.record)
@@ -347,50 +367,6 @@ class Recorder:
             if job is not None:
                 refusal = ipc.JobFailed(job_id=job_id, error=error)
                 outcomes[job_id] = job.outcome = self._outcome_of(refusal, job.record)
-
-    def _publish_message(
-        self,
-        message: ipc.ChildMessage,
-        outcomes: dict[str, Outcome],
-        states: dict[str, JobState],
-        held: HeldJobs,
-    ) -> None:
-        # Dispatched on the exact class (messages are never subclassed):
-        # this runs for every message of every burst.
-        kind = type(message)
-        if kind in _ENDINGS:
-            job_id = cast(Ending, message).job_id
-            if job_id in outcomes and job_id in held:  # else held for ``release``
-                self._announce(outcomes[job_id], states.get(job_id), held.pop(job_id))
-        elif kind is ipc.JobStarted or kind is ipc.JobProgress:
-            job_id = cast(ipc.JobStarted | ipc.JobProgress, message).job_id
-            if job_id not in held:
-                return
-            if isinstance(message, ipc.JobStarted):
-                progress, started_at = 0.0, message.started_at
-            else:
-                progress, started_at = cast(ipc.JobProgress, message).progress, None
-            self.publish(
-                events.JobUpdate(
-                    batch_id=self.batch_id,
-                    job_id=job_id,
-                    status=JobState.ACTIVE,
-                    progress=progress,
-                    started_at=started_at,
-                )
-            )
-        elif kind is ipc.Progress:
-            self._tally.report()  # published once, at the end of the burst
-        elif isinstance(message, ipc.JobRateLimited):
-            if message.job_id not in held:
-                return
-            rate_limited = self._rate_limited.pop(message.job_id, None)
-            if message.job_id in outcomes and rate_limited is not None:
-                held.pop(message.job_id)
-                self.publish(rate_limited)
-        elif kind is ipc.BatchStarted:
-            self.publish(events.ProcessingStarted(batch_id=self.batch_id))
-        # Ready, Done, ChildFailed and Pong say nothing subscribers need.
 
     def _announce(self, outcome: Outcome, state: JobState | None, held: HeldJob) -> None:
         announce_outcome(
