@@ -37,6 +37,7 @@ from bench.context import Context
 from bench.live.server import REPO
 from bench.model import Result, failed, skipped
 from bench.peers import signals
+from bench.repeat import median_run
 from bench.stats import percentile
 from bench.workloads.rate import rate_metrics, rate_notes
 
@@ -338,7 +339,8 @@ def run_python_peer(
         reason = f"not installed ({', '.join(missing)}): pip install '.[bench]'"
         return [skipped(w, peer.name, reason) for w in workloads]
     jobs = w1_jobs or ctx.sizes.w1_jobs
-    results = [_guarded("W1", peer, lambda: _w1(ctx, peer, jobs))]
+    runs = range(ctx.sizes.w1_runs)
+    results = [_guarded("W1", peer, lambda: median_run([_w1(ctx, peer, jobs) for _ in runs]))]
     if only_w1:
         return results
     # A worker start costs a Python start-up per process (seconds for Celery

@@ -3,7 +3,8 @@
 W1: ``w1_jobs`` no-op jobs in one batch at concurrency ``w1_concurrency``
 without a rate limit, followed by one WebSocket watcher (so the serving of
 ~2 events per job to it is part of the engine's load), and separately the
-submit time of the one ``POST /api/batches``. Beside it,
+submit time of the one ``POST /api/batches``; the median of ``w1_runs``
+runs, each on a new server and store (``bench.repeat``). Beside it,
 ``bench.overhead`` runs the same batch on an engine in this process, with
 no server and no watcher: what the engine itself costs per job.
 
@@ -39,6 +40,7 @@ from bench.cpu import per_thousand_jobs
 from bench.live.client import Api, Frame, open_api, open_events
 from bench.live.server import LiveServer, open_server
 from bench.model import Result
+from bench.repeat import median_run
 
 __all__ = ["BatchRun", "run_batch", "w1_overhead", "w2_io_efficiency"]
 
@@ -107,38 +109,54 @@ async def run_batch(server: LiveServer, api: Api, type: str, payloads: list[Any]
 
 
 async def w1_overhead(ctx: Context) -> list[Result]:
-    """W1 on a served engine, then on an engine in this process."""
+    """W1 on a served engine, then on an engine in this process; each the
+    median of ``w1_runs`` runs (``bench.repeat``)."""
+    runs = range(1, ctx.sizes.w1_runs + 1)
+    served = [await _w1_served(ctx, run) for run in runs]
+    alone = [await _w1_engine_only(ctx, run) for run in runs]
+    return [median_run(served), median_run(alone)]
+
+
+async def _w1_served(ctx: Context, run: int) -> Result:
+    """One W1 run on a served engine with its watcher, on a fresh store."""
     sizes = ctx.sizes
     jobs = sizes.w1_jobs
+    await ctx.fresh_store()
     environment = ctx.server_env(
-        "w1",
+        f"w1-{run}",
         EMBEDDING_CONCURRENCY=sizes.w1_concurrency,
         EMBEDDING_BATCH_SIZE=sizes.w1_batch_size,
         EMBEDDING_RATE_LIMIT=0,
         WARM_CHILDREN=1,
     )
     async with open_server(ctx.workdir, environment) as server, open_api(server.url) as api:
-        run = await run_batch(server, api, "noop", [{}] * jobs)
+        batch = await run_batch(server, api, "noop", [{}] * jobs)
     config = (
         f"batchyard serve, 1 child, concurrency {sizes.w1_concurrency}, claims of "
         f"{sizes.w1_batch_size}, no rate limit, warm child, {ctx.store_name} store; "
         "followed by a WebSocket watcher"
     )
-    served = Result(
+    return Result(
         workload="W1",
         system="batchyard",
         config=config,
         metrics={
-            **run.metrics(jobs),
-            "submit_seconds": run.submit_seconds,
-            "submit_jobs_per_second": jobs / run.submit_seconds,
+            **batch.metrics(jobs),
+            "submit_seconds": batch.submit_seconds,
+            "submit_jobs_per_second": jobs / batch.submit_seconds,
         },
     )
+
+
+async def _w1_engine_only(ctx: Context, run: int) -> Result:
+    """One W1 run on an engine in this process, on a fresh store."""
+    sizes = ctx.sizes
+    jobs = sizes.w1_jobs
     await ctx.fresh_store()
     alone = await overhead.measure(
-        jobs, sizes.w1_concurrency, sizes.w1_batch_size, ctx.store_url("w1-engine")
+        jobs, sizes.w1_concurrency, sizes.w1_batch_size, ctx.store_url(f"w1-engine-{run}")
     )
-    engine_only = Result(
+    return Result(
         workload="W1",
         system="batchyard (engine only)",
         config=(
@@ -155,7 +173,6 @@ async def w1_overhead(ctx: Context) -> list[Result]:
             "engine_cpu_seconds_per_1000_jobs": per_thousand_jobs(alone.cpu_seconds, jobs),
         },
     )
-    return [served, engine_only]
 
 
 async def w2_io_efficiency(ctx: Context) -> list[Result]:
