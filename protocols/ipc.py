@@ -33,7 +33,10 @@ that answers nothing in time is taken for crashed (its loop is blocked).
 
 Every class is a frozen attrs value. The wire tag of each message (the
 ``"type"`` key) is given by ``PARENT_MESSAGE_TAGS`` / ``CHILD_MESSAGE_TAGS``;
-which event each fact becomes is said by ``protocols.events``.
+which event each fact becomes is said by ``protocols.events``. The engine
+writes its ``RunJobs`` lines without building ``JobToRun`` values
+(``protocols.run_jobs``, held to the same bytes); the child decodes them as
+any message.
 
 The child writes what one scheduling round produced as one line: a single
 message as itself, several as one ``Reports`` (tag ``"reports"``) holding

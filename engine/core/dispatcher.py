@@ -76,6 +76,7 @@ from engine.store.base import Store
 from engine.store.records import Claim, JobRecord
 from engine.supervisor.children import Child
 from protocols import ipc
+from protocols.run_jobs import job_object
 
 if TYPE_CHECKING:
     from engine.core.run_limits import RunLimits
@@ -331,22 +332,14 @@ class Dispatcher:
 
         async def send_ready() -> None:
             if ready:
-                message = ipc.RunJobs(
-                    jobs=tuple(
-                        ipc.JobToRun(
-                            job_id=j.job_id,
-                            type=j.type,
-                            payload=j.payload,
-                            attempt=j.attempts,
-                            timeout_seconds=timeout_of(j),
-                            cost=j.cost,
-                        )
-                        for j in ready
-                    )
-                )
+                # Plain objects, not ``ipc.JobToRun``: the store checked these values.
+                objects = [
+                    job_object(j.job_id, j.type, j.payload, j.attempts, timeout_of(j), j.cost)
+                    for j in ready
+                ]
                 held.note_sent(ready)
                 ready.clear()
-                await child.channel.send(message)
+                await child.channel.send_run_jobs(objects)
 
         # Jobs of types without a gate go first and have nothing to take
         # (the batch's rate is the child's): unless a hold is on (one only

@@ -16,12 +16,16 @@ recorded), which is what tells a silent child (``engine.core.silence``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import trio
 
 from engine.errors import ChildCrashed
 from protocols import ipc
 from protocols.errors import ProtocolError
 from protocols.framing import NEED_DATA, LineFramer
+from protocols.run_jobs import run_jobs_line
 
 __all__ = ["ChildChannel"]
 
@@ -55,8 +59,16 @@ class ChildChannel:
 
         Raises:
             ChildCrashed: the child's end of the pipe is gone.
+            LocalProtocolError: the message holds something JSON cannot carry.
         """
-        line = self._encoder.encode(message)
+        await self._write(self._encoder.encode(message))
+
+    async def send_run_jobs(self, jobs: Sequence[dict[str, Any]]) -> None:
+        """Send one ``RunJobs`` of objects ``protocols.run_jobs.job_object``
+        made (unchecked there); as ``send`` otherwise."""
+        await self._write(run_jobs_line(jobs))
+
+    async def _write(self, line: bytes) -> None:
         async with self._send_lock:
             try:
                 await self._to_child.send_all(line)

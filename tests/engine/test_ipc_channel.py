@@ -11,6 +11,7 @@ from engine.errors import ChildCrashed
 from engine.supervisor.channel import ChildChannel
 from protocols import ipc
 from protocols.framing import LineFramer, reports_lines
+from protocols.run_jobs import job_object
 
 _CHILD = LineFramer(ipc.ChildMessage)
 
@@ -74,3 +75,21 @@ async def test_sending_to_a_closed_pipe_is_a_crash() -> None:
         await child_reads.aclose()
         with pytest.raises(ChildCrashed, match="closed"):
             await channel.send(ipc.Cancel())
+
+
+async def test_run_jobs_from_job_values_reach_the_child_as_run_jobs() -> None:
+    channel, _, child_reads = _channel()
+    child: LineFramer[ipc.ParentMessage] = LineFramer(ipc.ParentMessage)
+    with trio.fail_after(5):
+        await channel.send_run_jobs([job_object("a", "t", {"n": 1}, 2, 30.0, 1.5)])
+        child.receive_data(await child_reads.receive_some())
+    assert child.next_message() == ipc.RunJobs(
+        jobs=(
+            ipc.JobToRun(
+                job_id="a", type="t", payload={"n": 1}, attempt=2, timeout_seconds=30.0, cost=1.5
+            ),
+        )
+    )
+    await child_reads.aclose()
+    with trio.fail_after(5), pytest.raises(ChildCrashed, match="closed"):
+        await channel.send_run_jobs([job_object("b", "t", None, 1, None, 1.0)])
