@@ -1,17 +1,18 @@
-"""W1's repeats: the run of median throughput out of several.
+"""W1's and W2's repeats: the median run out of several.
 
 Design notes
 ------------
-A W1 run of the full sizes lasts about a second for the fastest systems,
-and on a shared 2-core machine one such run can read a quarter faster or
-slower than the next, for batchyard and for its peers alike. So every
-system's W1 is measured ``Sizes.w1_runs`` times in a row, each run as the
-first one is (a fresh store, server, worker or queue), and the run of
-median jobs/s is the result: its every metric (CPU, submit time) comes from
-that one run. The other runs' jobs/s are kept beside it, as
-``jobs_per_second_run_1`` and on, and in a note, so the spread is part of
-the results. A run that fails fails the whole measurement, as a single run
-would.
+A full-size W1 run lasts about a second for the fastest systems and a W2
+run a quarter of one, and on a shared 2-core machine one such run can read
+a quarter faster or slower than the next, for batchyard and for its peers
+alike. So every system's W1 and W2 are measured ``Sizes.w1_w2_runs``
+times in a row, each run as the first one is (a fresh store, server,
+worker or queue), and the run of median jobs/s (W2: of median efficiency,
+the same order) is the result: its every metric (CPU, submit time) comes
+from that one run. Every run's figure is kept beside it, as
+``jobs_per_second_run_1`` (W2: ``efficiency_run_1``) and on, and in a
+note, so the spread is part of the results. A run that fails fails the
+whole measurement, as a single run would.
 """
 
 from __future__ import annotations
@@ -25,18 +26,21 @@ from bench.model import Result
 __all__ = ["median_run"]
 
 
-def median_run(runs: Sequence[Result]) -> Result:
+def median_run(runs: Sequence[Result], metric: str = "jobs_per_second") -> Result:
     """The run of ``runs`` (of one system on one workload, at least one)
-    with the median ``jobs_per_second`` (the lower middle one of an even
-    number), with every run's jobs/s in its metrics and a note."""
+    with the median ``metric`` (the lower middle one of an even number),
+    with every run's ``metric`` in its metrics and a note."""
     if not runs:
         raise ValueError("no runs to choose from")
-    ranked = sorted(runs, key=lambda run: run.metric("jobs_per_second") or 0.0)
+    ranked = sorted(runs, key=lambda run: run.metric(metric) or 0.0)
     median = ranked[(len(ranked) - 1) // 2]
     if len(runs) == 1:
         return median
-    rates = [run.metric("jobs_per_second") or 0.0 for run in runs]
-    each = {f"jobs_per_second_run_{n}": rate for n, rate in enumerate(rates, start=1)}
-    listed = " / ".join(f"{rate:,.0f}" for rate in rates)
-    note = f"{median.system}: W1 is the median of {len(runs)} runs ({listed} jobs/s, in order)"
+    values = [run.metric(metric) or 0.0 for run in runs]
+    each = {f"{metric}_run_{n}": value for n, value in enumerate(values, start=1)}
+    listed = " / ".join(f"{value:,.0f}" if value >= 100 else f"{value:.3f}" for value in values)
+    note = (
+        f"{median.system}: {median.workload} is the median of {len(runs)} runs"
+        f" ({metric.replace('_', ' ')} {listed}, in order)"
+    )
     return attrs.evolve(median, metrics={**median.metrics, **each}, notes=(*median.notes, note))

@@ -23,9 +23,9 @@ class Sizes:
     # as many into the child); for no-op jobs 200 is its best setting: about
     # a tenth less CPU per job than 50, and nothing more from 500.
     w1_batch_size: int
-    # Every system's W1 is run this many times and the median run reported
-    # (``bench.repeat``).
-    w1_runs: int
+    # Every system's W1 and W2 are run this many times each and the median
+    # run reported (``bench.repeat``).
+    w1_w2_runs: int
     w2_jobs: int
     w2_sleep_seconds: float
     w2_concurrency: int
@@ -66,7 +66,7 @@ FULL = Sizes(
     w1_jobs=10_000,
     w1_concurrency=16,
     w1_batch_size=200,
-    w1_runs=3,
+    w1_w2_runs=3,
     w2_jobs=1_000,
     w2_sleep_seconds=0.01,
     w2_concurrency=50,
@@ -94,7 +94,7 @@ QUICK = Sizes(
     # Small pools: RQ's concurrency is processes, each a Python start-up.
     w1_concurrency=4,
     w1_batch_size=50,
-    w1_runs=1,
+    w1_w2_runs=1,
     w2_jobs=50,
     w2_sleep_seconds=0.01,
     w2_concurrency=10,

@@ -339,7 +339,7 @@ def run_python_peer(
         reason = f"not installed ({', '.join(missing)}): pip install '.[bench]'"
         return [skipped(w, peer.name, reason) for w in workloads]
     jobs = w1_jobs or ctx.sizes.w1_jobs
-    runs = range(ctx.sizes.w1_runs)
+    runs = range(ctx.sizes.w1_w2_runs)
     results = [_guarded("W1", peer, lambda: median_run([_w1(ctx, peer, jobs) for _ in runs]))]
     if only_w1:
         return results
@@ -348,7 +348,9 @@ def run_python_peer(
     if ctx.quick:
         results += [skipped(w, peer.name, QUICK_SKIP) for w in ("W2", "W4")]
     else:
-        results.append(_guarded("W2", peer, lambda: _w2(ctx, peer)))
+        results.append(
+            _guarded("W2", peer, lambda: median_run([_w2(ctx, peer) for _ in runs], "efficiency"))
+        )
         results.append(_guarded("W4", peer, lambda: _w4(ctx, peer)))
     results.append(_guarded("W3", peer, lambda: _latency(ctx, peer)))
     return results
