@@ -7,8 +7,10 @@ Design notes
 held job's start (or progress) as its ``active`` update, each ending whose
 outcome the store took with ``announce_outcome`` as its job leaves
 ``HeldJobs``, a ``RateLimited`` job's ``job:rate-limited`` (made when the
-hold was put on). It runs for every message of every burst, so it
-dispatches on the exact class (messages are never subclassed).
+hold was put on; when the store did not take the burst's outcomes, the
+recorder's ``release`` publishes it once it writes them). It runs for
+every message of every burst, so it dispatches on the exact class
+(messages are never subclassed).
 
 Once the store took a job's outcome, the state it left the job in says
 what subscribers hear: a job back to pending after a failure gets
@@ -115,10 +117,10 @@ def _publish_other(
         tally.report()  # published once, at the end of the burst
     elif type(message) is ipc.JobRateLimited:
         job_id = message.job_id
-        if job_id not in held:
-            return
+        if job_id not in held or job_id not in outcomes:
+            return  # else held for the recorder's ``release``, which publishes it
         event = rate_limited.pop(job_id, None)
-        if job_id in outcomes and event is not None:
+        if event is not None:
             held.pop(job_id)
             publish(event)
     elif type(message) is ipc.BatchStarted:

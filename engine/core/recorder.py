@@ -244,8 +244,9 @@ class Recorder:
         crashed while it had started the job (then the attempt counts, and a
         job out of attempts fails). Each job written is announced like a
         recorded one (its terminal ``job:progress`` or ``job:retrying``,
-        counted in the tally); none was announced before, since a job
-        leaves ``held`` when it is. While the store is away the write is
+        counted in the tally, or the ``job:rate-limited`` of a ``RateLimited``
+        report); none was announced before, since a job leaves ``held`` when
+        it is. While the store is away the write is
         retried until the run's patience runs out; then the jobs are left
         to come back through their lease (logged).
 
@@ -278,13 +279,19 @@ class Recorder:
             )
             for job in held:  # their credits go back all the same
                 held.pop(job.record.job_id)
+                self._rate_limited.pop(job.record.job_id, None)
             return
         except BaseException:
             # These jobs run no more here, recorded or not: their slots go.
             await held.free_type_slots(of_every_job=True)
             raise
         for outcome in outcomes:
-            self._announce(outcome, states.get(outcome.job_id), held.pop(outcome.job_id))
+            job = held.pop(outcome.job_id)
+            limited = self._rate_limited.pop(outcome.job_id, None)
+            if limited is not None and outcome.job_id in states:
+                self.publish(limited)  # its burst's write failed: news only now
+            else:
+                self._announce(outcome, states.get(outcome.job_id), job)
         self._publish_progress(self._tally.latest(self.batch_id))
         await held.free_type_slots()
 

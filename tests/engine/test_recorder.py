@@ -138,6 +138,25 @@ async def test_outcomes_kept_through_an_outage_are_announced_once_at_release(
         assert b_done.duration_ms == 2000.0
 
 
+async def test_a_rate_limited_report_kept_through_an_outage_is_announced_at_release(
+    autojump_clock: MockClock,
+) -> None:
+    async with _run(2) as run:
+        a, b = run.job_ids
+        await run.record(*(ipc.JobStarted(job_id=j, started_at=0.0) for j in run.job_ids))
+        run.store.fail()
+        run.patience.end_at(trio.current_time())
+        await run.record(ipc.JobRateLimited(job_id=a, retry_after=5.0))
+        assert not [e for e in run.published if isinstance(e, events.RateLimitedJob)]
+        run.store.recover()
+        await run.recorder.release(run.held, crashed=False)
+        limited = [e for e in run.published if isinstance(e, events.RateLimitedJob)]
+        assert [e.job_id for e in limited] == [a]
+        assert run.terminal() == []  # neither finished: both back to pending
+        stored = {j.job_id: (j.state, j.attempts) for j in (await run.store.list_jobs("b")).jobs}
+        assert stored == {a: (JobState.PENDING, 0), b: (JobState.PENDING, 0)}
+
+
 async def test_a_kept_failure_with_attempts_left_is_announced_as_retrying(
     autojump_clock: MockClock,
 ) -> None:
